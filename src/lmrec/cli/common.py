@@ -1,0 +1,60 @@
+"""Shared CLI pieces: the console, progress bars, errors shown without tracebacks, cleaning options."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+DEFAULT_STORE = os.environ.get("LMREC_STORE", "lmrec.duckdb")
+
+StoreOpt = Annotated[str, typer.Option("--store", help="DuckDB store file ($LMREC_STORE, default lmrec.duckdb).")]
+
+
+def progress(transient: bool = False) -> Progress:
+    """A Rich progress bar with rate and time left, used by every long step."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=transient,
+    )
+
+
+@contextlib.contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Show lmrec's input errors as one red line and exit 1, instead of a traceback."""
+    from lmrec.data.cleaning import DataError
+    from lmrec.data.idmap import UnknownIdError
+
+    try:
+        yield
+    except (DataError, FileNotFoundError, ValueError, UnknownIdError, RuntimeError) as exc:
+        if os.environ.get("LMREC_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted: nothing was half-written[/]")
+        raise typer.Exit(130) from None

@@ -1,0 +1,308 @@
+"""Cleaning raw event tables, with a report that counts every dropped row by reason.
+
+Row-level rules (missing or unparseable fields, unknown event types) run chunk by chunk, so a large file never has
+to be held whole; table-level rules (duplicates, events for unknown items, minimum counts / k-core) run once on the
+assembled events. In strict mode the first problem raises a :class:`DataError` naming the file, the row, the field
+and what was expected, instead of dropping the row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import polars as pl
+
+from lmrec.data.schema import KNOWN_EVENT_TYPES, normalise_event_type
+
+#: Numeric timestamps above this are taken as milliseconds when the unit is "auto" (1e11 s is the year 5138).
+_MS_THRESHOLD = 100_000_000_000
+
+ROW = "_row"  # 1-based data row in the source file, carried through cleaning for error messages
+
+
+class DataError(ValueError):
+    """Bad input, located: which file, which row, which field, and what was expected."""
+
+    def __init__(self, message: str, *, source: str = "", row: int | None = None, field: str | None = None,
+                 expected: str | None = None, got: object = None) -> None:
+        where = ", ".join(p for p in (source and f"file {source}", row is not None and f"row {row}",
+                                      field and f"field {field!r}") if p)
+        detail = message
+        if expected:
+            detail += f"; expected {expected}"
+        if got is not None:
+            detail += f", got {got!r}"
+        super().__init__(f"{where}: {detail}" if where else detail)
+        self.source, self.row, self.field, self.expected, self.got = source, row, field, expected, got
+
+
+@dataclass(frozen=True)
+class CleaningConfig:
+    """What counts as a usable event.
+
+    Parameters
+    ----------
+    strict:
+        Raise :class:`DataError` on the first bad row instead of dropping it.
+    timestamp_unit:
+        ``"s"``, ``"ms"`` or ``"auto"`` (numbers above 1e11 are milliseconds). ISO-8601 text is always accepted.
+    event_types:
+        Extra event types to accept besides :data:`~lmrec.data.schema.KNOWN_EVENT_TYPES`.
+    allow_any_event_type:
+        Accept every event type (an open vocabulary with no check).
+    default_event_type:
+        The type of events whose table has no ``event_type`` column (``"rating"`` for MovieLens).
+    drop_duplicates:
+        Drop repeated events: the same ``event_id``, or the same (user, item, timestamp, type, value).
+    drop_unknown_items:
+        Drop events whose item is not in the items table (only when an items table is given).
+    min_user_events / min_item_events:
+        Drop users / items with fewer events. With ``kcore`` the filter repeats until both hold at once
+        (the k-core of the bipartite graph, as papers do); without it, users then items are filtered once.
+    """
+
+    strict: bool = False
+    timestamp_unit: str = "auto"
+    event_types: tuple[str, ...] = ()
+    allow_any_event_type: bool = False
+    default_event_type: str = "view"
+    drop_duplicates: bool = True
+    drop_unknown_items: bool = True
+    min_user_events: int = 0
+    min_item_events: int = 0
+    kcore: bool = False
+
+    def __post_init__(self) -> None:
+        if self.timestamp_unit not in ("s", "ms", "auto"):
+            raise ValueError(f"timestamp_unit must be 's', 'ms' or 'auto', got {self.timestamp_unit!r}")
+        if self.min_user_events < 0 or self.min_item_events < 0:
+            raise ValueError("minimum counts must be >= 0")
+
+    @property
+    def accepted_event_types(self) -> frozenset[str]:
+        return frozenset(KNOWN_EVENT_TYPES) | {normalise_event_type(t) for t in self.event_types}
+
+
+@dataclass
+class CleaningReport:
+    """Rows read, rows kept, and rows dropped per reason (with the first row number of each reason)."""
+
+    source: str = ""
+    rows_read: int = 0
+    rows_kept: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    first_row: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def drop(self, reason: str, rows: pl.Series | None, count: int | None = None) -> None:
+        n = count if count is not None else (len(rows) if rows is not None else 0)
+        if n <= 0:
+            return
+        self.dropped[reason] += n
+        if reason not in self.first_row and rows is not None and len(rows):
+            first = rows.min()
+            if first is not None:
+                self.first_row[reason] = int(first)  # type: ignore[arg-type]
+
+    @property
+    def rows_dropped(self) -> int:
+        return sum(self.dropped.values())
+
+    def merge(self, other: CleaningReport) -> None:
+        self.rows_read += other.rows_read
+        self.dropped.update(other.dropped)
+        for k, v in other.first_row.items():
+            self.first_row.setdefault(k, v)
+        self.notes.extend(other.notes)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"source": self.source, "rows_read": self.rows_read, "rows_kept": self.rows_kept,
+                "rows_dropped": self.rows_dropped, "dropped": dict(self.dropped), "first_row": self.first_row,
+                "notes": self.notes}
+
+    def lines(self) -> list[str]:
+        out = [f"{self.source or 'input'}: read {self.rows_read:,} rows, kept {self.rows_kept:,}, "
+               f"dropped {self.rows_dropped:,}"]
+        for reason, n in sorted(self.dropped.items(), key=lambda kv: -kv[1]):
+            first = self.first_row.get(reason)
+            out.append(f"  {reason}: {n:,}" + (f" (first at row {first})" if first is not None else ""))
+        out.extend(f"  note: {n}" for n in self.notes)
+        return out
+
+
+# ---------------------------------------------------------------------- row-level rules
+def _fail_or_drop(df: pl.DataFrame, bad: pl.Series, reason: str, cfg: CleaningConfig, report: CleaningReport,
+                  field_name: str, expected: str, raw: pl.Series | None = None) -> pl.DataFrame:
+    if not bad.any():
+        return df
+    if cfg.strict:
+        pos = int(bad.arg_true()[0])
+        got = raw[pos] if raw is not None else None
+        raise DataError(reason.replace("_", " "), source=report.source, row=int(df[ROW][pos]),
+                        field=field_name, expected=expected, got=got)
+    report.drop(reason, df.filter(bad)[ROW])
+    return df.filter(~bad)
+
+
+def _parse_timestamps(col: pl.Series, unit: str) -> pl.Series:
+    """Seconds since the epoch (Int64) from numbers (s or ms), ISO-8601 text or datetimes; null where unparseable."""
+    if col.dtype == pl.Datetime or col.dtype == pl.Date:
+        return col.cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Int64)
+    if col.dtype.is_numeric():
+        num = col.cast(pl.Float64)
+    else:
+        text = col.cast(pl.String).str.strip_chars()
+        num = text.cast(pl.Float64, strict=False)
+        todo = num.is_null() & text.is_not_null() & (text.str.len_chars() > 0)
+        if todo.any():
+            # ISO-8601 text, parsed row by row by the standard library: it handles 'Z', offsets and dates alone.
+            def iso(s: str | None) -> float | None:
+                if s is None:
+                    return None
+                try:
+                    d = datetime.fromisoformat(s)
+                except ValueError:
+                    return None
+                return (d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp()
+
+            parsed = pl.Series([iso(s) if t else None for s, t in zip(text.to_list(), todo.to_list(), strict=True)],
+                               dtype=pl.Float64)
+            num = pl.select(pl.coalesce(num, parsed)).to_series()
+    num = num.fill_nan(None)
+    if unit == "ms":
+        num = num / 1000.0
+    elif unit == "auto":
+        num = pl.select(pl.when(num.abs() > _MS_THRESHOLD).then(num / 1000.0).otherwise(num)).to_series()
+    return num.floor().cast(pl.Int64)
+
+
+def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) -> pl.DataFrame:
+    """Apply the row-level rules to one chunk of raw events with lmrec's column names.
+
+    ``df`` must carry :data:`ROW`; ``event_type``, ``value`` and ``event_id`` may be missing. Returns the rows kept,
+    typed (ids as text, timestamp as Int64 seconds, value as Float64) and with an ``event_id`` for every row.
+    """
+    report.rows_read += df.height
+    if df.height == 0:
+        return _typed_empty()
+    for col in ("user_id", "item_id", "timestamp"):
+        if col not in df.columns:
+            raise DataError("missing column", source=report.source, field=col,
+                            expected=f"columns user_id, item_id, timestamp (have {df.columns})")
+    if "event_type" not in df.columns:
+        df = df.with_columns(pl.lit(cfg.default_event_type).alias("event_type"))
+    if "value" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.Float64).alias("value"))
+    if "event_id" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.String).alias("event_id"))
+
+    # Ids: text, trimmed; a float-looking id from a spreadsheet ("12.0") is kept as written.
+    df = df.with_columns(
+        [pl.col(c).cast(pl.String).str.strip_chars().alias(c) for c in ("user_id", "item_id", "event_id")]
+    )
+    for col in ("user_id", "item_id"):
+        bad = df[col].is_null() | (df[col].str.len_chars() == 0)
+        df = _fail_or_drop(df, bad, f"missing_{col}", cfg, report, col, "a non-empty id")
+
+    raw_ts = df["timestamp"]
+    missing_ts = raw_ts.is_null() | (raw_ts.cast(pl.String).str.strip_chars().str.len_chars() == 0)
+    df = _fail_or_drop(df, missing_ts, "missing_timestamp", cfg, report, "timestamp", "a timestamp")
+    ts = _parse_timestamps(df["timestamp"], cfg.timestamp_unit)
+    df = _fail_or_drop(df.with_columns(ts.alias("_ts")), ts.is_null(), "bad_timestamp", cfg, report, "timestamp",
+                       "seconds/milliseconds since the epoch or ISO-8601 text", raw=df["timestamp"])
+    df = df.with_columns(pl.col("_ts").alias("timestamp")).drop("_ts")
+
+    raw_value = df["value"]
+    if raw_value.dtype.is_numeric():
+        value = raw_value.cast(pl.Float64)
+        bad_value = value.is_nan()
+    else:
+        txt = raw_value.cast(pl.String).str.strip_chars()
+        value = txt.cast(pl.Float64, strict=False)
+        bad_value = txt.is_not_null() & (txt.str.len_chars() > 0) & value.is_null()
+    df = df.with_columns(value.alias("value"))
+    df = _fail_or_drop(df, bad_value, "bad_value", cfg, report, "value", "a number or empty", raw=raw_value)
+
+    et = df["event_type"].cast(pl.String).str.strip_chars()
+    missing_type = et.is_null() | (et.str.len_chars() == 0)
+    df = df.with_columns(et.alias("event_type"))
+    df = _fail_or_drop(df, missing_type, "missing_event_type", cfg, report, "event_type", "an event type")
+    normalised = df["event_type"].map_elements(normalise_event_type, return_dtype=pl.String)
+    df = df.with_columns(normalised.alias("event_type"))
+    if not cfg.allow_any_event_type:
+        accepted = sorted(cfg.accepted_event_types)
+        unknown = ~df["event_type"].is_in(accepted)
+        df = _fail_or_drop(df, unknown, "unknown_event_type", cfg, report, "event_type",
+                           f"one of {accepted} (declare others with event_types)", raw=df["event_type"])
+
+    # A stable id for events that come without one, so that importing the same file twice adds nothing.
+    derived = pl.concat_str(
+        [pl.col("user_id"), pl.col("item_id"), pl.col("timestamp").cast(pl.String), pl.col("event_type"),
+         pl.col("value").cast(pl.String).fill_null("")],
+        separator="|",
+    )
+    df = df.with_columns(pl.coalesce(pl.col("event_id"), derived).alias("event_id"))
+    return df.select(["event_id", "user_id", "item_id", "timestamp", "event_type", "value", ROW])
+
+
+def _typed_empty() -> pl.DataFrame:
+    return pl.DataFrame(schema={"event_id": pl.String, "user_id": pl.String, "item_id": pl.String,
+                                "timestamp": pl.Int64, "event_type": pl.String, "value": pl.Float64,
+                                ROW: pl.Int64})
+
+
+# ---------------------------------------------------------------------- table-level rules
+def clean_table(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport,
+                item_ids: pl.Series | None = None) -> pl.DataFrame:
+    """Apply the table-level rules (duplicates, unknown items, minimum counts) to row-cleaned events."""
+    if cfg.drop_duplicates and df.height:
+        dup = df.select(pl.col("event_id").is_duplicated() & ~pl.col("event_id").is_first_distinct()).to_series()
+        df = _fail_or_drop(df, dup, "duplicate", cfg, report, "event_id", "each event once")
+    if item_ids is not None and cfg.drop_unknown_items and df.height:
+        unknown = ~df["item_id"].is_in(item_ids.cast(pl.String).implode())
+        df = _fail_or_drop(df, unknown, "unknown_item", cfg, report, "item_id", "an item present in the items table",
+                           raw=df["item_id"])
+    if cfg.min_user_events or cfg.min_item_events:
+        df = filter_min_counts(df, cfg, report)
+    report.rows_kept = df.height
+    return df
+
+
+def filter_min_counts(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) -> pl.DataFrame:
+    """Drop users and items with too few events; repeat to a fixed point when ``cfg.kcore``."""
+    rounds = 0
+    while True:
+        rounds += 1
+        before = df.height
+        if cfg.min_user_events:
+            small = pl.col("user_id").count().over("user_id") < cfg.min_user_events
+            bad = df.select(small).to_series()
+            if bad.any():
+                report.drop("below_min_user_events", df.filter(bad)[ROW])
+                df = df.filter(~bad)
+        if cfg.min_item_events:
+            small = pl.col("item_id").count().over("item_id") < cfg.min_item_events
+            bad = df.select(small).to_series()
+            if bad.any():
+                report.drop("below_min_item_events", df.filter(bad)[ROW])
+                df = df.filter(~bad)
+        if not cfg.kcore or df.height == before or df.height == 0:
+            break
+    if cfg.kcore:
+        report.notes.append(f"k-core (users ≥ {cfg.min_user_events}, items ≥ {cfg.min_item_events}) "
+                            f"reached after {rounds} round(s)")
+    return df
+
+
+def clean_events(df: pl.DataFrame, cfg: CleaningConfig | None = None, *, source: str = "",
+                 item_ids: pl.Series | None = None) -> tuple[pl.DataFrame, CleaningReport]:
+    """Row- and table-level cleaning of a whole events table in memory. Adds :data:`ROW` if absent."""
+    cfg = cfg or CleaningConfig()
+    report = CleaningReport(source=source)
+    if ROW not in df.columns:
+        df = df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
+    rows = clean_rows(df, cfg, report)
+    out = clean_table(rows, cfg, report, item_ids=item_ids)
+    return out, report

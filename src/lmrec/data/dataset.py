@@ -1,0 +1,284 @@
+"""The :class:`Dataset`: validated event, item and user tables with dense ids and per-user sequences."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from lmrec.data.idmap import IdMap
+from lmrec.data.ragged import Ragged
+from lmrec.data.schema import (
+    EVENT_COLUMNS,
+    EVENTS_SCHEMA,
+    ITEM_COLUMNS,
+    ITEMS_SCHEMA,
+    USER_COLUMNS,
+    USERS_SCHEMA,
+)
+
+FORMAT_VERSION = 1
+
+
+def _empty(schema: pa.Schema) -> pl.DataFrame:
+    return pl.from_arrow(schema.empty_table())  # type: ignore[return-value]
+
+
+def conform(df: pl.DataFrame | pa.Table | None, schema: pa.Schema, what: str) -> pl.DataFrame:
+    """Cast a table to lmrec's schema for ``what`` (events/items/users): required columns must be present,
+    optional ones are added as nulls, extra columns are kept after the known ones."""
+    if df is None:
+        return _empty(schema)
+    if isinstance(df, pa.Table):
+        df = pl.from_arrow(df)  # type: ignore[assignment]
+    assert isinstance(df, pl.DataFrame)
+    required = [f.name for f in schema if not f.nullable]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} table is missing required column(s) {missing}; it has {df.columns}")
+    target = pl.from_arrow(schema.empty_table()).schema
+    exprs = []
+    for name, dtype in target.items():
+        if name in df.columns:
+            exprs.append(pl.col(name).cast(dtype))
+        else:
+            exprs.append(pl.lit(None, dtype=dtype).alias(name))
+    extra = [c for c in df.columns if c not in target]
+    return df.select(exprs + [pl.col(c) for c in extra])
+
+
+@dataclass(frozen=True)
+class DatasetStats:
+    """Summary statistics, printed by ``lmrec data stats``."""
+
+    name: str
+    n_users: int
+    n_items: int
+    n_events: int
+    n_items_with_events: int
+    density: float
+    events_by_type: dict[str, int]
+    sequence_length: dict[str, float]  # min / median / mean / max events per user
+    item_popularity: dict[str, float]  # min / median / mean / max events per item with events
+    first_timestamp: int | None
+    last_timestamp: int | None
+    value: dict[str, float] = field(default_factory=dict)  # min / mean / max of non-null values
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Events, items and users with dense ids, immutable after :meth:`build`.
+
+    ``events`` holds :data:`~lmrec.data.schema.EVENT_COLUMNS` plus ``user_idx``, ``item_idx`` and ``type_idx``,
+    sorted by user, then time, ties in input order. ``items`` and ``users`` hold one row per vocabulary entry in
+    index order (row ``i`` is index ``i + 1``). Splits produce new datasets that share the vocabularies, so a
+    model trained on one split scores the items of another.
+    """
+
+    events: pl.DataFrame
+    items: pl.DataFrame
+    users: pl.DataFrame
+    user_map: IdMap
+    item_map: IdMap
+    event_types: tuple[str, ...]
+    name: str = "dataset"
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(
+        cls,
+        events: pl.DataFrame | pa.Table,
+        items: pl.DataFrame | pa.Table | None = None,
+        users: pl.DataFrame | pa.Table | None = None,
+        *,
+        name: str = "dataset",
+        user_map: IdMap | None = None,
+        item_map: IdMap | None = None,
+        event_types: tuple[str, ...] | None = None,
+    ) -> Dataset:
+        """Assemble a dataset from clean tables (see :mod:`lmrec.data.cleaning` for cleaning raw ones).
+
+        Items and users that appear only in their own table (a catalogue item nobody touched yet) are part
+        of the vocabulary; so are ids that appear only in events. Passing ``user_map``/``item_map`` keeps the
+        indices of an existing dataset (ids it lacks are appended).
+        """
+        ev = conform(events, EVENTS_SCHEMA, "events")
+        it = conform(items, ITEMS_SCHEMA, "items").unique("item_id", keep="last", maintain_order=True)
+        us = conform(users, USERS_SCHEMA, "users").unique("user_id", keep="last", maintain_order=True)
+
+        # Vocabularies: table ids first (catalogue order), then ids seen only in events (first-seen order).
+        item_ids = list(dict.fromkeys(it["item_id"].to_list() + ev["item_id"].unique(maintain_order=True).to_list()))
+        user_ids = list(dict.fromkeys(us["user_id"].to_list() + ev["user_id"].unique(maintain_order=True).to_list()))
+        imap = item_map.extend(item_ids) if item_map is not None else IdMap(item_ids, kind="item")
+        umap = user_map.extend(user_ids) if user_map is not None else IdMap(user_ids, kind="user")
+        types = tuple(event_types) if event_types is not None else ()
+        types = types + tuple(t for t in ev["event_type"].unique(maintain_order=True).to_list() if t not in types)
+
+        ev = (
+            ev.with_row_index("_order")
+            .with_columns(
+                pl.col("user_id").replace_strict(umap.raw_ids, range(1, len(umap) + 1), return_dtype=pl.Int32)
+                .alias("user_idx"),
+                pl.col("item_id").replace_strict(imap.raw_ids, range(1, len(imap) + 1), return_dtype=pl.Int32)
+                .alias("item_idx"),
+                pl.col("event_type").replace_strict(list(types), range(len(types)), return_dtype=pl.Int16)
+                .alias("type_idx"),
+            )
+            .sort(["user_idx", "timestamp", "_order"])
+            .drop("_order")
+        )
+        it = cls._complete(it, imap, "item_id", ITEMS_SCHEMA).with_columns(
+            pl.int_range(1, len(imap) + 1, dtype=pl.Int32).alias("item_idx")
+        )
+        us = cls._complete(us, umap, "user_id", USERS_SCHEMA).with_columns(
+            pl.int_range(1, len(umap) + 1, dtype=pl.Int32).alias("user_idx")
+        )
+        return cls(ev, it, us, umap, imap, types, name)
+
+    @staticmethod
+    def _complete(table: pl.DataFrame, idmap: IdMap, key: str, schema: pa.Schema) -> pl.DataFrame:
+        """One row per vocabulary entry, in index order; entries absent from ``table`` get null fields."""
+        order = pl.DataFrame({key: idmap.raw_ids})
+        return order.join(table, on=key, how="left", maintain_order="left")
+
+    def with_events(self, events: pl.DataFrame, name: str | None = None) -> Dataset:
+        """The same vocabularies, items and users with another set of events (already indexed and sorted),
+        used by splits."""
+        return Dataset(events, self.items, self.users, self.user_map, self.item_map, self.event_types,
+                       name or self.name)
+
+    # ------------------------------------------------------------------ sizes and views
+    @property
+    def n_users(self) -> int:
+        return len(self.user_map)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_map)
+
+    @property
+    def n_events(self) -> int:
+        return self.events.height
+
+    @cached_property
+    def sequences(self) -> Ragged:
+        """Each user's chronological item indices; row ``u`` is user index ``u`` (row 0, padding, is empty)."""
+        return Ragged.from_groups(
+            self.events["user_idx"].to_numpy(), self.events["item_idx"].to_numpy().astype(np.int64),
+            self.user_map.size,
+        )
+
+    @cached_property
+    def timestamps(self) -> Ragged:
+        """Each user's event times, aligned with :attr:`sequences`."""
+        return Ragged(self.sequences.offsets, self.events["timestamp"].to_numpy())
+
+    @cached_property
+    def type_sequences(self) -> Ragged:
+        """Each user's event type indices (into :attr:`event_types`), aligned with :attr:`sequences`."""
+        return Ragged(self.sequences.offsets, self.events["type_idx"].to_numpy().astype(np.int64))
+
+    @cached_property
+    def item_popularity(self) -> np.ndarray:
+        """Events per item index, ``(n_items + 1,)`` with 0 for padding."""
+        return np.bincount(self.events["item_idx"].to_numpy(), minlength=self.item_map.size).astype(np.int64)
+
+    def interaction_matrix(self, binary: bool = True):  # -> scipy.sparse.csr_matrix
+        """A ``(n_users + 1, n_items + 1)`` CSR matrix; row/column 0 is padding and stays empty."""
+        m = self.sequences.to_csr(self.item_map.size)
+        if binary:
+            m.data[:] = 1.0
+        return m
+
+    def user_sequence(self, user_id: str) -> list[str]:
+        """A user's items as raw ids, oldest first."""
+        return self.item_map.raws(self.sequences[self.user_map.index(user_id)]).tolist()
+
+    def item_titles(self) -> list[str]:
+        """Titles in index order, with ``""`` for padding (index 0) and for items without a title."""
+        return [""] + [t or "" for t in self.items["title"].to_list()]
+
+    # ------------------------------------------------------------------ statistics
+    def stats(self) -> DatasetStats:
+        ev = self.events
+        lengths = self.sequences.lengths[1:]
+        lengths = lengths[lengths > 0]
+        pop = self.item_popularity[1:]
+        pop = pop[pop > 0]
+        by_type = {str(r[0]): int(r[1]) for r in ev.group_by("event_type").len().sort("event_type").iter_rows()}
+        values = ev["value"].drop_nulls()
+        n_active_users = int(len(lengths))
+
+        def summary(a: np.ndarray) -> dict[str, float]:
+            if len(a) == 0:
+                return {"min": 0.0, "median": 0.0, "mean": 0.0, "max": 0.0}
+            return {"min": float(a.min()), "median": float(np.median(a)), "mean": float(a.mean()),
+                    "max": float(a.max())}
+
+        return DatasetStats(
+            name=self.name,
+            n_users=self.n_users,
+            n_items=self.n_items,
+            n_events=self.n_events,
+            n_items_with_events=int(len(pop)),
+            density=self.n_events / max(1, n_active_users * max(1, len(pop))),
+            events_by_type=by_type,
+            sequence_length=summary(lengths),
+            item_popularity=summary(pop),
+            first_timestamp=int(ev["timestamp"].min()) if ev.height else None,  # type: ignore[arg-type]
+            last_timestamp=int(ev["timestamp"].max()) if ev.height else None,  # type: ignore[arg-type]
+            value={"min": float(values.min()), "mean": float(values.mean()), "max": float(values.max())}  # type: ignore[arg-type]
+            if len(values) else {},
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write the dataset as a folder of Parquet tables and a JSON manifest (no pickles)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.events.select(list(EVENT_COLUMNS)).write_parquet(path / "events.parquet")
+        self.items.drop("item_idx").write_parquet(path / "items.parquet")
+        self.users.drop("user_idx").write_parquet(path / "users.parquet")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "event_types": list(self.event_types),
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "n_events": self.n_events,
+        }
+        (path / "dataset.json").write_text(json.dumps(manifest, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Dataset:
+        path = Path(path)
+        manifest_path = path / "dataset.json"
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"{path} is not a saved lmrec dataset (no dataset.json)")
+        manifest = json.loads(manifest_path.read_text())
+        items = pl.read_parquet(path / "items.parquet")
+        users = pl.read_parquet(path / "users.parquet")
+        # Items/users tables list every vocabulary entry in index order, so indices survive the round trip.
+        return cls.build(
+            pl.read_parquet(path / "events.parquet"),
+            items,
+            users,
+            name=manifest["name"],
+            item_map=IdMap(items["item_id"].to_list(), kind="item"),
+            user_map=IdMap(users["user_id"].to_list(), kind="user"),
+            event_types=tuple(manifest["event_types"]),
+        )
+
+    def __repr__(self) -> str:
+        return (f"Dataset(name={self.name!r}, users={self.n_users:,}, items={self.n_items:,}, "
+                f"events={self.n_events:,}, event_types={list(self.event_types)})")

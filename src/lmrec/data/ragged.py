@@ -1,0 +1,105 @@
+"""Ragged integer arrays: many variable-length rows in two flat numpy arrays (CSR layout)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Ragged:
+    """Rows of different lengths stored as ``values[offsets[i]:offsets[i+1]]``.
+
+    Used for users' chronological item sequences, evaluation targets and candidate sets; cheap to slice and
+    to turn into a padded batch for a sequence model.
+    """
+
+    offsets: np.ndarray  # (n_rows + 1,) int64, offsets[0] == 0
+    values: np.ndarray  # (nnz,)
+
+    def __post_init__(self) -> None:
+        if self.offsets.ndim != 1 or len(self.offsets) == 0 or self.offsets[0] != 0:
+            raise ValueError("offsets must be 1-d and start at 0")
+        if self.offsets[-1] != len(self.values):
+            raise ValueError(f"offsets end at {self.offsets[-1]} but there are {len(self.values)} values")
+
+    @classmethod
+    def from_lists(cls, rows: Sequence[Sequence[int]] | Sequence[np.ndarray], dtype: type = np.int64) -> Ragged:
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        values = (
+            np.concatenate([np.asarray(r, dtype=dtype) for r in rows]) if len(rows) and offsets[-1] else
+            np.zeros(0, dtype=dtype)
+        )
+        return cls(offsets, values)
+
+    @classmethod
+    def from_groups(cls, group: np.ndarray, values: np.ndarray, n_groups: int) -> Ragged:
+        """Build from a ``group`` index per value, already sorted by group (stable order inside a group)."""
+        counts = np.bincount(group, minlength=n_groups)[:n_groups]
+        offsets = np.zeros(n_groups + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return cls(offsets, np.asarray(values))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self[i]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def take(self, rows: np.ndarray | Sequence[int]) -> Ragged:
+        """The selected rows, in the order given."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        lengths = ends - starts
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        if offsets[-1] == 0:
+            return Ragged(offsets, self.values[:0])
+        # Gather positions without a Python loop: start of each row repeated, plus a running index.
+        pos = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return Ragged(offsets, self.values[pos])
+
+    def row_ids(self) -> np.ndarray:
+        """The row of every value: ``[0, 0, 1, 2, 2, 2, ...]``."""
+        return np.repeat(np.arange(len(self), dtype=np.int64), self.lengths)
+
+    def last(self, n: int, pad: int = 0, left_pad: bool = True) -> np.ndarray:
+        """A dense ``(rows, n)`` array of each row's last ``n`` values, padded with ``pad``.
+
+        Left padding (the default) puts the newest value in the last column, as sequence models expect.
+        """
+        out = np.full((len(self), n), pad, dtype=self.values.dtype if len(self.values) else np.int64)
+        lengths = np.minimum(self.lengths, n)
+        for i in range(len(self)):
+            k = lengths[i]
+            if k:
+                row = self.values[self.offsets[i + 1] - k : self.offsets[i + 1]]
+                if left_pad:
+                    out[i, n - k :] = row
+                else:
+                    out[i, :k] = row
+        return out
+
+    def to_lists(self) -> list[list[int]]:
+        return [r.tolist() for r in self]
+
+    def to_csr(self, n_cols: int, data: np.ndarray | None = None):  # -> scipy.sparse.csr_matrix
+        """A ``(rows, n_cols)`` sparse matrix with a 1 (or ``data``) at every value; duplicates are summed."""
+        import scipy.sparse as sp
+
+        d = np.ones(len(self.values), dtype=np.float32) if data is None else data
+        m = sp.csr_matrix((d, self.values.astype(np.int64), self.offsets), shape=(len(self), n_cols))
+        m.sum_duplicates()
+        return m

@@ -1,0 +1,177 @@
+"""Evaluation splits: leave-one-out, global temporal and cold-item. Deterministic given the data and the seed.
+
+Every split keeps the dataset's vocabularies, so indices mean the same item in train, validation and test; a model
+fitted on ``split.train`` scores the targets of ``split.valid`` and ``split.test`` directly. Validation is for model
+selection and early stopping; test is read once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from lmrec.data.dataset import Dataset
+from lmrec.data.ragged import Ragged
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """What a model is asked and what it should answer.
+
+    ``users[i]`` (a user index) has seen ``history[i]`` (item indices, oldest first) and should next interact with
+    ``targets[i]``. ``history`` is both the model's input and the default set of items excluded from ranking.
+    """
+
+    name: str
+    users: np.ndarray  # (n,) int64 user indices
+    history: Ragged  # item indices, chronological
+    targets: Ragged  # item indices to retrieve
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def subset(self, rows: np.ndarray) -> EvalSet:
+        return EvalSet(self.name, self.users[rows], self.history.take(rows), self.targets.take(rows))
+
+
+@dataclass(frozen=True)
+class Split:
+    """A protocol applied to a dataset.
+
+    ``train`` is what models fit on; ``train_valid`` adds the validation events (to refit before testing if a
+    protocol asks for it). ``params`` records the protocol's settings, reported next to every number.
+    """
+
+    protocol: str
+    train: Dataset
+    train_valid: Dataset
+    valid: EvalSet
+    test: EvalSet
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        p = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return (f"{self.protocol} ({p}): train {self.train.n_events:,} events, valid {len(self.valid):,} users, "
+                f"test {len(self.test):,} users")
+
+
+def _eval_set(name: str, users: np.ndarray, hist: Ragged, target_user: np.ndarray, target_item: np.ndarray,
+              n_user_rows: int) -> EvalSet:
+    """Group target (user, item) pairs, already ordered by user, into an EvalSet over ``users``."""
+    targets_all = Ragged.from_groups(target_user, target_item.astype(np.int64), n_user_rows)
+    return EvalSet(name, users, hist.take(users), targets_all.take(users))
+
+
+def _position_columns(events: pl.DataFrame) -> pl.DataFrame:
+    return events.with_columns(
+        (pl.len().over("user_idx") - 1 - pl.int_range(pl.len()).over("user_idx")).alias("_from_end")
+    )
+
+
+def leave_one_out(ds: Dataset, min_events: int = 3) -> Split:
+    """Each user's last event is the test target and the one before it the validation target.
+
+    Users with fewer than ``min_events`` events stay wholly in training and are not evaluated. The test history is
+    the training history plus the validation item, as in SASRec and its successors.
+    """
+    if min_events < 3:
+        raise ValueError("leave-one-out needs at least 3 events per evaluated user (train, valid, test)")
+    ev = _position_columns(ds.events).with_columns(pl.len().over("user_idx").alias("_n"))
+    evaluated = pl.col("_n") >= min_events
+    test_ev = ev.filter(evaluated & (pl.col("_from_end") == 0))
+    valid_ev = ev.filter(evaluated & (pl.col("_from_end") == 1))
+    train_ev = ev.filter(~evaluated | (pl.col("_from_end") >= 2))
+    train_valid_ev = ev.filter(~evaluated | (pl.col("_from_end") >= 1))
+    cols = ds.events.columns
+    train = ds.with_events(train_ev.select(cols))
+    train_valid = ds.with_events(train_valid_ev.select(cols))
+    users = test_ev["user_idx"].to_numpy().astype(np.int64)
+    n_rows = ds.user_map.size
+    valid = _eval_set("valid", users, train.sequences, valid_ev["user_idx"].to_numpy(),
+                      valid_ev["item_idx"].to_numpy(), n_rows)
+    test = _eval_set("test", users, train_valid.sequences, test_ev["user_idx"].to_numpy(),
+                     test_ev["item_idx"].to_numpy(), n_rows)
+    return Split("leave-one-out", train, train_valid, valid, test, {"min_events": min_events})
+
+
+def _window_targets(window: pl.DataFrame, history: Dataset, name: str, exclude_seen: bool,
+                    n_rows: int) -> EvalSet:
+    """Distinct items each user touched in a time window, optionally without those already in their history."""
+    w = window.select("user_idx", "item_idx").unique(maintain_order=True)
+    if exclude_seen:
+        seen = history.events.select("user_idx", "item_idx").unique()
+        w = w.join(seen, on=["user_idx", "item_idx"], how="anti", maintain_order="left")
+    with_history = np.flatnonzero(history.sequences.lengths > 0).astype(np.int32)
+    w = w.filter(pl.col("user_idx").is_in(pl.Series(with_history).implode()))
+    w = w.sort("user_idx", maintain_order=True)
+    users = w["user_idx"].unique(maintain_order=True).to_numpy().astype(np.int64)
+    return _eval_set(name, users, history.sequences, w["user_idx"].to_numpy(), w["item_idx"].to_numpy(), n_rows)
+
+
+def temporal(ds: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1, exclude_seen_targets: bool = True) -> Split:
+    """A global split by time: the last ``test_frac`` of events (by timestamp) are test, the ``valid_frac`` before
+    them validation. Targets are the distinct items a user touched in the window (not already in their history,
+    by default); only users with history before the window are evaluated. No event after a cut-off is ever seen in
+    training, so this protocol has no leakage from the future.
+    """
+    if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
+        raise ValueError("valid_frac and test_frac must be in (0, 1) with a sum below 1")
+    ts = np.sort(ds.events["timestamp"].to_numpy())
+    t_valid = int(ts[int(len(ts) * (1 - valid_frac - test_frac))])
+    t_test = int(ts[int(len(ts) * (1 - test_frac))])
+    cols = ds.events.columns
+    train = ds.with_events(ds.events.filter(pl.col("timestamp") < t_valid).select(cols))
+    train_valid = ds.with_events(ds.events.filter(pl.col("timestamp") < t_test).select(cols))
+    n_rows = ds.user_map.size
+    valid = _window_targets(ds.events.filter((pl.col("timestamp") >= t_valid) & (pl.col("timestamp") < t_test)),
+                            train, "valid", exclude_seen_targets, n_rows)
+    test = _window_targets(ds.events.filter(pl.col("timestamp") >= t_test), train_valid, "test",
+                           exclude_seen_targets, n_rows)
+    return Split("temporal", train, train_valid, valid, test,
+                 {"valid_frac": valid_frac, "test_frac": test_frac, "t_valid": t_valid, "t_test": t_test,
+                  "exclude_seen_targets": exclude_seen_targets})
+
+
+def cold_item(ds: Dataset, cold_frac: float = 0.1, seed: int = 0) -> Split:
+    """Hold out a random ``cold_frac`` of the items that have events as test items and another ``cold_frac`` as
+    validation items; no event on a held-out item is in training.
+
+    A user is evaluated on the held-out items they interacted with, given their whole history of training items.
+    Only text (or other content) can rank such items: this is the protocol for cold start.
+    """
+    if not 0 < cold_frac < 0.5:
+        raise ValueError("cold_frac must be in (0, 0.5)")
+    active = np.flatnonzero(ds.item_popularity > 0)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(active)
+    n_cold = max(1, int(round(len(active) * cold_frac)))
+    test_items, valid_items = np.sort(perm[:n_cold]), np.sort(perm[n_cold : 2 * n_cold])
+    cold = np.concatenate([test_items, valid_items])
+    cols = ds.events.columns
+    is_cold = pl.col("item_idx").is_in(pl.Series(cold.astype(np.int32)).implode())
+    train = ds.with_events(ds.events.filter(~is_cold).select(cols))
+    n_rows = ds.user_map.size
+
+    def window(items: np.ndarray, name: str) -> EvalSet:
+        w = ds.events.filter(pl.col("item_idx").is_in(pl.Series(items.astype(np.int32)).implode()))
+        return _window_targets(w, train, name, True, n_rows)
+
+    valid, test = window(valid_items, "valid"), window(test_items, "test")
+    return Split("cold-item", train, train, valid, test,
+                 {"cold_frac": cold_frac, "seed": seed, "n_test_items": int(len(test_items)),
+                  "n_valid_items": int(len(valid_items))})
+
+
+PROTOCOLS = {"leave-one-out": leave_one_out, "loo": leave_one_out, "temporal": temporal, "cold-item": cold_item}
+
+
+def make_split(ds: Dataset, protocol: str, **params: Any) -> Split:
+    """Apply a protocol by name (``leave-one-out``, ``temporal``, ``cold-item``)."""
+    try:
+        fn = PROTOCOLS[protocol]
+    except KeyError:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {sorted(set(PROTOCOLS) - {'loo'})}") from None
+    return fn(ds, **params)  # type: ignore[operator]

@@ -1,0 +1,394 @@
+"""The one interface every recommender honours, and everything written once for all of them.
+
+A model writes ``_fit`` and ``score``. Top-k, excluding seen items, candidate sets and filters, raw-id mapping, the
+popularity fallback for users with no history, batching, and saving/loading a model folder live here, tested once
+by the contract suite in ``tests/models/test_contract.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from lmrec.data.dataset import Dataset
+from lmrec.data.idmap import IdMap
+from lmrec.data.ragged import Ragged
+from lmrec.data.schema import PAD
+
+MODEL_FILE = "model.json"
+ARRAYS_FILE = "arrays.npz"
+FORMAT_VERSION = 1
+NEG_INF = np.float32(-np.inf)
+
+_REGISTRY: dict[str, type[Recommender]] = {}
+R = TypeVar("R", bound="Recommender")
+
+
+def register(name: str) -> Callable[[type[R]], type[R]]:
+    """Class decorator: make a model available by name to the CLI, configs and :func:`load_model`."""
+
+    def deco(cls: type[R]) -> type[R]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"model name {name!r} is already registered by {_REGISTRY[name].__name__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available_models() -> list[str]:
+    import lmrec.models  # noqa: F401  (importing the package registers the built-in models)
+
+    return sorted(_REGISTRY)
+
+
+def model_class(name: str) -> type[Recommender]:
+    import lmrec.models  # noqa: F401
+
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def create_model(name: str, **config: Any) -> Recommender:
+    """Instantiate a registered model with config overrides (unknown keys are an error)."""
+    return model_class(name)(**config)
+
+
+def load_model(path: str | Path) -> Recommender:
+    """Load any saved model folder, whichever class wrote it."""
+    meta = json.loads((Path(path) / MODEL_FILE).read_text())
+    return model_class(meta["model"]).load(path)
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """For models without hyper-parameters."""
+
+
+class NotFittedError(RuntimeError):
+    pass
+
+
+class Recommender(ABC):
+    """Base class of every lmrec recommender.
+
+    Subclasses set ``Config`` (a frozen dataclass of hyper-parameters) and implement :meth:`_fit` and
+    :meth:`score`; models with learned arrays implement :meth:`_state` / :meth:`_load_state`.
+
+    Indices: item and user indices are those of the dataset the model was fitted on (``0`` is padding, never
+    recommended). ``score`` returns ``(batch, n_items + 1)`` with column 0 set to ``-inf``.
+    """
+
+    name: ClassVar[str] = "base"
+    Config: ClassVar[type] = NoConfig
+    #: Whether ``score`` uses the user index (collaborative models with per-user parameters).
+    uses_user_ids: ClassVar[bool] = False
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        if config is None:
+            valid = {f.name for f in fields(self.Config)}
+            unknown = set(overrides) - valid
+            if unknown:
+                raise TypeError(f"{type(self).__name__} has no setting(s) {sorted(unknown)}; "
+                                f"valid: {sorted(valid)}")
+            config = self.Config(**overrides)
+        elif overrides:
+            from dataclasses import replace
+
+            config = replace(config, **overrides)
+        self.config = config
+        self.item_map: IdMap | None = None
+        self.user_map: IdMap | None = None
+        self.popularity_: np.ndarray | None = None  # (n_items + 1,) training events per item
+        self.user_histories_: Ragged | None = None  # training sequences, the default history of known users
+        self.item_categories_: list[list[str]] | None = None  # for category filters, index-aligned (0 = PAD)
+
+    # ------------------------------------------------------------------ what a model writes
+    @abstractmethod
+    def _fit(self, dataset: Dataset, valid: Any = None) -> None:
+        """Learn from ``dataset`` (``valid``, an :class:`~lmrec.data.splits.EvalSet`, for early stopping)."""
+
+    @abstractmethod
+    def score(self, histories: Ragged, users: np.ndarray | None = None,
+              items: np.ndarray | None = None) -> np.ndarray:
+        """Scores, higher is better.
+
+        Parameters
+        ----------
+        histories:
+            One chronological sequence of item indices per row (may be empty).
+        users:
+            The user index of each row, or ``PAD`` (0) for an anonymous history; ``None`` means all anonymous.
+        items:
+            Score only these item indices (``(n,)``); by default the whole catalogue.
+
+        Returns
+        -------
+        ``float32 (rows, n_items + 1)`` (column 0 is ``-inf``), or ``(rows, len(items))`` when ``items`` is given.
+        """
+
+    def _state(self) -> dict[str, np.ndarray]:
+        """Learned arrays to save (``allow_pickle=False``)."""
+        return {}
+
+    def _load_state(self, arrays: dict[str, np.ndarray], path: Path) -> None:
+        """Restore what :meth:`_state` saved; ``path`` is the model folder for models with extra files."""
+
+    def _save_extra(self, path: Path) -> None:
+        """Write files besides ``arrays.npz`` (e.g. torch weights)."""
+
+    # ------------------------------------------------------------------ written once for all models
+    def fit(self, dataset: Dataset, valid: Any = None) -> Recommender:
+        self.item_map, self.user_map = dataset.item_map, dataset.user_map
+        self.popularity_ = dataset.item_popularity.copy()
+        self.user_histories_ = dataset.sequences
+        self.item_categories_ = [[]] + [list(c or []) for c in dataset.items["categories"].to_list()]
+        self._fit(dataset, valid)
+        return self
+
+    @property
+    def n_items(self) -> int:
+        self._check_fitted()
+        assert self.item_map is not None
+        return len(self.item_map)
+
+    def _check_fitted(self) -> None:
+        if self.item_map is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(dataset) or load(path) first")
+
+    def add_items(self, item_ids: Sequence[str], categories: Sequence[Sequence[str]] | None = None) -> np.ndarray:
+        """Extend the item vocabulary with new raw ids (cold start). Returns their indices.
+
+        The base class grows the id map, popularity and categories; models that can score unseen items (text
+        models) override :meth:`_on_items_added` to compute their representation.
+        """
+        self._check_fitted()
+        assert self.item_map is not None and self.popularity_ is not None and self.item_categories_ is not None
+        new = [i for i in dict.fromkeys(map(str, item_ids)) if i not in self.item_map]
+        cats = dict(zip(map(str, item_ids), categories or [[]] * len(item_ids), strict=False))
+        if new:
+            self.item_map = self.item_map.extend(new)
+            self.popularity_ = np.concatenate([self.popularity_, np.zeros(len(new), dtype=np.int64)])
+            self.item_categories_ = self.item_categories_ + [list(cats.get(i) or []) for i in new]
+            self._on_items_added(np.array([self.item_map.index(i) for i in new], dtype=np.int64))
+        return self.item_map.indices([str(i) for i in item_ids])
+
+    def _on_items_added(self, indices: np.ndarray) -> None:
+        """Hook for models that can represent new items; by default they score ``-inf`` until refit."""
+
+    def popularity_scores(self, rows: int) -> np.ndarray:
+        """The fallback for rows with nothing to go on: item popularity, the same for every row."""
+        assert self.popularity_ is not None
+        pop = np.log1p(self.popularity_.astype(np.float32))
+        pop[PAD] = NEG_INF
+        return np.broadcast_to(pop, (rows, len(pop))).copy()
+
+    def histories_for(self, users: np.ndarray) -> Ragged:
+        """Training histories of known user indices (empty for PAD)."""
+        self._check_fitted()
+        assert self.user_histories_ is not None
+        users = np.asarray(users, dtype=np.int64)
+        n = len(self.user_histories_)
+        safe = np.where((users > 0) & (users < n), users, 0)  # row 0 is empty
+        return self.user_histories_.take(safe)
+
+    def recommend_indices(
+        self,
+        histories: Ragged,
+        users: np.ndarray | None = None,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        exclude: Ragged | None = None,
+        candidates: np.ndarray | None = None,
+        item_mask: np.ndarray | None = None,
+        batch_size: int = 1024,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` item indices and scores per row, in index space (the evaluation path).
+
+        ``exclude`` adds per-row items to drop; ``candidates`` restricts ranking to these indices (shared by all
+        rows); ``item_mask`` (``(n_items + 1,)`` bool) keeps only allowed items. Rows with no history and no known
+        user fall back to popularity. Rows with fewer than ``k`` rankable items are padded with index 0 and
+        score ``-inf``.
+        """
+        self._check_fitted()
+        n_rows = len(histories)
+        users_arr = np.zeros(n_rows, dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
+        out_idx = np.zeros((n_rows, k), dtype=np.int64)
+        out_score = np.full((n_rows, k), NEG_INF, dtype=np.float32)
+        for start in range(0, n_rows, batch_size):
+            rows = np.arange(start, min(start + batch_size, n_rows))
+            h = histories.take(rows)
+            u = users_arr[rows]
+            scores = self._scores_with_fallback(h, u)
+            if candidates is not None:
+                allowed = np.zeros(scores.shape[1], dtype=bool)
+                allowed[np.asarray(candidates, dtype=np.int64)] = True
+                scores[:, ~allowed] = NEG_INF
+            if item_mask is not None:
+                scores[:, ~item_mask[: scores.shape[1]]] = NEG_INF
+            scores[:, PAD] = NEG_INF
+            if exclude_seen:
+                _mask_rows(scores, h)
+            if exclude is not None:
+                _mask_rows(scores, exclude.take(rows))
+            idx, sc = topk(scores, k)
+            out_idx[rows], out_score[rows] = idx, sc
+        out_idx[~np.isfinite(out_score)] = PAD
+        return out_idx, out_score
+
+    def _scores_with_fallback(self, histories: Ragged, users: np.ndarray) -> np.ndarray:
+        known = (users > 0) if self.uses_user_ids else np.zeros(len(users), dtype=bool)
+        empty = (histories.lengths == 0) & ~known
+        scores = np.asarray(self.score(histories, users), dtype=np.float32)
+        if empty.any():
+            scores[empty] = self.popularity_scores(int(empty.sum()))[:, : scores.shape[1]]
+        return scores
+
+    def recommend(
+        self,
+        users: Iterable[str] | str | None = None,
+        k: int = 10,
+        *,
+        histories: Sequence[Sequence[str]] | None = None,
+        exclude_seen: bool = True,
+        exclude: Sequence[Sequence[str]] | None = None,
+        candidates: Sequence[str] | None = None,
+        categories: Sequence[str] | None = None,
+        exclude_categories: Sequence[str] | None = None,
+        batch_size: int = 1024,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` raw item ids and scores for raw user ids and/or raw histories.
+
+        Give ``users`` (known users use their training history; unknown ones fall back to popularity), or
+        ``histories`` (anonymous sessions: lists of raw item ids, oldest first; unknown items are ignored), or
+        both (the histories are then the users' current sequences). ``categories`` keeps only items in at least one
+        of them; ``exclude_categories`` drops items in any of them.
+
+        Returns ``(ids, scores)``: object array ``(rows, k)`` of raw ids (``""`` where fewer than ``k`` items could
+        be ranked) and float32 scores.
+        """
+        self._check_fitted()
+        assert self.item_map is not None and self.user_map is not None
+        single = isinstance(users, str)
+        user_list = [users] if isinstance(users, str) else (list(users) if users is not None else None)
+        if user_list is None and histories is None:
+            raise ValueError("give users, histories or both")
+        if user_list is not None:
+            uidx = self.user_map.indices(user_list, strict=False)
+        else:
+            uidx = np.zeros(len(histories or []), dtype=np.int64)
+        if histories is not None:
+            if len(histories) != len(uidx):
+                raise ValueError(f"{len(histories)} histories for {len(uidx)} users")
+            hist = Ragged.from_lists([self.item_map.indices(h, strict=False) for h in histories])
+            hist = Ragged.from_lists([r[r != PAD] for r in hist])
+        else:
+            hist = self.histories_for(uidx)
+        excl = Ragged.from_lists([self.item_map.indices(e, strict=False) for e in exclude]) if exclude else None
+        cand = self.item_map.indices(candidates, strict=False) if candidates is not None else None
+        mask = self.category_mask(categories, exclude_categories)
+        idx, sc = self.recommend_indices(hist, uidx, k, exclude_seen=exclude_seen, exclude=excl, candidates=cand,
+                                         item_mask=mask, batch_size=batch_size)
+        ids = self.item_map.raws(idx)
+        if single:
+            return ids[0], sc[0]
+        return ids, sc
+
+    def category_mask(self, include: Sequence[str] | None, exclude: Sequence[str] | None) -> np.ndarray | None:
+        """Allowed items under category rules, or ``None`` when there are no rules."""
+        if not include and not exclude:
+            return None
+        assert self.item_categories_ is not None
+        inc, exc = set(include or ()), set(exclude or ())
+        mask = np.array([(not inc or bool(inc.intersection(c))) and not exc.intersection(c)
+                         for c in self.item_categories_], dtype=bool)
+        mask[PAD] = False
+        return mask
+
+    # ------------------------------------------------------------------ persistence: a folder, no pickles
+    def save(self, path: str | Path) -> Path:
+        """Write ``model.json`` (class, config, id maps) and ``arrays.npz`` (+ any model-specific files)."""
+        self._check_fitted()
+        assert self.item_map is not None and self.user_map is not None and self.user_histories_ is not None
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "model": self.name,
+            "format_version": FORMAT_VERSION,
+            "config": asdict(self.config) if is_dataclass(self.config) else {},
+            "item_ids": self.item_map.raw_ids,
+            "user_ids": self.user_map.raw_ids,
+            "item_categories": self.item_categories_[1:] if self.item_categories_ else [],
+        }
+        (path / MODEL_FILE).write_text(json.dumps(meta))
+        arrays = {f"state.{k}": np.asarray(v) for k, v in self._state().items()}
+        arrays["base.popularity"] = np.asarray(self.popularity_)
+        arrays["base.hist_offsets"] = self.user_histories_.offsets
+        arrays["base.hist_values"] = self.user_histories_.values
+        np.savez(path / ARRAYS_FILE, **arrays)
+        self._save_extra(path)
+        return path
+
+    @classmethod
+    def load(cls: type[R], path: str | Path) -> R:
+        path = Path(path)
+        meta = json.loads((path / MODEL_FILE).read_text())
+        if meta["model"] != cls.name and cls is not Recommender:
+            raise ValueError(f"{path} holds a {meta['model']!r} model, not {cls.name!r}")
+        model = cls(cls.Config(**meta["config"]))
+        model.item_map = IdMap(meta["item_ids"], kind="item")
+        model.user_map = IdMap(meta["user_ids"], kind="user")
+        model.item_categories_ = [[]] + [list(c) for c in meta.get("item_categories", [])]
+        with np.load(path / ARRAYS_FILE, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        model.popularity_ = arrays["base.popularity"]
+        model.user_histories_ = Ragged(arrays["base.hist_offsets"], arrays["base.hist_values"])
+        model._load_state({k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}, path)
+        return model
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+
+def _mask_rows(scores: np.ndarray, items: Ragged) -> None:
+    """Set ``scores[row, item] = -inf`` for every item of each row (vectorised)."""
+    if len(items.values) == 0:
+        return
+    rows = items.row_ids()
+    cols = items.values.astype(np.int64)
+    ok = cols < scores.shape[1]
+    scores[rows[ok], cols[ok]] = NEG_INF
+
+
+def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the ``k`` largest scores per row, best first (ties: lower index first)."""
+    n = scores.shape[1]
+    k_eff = min(k, n)
+    if k_eff < n:
+        part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+    else:
+        part = np.broadcast_to(np.arange(n), (scores.shape[0], n)).copy()
+    vals = np.take_along_axis(scores, part, axis=1)
+    # lexsort: primary key -score, secondary the index, so equal scores come out in a stable order
+    order = np.lexsort((part, -vals), axis=1)
+    idx = np.take_along_axis(part, order, axis=1)
+    val = np.take_along_axis(vals, order, axis=1)
+    if k_eff < k:
+        idx = np.pad(idx, ((0, 0), (0, k - k_eff)))
+        val = np.pad(val, ((0, 0), (0, k - k_eff)), constant_values=NEG_INF)
+    return idx, val.astype(np.float32)
+
+
+def scores_for_items(full: np.ndarray, items: np.ndarray | None) -> np.ndarray:
+    """Helper for ``score``: narrow full-catalogue scores to the requested items."""
+    return full if items is None else full[:, np.asarray(items, dtype=np.int64)]
