@@ -1,0 +1,66 @@
+"""Write one benchmark's results into its own section of docs/benchmarks.md (other sections are kept).
+
+Each section is framed by ``<!-- BEGIN name -->`` / ``<!-- END name -->``; a file lock keeps concurrent writers
+from losing each other's sections. Every section states the machine, the command and the seed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import platform
+import re
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+HEADER = """# Benchmarks
+
+Every number here was written by a script in `benchmarks/`; each section names its command, data, seed and machine.
+Re-run a section with its command; the script replaces only its own section.
+"""
+
+
+def machine() -> str:
+    """A one-line description of this machine."""
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = "no GPU"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    mem = psutil.virtual_memory().total / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {gpu}, Python {platform.python_version()}"
+
+
+def command() -> str:
+    return " ".join(shlex.quote(a) for a in [Path(sys.executable).name.replace("python3", "python"), *sys.argv])
+
+
+def write_section(name: str, body: str, doc: Path = DOC) -> Path:
+    """Replace (or append) section ``name`` with ``body`` plus a footer giving date, machine and command."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    footer = f"\n_Measured {stamp} on {machine()}. Command: `{command()}`._\n"
+    block = f"<!-- BEGIN {name} -->\n{body.rstrip()}\n{footer}<!-- END {name} -->"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    with open(doc.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = doc.read_text() if doc.exists() else HEADER
+        pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
+        text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+        doc.write_text(text)
+    return doc
