@@ -1,0 +1,478 @@
+"""The SeqRec networks: item representations and a causal sequence encoder.
+
+Two ``nn.Module``\\ s that other models build on (the multi-task heads use the same encoder):
+
+* :class:`ItemEncoder` turns item indices into vectors ``(…, d)``. By ``NetworkConfig.item_repr`` a vector
+  comes from an id embedding table (``"id"``), from the item's cached language-model text vector through a
+  learned adapter (``"text"``: works for items never seen in training), or from both (``"fused"``: the id part
+  is gated by the item's training frequency, so text carries the long tail and ids refine the head).
+* :class:`SequenceEncoder` reads a user's last ``T`` events, left-padded (newest event in the last column),
+  and returns one hidden state per position ``(B, T, d)``: a causal pre-LN Transformer in the SASRec line
+  (Kang & McAuley, 2018) or a GRU/LSTM. Position ``t``'s state sees events ``0..t`` only, so it predicts event
+  ``t + 1``; scores are dot products with :class:`ItemEncoder` outputs (input and output vectors are shared).
+
+Optional side inputs per event: its type (view, cart, purchase…) and the log-scale bucket of the time since
+the previous event (:func:`gap_buckets`). Both use index 0 for padding.
+
+Networks take tensors already on their device; conversion and ``.to(device)`` belong to the estimator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmrec.data.schema import PAD
+
+ITEM_REPRS = ("id", "text", "fused")
+ENCODERS = ("transformer", "gru", "lstm")
+TEXT_ADAPTERS = ("whiten", "pca", "none")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Everything needed to build the networks (sizes come from the dataset, the rest from the model config).
+
+    Parameters
+    ----------
+    n_items:
+        Catalogue size without padding; item indices run ``1..n_items`` and ``0`` is :data:`PAD`.
+    d_model:
+        Width of item vectors and hidden states.
+    max_len:
+        Longest input sequence (learned positions are ``max_len`` long).
+    encoder:
+        ``"transformer"`` (causal self-attention), ``"gru"`` or ``"lstm"``.
+    n_layers, n_heads, dropout:
+        Depth, attention heads (Transformer only) and dropout of the encoder.
+    item_repr:
+        ``"id"``, ``"text"`` or ``"fused"`` (see the module docstring).
+    text_dim:
+        Width of the cached text vectors (0 when ``item_repr == "id"``).
+    text_adapter:
+        ``"whiten"`` (PCA whitening fitted on the training catalogue: zero mean, identity covariance — raw
+        sentence vectors are anisotropic), ``"pca"`` (centred projection on the top components) or
+        ``"none"`` (centring only), followed by an MLP to ``d_model``.
+    text_reduced_dim:
+        Components kept by the whitening/PCA projection (capped by ``text_dim``).
+    adapter_hidden:
+        Hidden width of the adapter MLP.
+    fuse_pivot:
+        ``"fused"`` only: training count at which the id part's initial gate is 0.5; items with fewer events
+        lean on text. The gate ``sigmoid(a * (log1p(count) - log1p(pivot)))`` is learned (``a`` and the
+        shift).
+    n_types:
+        Number of event types (0: no type input). Types are fed shifted by one so that 0 stays padding.
+    n_gap_buckets:
+        Number of time-gap buckets including padding and "first event" (0: no gap input); see
+        :func:`gap_buckets`.
+    """
+
+    n_items: int
+    d_model: int = 64
+    max_len: int = 200
+    encoder: str = "transformer"
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.2
+    item_repr: str = "id"
+    text_dim: int = 0
+    text_adapter: str = "whiten"
+    text_reduced_dim: int = 128
+    adapter_hidden: int = 256
+    fuse_pivot: float = 5.0
+    n_types: int = 0
+    n_gap_buckets: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_items < 1:
+            raise ValueError(f"n_items must be positive, got {self.n_items}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.item_repr not in ITEM_REPRS:
+            raise ValueError(f"item_repr must be one of {ITEM_REPRS}, got {self.item_repr!r}")
+        if self.text_adapter not in TEXT_ADAPTERS:
+            raise ValueError(f"text_adapter must be one of {TEXT_ADAPTERS}, got {self.text_adapter!r}")
+        if self.item_repr != "id" and self.text_dim <= 0:
+            raise ValueError(f"item_repr={self.item_repr!r} needs text vectors (text_dim > 0)")
+        if self.encoder == "transformer" and self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+
+    @property
+    def uses_text(self) -> bool:
+        return self.item_repr in ("text", "fused")
+
+    @property
+    def uses_ids(self) -> bool:
+        return self.item_repr in ("id", "fused")
+
+
+# ------------------------------------------------------------------------------------------ side inputs
+def gap_buckets(timestamps: np.ndarray, n_buckets: int, valid: np.ndarray | None = None) -> np.ndarray:
+    """Log-scale buckets of the time since the previous event, for left-padded ``(B, T)`` timestamps.
+
+    Bucket 0 is padding, 1 marks an event with no predecessor in the window, and a gap of ``g`` seconds goes
+    to ``2 + floor(log2(1 + g))`` capped at ``n_buckets - 1``: a session click and a return after a month
+    land far apart, and 28 buckets cover one second to four years.
+
+    Parameters
+    ----------
+    timestamps:
+        ``(B, T)`` integer seconds, left-padded.
+    n_buckets:
+        Total buckets including padding (at least 3).
+    valid:
+        ``(B, T)`` bool, True where there is an event; by default every position of a row from its first
+        non-zero timestamp on (pass it when real timestamps can be 0).
+    """
+    if n_buckets < 3:
+        raise ValueError("n_buckets must be at least 3 (padding, first event, one gap bucket)")
+    ts = np.asarray(timestamps, dtype=np.int64)
+    if valid is None:
+        valid = np.cumsum(ts != 0, axis=1) > 0
+    gaps = np.zeros_like(ts)
+    gaps[:, 1:] = np.maximum(ts[:, 1:] - ts[:, :-1], 0)
+    out = 2 + np.floor(np.log2(1.0 + gaps)).astype(np.int64)
+    first = valid.copy()
+    first[:, 1:] &= ~valid[:, :-1]  # an event whose left neighbour is padding has no gap
+    out = np.minimum(out, n_buckets - 1)
+    out[first] = 1
+    out[~valid] = 0
+    return out
+
+
+# ------------------------------------------------------------------------------------------ items
+class TextAdapter(nn.Module):
+    """Frozen text vectors → (fixed whitening/PCA) → learned MLP → ``d_model``.
+
+    The projection is fitted once on the training catalogue (:meth:`fit`) and stored as buffers, so it is
+    saved with the weights and applies unchanged to items added later.
+    """
+
+    def __init__(self, cfg: NetworkConfig) -> None:
+        super().__init__()
+        self.kind = cfg.text_adapter
+        k = cfg.text_dim if cfg.text_adapter == "none" else min(cfg.text_reduced_dim, cfg.text_dim)
+        self.register_buffer("mean", torch.zeros(cfg.text_dim))
+        self.register_buffer("proj", torch.eye(cfg.text_dim)[:, :k].clone())  # (D, k)
+        self.mlp = nn.Sequential(
+            nn.Linear(k, cfg.adapter_hidden),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.adapter_hidden, cfg.d_model),
+        )
+        # A linear path next to the MLP keeps the whitened geometry available from step one.
+        self.skip = nn.Linear(k, cfg.d_model, bias=False)
+
+    @torch.no_grad()
+    def fit(self, vectors: torch.Tensor) -> None:
+        """Fit the projection on ``(n, D)`` text vectors of the items seen in training."""
+        x = vectors.double()
+        mean = x.mean(0)
+        self.mean.copy_(mean.to(self.mean.dtype))
+        if self.kind == "none":
+            return
+        xc = x - mean
+        cov = xc.T @ xc / max(1, x.shape[0] - 1)
+        eigval, eigvec = torch.linalg.eigh(cov)  # ascending
+        k = self.proj.shape[1]
+        eigval, eigvec = eigval.flip(0)[:k], eigvec.flip(1)[:, :k]
+        if self.kind == "whiten":
+            # Whitening: unit variance per component; eps keeps near-null directions from exploding.
+            proj = eigvec / torch.sqrt(eigval.clamp_min(0) + 1e-5 * eigval[0])
+        else:
+            # PCA: rotate onto the top components, rescaled so the total variance is about k.
+            proj = eigvec / torch.sqrt(eigval.clamp_min(1e-12).mean())
+        self.proj.copy_(proj.to(self.proj.dtype))
+
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        z = (vectors - self.mean) @ self.proj  # (…, k)
+        return self.mlp(z) + self.skip(z)  # (…, d)
+
+
+class ItemEncoder(nn.Module):
+    """Item indices → item vectors ``(…, d)``; :meth:`forward` with no argument gives the whole table.
+
+    Parameters
+    ----------
+    cfg:
+        The network configuration.
+    text_vectors:
+        ``(n_items + 1, text_dim)`` float array, row 0 (padding) zeros; required for ``"text"``/``"fused"``.
+    item_counts:
+        ``(n_items + 1,)`` training events per item. ``"fused"`` gates the id part by it, and items with no
+        training event never use their (untrained) id vector. The adapter's whitening is fitted on the text of
+        items with a count > 0 (all items when no counts are given).
+    """
+
+    def __init__(self, cfg: NetworkConfig, text_vectors: np.ndarray | torch.Tensor | None = None,
+                 item_counts: np.ndarray | torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n_rows = cfg.n_items + 1
+        counts = (torch.zeros(n_rows) if item_counts is None
+                  else torch.as_tensor(item_counts, dtype=torch.float32))
+        if counts.shape != (n_rows,):
+            raise ValueError(f"item_counts must have shape ({n_rows},), got {tuple(counts.shape)}")
+        self.register_buffer("counts", counts.clone())
+        if cfg.uses_ids:
+            self.id_emb = nn.Embedding(n_rows, cfg.d_model, padding_idx=PAD)
+            nn.init.normal_(self.id_emb.weight, std=cfg.d_model ** -0.5)
+            with torch.no_grad():
+                self.id_emb.weight[PAD].zero_()
+        if cfg.uses_text:
+            if text_vectors is None:
+                raise ValueError(f"item_repr={cfg.item_repr!r} needs text_vectors")
+            tv = torch.as_tensor(np.asarray(text_vectors, dtype=np.float32))
+            if tv.shape != (n_rows, cfg.text_dim):
+                raise ValueError(f"text_vectors must have shape ({n_rows}, {cfg.text_dim}), "
+                                 f"got {tuple(tv.shape)}")
+            self.register_buffer("text", tv.clone())
+            self.adapter = TextAdapter(cfg)
+            seen = counts[1:] > 0 if item_counts is not None else torch.ones(cfg.n_items, dtype=torch.bool)
+            self.adapter.fit(tv[1:][seen] if int(seen.sum()) > 1 else tv[1:])
+        if cfg.item_repr == "fused":
+            # gate(count) = sigmoid(scale * (log1p(count) - shift)); starts at 0.5 for `fuse_pivot` events.
+            self.gate_scale = nn.Parameter(torch.tensor(2.0))
+            self.gate_shift = nn.Parameter(torch.tensor(math.log1p(cfg.fuse_pivot)))
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.counts.shape[0])
+
+    @torch.no_grad()
+    def init_ids_from_text(self) -> None:
+        """Start the id table from the adapted text vectors (a warm start that keeps similar items close)."""
+        if not (self.cfg.uses_ids and self.cfg.uses_text):
+            raise ValueError("init_ids_from_text needs item_repr='fused'")
+        z = (self.text[1:] - self.adapter.mean) @ self.adapter.proj  # (n, k)
+        z = z[:, : self.cfg.d_model]
+        if z.shape[1] < self.cfg.d_model:
+            z = F.pad(z, (0, self.cfg.d_model - z.shape[1]))
+        z = z / z.std().clamp_min(1e-6) * self.cfg.d_model ** -0.5
+        self.id_emb.weight[1:] = z.to(self.id_emb.weight.dtype)
+
+    def id_gate(self, counts: torch.Tensor) -> torch.Tensor:
+        """How much of the id vector an item with ``counts`` training events uses, in ``[0, 1]``."""
+        if self.cfg.item_repr == "id":
+            return torch.ones_like(counts)
+        if self.cfg.item_repr == "text":
+            return torch.zeros_like(counts)
+        g = torch.sigmoid(self.gate_scale * (torch.log1p(counts) - self.gate_shift))
+        return torch.where(counts > 0, g, torch.zeros_like(g))  # never-trained ids stay out
+
+    def forward(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Vectors of ``items`` (indices, any shape) → ``(*items.shape, d)``; ``None``: the whole table."""
+        idx = torch.arange(self.n_rows, device=self.counts.device) if items is None else items
+        out: torch.Tensor | None = None
+        if self.cfg.uses_text:
+            out = self.adapter(self.text[idx])  # (…, d)
+        if self.cfg.uses_ids:
+            e = self.id_emb(idx)  # (…, d)
+            if self.cfg.item_repr == "fused":
+                e = e * self.id_gate(self.counts[idx]).unsqueeze(-1)
+            out = e if out is None else out + e
+        assert out is not None
+        # Padding is a zero vector whatever the representation, so padded inputs carry nothing.
+        return out.masked_fill((idx == PAD).unsqueeze(-1), 0.0)
+
+    @torch.no_grad()
+    def add_items(self, text_vectors: np.ndarray | torch.Tensor | None, n_new: int) -> None:
+        """Grow the catalogue by ``n_new`` items (cold start).
+
+        New rows get zero counts, so ``"fused"`` and ``"text"`` represent them by text alone; ``"id"`` gives
+        them a fresh random vector (scored, but blind).
+        """
+        if n_new <= 0:
+            return
+        dev = self.counts.device
+        self.counts = torch.cat([self.counts, torch.zeros(n_new, device=dev)])
+        if self.cfg.uses_text:
+            if text_vectors is None:
+                raise ValueError("new items need text vectors for a text representation")
+            tv = torch.as_tensor(np.asarray(text_vectors, dtype=np.float32), device=dev)
+            if tv.shape != (n_new, self.cfg.text_dim):
+                raise ValueError(f"expected ({n_new}, {self.cfg.text_dim}) text vectors, "
+                                 f"got {tuple(tv.shape)}")
+            self.text = torch.cat([self.text, tv])
+        if self.cfg.uses_ids:
+            old = self.id_emb.weight
+            new = torch.randn(n_new, old.shape[1], device=dev, dtype=old.dtype) * self.cfg.d_model ** -0.5
+            emb = nn.Embedding(old.shape[0] + n_new, old.shape[1], padding_idx=PAD).to(dev)
+            emb.weight.copy_(torch.cat([old, new]))
+            self.id_emb = emb
+        self.cfg = _replace_n_items(self.cfg, self.n_rows - 1)
+
+
+def _replace_n_items(cfg: NetworkConfig, n_items: int) -> NetworkConfig:
+    from dataclasses import replace
+
+    return replace(cfg, n_items=n_items)
+
+
+# ------------------------------------------------------------------------------------------ sequences
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: NetworkConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        # (B, T, C) → (B, heads, T, C / heads)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.out(y))
+
+
+class Block(nn.Module):
+    """Pre-LN Transformer block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))`` (stable without tricks)."""
+
+    def __init__(self, cfg: NetworkConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, 4 * cfg.d_model),
+            nn.GELU(),
+            nn.Linear(4 * cfg.d_model, cfg.d_model),
+            nn.Dropout(cfg.dropout),
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), mask)
+        return x + self.mlp(self.ln2(x))
+
+
+class SequenceEncoder(nn.Module):
+    """A user's last ``T`` events → one hidden state per position ``(B, T, d)``.
+
+    Parameters
+    ----------
+    cfg:
+        The network configuration (``encoder`` picks Transformer, GRU or LSTM).
+    item_encoder:
+        The :class:`ItemEncoder` whose vectors embed the input items. Sharing it with the output layer (as
+        SASRec does) is what makes text-represented items usable as input and as target; by default a new one
+        is made (``"id"`` representation only, since text needs vectors).
+    """
+
+    def __init__(self, cfg: NetworkConfig, item_encoder: ItemEncoder | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.items = item_encoder if item_encoder is not None else ItemEncoder(cfg)
+        d = cfg.d_model
+        self.type_emb = nn.Embedding(cfg.n_types + 1, d, padding_idx=PAD) if cfg.n_types > 0 else None
+        self.gap_emb = nn.Embedding(cfg.n_gap_buckets, d, padding_idx=PAD) if cfg.n_gap_buckets > 0 else None
+        self.emb_drop = nn.Dropout(cfg.dropout)
+        if cfg.encoder == "transformer":
+            self.pos_emb = nn.Embedding(cfg.max_len, d)
+            self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
+            self.ln_f = nn.LayerNorm(d)
+            self.rnn: nn.GRU | nn.LSTM | None = None
+        else:
+            rnn_cls = nn.GRU if cfg.encoder == "gru" else nn.LSTM
+            self.rnn = rnn_cls(d, d, num_layers=cfg.n_layers, batch_first=True,
+                               dropout=cfg.dropout if cfg.n_layers > 1 else 0.0)
+            self.ln_f = nn.LayerNorm(d)
+        # GPT-style small init for the encoder's own layers (the item encoder initialises itself); side and
+        # position embeddings start at the scale of item vectors (norm about 1) so none dominates the sum.
+        for name, m in self.named_modules():
+            if name.startswith("items"):
+                continue
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=d ** -0.5)
+                if m.padding_idx is not None:
+                    with torch.no_grad():
+                        m.weight[m.padding_idx].zero_()
+
+    def embed(self, items: torch.Tensor, types: torch.Tensor | None = None,
+              gaps: torch.Tensor | None = None) -> torch.Tensor:
+        """Input vectors ``(B, T, d)``: item + type + gap (+ position for the Transformer), padding zeroed."""
+        B, T = items.shape
+        if self.cfg.max_len < T:
+            raise ValueError(f"sequence length {T} exceeds max_len {self.cfg.max_len}")
+        x = self.items(items)  # (B, T, d)
+        if self.type_emb is not None and types is not None:
+            x = x + self.type_emb(types)
+        if self.gap_emb is not None and gaps is not None:
+            x = x + self.gap_emb(gaps)
+        if self.rnn is None:
+            # Left padding puts the newest event at column T-1 whatever the length, so position
+            # (max_len - T + t) means "this many steps before the end" consistently across batches.
+            pos = torch.arange(self.cfg.max_len - T, self.cfg.max_len, device=items.device)
+            x = x + self.pos_emb(pos)  # (B, T, d) + (T, d)
+        x = self.emb_drop(x)
+        return x.masked_fill((items == PAD).unsqueeze(-1), 0.0)
+
+    def forward(self, items: torch.Tensor, types: torch.Tensor | None = None,
+                gaps: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states ``(B, T, d)``; row ``t`` has seen ``items[:, :t+1]`` only.
+
+        Parameters
+        ----------
+        items:
+            ``(B, T)`` long item indices, left-padded with :data:`PAD`.
+        types:
+            ``(B, T)`` long event-type indices shifted by one (0 = padding), or ``None``.
+        gaps:
+            ``(B, T)`` long gap buckets (:func:`gap_buckets`), or ``None``.
+        """
+        x = self.embed(items, types, gaps)  # (B, T, d)
+        valid = items != PAD  # (B, T)
+        if self.rnn is not None:
+            # Padding comes first and its input is zero, so the recurrence starts (nearly) from rest.
+            h, _ = self.rnn(x)
+            return self.ln_f(h)
+        T = items.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool, device=items.device).tril()  # (T, T) query × key
+        mask = causal.unsqueeze(0) & valid.unsqueeze(1)  # (B, T, T): never attend to a padded key
+        # A padded query would see no key at all (a NaN softmax): let every position attend to itself.
+        mask = (mask | torch.eye(T, dtype=torch.bool, device=items.device)).unsqueeze(1)  # (B, 1, T, T)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.ln_f(x)
+
+
+class SeqRecNetwork(nn.Module):
+    """The whole SeqRec network: :class:`ItemEncoder` shared by :class:`SequenceEncoder` input and output."""
+
+    def __init__(self, cfg: NetworkConfig, text_vectors: np.ndarray | torch.Tensor | None = None,
+                 item_counts: np.ndarray | torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.item_encoder = ItemEncoder(cfg, text_vectors, item_counts)
+        self.sequence_encoder = SequenceEncoder(cfg, self.item_encoder)
+
+    def forward(self, items: torch.Tensor, types: torch.Tensor | None = None,
+                gaps: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states ``(B, T, d)`` (see :meth:`SequenceEncoder.forward`)."""
+        return self.sequence_encoder(items, types, gaps)
+
+    def item_table(self) -> torch.Tensor:
+        """All item vectors ``(n_items + 1, d)`` (row 0 is zeros)."""
+        return self.item_encoder()
+
+    def last_scores(self, items: torch.Tensor, types: torch.Tensor | None = None,
+                    gaps: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-item scores after the last position, ``(B, n_items + 1)``; column 0 is ``-inf``."""
+        h = self.sequence_encoder(items, types, gaps)[:, -1]  # (B, d)
+        scores = h @ self.item_table().T  # (B, n_items + 1)
+        scores[:, PAD] = float("-inf")
+        return scores

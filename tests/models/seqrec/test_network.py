@@ -1,0 +1,140 @@
+"""The SeqRec networks: shapes, causality, padding, side inputs and item representations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lmrec.models.seqrec.network import (
+    ItemEncoder,
+    NetworkConfig,
+    SeqRecNetwork,
+    SequenceEncoder,
+    gap_buckets,
+)
+
+N_ITEMS, TEXT_DIM = 40, 12
+
+
+def _text(seed: int = 0) -> np.ndarray:
+    tv = np.random.default_rng(seed).normal(size=(N_ITEMS + 1, TEXT_DIM)).astype(np.float32)
+    tv[0] = 0
+    return tv
+
+
+def _counts() -> np.ndarray:
+    c = np.arange(N_ITEMS + 1) % 7
+    c[0] = 0
+    return c
+
+
+@pytest.mark.parametrize("encoder", ["transformer", "gru", "lstm"])
+@pytest.mark.parametrize("item_repr", ["id", "text", "fused"])
+def test_shapes_and_finite(encoder: str, item_repr: str) -> None:
+    cfg = NetworkConfig(n_items=N_ITEMS, d_model=16, max_len=8, encoder=encoder, item_repr=item_repr,
+                        text_dim=0 if item_repr == "id" else TEXT_DIM, text_reduced_dim=6, n_types=3,
+                        n_gap_buckets=10)
+    net = SeqRecNetwork(cfg, None if item_repr == "id" else _text(), _counts()).eval()
+    items = torch.randint(1, N_ITEMS + 1, (5, 8))
+    items[0, :6] = 0  # a short, left-padded row
+    types = torch.where(items > 0, torch.randint(1, 4, items.shape), 0)
+    gaps = torch.where(items > 0, torch.randint(1, 10, items.shape), 0)
+    h = net(items, types, gaps)
+    assert h.shape == (5, 8, 16)
+    assert torch.isfinite(h).all()
+    assert net.item_table().shape == (N_ITEMS + 1, 16)
+    assert torch.equal(net.item_table()[0], torch.zeros(16))
+    s = net.last_scores(items)
+    assert s.shape == (5, N_ITEMS + 1) and torch.isinf(s[:, 0]).all()
+
+
+@pytest.mark.parametrize("encoder", ["transformer", "gru", "lstm"])
+def test_causal(encoder: str) -> None:
+    """Position t must not see events after t: changing the future leaves earlier states unchanged."""
+    torch.manual_seed(0)
+    enc = SequenceEncoder(NetworkConfig(n_items=N_ITEMS, d_model=16, max_len=6, encoder=encoder)).eval()
+    a = torch.tensor([[3, 4, 5, 6, 7, 8]])
+    b = a.clone()
+    b[0, 4:] = torch.tensor([20, 21])
+    ha, hb = enc(a), enc(b)
+    torch.testing.assert_close(ha[:, :4], hb[:, :4])
+    assert not torch.allclose(ha[:, 4:], hb[:, 4:])
+
+
+def test_transformer_ignores_padding() -> None:
+    """More left padding (or a longer window) leaves the newest state of a Transformer unchanged."""
+    torch.manual_seed(0)
+    enc = SequenceEncoder(NetworkConfig(n_items=N_ITEMS, d_model=16, max_len=8)).eval()
+    short = torch.tensor([[0, 0, 5, 9, 2]])
+    long = torch.tensor([[0, 0, 0, 0, 0, 5, 9, 2]])
+    torch.testing.assert_close(enc(short)[:, -1], enc(long)[:, -1])
+
+
+def test_too_long_rejected() -> None:
+    enc = SequenceEncoder(NetworkConfig(n_items=N_ITEMS, d_model=16, max_len=4))
+    with pytest.raises(ValueError, match="max_len"):
+        enc(torch.ones(1, 5, dtype=torch.long))
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="text vectors"):
+        NetworkConfig(n_items=3, item_repr="text")
+    with pytest.raises(ValueError, match="encoder"):
+        NetworkConfig(n_items=3, encoder="mamba")
+    with pytest.raises(ValueError, match="divisible"):
+        NetworkConfig(n_items=3, d_model=10, n_heads=3)
+
+
+def test_gap_buckets() -> None:
+    ts = np.array([[0, 0, 100, 101, 100 + 2**20], [1, 2, 4, 8, 16]])
+    b = gap_buckets(ts, n_buckets=20)
+    # padding 0, first event 1, a 1 s gap → 2 + floor(log2 2) = 3, 2^20 s → capped at 19
+    assert b[0].tolist() == [0, 0, 1, 3, 19]
+    # gaps 1, 2, 4, 8 s → 2 + floor(log2(2, 3, 5, 9)) = 3, 3, 4, 5
+    assert b[1].tolist() == [1, 3, 3, 4, 5]
+    with pytest.raises(ValueError):
+        gap_buckets(ts, 2)
+
+
+def test_whitening_gives_identity_covariance() -> None:
+    rng = np.random.default_rng(1)
+    # anisotropic vectors: one dominant direction, as raw sentence embeddings have
+    tv = rng.normal(size=(N_ITEMS + 1, TEXT_DIM)).astype(np.float32) * np.linspace(5, 0.5, TEXT_DIM)
+    tv += 3.0
+    tv[0] = 0
+    cfg = NetworkConfig(n_items=N_ITEMS, d_model=8, item_repr="text", text_dim=TEXT_DIM, text_reduced_dim=6)
+    enc = ItemEncoder(cfg, tv, np.ones(N_ITEMS + 1))
+    z = (enc.text[1:] - enc.adapter.mean) @ enc.adapter.proj
+    torch.testing.assert_close(z.mean(0), torch.zeros(6), atol=1e-4, rtol=0)
+    cov = z.T @ z / (N_ITEMS - 1)
+    torch.testing.assert_close(cov, torch.eye(6), atol=1e-3, rtol=0)
+
+
+def test_fused_gate_and_cold_items() -> None:
+    cfg = NetworkConfig(n_items=N_ITEMS, d_model=8, item_repr="fused", text_dim=TEXT_DIM, text_reduced_dim=6,
+                        fuse_pivot=5.0)
+    counts = _counts()
+    enc = ItemEncoder(cfg, _text(), counts).eval()
+    g = enc.id_gate(torch.tensor([0.0, 1.0, 5.0, 500.0])).detach()
+    assert g[0] == 0  # never-trained ids are never used
+    assert 0 < g[1] < g[2] < g[3] <= 1
+    assert abs(float(g[2]) - 0.5) < 1e-6
+    # an item with no training events is represented by text alone
+    cold = int(np.flatnonzero(counts[1:] == 0)[0]) + 1
+    text_only = enc.adapter(enc.text[cold])
+    torch.testing.assert_close(enc(torch.tensor([cold]))[0], text_only)
+
+
+def test_add_items_and_init_from_text() -> None:
+    cfg = NetworkConfig(n_items=N_ITEMS, d_model=8, item_repr="fused", text_dim=TEXT_DIM, text_reduced_dim=6)
+    enc = ItemEncoder(cfg, _text(), _counts()).eval()
+    enc.init_ids_from_text()
+    assert torch.isfinite(enc.id_emb.weight).all()
+    new = np.random.default_rng(2).normal(size=(3, TEXT_DIM)).astype(np.float32)
+    enc.add_items(new, 3)
+    assert enc().shape == (N_ITEMS + 4, 8)
+    torch.testing.assert_close(enc(torch.tensor([N_ITEMS + 2]))[0],
+                               enc.adapter(torch.as_tensor(new[1])))
+    with pytest.raises(ValueError, match="text vectors"):
+        enc.add_items(None, 1)
