@@ -8,6 +8,7 @@ by the contract suite in ``tests/models/test_contract.py``.
 from __future__ import annotations
 
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, is_dataclass
@@ -65,8 +66,57 @@ def create_model(name: str, **config: Any) -> Recommender:
 
 def load_model(path: str | Path) -> Recommender:
     """Load any saved model folder, whichever class wrote it."""
-    meta = json.loads((Path(path) / MODEL_FILE).read_text())
+    file = Path(path) / MODEL_FILE
+    if not file.exists():
+        raise FileNotFoundError(f"{path} is not a saved lmrec model (no {MODEL_FILE})")
+    meta = json.loads(file.read_text())
     return model_class(meta["model"]).load(path)
+
+
+#: Target size of one dense ``(rows, n_items + 1)`` float32 score block in batched ranking.
+SCORE_BLOCK_BYTES = 64 * 2**20
+
+
+def default_batch_size(n_columns: int, block_bytes: int = SCORE_BLOCK_BYTES) -> int:
+    """Rows per chunk so that one float32 score block is about ``block_bytes`` (between 16 and 4096 rows).
+
+    Top-k needs a few temporaries of the block's size (negated copy, partition indices), so peak memory is a small
+    multiple of ``block_bytes``, independent of the number of users.
+    """
+    return int(np.clip(block_bytes // max(1, 4 * n_columns), 16, 4096))
+
+
+def resolve_item_vectors(dataset: Dataset, vectors: np.ndarray | None,
+                         meta: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Check injected item vectors against ``dataset``, or compute them with :func:`lmrec.text.item_vectors`."""
+    if vectors is None:
+        try:
+            from lmrec.text import item_vectors as text_item_vectors  # type: ignore[attr-defined]
+        except ImportError as exc:
+            raise RuntimeError("this model needs item text vectors: pass fit(..., item_vectors=...) or install "
+                               f"lmrec.text ({exc})") from exc
+        vectors = text_item_vectors(dataset, progress=False)
+        meta = dict(meta or {})
+        meta.setdefault("source", "lmrec.text.item_vectors")
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != dataset.item_map.size:
+        raise ValueError(f"item vectors must have shape ({dataset.item_map.size}, d) (row 0 = padding), "
+                         f"got {vectors.shape}")
+    return vectors, dict(meta or {})
+
+
+def encode_texts(texts: Sequence[str], meta: dict[str, Any]) -> np.ndarray:
+    """Encode new items' texts with the encoder named in ``meta`` (needs :mod:`lmrec.text`)."""
+    try:
+        import lmrec.text as text  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise RuntimeError(f"encoding item texts needs lmrec.text ({exc}); pass vectors instead") from exc
+    encoder_name = meta.get("encoder")
+    get = getattr(text, "get_encoder", None) or getattr(text, "load_encoder", None)
+    if get is None:
+        raise RuntimeError("lmrec.text has no get_encoder/load_encoder; pass vectors instead of texts")
+    encoder = get(encoder_name) if encoder_name else get()
+    return np.asarray(encoder.encode(list(texts)), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -92,6 +142,10 @@ class Recommender(ABC):
     Config: ClassVar[type] = NoConfig
     #: Whether ``score`` uses the user index (collaborative models with per-user parameters).
     uses_user_ids: ClassVar[bool] = False
+    #: Whether the model reads item text vectors (``fit`` then needs ``item_vectors`` or ``lmrec.text``).
+    needs_item_vectors: ClassVar[bool] = False
+    #: Settings for a quick fit on tiny data (the contract tests and smoke runs use them).
+    fast_config: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         if config is None:
@@ -111,6 +165,8 @@ class Recommender(ABC):
         self.popularity_: np.ndarray | None = None  # (n_items + 1,) training events per item
         self.user_histories_: Ragged | None = None  # training sequences, the default history of known users
         self.item_categories_: list[list[str]] | None = None  # for category filters, index-aligned (0 = PAD)
+        self.item_vectors_: np.ndarray | None = None  # (n_items + 1, d) float32 text vectors, row 0 zeros
+        self.vectors_meta_: dict[str, Any] = {}  # where the vectors came from (encoder name, text hash)
 
     # ------------------------------------------------------------------ what a model writes
     @abstractmethod
@@ -147,11 +203,28 @@ class Recommender(ABC):
         """Write files besides ``arrays.npz`` (e.g. torch weights)."""
 
     # ------------------------------------------------------------------ written once for all models
-    def fit(self, dataset: Dataset, valid: Any = None) -> Recommender:
+    def fit(self, dataset: Dataset, valid: Any = None, *, item_vectors: np.ndarray | None = None,
+            vectors_meta: dict[str, Any] | None = None) -> Recommender:
+        """Learn from ``dataset``; returns ``self``.
+
+        Parameters
+        ----------
+        dataset:
+            Training data; its id maps become the model's.
+        valid:
+            An :class:`~lmrec.data.splits.EvalSet` for early stopping / selection (never the test set).
+        item_vectors:
+            ``(n_items + 1, d)`` float32 item text vectors (row 0 zeros) for models with
+            ``needs_item_vectors``; when omitted such models ask :func:`lmrec.text.item_vectors`.
+        vectors_meta:
+            Where the vectors came from (encoder name, text hash), saved with the model.
+        """
         self.item_map, self.user_map = dataset.item_map, dataset.user_map
         self.popularity_ = dataset.item_popularity.copy()
         self.user_histories_ = dataset.sequences
         self.item_categories_ = [[]] + [list(c or []) for c in dataset.items["categories"].to_list()]
+        if item_vectors is not None or self.needs_item_vectors:
+            self.item_vectors_, self.vectors_meta_ = resolve_item_vectors(dataset, item_vectors, vectors_meta)
         self._fit(dataset, valid)
         return self
 
@@ -165,25 +238,54 @@ class Recommender(ABC):
         if self.item_map is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(dataset) or load(path) first")
 
-    def add_items(self, item_ids: Sequence[str], categories: Sequence[Sequence[str]] | None = None) -> np.ndarray:
+    def add_items(self, item_ids: Sequence[str], categories: Sequence[Sequence[str]] | None = None, *,
+                  vectors: np.ndarray | None = None, texts: Sequence[str] | None = None) -> np.ndarray:
         """Extend the item vocabulary with new raw ids (cold start). Returns their indices.
 
-        The base class grows the id map, popularity and categories; models that can score unseen items (text
-        models) override :meth:`_on_items_added` to compute their representation.
+        The base class grows the id map, popularity, categories and (for text models) the item vectors: give
+        ``vectors`` (``(len(item_ids), d)``, aligned with ``item_ids``) or ``texts`` (encoded with the encoder the
+        model's vectors came from). Models that can score unseen items override :meth:`_on_items_added`; others
+        score new items ``-inf`` until refit. Ids already known are left as they are.
         """
         self._check_fitted()
         assert self.item_map is not None and self.popularity_ is not None and self.item_categories_ is not None
-        new = [i for i in dict.fromkeys(map(str, item_ids)) if i not in self.item_map]
-        cats = dict(zip(map(str, item_ids), categories or [[]] * len(item_ids), strict=False))
+        ids = [str(i) for i in item_ids]
+        if vectors is not None and len(vectors) != len(ids):
+            raise ValueError(f"{len(vectors)} vectors for {len(ids)} items")
+        if texts is not None and len(texts) != len(ids):
+            raise ValueError(f"{len(texts)} texts for {len(ids)} items")
+        new = [i for i in dict.fromkeys(ids) if i not in self.item_map]
+        cats = dict(zip(ids, categories or [[]] * len(ids), strict=False))
         if new:
+            first = {i: n for n, i in reversed(list(enumerate(ids)))}  # row of each id's first occurrence
+            rows = np.array([first[i] for i in new], dtype=np.int64)
             self.item_map = self.item_map.extend(new)
             self.popularity_ = np.concatenate([self.popularity_, np.zeros(len(new), dtype=np.int64)])
             self.item_categories_ = self.item_categories_ + [list(cats.get(i) or []) for i in new]
+            if self.item_vectors_ is not None:
+                if vectors is None and texts is not None:
+                    vectors = encode_texts([texts[r] for r in range(len(ids))], self.vectors_meta_)
+                d = self.item_vectors_.shape[1]
+                add = np.zeros((len(new), d), dtype=np.float32)
+                if vectors is not None:
+                    vectors = np.asarray(vectors, dtype=np.float32)
+                    if vectors.ndim != 2 or vectors.shape[1] != d:
+                        raise ValueError(f"item vectors must have shape (n, {d}), got {vectors.shape}")
+                    add = vectors[rows]
+                self.item_vectors_ = np.concatenate([self.item_vectors_, add])
             self._on_items_added(np.array([self.item_map.index(i) for i in new], dtype=np.int64))
-        return self.item_map.indices([str(i) for i in item_ids])
+        return self.item_map.indices(ids)
 
     def _on_items_added(self, indices: np.ndarray) -> None:
         """Hook for models that can represent new items; by default they score ``-inf`` until refit."""
+
+    def _pad_new_items(self, scores: np.ndarray) -> np.ndarray:
+        """Widen ``(rows, n_fit)`` scores to the current catalogue: items added since fitting score ``-inf``."""
+        width = self.n_items + 1
+        if scores.shape[1] >= width:
+            return scores
+        pad = np.full((scores.shape[0], width - scores.shape[1]), NEG_INF, dtype=np.float32)
+        return np.concatenate([scores.astype(np.float32, copy=False), pad], axis=1)
 
     def popularity_scores(self, rows: int) -> np.ndarray:
         """The fallback for rows with nothing to go on: item popularity, the same for every row."""
@@ -211,7 +313,7 @@ class Recommender(ABC):
         exclude: Ragged | None = None,
         candidates: np.ndarray | None = None,
         item_mask: np.ndarray | None = None,
-        batch_size: int = 1024,
+        batch_size: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` item indices and scores per row, in index space (the evaluation path).
 
@@ -219,21 +321,27 @@ class Recommender(ABC):
         rows); ``item_mask`` (``(n_items + 1,)`` bool) keeps only allowed items. Rows with no history and no known
         user fall back to popularity. Rows with fewer than ``k`` rankable items are padded with index 0 and
         score ``-inf``.
+
+        Rows are scored in chunks of ``batch_size`` (by default as many as keep one dense score block near
+        :data:`SCORE_BLOCK_BYTES`), so memory stays bounded whatever the number of users and items.
         """
         self._check_fitted()
         n_rows = len(histories)
         users_arr = np.zeros(n_rows, dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
+        if len(users_arr) != n_rows:
+            raise ValueError(f"{len(users_arr)} users for {n_rows} histories")
+        batch_size = batch_size or default_batch_size(self.n_items + 1)
         out_idx = np.zeros((n_rows, k), dtype=np.int64)
         out_score = np.full((n_rows, k), NEG_INF, dtype=np.float32)
+        if candidates is not None:
+            allowed = np.zeros(self.n_items + 1, dtype=bool)
+            allowed[np.asarray(candidates, dtype=np.int64)] = True
+            item_mask = allowed if item_mask is None else (item_mask & allowed)
         for start in range(0, n_rows, batch_size):
             rows = np.arange(start, min(start + batch_size, n_rows))
             h = histories.take(rows)
             u = users_arr[rows]
             scores = self._scores_with_fallback(h, u)
-            if candidates is not None:
-                allowed = np.zeros(scores.shape[1], dtype=bool)
-                allowed[np.asarray(candidates, dtype=np.int64)] = True
-                scores[:, ~allowed] = NEG_INF
             if item_mask is not None:
                 scores[:, ~item_mask[: scores.shape[1]]] = NEG_INF
             scores[:, PAD] = NEG_INF
@@ -247,9 +355,19 @@ class Recommender(ABC):
         return out_idx, out_score
 
     def _scores_with_fallback(self, histories: Ragged, users: np.ndarray) -> np.ndarray:
+        """``score`` for every row, with popularity for rows that have nothing to go on.
+
+        A row has nothing to go on when its history is empty and the model does not use user ids (or the user is
+        unknown), and also when the model gives it no finite score at all (e.g. a history of items the model has
+        no representation for).
+        """
         known = (users > 0) if self.uses_user_ids else np.zeros(len(users), dtype=bool)
         empty = (histories.lengths == 0) & ~known
-        scores = np.asarray(self.score(histories, users), dtype=np.float32)
+        scores = np.array(self.score(histories, users), dtype=np.float32, copy=True)
+        scores[:, PAD] = NEG_INF
+        # NaN would silently break top-k ordering; treat it as "cannot rank".
+        np.nan_to_num(scores, copy=False, nan=NEG_INF)
+        empty |= ~np.isfinite(scores[:, 1:]).any(axis=1) if scores.shape[1] > 1 else empty
         if empty.any():
             scores[empty] = self.popularity_scores(int(empty.sum()))[:, : scores.shape[1]]
         return scores
@@ -265,7 +383,7 @@ class Recommender(ABC):
         candidates: Sequence[str] | None = None,
         categories: Sequence[str] | None = None,
         exclude_categories: Sequence[str] | None = None,
-        batch_size: int = 1024,
+        batch_size: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` raw item ids and scores for raw user ids and/or raw histories.
 
@@ -330,18 +448,32 @@ class Recommender(ABC):
             "user_ids": self.user_map.raw_ids,
             "item_categories": self.item_categories_[1:] if self.item_categories_ else [],
         }
-        (path / MODEL_FILE).write_text(json.dumps(meta))
+        meta["vectors"] = self.vectors_meta_
         arrays = {f"state.{k}": np.asarray(v) for k, v in self._state().items()}
         arrays["base.popularity"] = np.asarray(self.popularity_)
         arrays["base.hist_offsets"] = self.user_histories_.offsets
         arrays["base.hist_values"] = self.user_histories_.values
-        np.savez(path / ARRAYS_FILE, **arrays)
+        if self.item_vectors_ is not None:
+            arrays["base.item_vectors"] = self.item_vectors_
+        for name, arr in arrays.items():
+            if arr.dtype == object:
+                raise TypeError(f"{type(self).__name__}._state()[{name!r}] is an object array; save numbers only")
+        # Write to temporary names, then rename: a crash never leaves a half-written model folder behind.
+        tmp_arrays = path / f".{ARRAYS_FILE}.tmp"
+        with open(tmp_arrays, "wb") as fh:
+            np.savez(fh, **arrays)
         self._save_extra(path)
+        tmp_meta = path / f".{MODEL_FILE}.tmp"
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_arrays, path / ARRAYS_FILE)
+        os.replace(tmp_meta, path / MODEL_FILE)  # model.json last: its presence marks a complete folder
         return path
 
     @classmethod
     def load(cls: type[R], path: str | Path) -> R:
         path = Path(path)
+        if not (path / MODEL_FILE).exists():
+            raise FileNotFoundError(f"{path} is not a saved lmrec model (no {MODEL_FILE})")
         meta = json.loads((path / MODEL_FILE).read_text())
         if meta["model"] != cls.name and cls is not Recommender:
             raise ValueError(f"{path} holds a {meta['model']!r} model, not {cls.name!r}")
@@ -353,6 +485,8 @@ class Recommender(ABC):
             arrays = {k: z[k] for k in z.files}
         model.popularity_ = arrays["base.popularity"]
         model.user_histories_ = Ragged(arrays["base.hist_offsets"], arrays["base.hist_values"])
+        model.item_vectors_ = arrays.get("base.item_vectors")
+        model.vectors_meta_ = dict(meta.get("vectors") or {})
         model._load_state({k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}, path)
         return model
 
