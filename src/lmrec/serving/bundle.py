@@ -1,0 +1,255 @@
+"""Everything the service derives from one trained model: the model, item titles and categories, text vectors,
+behaviour vectors or co-occurrence, and the retrieval indices. A hot swap builds a new bundle fully, then swaps
+one reference.
+
+What a model may offer beyond :class:`~lmrec.models.base.Recommender` (all optional, found by name):
+
+* ``item_embeddings() -> (n_items + 1, d)``, or an attribute ``item_factors_`` / ``item_embeddings_`` /
+  ``item_vectors_`` of that shape: item representations used for similar items by behaviour and explanations
+  (without them, co-occurrence in the training histories is used).
+* ``user_embeddings(histories, users) -> (rows, d)``: with item embeddings, candidates for a large catalogue come
+  from an ANN index over the item embeddings and are then re-scored exactly with ``score(..., items=...)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from lmrec.data.ragged import Ragged
+from lmrec.data.schema import PAD
+from lmrec.models.base import Recommender
+from lmrec.serving.retrieval import VectorIndex, normalise
+from lmrec.serving.settings import ServingSettings
+from lmrec.serving.text import Encoder, encode_items
+
+log = logging.getLogger("lmrec.serving")
+
+_ITEM_VECTOR_METHODS = ("item_embeddings",)
+_ITEM_VECTOR_ATTRS = ("item_factors_", "item_embeddings_", "item_vectors_")
+_USER_VECTOR_METHODS = ("user_embeddings",)
+
+
+class RWLock:
+    """Many readers or one writer (writers are not starved: a waiting writer holds off new readers)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+def model_item_vectors(model: Recommender) -> np.ndarray | None:
+    """The model's own item representations ``(n_items + 1, d)``, or ``None`` when it has none."""
+    n = model.n_items + 1
+    for name in _ITEM_VECTOR_METHODS:
+        fn = getattr(model, name, None)
+        if callable(fn):
+            v = np.asarray(fn(), dtype=np.float32)
+            if v.ndim == 2 and len(v) == n:
+                return v
+    for name in _ITEM_VECTOR_ATTRS:
+        v = getattr(model, name, None)
+        if isinstance(v, np.ndarray) and v.ndim == 2 and len(v) == n:
+            return v.astype(np.float32, copy=False)
+    return None
+
+
+def model_user_vectors(model: Recommender, histories: Ragged, users: np.ndarray) -> np.ndarray | None:
+    for name in _USER_VECTOR_METHODS:
+        fn = getattr(model, name, None)
+        if callable(fn):
+            return np.asarray(fn(histories, users), dtype=np.float32)
+    return None
+
+
+@dataclass
+class ModelBundle:
+    """One servable model version and its derived state. Read under ``lock.read()``, change under ``lock.write()``."""
+
+    version: str
+    model: Recommender
+    path: Path | None
+    titles: list[str]  # index-aligned; "" for padding
+    text_index: VectorIndex | None
+    behaviour_index: VectorIndex | None  # unit-length model item vectors, for similarity
+    factor_index: VectorIndex | None  # raw model item vectors, for dot-product candidate retrieval
+    cooc: Any | None  # items × users binary CSR from training histories (when no item vectors)
+    cooc_norms: np.ndarray | None
+    loaded_at: float = field(default_factory=time.time)
+    lock: RWLock = field(default_factory=RWLock)
+    _masks: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_items(self) -> int:
+        return self.model.n_items
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name
+
+    def title(self, idx: int) -> str:
+        return self.titles[idx] if 0 < idx < len(self.titles) else ""
+
+    def categories(self, idx: int) -> list[str]:
+        cats = self.model.item_categories_ or []
+        return list(cats[idx]) if 0 < idx < len(cats) else []
+
+    def category_mask(self, include: tuple[str, ...], exclude: tuple[str, ...]) -> np.ndarray | None:
+        """The model's category mask, cached per rule set until the catalogue changes."""
+        if not include and not exclude:
+            return None
+        key = (include, exclude)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = self.model.category_mask(list(include), list(exclude))
+            assert mask is not None
+            if len(self._masks) > 256:
+                self._masks.clear()
+            self._masks[key] = mask
+        return mask
+
+    def invalidate_masks(self) -> None:
+        self._masks.clear()
+
+    # ------------------------------------------------------------------ item-item similarity
+    def behaviour_similarity(self, items: np.ndarray, others: np.ndarray) -> np.ndarray | None:
+        """Cosine similarity ``(len(items), len(others))`` from model vectors or co-occurrence; ``None`` if neither."""
+        items, others = np.asarray(items, dtype=np.int64), np.asarray(others, dtype=np.int64)
+        if self.behaviour_index is not None:
+            v = self.behaviour_index.vectors
+            return v[_clip(items, len(v))] @ v[_clip(others, len(v))].T
+        if self.cooc is not None and self.cooc_norms is not None:
+            n = self.cooc.shape[0]
+            a, b = _clip(items, n), _clip(others, n)
+            inter = (self.cooc[a] @ self.cooc[b].T).toarray()
+            denom = np.sqrt(np.outer(self.cooc_norms[a], self.cooc_norms[b]))
+            return np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0).astype(np.float32)
+        return None
+
+    def cooc_neighbours(self, item: int) -> np.ndarray:
+        """Cosine co-occurrence of one item with every item ``(n_items + 1,)`` (0 for items without events)."""
+        assert self.cooc is not None and self.cooc_norms is not None
+        out = np.zeros(self.n_items + 1, dtype=np.float32)
+        if item >= self.cooc.shape[0] or self.cooc_norms[item] == 0:
+            return out
+        inter = np.asarray((self.cooc @ self.cooc[item].T).todense()).ravel()
+        denom = np.sqrt(self.cooc_norms * self.cooc_norms[item])
+        sims = np.divide(inter, denom, out=np.zeros_like(inter, dtype=np.float64), where=denom > 0)
+        out[: len(sims)] = sims
+        return out
+
+    def text_similarity(self, items: np.ndarray, others: np.ndarray) -> np.ndarray | None:
+        if self.text_index is None:
+            return None
+        v = self.text_index.vectors
+        return v[_clip(np.asarray(items), len(v))] @ v[_clip(np.asarray(others), len(v))].T
+
+
+def _clip(idx: np.ndarray, n: int) -> np.ndarray:
+    """Indices beyond a matrix (items newer than it) map to the padding row, which is all zeros."""
+    idx = np.asarray(idx, dtype=np.int64)
+    return np.where(idx < n, idx, PAD)
+
+
+def _index(vectors: np.ndarray, settings: ServingSettings) -> VectorIndex:
+    return VectorIndex(vectors, threshold=settings.ann_threshold, candidates=settings.ann_candidates,
+                       hnsw_m=settings.hnsw_m, ef_search=settings.hnsw_ef_search)
+
+
+def sync_catalogue(model: Recommender, items: pl.DataFrame) -> None:
+    """Make every store item known to the model (cold start) and take categories from the store."""
+    if items.height == 0:
+        return
+    assert model.item_map is not None
+    ids = items["item_id"].to_list()
+    cats = [list(c or []) for c in items["categories"].to_list()]
+    missing = [(i, c) for i, c in zip(ids, cats, strict=True) if i not in model.item_map]
+    if missing:
+        model.add_items([m[0] for m in missing], [m[1] for m in missing])
+    assert model.item_categories_ is not None and model.item_map is not None
+    idx = model.item_map.indices(ids)
+    categories = list(model.item_categories_)
+    for i, c in zip(idx.tolist(), cats, strict=True):
+        if c:
+            categories[i] = c
+    model.item_categories_ = categories
+
+
+def catalogue_frame(model: Recommender, items: pl.DataFrame) -> pl.DataFrame:
+    """Store item rows in the model's index order (``n_items`` rows; items missing from the store get nulls)."""
+    assert model.item_map is not None
+    order = pl.DataFrame({"item_id": model.item_map.raw_ids})
+    cols = ["item_id", "title", "description", "categories"]
+    if items.height == 0:
+        return order.with_columns(pl.lit(None, pl.String).alias("title"), pl.lit(None, pl.String).alias("description"),
+                                  pl.lit(None, pl.List(pl.String)).alias("categories"))
+    return order.join(items.select(cols), on="item_id", how="left", maintain_order="left")
+
+
+def build_bundle(model: Recommender, version: str, path: Path | None, items: pl.DataFrame,
+                 encoder: Encoder | None, settings: ServingSettings, store: Any = None) -> ModelBundle:
+    """Derive everything the service needs from a loaded model and the store's items (may take a while)."""
+    t0 = time.perf_counter()
+    sync_catalogue(model, items)
+    frame = catalogue_frame(model, items)
+    titles = [""] + [t if t else i for i, t in zip(frame["item_id"].to_list(), frame["title"].to_list(),
+                                                     strict=True)]
+    text_index = None
+    if encoder is not None:
+        tv = encode_items(encoder, frame, store=store)
+        text_index = _index(np.vstack([np.zeros((1, tv.shape[1]), np.float32), tv]), settings)
+    behaviour_index = factor_index = cooc = cooc_norms = None
+    iv = model_item_vectors(model)
+    if iv is not None:
+        behaviour_index = VectorIndex(normalise(iv), threshold=settings.ann_threshold,
+                                      candidates=settings.ann_candidates, hnsw_m=settings.hnsw_m,
+                                      ef_search=settings.hnsw_ef_search)
+        if any(callable(getattr(model, n, None)) for n in _USER_VECTOR_METHODS):
+            factor_index = _index(iv, settings)
+    elif model.user_histories_ is not None:
+        ui = model.user_histories_.to_csr(model.n_items + 1)
+        ui.data[:] = 1.0
+        cooc = ui.T.tocsr()  # (items, users)
+        cooc_norms = np.asarray(cooc.sum(axis=1), dtype=np.float64).ravel()
+    log.info("model %s (%s, %d items) ready in %.1fs", version, model.name, model.n_items, time.perf_counter() - t0)
+    return ModelBundle(version, model, path, titles, text_index, behaviour_index, factor_index, cooc, cooc_norms)

@@ -1,0 +1,485 @@
+"""The serving engine: every operation the HTTP routes expose, written once against the Recommender interface.
+
+Routes only validate, call one method here and shape the result. The engine owns the store, the active
+:class:`~lmrec.serving.bundle.ModelBundle` (swapped atomically), the per-user history overlay and the text encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from lmrec.data.cleaning import ROW, CleaningConfig, CleaningReport, clean_rows
+from lmrec.data.ragged import Ragged
+from lmrec.data.schema import PAD
+from lmrec.models.base import MODEL_FILE, NEG_INF, load_model, topk
+from lmrec.serving import heads
+from lmrec.serving.bundle import ModelBundle, build_bundle, model_item_vectors, model_user_vectors
+from lmrec.serving.errors import CapabilityError, InvalidRequestError, NotFoundError
+from lmrec.serving.explain import Explanation, explain
+from lmrec.serving.overlay import HistoryOverlay, UserState
+from lmrec.serving.rerank import mmr
+from lmrec.serving.retrieval import normalise
+from lmrec.serving.settings import ServingSettings
+from lmrec.serving.text import Encoder, encode_items, encode_query
+from lmrec.store.duckdb_store import Store
+from lmrec.store.keys import KeyStore, existing_event_ids, user_profile, user_row_counts
+
+log = logging.getLogger("lmrec.serving")
+
+
+# ---------------------------------------------------------------------- results (domain objects, not HTTP schemas)
+@dataclass
+class RecommendedItem:
+    item_id: str
+    score: float
+    title: str
+    categories: list[str]
+    explanation: Explanation | None = None
+
+
+@dataclass
+class Recommendations:
+    items: list[RecommendedItem]
+    model_version: str
+    strategy: str  # "model", "ann+rescore", "profile-text", "popularity"
+    ignored_items: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SimilarItems:
+    item_id: str
+    by: str
+    items: list[RecommendedItem]
+    model_version: str
+    note: str | None = None
+
+
+@dataclass
+class IngestResult:
+    accepted: int
+    duplicates: int
+    users: int
+
+
+@dataclass
+class UpsertResult:
+    created: int
+    updated: int
+    encoded: int
+    catalogue_size: int
+
+
+@dataclass(frozen=True)
+class RecRequest:
+    """What a recommendation call asks for, beyond whose history."""
+
+    k: int = 10
+    exclude_seen: bool = True
+    categories: tuple[str, ...] = ()
+    exclude_categories: tuple[str, ...] = ()
+    diversity: float = 0.0
+    explain: bool = False
+
+
+class Engine:
+    """All serving operations over one store and the active model.
+
+    Parameters
+    ----------
+    settings:
+        The service settings.
+    store:
+        The open store (events, items, users, keys).
+    bundle:
+        The first model's bundle.
+    encoder:
+        Text encoder for new items and profile text, or ``None`` (text features off).
+    on_activate:
+        Called with the new bundle after each swap (metrics).
+    """
+
+    def __init__(self, settings: ServingSettings, store: Store, bundle: ModelBundle, encoder: Encoder | None,
+                 on_activate: Callable[[ModelBundle], None] | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.keys = KeyStore(store)
+        self.encoder = encoder
+        self._bundle = bundle
+        self._swap_lock = threading.Lock()  # one swap or catalogue change at a time
+        self._erased: set[str] = set()
+        self._on_activate = on_activate
+        self.overlay = HistoryOverlay(self._load_user, settings.max_cached_users, settings.history_limit)
+        self.started_at = time.time()
+        if on_activate is not None:
+            on_activate(bundle)
+
+    @classmethod
+    def open(cls, settings: ServingSettings, store: Store | None = None, encoder: Encoder | None = None,
+             on_activate: Callable[[ModelBundle], None] | None = None) -> Engine:
+        """Open the store, load ``settings.model_dir`` and build the first bundle."""
+        if settings.model_dir is None:
+            raise ValueError("no model to serve: set model_dir (LMREC_MODEL_DIR or `lmrec serve MODEL_DIR`)")
+        path = Path(settings.model_dir)
+        if not (path / MODEL_FILE).exists():
+            raise FileNotFoundError(f"{path} is not a trained lmrec model folder (no {MODEL_FILE})")
+        store = store if store is not None else Store(settings.store)
+        bundle = build_bundle(load_model(path), path.name, path, store.items(), encoder, settings, store)
+        return cls(settings, store, bundle, encoder, on_activate)
+
+    @property
+    def bundle(self) -> ModelBundle:
+        """The active bundle; a request reads it once and uses that one throughout."""
+        return self._bundle
+
+    # ------------------------------------------------------------------ users and their histories
+    def _load_user(self, user_id: str) -> UserState | None:
+        """A user's state from the store, else the model's training history; ``None`` if unknown everywhere."""
+        events = self.store.user_sequence(user_id, limit=self.settings.history_limit * 2)
+        has_row, profile = user_profile(self.store, user_id)
+        erased = user_id in self._erased or self.keys.is_erased(user_id)
+        state = UserState(profile=profile)
+        if events.height:
+            for item, etype in zip(events["item_id"].to_list(), events["event_type"].to_list(), strict=True):
+                state.apply(item, etype, self.settings.history_limit)
+            return state
+        b = self.bundle
+        assert b.model.user_map is not None and b.model.item_map is not None
+        uidx = b.model.user_map.get(user_id)
+        if uidx and not erased:
+            hist = b.model.histories_for(np.array([uidx]))[0]
+            for item in b.model.item_map.raws(hist).tolist():
+                state.apply(item, "view", self.settings.history_limit)
+            return state
+        return state if has_row else None
+
+    def _user_state(self, user_id: str) -> UserState:
+        state = self.overlay.get(user_id)
+        if state is None:
+            raise NotFoundError(f"unknown user {user_id!r}")
+        return state
+
+    def _user_index(self, b: ModelBundle, user_id: str) -> int:
+        assert b.model.user_map is not None
+        return 0 if user_id in self._erased else b.model.user_map.get(user_id)
+
+    # ------------------------------------------------------------------ recommendations
+    def user_recommendations(self, user_id: str, req: RecRequest) -> Recommendations:
+        """Top-k for a known user: training or stored history plus everything ingested since."""
+        state = self._user_state(user_id)
+        b = self.bundle
+        return self._recommend(b, self._user_index(b, user_id), state, req)
+
+    def session_recommendations(self, items: list[str], profile: str | None, req: RecRequest) -> Recommendations:
+        """Top-k for an anonymous session (item ids, oldest first) or, with no usable items, profile text."""
+        b = self.bundle
+        assert b.model.item_map is not None
+        known = [i for i in items if i in b.model.item_map]
+        ignored = [i for i in items if i not in b.model.item_map]
+        state = UserState(items=known, types=["view"] * len(known), profile=profile)
+        out = self._recommend(b, 0, state, req)
+        out.ignored_items = ignored
+        return out
+
+    def _recommend(self, b: ModelBundle, uidx: int, state: UserState, req: RecRequest) -> Recommendations:
+        if req.k > self.settings.max_k:
+            raise InvalidRequestError(f"k={req.k} is above the limit of {self.settings.max_k}")
+        with b.lock.read():
+            model = b.model
+            assert model.item_map is not None
+            hist = model.item_map.indices(state.items, strict=False)
+            types = [t for t, h in zip(state.types, hist.tolist(), strict=True) if h]
+            hist = hist[hist > 0]
+            neg = model.item_map.indices(sorted(state.negatives), strict=False)
+            neg = neg[neg > 0]
+            mask = b.category_mask(req.categories, req.exclude_categories)
+            n_fetch = req.k if req.diversity <= 0 else max(3 * req.k, req.k + 20)
+            profile_match = None
+            if not len(hist) and not uidx and state.profile and b.text_index is not None and self.encoder:
+                idx, sc, strategy = self._by_profile(b, state.profile, n_fetch, mask, neg)
+                profile_match = sc
+            else:
+                idx, sc, strategy = self._by_model(b, hist, uidx, n_fetch, req.exclude_seen, mask, neg)
+            keep = idx > 0
+            idx, sc = idx[keep], sc[keep]
+            if profile_match is not None:
+                profile_match = profile_match[keep]
+            if req.diversity > 0 and len(idx) > req.k:
+                vecs = self._diversity_vectors(b, idx)
+                if vecs is not None:
+                    order = mmr(sc, vecs, req.k, req.diversity)
+                    idx, sc = idx[order], sc[order]
+                    if profile_match is not None:
+                        profile_match = profile_match[order]
+            idx, sc = idx[: req.k], sc[: req.k]
+            if profile_match is not None:
+                profile_match = profile_match[: req.k]
+            expl = (explain(b, idx, hist, types, profile_match, state.profile) if req.explain
+                    else [None] * len(idx))
+            ids = model.item_map.raws(idx).tolist()
+            items = [RecommendedItem(i, float(s), b.title(int(x)), b.categories(int(x)), e)
+                     for i, s, x, e in zip(ids, sc.tolist(), idx.tolist(), expl, strict=True)]
+        if not len(hist) and not uidx and strategy == "model":
+            strategy = "popularity"
+        return Recommendations(items, b.version, strategy)
+
+    def _by_model(self, b: ModelBundle, hist: np.ndarray, uidx: int, n: int, exclude_seen: bool,
+                  mask: np.ndarray | None, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+        model = b.model
+        histories = Ragged.from_lists([hist])
+        users = np.array([uidx], dtype=np.int64)
+        if b.factor_index is not None and b.factor_index.uses_ann and (len(hist) or uidx):
+            uvec = model_user_vectors(model, histories, users)
+            if uvec is not None:
+                n_banned = len(neg) + (len(hist) if exclude_seen else 0)
+                cand = b.factor_index.candidates(uvec, self.settings.ann_candidates + n + n_banned)[0]
+                cand = np.unique(cand[cand > 0])
+                banned = np.concatenate([neg, hist]) if exclude_seen else neg
+                cand = cand[~np.isin(cand, banned)]
+                if mask is not None:
+                    cand = cand[cand < len(mask)]
+                    cand = cand[mask[cand]]
+                if len(cand) >= n:
+                    scores = np.asarray(model.score(histories, users, items=cand), dtype=np.float32)[0]
+                    idx, sc = topk(scores[None, :], n)
+                    return cand[idx[0]], sc[0], "ann+rescore"
+        excl = Ragged.from_lists([neg]) if len(neg) else None
+        idx, sc = model.recommend_indices(histories, users, n, exclude_seen=exclude_seen, exclude=excl,
+                                          item_mask=mask)
+        return idx[0], sc[0], "model"
+
+    def _by_profile(self, b: ModelBundle, profile: str, n: int, mask: np.ndarray | None,
+                    neg: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+        assert b.text_index is not None and self.encoder is not None
+        allowed = np.ones(b.text_index.n_items + 1, dtype=bool) if mask is None else mask.copy()
+        allowed[PAD] = False
+        allowed[neg[neg < len(allowed)]] = False
+        q = encode_query(self.encoder, profile)
+        idx, sc = b.text_index.search(q, n, mask=allowed)
+        return idx[0], sc[0], "profile-text"
+
+    def _diversity_vectors(self, b: ModelBundle, idx: np.ndarray) -> np.ndarray | None:
+        index = b.text_index or b.behaviour_index
+        if index is None:
+            return None
+        v = index.vectors
+        return v[np.where(idx < len(v), idx, PAD)]
+
+    # ------------------------------------------------------------------ similar items
+    def similar_items(self, item_id: str, k: int, by: str) -> SimilarItems:
+        """Items most like ``item_id`` by the model's behaviour (vectors or co-occurrence) or by text."""
+        if k > self.settings.max_k:
+            raise InvalidRequestError(f"k={k} is above the limit of {self.settings.max_k}")
+        b = self.bundle
+        with b.lock.read():
+            assert b.model.item_map is not None
+            item = b.model.item_map.get(item_id)
+            if not item:
+                raise NotFoundError(f"unknown item {item_id!r}")
+            note = None
+            if by == "text":
+                if b.text_index is None:
+                    raise CapabilityError("similar items by text need a text encoder, and this service has none "
+                                          "(LMREC_TEXT_ENCODER is 'none' or lmrec.text is not installed); "
+                                          "use by=behaviour")
+                allowed = np.ones(b.text_index.n_items + 1, dtype=bool)
+                allowed[[PAD, item]] = False
+                q = b.text_index.vectors[item]
+                if not np.any(q):
+                    idx, sc, note = np.zeros(0, np.int64), np.zeros(0, np.float32), "this item has no text"
+                else:
+                    i2, s2 = b.text_index.search(q, k, mask=allowed)
+                    idx, sc = i2[0], s2[0]
+            elif b.behaviour_index is not None:
+                allowed = np.ones(b.behaviour_index.n_items + 1, dtype=bool)
+                allowed[[PAD, item]] = False
+                q = b.behaviour_index.vectors[item] if item < len(b.behaviour_index.vectors) else None
+                if q is None or not np.any(q):
+                    idx, sc, note = np.zeros(0, np.int64), np.zeros(0, np.float32), \
+                        "the model has no representation of this item yet; try by=text"
+                else:
+                    i2, s2 = b.behaviour_index.search(q, k, mask=allowed)
+                    idx, sc = i2[0], s2[0]
+            elif b.cooc is not None:
+                sims = b.cooc_neighbours(item)
+                sims[[PAD, item]] = NEG_INF
+                sims[sims <= 0] = NEG_INF
+                i2, s2 = topk(sims[None, :], k)
+                idx, sc = i2[0], s2[0]
+                if not np.isfinite(sc).any():
+                    note = "nobody has interacted with this item yet; try by=text"
+            else:
+                raise CapabilityError("the active model has neither item vectors nor training histories; "
+                                      "use by=text")
+            keep = (idx > 0) & np.isfinite(sc)
+            idx, sc = idx[keep], sc[keep]
+            ids = b.model.item_map.raws(idx).tolist()
+            items = [RecommendedItem(i, float(s), b.title(int(x)), b.categories(int(x)))
+                     for i, s, x in zip(ids, sc.tolist(), idx.tolist(), strict=True)]
+        return SimilarItems(item_id, by, items, b.version, note)
+
+    # ------------------------------------------------------------------ predictions
+    def predictions(self, user_id: str, item_ids: list[str], want: list[str] | None) -> tuple[heads.Predictions,
+                                                                                              str]:
+        """Rating / next action / value for a user, from the heads the active model has."""
+        state = self._user_state(user_id)
+        b = self.bundle
+        have = heads.available_heads(b.model)
+        if not have:
+            raise CapabilityError(f"the active model ({b.model.name}, version {b.version}) has no prediction "
+                                  "heads (rating, next action, value); serve a multi-task model", status=404)
+        want = want or have
+        missing = [h for h in want if h not in have]
+        if missing:
+            raise CapabilityError(f"the active model has no {', '.join(missing)} head; it has: {', '.join(have)}",
+                                  status=404)
+        with b.lock.read():
+            assert b.model.item_map is not None
+            items = b.model.item_map.indices(item_ids, strict=False)
+            unknown = [i for i, x in zip(item_ids, items.tolist(), strict=True) if not x]
+            if unknown:
+                raise NotFoundError(f"unknown item(s): {', '.join(unknown[:10])}")
+            if "rating" in want and not item_ids:
+                raise InvalidRequestError("rating predictions need items: give ?items=ID&items=ID")
+            hist = b.model.item_map.indices(state.items, strict=False)
+            out = heads.predict(b.model, hist[hist > 0], self._user_index(b, user_id), items, item_ids, want)
+        return out, b.version
+
+    # ------------------------------------------------------------------ writes: events
+    def ingest(self, events: list[dict[str, Any]]) -> IngestResult:
+        """Store a batch of events (idempotent by ``event_id``) and apply the new ones to users' histories at once.
+
+        Events without an ``event_id`` get the stable id the importer derives from their fields; without a
+        ``timestamp`` they are stamped now. A bad field fails the whole batch with the row and field named.
+        """
+        if len(events) > self.settings.max_batch:
+            raise InvalidRequestError(f"{len(events)} events in one batch; the limit is {self.settings.max_batch}")
+        now = int(time.time())
+        df = pl.DataFrame([{**e, "timestamp": e.get("timestamp") or now} for e in events],
+                          schema={"event_id": pl.String, "user_id": pl.String, "item_id": pl.String,
+                                  "timestamp": pl.Int64, "event_type": pl.String, "value": pl.Float64})
+        df = df.with_row_index(ROW, offset=0).with_columns(pl.col(ROW).cast(pl.Int64))
+        clean = clean_rows(df, CleaningConfig(strict=True), CleaningReport(source="request body"))
+        clean = clean.unique("event_id", keep="first", maintain_order=True)
+        users = list(dict.fromkeys(clean["user_id"].to_list()))
+        locks = sorted({id(self.overlay.user_lock(u)): self.overlay.user_lock(u) for u in users}.items())
+        for _, lock in locks:
+            lock.acquire()
+        try:
+            for u in users:
+                self.overlay.ensure_loaded(u)
+            present = existing_event_ids(self.store, clean["event_id"].to_list())
+            new = clean.filter(~pl.col("event_id").is_in(list(present))) if present else clean
+            if new.height:
+                self.store.append_events(new.drop(ROW), CleaningConfig(strict=True), source="request body")
+            for (u,), rows in new.sort("timestamp", maintain_order=True).group_by("user_id", maintain_order=True):
+                self.overlay.apply(str(u), zip(rows["item_id"].to_list(), rows["event_type"].to_list(),
+                                                strict=True))
+        finally:
+            for _, lock in reversed(locks):
+                lock.release()
+        return IngestResult(accepted=new.height, duplicates=len(events) - new.height, users=len(users))
+
+    # ------------------------------------------------------------------ writes: items
+    def upsert_items(self, items: list[dict[str, Any]]) -> UpsertResult:
+        """Store new or changed items; they are recommendable and findable by similarity at once."""
+        if len(items) > self.settings.max_batch:
+            raise InvalidRequestError(f"{len(items)} items in one batch; the limit is {self.settings.max_batch}")
+        df = pl.DataFrame(items, schema={"item_id": pl.String, "title": pl.String, "description": pl.String,
+                                         "categories": pl.List(pl.String), "attributes": pl.String})
+        df = df.unique("item_id", keep="last", maintain_order=True)
+        with self._swap_lock:
+            self.store.upsert_items(df)
+            b = self.bundle
+            # Encode before taking the write lock: readers keep being served while the encoder runs.
+            vecs = encode_items(self.encoder, df, store=self.store) if b.text_index is not None and \
+                self.encoder is not None else None
+            with b.lock.write():
+                model = b.model
+                assert model.item_map is not None and model.item_categories_ is not None
+                ids = df["item_id"].to_list()
+                cats = [list(c or []) for c in df["categories"].to_list()]
+                created = [i for i in ids if i not in model.item_map]
+                idx = model.add_items(ids, cats)
+                categories = list(model.item_categories_)
+                for i, c in zip(idx.tolist(), cats, strict=True):
+                    categories[i] = c
+                model.item_categories_ = categories
+                titles = b.titles + [""] * (model.n_items + 1 - len(b.titles))
+                for i, t, raw in zip(idx.tolist(), df["title"].to_list(), ids, strict=True):
+                    titles[i] = t or raw
+                b.titles = titles
+                b.invalidate_masks()
+                if vecs is not None and b.text_index is not None:
+                    b.text_index.upsert(idx, vecs)
+                iv = model_item_vectors(model) if (b.behaviour_index is not None or b.factor_index is not None) \
+                    else None
+                if iv is not None:
+                    if b.behaviour_index is not None:
+                        b.behaviour_index.upsert(idx, normalise(iv[idx]))
+                    if b.factor_index is not None:
+                        b.factor_index.upsert(idx, iv[idx])
+        return UpsertResult(created=len(created), updated=len(ids) - len(created),
+                            encoded=0 if vecs is None else len(vecs), catalogue_size=b.n_items)
+
+    # ------------------------------------------------------------------ erasure
+    def erase_user(self, user_id: str) -> dict[str, int]:
+        """Erase a user's events, profile and every cached trace; afterwards the user is unknown (404)."""
+        with self.overlay.user_lock(user_id):
+            if self.overlay.load_locked(user_id) is None:
+                raise NotFoundError(f"unknown user {user_id!r}")
+            removed = self.store.delete_user(user_id)
+            self.keys.mark_erased(user_id)
+            self._erased.add(user_id)
+            removed["cached"] = int(self.overlay.forget(user_id))
+        left = user_row_counts(self.store, user_id)
+        if any(left.values()):  # a concurrent ingest slipped in between; erase again
+            self.store.delete_user(user_id)
+        log.info("erased user %s", hashlib.sha256(user_id.encode()).hexdigest()[:12])
+        return removed
+
+    # ------------------------------------------------------------------ model versions
+    def versions(self) -> list[str]:
+        root = self.settings.resolved_models_dir()
+        if root is None or not root.is_dir():
+            return [self.bundle.version]
+        found = sorted(p.name for p in root.iterdir() if (p / MODEL_FILE).is_file())
+        return found or [self.bundle.version]
+
+    def activate(self, version: str) -> ModelBundle:
+        """Load model ``version`` fully, then swap it in with one reference assignment (no request fails)."""
+        root = self.settings.resolved_models_dir()
+        if root is None or "/" in version or version.startswith("."):
+            raise NotFoundError(f"unknown model version {version!r}")
+        path = root / version
+        if not (path / MODEL_FILE).is_file():
+            raise NotFoundError(f"unknown model version {version!r}; available: {', '.join(self.versions())}")
+        with self._swap_lock:
+            model = load_model(path)
+            bundle = build_bundle(model, version, path, self.store.items(), self.encoder, self.settings,
+                                  self.store)
+            self._bundle = bundle  # atomic: requests already running finish on the old bundle
+        self.store.set_meta("serving.active_model", {"version": version, "path": str(path)})
+        if self._on_activate is not None:
+            self._on_activate(bundle)
+        log.info("activated model version %s", version)
+        return bundle
+
+    def status(self) -> dict[str, Any]:
+        b = self.bundle
+        return {"model_version": b.version, "model": b.model.name, "catalogue_size": b.n_items,
+                "users_in_memory": len(self.overlay), "text_features": b.text_index is not None,
+                "ann": bool(b.factor_index is not None and b.factor_index.uses_ann),
+                "behaviour": "vectors" if b.behaviour_index is not None else
+                ("co-occurrence" if b.cooc is not None else "none"),
+                "prediction_heads": heads.available_heads(b.model),
+                "loaded_at": b.loaded_at, "started_at": self.started_at}

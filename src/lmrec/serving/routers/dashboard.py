@@ -1,0 +1,23 @@
+"""A self-contained web dashboard: model, catalogue, live request stats, and a recommendation form."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+from lmrec.serving.deps import EngineDep, ReadAccess, StatsDep
+
+router = APIRouter(tags=["dashboard"])
+
+
+@router.get("/dashboard", response_class=HTMLResponse, summary="The web dashboard (HTML)")
+def dashboard() -> HTMLResponse:
+    return HTMLResponse(files("lmrec.serving").joinpath("dashboard.html").read_text(encoding="utf-8"))
+
+
+@router.get("/v1/dashboard/stats", summary="What the dashboard shows: model, catalogue, recent latency")
+def stats(engine: EngineDep, live: StatsDep, _: ReadAccess) -> dict[str, Any]:
+    return {**engine.status(), "requests": live.summary()}

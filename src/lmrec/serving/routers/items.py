@@ -1,0 +1,31 @@
+"""The catalogue: similar items, and adding or changing items (cold start at once)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from lmrec.serving.deps import EngineDep, ReadAccess, WriteAccess
+from lmrec.serving.schemas import ERRORS, ItemsIn, ItemsOut, SimilarOut
+
+router = APIRouter(prefix="/v1/items", tags=["items"], responses=ERRORS)
+
+
+@router.get("/{item_id}/similar", response_model=SimilarOut, summary="Items most like this one")
+def similar_items(
+    item_id: Annotated[str, Path(min_length=1, max_length=256)], engine: EngineDep, _: ReadAccess,
+    k: Annotated[int, Query(ge=1, le=1000)] = 10,
+    by: Annotated[Literal["text", "behaviour"], Query(
+        description="behaviour: the model's item vectors or co-occurrence; text: item text vectors")] = "behaviour",
+) -> SimilarOut:
+    return SimilarOut.of(engine.similar_items(item_id, k, by))
+
+
+@router.put("", response_model=ItemsOut, summary="Add or change items; they are recommendable at once")
+def upsert_items(body: ItemsIn, engine: EngineDep, _: WriteAccess) -> ItemsOut:
+    import json
+
+    rows = [{**i.model_dump(exclude={"attributes"}),
+             "attributes": json.dumps(i.attributes) if i.attributes is not None else None} for i in body.items]
+    return ItemsOut.of(engine.upsert_items(rows))

@@ -1,0 +1,40 @@
+"""Recommendations for a known user, or for an anonymous session / profile text."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from lmrec.serving.deps import EngineDep, ReadAccess, SettingsDep
+from lmrec.serving.engine import RecRequest
+from lmrec.serving.schemas import ERRORS, RecommendationsOut, SessionRequest
+
+router = APIRouter(prefix="/v1", tags=["recommendations"], responses=ERRORS)
+
+UserId = Annotated[str, Path(min_length=1, max_length=256, description="The user's id.")]
+
+
+@router.get("/users/{user_id}/recommendations", response_model=RecommendationsOut,
+            summary="Top-k items for a user, reflecting every event ingested so far")
+def user_recommendations(
+    user_id: UserId, engine: EngineDep, settings: SettingsDep, _: ReadAccess,
+    k: Annotated[int, Query(ge=1, le=1000, description="How many items.")] = 10,
+    exclude_seen: Annotated[bool, Query(description="Drop items the user already interacted with.")] = True,
+    category: Annotated[list[str] | None, Query(description="Keep only items in these categories.")] = None,
+    exclude_category: Annotated[list[str] | None, Query(description="Drop items in these categories.")] = None,
+    diversity: Annotated[float | None, Query(ge=0.0, le=1.0, description="MMR diversity weight.")] = None,
+    explain: Annotated[bool, Query(description="Say why each item was recommended.")] = False,
+) -> RecommendationsOut:
+    req = RecRequest(k, exclude_seen, tuple(category or ()), tuple(exclude_category or ()),
+                     settings.diversity if diversity is None else diversity, explain)
+    return RecommendationsOut.of(engine.user_recommendations(user_id, req), user_id)
+
+
+@router.post("/recommendations", response_model=RecommendationsOut,
+             summary="Top-k items for an anonymous session (item ids) or a cold user's profile text")
+def session_recommendations(body: SessionRequest, engine: EngineDep, settings: SettingsDep,
+                            _: ReadAccess) -> RecommendationsOut:
+    req = RecRequest(body.k, body.exclude_seen, tuple(body.categories), tuple(body.exclude_categories),
+                     settings.diversity if body.diversity is None else body.diversity, body.explain)
+    return RecommendationsOut.of(engine.session_recommendations(body.items, body.profile, req))

@@ -1,0 +1,66 @@
+"""API keys on requests: ``X-API-Key: lmrec_<id>_<secret>`` (or ``Authorization: Bearer ...``), with scopes.
+
+``read`` for recommendations and lookups, ``write`` for events and items, ``admin`` for erasure and model swaps.
+In dev mode (``LMREC_DEV_MODE=1``) no key is needed. Verified keys are trusted in memory for a few seconds, so a
+request costs no store round trip; a revocation takes effect within that time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from lmrec.store.keys import ApiKey, KeyStore
+
+
+class AuthError(Exception):
+    """401 (no or bad key) or 403 (the key lacks the scope)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Authenticator:
+    """Checks presented keys against the store.
+
+    Parameters
+    ----------
+    keys:
+        Where keys live.
+    required:
+        ``False`` in dev mode: every request is allowed.
+    cache_seconds:
+        How long a verified key is trusted without asking the store again.
+    """
+
+    def __init__(self, keys: KeyStore, required: bool, cache_seconds: float = 5.0) -> None:
+        self.keys = keys
+        self.required = required
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, presented: str | None, scope: str) -> ApiKey | None:
+        """The key record when ``presented`` grants ``scope``; ``None`` in dev mode; :class:`AuthError` otherwise."""
+        if not self.required:
+            return None
+        if not presented:
+            raise AuthError(401, "an API key is required: send it as the X-API-Key header")
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(presented)
+        if hit is not None and hit[0] > now:
+            record = hit[1]
+        else:
+            record = self.keys.verify(presented)
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[presented] = (now + self.cache_seconds, record)
+        if record is None:
+            raise AuthError(401, "invalid or revoked API key")
+        if not record.allows(scope):
+            raise AuthError(403, f"this key has scopes {list(record.scopes)}; this request needs {scope!r}")
+        return record

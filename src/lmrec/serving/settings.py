@@ -1,0 +1,49 @@
+"""The service's settings: environment variables with the prefix ``LMREC_`` (e.g. ``LMREC_MODEL_DIR``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServingSettings(BaseSettings):
+    """Everything ``lmrec serve`` can be told; read inside :func:`lmrec.serving.create_app`, never at import.
+
+    Every field can be set by an environment variable named ``LMREC_<FIELD>`` (``LMREC_DEV_MODE=1``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LMREC_", extra="forbid")
+
+    model_dir: Path | None = Field(None, description="The trained model folder to serve first.")
+    models_dir: Path | None = Field(
+        None, description="Folder of model versions (one sub-folder each) for hot swaps; default: the parent "
+                          "of model_dir.")
+    store: str = Field("lmrec.duckdb", description="The DuckDB store: events, items, users, API keys.")
+    dev_mode: bool = Field(False, description="Serve without API keys (never in production).")
+    text_encoder: str | None = Field(
+        "default", description="Text encoder for item and profile text: 'default' (lmrec.text's), a model name "
+                               "or path, or 'none' to switch text features off.")
+    max_body_bytes: int = Field(1_000_000, ge=1, description="Larger request bodies get 413.")
+    max_batch: int = Field(10_000, ge=1, description="Most events or items in one batch request.")
+    max_k: int = Field(1_000, ge=1, description="Largest k a request may ask for.")
+    history_limit: int = Field(200, ge=1, description="Newest events of a user that recommendations read.")
+    max_cached_users: int = Field(100_000, ge=1, description="Users whose recent history is held in memory.")
+    ann_threshold: int = Field(
+        50_000, ge=0, description="Catalogues above this size are searched with a FAISS index, below exactly.")
+    ann_candidates: int = Field(200, ge=1, description="Candidates the ANN index returns for exact re-scoring.")
+    hnsw_m: int = Field(32, ge=4, description="HNSW graph degree.")
+    hnsw_ef_search: int = Field(128, ge=8, description="HNSW search breadth (recall vs speed).")
+    diversity: float = Field(0.0, ge=0.0, le=1.0, description="Default MMR diversity weight (0 = off).")
+    key_cache_seconds: float = Field(5.0, ge=0.0, description="How long a verified API key is trusted in memory.")
+    stats_window: int = Field(2_000, ge=10, description="Recent requests kept for the dashboard's live stats.")
+
+    def resolved_models_dir(self) -> Path | None:
+        if self.models_dir is not None:
+            return self.models_dir
+        return self.model_dir.parent if self.model_dir is not None else None
+
+    @property
+    def text_enabled(self) -> bool:
+        return bool(self.text_encoder) and str(self.text_encoder).lower() not in ("none", "off", "")

@@ -1,0 +1,72 @@
+"""The service's view of item and profile text: an encoder from :mod:`lmrec.text`, or none.
+
+Anything with ``encode(list[str]) -> float32 (n, d)`` is an encoder. When :mod:`lmrec.text` is installed it builds
+the default one and caches item vectors in the store; without it (and without an encoder given to
+:func:`~lmrec.serving.create_app`) text features are off and the endpoints that need them answer 409.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import polars as pl
+
+from lmrec.serving.retrieval import normalise
+
+log = logging.getLogger("lmrec.serving")
+
+
+class Encoder(Protocol):
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def _text_module() -> Any | None:
+    try:
+        return importlib.import_module("lmrec.text")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("lmrec.text",):
+            return None
+        raise
+
+
+def load_encoder(name: str | None) -> Encoder | None:
+    """The encoder named in the settings (``"default"`` for lmrec's), or ``None`` when text is off/unavailable."""
+    if not name or name.lower() in ("none", "off"):
+        return None
+    mod = _text_module()
+    if mod is None or not hasattr(mod, "get_encoder"):
+        log.warning("lmrec.text is not installed: text features (similar by text, profile text) are off")
+        return None
+    return mod.get_encoder() if name == "default" else mod.get_encoder(name)  # type: ignore[no-any-return]
+
+
+def item_text(title: str | None, description: str | None, categories: Sequence[str] | None) -> str:
+    """The text an item is known by: title, categories, then description."""
+    parts = [title or "", ", ".join(categories or []), description or ""]
+    return ". ".join(p.strip() for p in parts if p and p.strip())
+
+
+def encode_items(encoder: Encoder, items: pl.DataFrame, store: Any = None) -> np.ndarray:
+    """Unit-length text vectors ``(len(items), d)`` for rows with ``item_id, title, description, categories``.
+
+    Uses :func:`lmrec.text.encode_items` (cached by encoder and text hash in the store) when it exists.
+    """
+    mod = _text_module()
+    if items.height == 0:
+        return np.zeros((0, int(encode_query(encoder, "x").shape[0])), dtype=np.float32)
+    if mod is not None and hasattr(mod, "encode_items"):
+        vecs = mod.encode_items(items, encoder=encoder, store=store)
+    else:
+        texts = [item_text(r.get("title"), r.get("description"), r.get("categories"))
+                 for r in items.select(["title", "description", "categories"]).to_dicts()]
+        vecs = encoder.encode(texts)
+    return normalise(np.asarray(vecs, dtype=np.float32))
+
+
+def encode_query(encoder: Encoder, text: str) -> np.ndarray:
+    """One unit-length vector ``(d,)`` for a free text (a user's profile, a search phrase)."""
+    return normalise(np.asarray(encoder.encode([text]), dtype=np.float32))[0]

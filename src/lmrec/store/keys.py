@@ -1,0 +1,158 @@
+"""Serving's SQL: API keys (stored hashed), erasure tombstones, and the small lookups the service needs.
+
+An API key reads ``lmrec_<key_id>_<secret>``. Only ``sha256(salt || secret)`` and the salt are stored; the secret is
+32 random bytes, so a fast hash is safe (slow hashes such as scrypt protect low-entropy passwords, and would cost
+tens of milliseconds on every request). Verification compares digests in constant time.
+
+An erased user leaves no row with their id: the tombstone that keeps a trained model from serving their training
+history again holds only a salted hash of the id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from lmrec.store.duckdb_store import Store
+
+#: Scopes a key can hold. ``admin`` implies ``write``, which implies ``read``.
+SCOPES: tuple[str, ...] = ("read", "write", "admin")
+_IMPLIED = {"read": {"read"}, "write": {"read", "write"}, "admin": {"read", "write", "admin"}}
+KEY_PREFIX = "lmrec"
+
+_DDL = [
+    """CREATE TABLE IF NOT EXISTS api_keys (
+        key_id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, scopes VARCHAR[] NOT NULL, salt VARCHAR NOT NULL,
+        digest VARCHAR NOT NULL, created_at TIMESTAMP DEFAULT current_timestamp, revoked_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS erased_users (
+        user_hash VARCHAR PRIMARY KEY, erased_at TIMESTAMP DEFAULT current_timestamp)""",
+]
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A stored key, without its secret."""
+
+    key_id: str
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime | None
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def allows(self, scope: str) -> bool:
+        """Whether this key grants ``scope`` (``admin`` grants everything, ``write`` also grants ``read``)."""
+        return self.active and any(scope in _IMPLIED[s] for s in self.scopes if s in _IMPLIED)
+
+
+def _digest(salt: str, secret: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()
+
+
+def parse_key(key: str) -> tuple[str, str] | None:
+    """``(key_id, secret)`` of a well-formed key, ``None`` otherwise."""
+    parts = key.strip().split("_")
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+class KeyStore:
+    """API keys and erasure tombstones in an lmrec :class:`~lmrec.store.Store`.
+
+    Parameters
+    ----------
+    store:
+        An open, writable store; the tables are created when missing.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        for ddl in _DDL:
+            store.execute(ddl)
+        salt = store.get_meta("erasure_salt")
+        if salt is None:
+            salt = secrets.token_hex(16)
+            store.set_meta("erasure_salt", salt)
+        self._erasure_salt = str(salt)
+
+    # ------------------------------------------------------------------ keys
+    def create(self, name: str, scopes: list[str] | tuple[str, ...]) -> tuple[str, ApiKey]:
+        """Create a key; returns ``(the full key, shown only now, its record)``."""
+        bad = [s for s in scopes if s not in SCOPES]
+        if bad or not scopes:
+            raise ValueError(f"scopes must be a non-empty subset of {list(SCOPES)}, got {list(scopes)}")
+        key_id, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(32).replace("_", "-"), secrets.token_hex(16)
+        self.store.execute("INSERT INTO api_keys (key_id, name, scopes, salt, digest) VALUES (?, ?, ?, ?, ?)",
+                           [key_id, name, list(dict.fromkeys(scopes)), salt, _digest(salt, secret)])
+        record = self.get(key_id)
+        assert record is not None
+        return f"{KEY_PREFIX}_{key_id}_{secret}", record
+
+    def get(self, key_id: str) -> ApiKey | None:
+        rows = self.store.execute(
+            "SELECT key_id, name, scopes, created_at, revoked_at FROM api_keys WHERE key_id = ?", [key_id])
+        return ApiKey(rows[0][0], rows[0][1], tuple(rows[0][2]), rows[0][3], rows[0][4]) if rows else None
+
+    def list(self) -> list[ApiKey]:
+        rows = self.store.execute(
+            "SELECT key_id, name, scopes, created_at, revoked_at FROM api_keys ORDER BY created_at, key_id")
+        return [ApiKey(r[0], r[1], tuple(r[2]), r[3], r[4]) for r in rows]
+
+    def revoke(self, key_id: str) -> bool:
+        """Revoke a key; ``False`` when no active key has this id."""
+        rows = self.store.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE key_id = ? AND revoked_at IS NULL RETURNING key_id",
+            [key_id])
+        return bool(rows)
+
+    def verify(self, key: str) -> ApiKey | None:
+        """The active key record for a presented key, or ``None`` (malformed, unknown, revoked or wrong secret)."""
+        parsed = parse_key(key)
+        if parsed is None:
+            return None
+        key_id, secret = parsed
+        rows = self.store.execute(
+            "SELECT salt, digest, name, scopes, created_at, revoked_at FROM api_keys WHERE key_id = ?", [key_id])
+        if not rows:
+            return None
+        salt, digest, name, scopes, created, revoked = rows[0]
+        if revoked is not None or not hmac.compare_digest(_digest(salt, secret), digest):
+            return None
+        return ApiKey(key_id, name, tuple(scopes), created, revoked)
+
+    # ------------------------------------------------------------------ erasure tombstones
+    def _user_hash(self, user_id: str) -> str:
+        return hashlib.sha256(f"{self._erasure_salt}:{user_id}".encode()).hexdigest()
+
+    def mark_erased(self, user_id: str) -> None:
+        self.store.execute("INSERT OR IGNORE INTO erased_users (user_hash) VALUES (?)", [self._user_hash(user_id)])
+
+    def is_erased(self, user_id: str) -> bool:
+        return bool(self.store.execute("SELECT 1 FROM erased_users WHERE user_hash = ?", [self._user_hash(user_id)]))
+
+
+def existing_event_ids(store: Store, event_ids: list[str]) -> set[str]:
+    """Which of these event ids the store already holds."""
+    if not event_ids:
+        return set()
+    rows = store.execute("SELECT event_id FROM events WHERE list_contains(?, event_id)", [list(event_ids)])
+    return {r[0] for r in rows}
+
+
+def user_profile(store: Store, user_id: str) -> tuple[bool, str | None]:
+    """``(has a users row, profile text)`` for one user."""
+    rows = store.execute("SELECT profile FROM users WHERE user_id = ?", [str(user_id)])
+    return (True, rows[0][0]) if rows else (False, None)
+
+
+def user_row_counts(store: Store, user_id: str) -> dict[str, int]:
+    """Rows that name this user, per table (erasure checks: all zero afterwards)."""
+    return {t: int(store.execute(f"SELECT count(*) FROM {t} WHERE user_id = ?", [str(user_id)])[0][0])
+            for t in ("events", "users")}
