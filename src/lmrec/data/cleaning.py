@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from lmrec.data.schema import KNOWN_EVENT_TYPES, normalise_event_type
+from lmrec.data.schema import EVENT_TYPE_ALIASES, KNOWN_EVENT_TYPES, normalise_event_type
 
 #: Numeric timestamps above this are taken as milliseconds when the unit is "auto" (1e11 s is the year 5138).
 _MS_THRESHOLD = 100_000_000_000
@@ -146,10 +146,26 @@ def _fail_or_drop(df: pl.DataFrame, bad: pl.Series, reason: str, cfg: CleaningCo
     return df.filter(~bad)
 
 
+def _iso_seconds(s: str | None) -> float | None:
+    """Seconds since the epoch from ISO-8601 text (``Z``, offsets and bare dates allowed; naive means UTC)."""
+    if s is None:
+        return None
+    try:
+        d = datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    return (d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp()
+
+
 def _parse_timestamps(col: pl.Series, unit: str) -> pl.Series:
-    """Seconds since the epoch (Int64) from numbers (s or ms), ISO-8601 text or datetimes; null where unparseable."""
+    """Seconds since the epoch (Int64) from numbers (s or ms), ISO-8601 text or datetimes; null where unparseable.
+
+    The unit applies to numbers only: ISO text and datetimes carry their own. Values outside the Int64 range of
+    seconds are unparseable, not an overflow error.
+    """
     if col.dtype == pl.Datetime or col.dtype == pl.Date:
         return col.cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Int64)
+    iso: pl.Series | None = None
     if col.dtype.is_numeric():
         num = col.cast(pl.Float64)
     else:
@@ -157,25 +173,19 @@ def _parse_timestamps(col: pl.Series, unit: str) -> pl.Series:
         num = text.cast(pl.Float64, strict=False)
         todo = num.is_null() & text.is_not_null() & (text.str.len_chars() > 0)
         if todo.any():
-            # ISO-8601 text, parsed row by row by the standard library: it handles 'Z', offsets and dates alone.
-            def iso(s: str | None) -> float | None:
-                if s is None:
-                    return None
-                try:
-                    d = datetime.fromisoformat(s)
-                except ValueError:
-                    return None
-                return (d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp()
-
-            parsed = pl.Series([iso(s) if t else None for s, t in zip(text.to_list(), todo.to_list(), strict=True)],
-                               dtype=pl.Float64)
-            num = pl.select(pl.coalesce(num, parsed)).to_series()
+            # ISO-8601 text, parsed by the standard library (it handles 'Z', offsets and dates alone); only the
+            # rows that are not numbers pay for the Python call.
+            iso = pl.Series([_iso_seconds(s) if t else None for s, t in zip(text.to_list(), todo.to_list(),
+                                                                             strict=True)], dtype=pl.Float64)
     num = num.fill_nan(None)
+    num = num.set(num.is_infinite(), None) if num.is_infinite().any() else num
     if unit == "ms":
         num = num / 1000.0
     elif unit == "auto":
         num = pl.select(pl.when(num.abs() > _MS_THRESHOLD).then(num / 1000.0).otherwise(num)).to_series()
-    return num.floor().cast(pl.Int64)
+    if iso is not None:
+        num = pl.select(pl.coalesce(num, iso)).to_series()
+    return num.floor().cast(pl.Int64, strict=False)
 
 
 def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) -> pl.DataFrame:
@@ -185,12 +195,15 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
     typed (ids as text, timestamp as Int64 seconds, value as Float64) and with an ``event_id`` for every row.
     """
     report.rows_read += df.height
-    if df.height == 0:
-        return _typed_empty()
+    have = [c for c in df.columns if c != ROW]
+    if df.height == 0 and not have:
+        return _typed_empty()  # an empty chunk (or an empty file) has nothing to check
     for col in ("user_id", "item_id", "timestamp"):
         if col not in df.columns:
             raise DataError("missing column", source=report.source, field=col,
-                            expected=f"columns user_id, item_id, timestamp (have {df.columns})")
+                            expected=f"columns user_id, item_id, timestamp (have {have})")
+    if df.height == 0:
+        return _typed_empty()
     if "event_type" not in df.columns:
         df = df.with_columns(pl.lit(cfg.default_event_type).alias("event_type"))
     if "value" not in df.columns:
@@ -229,8 +242,9 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
     missing_type = et.is_null() | (et.str.len_chars() == 0)
     df = df.with_columns(et.alias("event_type"))
     df = _fail_or_drop(df, missing_type, "missing_event_type", cfg, report, "event_type", "an event type")
-    normalised = df["event_type"].map_elements(normalise_event_type, return_dtype=pl.String)
-    df = df.with_columns(normalised.alias("event_type"))
+    # Vectorised normalise_event_type: lower-case, then map aliases (addtocart → cart); no Python call per row.
+    df = df.with_columns(
+        pl.col("event_type").str.to_lowercase().replace(EVENT_TYPE_ALIASES).alias("event_type"))
     if not cfg.allow_any_event_type:
         accepted = sorted(cfg.accepted_event_types)
         unknown = ~df["event_type"].is_in(accepted)

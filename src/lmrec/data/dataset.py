@@ -147,7 +147,7 @@ class Dataset:
     @staticmethod
     def _complete(table: pl.DataFrame, idmap: IdMap, key: str, schema: pa.Schema) -> pl.DataFrame:
         """One row per vocabulary entry, in index order; entries absent from ``table`` get null fields."""
-        order = pl.DataFrame({key: idmap.raw_ids})
+        order = pl.DataFrame({key: idmap.raw_ids}, schema={key: pl.String})  # typed even when empty
         return order.join(table, on=key, how="left", maintain_order="left")
 
     def with_events(self, events: pl.DataFrame, name: str | None = None) -> Dataset:

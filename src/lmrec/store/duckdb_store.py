@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from lmrec.data.cleaning import ROW, CleaningConfig, CleaningReport, clean_rows
 from lmrec.data.dataset import Dataset, conform
-from lmrec.data.loaders.base import DEFAULT_CHUNK_ROWS, Source
+from lmrec.data.loaders.base import DEFAULT_CHUNK_ROWS, Source, known_item_ids
 from lmrec.data.schema import EVENTS_SCHEMA, ITEMS_SCHEMA, USERS_SCHEMA
 
 SCHEMA_VERSION = 1
@@ -205,8 +205,8 @@ class Store:
             if source.users is not None:
                 result.users_upserted = self._upsert("users", "user_id", source.users, USERS_SCHEMA)
             known_items = None
-            if cfg.drop_unknown_items and source.items is not None and source.items.height:
-                known_items = source.items["item_id"].cast(pl.String).implode()
+            if cfg.drop_unknown_items and (ids := known_item_ids(source)) is not None:
+                known_items = ids.implode()
             for chunk in source.iter_events(chunk_rows):
                 rows = clean_rows(chunk, cfg, report)
                 if known_items is not None and rows.height:

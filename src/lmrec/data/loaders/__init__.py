@@ -30,27 +30,45 @@ DEFAULT_DATASET = "movielens-100k"
 
 
 def register_format(name: str, fn: Callable[..., Source]) -> None:
+    """Make ``fn(path, **options) -> Source`` available as ``--format NAME``."""
     FORMATS[name] = fn
 
 
+def register_detector(fmt: str, probe: Callable[[Path], bool], *, fallback: bool = False) -> None:
+    """Let :func:`detect_format` recognise ``fmt`` when ``probe(path)`` is true.
+
+    Probes look at names and first lines only. ``fallback`` probes (the generic table reader, which accepts any
+    ``.csv``) run after every specific one, whatever the order the modules were imported in.
+    """
+    target = _FALLBACK_DETECTORS if fallback else _DETECTORS
+    if all(f != fmt for f, _ in target):
+        target.append((fmt, probe))
+
+
 def detect_format(path: Path) -> str:
-    """Guess a format from a path: a MovieLens folder/zip, or a generic table by its extension."""
+    """Guess a format from a path: a MovieLens folder/zip, a file a loader recognises, or a generic table."""
     from lmrec.data.loaders.movielens import _Files
 
+    _load_optional_formats()
     try:
         files = _Files(path)
         if any(files.find(n) for n in ("u.data", "ratings.dat", "ratings.csv")):
             return "movielens"
     except FileNotFoundError:
         pass
-    for fmt, probe in _DETECTORS:
-        if probe(path):
-            return fmt
+    for fmt, probe in [*_DETECTORS, *_FALLBACK_DETECTORS]:
+        try:
+            if probe(path):
+                return fmt
+        except OSError:
+            continue
     raise ValueError(f"cannot tell the format of {path}; pass --format (one of {', '.join(sorted(FORMATS))})")
 
 
 #: (format, predicate) pairs tried in order by :func:`detect_format`; loader modules append to it.
 _DETECTORS: list[tuple[str, Callable[[Path], bool]]] = []
+#: Detectors tried after all of :data:`_DETECTORS` (see :func:`register_detector`).
+_FALLBACK_DETECTORS: list[tuple[str, Callable[[Path], bool]]] = []
 
 
 def open_source(spec: str | Path, fmt: str | None = None, **options: Any) -> Source:
@@ -58,6 +76,7 @@ def open_source(spec: str | Path, fmt: str | None = None, **options: Any) -> Sou
     _load_optional_formats()
     key = str(spec)
     if fmt is None and key in BUILTIN:
+        _check_options(key, BUILTIN[key], options)
         return BUILTIN[key](**options)
     path = Path(key).expanduser()
     if not path.exists():
@@ -68,7 +87,27 @@ def open_source(spec: str | Path, fmt: str | None = None, **options: Any) -> Sou
         loader = FORMATS[fmt]
     except KeyError:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(sorted(FORMATS))}") from None
+    _check_options(fmt, loader, options)
     return loader(path, **options)
+
+
+def _check_options(fmt: str, loader: Callable[..., Source], options: dict[str, Any]) -> None:
+    """A clear error for an option the format does not take (``--map`` given to MovieLens, a typo in a config)."""
+    import inspect
+
+    try:
+        params = inspect.signature(loader).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    names = list(params)
+    positional_path = names[:1] if names and params[names[0]].kind is not inspect.Parameter.KEYWORD_ONLY else []
+    accepted = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and n not in positional_path]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"format {fmt!r} does not take option(s) {unknown}; it takes {accepted or 'none'}")
 
 
 def load_dataset(spec: str | Path = DEFAULT_DATASET, fmt: str | None = None,
@@ -90,4 +129,4 @@ def _load_optional_formats() -> None:
 
 
 __all__ = ["BUILTIN", "DEFAULT_DATASET", "FORMATS", "Source", "detect_format", "load_dataset", "open_source",
-           "read_dataset", "register_format"]
+           "read_dataset", "register_detector", "register_format"]

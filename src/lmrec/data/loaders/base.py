@@ -28,6 +28,10 @@ class Source:
 
     ``events`` is either a whole table or a callable returning an iterator of chunks; in both cases rows carry
     ``_row`` (1-based position in the source file) so that errors can point at them.
+
+    ``items_complete`` says whether ``items`` is the whole catalogue. When it is (the default), events for items
+    missing from it are dropped as ``unknown_item`` (if cleaning asks for it); a loader whose item table only adds
+    text to some items (an item-text file) sets it to ``False`` so that no event is lost for a missing title.
     """
 
     name: str
@@ -38,6 +42,7 @@ class Source:
     default_event_type: str = "view"
     origin: str = ""  # file, folder or URL it came from
     notes: list[str] = field(default_factory=list)
+    items_complete: bool = True
 
     def iter_events(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pl.DataFrame]:
         if self.event_chunks is not None:
@@ -75,11 +80,18 @@ def read_dataset(source: Source, cleaning: CleaningConfig | None = None,
     report = CleaningReport(source=source.origin or source.name)
     kept = [clean_rows(chunk, cfg, report) for chunk in source.iter_events(chunk_rows)]
     events = pl.concat(kept) if kept else clean_rows(pl.DataFrame(), cfg, report)
-    item_ids = source.items["item_id"] if source.items is not None and source.items.height else None
+    item_ids = known_item_ids(source)
     events = clean_table(events, cfg, report, item_ids=item_ids)
     report.notes.extend(source.notes)
     ds = Dataset.build(events.drop(ROW), source.items, source.users, name=source.name)
     return ds, report
+
+
+def known_item_ids(source: Source) -> pl.Series | None:
+    """The item ids events must refer to, or ``None`` when the source has no complete catalogue."""
+    if source.items is None or source.items.height == 0 or not source.items_complete:
+        return None
+    return source.items["item_id"].cast(pl.String)
 
 
 def _explicit(cfg: CleaningConfig) -> set[str]:

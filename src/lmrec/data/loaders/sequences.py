@@ -1,0 +1,162 @@
+"""Research sequence formats: the plain-text files sequential-recommendation papers publish.
+
+* **sequence** layout (S3-Rec, ICLRec, DuoRec): one line per user, ``user item item item ...``, items oldest first.
+* **pairs** layout (SASRec, BERT4Rec): one ``user item`` pair per line, each user's lines in time order.
+* **item text** (optional): ``item_id<TAB>text`` per line, giving each item its title (the text a language model
+  reads).
+
+These files hold no times. Each interaction gets a synthetic timestamp: its position in the file (1, 2, 3...),
+which keeps every user's order, so leave-one-out splits are exact; a *temporal* split on such data is meaningless
+and the source's notes say so. The files are read ``chunk_rows`` events at a time, never whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+
+from lmrec.data.cleaning import DataError
+from lmrec.data.loaders import register_detector, register_format
+from lmrec.data.loaders._io import base_suffix, first_line, iter_line_chunks, open_text
+from lmrec.data.loaders.base import Source
+from lmrec.data.loaders.generic import _stem
+
+_ID = re.compile(r"^[\w\-.:/@#+]+$")
+_SUFFIXES = (".txt", ".seq", ".inter_seq", ".dat", "")
+_LAYOUTS = ("auto", "sequence", "pairs")
+_SCHEMA = {"_row": pl.Int64, "user_id": pl.String, "item_id": pl.String, "timestamp": pl.Int64}
+
+
+def _split(line: str, separator: str | None) -> list[str]:
+    return [t for t in (line.split(separator) if separator else line.split()) if t]
+
+
+def detect_layout(path: Path, separator: str | None = None, probe_lines: int = 1000) -> str:
+    """``"sequence"`` when some line among the first ``probe_lines`` has more than two fields, else ``"pairs"``."""
+    with open_text(path) as f:
+        for i, line in enumerate(f):
+            if i >= probe_lines:
+                break
+            if len(_split(line, separator)) > 2:
+                return "sequence"
+    return "pairs"
+
+
+def load_sequences(path: str | Path, *, layout: str = "auto", items: str | Path | None = None,
+                   separator: str | None = None, event_type: str = "view", name: str | None = None) -> Source:
+    """A sequence or pairs file (and optional item-text file) as a streaming :class:`Source`.
+
+    Parameters
+    ----------
+    path:
+        The interactions file (plain or gzip-compressed).
+    layout:
+        ``"sequence"`` (``user item item ...``), ``"pairs"`` (``user item``) or ``"auto"`` (look at the first lines).
+    items:
+        An ``item_id<TAB>text`` file; the text becomes the item's title.
+    separator:
+        Field separator; any run of whitespace by default.
+    event_type:
+        The type of every interaction (these formats do not say; ``view`` by default).
+    name:
+        The dataset's name (the file's stem by default, e.g. ``Beauty``).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+    if layout == "auto":
+        layout = detect_layout(path, separator)
+
+    def chunks(chunk_rows: int) -> Iterator[pl.DataFrame]:
+        # One line may hold a long sequence, so lines are read in small groups and events regrouped to chunk_rows.
+        position = 0
+        buf: dict[str, list] = {k: [] for k in _SCHEMA}
+        for start, lines in iter_line_chunks(path, max(1, min(chunk_rows, 10_000))):
+            for offset, line in enumerate(lines):
+                fields = _split(line, separator)
+                if not fields:
+                    continue
+                row = start + offset
+                if layout == "pairs" and len(fields) != 2:
+                    raise DataError("malformed line", source=str(path), row=row,
+                                    expected="'user item' (two fields)", got=line[:200])
+                if len(fields) < 2:
+                    raise DataError("malformed line", source=str(path), row=row,
+                                    expected="'user item item ...' (a user and at least one item)", got=line[:200])
+                user = fields[0]
+                for item in fields[1:]:
+                    position += 1
+                    buf["_row"].append(row)
+                    buf["user_id"].append(user)
+                    buf["item_id"].append(item)
+                    buf["timestamp"].append(position)
+                if len(buf["_row"]) >= chunk_rows:
+                    yield from _emit(buf, chunk_rows)
+        if buf["_row"]:
+            yield pl.DataFrame(buf, schema=_SCHEMA)
+
+    item_table = read_item_text(Path(items).expanduser()) if items is not None else None
+    # The item-text file names items, it does not bound the catalogue: an item without text keeps its events.
+    source = Source(name or _stem(path), event_chunks=chunks, items=item_table, default_event_type=event_type,
+                    origin=str(path), items_complete=False)
+    source.notes.append(f"{layout} layout; timestamps are positions in the file (order only, not real times: "
+                        "use leave-one-out, not a temporal split)")
+    return source
+
+
+def _emit(buf: dict[str, list], chunk_rows: int) -> Iterator[pl.DataFrame]:
+    """Yield full chunks from the buffer, leaving the remainder in it."""
+    while len(buf["_row"]) >= chunk_rows:
+        yield pl.DataFrame({k: v[:chunk_rows] for k, v in buf.items()}, schema=_SCHEMA)
+        for v in buf.values():
+            del v[:chunk_rows]
+
+
+def read_item_text(path: Path) -> pl.DataFrame:
+    """An ``item_id<TAB>text`` file as items with a title; a header line (``item_id<TAB>...``) is skipped."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such item text file")
+    ids: list[str] = []
+    titles: list[str | None] = []
+    for start, lines in iter_line_chunks(path, 100_000):
+        for offset, line in enumerate(lines):
+            if not line.strip():
+                continue
+            item, sep, text = line.partition("\t")
+            row = start + offset
+            if row == 1 and item.strip().lower() in ("item_id", "item", "itemid", "id"):
+                continue
+            if not sep:
+                raise DataError("malformed line", source=str(path), row=row,
+                                expected="item_id<TAB>text", got=line[:200])
+            ids.append(item.strip())
+            titles.append(text.strip() or None)
+    return pl.DataFrame({"item_id": ids, "title": titles}, schema={"item_id": pl.String, "title": pl.String}) \
+        .unique("item_id", keep="last", maintain_order=True)
+
+
+def load_item_text(path: str | Path, name: str | None = None) -> Source:
+    """An ``item_id<TAB>text`` file alone, as a source with items and no events (to add titles to a store)."""
+    path = Path(path).expanduser()
+    return Source(name or _stem(path), events=pl.DataFrame(), items=read_item_text(path), origin=str(path))
+
+
+def _detect(path: Path) -> bool:
+    """A text file whose first line is two or more id-like fields (and no header or tab-separated text)."""
+    if not path.is_file() or base_suffix(path) not in _SUFFIXES:
+        return False
+    line = first_line(path)
+    fields = line.split()
+    return len(fields) >= 2 and all(_ID.match(f) for f in fields) and not any(":" in f for f in fields[:2])
+
+
+register_format("sequences", load_sequences)
+register_format("item-text", load_item_text)
+register_detector("sequences", _detect)
+
+__all__ = ["detect_layout", "load_item_text", "load_sequences", "read_item_text"]
