@@ -505,17 +505,33 @@ def _mask_rows(scores: np.ndarray, items: Ragged) -> None:
 
 
 def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the ``k`` largest scores per row, best first (ties: lower index first)."""
-    n = scores.shape[1]
+    """Indices and values of the ``k`` largest scores per row, best first; equal scores: lower index first.
+
+    ``argpartition`` alone picks an arbitrary subset of the items tied at the k-th value, which would make the
+    result depend on the batch or the platform; the tied boundary items are therefore taken in index order.
+    NaN counts as ``-inf``.
+    """
+    scores = np.asarray(scores)
+    if np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), NEG_INF, scores)
+    rows, n = scores.shape
     k_eff = min(k, n)
-    if k_eff < n:
+    if k_eff == 0:
+        idx = np.zeros((rows, 0), dtype=np.int64)
+    elif k_eff < n:
         part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)  # (rows, 1)
+        above = scores > kth
+        tied = scores == kth
+        need = k_eff - above.sum(axis=1, keepdims=True)  # tied items each row still needs
+        chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
+        idx = np.nonzero(chosen)[1].reshape(rows, k_eff).astype(np.int64)  # row-major: ascending index
     else:
-        part = np.broadcast_to(np.arange(n), (scores.shape[0], n)).copy()
-    vals = np.take_along_axis(scores, part, axis=1)
-    # lexsort: primary key -score, secondary the index, so equal scores come out in a stable order
-    order = np.lexsort((part, -vals), axis=1)
-    idx = np.take_along_axis(part, order, axis=1)
+        idx = np.broadcast_to(np.arange(n, dtype=np.int64), (rows, n)).copy()
+    vals = np.take_along_axis(scores, idx, axis=1)
+    # stable sort by -score keeps ascending index order among equal scores
+    order = np.argsort(-vals, axis=1, kind="stable")
+    idx = np.take_along_axis(idx, order, axis=1)
     val = np.take_along_axis(vals, order, axis=1)
     if k_eff < k:
         idx = np.pad(idx, ((0, 0), (0, k - k_eff)))
@@ -524,5 +540,6 @@ def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def scores_for_items(full: np.ndarray, items: np.ndarray | None) -> np.ndarray:
-    """Helper for ``score``: narrow full-catalogue scores to the requested items."""
+    """Helper for ``score``: set the padding column to ``-inf`` and narrow to the requested items (if any)."""
+    full[:, PAD] = NEG_INF
     return full if items is None else full[:, np.asarray(items, dtype=np.int64)]

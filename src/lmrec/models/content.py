@@ -85,9 +85,11 @@ class ContentLM(Recommender):
         s = u @ self.unit_vectors_[cols].T
         s[:, ~self.has_vector_[cols]] = NO_VECTOR_SCORE
         s[np.linalg.norm(u, axis=1) == 0] = -np.inf  # nothing to go on: the base falls back to popularity
+        s = s.astype(np.float32, copy=False)
         if items is None:
-            s[:, 0] = -np.inf
-        return scores_for_items(s.astype(np.float32), None)
+            return scores_for_items(s, None)
+        s[:, cols == 0] = -np.inf
+        return s
 
     def _on_items_added(self, indices: np.ndarray) -> None:
         # The base class has already appended the new items' vectors (zeros when none were given).
