@@ -4,15 +4,17 @@ one reference.
 
 What a model may offer beyond :class:`~lmrec.models.base.Recommender` (all optional, found by name):
 
-* ``item_embeddings() -> (n_items + 1, d)``, or an attribute ``item_factors_`` / ``item_embeddings_`` /
-  ``item_vectors_`` of that shape: item representations used for similar items by behaviour and explanations
-  (without them, co-occurrence in the training histories is used).
-* ``user_embeddings(histories, users) -> (rows, d)``: with item embeddings, candidates for a large catalogue come
-  from an ANN index over the item embeddings and are then re-scored exactly with ``score(..., items=...)``.
+* item representations ``(n_items + 1, d)``: a method ``item_embeddings()``, or an attribute ``item_factors_``
+  (ALS, BPR), ``item_embeddings_``, ``unit_vectors_`` or ``item_vectors_`` (text models). They drive similar
+  items by behaviour and explanations; without them, co-occurrence in the training histories is used.
+* a user vector in the same space: ``user_embeddings(histories, users)`` or ``user_vectors(histories)``
+  (ContentLM). With both, candidates for a large catalogue come from an ANN index over the item
+  representations and are re-scored exactly with ``score(..., items=candidates)``.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -35,8 +37,8 @@ from lmrec.serving.text import Encoder, encode_items
 log = logging.getLogger("lmrec.serving")
 
 _ITEM_VECTOR_METHODS = ("item_embeddings",)
-_ITEM_VECTOR_ATTRS = ("item_factors_", "item_embeddings_", "item_vectors_")
-_USER_VECTOR_METHODS = ("user_embeddings",)
+_ITEM_VECTOR_ATTRS = ("item_factors_", "item_embeddings_", "unit_vectors_", "item_vectors_")
+_USER_VECTOR_METHODS = ("user_embeddings", "user_vectors")
 
 
 class RWLock:
@@ -95,11 +97,47 @@ def model_item_vectors(model: Recommender) -> np.ndarray | None:
 
 
 def model_user_vectors(model: Recommender, histories: Ragged, users: np.ndarray) -> np.ndarray | None:
+    """User vectors in the space of :func:`model_item_vectors`, or ``None`` when the model has no such method."""
     for name in _USER_VECTOR_METHODS:
         fn = getattr(model, name, None)
         if callable(fn):
-            return np.asarray(fn(histories, users), dtype=np.float32)
+            params = inspect.signature(fn).parameters
+            out = fn(histories, users) if len(params) >= 2 else fn(histories)
+            return np.asarray(out, dtype=np.float32)
     return None
+
+
+def supports_vector_retrieval(model: Recommender, item_vectors: np.ndarray | None) -> bool:
+    """Whether user vectors and item vectors share a space (then an ANN index can propose candidates)."""
+    if item_vectors is None:
+        return False
+    probe = model_user_vectors(model, Ragged.from_lists([[]]), np.zeros(1, dtype=np.int64))
+    return probe is not None and probe.ndim == 2 and probe.shape[1] == item_vectors.shape[1]
+
+
+def render_texts(items: pl.DataFrame) -> list[str]:
+    """Item texts as :mod:`lmrec.text` renders them (its default template), or title/categories/description."""
+    try:
+        from lmrec.text import ItemTemplate
+
+        return ItemTemplate.parse(None).render(items)
+    except ImportError:
+        from lmrec.serving.text import item_text
+
+        return [item_text(r.get("title"), r.get("description"), r.get("categories")) for r in items.to_dicts()]
+
+
+def add_to_model(model: Recommender, items: pl.DataFrame, vectors: np.ndarray | None) -> np.ndarray:
+    """``model.add_items`` for store rows; text models get the service's vectors when they fit their space,
+    otherwise the texts (the model encodes them with its own encoder). Returns the items' indices."""
+    ids = items["item_id"].to_list()
+    cats = [list(c or []) for c in items["categories"].to_list()]
+    mv = getattr(model, "item_vectors_", None)
+    if mv is None:
+        return model.add_items(ids, cats)
+    if vectors is not None and vectors.shape[1] == mv.shape[1]:
+        return model.add_items(ids, cats, vectors=vectors)
+    return model.add_items(ids, cats, texts=render_texts(items))
 
 
 @dataclass
@@ -196,23 +234,35 @@ def _index(vectors: np.ndarray, settings: ServingSettings) -> VectorIndex:
                        hnsw_m=settings.hnsw_m, ef_search=settings.hnsw_ef_search)
 
 
-def sync_catalogue(model: Recommender, items: pl.DataFrame) -> None:
+def sync_catalogue(model: Recommender, items: pl.DataFrame, encoder: Encoder | None, store: Any) -> None:
     """Make every store item known to the model (cold start) and take categories from the store."""
     if items.height == 0:
         return
     assert model.item_map is not None
-    ids = items["item_id"].to_list()
-    cats = [list(c or []) for c in items["categories"].to_list()]
-    missing = [(i, c) for i, c in zip(ids, cats, strict=True) if i not in model.item_map]
-    if missing:
-        model.add_items([m[0] for m in missing], [m[1] for m in missing])
+    missing = items.filter(~pl.col("item_id").is_in(model.item_map.raw_ids))
+    if missing.height:
+        needs_vectors = getattr(model, "item_vectors_", None) is not None and encoder is not None
+        vecs = encode_items(encoder, missing, store=store) if needs_vectors and encoder is not None else None
+        add_to_model(model, missing, vecs)
     assert model.item_categories_ is not None and model.item_map is not None
-    idx = model.item_map.indices(ids)
+    idx = model.item_map.indices(items["item_id"].to_list())
     categories = list(model.item_categories_)
-    for i, c in zip(idx.tolist(), cats, strict=True):
+    for i, c in zip(idx.tolist(), items["categories"].to_list(), strict=True):
         if c:
-            categories[i] = c
+            categories[i] = list(c)
     model.item_categories_ = categories
+
+
+def _text_vectors(model: Recommender, frame: pl.DataFrame, encoder: Encoder, store: Any) -> np.ndarray:
+    """Unit text vectors ``(n_items + 1, d)``: the model's own when they come from this encoder, else encoded."""
+    mv = getattr(model, "item_vectors_", None)
+    meta = getattr(model, "vectors_meta_", None) or {}
+    dim = getattr(encoder, "dim", None)
+    same = meta.get("encoder") in (None, getattr(encoder, "name", None))
+    if mv is not None and len(mv) == model.n_items + 1 and dim == mv.shape[1] and same:
+        return normalise(mv)
+    tv = encode_items(encoder, frame, store=store)
+    return np.vstack([np.zeros((1, tv.shape[1]), np.float32), tv])
 
 
 def catalogue_frame(model: Recommender, items: pl.DataFrame) -> pl.DataFrame:
@@ -230,21 +280,20 @@ def build_bundle(model: Recommender, version: str, path: Path | None, items: pl.
                  encoder: Encoder | None, settings: ServingSettings, store: Any = None) -> ModelBundle:
     """Derive everything the service needs from a loaded model and the store's items (may take a while)."""
     t0 = time.perf_counter()
-    sync_catalogue(model, items)
+    sync_catalogue(model, items, encoder, store)
     frame = catalogue_frame(model, items)
     titles = [""] + [t if t else i for i, t in zip(frame["item_id"].to_list(), frame["title"].to_list(),
                                                      strict=True)]
     text_index = None
     if encoder is not None:
-        tv = encode_items(encoder, frame, store=store)
-        text_index = _index(np.vstack([np.zeros((1, tv.shape[1]), np.float32), tv]), settings)
+        text_index = _index(_text_vectors(model, frame, encoder, store), settings)
     behaviour_index = factor_index = cooc = cooc_norms = None
     iv = model_item_vectors(model)
     if iv is not None:
         behaviour_index = VectorIndex(normalise(iv), threshold=settings.ann_threshold,
                                       candidates=settings.ann_candidates, hnsw_m=settings.hnsw_m,
                                       ef_search=settings.hnsw_ef_search)
-        if any(callable(getattr(model, n, None)) for n in _USER_VECTOR_METHODS):
+        if supports_vector_retrieval(model, iv):
             factor_index = _index(iv, settings)
     elif model.user_histories_ is not None:
         ui = model.user_histories_.to_csr(model.n_items + 1)

@@ -23,7 +23,13 @@ from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models.base import MODEL_FILE, NEG_INF, load_model, topk
 from lmrec.serving import heads
-from lmrec.serving.bundle import ModelBundle, build_bundle, model_item_vectors, model_user_vectors
+from lmrec.serving.bundle import (
+    ModelBundle,
+    add_to_model,
+    build_bundle,
+    model_item_vectors,
+    model_user_vectors,
+)
 from lmrec.serving.errors import CapabilityError, InvalidRequestError, NotFoundError
 from lmrec.serving.explain import Explanation, explain
 from lmrec.serving.overlay import HistoryOverlay, UserState
@@ -409,7 +415,7 @@ class Engine:
                 ids = df["item_id"].to_list()
                 cats = [list(c or []) for c in df["categories"].to_list()]
                 created = [i for i in ids if i not in model.item_map]
-                idx = model.add_items(ids, cats)
+                idx = add_to_model(model, df, vecs)
                 categories = list(model.item_categories_)
                 for i, c in zip(idx.tolist(), cats, strict=True):
                     categories[i] = c

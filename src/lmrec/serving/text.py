@@ -41,7 +41,7 @@ def load_encoder(name: str | None) -> Encoder | None:
     if mod is None or not hasattr(mod, "get_encoder"):
         log.warning("lmrec.text is not installed: text features (similar by text, profile text) are off")
         return None
-    return mod.get_encoder() if name == "default" else mod.get_encoder(name)  # type: ignore[no-any-return]
+    return mod.get_encoder(None if name == "default" else name)  # type: ignore[no-any-return]
 
 
 def item_text(title: str | None, description: str | None, categories: Sequence[str] | None) -> str:
@@ -58,8 +58,8 @@ def encode_items(encoder: Encoder, items: pl.DataFrame, store: Any = None) -> np
     mod = _text_module()
     if items.height == 0:
         return np.zeros((0, int(encode_query(encoder, "x").shape[0])), dtype=np.float32)
-    if mod is not None and hasattr(mod, "encode_items"):
-        vecs = mod.encode_items(items, encoder=encoder, store=store)
+    if mod is not None and hasattr(mod, "encode_items") and hasattr(encoder, "revision"):
+        vecs = mod.encode_items(items, encoder=encoder, store=store)  # cached by encoder, revision and text
     else:
         texts = [item_text(r.get("title"), r.get("description"), r.get("categories"))
                  for r in items.select(["title", "description", "categories"]).to_dicts()]
@@ -69,4 +69,8 @@ def encode_items(encoder: Encoder, items: pl.DataFrame, store: Any = None) -> np
 
 def encode_query(encoder: Encoder, text: str) -> np.ndarray:
     """One unit-length vector ``(d,)`` for a free text (a user's profile, a search phrase)."""
-    return normalise(np.asarray(encoder.encode([text]), dtype=np.float32))[0]
+    try:
+        vec = encoder.encode([text], side="query")  # type: ignore[call-arg]
+    except TypeError:  # an encoder without query/document prompts
+        vec = encoder.encode([text])
+    return normalise(np.asarray(vec, dtype=np.float32))[0]
