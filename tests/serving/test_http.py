@@ -61,7 +61,8 @@ def test_a_new_user_is_served_from_their_first_events_with_a_behaviour_model(sta
 
 def test_an_added_item_is_similar_and_recommendable_at_once(start) -> None:
     s = start()
-    new = {"item_id": "toy2", "title": "Toy Story 2 (1999)", "description": "animated toys cartoon friendship",
+    new = {"item_id": "toy2", "title": "Toy Story 2 (1999)",
+           "description": "animated toys cartoon friendship",
            "categories": ["Animation", "Children's", "Sequel"]}
     r = s.client.put("/v1/items", json={"items": [new]})
     assert r.status_code == 200, r.text
@@ -70,7 +71,8 @@ def test_an_added_item_is_similar_and_recommendable_at_once(start) -> None:
     similar = s.get("/v1/items/toy/similar", params={"by": "text", "k": 3}).json()
     assert similar["items"][0]["item_id"] == "toy2"
     assert similar["items"][0]["title"] == "Toy Story 2 (1999)"
-    assert s.get("/v1/items/toy2/similar", params={"by": "text", "k": 1}).json()["items"][0]["item_id"] == "toy"
+    assert s.get("/v1/items/toy2/similar", params={"by": "text",
+                                                   "k": 1}).json()["items"][0]["item_id"] == "toy"
 
     assert rec_ids(s.get("/v1/users/u0/recommendations", params={"category": "Sequel"})) == ["toy2"]
     by_profile = s.client.post("/v1/recommendations", json={"profile": "animated toys friendship", "k": 2})
@@ -78,7 +80,8 @@ def test_an_added_item_is_similar_and_recommendable_at_once(start) -> None:
 
     # A changed item: its new text moves it in the text neighbourhood.
     def near_heat() -> list[str]:
-        return [i["item_id"] for i in s.get("/v1/items/heat/similar", params={"by": "text", "k": 2}).json()["items"]]
+        return [i["item_id"] for i in s.get("/v1/items/heat/similar", params={"by": "text",
+                                                                              "k": 2}).json()["items"]]
 
     assert "toy2" not in near_heat()
     changed = {**new, "description": "crime heist thriller detectives", "categories": ["Crime", "Thriller"]}
@@ -153,7 +156,8 @@ def test_api_keys_scopes_and_revocation(start) -> None:
     assert s.get("/v1/users/u0/recommendations").status_code == 401
     assert s.get("/v1/users/u0/recommendations", headers={"X-API-Key": "lmrec_bad_key"}).status_code == 401
     assert s.get("/v1/users/u0/recommendations", headers={"X-API-Key": read}).status_code == 200
-    assert s.get("/v1/users/u0/recommendations", headers={"Authorization": f"Bearer {read}"}).status_code == 200
+    assert s.get("/v1/users/u0/recommendations",
+                 headers={"Authorization": f"Bearer {read}"}).status_code == 200
     event = {"events": [{"user_id": "u0", "item_id": "toy"}]}
     r = s.client.post("/v1/events", json=event, headers={"X-API-Key": read})
     assert r.status_code == 403 and "write" in r.json()["detail"]
@@ -179,7 +183,8 @@ def test_limits_validation_and_errors_without_traces(start) -> None:
     assert r.json()["detail"][0]["field"] == "body.events[0].user_id"
     r = s.get("/v1/users/u0/recommendations", params={"k": "many"})
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "query.k"
-    r = s.client.post("/v1/events", json={"events": [{"user_id": "u0", "item_id": "toy", "event_type": "teleport"}]})
+    r = s.client.post("/v1/events", json={"events": [{"user_id": "u0", "item_id": "toy",
+                                                      "event_type": "teleport"}]})
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "body.events[0].event_type"
     r = s.get("/v1/items/nope/similar")
     assert r.status_code == 404 and "nope" in r.json()["detail"]
@@ -205,13 +210,15 @@ def test_health_metrics_openapi_dashboard_and_capabilities(start) -> None:
     assert s.get("/health/ready").json() == {"status": "ok", "model_version": "v1"}
     s.get("/v1/users/u0/recommendations")
     metrics = s.get("/metrics").text
-    assert 'lmrec_requests_total{method="GET",route="/v1/users/{user_id}/recommendations",status="200"}' in metrics
+    route = "/v1/users/{user_id}/recommendations"
+    assert f'lmrec_requests_total{{method="GET",route="{route}",status="200"}}' in metrics
     assert "lmrec_request_seconds_bucket" in metrics and "lmrec_catalogue_items 10.0" in metrics
 
     paths = s.get("/openapi.json").json()["paths"]
     for p in ("/v1/users/{user_id}/recommendations", "/v1/recommendations", "/v1/items/{item_id}/similar",
               "/v1/users/{user_id}/predictions", "/v1/events", "/v1/items", "/v1/users/{user_id}",
-              "/health/live", "/health/ready", "/metrics", "/v1/admin/models/{version}/activate", "/dashboard"):
+              "/health/live", "/health/ready", "/metrics", "/v1/admin/models/{version}/activate",
+              "/dashboard"):
         assert p in paths, p
 
     page = s.get("/dashboard")
@@ -230,7 +237,8 @@ def test_health_metrics_openapi_dashboard_and_capabilities(start) -> None:
     assert all(i["explanation"]["text"] for i in body["items"])
 
     # Category rules and diversity.
-    got = s.get("/v1/users/u3/recommendations", params={"k": 5, "exclude_category": "Animation"}).json()["items"]
+    got = s.get("/v1/users/u3/recommendations", params={"k": 5,
+                                                        "exclude_category": "Animation"}).json()["items"]
     assert got and all("Animation" not in i["categories"] for i in got)
     assert len(rec_ids(s.get("/v1/users/u3/recommendations", params={"k": 4, "diversity": 0.7}))) == 4
 

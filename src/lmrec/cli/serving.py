@@ -29,7 +29,8 @@ def serve(
 
     Other settings come from LMREC_* environment variables (see docs/serving.md). Open /dashboard or /docs.
     """
-    from lmrec.serving import ServingSettings, serve as run
+    from lmrec.serving import ServingSettings
+    from lmrec.serving import serve as run
 
     with friendly_errors():
         overrides: dict[str, object] = {"model_dir": model_dir, "store": store}

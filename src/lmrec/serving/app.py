@@ -34,7 +34,8 @@ def _request_id(request: Request) -> str:
 
 def _error(request: Request, status: int, code: str, detail: Any,
            headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail, "request_id": _request_id(request)}, status_code=status,
+    return JSONResponse({"error": code, "detail": detail, "request_id": _request_id(request)},
+                        status_code=status,
                         headers=headers)
 
 
@@ -54,7 +55,8 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DataError)
     async def data_error(request: Request, exc: DataError) -> JSONResponse:
-        field = f"body.events[{exc.row}].{exc.field}" if exc.row is not None and exc.field else (exc.field or "")
+        located = exc.row is not None and exc.field
+        field = f"body.events[{exc.row}].{exc.field}" if located else (exc.field or "")
         return _error(request, 422, "validation_error", [{"field": field, "message": str(exc)}])
 
     @app.exception_handler(ServingError)
@@ -90,7 +92,8 @@ def create_app(settings: ServingSettings | None = None, *, store: Store | None =
 
     Returns
     -------
-    The FastAPI app. The model is loaded when the app starts (its lifespan), so that building the app is cheap and
+    The FastAPI app. The model is loaded when the app starts (its lifespan), so that building the app is
+    cheap and
     readiness says when it is servable.
     """
     settings = settings or ServingSettings()

@@ -1,5 +1,6 @@
 """Everything the service derives from one trained model: the model, item titles and categories, text vectors,
-behaviour vectors or co-occurrence, and the retrieval indices. A hot swap builds a new bundle fully, then swaps
+behaviour vectors or co-occurrence, and the retrieval indices. A hot swap builds a new bundle fully, then
+swaps
 one reference.
 
 What a model may offer beyond :class:`~lmrec.models.base.Recommender` (all optional, found by name):
@@ -97,7 +98,8 @@ def model_item_vectors(model: Recommender) -> np.ndarray | None:
 
 
 def model_user_vectors(model: Recommender, histories: Ragged, users: np.ndarray) -> np.ndarray | None:
-    """User vectors in the space of :func:`model_item_vectors`, or ``None`` when the model has no such method."""
+    """User vectors in the space of :func:`model_item_vectors`, or ``None`` when the model has no such
+    method."""
     for name in _USER_VECTOR_METHODS:
         fn = getattr(model, name, None)
         if callable(fn):
@@ -116,7 +118,8 @@ def supports_vector_retrieval(model: Recommender, item_vectors: np.ndarray | Non
 
 
 def render_texts(items: pl.DataFrame) -> list[str]:
-    """Item texts as :mod:`lmrec.text` renders them (its default template), or title/categories/description."""
+    """Item texts as :mod:`lmrec.text` renders them (its default template), or
+    title/categories/description."""
     try:
         from lmrec.text import ItemTemplate
 
@@ -124,7 +127,8 @@ def render_texts(items: pl.DataFrame) -> list[str]:
     except ImportError:
         from lmrec.serving.text import item_text
 
-        return [item_text(r.get("title"), r.get("description"), r.get("categories")) for r in items.to_dicts()]
+        return [item_text(r.get("title"), r.get("description"),
+                          r.get("categories")) for r in items.to_dicts()]
 
 
 def add_to_model(model: Recommender, items: pl.DataFrame, vectors: np.ndarray | None) -> np.ndarray:
@@ -142,7 +146,8 @@ def add_to_model(model: Recommender, items: pl.DataFrame, vectors: np.ndarray | 
 
 @dataclass
 class ModelBundle:
-    """One servable model version and its derived state. Read under ``lock.read()``, change under ``lock.write()``."""
+    """One servable model version and its derived state. Read under ``lock.read()``, change under
+    ``lock.write()``."""
 
     version: str
     model: Recommender
@@ -191,7 +196,8 @@ class ModelBundle:
 
     # ------------------------------------------------------------------ item-item similarity
     def behaviour_similarity(self, items: np.ndarray, others: np.ndarray) -> np.ndarray | None:
-        """Cosine similarity ``(len(items), len(others))`` from model vectors or co-occurrence; ``None`` if neither."""
+        """Cosine similarity ``(len(items), len(others))`` from model vectors or co-occurrence; ``None``
+        if neither."""
         items, others = np.asarray(items, dtype=np.int64), np.asarray(others, dtype=np.int64)
         if self.behaviour_index is not None:
             v = self.behaviour_index.vectors
@@ -205,7 +211,8 @@ class ModelBundle:
         return None
 
     def cooc_neighbours(self, item: int) -> np.ndarray:
-        """Cosine co-occurrence of one item with every item ``(n_items + 1,)`` (0 for items without events)."""
+        """Cosine co-occurrence of one item with every item ``(n_items + 1,)`` (0 for items without
+        events)."""
         assert self.cooc is not None and self.cooc_norms is not None
         out = np.zeros(self.n_items + 1, dtype=np.float32)
         if item >= self.cooc.shape[0] or self.cooc_norms[item] == 0:
@@ -254,7 +261,8 @@ def sync_catalogue(model: Recommender, items: pl.DataFrame, encoder: Encoder | N
 
 
 def _text_vectors(model: Recommender, frame: pl.DataFrame, encoder: Encoder, store: Any) -> np.ndarray:
-    """Unit text vectors ``(n_items + 1, d)``: the model's own when they come from this encoder, else encoded."""
+    """Unit text vectors ``(n_items + 1, d)``: the model's own when they come from this encoder, else
+    encoded."""
     mv = getattr(model, "item_vectors_", None)
     meta = getattr(model, "vectors_meta_", None) or {}
     dim = getattr(encoder, "dim", None)
@@ -266,12 +274,14 @@ def _text_vectors(model: Recommender, frame: pl.DataFrame, encoder: Encoder, sto
 
 
 def catalogue_frame(model: Recommender, items: pl.DataFrame) -> pl.DataFrame:
-    """Store item rows in the model's index order (``n_items`` rows; items missing from the store get nulls)."""
+    """Store item rows in the model's index order (``n_items`` rows; items missing from the store get
+    nulls)."""
     assert model.item_map is not None
     order = pl.DataFrame({"item_id": model.item_map.raw_ids})
     cols = ["item_id", "title", "description", "categories"]
     if items.height == 0:
-        return order.with_columns(pl.lit(None, pl.String).alias("title"), pl.lit(None, pl.String).alias("description"),
+        return order.with_columns(pl.lit(None, pl.String).alias("title"),
+                                  pl.lit(None, pl.String).alias("description"),
                                   pl.lit(None, pl.List(pl.String)).alias("categories"))
     return order.join(items.select(cols), on="item_id", how="left", maintain_order="left")
 
@@ -300,5 +310,7 @@ def build_bundle(model: Recommender, version: str, path: Path | None, items: pl.
         ui.data[:] = 1.0
         cooc = ui.T.tocsr()  # (items, users)
         cooc_norms = np.asarray(cooc.sum(axis=1), dtype=np.float64).ravel()
-    log.info("model %s (%s, %d items) ready in %.1fs", version, model.name, model.n_items, time.perf_counter() - t0)
-    return ModelBundle(version, model, path, titles, text_index, behaviour_index, factor_index, cooc, cooc_norms)
+    log.info("model %s (%s, %d items) ready in %.1fs", version, model.name, model.n_items,
+             time.perf_counter() - t0)
+    return ModelBundle(version, model, path, titles, text_index, behaviour_index, factor_index, cooc,
+                       cooc_norms)

@@ -41,7 +41,8 @@ def _presented(request: Request, header: str | None) -> str | None:
 
 
 def _require(scope: str):  # noqa: ANN202 - a dependency factory
-    def dependency(request: Request, key: Annotated[str | None, Security(api_key_header)] = None) -> ApiKey | None:
+    def dependency(request: Request, key: Annotated[str | None,
+                                                    Security(api_key_header)] = None) -> ApiKey | None:
         auth: Authenticator = request.app.state.auth
         return auth.check(_presented(request, key), scope)
 

@@ -1,7 +1,8 @@
 """The serving engine: every operation the HTTP routes expose, written once against the Recommender interface.
 
 Routes only validate, call one method here and shape the result. The engine owns the store, the active
-:class:`~lmrec.serving.bundle.ModelBundle` (swapped atomically), the per-user history overlay and the text encoder.
+:class:`~lmrec.serving.bundle.ModelBundle` (swapped atomically), the per-user history overlay and the text
+encoder.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from lmrec.store.keys import KeyStore, existing_event_ids, user_profile, user_ro
 log = logging.getLogger("lmrec.serving")
 
 
-# ---------------------------------------------------------------------- results (domain objects, not HTTP schemas)
+# ---------------------------------------------------------------------- results (domain objects, not HTTP
+# schemas)
 @dataclass
 class RecommendedItem:
     item_id: str
@@ -149,7 +151,8 @@ class Engine:
 
     # ------------------------------------------------------------------ users and their histories
     def _load_user(self, user_id: str) -> UserState | None:
-        """A user's state from the store, else the model's training history; ``None`` if unknown everywhere."""
+        """A user's state from the store, else the model's training history; ``None`` if unknown
+        everywhere."""
         events = self.store.user_sequence(user_id, limit=self.settings.history_limit * 2)
         has_row, profile = user_profile(self.store, user_id)
         erased = user_id in self._erased or self.keys.is_erased(user_id)
@@ -185,7 +188,8 @@ class Engine:
         b = self.bundle
         return self._recommend(b, self._user_index(b, user_id), state, req)
 
-    def session_recommendations(self, items: list[str], profile: str | None, req: RecRequest) -> Recommendations:
+    def session_recommendations(self, items: list[str], profile: str | None,
+                                req: RecRequest) -> Recommendations:
         """Top-k for an anonymous session (item ids, oldest first) or, with no usable items, profile text."""
         b = self.bundle
         assert b.model.item_map is not None
@@ -294,7 +298,8 @@ class Engine:
             note = None
             if by == "text":
                 if b.text_index is None:
-                    raise CapabilityError("similar items by text need a text encoder, and this service has none "
+                    raise CapabilityError("similar items by text need a text encoder, and this service has "
+                                          "none "
                                           "(LMREC_TEXT_ENCODER is 'none' or lmrec.text is not installed); "
                                           "use by=behaviour")
                 allowed = np.ones(b.text_index.n_items + 1, dtype=bool)
@@ -334,7 +339,8 @@ class Engine:
         return SimilarItems(item_id, by, items, b.version, note)
 
     # ------------------------------------------------------------------ predictions
-    def predictions(self, user_id: str, item_ids: list[str], want: list[str] | None) -> tuple[heads.Predictions,
+    def predictions(self, user_id: str, item_ids: list[str],
+                    want: list[str] | None) -> tuple[heads.Predictions,
                                                                                               str]:
         """Rating / next action / value for a user, from the heads the active model has."""
         state = self._user_state(user_id)
@@ -346,7 +352,8 @@ class Engine:
         want = want or have
         missing = [h for h in want if h not in have]
         if missing:
-            raise CapabilityError(f"the active model has no {', '.join(missing)} head; it has: {', '.join(have)}",
+            raise CapabilityError(f"the active model has no {', '.join(missing)} head; "
+                                  f"it has: {', '.join(have)}",
                                   status=404)
         with b.lock.read():
             assert b.model.item_map is not None
@@ -362,13 +369,15 @@ class Engine:
 
     # ------------------------------------------------------------------ writes: events
     def ingest(self, events: list[dict[str, Any]]) -> IngestResult:
-        """Store a batch of events (idempotent by ``event_id``) and apply the new ones to users' histories at once.
+        """Store a batch of events (idempotent by ``event_id``) and apply the new ones to users' histories at
+        once.
 
         Events without an ``event_id`` get the stable id the importer derives from their fields; without a
         ``timestamp`` they are stamped now. A bad field fails the whole batch with the row and field named.
         """
         if len(events) > self.settings.max_batch:
-            raise InvalidRequestError(f"{len(events)} events in one batch; the limit is {self.settings.max_batch}")
+            raise InvalidRequestError(f"{len(events)} events in one batch; "
+                                      f"the limit is {self.settings.max_batch}")
         now = int(time.time())
         df = pl.DataFrame([{**e, "timestamp": e.get("timestamp") or now} for e in events],
                           schema={"event_id": pl.String, "user_id": pl.String, "item_id": pl.String,
@@ -387,7 +396,8 @@ class Engine:
             new = clean.filter(~pl.col("event_id").is_in(list(present))) if present else clean
             if new.height:
                 self.store.append_events(new.drop(ROW), CleaningConfig(strict=True), source="request body")
-            for (u,), rows in new.sort("timestamp", maintain_order=True).group_by("user_id", maintain_order=True):
+            for (u,), rows in new.sort("timestamp", maintain_order=True).group_by("user_id",
+                                                                                  maintain_order=True):
                 self.overlay.apply(str(u), zip(rows["item_id"].to_list(), rows["event_type"].to_list(),
                                                 strict=True))
         finally:
@@ -399,7 +409,8 @@ class Engine:
     def upsert_items(self, items: list[dict[str, Any]]) -> UpsertResult:
         """Store new or changed items; they are recommendable and findable by similarity at once."""
         if len(items) > self.settings.max_batch:
-            raise InvalidRequestError(f"{len(items)} items in one batch; the limit is {self.settings.max_batch}")
+            raise InvalidRequestError(f"{len(items)} items in one batch; "
+                                      f"the limit is {self.settings.max_batch}")
         df = pl.DataFrame(items, schema={"item_id": pl.String, "title": pl.String, "description": pl.String,
                                          "categories": pl.List(pl.String), "attributes": pl.String})
         df = df.unique("item_id", keep="last", maintain_order=True)
@@ -427,8 +438,8 @@ class Engine:
                 b.invalidate_masks()
                 if vecs is not None and b.text_index is not None:
                     b.text_index.upsert(idx, vecs)
-                iv = model_item_vectors(model) if (b.behaviour_index is not None or b.factor_index is not None) \
-                    else None
+                has_vectors = b.behaviour_index is not None or b.factor_index is not None
+                iv = model_item_vectors(model) if has_vectors else None
                 if iv is not None:
                     if b.behaviour_index is not None:
                         b.behaviour_index.upsert(idx, normalise(iv[idx]))

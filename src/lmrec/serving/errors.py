@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 class ServingError(Exception):
-    """Base class: ``status`` is the HTTP status the app answers with, ``code`` a short machine-readable name."""
+    """Base class: ``status`` is the HTTP status the app answers with, ``code`` a short machine-readable
+    name."""
 
     status = 400
     code = "bad_request"

@@ -86,7 +86,8 @@ def error_body(status: int, code: str, detail: Any, request_id: str) -> bytes:
 
 class ServiceMiddleware:
     """Gives every request an id (``X-Request-ID``), refuses bodies over the limit (413), turns any unhandled
-    exception into a generic 500 body (the trace goes to the log, never to the client), and records metrics."""
+    exception into a generic 500 body (the trace goes to the log, never to the client), and records
+    metrics."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, stats: LiveStats, max_body_bytes: int) -> None:
         self.app = app

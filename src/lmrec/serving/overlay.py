@@ -1,6 +1,7 @@
 """Per-user recent history held in memory, so that an ingested event shapes the very next recommendation.
 
-The store is the record; the overlay is a bounded cache of each active user's newest events, loaded once from the
+The store is the record; the overlay is a bounded cache of each active user's newest events, loaded once from
+the
 store (or from the model's training history when the store has nothing for the user) and then updated in place
 on every ingest. Negative feedback (:data:`~lmrec.data.schema.NEGATIVE_EVENT_TYPES`) moves an item out of the
 positive history into a set of items never to recommend again; a later positive event brings it back.
@@ -18,7 +19,8 @@ from lmrec.data.schema import NEGATIVE_EVENT_TYPES
 
 @dataclass
 class UserState:
-    """One user's recent behaviour: positive items (oldest first, with their event type) and rejected items."""
+    """One user's recent behaviour: positive items (oldest first, with their event type) and rejected
+    items."""
 
     items: list[str] = field(default_factory=list)
     types: list[str] = field(default_factory=list)

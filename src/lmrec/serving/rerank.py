@@ -6,12 +6,14 @@ import numpy as np
 
 
 def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, weight: float) -> np.ndarray:
-    """Positions of ``k`` candidates picked greedily by ``(1 - weight) * relevance - weight * max similarity``.
+    """Positions of ``k`` candidates picked greedily by ``(1 - weight) * relevance - weight * max
+    similarity``.
 
     Parameters
     ----------
     relevance:
-        ``(n,)`` model scores of the candidates (any scale: they are min-max scaled to ``[0, 1]``; ``-inf`` rows
+        ``(n,)`` model scores of the candidates (any scale: they are min-max scaled to ``[0, 1]``; ``-inf``
+        rows
         are never picked).
     vectors:
         ``(n, d)`` unit-length candidate vectors; similarity is their inner product.

@@ -1,7 +1,8 @@
 """Nearest items by inner product: exact for small catalogues, a FAISS HNSW index with exact re-scoring above.
 
 Vectors are index-aligned with the model's item indices (row 0 is padding and never returned). New items join
-the index on arrival (:meth:`VectorIndex.upsert`); a changed item gets its new vector in the exact matrix at once,
+the index on arrival (:meth:`VectorIndex.upsert`); a changed item gets its new vector in the exact matrix at
+once,
 and since every ANN candidate is re-scored against that matrix, its stale graph entry only affects which
 candidates are found, never their scores.
 """
@@ -39,7 +40,8 @@ class VectorIndex:
         HNSW degree and search breadth.
     """
 
-    def __init__(self, vectors: np.ndarray, *, threshold: int = 50_000, candidates: int = 200, hnsw_m: int = 32,
+    def __init__(self, vectors: np.ndarray, *, threshold: int = 50_000, candidates: int = 200,
+                 hnsw_m: int = 32,
                  ef_search: int = 128) -> None:
         v = np.ascontiguousarray(vectors, dtype=np.float32)
         if v.ndim != 2 or len(v) < 1:
@@ -84,7 +86,8 @@ class VectorIndex:
         self._ann, self._ann_size = index, self._n - 1
 
     def upsert(self, indices: np.ndarray, vectors: np.ndarray) -> None:
-        """Set the vectors of item ``indices`` (new indices must continue the sequence ``n_items + 1, ...``)."""
+        """Set the vectors of item ``indices`` (new indices must continue the sequence ``n_items + 1,
+        ...``)."""
         indices = np.asarray(indices, dtype=np.int64)
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(indices), self.dim)
         with self._lock:
@@ -112,7 +115,8 @@ class VectorIndex:
                exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` item indices and inner products per query row, best first.
 
-        ``mask`` (``(n_items + 1,)`` bool) keeps only allowed items. Rows with fewer than ``k`` allowed items are
+        ``mask`` (``(n_items + 1,)`` bool) keeps only allowed items. Rows with fewer than ``k`` allowed items
+        are
         padded with index 0 and ``-inf``. With an index, a row whose candidates leave fewer than ``k`` allowed
         items is answered exactly, so filters never shorten a list.
         """

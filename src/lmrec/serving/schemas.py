@@ -1,4 +1,5 @@
-"""Request and response bodies of the HTTP API (kept apart from the store's tables and the engine's objects)."""
+"""Request and response bodies of the HTTP API (kept apart from the store's tables and the engine's
+objects)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class ExplanationOut(BaseModel):
     text: str = Field(description="Why, in words: 'Because you watched A and B; shared categories: ...'.")
     because: list[ContributionOut] = Field(description="History items that contributed most.")
     shared_categories: list[str]
-    text_match: float | None = Field(description="Best text similarity to the history (or profile), if known.")
+    text_match: float | None = Field(description="Best text similarity to the history or profile, if known.")
     source: Literal["behaviour", "text", "profile", "popularity"]
 
 
@@ -53,7 +54,8 @@ class RecommendationsOut(BaseModel):
     model_version: str
     strategy: str = Field(description="model, ann+rescore, profile-text or popularity")
     items: list[ItemOut]
-    ignored_items: list[str] = Field(default_factory=list, description="Session items the model does not know.")
+    ignored_items: list[str] = Field(default_factory=list,
+                                     description="Session items the model does not know.")
 
     @classmethod
     def of(cls, recs: eng.Recommendations, user_id: str | None = None) -> RecommendationsOut:
@@ -66,10 +68,11 @@ class SessionRequest(_Body):
 
     items: list[str] = Field(default_factory=list, max_length=1000, description="Item ids, oldest first.")
     profile: str | None = Field(None, max_length=5000,
-                                description="Free text about the visitor, used when no session item is known.")
+                                description="Free text about the visitor, used without session items.")
     k: int = Field(10, ge=1, le=1000)
     exclude_seen: bool = True
-    categories: list[str] = Field(default_factory=list, max_length=50, description="Keep only these categories.")
+    categories: list[str] = Field(default_factory=list, max_length=50,
+                                  description="Keep only these categories.")
     exclude_categories: list[str] = Field(default_factory=list, max_length=50)
     diversity: float | None = Field(None, ge=0.0, le=1.0, description="MMR weight; default from settings.")
     explain: bool = False
@@ -99,7 +102,7 @@ class PredictionsOut(BaseModel):
 # ---------------------------------------------------------------------- writes
 class EventIn(_Body):
     event_id: str | None = Field(None, max_length=256,
-                                 description="Makes ingestion idempotent; derived from the fields when absent.")
+                                 description="Makes ingestion idempotent; derived from the fields if absent.")
     user_id: str = _ID
     item_id: str = _ID
     event_type: str = Field("view", min_length=1, max_length=64,

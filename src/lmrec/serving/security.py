@@ -1,7 +1,9 @@
 """API keys on requests: ``X-API-Key: lmrec_<id>_<secret>`` (or ``Authorization: Bearer ...``), with scopes.
 
-``read`` for recommendations and lookups, ``write`` for events and items, ``admin`` for erasure and model swaps.
-In dev mode (``LMREC_DEV_MODE=1``) no key is needed. Verified keys are trusted in memory for a few seconds, so a
+``read`` for recommendations and lookups, ``write`` for events and items, ``admin`` for erasure and model
+swaps.
+In dev mode (``LMREC_DEV_MODE=1``) no key is needed. Verified keys are trusted in memory for a few seconds,
+so a
 request costs no store round trip; a revocation takes effect within that time.
 """
 
@@ -43,7 +45,8 @@ class Authenticator:
         self._lock = threading.Lock()
 
     def check(self, presented: str | None, scope: str) -> ApiKey | None:
-        """The key record when ``presented`` grants ``scope``; ``None`` in dev mode; :class:`AuthError` otherwise."""
+        """The key record when ``presented`` grants ``scope``; ``None`` in dev mode; :class:`AuthError`
+        otherwise."""
         if not self.required:
             return None
         if not presented:

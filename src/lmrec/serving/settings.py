@@ -23,7 +23,8 @@ class ServingSettings(BaseSettings):
     store: str = Field("lmrec.duckdb", description="The DuckDB store: events, items, users, API keys.")
     dev_mode: bool = Field(False, description="Serve without API keys (never in production).")
     text_encoder: str | None = Field(
-        "default", description="Text encoder for item and profile text: 'default' (lmrec.text's), a model name "
+        "default", description="Text encoder for item and profile text: 'default' (lmrec.text's), a model "
+                               "name "
                                "or path, or 'none' to switch text features off.")
     max_body_bytes: int = Field(1_000_000, ge=1, description="Larger request bodies get 413.")
     max_batch: int = Field(10_000, ge=1, description="Most events or items in one batch request.")
@@ -31,13 +32,16 @@ class ServingSettings(BaseSettings):
     history_limit: int = Field(200, ge=1, description="Newest events of a user that recommendations read.")
     max_cached_users: int = Field(100_000, ge=1, description="Users whose recent history is held in memory.")
     ann_threshold: int = Field(
-        50_000, ge=0, description="Catalogues above this size are searched with a FAISS index, below exactly.")
-    ann_candidates: int = Field(200, ge=1, description="Candidates the ANN index returns for exact re-scoring.")
+        50_000, ge=0, description="Catalogues larger than this are searched with a FAISS index.")
+    ann_candidates: int = Field(200, ge=1,
+                                description="Candidates the ANN index returns for exact re-scoring.")
     hnsw_m: int = Field(32, ge=4, description="HNSW graph degree.")
     hnsw_ef_search: int = Field(128, ge=8, description="HNSW search breadth (recall vs speed).")
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="Default MMR diversity weight (0 = off).")
-    key_cache_seconds: float = Field(5.0, ge=0.0, description="How long a verified API key is trusted in memory.")
-    stats_window: int = Field(2_000, ge=10, description="Recent requests kept for the dashboard's live stats.")
+    key_cache_seconds: float = Field(5.0, ge=0.0,
+                                     description="How long a verified API key is trusted in memory.")
+    stats_window: int = Field(2_000, ge=10,
+                              description="Recent requests kept for the dashboard's live stats.")
 
     def resolved_models_dir(self) -> Path | None:
         if self.models_dir is not None:

@@ -1,6 +1,7 @@
 """The service's view of item and profile text: an encoder from :mod:`lmrec.text`, or none.
 
-Anything with ``encode(list[str]) -> float32 (n, d)`` is an encoder. When :mod:`lmrec.text` is installed it builds
+Anything with ``encode(list[str]) -> float32 (n, d)`` is an encoder. When :mod:`lmrec.text` is installed it
+builds
 the default one and caches item vectors in the store; without it (and without an encoder given to
 :func:`~lmrec.serving.create_app`) text features are off and the endpoints that need them answer 409.
 """
@@ -34,7 +35,8 @@ def _text_module() -> Any | None:
 
 
 def load_encoder(name: str | None) -> Encoder | None:
-    """The encoder named in the settings (``"default"`` for lmrec's), or ``None`` when text is off/unavailable."""
+    """The encoder named in the settings (``"default"`` for lmrec's), or ``None`` when text is
+    off/unavailable."""
     if not name or name.lower() in ("none", "off"):
         return None
     mod = _text_module()

@@ -1,10 +1,13 @@
 """Serving's SQL: API keys (stored hashed), erasure tombstones, and the small lookups the service needs.
 
-An API key reads ``lmrec_<key_id>_<secret>``. Only ``sha256(salt || secret)`` and the salt are stored; the secret is
-32 random bytes, so a fast hash is safe (slow hashes such as scrypt protect low-entropy passwords, and would cost
+An API key reads ``lmrec_<key_id>_<secret>``. Only ``sha256(salt || secret)`` and the salt are stored; the
+secret is
+32 random bytes, so a fast hash is safe (slow hashes such as scrypt protect low-entropy passwords, and would
+cost
 tens of milliseconds on every request). Verification compares digests in constant time.
 
-An erased user leaves no row with their id: the tombstone that keeps a trained model from serving their training
+An erased user leaves no row with their id: the tombstone that keeps a trained model from serving their
+training
 history again holds only a salted hash of the id.
 """
 
@@ -88,7 +91,8 @@ class KeyStore:
         bad = [s for s in scopes if s not in SCOPES]
         if bad or not scopes:
             raise ValueError(f"scopes must be a non-empty subset of {list(SCOPES)}, got {list(scopes)}")
-        key_id, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(32).replace("_", "-"), secrets.token_hex(16)
+        key_id, salt = secrets.token_hex(6), secrets.token_hex(16)
+        secret = secrets.token_urlsafe(32).replace("_", "-")  # "_" separates the parts of a key
         self.store.execute("INSERT INTO api_keys (key_id, name, scopes, salt, digest) VALUES (?, ?, ?, ?, ?)",
                            [key_id, name, list(dict.fromkeys(scopes)), salt, _digest(salt, secret)])
         record = self.get(key_id)
@@ -113,13 +117,15 @@ class KeyStore:
         return bool(rows)
 
     def verify(self, key: str) -> ApiKey | None:
-        """The active key record for a presented key, or ``None`` (malformed, unknown, revoked or wrong secret)."""
+        """The active key record for a presented key, or ``None`` (malformed, unknown, revoked or wrong
+        secret)."""
         parsed = parse_key(key)
         if parsed is None:
             return None
         key_id, secret = parsed
         rows = self.store.execute(
-            "SELECT salt, digest, name, scopes, created_at, revoked_at FROM api_keys WHERE key_id = ?", [key_id])
+            "SELECT salt, digest, name, scopes, created_at, revoked_at FROM api_keys WHERE key_id = ?",
+            [key_id])
         if not rows:
             return None
         salt, digest, name, scopes, created, revoked = rows[0]
@@ -132,10 +138,12 @@ class KeyStore:
         return hashlib.sha256(f"{self._erasure_salt}:{user_id}".encode()).hexdigest()
 
     def mark_erased(self, user_id: str) -> None:
-        self.store.execute("INSERT OR IGNORE INTO erased_users (user_hash) VALUES (?)", [self._user_hash(user_id)])
+        self.store.execute("INSERT OR IGNORE INTO erased_users (user_hash) VALUES (?)",
+                           [self._user_hash(user_id)])
 
     def is_erased(self, user_id: str) -> bool:
-        return bool(self.store.execute("SELECT 1 FROM erased_users WHERE user_hash = ?", [self._user_hash(user_id)]))
+        return bool(self.store.execute("SELECT 1 FROM erased_users WHERE user_hash = ?",
+                                       [self._user_hash(user_id)]))
 
 
 def existing_event_ids(store: Store, event_ids: list[str]) -> set[str]:

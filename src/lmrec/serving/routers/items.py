@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -17,15 +18,15 @@ def similar_items(
     item_id: Annotated[str, Path(min_length=1, max_length=256)], engine: EngineDep, _: ReadAccess,
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     by: Annotated[Literal["text", "behaviour"], Query(
-        description="behaviour: the model's item vectors or co-occurrence; text: item text vectors")] = "behaviour",
+        description="behaviour: the model's item vectors or co-occurrence; text: item text vectors",
+    )] = "behaviour",
 ) -> SimilarOut:
     return SimilarOut.of(engine.similar_items(item_id, k, by))
 
 
 @router.put("", response_model=ItemsOut, summary="Add or change items; they are recommendable at once")
 def upsert_items(body: ItemsIn, engine: EngineDep, _: WriteAccess) -> ItemsOut:
-    import json
-
     rows = [{**i.model_dump(exclude={"attributes"}),
-             "attributes": json.dumps(i.attributes) if i.attributes is not None else None} for i in body.items]
+             "attributes": None if i.attributes is None else json.dumps(i.attributes)}
+            for i in body.items]
     return ItemsOut.of(engine.upsert_items(rows))

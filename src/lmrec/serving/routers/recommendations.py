@@ -22,7 +22,8 @@ def user_recommendations(
     k: Annotated[int, Query(ge=1, le=1000, description="How many items.")] = 10,
     exclude_seen: Annotated[bool, Query(description="Drop items the user already interacted with.")] = True,
     category: Annotated[list[str] | None, Query(description="Keep only items in these categories.")] = None,
-    exclude_category: Annotated[list[str] | None, Query(description="Drop items in these categories.")] = None,
+    exclude_category: Annotated[list[str] | None,
+                                Query(description="Drop items in these categories.")] = None,
     diversity: Annotated[float | None, Query(ge=0.0, le=1.0, description="MMR diversity weight.")] = None,
     explain: Annotated[bool, Query(description="Say why each item was recommended.")] = False,
 ) -> RecommendationsOut:

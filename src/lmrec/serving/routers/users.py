@@ -18,12 +18,14 @@ UserId = Annotated[str, Path(min_length=1, max_length=256)]
             summary="Rating for given items, next action type and user value (models with those heads)")
 def predictions(
     user_id: UserId, engine: EngineDep, _: ReadAccess,
-    items: Annotated[list[str] | None, Query(max_length=1000, description="Items to predict a rating for.")] = None,
+    items: Annotated[list[str] | None, Query(max_length=1000,
+                                             description="Items to predict a rating for.")] = None,
     heads: Annotated[list[Literal["rating", "next_action", "value"]] | None, Query(
         description="Which predictions; default: every head the model has.")] = None,
 ) -> PredictionsOut:
     p, version = engine.predictions(user_id, list(items or []), list(heads or []) or None)
-    return PredictionsOut(user_id=user_id, model_version=version, ratings=p.ratings, next_action=p.next_action,
+    return PredictionsOut(user_id=user_id, model_version=version, ratings=p.ratings,
+                          next_action=p.next_action,
                           value=p.value)
 
 
@@ -31,5 +33,6 @@ def predictions(
                summary="Erase a user: events, profile and all cached state; afterwards the user is unknown")
 def erase_user(user_id: UserId, engine: EngineDep, _: AdminAccess) -> ErasureOut:
     removed = engine.erase_user(user_id)
-    return ErasureOut(user_id=user_id, events_deleted=removed["events"], profile_deleted=bool(removed["users"]),
+    return ErasureOut(user_id=user_id, events_deleted=removed["events"],
+                      profile_deleted=bool(removed["users"]),
                       cache_cleared=bool(removed["cached"]))

@@ -1,0 +1,155 @@
+"""The serving parts on their own: retrieval, MMR, the history overlay, explanations, keys, the engine's
+ANN path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serving_helpers import ITEMS, HashingEncoder, make_events
+
+from lmrec.models import create_model
+from lmrec.serving.engine import Engine, RecRequest
+from lmrec.serving.overlay import HistoryOverlay, UserState
+from lmrec.serving.rerank import mmr
+from lmrec.serving.retrieval import VectorIndex, normalise
+from lmrec.serving.settings import ServingSettings
+from lmrec.store import Store
+from lmrec.store.keys import KeyStore, parse_key
+
+
+def clustered(n: int, d: int, centres: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(centres, d))
+    return normalise(c[rng.integers(0, centres, n)] + 0.35 * rng.normal(size=(n, d)))
+
+
+def test_ann_search_matches_exact_search_on_clustered_vectors() -> None:
+    v = np.vstack([np.zeros((1, 32)), clustered(4000, 32, 50, 0)])
+    ann = VectorIndex(v, threshold=1000, candidates=100)
+    exact = VectorIndex(v, threshold=10**9)
+    assert ann.uses_ann and not exact.uses_ann
+    q = clustered(50, 32, 50, 1)
+    a_idx, a_sc = ann.search(q, 10)
+    e_idx, e_sc = exact.search(q, 10)
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(a_idx, e_idx, strict=True)])
+    assert recall >= 0.95
+    # Candidates are re-scored exactly: every returned score is the true inner product.
+    np.testing.assert_allclose(a_sc, np.take_along_axis(q @ v.T, a_idx, axis=1), rtol=1e-5)
+    assert (a_idx > 0).all()
+
+
+def test_ann_index_takes_new_items_and_honours_masks() -> None:
+    v = np.vstack([np.zeros((1, 16)), clustered(600, 16, 10, 2)])
+    index = VectorIndex(v, threshold=100)
+    target = normalise(np.ones((1, 16)))
+    index.upsert(np.array([601]), target)
+    idx, sc = index.search(target, 3)
+    assert idx[0, 0] == 601 and sc[0, 0] == pytest.approx(1.0)
+    mask = np.ones(602, dtype=bool)
+    mask[601] = False
+    idx, _ = index.search(target, 3, mask=mask)
+    assert 601 not in idx[0]
+    # A filter that leaves fewer allowed items than k among the candidates falls back to exact search.
+    only = np.zeros(602, dtype=bool)
+    only[[5, 7]] = True
+    idx, sc = index.search(target, 3, mask=only)
+    assert sorted(idx[0, :2].tolist()) == [5, 7] and idx[0, 2] == 0 and sc[0, 2] == -np.inf
+
+
+def test_mmr_trades_relevance_for_novelty() -> None:
+    vecs = normalise(np.array([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0]]))
+    rel = np.array([1.0, 0.95, 0.6])
+    assert mmr(rel, vecs, 2, 0.0).tolist() == [0, 1]
+    assert mmr(rel, vecs, 2, 0.7).tolist() == [0, 2]
+    assert mmr(np.array([1.0, -np.inf, 0.5]), vecs, 3, 0.5).tolist() == [0, 2]
+
+
+def test_overlay_applies_negative_feedback_and_evicts() -> None:
+    loads: list[str] = []
+
+    def loader(user: str) -> UserState | None:
+        loads.append(user)
+        return None if user == "ghost" else UserState(items=["a", "b"], types=["view", "view"])
+
+    overlay = HistoryOverlay(loader, max_users=2, limit=3)
+    assert overlay.get("ghost") is None
+    with overlay.user_lock("u"):
+        overlay.ensure_loaded("u")
+        overlay.apply("u", [("c", "purchase"), ("a", "dislike"), ("d", "view")])
+    state = overlay.get("u")
+    assert state is not None and state.items == ["b", "c", "d"] and state.negatives == {"a"}
+    with overlay.user_lock("u"):
+        overlay.apply("u", [("a", "like")])  # a positive event takes back a dislike
+    state = overlay.get("u")
+    assert state is not None and state.items == ["c", "d", "a"] and not state.negatives
+    overlay.get("v")
+    overlay.get("w")
+    assert "u" not in overlay and len(overlay) == 2  # least recently used went first
+
+
+def test_keys_are_stored_hashed_and_checked_by_scope() -> None:
+    with Store(":memory:") as st:
+        keys = KeyStore(st)
+        key, rec = keys.create("ci", ["write"])
+        assert parse_key(key) == (rec.key_id, key.split("_")[2])
+        assert key.split("_")[2] not in str(st.execute("SELECT * FROM api_keys"))
+        found = keys.verify(key)
+        assert found is not None and found.allows("read") and found.allows("write")
+        assert not found.allows("admin")
+        assert keys.verify(key[:-1] + ("x" if key[-1] != "x" else "y")) is None
+        assert keys.verify("not-a-key") is None
+        with pytest.raises(ValueError, match="scopes"):
+            keys.create("bad", ["root"])
+        assert keys.revoke(rec.key_id) and keys.verify(key) is None and not keys.revoke(rec.key_id)
+        keys.mark_erased("alice")
+        assert keys.is_erased("alice") and not keys.is_erased("bob")
+        assert "alice" not in str(st.execute("SELECT * FROM erased_users"))
+
+
+@pytest.fixture
+def content_engine(tmp_path: Path) -> Engine:
+    """ContentLM (user vector · item vector) over hashed text, with the ANN threshold below the catalogue
+    size."""
+    enc = HashingEncoder()
+    store = Store(tmp_path / "s.duckdb")
+    store.upsert_items(ITEMS)
+    store.append_events(make_events())
+    ds = store.to_dataset()
+    from lmrec.serving.bundle import render_texts
+
+    vecs = np.vstack([np.zeros((1, enc.dim)), enc.encode(render_texts(ds.items))]).astype(np.float32)
+    create_model("content-lm").fit(ds, item_vectors=vecs,
+                                   vectors_meta={"encoder": enc.name}).save(tmp_path / "m")
+    settings = ServingSettings(model_dir=tmp_path / "m", store=str(store.path), ann_threshold=4,
+                               ann_candidates=6,
+                               dev_mode=True)
+    return Engine.open(settings, store, enc)
+
+
+def test_engine_retrieves_with_the_index_and_rescores_exactly(content_engine: Engine) -> None:
+    eng = content_engine
+    assert eng.bundle.factor_index is not None and eng.bundle.factor_index.uses_ann
+    state = UserState(items=["heat"], types=["view"])
+    got = eng._recommend(eng.bundle, 0, state, RecRequest(k=3, explain=True))
+    assert got.strategy == "ann+rescore"
+    assert [i.item_id for i in got.items][:2] in (["ronin", "fargo"], ["fargo", "ronin"])
+    exact = eng.bundle.model.recommend(histories=[["heat"]], k=3)
+    assert [i.item_id for i in got.items] == list(exact[0][0])
+    np.testing.assert_allclose([i.score for i in got.items], exact[1][0], rtol=1e-5)
+    assert got.items[0].explanation is not None
+    assert got.items[0].explanation.text.startswith("Because you viewed Heat (1995)")
+    assert "Crime" in got.items[0].explanation.shared_categories
+
+
+def test_engine_adds_text_items_to_a_text_model(content_engine: Engine) -> None:
+    eng = content_engine
+    out = eng.upsert_items([{"item_id": "heat2", "title": "Heat 2 (2026)",
+                             "description": "crime heist thriller",
+                             "categories": ["Crime", "Thriller"], "attributes": None}])
+    assert out.created == 1 and out.catalogue_size == 11
+    got = eng._recommend(eng.bundle, 0, UserState(items=["heat"], types=["view"]), RecRequest(k=1))
+    assert got.items[0].item_id == "heat2"  # the text model scores the new item at once
+    sim = eng.similar_items("heat2", 2, "behaviour")
+    assert {i.item_id for i in sim.items} & {"heat", "ronin"}
