@@ -97,8 +97,20 @@ class EvalResult:
     target_bucket: np.ndarray  # (n,) 0/1/2 head/torso/tail bucket of the user's first target
     history_length: np.ndarray  # (n,)
     seconds: float
+    hits: np.ndarray  # (n, max K) bool: is the item at each rank a target
+    n_targets: np.ndarray  # (n,)
     fit_seconds: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
+
+    def curve(self, metric: str = "NDCG") -> np.ndarray:
+        """Mean of a ranking metric at every cut-off ``1..max K`` (for metric-vs-K plots)."""
+        fns = {"HR": lambda k: M.hit_rate(self.hits, k), "Recall": lambda k: M.recall(self.hits, self.n_targets, k),
+               "Precision": lambda k: M.precision(self.hits, k),
+               "NDCG": lambda k: M.ndcg(self.hits, self.n_targets, k),
+               "MRR": lambda k: M.reciprocal_rank(self.hits, k),
+               "MAP": lambda k: M.average_precision(self.hits, self.n_targets, k)}
+        return np.array([float(fns[metric](k).mean()) if len(self.hits) else np.nan
+                         for k in range(1, self.hits.shape[1] + 1)])
 
     def mean(self, metric: str) -> float:
         if metric in self.aggregate:
@@ -246,10 +258,9 @@ def evaluate(
     if item_vectors is not None:
         per_user[f"ILD@{bk}"] = M.intra_list_diversity(top, _aligned_rows(item_vectors, n_items + 1))
 
-    first_target = np.where(eval_set.targets.lengths > 0,
-                            eval_set.targets.values[np.minimum(eval_set.targets.offsets[:-1],
-                                                               max(0, len(eval_set.targets.values) - 1))]
-                            if len(eval_set.targets.values) else 0, 0)
+    first_target = np.zeros(n, dtype=np.int64)
+    has_target = eval_set.targets.lengths > 0
+    first_target[has_target] = eval_set.targets.values[eval_set.targets.offsets[:-1][has_target]]
     return EvalResult(
         model=name or model.name,
         ranking=rk.label,
@@ -258,9 +269,11 @@ def evaluate(
         per_user=per_user,
         aggregate=aggregate,
         ranked=ranked,
-        target_bucket=buckets[np.asarray(first_target, dtype=np.int64)],
+        target_bucket=buckets[first_target],
         history_length=eval_set.history.lengths.copy(),
         seconds=seconds,
+        hits=hits,
+        n_targets=n_targets,
         config=_config_dict(model),
     )
 

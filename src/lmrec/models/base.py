@@ -88,35 +88,34 @@ def default_batch_size(n_columns: int, block_bytes: int = SCORE_BLOCK_BYTES) -> 
 
 def resolve_item_vectors(dataset: Dataset, vectors: np.ndarray | None,
                          meta: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Check injected item vectors against ``dataset``, or compute them with :func:`lmrec.text.item_vectors`."""
+    """Check injected item vectors against ``dataset``, or compute them with :func:`lmrec.text.item_vectors`
+    (the default encoder, cached); returns the vectors and where they came from."""
+    meta = dict(meta or {})
     if vectors is None:
         try:
-            from lmrec.text import item_vectors as text_item_vectors  # type: ignore[attr-defined]
+            from lmrec.text import get_encoder, item_vectors
         except ImportError as exc:
-            raise RuntimeError("this model needs item text vectors: pass fit(..., item_vectors=...) or install "
-                               f"lmrec.text ({exc})") from exc
-        vectors = text_item_vectors(dataset, progress=False)
-        meta = dict(meta or {})
-        meta.setdefault("source", "lmrec.text.item_vectors")
+            raise RuntimeError("this model needs item text vectors: pass fit(..., item_vectors=...) "
+                               f"or install lmrec.text ({exc})") from exc
+        encoder = get_encoder(meta.get("encoder"))
+        vectors = item_vectors(dataset, encoder=encoder, progress=False)
+        meta.update({"encoder": encoder.name, "revision": encoder.revision, "source": "lmrec.text.item_vectors"})
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != dataset.item_map.size:
         raise ValueError(f"item vectors must have shape ({dataset.item_map.size}, d) (row 0 = padding), "
                          f"got {vectors.shape}")
-    return vectors, dict(meta or {})
+    return vectors, meta
 
 
 def encode_texts(texts: Sequence[str], meta: dict[str, Any]) -> np.ndarray:
-    """Encode new items' texts with the encoder named in ``meta`` (needs :mod:`lmrec.text`)."""
+    """Encode new items' texts with the encoder the model's vectors came from (``meta["encoder"]``)."""
     try:
-        import lmrec.text as text  # type: ignore[import-not-found]
+        from lmrec.text import get_encoder
     except ImportError as exc:
         raise RuntimeError(f"encoding item texts needs lmrec.text ({exc}); pass vectors instead") from exc
-    encoder_name = meta.get("encoder")
-    get = getattr(text, "get_encoder", None) or getattr(text, "load_encoder", None)
-    if get is None:
-        raise RuntimeError("lmrec.text has no get_encoder/load_encoder; pass vectors instead of texts")
-    encoder = get(encoder_name) if encoder_name else get()
-    return np.asarray(encoder.encode(list(texts)), dtype=np.float32)
+    if not meta.get("encoder"):
+        raise ValueError("this model's item vectors were injected without an encoder name; pass vectors")
+    return np.asarray(get_encoder(meta["encoder"]).encode(list(texts), side="document"), dtype=np.float32)
 
 
 @dataclass(frozen=True)

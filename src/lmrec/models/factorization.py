@@ -93,6 +93,11 @@ class ALS(Recommender):
         y = self.item_factors_.astype(np.float64)
         self.yty_ = y.T @ y
 
+    def user_vectors(self, histories: Ragged) -> np.ndarray:
+        """``(rows, factors)`` folded-in user factors; ``score = user_vectors @ item_factors_.T``."""
+        cfg = self.config
+        return _fold_in(histories, self.item_factors_, self.yty_, cfg.regularization, cfg.alpha).astype(np.float32)
+
     def score(self, histories: Ragged, users: np.ndarray | None = None,
               items: np.ndarray | None = None) -> np.ndarray:
         cfg = self.config

@@ -1,0 +1,14 @@
+"""Honest evaluation: protocols, full-ranking metrics with confidence intervals, paired tests and reports.
+
+The entry point for a comparison of models is :func:`run_benchmark`; :func:`evaluate` scores one fitted model
+on one evaluation set; :mod:`lmrec.evaluation.metrics` holds the metric functions.
+"""
+
+from lmrec.evaluation.benchmark import DEFAULT_MODELS, BenchmarkResult, run_benchmark
+from lmrec.evaluation.evaluator import EvalResult, Ranking, evaluate, popularity_buckets
+from lmrec.evaluation.stats import Interval, PairedTest, bootstrap_ci, paired_test
+from lmrec.evaluation.tuning import TuningResult, tune
+
+__all__ = ["DEFAULT_MODELS", "BenchmarkResult", "EvalResult", "Interval", "PairedTest", "Ranking",
+           "TuningResult", "bootstrap_ci", "evaluate", "paired_test", "popularity_buckets", "run_benchmark",
+           "tune"]

@@ -1,0 +1,104 @@
+"""Write every user's top-N recommendations to a file, in batches (Parquet, CSV or TSV), raw ids throughout."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lmrec.models.base import Recommender
+
+FORMATS = ("parquet", "csv", "tsv")
+
+
+def format_for(path: Path, fmt: str | None = None) -> str:
+    """The output format: ``fmt`` or the file's extension (``.parquet``, ``.csv``, ``.tsv``/``.txt``)."""
+    if fmt:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        return fmt
+    ext = path.suffix.lower().lstrip(".")
+    if ext in ("parquet", "pq"):
+        return "parquet"
+    if ext == "csv":
+        return "csv"
+    if ext in ("tsv", "txt"):
+        return "tsv"
+    raise ValueError(f"cannot tell the output format of {path}: use .parquet, .csv or .tsv, or pass a format")
+
+
+def read_user_file(path: Path) -> list[str]:
+    """Raw user ids, one per line (blank lines and ``#`` comments skipped; a CSV's first column is used)."""
+    users = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            users.append(line.split(",")[0].split("\t")[0].strip())
+    if users and users[0].lower() in ("user_id", "user"):
+        users = users[1:]
+    return users
+
+
+def write_recommendations(model: Recommender, users: Sequence[str] | None, k: int, out: str | Path, *,
+                          fmt: str | None = None, batch_size: int = 2048, exclude_seen: bool = True,
+                          on_progress: Callable[[int], None] | None = None) -> int:
+    """Top-``k`` items for each user, best first, written as they are computed.
+
+    ``users=None`` means every user the model knows. Parquet and CSV get one row per (user, rank): ``user_id``,
+    ``rank`` (1 = best), ``item_id``, ``score``; TSV gets one line per user: ``user<TAB>item item ...``. Unknown
+    users get the popularity fallback. The file appears complete or not at all (written under a temporary
+    name, then renamed). Returns the number of users written.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    model._check_fitted()
+    assert model.user_map is not None
+    out = Path(out)
+    kind = format_for(out, fmt)
+    all_users = list(model.user_map.raw_ids) if users is None else [str(u) for u in users]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    schema = pa.schema([("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
+                        ("score", pa.float32())])
+    writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
+    try:
+        with open(tmp, "wb") as fh:
+            if kind == "parquet":
+                writer = pq.ParquetWriter(fh, schema)
+            elif kind == "csv":
+                writer = pacsv.CSVWriter(fh, schema)
+            for start in range(0, len(all_users), batch_size):
+                chunk = all_users[start : start + batch_size]
+                ids, scores = model.recommend(chunk, k=k, exclude_seen=exclude_seen)
+                if kind == "tsv":
+                    lines = [f"{u}\t{' '.join(i for i in row if i)}\n" for u, row in zip(chunk, ids, strict=True)]
+                    fh.write("".join(lines).encode())
+                else:
+                    valid = ids != ""
+                    rows, ranks = np.nonzero(valid)
+                    table = pa.table({
+                        "user_id": pa.array(np.asarray(chunk, dtype=object)[rows], pa.string()),
+                        "rank": pa.array((ranks + 1).astype(np.int32)),
+                        "item_id": pa.array(ids[valid].astype(str), pa.string()),
+                        "score": pa.array(scores[valid].astype(np.float32)),
+                    }, schema=schema)
+                    assert writer is not None
+                    writer.write_table(table)
+                if on_progress is not None:
+                    on_progress(len(chunk))
+            if writer is not None:
+                writer.close()
+                writer = None
+        os.replace(tmp, out)
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp.exists():
+            tmp.unlink()
+    return len(all_users)
