@@ -53,6 +53,17 @@ def conform(df: pl.DataFrame | pa.Table | None, schema: pa.Schema, what: str) ->
     return df.select(exprs + [pl.col(c) for c in extra])
 
 
+def _index_of(col: str, vocabulary: list[str], first: int, dtype: pl.DataType) -> pl.Expr:
+    """``col``'s position in ``vocabulary`` (counting from ``first``) as ``dtype``.
+
+    An empty vocabulary (an empty dataset) gives a typed null column: polars 2.1 ignores ``return_dtype`` (and a
+    following cast) when ``replace_strict`` gets an empty mapping, which would leave a text column behind.
+    """
+    if not vocabulary:
+        return pl.lit(None, dtype=dtype)
+    return pl.col(col).replace_strict(vocabulary, range(first, first + len(vocabulary)), return_dtype=dtype)
+
+
 @dataclass(frozen=True)
 class DatasetStats:
     """Summary statistics, printed by ``lmrec data stats``."""
@@ -126,12 +137,9 @@ class Dataset:
         ev = (
             ev.with_row_index("_order")
             .with_columns(
-                pl.col("user_id").replace_strict(umap.raw_ids, range(1, len(umap) + 1), return_dtype=pl.Int32)
-                .alias("user_idx"),
-                pl.col("item_id").replace_strict(imap.raw_ids, range(1, len(imap) + 1), return_dtype=pl.Int32)
-                .alias("item_idx"),
-                pl.col("event_type").replace_strict(list(types), range(len(types)), return_dtype=pl.Int16)
-                .alias("type_idx"),
+                _index_of("user_id", umap.raw_ids, 1, pl.Int32).alias("user_idx"),
+                _index_of("item_id", imap.raw_ids, 1, pl.Int32).alias("item_idx"),
+                _index_of("event_type", list(types), 0, pl.Int16).alias("type_idx"),
             )
             .sort(["user_idx", "timestamp", "_order"])
             .drop("_order")

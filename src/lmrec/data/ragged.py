@@ -39,6 +39,7 @@ class Ragged:
     @classmethod
     def from_groups(cls, group: np.ndarray, values: np.ndarray, n_groups: int) -> Ragged:
         """Build from a ``group`` index per value, already sorted by group (stable order inside a group)."""
+        group = np.asarray(group, dtype=np.int64)  # an empty column may arrive untyped (object)
         counts = np.bincount(group, minlength=n_groups)[:n_groups]
         offsets = np.zeros(n_groups + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
