@@ -2,8 +2,11 @@
 
 Guarantees:
 
-* **Idempotent events.** ``event_id`` is the primary key; appending a batch twice adds it once. Events without an id
-  get a stable one derived from their fields during cleaning.
+* **Idempotent events.** ``event_id`` is unique: every write skips ids already stored, so appending a batch twice
+  adds it once. Events without an id get a stable one derived from their fields during cleaning. Uniqueness is kept
+  by an anti-join at write time rather than a primary-key index: DuckDB maintains an ART index on text keys so
+  slowly that it made a 10-million-event import five times slower (see ``benchmarks/import_events.py``); all writes
+  go through this class, under its lock, so the check cannot race.
 * **All or nothing.** An import runs in one transaction; an error, a Ctrl-C or a killed process leaves the store as
   it was before the import began.
 * **Bounded memory.** Imports stream chunk by chunk; DuckDB spills to disk past ``memory_limit``.
@@ -31,15 +34,17 @@ SCHEMA_VERSION = 1
 _DDL = [
     """CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS events (
-        event_id VARCHAR PRIMARY KEY, user_id VARCHAR NOT NULL, item_id VARCHAR NOT NULL,
+        event_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, item_id VARCHAR NOT NULL,
         timestamp BIGINT NOT NULL, event_type VARCHAR NOT NULL, value DOUBLE)""",
     """CREATE TABLE IF NOT EXISTS items (
         item_id VARCHAR PRIMARY KEY, title VARCHAR, description VARCHAR, categories VARCHAR[], attributes VARCHAR,
-        updated_at TIMESTAMP DEFAULT current_timestamp)""",
+        updated_at TIMESTAMP DEFAULT current_timestamp, seq BIGINT)""",
     """CREATE TABLE IF NOT EXISTS users (
         user_id VARCHAR PRIMARY KEY, profile VARCHAR, attributes VARCHAR,
-        updated_at TIMESTAMP DEFAULT current_timestamp)""",
+        updated_at TIMESTAMP DEFAULT current_timestamp, seq BIGINT)""",
 ]
+#: Columns the store keeps for itself and never returns.
+_INTERNAL = ("updated_at", "seq")
 
 
 @dataclass
@@ -86,7 +91,17 @@ class Store:
             with self._lock:
                 for ddl in _DDL:
                     self._con.execute(ddl)
+                self._migrate()
                 self._con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+    def _migrate(self) -> None:
+        """Bring a store written by an older lmrec up to date (adds ``seq`` to items/users of schema 1 stores)."""
+        for table in ("items", "users"):
+            cols = {r[0] for r in self._con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+            if "seq" not in cols:
+                self._con.execute(f"ALTER TABLE {table} ADD COLUMN seq BIGINT")
+                self._con.execute(f"UPDATE {table} SET seq = rowid")
 
     # ------------------------------------------------------------------ plumbing
     def close(self) -> None:
@@ -136,20 +151,23 @@ class Store:
 
     # ------------------------------------------------------------------ writes
     def _insert_events(self, events: pl.DataFrame) -> int:
-        """Insert cleaned events (lmrec columns), skipping ids already present. Caller holds the lock."""
+        """Insert cleaned events (lmrec columns), skipping ids already stored or repeated in the batch (the first
+        occurrence wins). Returns the number inserted. Caller holds the lock."""
         if events.height == 0:
             return 0
-        batch = events.select(list(EVENTS_SCHEMA.names)).to_arrow().cast(EVENTS_SCHEMA)
+        batch = (events.select(list(EVENTS_SCHEMA.names)).unique("event_id", keep="first", maintain_order=True)
+                 .to_arrow().cast(EVENTS_SCHEMA))
+        batch = batch.append_column("_pos", pa.array(range(batch.num_rows), pa.int64()))
         self._register("_lmrec_batch", batch)
         try:
-            before = self._con.execute("SELECT count(*) FROM events").fetchall()[0][0]
-            # DISTINCT ON keeps one row per id inside the batch; OR IGNORE skips ids already stored.
-            self._con.execute(
-                "INSERT OR IGNORE INTO events SELECT DISTINCT ON (event_id) * FROM _lmrec_batch")
-            after = self._con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+            # One hash anti-join against the stored ids: linear, bounded memory. The join does not keep row order,
+            # so the rows are put back in input order: ties in time are read back in insertion order.
+            rows = self._con.execute(
+                "INSERT INTO events SELECT * EXCLUDE (_pos) FROM _lmrec_batch b "
+                "WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id) ORDER BY _pos").fetchall()
         finally:
             self._unregister("_lmrec_batch")
-        return int(after - before)
+        return int(rows[0][0]) if rows else 0
 
     def append_events(self, events: pl.DataFrame | pa.Table, cleaning: CleaningConfig | None = None,
                       source: str = "append") -> ImportResult:
@@ -169,12 +187,16 @@ class Store:
         if df.height == 0:
             return 0
         data = conform(df, schema, table).select(list(schema.names)).unique(key, keep="last", maintain_order=True)
-        self._register("_lmrec_upsert", data.to_arrow().cast(schema))
+        arrow = data.to_arrow().cast(schema)
+        self._register("_lmrec_upsert", arrow.append_column("_pos", pa.array(range(arrow.num_rows), pa.int64())))
         try:
             cols = ", ".join(schema.names)
             updates = ", ".join(f"{c} = excluded.{c}" for c in schema.names if c != key)
+            # ``seq`` records the order rows were first added (a dataset's catalogue order). Neither rowid nor
+            # insertion order is stable here: DuckDB rewrites an updated row and runs ON CONFLICT on threads.
             self._con.execute(
-                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _lmrec_upsert "
+                f"INSERT INTO {table} ({cols}, seq) SELECT {cols}, "
+                f"_pos + (SELECT coalesce(max(seq), -1) + 1 FROM {table}) FROM _lmrec_upsert "
                 f"ON CONFLICT ({key}) DO UPDATE SET {updates}, updated_at = now()")
         finally:
             self._unregister("_lmrec_upsert")
@@ -261,10 +283,12 @@ class Store:
                           params)
 
     def items(self) -> pl.DataFrame:
-        return self.query(f"SELECT {', '.join(ITEMS_SCHEMA.names)} FROM items ORDER BY rowid")
+        """Every item, in the order they were first added."""
+        return self.query(f"SELECT {', '.join(ITEMS_SCHEMA.names)} FROM items ORDER BY seq")
 
     def users(self) -> pl.DataFrame:
-        return self.query(f"SELECT {', '.join(USERS_SCHEMA.names)} FROM users ORDER BY rowid")
+        """Every user with a profile row, in the order they were first added."""
+        return self.query(f"SELECT {', '.join(USERS_SCHEMA.names)} FROM users ORDER BY seq")
 
     def get_item(self, item_id: str) -> dict[str, Any] | None:
         rows = self.query(f"SELECT {', '.join(ITEMS_SCHEMA.names)} FROM items WHERE item_id = ?", [str(item_id)])
@@ -282,15 +306,19 @@ class Store:
         return Dataset.build(ev, self.items(), self.users(), name=name)
 
     def export_parquet(self, folder: str | Path) -> dict[str, Path]:
-        """Write events, items and users as Parquet files (streamed by DuckDB, not through Python memory)."""
+        """Write ``events``, ``items`` and ``users`` as Parquet files in ``folder`` (streamed by DuckDB, not through
+        Python memory), in insertion order. The folder can be imported again as a source."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         out = {}
         for table in ("events", "items", "users"):
             path = folder / f"{table}.parquet"
-            self.execute(f"COPY (SELECT * EXCLUDE (updated_at) FROM {table} ORDER BY rowid) TO '{path}' "
-                         "(FORMAT PARQUET)" if table != "events" else
-                         f"COPY (SELECT * FROM {table} ORDER BY rowid) TO '{path}' (FORMAT PARQUET)")
+            literal = "'" + str(path).replace("'", "''") + "'"  # a SQL string literal; COPY takes no parameter
+            if table == "events":
+                select = "SELECT * FROM events ORDER BY rowid"
+            else:
+                select = f"SELECT * EXCLUDE ({', '.join(_INTERNAL)}) FROM {table} ORDER BY seq"
+            self.execute(f"COPY ({select}) TO {literal} (FORMAT PARQUET)")
             out[table] = path
         return out
 
