@@ -1,41 +1,94 @@
-"""``lmrec data import|stats|split``."""
+"""``lmrec data import|stats|split``: bring behaviour data in, look at it, and cut it for evaluation."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from lmrec.cli.common import DEFAULT_STORE, StoreOpt, console, friendly_errors, progress
 
-data_app = typer.Typer(help="Import, inspect and split behaviour data.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from lmrec.data.cleaning import CleaningConfig, CleaningReport
+    from lmrec.data.dataset import Dataset, DatasetStats
 
-SourceArg = Annotated[str, typer.Argument(help="A built-in dataset (movielens-100k) or a file/folder/zip.")]
-FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="Input format; detected when omitted.")]
-StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on the first bad row instead of dropping it.")]
-MinUserOpt = Annotated[int, typer.Option("--min-user-events", help="Drop users with fewer events.")]
-MinItemOpt = Annotated[int, typer.Option("--min-item-events", help="Drop items with fewer events.")]
-KcoreOpt = Annotated[bool, typer.Option("--kcore", help="Repeat the minimum-count filters to a fixed point.")]
-TypesOpt = Annotated[str, typer.Option("--event-types", help="Extra event types to accept, comma-separated.")]
+FORMATS_HELP = ("movielens, amazon, sequences, item-text, recbole, csv, tsv, parquet, jsonl, generic "
+                "(and retailrocket, taobao where installed)")
+
+data_app = typer.Typer(
+    help="Import, inspect and split behaviour data.\n\n"
+         "Start with `lmrec data stats movielens-100k`, then `lmrec data import movielens-100k` to fill the store "
+         "and `lmrec data split --protocol leave-one-out` to write train/valid/test files.",
+    no_args_is_help=True,
+)
+
+SourceArg = Annotated[str, typer.Argument(
+    help="A built-in dataset (movielens-100k) or a file, folder or zip; its format is detected when possible.")]
+FormatOpt = Annotated[str | None, typer.Option(
+    "--format", "-f", help=f"Input format when detection is not enough: {FORMATS_HELP}.")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Stop at the first bad row (and say which file, row and field) instead of dropping it.")]
+MinUserOpt = Annotated[int, typer.Option("--min-user-events", help="Drop users with fewer events than this.")]
+MinItemOpt = Annotated[int, typer.Option("--min-item-events", help="Drop items with fewer events than this.")]
+KcoreOpt = Annotated[bool, typer.Option(
+    "--kcore", help="Repeat both minimum-count filters until they hold together (the k-core).")]
+TypesOpt = Annotated[str, typer.Option(
+    "--event-types", help="Extra event types to accept besides view, click, cart, purchase, rating...; "
+                          "comma-separated (e.g. --event-types wishlist,share).")]
 MapOpt = Annotated[list[str] | None, typer.Option(
-    "--map", "-m", help="Column mapping for generic tables, lmrec=column (e.g. -m user_id=customer).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML/YAML file with loader options.")]
+    "--map", "-m", help="Name a column of a generic table: lmrec_field=column, repeatable "
+                        "(-m user_id=customer -m item_id=sku -m timestamp=ts). Fields: user_id, item_id, "
+                        "timestamp, event_type, value, event_id.")]
+OptionOpt = Annotated[list[str] | None, typer.Option(
+    "--option", "-o", help="A loader option name=value, repeatable (-o layout=pairs, -o item_key=asin, "
+                           "-o separator=';', -o default_event_type=purchase).")]
+ItemsOpt = Annotated[Path | None, typer.Option(
+    "--items", help="An item file to read with the events (generic item table, item-text file, Amazon metadata).")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="A TOML/YAML file with loader options under [loader] (mapping, items, ...).")]
+ChunkOpt = Annotated[int, typer.Option(
+    "--chunk-rows", min=1, help="Rows read and written at a time; lower it to use less memory.")]
 
 
-def _cleaning(strict: bool, min_user: int, min_item: int, kcore: bool, event_types: str):  # -> CleaningConfig
+def _cleaning(strict: bool, min_user: int, min_item: int, kcore: bool, event_types: str) -> CleaningConfig:
     from lmrec.data.cleaning import CleaningConfig
 
     return CleaningConfig(strict=strict, min_user_events=min_user, min_item_events=min_item, kcore=kcore,
-                          event_types=tuple(t for t in event_types.split(",") if t))
+                          event_types=tuple(t.strip() for t in event_types.split(",") if t.strip()))
 
 
-def _options(mapping: list[str] | None, config: Path | None) -> dict:
+def _options(mapping: list[str] | None, config: Path | None, options: list[str] | None = None,
+             items: Path | None = None) -> dict[str, Any]:
     from lmrec.data.loaders.options import loader_options
 
-    return loader_options(mapping or [], config)
+    opts = loader_options(mapping or [], config, options or [])
+    if items is not None:
+        opts["items"] = str(items)
+    return opts
+
+
+@contextlib.contextmanager
+def _library_errors() -> Iterator[None]:
+    """Turn errors from the storage and table libraries into one-line messages (a locked store, a corrupt
+    Parquet file...), which :func:`friendly_errors` then prints without a traceback."""
+    import duckdb
+    import polars.exceptions as plx
+    import pyarrow as pa
+
+    try:
+        yield
+    except duckdb.Error as exc:
+        raise RuntimeError(f"store: {str(exc).splitlines()[0]}") from exc
+    except (pa.ArrowException, plx.PolarsError) as exc:
+        raise ValueError(f"cannot read the input: {str(exc).splitlines()[0]}") from exc
+    except TypeError as exc:  # a loader option of the wrong kind, from a config file
+        raise ValueError(str(exc)) from exc
 
 
 def _print_report(lines: list[str]) -> None:
@@ -45,24 +98,32 @@ def _print_report(lines: list[str]) -> None:
 
 @data_app.command("import")
 def import_(source: SourceArg, store: StoreOpt = DEFAULT_STORE, fmt: FormatOpt = None, strict: StrictOpt = False,
-            event_types: TypesOpt = "", mapping: MapOpt = None, config: ConfigOpt = None,
-            chunk_rows: Annotated[int, typer.Option(help="Rows per chunk while streaming.")] = 1_000_000) -> None:
+            event_types: TypesOpt = "", mapping: MapOpt = None, option: OptionOpt = None, items: ItemsOpt = None,
+            config: ConfigOpt = None, chunk_rows: ChunkOpt = 1_000_000) -> None:
     """Import events, items and users into the store, in chunks and in one transaction.
 
-    Re-importing the same data adds nothing (events are keyed by id). Every dropped row is counted by reason.
+    Re-importing the same data adds nothing (events are keyed by id). Every dropped row is counted by reason;
+    with --strict the first bad row stops the import and nothing is written. Ctrl-C also leaves the store as it
+    was.
 
-    Examples: `lmrec data import movielens-100k`, `lmrec data import ml-1m.zip`,
-    `lmrec data import clicks.csv -f csv -m user_id=visitor -m item_id=sku -m timestamp=ts`.
+    Examples:
+
+      lmrec data import movielens-100k
+
+      lmrec data import ml-1m.zip
+
+      lmrec data import clicks.csv -m user_id=visitor -m item_id=sku -m timestamp=ts --items products.csv
+
+      lmrec data import Beauty.jsonl.gz          (Amazon reviews; meta_Beauty.jsonl.gz is read too)
+
+      lmrec data import Beauty.txt -f sequences --items Beauty_item_text.txt
     """
     from lmrec.data.loaders import open_source
     from lmrec.store import Store
 
-    with friendly_errors():
-        src = open_source(source, fmt, **_options(mapping, config))
-        cfg = _cleaning(strict, 0, 0, False, event_types)
-        from dataclasses import replace
-
-        cfg = replace(cfg, default_event_type=src.default_event_type)
+    with friendly_errors(), _library_errors():
+        src = open_source(source, fmt, **_options(mapping, config, option, items))
+        cfg = replace(_cleaning(strict, 0, 0, False, event_types), default_event_type=src.default_event_type)
         with Store(store) as st, progress() as bar:
             task = bar.add_task(f"importing {src.name}", total=None, rate="")
             res = st.import_source(src, cfg, chunk_rows=chunk_rows,
@@ -74,7 +135,8 @@ def import_(source: SourceArg, store: StoreOpt = DEFAULT_STORE, fmt: FormatOpt =
                       f"{counts['events']:,} events, {counts['items']:,} items, {counts['users']:,} users")
 
 
-def print_stats(stats) -> None:  # type: ignore[no-untyped-def]
+def print_stats(stats: DatasetStats) -> None:
+    """A dataset's statistics as a table on the console."""
     t = Table(title=f"{stats.name}", show_header=False)
     t.add_row("users", f"{stats.n_users:,}")
     t.add_row("items", f"{stats.n_items:,} ({stats.n_items_with_events:,} with events)")
@@ -88,43 +150,55 @@ def print_stats(stats) -> None:  # type: ignore[no-untyped-def]
     ip = stats.item_popularity
     t.add_row("events per item", f"min {ip['min']:.0f} · median {ip['median']:.0f} · mean {ip['mean']:.1f} · "
                                  f"max {ip['max']:.0f}")
-    if stats.first_timestamp is not None:
+    if stats.first_timestamp is not None and stats.last_timestamp is not None:
         from datetime import UTC, datetime
 
         a = datetime.fromtimestamp(stats.first_timestamp, UTC).date()
         b = datetime.fromtimestamp(stats.last_timestamp, UTC).date()
         t.add_row("time span", f"{a} → {b}")
     if stats.value:
-        t.add_row("value", f"min {stats.value['min']:g} · mean {stats.value['mean']:.3f} · max {stats.value['max']:g}")
+        t.add_row("value", f"min {stats.value['min']:g} · mean {stats.value['mean']:.3f} · "
+                           f"max {stats.value['max']:g}")
     console.print(t)
 
 
-def _load(source: str | None, store: str, fmt: str | None, strict: bool, min_user: int, min_item: int,
-          kcore: bool, event_types: str, mapping: list[str] | None, config: Path | None):  # -> (Dataset, report)
+def _load(source: str | None, store: str, fmt: str | None, cfg: CleaningConfig,
+          options: dict[str, Any]) -> tuple[Dataset, CleaningReport | None]:
+    """A dataset from a source, or from the store when no source is given."""
     from lmrec.data.loaders import load_dataset
     from lmrec.store import Store
 
-    cfg = _cleaning(strict, min_user, min_item, kcore, event_types)
     if source is None:
         if not Path(store).exists():
             raise FileNotFoundError(f"no store at {store}: give a SOURCE or run `lmrec data import` first")
         with Store(store, read_only=True) as st:
             return st.to_dataset(Path(store).stem, cfg), None
-    return load_dataset(source, fmt, cfg, **_options(mapping, config))
+    return load_dataset(source, fmt, cfg, **options)
 
 
 @data_app.command("stats")
-def stats(source: Annotated[str | None, typer.Argument(help="Dataset or file; the store when omitted.")] = None,
+def stats(source: Annotated[str | None, typer.Argument(
+              help="A built-in dataset or a file/folder; the store (--store) when omitted.")] = None,
           store: StoreOpt = DEFAULT_STORE, fmt: FormatOpt = None, strict: StrictOpt = False,
           min_user_events: MinUserOpt = 0, min_item_events: MinItemOpt = 0, kcore: KcoreOpt = False,
-          event_types: TypesOpt = "", mapping: MapOpt = None, config: ConfigOpt = None,
+          event_types: TypesOpt = "", mapping: MapOpt = None, option: OptionOpt = None, items: ItemsOpt = None,
+          config: ConfigOpt = None,
           json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
-    """Summary statistics of a dataset (users, items, events by type, sequence lengths, time span)."""
-    with friendly_errors():
-        ds, report = _load(source, store, fmt, strict, min_user_events, min_item_events, kcore, event_types,
-                           mapping, config)
+    """Summary statistics: users, items, events by type, sequence lengths, time span, ratings.
+
+    Shows the cleaning report too (rows read, kept, and dropped by reason).
+
+    Examples: `lmrec data stats movielens-100k`, `lmrec data stats` (the store),
+    `lmrec data stats ratings.csv --kcore --min-user-events 5 --min-item-events 5 --json`.
+    """
+    with friendly_errors(), _library_errors():
+        ds, report = _load(source, store, fmt, _cleaning(strict, min_user_events, min_item_events, kcore,
+                                                         event_types), _options(mapping, config, option, items))
         if json_out:
-            console.print_json(json.dumps(ds.stats().to_dict()))
+            out = ds.stats().to_dict()
+            if report is not None:
+                out["cleaning"] = report.to_dict()
+            print(json.dumps(out))
             return
         if report is not None:
             _print_report(report.lines())
@@ -132,28 +206,45 @@ def stats(source: Annotated[str | None, typer.Argument(help="Dataset or file; th
 
 
 @data_app.command("split")
-def split(source: Annotated[str | None, typer.Argument(help="Dataset or file; the store when omitted.")] = None,
-          protocol: Annotated[str, typer.Option(help="leave-one-out | temporal | cold-item")] = "leave-one-out",
+def split(source: Annotated[str | None, typer.Argument(
+              help="A built-in dataset or a file/folder; the store (--store) when omitted.")] = None,
+          protocol: Annotated[str, typer.Option(
+              help="leave-one-out (last event of each user is test, the one before valid) | temporal (the latest "
+                   "events by time) | cold-item (held-out items never seen in training).")] = "leave-one-out",
           out: Annotated[Path, typer.Option(help="Folder for train/valid/test Parquet files.")] = Path("split"),
-          seed: Annotated[int, typer.Option(help="Seed (cold-item split).")] = 0,
+          seed: Annotated[int, typer.Option(help="Seed for the cold-item draw.")] = 0,
           valid_frac: Annotated[float, typer.Option(help="Temporal: share of events for validation.")] = 0.1,
           test_frac: Annotated[float, typer.Option(help="Temporal: share of events for test.")] = 0.1,
           cold_frac: Annotated[float, typer.Option(help="Cold-item: share of items held out.")] = 0.1,
+          min_events: Annotated[int, typer.Option(
+              help="Leave-one-out: users with fewer events stay in training only.")] = 3,
           store: StoreOpt = DEFAULT_STORE, fmt: FormatOpt = None, min_user_events: MinUserOpt = 0,
           min_item_events: MinItemOpt = 0, kcore: KcoreOpt = False, event_types: TypesOpt = "",
-          mapping: MapOpt = None, config: ConfigOpt = None) -> None:
-    """Split a dataset by a protocol and write train events and valid/test targets as Parquet."""
-    from lmrec.data.split_io import write_split
-    from lmrec.data.splits import make_split
+          mapping: MapOpt = None, option: OptionOpt = None, items: ItemsOpt = None, config: ConfigOpt = None) -> None:
+    """Split a dataset by an evaluation protocol and write it as Parquet.
 
-    with friendly_errors():
-        ds, _ = _load(source, store, fmt, False, min_user_events, min_item_events, kcore, event_types, mapping,
-                      config)
-        params: dict = {}
-        if protocol == "temporal":
+    Writes OUT/train.parquet (training events), OUT/valid.parquet and OUT/test.parquet (user, target item) and
+    OUT/split.json (protocol and parameters). The same data and seed give the same files.
+
+    Example: `lmrec data split movielens-100k --protocol temporal --test-frac 0.2 --out ml-temporal`.
+    """
+    from lmrec.data.split_io import write_split
+    from lmrec.data.splits import PROTOCOLS, make_split
+
+    with friendly_errors(), _library_errors():
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; choose leave-one-out, temporal or cold-item")
+        ds, _ = _load(source, store, fmt, _cleaning(False, min_user_events, min_item_events, kcore, event_types),
+                      _options(mapping, config, option, items))
+        params: dict[str, Any] = {}
+        if protocol in ("leave-one-out", "loo"):
+            params = {"min_events": min_events}
+        elif protocol == "temporal":
             params = {"valid_frac": valid_frac, "test_frac": test_frac}
         elif protocol == "cold-item":
             params = {"cold_frac": cold_frac, "seed": seed}
+        if ds.n_events == 0:
+            raise ValueError("the dataset has no events to split")
         sp = make_split(ds, protocol, **params)
         write_split(sp, out)
         console.print(sp.describe())

@@ -200,7 +200,7 @@ def _sibling_meta(reviews: Path) -> Path | None:
 
 
 def load_amazon(path: str | Path, meta: str | Path | None = None, *, item_key: str = "parent_asin",
-                name: str | None = None) -> Source:
+                name: str | None = None, items: str | Path | None = None) -> Source:
     """Amazon reviews (and item metadata) as a streaming :class:`Source` of ``rating`` events.
 
     Parameters
@@ -215,7 +215,10 @@ def load_amazon(path: str | Path, meta: str | Path | None = None, *, item_key: s
         variant). The 2018 edition has only ``asin``, which is used whatever this says.
     name:
         The dataset's name (the file's stem by default, e.g. ``All_Beauty``).
+    items:
+        Another name for ``meta`` (``lmrec data import --items``).
     """
+    meta = meta if meta is not None else items
     if item_key not in ("parent_asin", "asin"):
         raise ValueError(f"item_key must be 'parent_asin' or 'asin', got {item_key!r}")
     path = Path(path).expanduser()
