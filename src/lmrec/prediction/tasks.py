@@ -120,6 +120,36 @@ def _valued(ev: pl.DataFrame, target_kind: str) -> pl.Expr:
     raise ValueError(f"target_kind must be 'amount' or 'count', got {target_kind!r}")
 
 
+def rfm_frame(events: pl.DataFrame, cut: int, horizon_days: float = 30.0, target_kind: str = "amount",
+              observation_days: float | None = None) -> pl.DataFrame:
+    """RFM features at ``cut`` from an events table (``user_idx``, ``timestamp``, ``event_type``, ``value``)
+    and each user's value in ``[cut, cut + horizon_days)``; one row per user with an event before the cut.
+
+    Returns a frame with ``user_idx``, the :data:`RFM_FEATURES` columns and ``target`` (0 for users with no
+    future event, or when ``events`` holds nothing after the cut).
+    """
+    horizon_s = int(horizon_days * DAY)
+    valued = _valued(events, target_kind)
+    hist = events.filter(pl.col("timestamp") < cut)
+    if observation_days is not None:
+        hist = hist.filter(pl.col("timestamp") >= cut - int(observation_days * DAY))
+    hist = hist.with_columns(valued.alias("_v"))
+    fut = events.filter((pl.col("timestamp") >= cut) & (pl.col("timestamp") < cut + horizon_s))
+    fut = fut.with_columns(valued.alias("_v")).group_by("user_idx").agg(pl.col("_v").sum().alias("target"))
+    last = pl.col("timestamp") >= cut - horizon_s
+    return (hist.group_by("user_idx").agg(
+        ((cut - pl.col("timestamp").max()) / DAY).alias("recency_days"),
+        pl.len().cast(pl.Float64).alias("frequency"),
+        (pl.col("timestamp") // DAY).n_unique().cast(pl.Float64).alias("n_active_days"),
+        (pl.col("event_type") == "purchase").sum().cast(pl.Float64).alias("n_purchases"),
+        pl.col("_v").sum().cast(pl.Float64).alias("monetary"),
+        pl.col("_v").filter(last).sum().cast(pl.Float64).alias("last_period_value"),
+        last.sum().cast(pl.Float64).alias("last_period_events"),
+        ((cut - pl.col("timestamp").min()) / DAY).alias("tenure_days"),
+    ).join(fut, on="user_idx", how="left").with_columns(pl.col("target").fill_null(0.0).cast(pl.Float64))
+        .sort("user_idx"))
+
+
 def value_labels(ds: Dataset, cut: int, horizon_days: float = 30.0, target_kind: str = "amount",
                  observation_days: float | None = None) -> ValueSet:
     """Features before ``cut`` and the value of the ``horizon_days`` after it, for every user with history.
@@ -136,27 +166,9 @@ def value_labels(ds: Dataset, cut: int, horizon_days: float = 30.0, target_kind:
     observation_days:
         Keep only events in ``[cut - observation_days, cut)`` for the features (all history by default).
     """
-    horizon_s = int(horizon_days * DAY)
-    ev = ds.events
-    if observation_days is not None:
-        ev = ev.filter(pl.col("timestamp") >= cut - int(observation_days * DAY))
-    valued = _valued(ds.events, target_kind)
-    hist = ev.filter(pl.col("timestamp") < cut).with_columns(valued.alias("_v"))
-    fut = ds.events.filter((pl.col("timestamp") >= cut) & (pl.col("timestamp") < cut + horizon_s))
-    fut = fut.with_columns(valued.alias("_v")).group_by("user_idx").agg(pl.col("_v").sum().alias("_target"))
-    last = pl.col("timestamp") >= cut - horizon_s
-    feats = (hist.group_by("user_idx").agg(
-        ((cut - pl.col("timestamp").max()) / DAY).alias("recency_days"),
-        pl.len().cast(pl.Float64).alias("frequency"),
-        (pl.col("timestamp") // DAY).n_unique().cast(pl.Float64).alias("n_active_days"),
-        (pl.col("event_type") == "purchase").sum().cast(pl.Float64).alias("n_purchases"),
-        pl.col("_v").sum().alias("monetary"),
-        pl.col("_v").filter(last).sum().alias("last_period_value"),
-        last.sum().cast(pl.Float64).alias("last_period_events"),
-        ((cut - pl.col("timestamp").min()) / DAY).alias("tenure_days"),
-    ).join(fut, on="user_idx", how="left").with_columns(pl.col("_target").fill_null(0.0)).sort("user_idx"))
+    feats = rfm_frame(ds.events, cut, horizon_days, target_kind, observation_days)
     return ValueSet(cut, horizon_days, target_kind, feats["user_idx"].to_numpy().astype(np.int64),
-                    feats["_target"].to_numpy().astype(np.float64),
+                    feats["target"].to_numpy().astype(np.float64),
                     feats.select(list(RFM_FEATURES)).to_numpy().astype(np.float64))
 
 
@@ -210,5 +222,5 @@ def type_examples(ds: Dataset, start: int, end: int | None = None, min_position:
                    ev["_prev"].to_numpy().astype(np.int64), ev["type_idx"].to_numpy().astype(np.int64))
 
 
-__all__ = ["RFM_FEATURES", "RatingSet", "TypeSet", "ValueSet", "per_user_cut", "rating_pairs", "time_cut",
-           "type_examples", "value_cuts", "value_labels"]
+__all__ = ["RFM_FEATURES", "RatingSet", "TypeSet", "ValueSet", "per_user_cut", "rating_pairs", "rfm_frame",
+           "time_cut", "type_examples", "value_cuts", "value_labels"]
