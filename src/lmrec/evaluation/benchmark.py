@@ -119,7 +119,7 @@ class BenchmarkResult:
 
     def headline_metrics(self) -> list[str]:
         bk = beyond_k(self.ks)
-        out = [f"NDCG@{k}" for k in self.ks] + [f"HR@{bk}", f"MRR@{bk}", f"Coverage@{bk}", f"Tail@{bk}"]
+        out = [f"NDCG@{k}" for k in self.ks] + [f"HR@{bk}", f"Coverage@{bk}", f"Tail@{bk}"]
         return list(dict.fromkeys(out))
 
     def groups(self, metric: str | None = None) -> dict[str, dict[str, dict[str, tuple[float, int]]]]:
@@ -147,7 +147,7 @@ class BenchmarkResult:
         t.add_column("model", style="cyan", no_wrap=True)
         for m in metrics:
             t.add_column(m, justify="right")
-        t.add_column(f"p vs best ({self.main_metric})", justify="right")
+        t.add_column("p vs best", justify="right")
         t.add_column("fit s", justify="right")
         t.add_column("eval s", justify="right")
         best_val = {m: max(r.mean(m) for r in self.results) for m in metrics} if self.results else {}
@@ -156,7 +156,7 @@ class BenchmarkResult:
             cells = []
             for m in metrics:
                 iv = s[m]
-                txt = _fmt(iv, m in r.aggregate)
+                txt = _fmt(iv, m in r.aggregate, compact=True)
                 cells.append(f"[bold]{txt}[/]" if np.isclose(iv.mean, best_val[m]) else txt)
             p = "best" if cmp is None else _fmt_p(cmp.p_value)
             t.add_row(lab, *cells, p, f"{r.fit_seconds:.1f}", f"{r.seconds:.1f}")
@@ -230,13 +230,14 @@ class BenchmarkResult:
         return paths["html"]
 
 
-def _fmt(iv: Interval, aggregate: bool = False) -> str:
+def _fmt(iv: Interval, aggregate: bool = False, compact: bool = False) -> str:
     if np.isnan(iv.mean):
         return "–"
-    digits = 2 if abs(iv.mean) >= 10 else 4
+    digits = 2 if abs(iv.mean) >= 10 else (3 if compact else 4)
     if aggregate or iv.high == iv.low:
         return f"{iv.mean:.{digits}f}"
-    return f"{iv.mean:.{digits}f} ± {iv.half_width:.{digits}f}"
+    sep = "±" if compact else " ± "
+    return f"{iv.mean:.{digits}f}{sep}{iv.half_width:.{digits}f}"
 
 
 def _fmt_p(p: float) -> str:
@@ -324,6 +325,10 @@ def run_benchmark(
     from lmrec.evaluation.tuning import tune as tune_fn
 
     rk = Ranking.parse(ranking, seed=seed)
+    ks = tuple(sorted({int(k) for k in ks}))
+    name_k = main_metric.rsplit("@", 1)
+    if len(name_k) != 2 or not name_k[1].isdigit() or int(name_k[1]) not in ks:
+        main_metric = f"{name_k[0]}@{beyond_k(ks)}"  # the main metric at a cut-off that is computed
     params = dict(protocol_params or {})
     if isinstance(protocol, Split):
         split = protocol
@@ -369,7 +374,7 @@ def run_benchmark(
                 bar.update(task, description=f"{label}: done ({res.mean(main_metric):.4f} {main_metric})")
     out = BenchmarkResult(
         dataset=dataset.name, protocol=split.protocol, split_params=dict(split.params),
-        split_description=split.describe(), ranking=rk.label, ks=tuple(sorted(set(ks))), seed=seed,
+        split_description=split.describe(), ranking=rk.label, ks=ks, seed=seed,
         results=results, main_metric=main_metric, n_boot=n_boot, test_method=test_method, command=command,
         dataset_stats=dataset.stats().to_dict(), train_popularity=split.train.item_popularity.copy(),
         user_ids=dataset.user_map.raws(split.test.users),
