@@ -50,6 +50,8 @@ class NetworkConfig:
         ``"transformer"`` (causal self-attention), ``"gru"`` or ``"lstm"``.
     n_layers, n_heads, dropout:
         Depth, attention heads (Transformer only) and dropout of the encoder.
+    ff_mult:
+        Width of the Transformer's feed-forward layer as a multiple of ``d_model`` (SASRec uses 1, GPT 4).
     item_repr:
         ``"id"``, ``"text"`` or ``"fused"`` (see the module docstring).
     text_dim:
@@ -66,6 +68,9 @@ class NetworkConfig:
         ``"fused"`` only: training count at which the id part's initial gate is 0.5; items with fewer events
         lean on text. The gate ``sigmoid(a * (log1p(count) - log1p(pivot)))`` is learned (``a`` and the
         shift).
+    id_dropout:
+        ``"fused"`` only: in training, drop an item's id part with probability ``id_dropout * (1 - gate)``, so
+        rare items are often represented by text alone and the adapter learns to carry them.
     n_types:
         Number of event types (0: no type input). Types are fed shifted by one so that 0 stays padding.
     n_gap_buckets:
@@ -80,12 +85,14 @@ class NetworkConfig:
     n_layers: int = 2
     n_heads: int = 2
     dropout: float = 0.2
+    ff_mult: int = 4
     item_repr: str = "id"
     text_dim: int = 0
     text_adapter: str = "whiten"
     text_reduced_dim: int = 128
     adapter_hidden: int = 256
     fuse_pivot: float = 5.0
+    id_dropout: float = 0.0
     n_types: int = 0
     n_gap_buckets: int = 0
 
@@ -275,7 +282,11 @@ class ItemEncoder(nn.Module):
         if self.cfg.uses_ids:
             e = self.id_emb(idx)  # (…, d)
             if self.cfg.item_repr == "fused":
-                e = e * self.id_gate(self.counts[idx]).unsqueeze(-1)
+                g = self.id_gate(self.counts[idx])  # (…,)
+                if self.training and self.cfg.id_dropout > 0:
+                    keep = torch.rand_like(g) >= self.cfg.id_dropout * (1 - g.detach())
+                    g = g * keep
+                e = e * g.unsqueeze(-1)
             out = e if out is None else out + e
         assert out is not None
         # Padding is a zero vector whatever the representation, so padded inputs carry nothing.
@@ -322,7 +333,8 @@ class CausalSelfAttention(nn.Module):
         self.n_heads = cfg.n_heads
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.out = nn.Linear(cfg.d_model, cfg.d_model)
-        self.dropout = cfg.dropout
+        # No dropout on the attention probabilities: on CPU it costs a (B, heads, T, T) random mask per layer
+        # for little gain over the residual and embedding dropout.
         self.resid_drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -330,8 +342,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) → (B, heads, T, C / heads)
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, T, C / heads)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_drop(self.out(y))
 
@@ -345,9 +356,9 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(cfg)
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.mlp = nn.Sequential(
-            nn.Linear(cfg.d_model, 4 * cfg.d_model),
+            nn.Linear(cfg.d_model, cfg.ff_mult * cfg.d_model),
             nn.GELU(),
-            nn.Linear(4 * cfg.d_model, cfg.d_model),
+            nn.Linear(cfg.ff_mult * cfg.d_model, cfg.d_model),
             nn.Dropout(cfg.dropout),
         )
 

@@ -1,0 +1,344 @@
+"""SeqRec, the recommender: configuration, fitting through :mod:`lmrec.training`, scoring raw histories,
+saving.
+
+References
+----------
+Kang & McAuley, "Self-Attentive Sequential Recommendation" (SASRec), ICDM 2018.
+Klenitskiy & Vasilev, "Turning Dross Into Gold Loss: is BERT4Rec really better than SASRec?", RecSys 2023
+(full softmax cross-entropy).
+Hou et al., "Towards Universal Sequence Representation Learning for Recommender Systems" (UniSRec), KDD 2022
+(whitened text vectors through an adapter).
+Liu et al., "Large Language Models Enhanced Sequential Recommendation for Long-tail User and Item" (LLM-ESR),
+NeurIPS 2024 (text view for the tail, id view for the head).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lmrec.data.dataset import Dataset
+from lmrec.data.ragged import Ragged
+from lmrec.data.schema import PAD
+from lmrec.models.base import Recommender, register, scores_for_items
+from lmrec.models.seqrec.network import NetworkConfig, SeqRecNetwork
+from lmrec.training.losses import (
+    LOSSES,
+    bce_one_negative,
+    full_softmax_ce,
+    popularity_proposal,
+    sampled_softmax_logq,
+)
+from lmrec.training.sequences import rank_eval_set, sequence_rows, side_inputs_for
+from lmrec.training.trainer import TrainConfig, Trainer, TrainResult, seed_everything
+
+WEIGHTS_FILE = "seqrec.pt"
+NETWORK_FILE = "network.json"
+TRAINING_FILE = "training.json"
+
+
+@dataclass(frozen=True)
+class SideInfo:
+    """Per-user training event types and times, aligned with the training sequences (row = user index)."""
+
+    sequences: Ragged
+    type_sequences: Ragged
+    timestamps: Ragged
+
+
+@dataclass(frozen=True)
+class SeqRecConfig:
+    """Every setting of SeqRec: network, item representation, loss and training.
+
+    The defaults are tuned for MovieLens-100K/-1M-sized data (see ``docs/seqrec.md``): a 2-layer, 64-wide
+    Transformer over the last 200 events, full softmax, AdamW with warm-up and cosine decay, early stopping on
+    validation NDCG@10.
+    """
+
+    # --- network
+    encoder: str = "transformer"  # transformer | gru | lstm
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    max_len: int = 200
+    dropout: float = 0.3
+    ff_mult: int = 1  # feed-forward width / d_model (1 as SASRec: the full softmax dominates the cost anyway)
+    use_types: bool = False  # feed the event type of every input event
+    gap_buckets: int = 0  # > 0: feed log-scale time-gap buckets (e.g. 32)
+    # --- item representation
+    item_repr: str = "id"  # id | text | fused
+    text_adapter: str = "whiten"  # whiten | pca | none
+    text_reduced_dim: int = 128
+    adapter_hidden: int = 256
+    fuse_pivot: float = 5.0  # fused: training count at which the id gate starts at one half
+    id_dropout: float = 0.0  # fused: drop a rare item's id part in training w.p. id_dropout * (1 - gate)
+    id_init_from_text: bool = False  # fused: start the id table from reduced text vectors
+    # --- loss
+    loss: str = "ce"  # ce (full softmax) | sampled (log-Q corrected) | bce (one negative, as SASRec)
+    n_negatives: int = 256  # sampled softmax: negatives shared by a batch
+    sampling_alpha: float = 0.75  # sampled softmax: proposal ∝ count^alpha
+    # --- training
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_frac: float = 0.02
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 1
+    patience: int = 10
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_threads: int = 0
+    checkpoint_dir: str = ""
+    resume: bool = False
+    progress: bool = True
+    bucket_by_length: bool = True
+    eval_batch: int = 512
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.max_len < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("max_len, epochs and batch_size must be positive")
+
+    def train_config(self) -> TrainConfig:
+        names = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+    def network_config(self, n_items: int, text_dim: int, n_types: int) -> NetworkConfig:
+        return NetworkConfig(
+            n_items=n_items, d_model=self.d_model, max_len=self.max_len, encoder=self.encoder,
+            n_layers=self.n_layers, n_heads=self.n_heads, dropout=self.dropout, ff_mult=self.ff_mult,
+            item_repr=self.item_repr,
+            text_dim=text_dim, text_adapter=self.text_adapter, text_reduced_dim=self.text_reduced_dim,
+            adapter_hidden=self.adapter_hidden, fuse_pivot=self.fuse_pivot, id_dropout=self.id_dropout,
+            n_types=n_types if self.use_types else 0, n_gap_buckets=self.gap_buckets,
+        )
+
+
+class NextItemLoss(nn.Module):
+    """Wraps the network so that one ``forward`` returns a batch's summed next-item loss (what the Trainer and
+    DistributedDataParallel need).
+
+    ``items`` ``(B, T + 1)``: inputs are columns ``0..T-1`` and targets columns ``1..T`` (every prefix at
+    once).
+    """
+
+    def __init__(self, network: SeqRecNetwork, loss: str, n_negatives: int = 256,
+                 alpha: float = 0.75) -> None:
+        super().__init__()
+        self.network = network
+        self.loss = loss
+        self.n_negatives = n_negatives
+        counts = network.item_encoder.counts
+        # Items never seen in training are no evidence either way: they are left out of the softmax and out
+        # of negative sampling (cold items then keep an unbiased, text-only score).
+        self.register_buffer("allowed", counts > 0, persistent=False)
+        if loss == "sampled":
+            self.register_buffer("proposal", popularity_proposal(counts, alpha), persistent=False)
+        if loss == "bce":
+            self.register_buffer("candidates", torch.nonzero(counts > 0).flatten(), persistent=False)
+
+    def forward(self, items: torch.Tensor, types: torch.Tensor | None = None,
+                gaps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = items[:, :-1], items[:, 1:]  # (B, T) each
+        h = self.network(inputs, None if types is None else types[:, :-1],
+                         None if gaps is None else gaps[:, :-1])  # (B, T, d)
+        mask = targets != PAD  # (B, T): left padding, so a real target always has a real input
+        h, y = h[mask], targets[mask]  # (N, d), (N,)
+        enc = self.network.item_encoder
+        if self.loss == "ce":
+            total = full_softmax_ce(h, y, enc(), self.allowed)
+        elif self.loss == "sampled":
+            total = sampled_softmax_logq(h, y, enc, self.proposal, self.n_negatives)
+        else:
+            total = bce_one_negative(h, y, enc, self.candidates)
+        return total, mask.sum()
+
+
+@register("seqrec")
+class SeqRec(Recommender):
+    """Sequential recommender: a causal Transformer (SASRec line) or GRU/LSTM over a user's last events.
+
+    Items are represented by ids, by their language-model text vectors through a whitening adapter, or by both
+    fused with a frequency gate (``item_repr``). ``score`` needs no user id: it reads the history it is given.
+    See :class:`SeqRecConfig` for the settings and ``docs/seqrec.md`` for what to expect.
+
+    Examples
+    --------
+    >>> model = create_model("seqrec", item_repr="fused", epochs=50).fit(split.train, split.valid)  #
+    doctest: +SKIP
+    >>> ids, scores = model.recommend(histories=[["50", "172", "133"]], k=10)  # doctest: +SKIP
+    """
+
+    Config = SeqRecConfig
+    fast_config = {"d_model": 16, "n_layers": 1, "max_len": 20, "epochs": 10, "batch_size": 16, "lr": 3e-3,
+                   "item_repr": "fused", "text_reduced_dim": 8, "adapter_hidden": 32,
+                   "progress": False, "dropout": 0.1, "patience": 0}
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.network_: SeqRecNetwork | None = None
+        self.train_result_: TrainResult | None = None
+        self._known: SideInfo | None = None  # training types and times, for side inputs of known users
+        self._table: torch.Tensor | None = None  # cached item table for inference
+
+    @property  # type: ignore[override]
+    def needs_item_vectors(self) -> bool:
+        return self.config.item_repr != "id"
+
+    # ------------------------------------------------------------------ fitting
+    def _fit(self, dataset: Dataset, valid: Any = None) -> None:
+        cfg: SeqRecConfig = self.config
+        seed_everything(cfg.seed)
+        text = self.item_vectors_ if cfg.item_repr != "id" else None
+        net_cfg = cfg.network_config(dataset.n_items, 0 if text is None else text.shape[1],
+                                     len(dataset.event_types))
+        network = SeqRecNetwork(net_cfg, text, dataset.item_popularity)
+        if cfg.id_init_from_text and cfg.item_repr == "fused":
+            network.item_encoder.init_ids_from_text()
+        self.network_ = network
+        self._known = SideInfo(dataset.sequences, dataset.type_sequences, dataset.timestamps)
+        self._table = None
+        rows = sequence_rows(dataset, cfg.max_len, with_types=cfg.use_types, gap_buckets=cfg.gap_buckets)
+        loss_module = NextItemLoss(network, cfg.loss, cfg.n_negatives, cfg.sampling_alpha)
+        evaluate = None
+        if valid is not None and len(valid) > 0:
+            evaluate = self._validator(valid)
+        trainer = Trainer(loss_module, cfg.train_config(), evaluate, metric="ndcg@10",
+                          meta=self._checkpoint_meta(net_cfg), trim_key="items")
+        self.train_result_ = trainer.fit(rows)
+        network.to("cpu").eval()
+
+    def _validator(self, valid: Any):  # -> Callable[[nn.Module], dict[str, float]]
+        users = np.asarray(valid.users, dtype=np.int64)
+
+        def evaluate(module: nn.Module) -> dict[str, float]:
+            net = module.network if isinstance(module, NextItemLoss) else module
+            assert isinstance(net, SeqRecNetwork)
+            device = next(net.parameters()).device
+            with torch.inference_mode():
+                table = net.item_table()  # (n_items + 1, d), once per validation
+
+                def score_rows(r: np.ndarray) -> torch.Tensor:
+                    return self._scores_tensor(net, valid.history.take(r), users[r], table, device)
+
+                return rank_eval_set(score_rows, valid.history, valid.targets, k=10,
+                                     batch_size=self.config.eval_batch)
+
+        return evaluate
+
+    def _checkpoint_meta(self, net_cfg: NetworkConfig) -> dict[str, Any]:
+        assert self.item_map is not None
+        return {"model": self.name, "config": _jsonable(asdict(self.config)), "network": asdict(net_cfg),
+                "item_ids": self.item_map.raw_ids, "text": self.text_source()}
+
+    def text_source(self) -> dict[str, Any]:
+        """Encoder name and hashes of the text vectors used (empty for ``item_repr="id"``)."""
+        if self.item_vectors_ is None or self.config.item_repr == "id":
+            return {}
+        meta = dict(self.vectors_meta_)
+        digest = hashlib.sha256(np.ascontiguousarray(self.item_vectors_)).hexdigest()
+        meta.setdefault("vectors_sha256", digest)
+        return meta
+
+    # ------------------------------------------------------------------ scoring
+    def _scores_tensor(self, net: SeqRecNetwork, histories: Ragged, users: np.ndarray | None,
+                       table: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """``(rows, n_items + 1)`` scores on ``device`` from the last ``max_len`` events of each history."""
+        cfg: SeqRecConfig = self.config
+        # Only as wide as the longest history of the chunk: left padding beyond it changes nothing.
+        L = int(min(cfg.max_len, max(1, int(histories.lengths.max(initial=1)))))
+        items = torch.as_tensor(histories.last(L, pad=PAD).astype(np.int64), device=device)
+        side = side_inputs_for(histories, users, L, self._known, with_types=cfg.use_types,
+                               gap_buckets=cfg.gap_buckets)
+        types = torch.as_tensor(side["types"], device=device) if "types" in side else None
+        gaps = torch.as_tensor(side["gaps"], device=device) if "gaps" in side else None
+        h = net(items, types, gaps)[:, -1]  # (rows, d): the state after the newest event
+        return h @ table.T  # (rows, n_items + 1)
+
+    def score(self, histories: Ragged, users: np.ndarray | None = None,
+              items: np.ndarray | None = None) -> np.ndarray:
+        self._check_fitted()
+        net = self.network_
+        assert net is not None
+        net.eval()
+        device = next(net.parameters()).device
+        out = np.empty((len(histories), self.n_items + 1), dtype=np.float32)
+        with torch.inference_mode():
+            if self._table is None or self._table.shape[0] != self.n_items + 1:
+                self._table = net.item_table()
+            bs = max(1, self.config.eval_batch)
+            for start in range(0, len(histories), bs):
+                rows = np.arange(start, min(start + bs, len(histories)))
+                u = None if users is None else np.asarray(users)[rows]
+                s = self._scores_tensor(net, histories.take(rows), u, self._table, device)
+                out[rows] = s.float().cpu().numpy()
+        out[:, PAD] = -np.inf
+        return scores_for_items(out, items)
+
+    def to(self, device: str | torch.device) -> SeqRec:
+        """Move the network (for scoring) to ``device``."""
+        assert self.network_ is not None
+        self.network_.to(device)
+        self._table = None
+        return self
+
+    # ------------------------------------------------------------------ new items (cold start)
+    def _on_items_added(self, indices: np.ndarray) -> None:
+        assert self.network_ is not None
+        vecs = None
+        if self.network_.cfg.uses_text:
+            assert self.item_vectors_ is not None
+            vecs = self.item_vectors_[indices]
+        self.network_.item_encoder.add_items(vecs, len(indices))
+        self.network_.cfg = self.network_.item_encoder.cfg
+        self._table = None
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, np.ndarray]:
+        cfg: SeqRecConfig = self.config
+        if self._known is None or not (cfg.use_types or cfg.gap_buckets):
+            return {}
+        return {"side_types": self._known.type_sequences.values, "side_times": self._known.timestamps.values}
+
+    def _save_extra(self, path: Path) -> None:
+        assert self.network_ is not None
+        # Text vectors are saved once, by the base class (arrays.npz); the weights file holds the rest.
+        state = {k: v.detach().cpu() for k, v in self.network_.state_dict().items()
+                 if k != "item_encoder.text"}
+        torch.save(state, path / WEIGHTS_FILE)
+        (path / NETWORK_FILE).write_text(json.dumps(
+            {"network": asdict(self.network_.cfg), "text": self.text_source()}, indent=1))
+        if self.train_result_ is not None:
+            (path / TRAINING_FILE).write_text(json.dumps(self.train_result_.to_dict(), indent=1))
+
+    def _load_state(self, arrays: dict[str, np.ndarray], path: Path) -> None:
+        info = json.loads((path / NETWORK_FILE).read_text())
+        net_cfg = NetworkConfig(**info["network"])
+        state = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        text = self.item_vectors_ if net_cfg.uses_text else None
+        net = SeqRecNetwork(net_cfg, text, state["item_encoder.counts"].numpy())
+        if text is not None:
+            state["item_encoder.text"] = torch.as_tensor(np.asarray(text, dtype=np.float32))
+        net.load_state_dict(state)
+        self.network_ = net.eval()
+        if "side_types" in arrays and self.user_histories_ is not None:
+            off = self.user_histories_.offsets
+            self._known = SideInfo(self.user_histories_, Ragged(off, arrays["side_types"]),
+                                   Ragged(off, arrays["side_times"]))
+        if (path / TRAINING_FILE).exists():
+            self.train_result_ = TrainResult(**json.loads((path / TRAINING_FILE).read_text()))
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(d, default=str))

@@ -1,0 +1,13 @@
+"""Training for lmrec's neural models: the loop, losses, training rows, checkpoints and distributed runs."""
+
+from lmrec.training.losses import (
+    LOSSES,
+    bce_one_negative,
+    full_softmax_ce,
+    popularity_proposal,
+    sampled_softmax_logq,
+)
+from lmrec.training.trainer import TrainConfig, Trainer, TrainResult, seed_everything, warmup_cosine
+
+__all__ = ["LOSSES", "TrainConfig", "TrainResult", "Trainer", "bce_one_negative", "full_softmax_ce",
+           "popularity_proposal", "sampled_softmax_logq", "seed_everything", "warmup_cosine"]

@@ -1,0 +1,446 @@
+"""The training loop shared by lmrec's neural models.
+
+A model hands the :class:`Trainer` a *loss module* (an ``nn.Module`` whose ``forward(**batch)`` returns the
+summed
+loss of a batch and how many targets it had), the training rows as numpy arrays, and a validation function.
+The
+trainer owns everything else: AdamW with warm-up + cosine decay, gradient clipping, mixed precision on CUDA,
+DistributedDataParallel under ``torchrun``, early stopping on the validation metric, Rich progress, and
+resumable checkpoint folders.
+
+Distributed runs are exact: every process draws the same epoch permutation (seeded by ``seed + epoch``, as
+:class:`torch.utils.data.DistributedSampler` does) and takes a disjoint slice of each *global* batch, and the
+loss
+is divided by the global number of targets, so the averaged gradients equal those of one process on the whole
+batch. Optionally batches are bucketed by length (users of similar length together, less padding to compute).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from lmrec.training.distributed import (
+    DistContext,
+    all_reduce_sum,
+    barrier,
+    broadcast_floats,
+    init_distributed,
+    machine_threads,
+    process_device,
+)
+
+WEIGHTS = "weights.pt"
+BEST_WEIGHTS = "best.pt"
+OPTIMIZER = "optimizer.pt"
+TRAINER_STATE = "trainer.json"
+CONFIG = "config.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (the model's own config holds what to train).
+
+    Parameters
+    ----------
+    epochs:
+        Upper bound on passes over the training rows; early stopping usually ends sooner.
+    batch_size:
+        Global batch (rows per optimiser step, summed over processes).
+    lr, weight_decay:
+        AdamW settings (decay is not applied to biases, norms and embeddings' padding row is zero anyway).
+    warmup_frac:
+        Fraction of all steps spent warming the learning rate up linearly from 0.
+    min_lr_ratio:
+        Cosine decay ends at ``lr * min_lr_ratio``.
+    grad_clip:
+        Max global gradient norm (0 disables).
+    eval_every:
+        Validate every this many epochs.
+    patience:
+        Stop after this many validations without improvement of the metric (0 disables early stopping).
+    seed:
+        Seeds parameter initialisation, shuffling and sampling.
+    device:
+        ``"auto"`` (CUDA, then MPS, then CPU) or a torch device string.
+    amp:
+        Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling).
+    num_threads:
+        CPU threads per process; 0 takes the machine's cores divided by the number of processes.
+    checkpoint_dir:
+        Folder for ``last/`` and ``best`` checkpoints; empty for none.
+    resume:
+        Continue from ``checkpoint_dir/last`` when it exists.
+    progress:
+        Show a Rich progress bar (main process only).
+    bucket_by_length:
+        Group rows of similar length into batches (within pools of 16 batches, batch order shuffled), which
+        cuts the padding computed; needs the trainer's ``trim_key``.
+    """
+
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_frac: float = 0.02
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 1
+    patience: int = 10
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_threads: int = 0
+    checkpoint_dir: str = ""
+    resume: bool = False
+    progress: bool = True
+    bucket_by_length: bool = True
+
+
+@dataclass
+class TrainResult:
+    """What happened: per-epoch loss, validation metrics, the best epoch and why training stopped."""
+
+    losses: list[float] = field(default_factory=list)
+    metrics: list[dict[str, float]] = field(default_factory=list)  # one per validation, with "epoch"
+    best_metric: float = -math.inf
+    best_epoch: int = -1
+    epochs_run: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+    world_size: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_threads(cfg: TrainConfig, world_size: int) -> int:
+    return cfg.num_threads if cfg.num_threads > 0 else max(1, machine_threads() // world_size)
+
+
+def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices only: biases, norms and 1-d parameters (gate scalars) are left alone."""
+    decay, no_decay = [], []
+    for _, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1,
+                  lengths: np.ndarray | None = None, pool: int = 16) -> list[np.ndarray]:
+    """This process's row indices for each step of an epoch.
+
+    All processes draw the same permutation (``seed + epoch``), cut it into global batches of ``batch_size``
+    and take the slice ``[rank::world_size]`` of each, so the union over processes of step ``s`` is exactly
+    the batch a single process would use. With ``lengths``, rows are sorted by length inside pools of ``pool``
+    batches and the batches are then shuffled. A global batch smaller than ``world_size`` wraps around, as
+    :class:`~torch.utils.data.DistributedSampler` pads.
+    """
+    g = torch.Generator().manual_seed(seed + epoch)
+    perm = torch.randperm(n, generator=g).numpy()
+    if lengths is None:
+        batches = [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+    else:
+        batches = []
+        span = pool * batch_size
+        for start in range(0, n, span):
+            chunk = perm[start:start + span]
+            chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+            batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+    out = []
+    for b in batches:
+        if len(b) < world_size:
+            b = np.concatenate([b, perm[: world_size - len(b)]])
+        out.append(b[rank::world_size])
+    return out
+
+
+def warmup_cosine(total_steps: int, warmup_frac: float, min_ratio: float) -> Callable[[int], float]:
+    """Learning-rate multiplier: linear warm-up over ``warmup_frac`` of the steps, then cosine to
+    ``min_ratio``."""
+    warmup = max(1, int(round(total_steps * warmup_frac)))
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return f
+
+
+class Trainer:
+    """Train a loss module on row arrays with early stopping on a validation metric.
+
+    Parameters
+    ----------
+    loss_module:
+        ``forward(**batch) -> (loss_sum, n_targets)``; ``batch`` holds the row arrays as tensors on the
+        device.
+    cfg:
+        The :class:`TrainConfig`.
+    evaluate:
+        ``evaluate(module) -> {"ndcg@10": …, …}`` on validation (called on the main process, in eval mode,
+        with
+        the unwrapped module); ``None`` trains for ``cfg.epochs`` without early stopping.
+    metric:
+        Which key of ``evaluate``'s result to maximise.
+    meta:
+        JSON-able facts written into every checkpoint's ``config.json`` (resolved config, id map, text
+        source).
+    ctx:
+        The process group context (default: joined from the ``torchrun`` environment, or a single process).
+    trim_key:
+        Name of a left-padded ``(rows, T)`` array (padding 0): each batch drops its all-padding leading
+        columns
+        from every 2-d array, and length bucketing uses it.
+    """
+
+    def __init__(self, loss_module: nn.Module, cfg: TrainConfig,
+                 evaluate: Callable[[nn.Module], dict[str, float]] | None = None, metric: str = "ndcg@10",
+                 meta: dict[str, Any] | None = None, ctx: DistContext | None = None,
+                 trim_key: str | None = None) -> None:
+        from lmrec.config import resolve_device
+
+        self.cfg = cfg
+        self.evaluate = evaluate
+        self.metric = metric
+        self.meta = meta or {}
+        device_name = resolve_device(cfg.device)
+        self.ctx = ctx if ctx is not None else init_distributed(device_name)
+        self.device = process_device(device_name, self.ctx)
+        torch.set_num_threads(resolve_threads(cfg, self.ctx.world_size))
+        self.module = loss_module.to(self.device)
+        self.amp_dtype: torch.dtype | None = None
+        if cfg.amp and self.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.ckpt = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+        self.trim_key = trim_key
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, rows: dict[str, np.ndarray]) -> TrainResult:
+        """Train on ``rows`` (arrays sharing their first dimension; one row = one training example)."""
+        cfg, ctx = self.cfg, self.ctx
+        n = len(next(iter(rows.values())))
+        if n == 0:
+            raise ValueError("no training rows: every user has fewer than two training events")
+        if cfg.batch_size % ctx.world_size:
+            raise ValueError(f"batch_size {cfg.batch_size} must divide by the {ctx.world_size} processes")
+        lengths = None if self.trim_key is None else (rows[self.trim_key] != 0).sum(1)
+        steps_per_epoch = math.ceil(n / cfg.batch_size)
+        total = steps_per_epoch * cfg.epochs
+
+        model: nn.Module = self.module
+        if ctx.enabled:
+            model = DistributedDataParallel(
+                self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        opt = torch.optim.AdamW(_param_groups(self.module, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98),
+                                fused=self.device.type == "cuda")
+        lr_at = warmup_cosine(total, cfg.warmup_frac, cfg.min_lr_ratio)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+
+        result = TrainResult(world_size=ctx.world_size)
+        start_epoch, bad_evals = 0, 0
+        best_state: dict[str, torch.Tensor] | None = None
+        if cfg.resume and self.ckpt is not None and (self.ckpt / "last" / TRAINER_STATE).exists():
+            start_epoch, bad_evals, result = self._load(self.ckpt / "last", opt, sched)
+            if (self.ckpt / BEST_WEIGHTS).exists():
+                best_state = torch.load(self.ckpt / BEST_WEIGHTS, map_location=self.device, weights_only=True)
+        # Different processes must drop different units and draw different negatives; parameters were
+        # initialised before this point with the shared seed, and DDP broadcasts rank 0's anyway.
+        torch.manual_seed(cfg.seed * 1000 + ctx.rank + start_epoch)
+
+        t0 = time.perf_counter()
+        bar = _Bar(cfg.progress and ctx.is_main, cfg.epochs, steps_per_epoch, start_epoch)
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                batches = epoch_batches(n, cfg.batch_size, epoch, cfg.seed, ctx.rank, ctx.world_size,
+                                        lengths if cfg.bucket_by_length else None)
+                model.train()
+                loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+                count_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+                for idx in batches:
+                    batch = {k: torch.from_numpy(v).to(self.device, non_blocking=True)
+                             for k, v in self._take(rows, idx).items()}
+                    loss, cnt = self._step(model, batch, opt)
+                    sched.step()
+                    loss_sum += loss
+                    count_sum += cnt
+                    bar.step(loss.item() / max(1.0, cnt.item()))
+                mean_loss = float(all_reduce_sum(loss_sum, ctx) / all_reduce_sum(count_sum, ctx).clamp_min(1))
+                result.losses.append(mean_loss)
+                result.epochs_run = epoch + 1
+
+                due = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+                if self.evaluate is not None and due:
+                    metrics = self._validate()
+                    metrics["epoch"] = float(epoch + 1)
+                    result.metrics.append(metrics)
+                    value = metrics[self.metric]
+                    if value > result.best_metric:
+                        result.best_metric, result.best_epoch, bad_evals = value, epoch + 1, 0
+                        best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+                        if self.ckpt is not None and ctx.is_main:
+                            self.ckpt.mkdir(parents=True, exist_ok=True)
+                            _atomic_save(best_state, self.ckpt / BEST_WEIGHTS)
+                    else:
+                        bad_evals += 1
+                    bar.epoch_done(mean_loss, metrics, self.metric, result.best_metric)
+                    if cfg.patience and bad_evals >= cfg.patience:
+                        result.stopped_early = True
+                        break
+                else:
+                    bar.epoch_done(mean_loss, None, self.metric, result.best_metric)
+                if self.ckpt is not None:
+                    self._save(self.ckpt / "last", epoch + 1, bad_evals, result, opt, sched)
+        finally:
+            bar.close()
+        if best_state is not None and self.evaluate is not None:
+            # Early stopping: the returned model is the best one on validation, never the last.
+            self.module.load_state_dict(best_state)
+        result.seconds = time.perf_counter() - t0
+        barrier(ctx)
+        return result
+
+    def _take(self, rows: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+        """The batch's rows; with ``trim_key``, leading columns that are padding in every row are cut off
+        (left-padded sequences: the network's output at the real positions does not change)."""
+        out = {k: v[idx] for k, v in rows.items()}
+        if self.trim_key is not None:
+            keep = (out[self.trim_key] != 0).any(0)
+            first = int(np.argmax(keep)) if keep.any() else keep.shape[0] - 1
+            out = {k: (v[:, first:] if v.ndim == 2 else v) for k, v in out.items()}
+        return out
+
+    def _step(self, model: nn.Module, batch: dict[str, torch.Tensor],
+              opt: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            loss_sum, count = model(**batch)
+        count = count.detach().to(torch.float64)
+        # Divide by the targets of the whole global batch (times the processes, since DDP averages gradients):
+        # the update is then the same whether one process or several computed it.
+        global_count = all_reduce_sum(count, self.ctx).clamp_min(1)
+        loss = loss_sum * (self.ctx.world_size / global_count).to(loss_sum.dtype)
+        opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
+        self.scaler.step(opt)
+        self.scaler.update()
+        return loss_sum.detach().to(torch.float64), count
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float]:
+        assert self.evaluate is not None
+        metrics: dict[str, float] = {}
+        if self.ctx.is_main:
+            self.module.eval()
+            metrics = {k: float(v) for k, v in self.evaluate(self.module).items()}
+            if self.metric not in metrics:
+                raise KeyError(f"validation gave {sorted(metrics)}, not the tracked {self.metric!r}")
+        # Every process needs the tracked value to take the same early-stopping decision.
+        value = broadcast_floats([metrics.get(self.metric, 0.0)], self.ctx, self.device)[0]
+        metrics[self.metric] = value
+        return metrics
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save(self, path: Path, epoch: int, bad_evals: int, result: TrainResult, opt: torch.optim.Optimizer,
+              sched: torch.optim.lr_scheduler.LRScheduler) -> None:
+        if not self.ctx.is_main:
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        torch.save(self.module.state_dict(), tmp / WEIGHTS)
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "scaler": self.scaler.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / OPTIMIZER)
+        (tmp / TRAINER_STATE).write_text(json.dumps(
+            {"epoch": epoch, "bad_evals": bad_evals, "result": result.to_dict(),
+             "train_config": asdict(self.cfg)}, indent=1))
+        (tmp / CONFIG).write_text(json.dumps(self.meta, indent=1))
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+
+    def _load(self, path: Path, opt: torch.optim.Optimizer,
+              sched: torch.optim.lr_scheduler.LRScheduler) -> tuple[int, int, TrainResult]:
+        saved_meta = json.loads((path / CONFIG).read_text())
+        if saved_meta.get("config") != self.meta.get("config"):
+            raise ValueError(f"cannot resume from {path}: it was trained with another configuration")
+        self.module.load_state_dict(torch.load(path / WEIGHTS, map_location=self.device, weights_only=True))
+        state = torch.load(path / OPTIMIZER, map_location=self.device, weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        info = json.loads((path / TRAINER_STATE).read_text())
+        result = TrainResult(**info["result"])
+        return int(info["epoch"]), int(info["bad_evals"]), result
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class _Bar:
+    """Rich progress: one bar over all steps, showing the running loss and the last validation."""
+
+    def __init__(self, enabled: bool, epochs: int, steps_per_epoch: int, start_epoch: int) -> None:
+        self.enabled = enabled
+        self.steps_per_epoch = steps_per_epoch
+        self.ema: float | None = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=epochs * steps_per_epoch,
+                                           completed=start_epoch * steps_per_epoch, info="")
+        self.epoch = start_epoch
+        self.last_eval = ""
+
+    def step(self, loss: float) -> None:
+        if not self.enabled:
+            return
+        self.ema = loss if self.ema is None else 0.9 * self.ema + 0.1 * loss
+        self.progress.update(self.task, advance=1,
+                             info=f"epoch {self.epoch + 1} loss {self.ema:.4f}{self.last_eval}")
+
+    def epoch_done(self, loss: float, metrics: dict[str, float] | None, metric: str, best: float) -> None:
+        if not self.enabled:
+            return
+        self.epoch += 1
+        if metrics is not None:
+            self.last_eval = f" | val {metric} {metrics[metric]:.4f} (best {best:.4f})"
+        self.progress.update(self.task, info=f"epoch {self.epoch} loss {loss:.4f}{self.last_eval}")
+
+    def close(self) -> None:
+        if self.enabled:
+            self.progress.stop()

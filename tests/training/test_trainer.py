@@ -1,0 +1,114 @@
+"""The training loop: batches, schedule, early stopping on validation, checkpoints and resuming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tests.training.synthetic import cyclic_dataset
+
+from lmrec.models.seqrec import NextItemLoss, SeqRecConfig, SeqRecNetwork
+from lmrec.training.sequences import sequence_rows
+from lmrec.training.trainer import TrainConfig, Trainer, epoch_batches, warmup_cosine
+
+
+def test_epoch_batches_split_global_batches_across_processes() -> None:
+    lengths = np.arange(37) % 9
+    for lens in (None, lengths):
+        single = epoch_batches(37, 8, epoch=3, seed=1, lengths=lens)
+        assert sorted(np.concatenate(single).tolist()) == list(range(37))  # each row once per epoch
+        r0 = epoch_batches(37, 8, epoch=3, seed=1, rank=0, world_size=2, lengths=lens)
+        r1 = epoch_batches(37, 8, epoch=3, seed=1, rank=1, world_size=2, lengths=lens)
+        for s, a, b in zip(single, r0, r1, strict=True):
+            assert sorted(np.concatenate([a, b]).tolist()) == sorted(s.tolist())
+    other = epoch_batches(37, 8, epoch=4, seed=1)
+    assert not all(np.array_equal(a, b) for a, b in zip(single, other, strict=False))  # reshuffled
+
+
+def test_length_buckets_reduce_padding() -> None:
+    lengths = np.random.default_rng(0).integers(1, 200, size=512)
+    plain = sum(lengths[b].max() * len(b) for b in epoch_batches(512, 32, 0, 0))
+    bucketed = sum(lengths[b].max() * len(b) for b in epoch_batches(512, 32, 0, 0, lengths=lengths))
+    assert bucketed < 0.75 * plain
+
+
+def test_warmup_cosine() -> None:
+    f = warmup_cosine(100, warmup_frac=0.1, min_ratio=0.1)
+    assert f(0) == pytest.approx(0.1)
+    assert f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.55, abs=1e-6)  # half-way down the cosine: (1 + 0.1) / 2
+    assert f(100) == pytest.approx(0.1)
+    assert all(f(s) >= f(s + 1) for s in range(10, 100))
+
+
+def _setup(tmp: Path | None = None, **train: object) -> tuple[Trainer, dict[str, np.ndarray]]:
+    torch.manual_seed(0)
+    ds = cyclic_dataset()
+    cfg = SeqRecConfig(d_model=16, n_layers=1, max_len=8, dropout=0.0)
+    net = SeqRecNetwork(cfg.network_config(ds.n_items, 0, 2), None, ds.item_popularity)
+    tc = TrainConfig(**{"epochs": 4, "batch_size": 16, "lr": 3e-3, "progress": False, "num_threads": 1,
+                        "checkpoint_dir": str(tmp) if tmp else "", **train})  # type: ignore[arg-type]
+    return Trainer(NextItemLoss(net, "ce"), tc, meta={"config": {"x": 1}}, trim_key="items"), \
+        sequence_rows(ds, 8)
+
+
+def test_loss_goes_down() -> None:
+    trainer, rows = _setup(epochs=6, lr=1e-2)
+    result = trainer.fit(rows)
+    assert result.epochs_run == 6
+    assert result.losses[-1] < 0.8 * result.losses[0]
+
+
+def test_early_stopping_keeps_the_best_model() -> None:
+    trainer, rows = _setup(epochs=20, patience=2)
+    # a validation metric that peaks at the third evaluation, then falls
+    script = iter([0.1, 0.2, 0.5, 0.3, 0.2, 0.1, 0.0] + [0.0] * 20)
+    weights: list[dict[str, torch.Tensor]] = []
+
+    def evaluate(module: torch.nn.Module) -> dict[str, float]:
+        weights.append({k: v.clone() for k, v in module.state_dict().items()})
+        return {"ndcg@10": next(script)}
+
+    trainer.evaluate = evaluate
+    result = trainer.fit(rows)
+    assert result.stopped_early and result.best_epoch == 3 and result.epochs_run == 5
+    for k, v in trainer.module.state_dict().items():
+        torch.testing.assert_close(v, weights[2][k])  # the returned model is the best one, not the last
+
+
+def test_checkpoint_folder_and_resume(tmp_path: Path) -> None:
+    full, rows = _setup(epochs=4)
+    full_result = full.fit(rows)
+
+    first, _ = _setup(tmp_path, epochs=4)
+    first.cfg = TrainConfig(**{**first.cfg.__dict__, "epochs": 4})
+    # train 2 of 4 epochs, as if interrupted: a trainer with the same config and schedule, stopped early
+    script = iter([0.0, 0.0])
+    first.evaluate = lambda m: {"ndcg@10": next(script)}
+    first.cfg = TrainConfig(**{**first.cfg.__dict__, "patience": 0, "eval_every": 1})
+    with pytest.raises(StopIteration):
+        first.fit(rows)  # the third validation raises: the run dies after saving epoch 2
+    last = tmp_path / "last"
+    assert {p.name for p in last.iterdir()} == {"weights.pt", "optimizer.pt", "trainer.json", "config.json"}
+    assert json.loads((last / "trainer.json").read_text())["epoch"] == 2
+    torch.load(last / "optimizer.pt", weights_only=True)  # no pickled objects
+
+    resumed, _ = _setup(tmp_path, epochs=4, resume=True)
+    result = resumed.fit(rows)
+    assert result.epochs_run == 4 and len(result.losses) == 4
+    np.testing.assert_allclose(result.losses, full_result.losses, rtol=1e-4)
+    for k, v in resumed.module.state_dict().items():
+        torch.testing.assert_close(v, full.module.state_dict()[k], rtol=1e-4, atol=1e-5)
+
+
+def test_resume_refuses_another_config(tmp_path: Path) -> None:
+    trainer, rows = _setup(tmp_path, epochs=1)
+    trainer.fit(rows)
+    other, _ = _setup(tmp_path, epochs=1, resume=True)
+    other.meta = {"config": {"x": 2}}
+    with pytest.raises(ValueError, match="another configuration"):
+        other.fit(rows)
