@@ -28,7 +28,8 @@ def files(tmp_path):
 
 
 def _run(*args: str):
-    """Invoke the CLI; the output comes back with Rich's line wrapping undone (runs of whitespace → one space)."""
+    """Invoke the CLI; the output comes back with Rich's line wrapping undone (runs of whitespace → one
+    space)."""
     result = runner.invoke(app, list(args))
     return result, " ".join(result.output.split())
 
@@ -49,8 +50,10 @@ def test_import_is_idempotent_and_reports(files):
 
 def test_import_with_config_file(files):
     cfg = files / "loader.toml"
-    cfg.write_text('[loader]\nitems = "products.csv"\n[loader.mapping]\nuser_id = "customer"\nitem_id = "sku"\n'
-                   'timestamp = "ts"\nevent_type = "action"\n')
+    cfg.write_text(
+        '[loader]\nitems = "products.csv"\n[loader.mapping]\nuser_id = "customer"\nitem_id = "sku"\n'
+        'timestamp = "ts"\nevent_type = "action"\n'
+    )
     result, out = _run("data", "import", str(files / "clicks.csv"), "--store", str(files / "s.duckdb"),
                        "--config", str(cfg))
     assert result.exit_code == 0, out
@@ -92,7 +95,11 @@ def test_stats_from_file_and_from_store(files):
     result, out = _run("data", "stats", str(files / "clicks.csv"), *MAP, "--json")
     assert result.exit_code == 0, out
     stats = json.loads(out)
-    assert stats["n_users"] == 4 and stats["n_events"] == 40 and stats["events_by_type"] == {"cart": 14, "view": 26}
+    assert (
+        stats["n_users"] == 4
+        and stats["n_events"] == 40
+        and stats["events_by_type"] == {"cart": 14, "view": 26}
+    )
     assert stats["cleaning"]["rows_kept"] == 40
     store = str(files / "s.duckdb")
     _run("data", "import", str(files / "clicks.csv"), "--store", store, *MAP)

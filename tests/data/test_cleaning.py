@@ -12,7 +12,11 @@ from lmrec.data.cleaning import ROW, CleaningConfig, CleaningReport, DataError, 
 
 def _events(n: int = 2, **cols) -> pl.DataFrame:
     n = len(next(iter(cols.values()))) if cols else n
-    base = {"user_id": ["u"] * n, "item_id": ["i"] * n, "timestamp": [str(1_600_000_000 + k) for k in range(n)]}
+    base = {
+        "user_id": ["u"] * n,
+        "item_id": ["i"] * n,
+        "timestamp": [str(1_600_000_000 + k) for k in range(n)],
+    }
     base.update(cols)
     return pl.DataFrame(base)
 
@@ -73,7 +77,9 @@ def test_numeric_and_datetime_timestamp_columns():
     assert report.dropped == {"bad_timestamp": 1}  # out of range is unparseable, not a crash
     from datetime import UTC, datetime
 
-    dt = pl.DataFrame({"user_id": ["a"], "item_id": ["x"], "timestamp": [datetime(2020, 9, 13, 12, 26, 40, tzinfo=UTC)]})
+    dt = pl.DataFrame(
+        {"user_id": ["a"], "item_id": ["x"], "timestamp": [datetime(2020, 9, 13, 12, 26, 40, tzinfo=UTC)]}
+    )
     assert clean_events(dt)[0]["timestamp"].to_list() == [1_600_000_000]
 
 
@@ -117,7 +123,8 @@ def _grid(pairs: list[tuple[str, str]]) -> pl.DataFrame:
 
 
 def test_min_counts_single_pass_versus_kcore():
-    # Items: a ×3, b ×2, c ×1. One pass drops c, which leaves u2 with a single event; only k-core drops u2 too.
+    #  Items: a ×3, b ×2, c ×1. One pass drops c, which leaves u2 with a single event; only k-core drops u2
+    #  too.
     pairs = [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "c"), ("u3", "b"), ("u3", "a"), ("u4", "a")]
     cfg = CleaningConfig(min_user_events=2, min_item_events=2)
     once, report = clean_events(_grid(pairs), cfg)
@@ -125,7 +132,9 @@ def test_min_counts_single_pass_versus_kcore():
         ("u1", "a"), ("u1", "b"), ("u2", "a"), ("u3", "a"), ("u3", "b")]
     assert report.dropped == {"below_min_user_events": 1, "below_min_item_events": 1}
     assert report.first_row == {"below_min_user_events": 7, "below_min_item_events": 4}
-    core, core_report = clean_events(_grid(pairs), CleaningConfig(min_user_events=2, min_item_events=2, kcore=True))
+    core, core_report = clean_events(
+        _grid(pairs), CleaningConfig(min_user_events=2, min_item_events=2, kcore=True)
+    )
     assert sorted(zip(core["user_id"], core["item_id"], strict=True)) == [
         ("u1", "a"), ("u1", "b"), ("u3", "a"), ("u3", "b")]
     assert core_report.dropped == {"below_min_user_events": 2, "below_min_item_events": 1}

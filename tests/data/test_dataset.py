@@ -46,8 +46,15 @@ def test_movielens_latest_small_with_tags(ml_latest_small_path):
 
 
 def test_build_indices_ties_and_catalogue_only_items():
-    ev = pl.DataFrame({"event_id": ["a", "b", "c", "d"], "user_id": ["u2", "u1", "u1", "u1"],
-                       "item_id": ["x", "y", "x", "z"], "timestamp": [5, 10, 10, 3], "event_type": ["view"] * 4})
+    ev = pl.DataFrame(
+        {
+            "event_id": ["a", "b", "c", "d"],
+            "user_id": ["u2", "u1", "u1", "u1"],
+            "item_id": ["x", "y", "x", "z"],
+            "timestamp": [5, 10, 10, 3],
+            "event_type": ["view"] * 4,
+        }
+    )
     items = pl.DataFrame({"item_id": ["w", "x"], "title": ["W", "X"]})
     ds = Dataset.build(ev, items)
     assert ds.item_map.raw_ids == ["w", "x", "y", "z"]  # catalogue first, then first seen in events

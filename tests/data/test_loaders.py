@@ -30,8 +30,18 @@ def _write_jsonl(path: Path, records: list[dict], compress: bool = False, extra:
 # ---------------------------------------------------------------------- registry
 def test_every_format_is_registered():
     open_source("movielens-100k")  # loads the optional modules too
-    for fmt in ("movielens", "amazon", "sequences", "item-text", "recbole", "generic", "csv", "tsv", "parquet",
-                "jsonl"):
+    for fmt in (
+        "movielens",
+        "amazon",
+        "sequences",
+        "item-text",
+        "recbole",
+        "generic",
+        "csv",
+        "tsv",
+        "parquet",
+        "jsonl",
+    ):
         assert fmt in FORMATS, fmt
 
 
@@ -54,12 +64,20 @@ EVENTS_CSV = (
     "u2,i1,2023-11-14T22:13:20Z,purchase,9.5\n"
     "u2,i2,1700000000123,view,\n"
 )
-MAPPING = {"user_id": "customer", "item_id": "sku", "timestamp": "ts", "event_type": "action", "value": "amount"}
+MAPPING = {
+    "user_id": "customer",
+    "item_id": "sku",
+    "timestamp": "ts",
+    "event_type": "action",
+    "value": "amount",
+}
 
 
 def test_generic_csv_with_mapping_and_items(tmp_path):
     (tmp_path / "ev.csv").write_text(EVENTS_CSV)
-    (tmp_path / "items.csv").write_text("sku,name,department,brand\ni1,Shoe,Fashion|Men,Acme\ni2,Hat,Fashion,\n")
+    (tmp_path / "items.csv").write_text(
+        "sku,name,department,brand\ni1,Shoe,Fashion|Men,Acme\ni2,Hat,Fashion,\n"
+    )
     assert detect_format(tmp_path / "ev.csv") == "generic"
     ds, report = load_dataset(tmp_path / "ev.csv", mapping=MAPPING, items=tmp_path / "items.csv",
                               item_mapping={"item_id": "sku", "title": "name", "categories": "department"})
@@ -139,7 +157,8 @@ def test_generic_streams_in_chunks_of_chunk_rows(tmp_path):
 
 
 def test_generic_csv_is_read_lazily(tmp_path, monkeypatch):
-    """The first chunk arrives before the reader reaches a malformed line at the end: the file is not read whole."""
+    """The first chunk arrives before the reader reaches a malformed line at the end: the file is not read
+    whole."""
     monkeypatch.setattr(lio, "CSV_BLOCK_BYTES", 4096)
     lines = ["user_id,item_id,timestamp"] + [f"u{i},i{i},{1_600_000_000 + i}" for i in range(20_000)]
     lines.append("u,i,1,extra,fields")
@@ -154,7 +173,8 @@ def test_generic_csv_is_read_lazily(tmp_path, monkeypatch):
 
 
 def test_generic_parquet_peak_arrow_memory_is_bounded(tmp_path):
-    """Reading a Parquet file chunk by chunk holds a constant amount of Arrow memory, far below the whole file."""
+    """Reading a Parquet file chunk by chunk holds a constant amount of Arrow memory, far below the whole
+    file."""
     n = 200_000
     table = pa.table({"user_id": [f"user-{i % 5000:06d}-{'x' * 60}" for i in range(n)],
                       "item_id": [f"item-{i % 777:06d}" for i in range(n)], "timestamp": list(range(n))})
@@ -187,9 +207,11 @@ def test_config_file_options(tmp_path):
     (tmp_path / "ev.csv").write_text(EVENTS_CSV)
     (tmp_path / "products.csv").write_text("sku,name\ni1,Shoe\ni2,Hat\n")
     cfg = tmp_path / "loader.toml"
-    cfg.write_text('[loader]\nitems = "products.csv"\n[loader.mapping]\nuser_id = "customer"\nitem_id = "sku"\n'
-                   'timestamp = "ts"\nevent_type = "action"\nvalue = "amount"\n[loader.item_mapping]\n'
-                   'item_id = "sku"\ntitle = "name"\n')
+    cfg.write_text(
+        '[loader]\nitems = "products.csv"\n[loader.mapping]\nuser_id = "customer"\nitem_id = "sku"\n'
+        'timestamp = "ts"\nevent_type = "action"\nvalue = "amount"\n[loader.item_mapping]\n'
+        'item_id = "sku"\ntitle = "name"\n'
+    )
     opts = loader_options([], cfg)
     assert opts["items"] == str(tmp_path / "products.csv")
     ds, _ = load_dataset(tmp_path / "ev.csv", **opts)
@@ -234,7 +256,9 @@ def test_amazon_2018_gzip_with_meta(tmp_path):
     assert detect_format(tmp_path / "Beauty.json.gz") == "amazon"
     ds, report = load_dataset(tmp_path / "Beauty.json.gz")
     assert ds.name == "Beauty" and ds.event_types == ("rating",)
-    assert report.rows_read == 5 and report.dropped["duplicate"] == 1 and report.dropped["missing_user_id"] == 1
+    assert (
+        report.rows_read == 5 and report.dropped["duplicate"] == 1 and report.dropped["missing_user_id"] == 1
+    )
     assert any("not a JSON object" in n for n in report.notes)
     assert ds.user_sequence("A1") == ["B01", "B02"]
     a1 = ds.events.filter(pl.col("user_id") == "A1")
@@ -323,7 +347,10 @@ def test_recbole_inter_item_user(tmp_path):
     toy = ds.items.filter(pl.col("item_id") == "10").to_dicts()[0]
     assert toy["title"] == "Toy Story" and toy["categories"] == ["Animation", "Comedy"]
     assert json.loads(toy["attributes"]) == {"release_year": "1995"}
-    assert json.loads(ds.users.filter(pl.col("user_id") == "1")["attributes"][0]) == {"age": 24.0, "gender": "M"}
+    assert json.loads(ds.users.filter(pl.col("user_id") == "1")["attributes"][0]) == {
+        "age": 24.0,
+        "gender": "M",
+    }
 
 
 def test_recbole_sequence_rows_expand_to_one_history(tmp_path):

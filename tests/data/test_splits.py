@@ -1,4 +1,5 @@
-"""Splits never leak: nothing a model is tested on is in what it trained on, and the same seed gives the same split."""
+"""Splits never leak: nothing a model is tested on is in what it trained on, and the same seed gives the same
+split."""
 
 from __future__ import annotations
 
@@ -21,9 +22,18 @@ def ds() -> Dataset:
     items = rng.integers(0, 200, n)
     ts = rng.integers(1_600_000_000, 1_600_000_000 + 10_000_000, n)
     ts[:10] = 1_600_000_000  # ties in time
-    return Dataset.build(pl.DataFrame({"event_id": [f"e{k}" for k in range(n)], "user_id": [f"u{u}" for u in users],
-                                       "item_id": [f"i{i}" for i in items], "timestamp": ts,
-                                       "event_type": ["view"] * n}), name="synthetic")
+    return Dataset.build(
+        pl.DataFrame(
+            {
+                "event_id": [f"e{k}" for k in range(n)],
+                "user_id": [f"u{u}" for u in users],
+                "item_id": [f"i{i}" for i in items],
+                "timestamp": ts,
+                "event_type": ["view"] * n,
+            }
+        ),
+        name="synthetic",
+    )
 
 
 def _event_ids(d: Dataset) -> set[str]:
@@ -41,8 +51,12 @@ def test_leave_one_out_never_leaks(ds):
         last, before = events.row(-1, named=True), events.row(-2, named=True)
         assert sp.test.targets[row].tolist() == [last["item_idx"]]
         assert sp.valid.targets[row].tolist() == [before["item_idx"]]
-        assert last["event_id"] not in train_ids and last["event_id"] not in tv_ids  # test event not in training
-        assert before["event_id"] not in train_ids and before["event_id"] in tv_ids  # valid only in train_valid
+        assert (
+            last["event_id"] not in train_ids and last["event_id"] not in tv_ids
+        )  # test event not in training
+        assert (
+            before["event_id"] not in train_ids and before["event_id"] in tv_ids
+        )  # valid only in train_valid
         assert sp.valid.history[row].tolist() == events["item_idx"].to_list()[:-2]
         assert sp.test.history[row].tolist() == events["item_idx"].to_list()[:-1]
     # users below min_events stay whole in training and are not evaluated
@@ -106,7 +120,9 @@ def test_make_split_by_name_and_write(tmp_path, ds):
     assert test.height == len(sp.test) and train.height == sp.train.n_events
     assert set(test["user_id"]) == set(ds.user_map.raws(sp.test.users).tolist())
     assert test["item_id"].to_list() == ds.item_map.raws(sp.test.targets.values).tolist()
-    assert not set(test["user_id"] + "|" + test["item_id"]) - set(ds.events["user_id"] + "|" + ds.events["item_id"])
+    assert not set(test["user_id"] + "|" + test["item_id"]) - set(
+        ds.events["user_id"] + "|" + ds.events["item_id"]
+    )
     assert json.loads((folder / "split.json").read_text())["protocol"] == "leave-one-out"
 
 

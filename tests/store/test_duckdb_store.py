@@ -12,15 +12,23 @@ from lmrec.store import Store
 
 
 def _events(n: int = 30, users: int = 3, start: int = 1_600_000_000) -> pl.DataFrame:
-    return pl.DataFrame({"user_id": [f"u{k % users}" for k in range(n)], "item_id": [f"i{k % 7}" for k in range(n)],
-                         "timestamp": [str(start + k) for k in range(n)], "event_type": ["view"] * n})
+    return pl.DataFrame(
+        {
+            "user_id": [f"u{k % users}" for k in range(n)],
+            "item_id": [f"i{k % 7}" for k in range(n)],
+            "timestamp": [str(start + k) for k in range(n)],
+            "event_type": ["view"] * n,
+        }
+    )
 
 
 def _items() -> pl.DataFrame:
     return pl.DataFrame({"item_id": [f"i{k}" for k in range(7)], "title": [f"Item {k}" for k in range(7)]})
 
 
-def _source(events: pl.DataFrame, items: pl.DataFrame | None = None, users: pl.DataFrame | None = None) -> Source:
+def _source(
+    events: pl.DataFrame, items: pl.DataFrame | None = None, users: pl.DataFrame | None = None
+) -> Source:
     return Source("test", events=with_row_numbers(events), items=items, users=users, origin="test.csv")
 
 
@@ -52,8 +60,14 @@ def test_duplicates_inside_one_batch_are_stored_once(store):
     ev = pl.concat([_events(5), _events(5)])
     res = store.append_events(ev)
     assert res.events_inserted == 5 and res.events_already_present == 5
-    ids = pl.DataFrame({"event_id": ["e1", "e1", "e2"], "user_id": ["a", "b", "c"], "item_id": ["x", "y", "z"],
-                        "timestamp": [1, 2, 3]})
+    ids = pl.DataFrame(
+        {
+            "event_id": ["e1", "e1", "e2"],
+            "user_id": ["a", "b", "c"],
+            "item_id": ["x", "y", "z"],
+            "timestamp": [1, 2, 3],
+        }
+    )
     assert store.append_events(ids).events_inserted == 2
     assert store.events("event_id = 'e1'")["user_id"].to_list() == ["a"]  # the first occurrence wins
 
@@ -84,7 +98,9 @@ def test_interrupted_import_leaves_the_store_as_before(store, how):
         assert err.value.row == 38 and err.value.field == "timestamp"
     assert len(chunks) == 3  # three chunks were written before the failure...
     after = _snapshot(store)
-    assert all(a.equals(b) for a, b in zip(before, after, strict=True))  # ...and rolled back with items and users
+    assert all(
+        a.equals(b) for a, b in zip(before, after, strict=True)
+    )  # ...and rolled back with items and users
     # the store still works after the rollback
     assert store.append_events(_events(3, start=5)).events_inserted == 3
 
@@ -116,19 +132,40 @@ def test_user_sequence_ordering_and_limit(store):
     ev = pl.DataFrame({"user_id": ["a"] * 5 + ["b"], "item_id": ["x1", "x2", "x3", "x4", "x5", "y"],
                        "timestamp": ["50", "10", "30", "30", "20", "1"]})
     store.append_events(ev)
-    assert store.user_sequence("a")["item_id"].to_list() == ["x2", "x5", "x3", "x4", "x1"]  # ties: insertion order
-    assert store.user_sequence("a", limit=3)["item_id"].to_list() == ["x3", "x4", "x1"]  # the newest 3, oldest first
+    assert store.user_sequence("a")["item_id"].to_list() == [
+        "x2",
+        "x5",
+        "x3",
+        "x4",
+        "x1",
+    ]  # ties: insertion order
+    assert store.user_sequence("a", limit=3)["item_id"].to_list() == [
+        "x3",
+        "x4",
+        "x1",
+    ]  # the newest 3, oldest first
     assert store.user_sequence("a", limit=0).height == 0
     assert store.user_sequence("nobody").height == 0
 
 
 def test_export_parquet_round_trips(store, tmp_path):
-    store.import_source(_source(_events(), _items(), pl.DataFrame({"user_id": ["u1"], "attributes": ['{"a": 1}']})))
+    store.import_source(
+        _source(_events(), _items(), pl.DataFrame({"user_id": ["u1"], "attributes": ['{"a": 1}']}))
+    )
     paths = store.export_parquet(tmp_path / "export's")  # a quote in the folder name
     ev = pl.read_parquet(paths["events"])
-    assert ev.height == 30 and set(ev.columns) == {"event_id", "user_id", "item_id", "timestamp", "event_type",
-                                                    "value"}
-    assert pl.read_parquet(paths["items"]).height == 7 and "updated_at" not in pl.read_parquet(paths["items"]).columns
+    assert ev.height == 30 and set(ev.columns) == {
+        "event_id",
+        "user_id",
+        "item_id",
+        "timestamp",
+        "event_type",
+        "value",
+    }
+    assert (
+        pl.read_parquet(paths["items"]).height == 7
+        and "updated_at" not in pl.read_parquet(paths["items"]).columns
+    )
     # the export folder is itself a source: importing it into a new store gives the same data
     with Store(tmp_path / "copy.duckdb") as copy:
         copy.import_source(open_source(tmp_path / "export's"))
@@ -137,7 +174,9 @@ def test_export_parquet_round_trips(store, tmp_path):
 
 
 def test_delete_user_leaves_no_row(store):
-    store.import_source(_source(_events(), _items(), pl.DataFrame({"user_id": ["u1", "u2"], "profile": ["p", "q"]})))
+    store.import_source(
+        _source(_events(), _items(), pl.DataFrame({"user_id": ["u1", "u2"], "profile": ["p", "q"]}))
+    )
     removed = store.delete_user("u1")
     assert removed == {"events": 10, "users": 1}
     for table, col in (("events", "user_id"), ("users", "user_id")):

@@ -23,13 +23,18 @@ FORMATS_HELP = ("movielens, amazon, sequences, item-text, recbole, csv, tsv, par
 
 data_app = typer.Typer(
     help="Import, inspect and split behaviour data.\n\n"
-         "Start with `lmrec data stats movielens-100k`, then `lmrec data import movielens-100k` to fill the store "
-         "and `lmrec data split --protocol leave-one-out` to write train/valid/test files.",
+    "Start with `lmrec data stats movielens-100k`, then `lmrec data import movielens-100k` to fill the store "
+    "and `lmrec data split --protocol leave-one-out` to write train/valid/test files.",
     no_args_is_help=True,
 )
 
-SourceArg = Annotated[str, typer.Argument(
-    help="A built-in dataset (movielens-100k) or a file, folder or zip; its format is detected when possible.")]
+SourceArg = Annotated[
+    str,
+    typer.Argument(
+        help="A built-in dataset (movielens-100k) or a file, folder or zip; "
+        "its format is detected when possible."
+    ),
+]
 FormatOpt = Annotated[str | None, typer.Option(
     "--format", "-f", help=f"Input format when detection is not enough: {FORMATS_HELP}.")]
 StrictOpt = Annotated[bool, typer.Option(
@@ -48,8 +53,13 @@ MapOpt = Annotated[list[str] | None, typer.Option(
 OptionOpt = Annotated[list[str] | None, typer.Option(
     "--option", "-o", help="A loader option name=value, repeatable (-o layout=pairs, -o item_key=asin, "
                            "-o separator=';', -o default_event_type=purchase).")]
-ItemsOpt = Annotated[Path | None, typer.Option(
-    "--items", help="An item file to read with the events (generic item table, item-text file, Amazon metadata).")]
+ItemsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--items",
+        help="An item file to read with the events (generic item table, item-text file, Amazon metadata).",
+    ),
+]
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="A TOML/YAML file with loader options under [loader] (mapping, items, ...).")]
 ChunkOpt = Annotated[int, typer.Option(
@@ -97,14 +107,23 @@ def _print_report(lines: list[str]) -> None:
 
 
 @data_app.command("import")
-def import_(source: SourceArg, store: StoreOpt = DEFAULT_STORE, fmt: FormatOpt = None, strict: StrictOpt = False,
-            event_types: TypesOpt = "", mapping: MapOpt = None, option: OptionOpt = None, items: ItemsOpt = None,
-            config: ConfigOpt = None, chunk_rows: ChunkOpt = 1_000_000) -> None:
+def import_(
+    source: SourceArg,
+    store: StoreOpt = DEFAULT_STORE,
+    fmt: FormatOpt = None,
+    strict: StrictOpt = False,
+    event_types: TypesOpt = "",
+    mapping: MapOpt = None,
+    option: OptionOpt = None,
+    items: ItemsOpt = None,
+    config: ConfigOpt = None,
+    chunk_rows: ChunkOpt = 1_000_000,
+) -> None:
     """Import events, items and users into the store, in chunks and in one transaction.
 
     Re-importing the same data adds nothing (events are keyed by id). Every dropped row is counted by reason;
-    with --strict the first bad row stops the import and nothing is written. Ctrl-C also leaves the store as it
-    was.
+    with --strict the first bad row stops the import and nothing is written. Ctrl-C also leaves the store as
+    it was.
 
     Examples:
 
@@ -130,9 +149,11 @@ def import_(source: SourceArg, store: StoreOpt = DEFAULT_STORE, fmt: FormatOpt =
                                    on_chunk=lambda n: bar.update(task, advance=n, rate=""))
             counts = st.counts()
         _print_report(res.report.lines())
-        console.print(f"inserted {res.events_inserted:,} events ({res.events_already_present:,} already present), "
-                      f"{res.items_upserted:,} items, {res.users_upserted:,} users → {store} now holds "
-                      f"{counts['events']:,} events, {counts['items']:,} items, {counts['users']:,} users")
+        console.print(
+            f"inserted {res.events_inserted:,} events ({res.events_already_present:,} already present), "
+            f"{res.items_upserted:,} items, {res.users_upserted:,} users → {store} now holds "
+            f"{counts['events']:,} events, {counts['items']:,} items, {counts['users']:,} users"
+        )
 
 
 def print_stats(stats: DatasetStats) -> None:
@@ -177,13 +198,24 @@ def _load(source: str | None, store: str, fmt: str | None, cfg: CleaningConfig,
 
 
 @data_app.command("stats")
-def stats(source: Annotated[str | None, typer.Argument(
-              help="A built-in dataset or a file/folder; the store (--store) when omitted.")] = None,
-          store: StoreOpt = DEFAULT_STORE, fmt: FormatOpt = None, strict: StrictOpt = False,
-          min_user_events: MinUserOpt = 0, min_item_events: MinItemOpt = 0, kcore: KcoreOpt = False,
-          event_types: TypesOpt = "", mapping: MapOpt = None, option: OptionOpt = None, items: ItemsOpt = None,
-          config: ConfigOpt = None,
-          json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+def stats(
+    source: Annotated[
+        str | None,
+        typer.Argument(help="A built-in dataset or a file/folder; the store (--store) when omitted."),
+    ] = None,
+    store: StoreOpt = DEFAULT_STORE,
+    fmt: FormatOpt = None,
+    strict: StrictOpt = False,
+    min_user_events: MinUserOpt = 0,
+    min_item_events: MinItemOpt = 0,
+    kcore: KcoreOpt = False,
+    event_types: TypesOpt = "",
+    mapping: MapOpt = None,
+    option: OptionOpt = None,
+    items: ItemsOpt = None,
+    config: ConfigOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
     """Summary statistics: users, items, events by type, sequence lengths, time span, ratings.
 
     Shows the cleaning report too (rows read, kept, and dropped by reason).
@@ -192,8 +224,13 @@ def stats(source: Annotated[str | None, typer.Argument(
     `lmrec data stats ratings.csv --kcore --min-user-events 5 --min-item-events 5 --json`.
     """
     with friendly_errors(), _library_errors():
-        ds, report = _load(source, store, fmt, _cleaning(strict, min_user_events, min_item_events, kcore,
-                                                         event_types), _options(mapping, config, option, items))
+        ds, report = _load(
+            source,
+            store,
+            fmt,
+            _cleaning(strict, min_user_events, min_item_events, kcore, event_types),
+            _options(mapping, config, option, items),
+        )
         if json_out:
             out = ds.stats().to_dict()
             if report is not None:
@@ -206,21 +243,37 @@ def stats(source: Annotated[str | None, typer.Argument(
 
 
 @data_app.command("split")
-def split(source: Annotated[str | None, typer.Argument(
-              help="A built-in dataset or a file/folder; the store (--store) when omitted.")] = None,
-          protocol: Annotated[str, typer.Option(
-              help="leave-one-out (last event of each user is test, the one before valid) | temporal (the latest "
-                   "events by time) | cold-item (held-out items never seen in training).")] = "leave-one-out",
-          out: Annotated[Path, typer.Option(help="Folder for train/valid/test Parquet files.")] = Path("split"),
-          seed: Annotated[int, typer.Option(help="Seed for the cold-item draw.")] = 0,
-          valid_frac: Annotated[float, typer.Option(help="Temporal: share of events for validation.")] = 0.1,
-          test_frac: Annotated[float, typer.Option(help="Temporal: share of events for test.")] = 0.1,
-          cold_frac: Annotated[float, typer.Option(help="Cold-item: share of items held out.")] = 0.1,
-          min_events: Annotated[int, typer.Option(
-              help="Leave-one-out: users with fewer events stay in training only.")] = 3,
-          store: StoreOpt = DEFAULT_STORE, fmt: FormatOpt = None, min_user_events: MinUserOpt = 0,
-          min_item_events: MinItemOpt = 0, kcore: KcoreOpt = False, event_types: TypesOpt = "",
-          mapping: MapOpt = None, option: OptionOpt = None, items: ItemsOpt = None, config: ConfigOpt = None) -> None:
+def split(
+    source: Annotated[
+        str | None,
+        typer.Argument(help="A built-in dataset or a file/folder; the store (--store) when omitted."),
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="leave-one-out (last event of each user is test, the one before valid) | "
+            "temporal (the latest events by time) | cold-item (held-out items never seen in training)."
+        ),
+    ] = "leave-one-out",
+    out: Annotated[Path, typer.Option(help="Folder for train/valid/test Parquet files.")] = Path("split"),
+    seed: Annotated[int, typer.Option(help="Seed for the cold-item draw.")] = 0,
+    valid_frac: Annotated[float, typer.Option(help="Temporal: share of events for validation.")] = 0.1,
+    test_frac: Annotated[float, typer.Option(help="Temporal: share of events for test.")] = 0.1,
+    cold_frac: Annotated[float, typer.Option(help="Cold-item: share of items held out.")] = 0.1,
+    min_events: Annotated[
+        int, typer.Option(help="Leave-one-out: users with fewer events stay in training only.")
+    ] = 3,
+    store: StoreOpt = DEFAULT_STORE,
+    fmt: FormatOpt = None,
+    min_user_events: MinUserOpt = 0,
+    min_item_events: MinItemOpt = 0,
+    kcore: KcoreOpt = False,
+    event_types: TypesOpt = "",
+    mapping: MapOpt = None,
+    option: OptionOpt = None,
+    items: ItemsOpt = None,
+    config: ConfigOpt = None,
+) -> None:
     """Split a dataset by an evaluation protocol and write it as Parquet.
 
     Writes OUT/train.parquet (training events), OUT/valid.parquet and OUT/test.parquet (user, target item) and
@@ -234,8 +287,13 @@ def split(source: Annotated[str | None, typer.Argument(
     with friendly_errors(), _library_errors():
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; choose leave-one-out, temporal or cold-item")
-        ds, _ = _load(source, store, fmt, _cleaning(False, min_user_events, min_item_events, kcore, event_types),
-                      _options(mapping, config, option, items))
+        ds, _ = _load(
+            source,
+            store,
+            fmt,
+            _cleaning(False, min_user_events, min_item_events, kcore, event_types),
+            _options(mapping, config, option, items),
+        )
         params: dict[str, Any] = {}
         if protocol in ("leave-one-out", "loo"):
             params = {"min_events": min_events}

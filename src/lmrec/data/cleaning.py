@@ -1,9 +1,9 @@
 """Cleaning raw event tables, with a report that counts every dropped row by reason.
 
-Row-level rules (missing or unparseable fields, unknown event types) run chunk by chunk, so a large file never has
-to be held whole; table-level rules (duplicates, events for unknown items, minimum counts / k-core) run once on the
-assembled events. In strict mode the first problem raises a :class:`DataError` naming the file, the row, the field
-and what was expected, instead of dropping the row.
+Row-level rules (missing or unparseable fields, unknown event types) run chunk by chunk, so a large file never
+has to be held whole; table-level rules (duplicates, events for unknown items, minimum counts / k-core) run
+once on the assembled events. In strict mode the first problem raises a :class:`DataError` naming the file,
+the row, the field and what was expected, instead of dropping the row.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ class CleaningConfig:
     strict:
         Raise :class:`DataError` on the first bad row instead of dropping it.
     timestamp_unit:
-        ``"s"``, ``"ms"`` or ``"auto"`` (numbers above 1e11 are milliseconds). ISO-8601 text is always accepted.
+        ``"s"``, ``"ms"`` or ``"auto"`` (numbers above 1e11 are milliseconds). ISO-8601 text is always
+        accepted.
     event_types:
         Extra event types to accept besides :data:`~lmrec.data.schema.KNOWN_EVENT_TYPES`.
     allow_any_event_type:
@@ -158,10 +159,11 @@ def _iso_seconds(s: str | None) -> float | None:
 
 
 def _parse_timestamps(col: pl.Series, unit: str) -> pl.Series:
-    """Seconds since the epoch (Int64) from numbers (s or ms), ISO-8601 text or datetimes; null where unparseable.
+    """Seconds since the epoch (Int64) from numbers (s or ms), ISO-8601 text or datetimes; null where
+    unparseable.
 
-    The unit applies to numbers only: ISO text and datetimes carry their own. Values outside the Int64 range of
-    seconds are unparseable, not an overflow error.
+    The unit applies to numbers only: ISO text and datetimes carry their own. Values outside the Int64 range
+    of seconds are unparseable, not an overflow error.
     """
     if col.dtype == pl.Datetime or col.dtype == pl.Date:
         return col.cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Int64)
@@ -173,8 +175,8 @@ def _parse_timestamps(col: pl.Series, unit: str) -> pl.Series:
         num = text.cast(pl.Float64, strict=False)
         todo = num.is_null() & text.is_not_null() & (text.str.len_chars() > 0)
         if todo.any():
-            # ISO-8601 text, parsed by the standard library (it handles 'Z', offsets and dates alone); only the
-            # rows that are not numbers pay for the Python call.
+            #  ISO-8601 text, parsed by the standard library (it handles 'Z', offsets and dates alone); only
+            #  the rows that are not numbers pay for the Python call.
             iso = pl.Series([_iso_seconds(s) if t else None for s, t in zip(text.to_list(), todo.to_list(),
                                                                              strict=True)], dtype=pl.Float64)
     num = num.fill_nan(None)
@@ -191,8 +193,9 @@ def _parse_timestamps(col: pl.Series, unit: str) -> pl.Series:
 def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) -> pl.DataFrame:
     """Apply the row-level rules to one chunk of raw events with lmrec's column names.
 
-    ``df`` must carry :data:`ROW`; ``event_type``, ``value`` and ``event_id`` may be missing. Returns the rows kept,
-    typed (ids as text, timestamp as Int64 seconds, value as Float64) and with an ``event_id`` for every row.
+    ``df`` must carry :data:`ROW`; ``event_type``, ``value`` and ``event_id`` may be missing. Returns the rows
+    kept, typed (ids as text, timestamp as Int64 seconds, value as Float64) and with an ``event_id`` for every
+    row.
     """
     report.rows_read += df.height
     have = [c for c in df.columns if c != ROW]
@@ -223,8 +226,16 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
     missing_ts = raw_ts.is_null() | (raw_ts.cast(pl.String).str.strip_chars().str.len_chars() == 0)
     df = _fail_or_drop(df, missing_ts, "missing_timestamp", cfg, report, "timestamp", "a timestamp")
     ts = _parse_timestamps(df["timestamp"], cfg.timestamp_unit)
-    df = _fail_or_drop(df.with_columns(ts.alias("_ts")), ts.is_null(), "bad_timestamp", cfg, report, "timestamp",
-                       "seconds/milliseconds since the epoch or ISO-8601 text", raw=df["timestamp"])
+    df = _fail_or_drop(
+        df.with_columns(ts.alias("_ts")),
+        ts.is_null(),
+        "bad_timestamp",
+        cfg,
+        report,
+        "timestamp",
+        "seconds/milliseconds since the epoch or ISO-8601 text",
+        raw=df["timestamp"],
+    )
     df = df.with_columns(pl.col("_ts").alias("timestamp")).drop("_ts")
 
     raw_value = df["value"]
@@ -242,7 +253,8 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
     missing_type = et.is_null() | (et.str.len_chars() == 0)
     df = df.with_columns(et.alias("event_type"))
     df = _fail_or_drop(df, missing_type, "missing_event_type", cfg, report, "event_type", "an event type")
-    # Vectorised normalise_event_type: lower-case, then map aliases (addtocart → cart); no Python call per row.
+    #  Vectorised normalise_event_type: lower-case, then map aliases (addtocart → cart); no Python call per
+    #  row.
     df = df.with_columns(
         pl.col("event_type").str.to_lowercase().replace(EVENT_TYPE_ALIASES).alias("event_type"))
     if not cfg.allow_any_event_type:
@@ -272,12 +284,22 @@ def clean_table(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport,
                 item_ids: pl.Series | None = None) -> pl.DataFrame:
     """Apply the table-level rules (duplicates, unknown items, minimum counts) to row-cleaned events."""
     if cfg.drop_duplicates and df.height:
-        dup = df.select(pl.col("event_id").is_duplicated() & ~pl.col("event_id").is_first_distinct()).to_series()
+        dup = df.select(
+            pl.col("event_id").is_duplicated() & ~pl.col("event_id").is_first_distinct()
+        ).to_series()
         df = _fail_or_drop(df, dup, "duplicate", cfg, report, "event_id", "each event once")
     if item_ids is not None and cfg.drop_unknown_items and df.height:
         unknown = ~df["item_id"].is_in(item_ids.cast(pl.String).implode())
-        df = _fail_or_drop(df, unknown, "unknown_item", cfg, report, "item_id", "an item present in the items table",
-                           raw=df["item_id"])
+        df = _fail_or_drop(
+            df,
+            unknown,
+            "unknown_item",
+            cfg,
+            report,
+            "item_id",
+            "an item present in the items table",
+            raw=df["item_id"],
+        )
     if cfg.min_user_events or cfg.min_item_events:
         df = filter_min_counts(df, cfg, report)
     report.rows_kept = df.height

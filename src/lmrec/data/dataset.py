@@ -17,9 +17,7 @@ from lmrec.data.ragged import Ragged
 from lmrec.data.schema import (
     EVENT_COLUMNS,
     EVENTS_SCHEMA,
-    ITEM_COLUMNS,
     ITEMS_SCHEMA,
-    USER_COLUMNS,
     USERS_SCHEMA,
 )
 
@@ -56,8 +54,8 @@ def conform(df: pl.DataFrame | pa.Table | None, schema: pa.Schema, what: str) ->
 def _index_of(col: str, vocabulary: list[str], first: int, dtype: pl.DataType) -> pl.Expr:
     """``col``'s position in ``vocabulary`` (counting from ``first``) as ``dtype``.
 
-    An empty vocabulary (an empty dataset) gives a typed null column: polars 2.1 ignores ``return_dtype`` (and a
-    following cast) when ``replace_strict`` gets an empty mapping, which would leave a text column behind.
+    An empty vocabulary (an empty dataset) gives a typed null column: polars 2.1 ignores ``return_dtype`` (and
+    a following cast) when ``replace_strict`` gets an empty mapping, which would leave a text column behind.
     """
     if not vocabulary:
         return pl.lit(None, dtype=dtype)
@@ -89,10 +87,10 @@ class DatasetStats:
 class Dataset:
     """Events, items and users with dense ids, immutable after :meth:`build`.
 
-    ``events`` holds :data:`~lmrec.data.schema.EVENT_COLUMNS` plus ``user_idx``, ``item_idx`` and ``type_idx``,
-    sorted by user, then time, ties in input order. ``items`` and ``users`` hold one row per vocabulary entry in
-    index order (row ``i`` is index ``i + 1``). Splits produce new datasets that share the vocabularies, so a
-    model trained on one split scores the items of another.
+    ``events`` holds :data:`~lmrec.data.schema.EVENT_COLUMNS` plus ``user_idx``, ``item_idx`` and
+    ``type_idx``, sorted by user, then time, ties in input order. ``items`` and ``users`` hold one row per
+    vocabulary entry in index order (row ``i`` is index ``i + 1``). Splits produce new datasets that share the
+    vocabularies, so a model trained on one split scores the items of another.
     """
 
     events: pl.DataFrame
@@ -127,12 +125,18 @@ class Dataset:
         us = conform(users, USERS_SCHEMA, "users").unique("user_id", keep="last", maintain_order=True)
 
         # Vocabularies: table ids first (catalogue order), then ids seen only in events (first-seen order).
-        item_ids = list(dict.fromkeys(it["item_id"].to_list() + ev["item_id"].unique(maintain_order=True).to_list()))
-        user_ids = list(dict.fromkeys(us["user_id"].to_list() + ev["user_id"].unique(maintain_order=True).to_list()))
+        item_ids = list(
+            dict.fromkeys(it["item_id"].to_list() + ev["item_id"].unique(maintain_order=True).to_list())
+        )
+        user_ids = list(
+            dict.fromkeys(us["user_id"].to_list() + ev["user_id"].unique(maintain_order=True).to_list())
+        )
         imap = item_map.extend(item_ids) if item_map is not None else IdMap(item_ids, kind="item")
         umap = user_map.extend(user_ids) if user_map is not None else IdMap(user_ids, kind="user")
         types = tuple(event_types) if event_types is not None else ()
-        types = types + tuple(t for t in ev["event_type"].unique(maintain_order=True).to_list() if t not in types)
+        types = types + tuple(
+            t for t in ev["event_type"].unique(maintain_order=True).to_list() if t not in types
+        )
 
         ev = (
             ev.with_row_index("_order")
@@ -179,7 +183,8 @@ class Dataset:
 
     @cached_property
     def sequences(self) -> Ragged:
-        """Each user's chronological item indices; row ``u`` is user index ``u`` (row 0, padding, is empty)."""
+        """Each user's chronological item indices; row ``u`` is user index ``u`` (row 0, padding, is
+        empty)."""
         return Ragged.from_groups(
             self.events["user_idx"].to_numpy(), self.events["item_idx"].to_numpy().astype(np.int64),
             self.user_map.size,
@@ -222,7 +227,9 @@ class Dataset:
         lengths = lengths[lengths > 0]
         pop = self.item_popularity[1:]
         pop = pop[pop > 0]
-        by_type = {str(r[0]): int(r[1]) for r in ev.group_by("event_type").len().sort("event_type").iter_rows()}
+        by_type = {
+            str(r[0]): int(r[1]) for r in ev.group_by("event_type").len().sort("event_type").iter_rows()
+        }
         values = ev["value"].drop_nulls()
         n_active_users = int(len(lengths))
 

@@ -26,7 +26,9 @@ class Ragged:
             raise ValueError(f"offsets end at {self.offsets[-1]} but there are {len(self.values)} values")
 
     @classmethod
-    def from_lists(cls, rows: Sequence[Sequence[int]] | Sequence[np.ndarray], dtype: type = np.int64) -> Ragged:
+    def from_lists(
+        cls, rows: Sequence[Sequence[int]] | Sequence[np.ndarray], dtype: type = np.int64
+    ) -> Ragged:
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])

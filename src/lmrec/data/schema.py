@@ -63,7 +63,9 @@ ITEMS_SCHEMA = pa.schema(
         pa.field("title", pa.string(), nullable=True),
         pa.field("description", pa.string(), nullable=True),
         pa.field("categories", pa.list_(pa.string()), nullable=True),
-        pa.field("attributes", pa.string(), nullable=True),  # a JSON object of free fields (brand, price, tags...)
+        pa.field(
+            "attributes", pa.string(), nullable=True
+        ),  # a JSON object of free fields (brand, price, tags...)
     ]
 )
 

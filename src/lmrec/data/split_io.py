@@ -19,7 +19,8 @@ def _targets_table(es: EvalSet, split: Split) -> pl.DataFrame:
 
 
 def write_split(split: Split, folder: str | Path) -> Path:
-    """``train.parquet`` (events), ``valid.parquet`` / ``test.parquet`` (user, target item) and ``split.json``."""
+    """``train.parquet`` (events), ``valid.parquet`` / ``test.parquet`` (user, target item) and
+    ``split.json``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cols = ["event_id", "user_id", "item_id", "timestamp", "event_type", "value"]

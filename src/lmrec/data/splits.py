@@ -1,8 +1,8 @@
 """Evaluation splits: leave-one-out, global temporal and cold-item. Deterministic given the data and the seed.
 
-Every split keeps the dataset's vocabularies, so indices mean the same item in train, validation and test; a model
-fitted on ``split.train`` scores the targets of ``split.valid`` and ``split.test`` directly. Validation is for model
-selection and early stopping; test is read once.
+Every split keeps the dataset's vocabularies, so indices mean the same item in train, validation and test; a
+model fitted on ``split.train`` scores the targets of ``split.valid`` and ``split.test`` directly. Validation
+is for model selection and early stopping; test is read once.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from lmrec.data.ragged import Ragged
 class EvalSet:
     """What a model is asked and what it should answer.
 
-    ``users[i]`` (a user index) has seen ``history[i]`` (item indices, oldest first) and should next interact with
-    ``targets[i]``. ``history`` is both the model's input and the default set of items excluded from ranking.
+    ``users[i]`` (a user index) has seen ``history[i]`` (item indices, oldest first) and should next interact
+    with ``targets[i]``. ``history`` is both the model's input and the default set of items excluded from
+    ranking.
     """
 
     name: str
@@ -54,8 +55,10 @@ class Split:
 
     def describe(self) -> str:
         p = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        return (f"{self.protocol} ({p}): train {self.train.n_events:,} events, valid {len(self.valid):,} users, "
-                f"test {len(self.test):,} users")
+        return (
+            f"{self.protocol} ({p}): train {self.train.n_events:,} events, valid {len(self.valid):,} users, "
+            f"test {len(self.test):,} users"
+        )
 
 
 def _eval_set(name: str, users: np.ndarray, hist: Ragged, target_user: np.ndarray, target_item: np.ndarray,
@@ -74,8 +77,8 @@ def _position_columns(events: pl.DataFrame) -> pl.DataFrame:
 def leave_one_out(ds: Dataset, min_events: int = 3) -> Split:
     """Each user's last event is the test target and the one before it the validation target.
 
-    Users with fewer than ``min_events`` events stay wholly in training and are not evaluated. The test history is
-    the training history plus the validation item, as in SASRec and its successors.
+    Users with fewer than ``min_events`` events stay wholly in training and are not evaluated. The test
+    history is the training history plus the validation item, as in SASRec and its successors.
     """
     if min_events < 3:
         raise ValueError("leave-one-out needs at least 3 events per evaluated user (train, valid, test)")
@@ -99,7 +102,8 @@ def leave_one_out(ds: Dataset, min_events: int = 3) -> Split:
 
 def _window_targets(window: pl.DataFrame, history: Dataset, name: str, exclude_seen: bool,
                     n_rows: int) -> EvalSet:
-    """Distinct items each user touched in a time window, optionally without those already in their history."""
+    """Distinct items each user touched in a time window, optionally without those already in their
+    history."""
     w = window.select("user_idx", "item_idx").unique(maintain_order=True)
     if exclude_seen:
         seen = history.events.select("user_idx", "item_idx").unique()
@@ -108,14 +112,18 @@ def _window_targets(window: pl.DataFrame, history: Dataset, name: str, exclude_s
     w = w.filter(pl.col("user_idx").is_in(pl.Series(with_history).implode()))
     w = w.sort("user_idx", maintain_order=True)
     users = w["user_idx"].unique(maintain_order=True).to_numpy().astype(np.int64)
-    return _eval_set(name, users, history.sequences, w["user_idx"].to_numpy(), w["item_idx"].to_numpy(), n_rows)
+    return _eval_set(
+        name, users, history.sequences, w["user_idx"].to_numpy(), w["item_idx"].to_numpy(), n_rows
+    )
 
 
-def temporal(ds: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1, exclude_seen_targets: bool = True) -> Split:
-    """A global split by time: the last ``test_frac`` of events (by timestamp) are test, the ``valid_frac`` before
-    them validation. Targets are the distinct items a user touched in the window (not already in their history,
-    by default); only users with history before the window are evaluated. No event after a cut-off is ever seen in
-    training, so this protocol has no leakage from the future.
+def temporal(
+    ds: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1, exclude_seen_targets: bool = True
+) -> Split:
+    """A global split by time: the last ``test_frac`` of events (by timestamp) are test, the ``valid_frac``
+    before them validation. Targets are the distinct items a user touched in the window (not already in their
+    history, by default); only users with history before the window are evaluated. No event after a cut-off is
+    ever seen in training, so this protocol has no leakage from the future.
     """
     if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
         raise ValueError("valid_frac and test_frac must be in (0, 1) with a sum below 1")
@@ -126,8 +134,13 @@ def temporal(ds: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1, exclu
     train = ds.with_events(ds.events.filter(pl.col("timestamp") < t_valid).select(cols))
     train_valid = ds.with_events(ds.events.filter(pl.col("timestamp") < t_test).select(cols))
     n_rows = ds.user_map.size
-    valid = _window_targets(ds.events.filter((pl.col("timestamp") >= t_valid) & (pl.col("timestamp") < t_test)),
-                            train, "valid", exclude_seen_targets, n_rows)
+    valid = _window_targets(
+        ds.events.filter((pl.col("timestamp") >= t_valid) & (pl.col("timestamp") < t_test)),
+        train,
+        "valid",
+        exclude_seen_targets,
+        n_rows,
+    )
     test = _window_targets(ds.events.filter(pl.col("timestamp") >= t_test), train_valid, "test",
                            exclude_seen_targets, n_rows)
     return Split("temporal", train, train_valid, valid, test,
@@ -136,11 +149,11 @@ def temporal(ds: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1, exclu
 
 
 def cold_item(ds: Dataset, cold_frac: float = 0.1, seed: int = 0) -> Split:
-    """Hold out a random ``cold_frac`` of the items that have events as test items and another ``cold_frac`` as
-    validation items; no event on a held-out item is in training.
+    """Hold out a random ``cold_frac`` of the items that have events as test items and another ``cold_frac``
+    as validation items; no event on a held-out item is in training.
 
-    A user is evaluated on the held-out items they interacted with, given their whole history of training items.
-    Only text (or other content) can rank such items: this is the protocol for cold start.
+    A user is evaluated on the held-out items they interacted with, given their whole history of training
+    items. Only text (or other content) can rank such items: this is the protocol for cold start.
     """
     if not 0 < cold_frac < 0.5:
         raise ValueError("cold_frac must be in (0, 0.5)")
@@ -165,7 +178,12 @@ def cold_item(ds: Dataset, cold_frac: float = 0.1, seed: int = 0) -> Split:
                   "n_valid_items": int(len(valid_items))})
 
 
-PROTOCOLS = {"leave-one-out": leave_one_out, "loo": leave_one_out, "temporal": temporal, "cold-item": cold_item}
+PROTOCOLS = {
+    "leave-one-out": leave_one_out,
+    "loo": leave_one_out,
+    "temporal": temporal,
+    "cold-item": cold_item,
+}
 
 
 def make_split(ds: Dataset, protocol: str, **params: Any) -> Split:
@@ -173,5 +191,7 @@ def make_split(ds: Dataset, protocol: str, **params: Any) -> Split:
     try:
         fn = PROTOCOLS[protocol]
     except KeyError:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {sorted(set(PROTOCOLS) - {'loo'})}") from None
+        raise ValueError(
+            f"unknown protocol {protocol!r}; choose one of {sorted(set(PROTOCOLS) - {'loo'})}"
+        ) from None
     return fn(ds, **params)  # type: ignore[operator]

@@ -2,18 +2,20 @@
 
 Guarantees:
 
-* **Idempotent events.** ``event_id`` is unique: every write skips ids already stored, so appending a batch twice
-  adds it once. Events without an id get a stable one derived from their fields during cleaning. Uniqueness is kept
-  by an anti-join at write time rather than a primary-key index: DuckDB maintains an ART index on text keys so
-  slowly that it made a 10-million-event import five times slower (see ``benchmarks/import_events.py``); all writes
-  go through this class, under its lock, so the check cannot race.
-* **All or nothing.** An import runs in one transaction; an error, a Ctrl-C or a killed process leaves the store as
-  it was before the import began.
+* **Idempotent events.** ``event_id`` is unique: every write skips ids already stored, so appending a batch
+  twice adds it once. Events without an id get a stable one derived from their fields during cleaning.
+  Uniqueness is kept by an anti-join at write time rather than a primary-key index: DuckDB maintains an ART
+  index on text keys so slowly that it made a 10-million-event import five times slower (see
+  ``benchmarks/import_events.py``); all writes go through this class, under its lock, so the check cannot
+  race.
+* **All or nothing.** An import runs in one transaction; an error, a Ctrl-C or a killed process leaves the
+  store as it was before the import began.
 * **Bounded memory.** Imports stream chunk by chunk; DuckDB spills to disk past ``memory_limit``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterable
@@ -37,8 +39,8 @@ _DDL = [
         event_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, item_id VARCHAR NOT NULL,
         timestamp BIGINT NOT NULL, event_type VARCHAR NOT NULL, value DOUBLE)""",
     """CREATE TABLE IF NOT EXISTS items (
-        item_id VARCHAR PRIMARY KEY, title VARCHAR, description VARCHAR, categories VARCHAR[], attributes VARCHAR,
-        updated_at TIMESTAMP DEFAULT current_timestamp, seq BIGINT)""",
+        item_id VARCHAR PRIMARY KEY, title VARCHAR, description VARCHAR, categories VARCHAR[], attributes
+        VARCHAR, updated_at TIMESTAMP DEFAULT current_timestamp, seq BIGINT)""",
     """CREATE TABLE IF NOT EXISTS users (
         user_id VARCHAR PRIMARY KEY, profile VARCHAR, attributes VARCHAR,
         updated_at TIMESTAMP DEFAULT current_timestamp, seq BIGINT)""",
@@ -92,13 +94,20 @@ class Store:
                 for ddl in _DDL:
                     self._con.execute(ddl)
                 self._migrate()
-                self._con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+                self._con.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+                )
 
     def _migrate(self) -> None:
-        """Bring a store written by an older lmrec up to date (adds ``seq`` to items/users of schema 1 stores)."""
+        """Bring a store written by an older lmrec up to date (adds ``seq`` to items/users of schema 1
+        stores)."""
         for table in ("items", "users"):
-            cols = {r[0] for r in self._con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+            cols = {
+                r[0]
+                for r in self._con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+                ).fetchall()
+            }
             if "seq" not in cols:
                 self._con.execute(f"ALTER TABLE {table} ADD COLUMN seq BIGINT")
                 self._con.execute(f"UPDATE {table} SET seq = rowid")
@@ -115,7 +124,8 @@ class Store:
         self.close()
 
     def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        """Run one statement and fetch all rows (DuckDB 2.0: a partly fetched result keeps the connection busy)."""
+        """Run one statement and fetch all rows (DuckDB 2.0: a partly fetched result keeps the connection
+        busy)."""
         with self._lock:
             return self._con.execute(sql, params or []).fetchall()
 
@@ -127,7 +137,8 @@ class Store:
         return pl.from_arrow(self.query_arrow(sql, params))  # type: ignore[return-value]
 
     def transaction(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` inside one transaction: committed if it returns, rolled back if it raises (Ctrl-C too)."""
+        """Run ``fn`` inside one transaction: committed if it returns, rolled back if it raises (Ctrl-C
+        too)."""
         with self._lock:
             self._con.execute("BEGIN TRANSACTION")
             try:
@@ -144,34 +155,39 @@ class Store:
     def _unregister(self, name: str) -> None:
         import duckdb
 
-        try:
+        # An aborted transaction refuses it; the view dies with the rollback anyway.
+        with contextlib.suppress(duckdb.Error):
             self._con.unregister(name)
-        except duckdb.Error:  # an aborted transaction refuses it; the view dies with the rollback anyway
-            pass
 
     # ------------------------------------------------------------------ writes
     def _insert_events(self, events: pl.DataFrame) -> int:
-        """Insert cleaned events (lmrec columns), skipping ids already stored or repeated in the batch (the first
-        occurrence wins). Returns the number inserted. Caller holds the lock."""
+        """Insert cleaned events (lmrec columns), skipping ids already stored or repeated in the batch (the
+        first occurrence wins). Returns the number inserted. Caller holds the lock."""
         if events.height == 0:
             return 0
-        batch = (events.select(list(EVENTS_SCHEMA.names)).unique("event_id", keep="first", maintain_order=True)
-                 .to_arrow().cast(EVENTS_SCHEMA))
+        batch = (
+            events.select(list(EVENTS_SCHEMA.names))
+            .unique("event_id", keep="first", maintain_order=True)
+            .to_arrow()
+            .cast(EVENTS_SCHEMA)
+        )
         batch = batch.append_column("_pos", pa.array(range(batch.num_rows), pa.int64()))
         self._register("_lmrec_batch", batch)
         try:
-            # One hash anti-join against the stored ids: linear, bounded memory. The join does not keep row order,
-            # so the rows are put back in input order: ties in time are read back in insertion order.
+            #  One hash anti-join against the stored ids: linear, bounded memory. The join does not keep row
+            #  order, so the rows are put back in input order: ties in time are read back in insertion order.
             rows = self._con.execute(
                 "INSERT INTO events SELECT * EXCLUDE (_pos) FROM _lmrec_batch b "
-                "WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id) ORDER BY _pos").fetchall()
+                "WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id) ORDER BY _pos"
+            ).fetchall()
         finally:
             self._unregister("_lmrec_batch")
         return int(rows[0][0]) if rows else 0
 
     def append_events(self, events: pl.DataFrame | pa.Table, cleaning: CleaningConfig | None = None,
                       source: str = "append") -> ImportResult:
-        """Clean and append events in one transaction; rows already present (same ``event_id``) are skipped."""
+        """Clean and append events in one transaction; rows already present (same ``event_id``) are
+        skipped."""
         df = pl.from_arrow(events) if isinstance(events, pa.Table) else events
         assert isinstance(df, pl.DataFrame)
         cfg = cleaning or CleaningConfig()
@@ -186,9 +202,15 @@ class Store:
     def _upsert(self, table: str, key: str, df: pl.DataFrame, schema: pa.Schema) -> int:
         if df.height == 0:
             return 0
-        data = conform(df, schema, table).select(list(schema.names)).unique(key, keep="last", maintain_order=True)
+        data = (
+            conform(df, schema, table)
+            .select(list(schema.names))
+            .unique(key, keep="last", maintain_order=True)
+        )
         arrow = data.to_arrow().cast(schema)
-        self._register("_lmrec_upsert", arrow.append_column("_pos", pa.array(range(arrow.num_rows), pa.int64())))
+        self._register(
+            "_lmrec_upsert", arrow.append_column("_pos", pa.array(range(arrow.num_rows), pa.int64()))
+        )
         try:
             cols = ", ".join(schema.names)
             updates = ", ".join(f"{c} = excluded.{c}" for c in schema.names if c != key)
@@ -215,7 +237,8 @@ class Store:
         """Import a loader's source chunk by chunk in one transaction (all or nothing).
 
         Row-level cleaning runs per chunk; duplicate events (same id, within the file or already stored) are
-        skipped by the primary key and counted. ``on_chunk(rows)`` is called after each chunk, for progress bars.
+        skipped by the primary key and counted. ``on_chunk(rows)`` is called after each chunk, for progress
+        bars.
         """
         cfg = cleaning or CleaningConfig(default_event_type=source.default_event_type)
         report = CleaningReport(source=source.origin or source.name)
@@ -271,7 +294,9 @@ class Store:
     def user_sequence(self, user_id: str, limit: int | None = None) -> pl.DataFrame:
         """A user's events, oldest first (ties in insertion order); only the newest ``limit`` when given."""
         cols = ", ".join(EVENTS_SCHEMA.names)
-        newest = f"SELECT {cols}, rowid AS _rid FROM events WHERE user_id = ? ORDER BY timestamp DESC, _rid DESC"
+        newest = (
+            f"SELECT {cols}, rowid AS _rid FROM events WHERE user_id = ? ORDER BY timestamp DESC, _rid DESC"
+        )
         if limit is not None:
             newest += f" LIMIT {int(limit)}"
         return self.query(f"SELECT {cols} FROM ({newest}) ORDER BY timestamp, _rid", [str(user_id)])
@@ -291,11 +316,14 @@ class Store:
         return self.query(f"SELECT {', '.join(USERS_SCHEMA.names)} FROM users ORDER BY seq")
 
     def get_item(self, item_id: str) -> dict[str, Any] | None:
-        rows = self.query(f"SELECT {', '.join(ITEMS_SCHEMA.names)} FROM items WHERE item_id = ?", [str(item_id)])
+        rows = self.query(
+            f"SELECT {', '.join(ITEMS_SCHEMA.names)} FROM items WHERE item_id = ?", [str(item_id)]
+        )
         return rows.to_dicts()[0] if rows.height else None
 
     def to_dataset(self, name: str = "store", cleaning: CleaningConfig | None = None) -> Dataset:
-        """Build a :class:`Dataset` from everything in the store (table-level cleaning, e.g. k-core, applies)."""
+        """Build a :class:`Dataset` from everything in the store (table-level cleaning, e.g. k-core,
+        applies)."""
         from lmrec.data.cleaning import clean_table
 
         ev = self.events()
@@ -306,14 +334,16 @@ class Store:
         return Dataset.build(ev, self.items(), self.users(), name=name)
 
     def export_parquet(self, folder: str | Path) -> dict[str, Path]:
-        """Write ``events``, ``items`` and ``users`` as Parquet files in ``folder`` (streamed by DuckDB, not through
-        Python memory), in insertion order. The folder can be imported again as a source."""
+        """Write ``events``, ``items`` and ``users`` as Parquet files in ``folder`` (streamed by DuckDB, not
+        through Python memory), in insertion order. The folder can be imported again as a source."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         out = {}
         for table in ("events", "items", "users"):
             path = folder / f"{table}.parquet"
-            literal = "'" + str(path).replace("'", "''") + "'"  # a SQL string literal; COPY takes no parameter
+            literal = (
+                "'" + str(path).replace("'", "''") + "'"
+            )  # a SQL string literal; COPY takes no parameter
             if table == "events":
                 select = "SELECT * FROM events ORDER BY rowid"
             else:

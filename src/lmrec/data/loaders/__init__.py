@@ -37,8 +37,8 @@ def register_format(name: str, fn: Callable[..., Source]) -> None:
 def register_detector(fmt: str, probe: Callable[[Path], bool], *, fallback: bool = False) -> None:
     """Let :func:`detect_format` recognise ``fmt`` when ``probe(path)`` is true.
 
-    Probes look at names and first lines only. ``fallback`` probes (the generic table reader, which accepts any
-    ``.csv``) run after every specific one, whatever the order the modules were imported in.
+    Probes look at names and first lines only. ``fallback`` probes (the generic table reader, which accepts
+    any ``.csv``) run after every specific one, whatever the order the modules were imported in.
     """
     target = _FALLBACK_DETECTORS if fallback else _DETECTORS
     if all(f != fmt for f, _ in target):
@@ -92,7 +92,8 @@ def open_source(spec: str | Path, fmt: str | None = None, **options: Any) -> Sou
 
 
 def _check_options(fmt: str, loader: Callable[..., Source], options: dict[str, Any]) -> None:
-    """A clear error for an option the format does not take (``--map`` given to MovieLens, a typo in a config)."""
+    """A clear error for an option the format does not take (``--map`` given to MovieLens, a typo in a
+    config)."""
     import inspect
 
     try:
@@ -102,7 +103,9 @@ def _check_options(fmt: str, loader: Callable[..., Source], options: dict[str, A
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     names = list(params)
-    positional_path = names[:1] if names and params[names[0]].kind is not inspect.Parameter.KEYWORD_ONLY else []
+    positional_path = (
+        names[:1] if names and params[names[0]].kind is not inspect.Parameter.KEYWORD_ONLY else []
+    )
     accepted = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
                 and n not in positional_path]
     unknown = sorted(set(options) - set(accepted))

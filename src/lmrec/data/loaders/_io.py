@@ -1,8 +1,9 @@
 """Streaming readers shared by the loaders: text that may be gzip-compressed, JSON lines, separated tables and
 Parquet, always read a bounded number of rows at a time.
 
-Nothing here reads a whole file: every reader yields chunks of at most ``chunk_rows`` rows together with the 1-based
-data row number of the chunk's first row, which the loaders turn into the ``_row`` column used in error messages.
+Nothing here reads a whole file: every reader yields chunks of at most ``chunk_rows`` rows together with the
+1-based data row number of the chunk's first row, which the loaders turn into the ``_row`` column used in
+error messages.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def open_text(path: Path, encoding: str = "utf-8") -> TextIO:
 
 
 def base_suffix(path: Path) -> str:
-    """The extension that names the format, ignoring a trailing ``.gz`` (``reviews.jsonl.gz`` → ``.jsonl``)."""
+    """The extension that names the format, ignoring a trailing ``.gz`` (``reviews.jsonl.gz`` →
+    ``.jsonl``)."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in (".gz", ".gzip"):
         suffixes = suffixes[:-1]
@@ -48,7 +50,8 @@ def base_suffix(path: Path) -> str:
 
 
 def first_line(path: Path, limit: int = 1 << 16) -> str:
-    """The first non-empty line of a (possibly compressed) text file, or ``""``; reads at most ``limit`` chars."""
+    """The first non-empty line of a (possibly compressed) text file, or ``""``; reads at most ``limit``
+    chars."""
     try:
         with open_text(path) as f:
             while True:
@@ -119,8 +122,9 @@ class BadLines:
 
 def iter_json_chunks(path: Path, chunk_rows: int,
                      bad: BadLines | None = None) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    """JSON-lines records in chunks. An unparseable line becomes ``{}`` (so the row still exists, fails cleaning
-    with its row number, and is counted) and is recorded in ``bad``; blank lines are skipped but counted as rows."""
+    """JSON-lines records in chunks. An unparseable line becomes ``{}`` (so the row still exists, fails
+    cleaning with its row number, and is counted) and is recorded in ``bad``; blank lines are skipped but
+    counted as rows."""
     for start, lines in iter_line_chunks(path, chunk_rows):
         records: list[dict[str, Any]] = []
         for i, line in enumerate(lines):
@@ -142,7 +146,8 @@ def _check_chunk_rows(chunk_rows: int) -> None:
 
 
 def rebatch(batches: Iterable[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.Table]:
-    """Regroup record batches of any size into tables of exactly ``chunk_rows`` rows (the last one may be shorter).
+    """Regroup record batches of any size into tables of exactly ``chunk_rows`` rows (the last one may be
+    shorter).
 
     Slices are zero-copy, so at most about two chunks are alive at once.
     """
@@ -178,8 +183,9 @@ def csv_batches(path: Path, separator: str, columns: list[str] | None = None,
                 quote_char: str | bool = '"') -> Iterator[pa.RecordBatch]:
     """Record batches of a CSV/TSV file (gzip allowed), every column read as text, a block at a time.
 
-    Text keeps ids exactly as written and lets cleaning report a non-number in a numeric column row by row, instead
-    of the reader failing half-way through when a later block does not match the types guessed from the first.
+    Text keeps ids exactly as written and lets cleaning report a non-number in a numeric column row by row,
+    instead of the reader failing half-way through when a later block does not match the types guessed from
+    the first.
     """
     import pyarrow.csv as pacsv
 
@@ -197,7 +203,9 @@ def csv_batches(path: Path, separator: str, columns: list[str] | None = None,
                         expected="the same number of fields on every line") from None
 
 
-def parquet_batches(path: Path, chunk_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+def parquet_batches(
+    path: Path, chunk_rows: int, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
     """Record batches of a Parquet file, ``chunk_rows`` at a time, only the listed columns."""
     import pyarrow.parquet as pq
 

@@ -1,4 +1,5 @@
-"""Amazon reviews as JSON lines (optionally gzip-compressed): reviews become rating events, metadata becomes items.
+"""Amazon reviews as JSON lines (optionally gzip-compressed): reviews become rating events, metadata becomes
+items.
 
 Both published editions are read, recognised per record by their field names:
 
@@ -9,9 +10,9 @@ Both published editions are read, recognised per record by their field names:
   ``user_id, parent_asin, asin, rating, timestamp`` (milliseconds), ``title, text``; metadata ``parent_asin,
   title, main_category, categories[], features[], description[], details{}, store, price``.
 
-Files are read line by line, ``chunk_rows`` lines at a time, never whole. Reviews carry no event id; cleaning derives
-one from (user, item, time, rating), so the duplicate reviews present in the dumps are counted and dropped once.
-The review text is not an event field and is not kept.
+Files are read line by line, ``chunk_rows`` lines at a time, never whole. Reviews carry no event id; cleaning
+derives one from (user, item, time, rating), so the duplicate reviews present in the dumps are counted and
+dropped once. The review text is not an event field and is not kept.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def _text(v: Any) -> str | None:
 
 
 def _review_time(rec: dict[str, Any]) -> str | None:
-    """The review's time as text for cleaning: epoch seconds (2018), epoch ms (2023) or ISO from ``reviewTime``."""
+    """The review's time as text for cleaning: epoch seconds (2018), epoch ms (2023) or ISO from
+    ``reviewTime``."""
     for key in ("unixReviewTime", "timestamp", "sort_timestamp"):
         v = rec.get(key)
         if v is not None and v != "":
@@ -82,7 +84,8 @@ _PRICE = re.compile(r"^\$?\s*([0-9][0-9,]*(?:\.[0-9]+)?)$")
 
 
 def _price(v: Any) -> float | str | None:
-    """A number from ``12.99`` or ``"$1,299.00"``; other text (``"$5 - $9"``) kept as written; ``None`` dropped."""
+    """A number from ``12.99`` or ``"$1,299.00"``; other text (``"$5 - $9"``) kept as written; ``None``
+    dropped."""
     if v is None or isinstance(v, bool):
         return None
     if isinstance(v, (int, float)):
@@ -137,12 +140,18 @@ def meta_frame(records: list[dict[str, Any]], item_key: str = "parent_asin") -> 
     frame = pl.DataFrame({"item_id": ids, "title": titles, "description": descriptions},
                          schema={"item_id": pl.String, "title": pl.String, "description": pl.String})
     frame = frame.with_columns(pl.Series("categories", categories, dtype=pl.List(pl.String)))
-    return frame.with_columns(pl.Series("attributes", [json.dumps(a, ensure_ascii=False, default=str) if a else None
-                                                       for a in extra], dtype=pl.String))
+    return frame.with_columns(
+        pl.Series(
+            "attributes",
+            [json.dumps(a, ensure_ascii=False, default=str) if a else None for a in extra],
+            dtype=pl.String,
+        )
+    )
 
 
 def read_meta(path: Path, item_key: str = "parent_asin", chunk_rows: int = 100_000) -> pl.DataFrame:
-    """A metadata file as items, read ``chunk_rows`` lines at a time; the last record of a repeated id wins."""
+    """A metadata file as items, read ``chunk_rows`` lines at a time; the last record of a repeated id
+    wins."""
     frames = [meta_frame(records, item_key) for _, records in iter_json_chunks(path, chunk_rows)]
     if not frames:
         raise DataError("empty file", source=str(path), expected="Amazon metadata, one JSON object per line")
@@ -189,7 +198,8 @@ def _find_files(folder: Path) -> tuple[Path, Path | None]:
 
 
 def _sibling_meta(reviews: Path) -> Path | None:
-    """``meta_<name>`` next to ``<name>`` (both editions publish them that way), also for ``reviews_<name>``."""
+    """``meta_<name>`` next to ``<name>`` (both editions publish them that way), also for
+    ``reviews_<name>``."""
     stem = reviews.name
     candidates = [reviews.with_name("meta_" + stem)]
     if stem.startswith("reviews_"):

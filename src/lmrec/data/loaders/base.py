@@ -1,9 +1,9 @@
 """What every loader provides, and how raw tables become a cleaned :class:`Dataset`.
 
-A loader turns one real format into lmrec's column names. It does not clean: it yields raw event chunks (with a
-1-based ``_row`` for error messages) and, where the format has them, item and user tables. Cleaning and id
-mapping happen once, in :func:`read_dataset` (in memory) or in :meth:`lmrec.store.Store.import_source`
-(chunk by chunk, for files larger than memory).
+A loader turns one real format into lmrec's column names. It does not clean: it yields raw event chunks (with
+a 1-based ``_row`` for error messages) and, where the format has them, item and user tables. Cleaning and id
+mapping happen once, in :func:`read_dataset` (in memory) or in :meth:`lmrec.store.Store.import_source` (chunk
+by chunk, for files larger than memory).
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ class Source:
     ``events`` is either a whole table or a callable returning an iterator of chunks; in both cases rows carry
     ``_row`` (1-based position in the source file) so that errors can point at them.
 
-    ``items_complete`` says whether ``items`` is the whole catalogue. When it is (the default), events for items
-    missing from it are dropped as ``unknown_item`` (if cleaning asks for it); a loader whose item table only adds
-    text to some items (an item-text file) sets it to ``False`` so that no event is lost for a missing title.
+    ``items_complete`` says whether ``items`` is the whole catalogue. When it is (the default), events for
+    items missing from it are dropped as ``unknown_item`` (if cleaning asks for it); a loader whose item table
+    only adds text to some items (an item-text file) sets it to ``False`` so that no event is lost for a
+    missing title.
     """
 
     name: str
@@ -65,8 +66,14 @@ def attributes_json(df: pl.DataFrame, columns: list[str]) -> pl.Series:
     if not columns:
         return pl.Series("attributes", [None] * df.height, dtype=pl.String)
     rows = df.select(columns).to_dicts()
-    return pl.Series("attributes", [json.dumps({k: v for k, v in r.items() if v is not None}, ensure_ascii=False,
-                                               default=str) for r in rows], dtype=pl.String)
+    return pl.Series(
+        "attributes",
+        [
+            json.dumps({k: v for k, v in r.items() if v is not None}, ensure_ascii=False, default=str)
+            for r in rows
+        ],
+        dtype=pl.String,
+    )
 
 
 def read_dataset(source: Source, cleaning: CleaningConfig | None = None,
@@ -95,7 +102,7 @@ def known_item_ids(source: Source) -> pl.Series | None:
 
 
 def _explicit(cfg: CleaningConfig) -> set[str]:
-    """Fields of ``cfg`` that differ from the defaults (so a loader's default event type is not overridden by a
-    default the user never chose)."""
+    """Fields of ``cfg`` that differ from the defaults (so a loader's default event type is not overridden by
+    a default the user never chose)."""
     default = CleaningConfig()
     return {f for f in cfg.__dataclass_fields__ if getattr(cfg, f) != getattr(default, f)}

@@ -1,9 +1,9 @@
 """Generic event tables: CSV, TSV, Parquet or JSON lines, with a column mapping, streamed in chunks.
 
-The events file needs a user, an item and a time column; it may have an event type, a value (rating, amount...)
-and an event id. Columns already named as lmrec names them (``user_id``, ``item_id``, ``timestamp``,
-``event_type``, ``value``, ``event_id``) or with a common spelling (``userId``, ``visitorid``, ``itemid``,
-``rating``...) are found without help; others are named by a mapping, from the command line
+The events file needs a user, an item and a time column; it may have an event type, a value (rating,
+amount...) and an event id. Columns already named as lmrec names them (``user_id``, ``item_id``,
+``timestamp``, ``event_type``, ``value``, ``event_id``) or with a common spelling (``userId``, ``visitorid``,
+``itemid``, ``rating``...) are found without help; others are named by a mapping, from the command line
 (``-m user_id=customer -m item_id=sku``) or from a config file::
 
     # loader.toml  →  lmrec data import clicks.csv --config loader.toml
@@ -21,8 +21,9 @@ and an event id. Columns already named as lmrec names them (``user_id``, ``item_
 A folder holding ``events.<ext>`` (and optionally ``items.<ext>``, ``users.<ext>``), such as the output of
 ``Dataset.save`` or ``Store.export_parquet``, is read the same way.
 
-Events are never read whole: Parquet is read ``chunk_rows`` rows at a time, CSV/TSV in blocks of a few megabytes
-regrouped into chunks, JSON lines line by line. Item and user tables are read whole (they are catalogues).
+Events are never read whole: Parquet is read ``chunk_rows`` rows at a time, CSV/TSV in blocks of a few
+megabytes regrouped into chunks, JSON lines line by line. Item and user tables are read whole (they are
+catalogues).
 """
 
 from __future__ import annotations
@@ -80,7 +81,10 @@ ITEM_ALIASES: dict[str, tuple[str, ...]] = {
     "description": ("description", "desc", "text"),
     "categories": ("categories", "category", "genres", "tags"),
 }
-USER_ALIASES: dict[str, tuple[str, ...]] = {"user_id": EVENT_ALIASES["user_id"], "profile": ("profile", "bio")}
+USER_ALIASES: dict[str, tuple[str, ...]] = {
+    "user_id": EVENT_ALIASES["user_id"],
+    "profile": ("profile", "bio"),
+}
 REQUIRED_EVENT_FIELDS = ("user_id", "item_id", "timestamp")
 
 
@@ -97,8 +101,13 @@ def table_kind(path: Path, kind: str | None = None) -> str:
                          "parquet or jsonl") from None
 
 
-def resolve_columns(available: list[str], mapping: Mapping[str, str] | None, aliases: Mapping[str, tuple[str, ...]],
-                    required: tuple[str, ...], path: Path) -> dict[str, str]:
+def resolve_columns(
+    available: list[str],
+    mapping: Mapping[str, str] | None,
+    aliases: Mapping[str, tuple[str, ...]],
+    required: tuple[str, ...],
+    path: Path,
+) -> dict[str, str]:
     """lmrec name → source column: the mapping first, then the first alias present. Raises :class:`DataError`
     for a mapped column the file lacks or a required field nobody supplies."""
     mapping = dict(mapping or {})
@@ -141,9 +150,16 @@ def _columns(path: Path, kind: str, separator: str | None) -> list[str]:
     raise DataError("empty file", source=str(path), expected="at least one JSON object per line")
 
 
-def iter_table(path: Path, kind: str, chunk_rows: int, columns: list[str] | None = None,
-               separator: str | None = None, bad: BadLines | None = None) -> Iterator[tuple[int, pl.DataFrame]]:
-    """Chunks of a table file as ``(row number of the first row, DataFrame)``; never the whole file at once."""
+def iter_table(
+    path: Path,
+    kind: str,
+    chunk_rows: int,
+    columns: list[str] | None = None,
+    separator: str | None = None,
+    bad: BadLines | None = None,
+) -> Iterator[tuple[int, pl.DataFrame]]:
+    """Chunks of a table file as ``(row number of the first row, DataFrame)``; never the whole file at
+    once."""
     if kind == "jsonl":
         for start, records in iter_json_chunks(path, chunk_rows, bad):
             cols = columns or sorted({k for r in records for k in r})
@@ -191,8 +207,15 @@ def read_table(path: Path, kind: str | None = None, separator: str | None = None
     return df
 
 
-def _catalogue(path: Path, mapping: Mapping[str, str] | None, aliases: Mapping[str, tuple[str, ...]],
-               fields: tuple[str, ...], key: str, separator: str | None, category_separator: str) -> pl.DataFrame:
+def _catalogue(
+    path: Path,
+    mapping: Mapping[str, str] | None,
+    aliases: Mapping[str, tuple[str, ...]],
+    fields: tuple[str, ...],
+    key: str,
+    separator: str | None,
+    category_separator: str,
+) -> pl.DataFrame:
     """An item or user table in lmrec's columns; every other column goes into the ``attributes`` JSON."""
     raw = read_table(path, None, separator)
     cols = resolve_columns(raw.columns, mapping, aliases, (key,), path)
@@ -287,7 +310,9 @@ def load_table(
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     kind = table_kind(path, kind)
-    columns = resolve_columns(_columns(path, kind, separator), mapping, EVENT_ALIASES, REQUIRED_EVENT_FIELDS, path)
+    columns = resolve_columns(
+        _columns(path, kind, separator), mapping, EVENT_ALIASES, REQUIRED_EVENT_FIELDS, path
+    )
     bad = BadLines(path)
 
     def chunks(chunk_rows: int) -> Iterator[pl.DataFrame]:
@@ -330,7 +355,9 @@ def _table_file(folder: Path, stem: str) -> Path | None:
 def _folder_files(folder: Path) -> tuple[Path, Path | None, Path | None]:
     events = _table_file(folder, "events")
     if events is None:
-        raise FileNotFoundError(f"{folder}: expected an events file (events.parquet, events.csv, ...) in the folder")
+        raise FileNotFoundError(
+            f"{folder}: expected an events file (events.parquet, events.csv, ...) in the folder"
+        )
     return events, _table_file(folder, "items"), _table_file(folder, "users")
 
 

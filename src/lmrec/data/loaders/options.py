@@ -54,7 +54,9 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
-def loader_options(mapping: list[str], config: Path | None, options: list[str] | None = None) -> dict[str, Any]:
+def loader_options(
+    mapping: list[str], config: Path | None, options: list[str] | None = None
+) -> dict[str, Any]:
     """Merge a config file's ``[loader]`` table (or top level) with command-line pairs; the command line wins.
 
     Parameters

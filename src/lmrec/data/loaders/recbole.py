@@ -1,7 +1,8 @@
 """RecBole atomic files: ``.inter`` (interactions), ``.item`` and ``.user``.
 
-Zhao et al., "RecBole: Towards a Unified, Comprehensive and Efficient Framework for Recommendation Algorithms",
-CIKM 2021. Each file is tab-separated with a typed header, ``name:type`` where the type is ``token``,
+Zhao et al., "RecBole: Towards a Unified, Comprehensive and Efficient Framework for Recommendation
+Algorithms", CIKM 2021. Each file is tab-separated with a typed header, ``name:type`` where the type is
+``token``,
 ``token_seq`` (space-separated tokens), ``float`` or ``float_seq``::
 
     user_id:token   item_id:token   rating:float    timestamp:float
@@ -13,9 +14,9 @@ Sequential benchmark files hold one *history plus target* per row instead of one
     1                   1193 661 914            3408
 
 Such a row becomes the events ``history..., target`` of that user, timestamped by their position in the user's
-sequence (or by ``timestamp_list:float_seq`` and ``timestamp:float`` when present). Prefix rows of the same user
-(``a → b``, ``a b → c``) then describe the same events, which cleaning recognises as duplicates and keeps once; this
-assumes the histories were written untruncated.
+sequence (or by ``timestamp_list:float_seq`` and ``timestamp:float`` when present). Prefix rows of the same
+user (``a → b``, ``a b → c``) then describe the same events, which cleaning recognises as duplicates and keeps
+once; this assumes the histories were written untruncated.
 
 Field names follow RecBole's defaults (``user_id``, ``item_id``, ``rating``, ``timestamp``, ``item_id_list``,
 ``session_id``); a ``mapping`` names others (``{"user_id": "visitor"}``, header names without their type).
@@ -57,7 +58,8 @@ _SEQ_EXPANSION = 64
 
 
 def parse_header(line: str, path: Path) -> dict[str, str]:
-    """``{"user_id": "token", ...}`` from a RecBole header line; :class:`DataError` when a field is untyped."""
+    """``{"user_id": "token", ...}`` from a RecBole header line; :class:`DataError` when a field is
+    untyped."""
     fields: dict[str, str] = {}
     for i, raw in enumerate(line.rstrip("\r\n").split("\t")):
         name, sep, ftype = raw.strip().rpartition(":")
@@ -87,7 +89,8 @@ def _resolve(fields: Mapping[str, str], mapping: Mapping[str, str] | None,
 
 
 def _read_atomic(path: Path, chunk_rows: int) -> Iterator[tuple[int, pl.DataFrame, dict[str, str]]]:
-    """Chunks of an atomic file with plain column names (types stripped), all text; ``(first row, frame, types)``."""
+    """Chunks of an atomic file with plain column names (types stripped), all text; ``(first row, frame,
+    types)``."""
     fields = parse_header(first_line(path), path)
     names = list(fields)
     start = 1
@@ -107,7 +110,9 @@ def _events(df: pl.DataFrame, cols: dict[str, str], start: int) -> pl.DataFrame:
     hist = cols["item_id_list"]
     items = pl.concat_list(
         pl.col(hist).fill_null("").str.split(" ").list.eval(pl.element().filter(pl.element() != "")),
-        pl.col(cols["item_id"]).cast(pl.String) if "item_id" in cols else pl.lit([], dtype=pl.List(pl.String)),
+        pl.col(cols["item_id"]).cast(pl.String)
+        if "item_id" in cols
+        else pl.lit([], dtype=pl.List(pl.String)),
     ).alias("item_id")
     out = df.select("_row", pl.col(cols["user_id"]).alias("user_id"), items)
     if "timestamp_list" in cols and "timestamp" in cols:
@@ -142,7 +147,8 @@ def load_recbole(path: str | Path, *, mapping: Mapping[str, str] | None = None,
         An ``.inter`` file (its ``.item`` and ``.user`` siblings of the same stem are read too) or a folder
         holding ``<folder name>.inter`` (or a single ``.inter`` file).
     mapping:
-        lmrec field → header name (without ``:type``) for interactions, when they differ from RecBole's defaults.
+        lmrec field → header name (without ``:type``) for interactions, when they differ from RecBole's
+        defaults.
     item_mapping:
         The same for the ``.item`` file (``title``, ``description``, ``categories``).
     default_event_type:
@@ -162,8 +168,13 @@ def load_recbole(path: str | Path, *, mapping: Mapping[str, str] | None = None,
                                  "name it with mapping")
     sequential = "item_id_list" in cols
     if not sequential and "timestamp" not in cols:
-        raise DataError("missing field", source=str(inter), row=0, field="timestamp",
-                        expected=f"timestamp:float (the header has {list(fields)}); lmrec orders events by time")
+        raise DataError(
+            "missing field",
+            source=str(inter),
+            row=0,
+            field="timestamp",
+            expected=f"timestamp:float (the header has {list(fields)}); lmrec orders events by time",
+        )
     stem = inter.name[: -len(".inter")]
     base = stem.split(".")[0]  # ml-1m.train.inter → ml-1m.item
 
@@ -179,20 +190,30 @@ def load_recbole(path: str | Path, *, mapping: Mapping[str, str] | None = None,
     items = _catalogue(item_file, item_mapping, ITEM_DEFAULTS, "item_id") if item_file else None
     users = _catalogue(user_file, None, USER_DEFAULTS, "user_id") if user_file else None
     event_type = default_event_type or ("rating" if "value" in cols else "view")
-    source = Source(name or base, event_chunks=chunks, items=items, users=users, default_event_type=event_type,
-                    origin=str(inter))
+    source = Source(
+        name or base,
+        event_chunks=chunks,
+        items=items,
+        users=users,
+        default_event_type=event_type,
+        origin=str(inter),
+    )
     if sequential:
         source.notes.append("sequence rows (history + target) expanded into events; the prefixes repeated "
                             "across rows of one user are counted as duplicates and kept once")
         if "timestamp_list" not in cols:
-            source.notes.append("timestamps are positions in each user's sequence (order only, not real times)")
+            source.notes.append(
+                "timestamps are positions in each user's sequence (order only, not real times)"
+            )
     return source
 
 
 def _inter_file(path: Path) -> Path:
     if path.is_file():
         if not path.name.endswith(".inter"):
-            raise DataError("not a RecBole interaction file", source=str(path), expected="a file named *.inter")
+            raise DataError(
+                "not a RecBole interaction file", source=str(path), expected="a file named *.inter"
+            )
         return path
     if path.is_dir():
         own = path / f"{path.name}.inter"

@@ -1,13 +1,14 @@
 """Research sequence formats: the plain-text files sequential-recommendation papers publish.
 
-* **sequence** layout (S3-Rec, ICLRec, DuoRec): one line per user, ``user item item item ...``, items oldest first.
+* **sequence** layout (S3-Rec, ICLRec, DuoRec): one line per user, ``user item item item ...``, items oldest
+  first.
 * **pairs** layout (SASRec, BERT4Rec): one ``user item`` pair per line, each user's lines in time order.
-* **item text** (optional): ``item_id<TAB>text`` per line, giving each item its title (the text a language model
-  reads).
+* **item text** (optional): ``item_id<TAB>text`` per line, giving each item its title (the text a language
+  model reads).
 
 These files hold no times. Each interaction gets a synthetic timestamp: its position in the file (1, 2, 3...),
-which keeps every user's order, so leave-one-out splits are exact; a *temporal* split on such data is meaningless
-and the source's notes say so. The files are read ``chunk_rows`` events at a time, never whole.
+which keeps every user's order, so leave-one-out splits are exact; a *temporal* split on such data is
+meaningless and the source's notes say so. The files are read ``chunk_rows`` events at a time, never whole.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def _split(line: str, separator: str | None) -> list[str]:
 
 
 def detect_layout(path: Path, separator: str | None = None, probe_lines: int = 1000) -> str:
-    """``"sequence"`` when some line among the first ``probe_lines`` has more than two fields, else ``"pairs"``."""
+    """``"sequence"`` when some line among the first ``probe_lines`` has more than two fields, else
+    ``"pairs"``."""
     with open_text(path) as f:
         for i, line in enumerate(f):
             if i >= probe_lines:
@@ -54,7 +56,8 @@ def load_sequences(path: str | Path, *, layout: str = "auto", items: str | Path 
     path:
         The interactions file (plain or gzip-compressed).
     layout:
-        ``"sequence"`` (``user item item ...``), ``"pairs"`` (``user item``) or ``"auto"`` (look at the first lines).
+        ``"sequence"`` (``user item item ...``), ``"pairs"`` (``user item``) or ``"auto"`` (look at the first
+        lines).
     items:
         An ``item_id<TAB>text`` file; the text becomes the item's title.
     separator:
@@ -73,7 +76,8 @@ def load_sequences(path: str | Path, *, layout: str = "auto", items: str | Path 
         layout = detect_layout(path, separator)
 
     def chunks(chunk_rows: int) -> Iterator[pl.DataFrame]:
-        # One line may hold a long sequence, so lines are read in small groups and events regrouped to chunk_rows.
+        #  One line may hold a long sequence, so lines are read in small groups and events regrouped to
+        #  chunk_rows.
         position = 0
         buf: dict[str, list] = {k: [] for k in _SCHEMA}
         for start, lines in iter_line_chunks(path, max(1, min(chunk_rows, 10_000))):
@@ -86,8 +90,13 @@ def load_sequences(path: str | Path, *, layout: str = "auto", items: str | Path 
                     raise DataError("malformed line", source=str(path), row=row,
                                     expected="'user item' (two fields)", got=line[:200])
                 if len(fields) < 2:
-                    raise DataError("malformed line", source=str(path), row=row,
-                                    expected="'user item item ...' (a user and at least one item)", got=line[:200])
+                    raise DataError(
+                        "malformed line",
+                        source=str(path),
+                        row=row,
+                        expected="'user item item ...' (a user and at least one item)",
+                        got=line[:200],
+                    )
                 user = fields[0]
                 for item in fields[1:]:
                     position += 1
@@ -136,8 +145,9 @@ def read_item_text(path: Path) -> pl.DataFrame:
                                 expected="item_id<TAB>text", got=line[:200])
             ids.append(item.strip())
             titles.append(text.strip() or None)
-    return pl.DataFrame({"item_id": ids, "title": titles}, schema={"item_id": pl.String, "title": pl.String}) \
-        .unique("item_id", keep="last", maintain_order=True)
+    return pl.DataFrame(
+        {"item_id": ids, "title": titles}, schema={"item_id": pl.String, "title": pl.String}
+    ).unique("item_id", keep="last", maintain_order=True)
 
 
 def load_item_text(path: str | Path, name: str | None = None) -> Source:
