@@ -130,8 +130,8 @@ def test_item_vectors_must_match_the_catalogue(board: Dataset) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "low", "high"), [("itemknn", 0.07, 0.13), ("ease", 0.06, 0.11),
-                                                   ("als", 0.06, 0.11)])
+@pytest.mark.parametrize(("name", "low", "high"), [("itemknn", 0.085, 0.13), ("ease", 0.07, 0.11),
+                                                   ("als", 0.065, 0.10)])
 def test_quality_band_on_movielens_validation(ml100k: Dataset, name: str, low: float, high: float) -> None:
     """Two-sided band on ML-100K leave-one-out validation, full ranking: a jump fails as loudly as a drop."""
     from lmrec.data.splits import leave_one_out

@@ -36,8 +36,9 @@ class ContentLM(Recommender):
 
     @dataclass(frozen=True)
     class Config:
-        #: Recency half-life in history steps; 0 gives every history item the same weight.
-        half_life: float = 10.0
+        #: Recency half-life in history steps; 0 gives every history item the same weight (3 was the best of
+        #: 0, 3, 10, 30 on ML-100K leave-one-out validation, NDCG@10 0.039).
+        half_life: float = 3.0
         #: Only the last ``max_history`` items of a history are used (0 = all).
         max_history: int = 50
         #: Subtract the catalogue's mean vector before normalising (reduces anisotropy).

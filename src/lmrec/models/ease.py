@@ -32,8 +32,9 @@ class EASE(Recommender):
 
     @dataclass(frozen=True)
     class Config:
-        #: L2 regularisation λ (tuned on the ML-100K validation split; a few hundred suits small data).
-        lam: float = 300.0
+        #: L2 regularisation λ (tuned on the ML-100K leave-one-out validation split: 100; 70-150 are within
+        #: 0.0003 NDCG@10 of it, 300 loses 0.005).
+        lam: float = 100.0
         #: Largest catalogue for which the dense inverse is attempted (30k items ≈ 3.6 GB in float32).
         max_items: int = 30_000
 

@@ -67,9 +67,11 @@ class ALS(Recommender):
 
     @dataclass(frozen=True)
     class Config:
-        factors: int = 64
-        regularization: float = 0.05
-        alpha: float = 2.0
+        # Tuned on ML-100K leave-one-out validation (NDCG@10 0.082). alpha=0.5 scores 0.087 there but weighs
+        # observed pairs below missing ones, against the model's assumption, so it is not the default.
+        factors: int = 32
+        regularization: float = 1.0
+        alpha: float = 1.0
         iterations: int = 15
         seed: int = 0
         num_threads: int = 0

@@ -36,12 +36,13 @@ class ItemKNN(Recommender):
 
     @dataclass(frozen=True)
     class Config:
-        #: Neighbours kept per item.
-        k: int = 50
+        #: Neighbours kept per item (tuned on ML-100K leave-one-out validation: 20).
+        k: int = 20
         #: Shrinkage added to the cosine denominator: damps similarities supported by few users.
-        shrink: float = 10.0
-        #: Recency half-life in history steps (0 = every history item weighs the same).
-        half_life: float = 0.0
+        shrink: float = 0.0
+        #: Recency half-life in history steps (0 = every history item weighs the same). With k=20, shrink=0 and
+        #: this half-life, ML-100K validation NDCG@10 is 0.107, against 0.062 for k=50, shrink=10, no recency.
+        half_life: float = 10.0
 
     fast_config = {"k": 20}
 
@@ -102,8 +103,9 @@ class UserKNN(Recommender):
 
     @dataclass(frozen=True)
     class Config:
-        k: int = 50
-        shrink: float = 10.0
+        #: Neighbours that vote (tuned on ML-100K leave-one-out validation).
+        k: int = 30
+        shrink: float = 5.0
 
     fast_config = {"k": 10}
 

@@ -1,0 +1,106 @@
+"""``lmrec train | recommend | evaluate | benchmark`` and the recommendation export, on the checkerboard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from lmrec.cli import app
+from lmrec.cli.models import parse_settings, parse_value
+from lmrec.data.dataset import Dataset
+from lmrec.models import create_model, load_model
+from lmrec.models.export import format_for, read_user_file, write_recommendations
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def board_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.models.conftest import checkerboard
+
+    return checkerboard().save(tmp_path_factory.mktemp("data") / "board")
+
+
+def test_settings_are_parsed_into_types() -> None:
+    assert parse_value("3") == 3 and parse_value("0.5") == 0.5 and parse_value("true") is True
+    assert parse_value("abc") == "abc"
+    assert parse_settings(["k=5", "shrink=1.5"]) == {"k": 5, "shrink": 1.5}
+    assert parse_settings(["ease.lam=300"], scoped=True) == {"ease": {"lam": 300}}
+    with pytest.raises(ValueError):
+        parse_settings(["lam"])
+    with pytest.raises(ValueError):
+        parse_settings(["lam=3"], scoped=True)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "tsv"])
+def test_export_writes_every_user_best_first(board: Dataset, tmp_path: Path, fmt: str) -> None:
+    model = create_model("itemknn", k=10).fit(board)
+    out = tmp_path / f"recs.{fmt}"
+    n = write_recommendations(model, None, 3, out, batch_size=7)
+    assert n == board.n_users
+    expected_ids, _ = model.recommend(["u0", "u31"], k=3)
+    if fmt == "tsv":
+        lines = out.read_text().splitlines()
+        assert len(lines) == board.n_users
+        row = dict(line.split("\t") for line in lines)
+        assert row["u0"].split(" ") == list(expected_ids[0])
+    else:
+        df = pl.read_parquet(out) if fmt == "parquet" else pl.read_csv(out, schema_overrides={"user_id": pl.String,
+                                                                                              "item_id": pl.String})
+        assert df.columns == ["user_id", "rank", "item_id", "score"]
+        assert df.height == 3 * board.n_users
+        u0 = df.filter(pl.col("user_id") == "u0").sort("rank")
+        assert u0["item_id"].to_list() == list(expected_ids[0])
+        assert u0["score"].is_sorted(descending=True)
+    assert not list(tmp_path.glob(".*.tmp")), "no temporary file is left behind"
+
+
+def test_export_helpers(tmp_path: Path) -> None:
+    assert format_for(Path("a.parquet")) == "parquet" and format_for(Path("a.txt")) == "tsv"
+    with pytest.raises(ValueError):
+        format_for(Path("a.xlsx"))
+    f = tmp_path / "users.csv"
+    f.write_text("user_id\nu1\n\n# comment\nu2,extra\n")
+    assert read_user_file(f) == ["u1", "u2"]
+
+
+def test_train_then_recommend_then_evaluate(board_dir: Path, tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    r = runner.invoke(app, ["train", "itemknn", "--dataset", str(board_dir), "--out", str(model_dir),
+                            "--set", "k=10"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((model_dir / "training.json").read_text())
+    assert info["protocol"] == "leave-one-out" and info["config"] == {"k": 10}
+    assert "NDCG@10" in info["validation"]
+    assert load_model(model_dir).config.k == 10
+
+    users = tmp_path / "users.txt"
+    users.write_text("u0\nu31\nnobody\n")
+    out = tmp_path / "recs.tsv"
+    r = runner.invoke(app, ["recommend", str(model_dir), "--users", str(users), "--k", "4", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    lines = out.read_text().splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["u0", "u31", "nobody"]
+    assert lines[0].split("\t")[1].split(" ")[0] == "i0"
+
+    report = tmp_path / "report"
+    r = runner.invoke(app, ["evaluate", "most-popular", "--dataset", str(board_dir), "--k", "5,10",
+                            "--model-dir", str(model_dir), "--out", str(report)])
+    assert r.exit_code == 0, r.output
+    res = json.loads((report / "results.json").read_text())
+    assert set(res["models"]) == {"most-popular", "model"} and res["ranking"] == "full ranking"
+
+
+def test_benchmark_command_and_friendly_errors(board_dir: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["benchmark", "--dataset", str(board_dir), "--models", "most-popular,itemknn",
+                            "--k", "5", "--ranking", "sampled-10", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert "sampled (10 negatives)" in (tmp_path / "b" / "report.md").read_text()
+    r = runner.invoke(app, ["train", "no-such-model", "--dataset", str(board_dir), "--out", str(tmp_path / "x")])
+    assert r.exit_code == 1 and "unknown model" in r.output
+    r = runner.invoke(app, ["evaluate", "ease", "--dataset", str(board_dir), "--set", "itemknn.k=3"])
+    assert r.exit_code == 1 and "not being evaluated" in r.output
