@@ -1,0 +1,225 @@
+"""``lmrec embed items|users|finetune|spaces`` and ``lmrec similar ITEM``: text vectors, from the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from lmrec.cli.common import console, friendly_errors
+
+embed_app = typer.Typer(help="Encode item and user text with a language model (cached), and fine-tune it.",
+                        no_args_is_help=True)
+
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", help="Hugging Face model name or local folder; default all-MiniLM-L6-v2 (shipped, offline).")]
+TemplateOpt = Annotated[str | None, typer.Option(
+    "--template", help="Item fields in order, field[:Label] comma-separated: 'title, categories:Genres'.")]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Cut each item text to this many tokens.")]
+SourceOpt = Annotated[str | None, typer.Option(
+    "--source", help="A built-in dataset (movielens-100k) or a file/folder; default movielens-100k.")]
+StoreFileOpt = Annotated[Path | None, typer.Option(
+    "--store", help="Read items/users/events from this lmrec store (and cache vectors in it).")]
+CacheOpt = Annotated[Path | None, typer.Option(
+    "--cache", help="Embedding cache file (default: the store given with --store, else embeddings.duckdb in "
+    "lmrec's cache directory).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Texts per forward pass.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps...")]
+DownloadOpt = Annotated[bool, typer.Option("--allow-download", help="Let a named model be downloaded.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="Cache precision: float32 or float16.")]
+OutOpt = Annotated[Path | None, typer.Option(
+    "--out", help="Also write the vectors by index to a .npy file (with a .json file naming the rows).")]
+
+
+def _dataset(source: str | None, store: Path | None) -> Any:
+    """The dataset named by ``--source`` or held by ``--store`` (exactly one may be given)."""
+    if source and store:
+        raise ValueError("give --source or --store, not both")
+    if store is not None:
+        from lmrec.store import Store
+
+        if not store.exists():
+            raise FileNotFoundError(f"{store}: no such store file")
+        with Store(store, read_only=True) as st:
+            return st.to_dataset(name=store.stem)
+    from lmrec.data.loaders import load_dataset
+
+    return load_dataset(source or "movielens-100k")[0]
+
+
+def _encoder(model: str | None, batch_size: int, device: str, allow_download: bool) -> Any:
+    from lmrec.text import get_encoder
+
+    return get_encoder(model, batch_size=batch_size, device=device, allow_download=allow_download)
+
+
+def _save(out: Path, vectors: np.ndarray, ids: list[str], meta: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, vectors, allow_pickle=False)
+    out.with_suffix(".json").write_text(json.dumps({**meta, "rows": ["<pad>", *ids]}, ensure_ascii=False))
+    console.print(f"wrote {out} {vectors.shape} and {out.with_suffix('.json').name}")
+
+
+@embed_app.command("items")
+def items(model: ModelOpt = None, template: TemplateOpt = None, max_tokens: MaxTokensOpt = 128,
+          source: SourceOpt = None, store: StoreFileOpt = None, cache: CacheOpt = None,
+          batch_size: BatchOpt = 64, device: DeviceOpt = "auto", dtype: DtypeOpt = "float32",
+          allow_download: DownloadOpt = False,
+          out: OutOpt = None) -> None:
+    """Encode every item's text (cached: only new or changed texts are encoded).
+
+    Examples: `lmrec embed items`, `lmrec embed items --model BAAI/bge-small-en-v1.5 --template
+    'title, categories:Genres, description:About'`, `lmrec embed items --store shop.duckdb --out items.npy`.
+    """
+    from lmrec.text import ItemTemplate, embed_dataset_items
+
+    with friendly_errors():
+        ds = _dataset(source, store)
+        enc = _encoder(model, batch_size, device, allow_download)
+        tpl = ItemTemplate.parse(template, max_tokens=max_tokens)
+        console.print(f"{ds.n_items:,} items of {ds.name}, encoder {enc.name} (revision {enc.revision}), "
+                      f"template [cyan]{tpl}[/] ≤ {max_tokens} tokens")
+        vecs, stats = embed_dataset_items(ds, encoder=enc, template=tpl, store=cache or store, progress=True,
+                                          dtype=dtype)  # type: ignore[arg-type]
+        console.print(str(stats))
+        if out is not None:
+            _save(out, vecs, ds.item_map.raw_ids, {"kind": "items", "encoder": enc.name,
+                                                    "revision": enc.revision, "template": tpl.canonical()})
+
+
+@embed_app.command("users")
+def users(model: ModelOpt = None, text: Annotated[str, typer.Option(
+              "--text", help="profile (attributes), history (last titles, newest first) or both.")] = "both",
+          last_n: Annotated[int, typer.Option("--last-n", help="Titles in a history text.")] = 10,
+          source: SourceOpt = None, store: StoreFileOpt = None, cache: CacheOpt = None,
+          batch_size: BatchOpt = 64, device: DeviceOpt = "auto", allow_download: DownloadOpt = False,
+          out: OutOpt = None) -> None:
+    """Encode every user's text on the query side: profile, history of titles, or both joined."""
+    from lmrec.text import encode_cached, history_texts, profile_text
+
+    with friendly_errors():
+        if text not in ("profile", "history", "both"):
+            raise ValueError(f"--text must be profile, history or both, not {text!r}")
+        ds = _dataset(source, store)
+        enc = _encoder(model, batch_size, device, allow_download)
+        users_tbl = ds.users.sort("user_idx")
+        profiles = [profile_text(a, p) for a, p in zip(users_tbl["attributes"].to_list(),
+                                                       users_tbl["profile"].to_list(), strict=True)]
+        hist = history_texts(ds.sequences, ds.item_titles(), last_n=last_n, prefix="Recently: ")[1:]
+        texts = {"profile": profiles, "history": hist,
+                 "both": [". ".join(t for t in pair if t) for pair in zip(profiles, hist, strict=True)]}[text]
+        kind = f"user-{text}:last{last_n}"
+        example = texts[0][:120].replace("[", r"\[")
+        console.print(f"{len(texts):,} users of {ds.name}, encoder {enc.name}; e.g. [cyan]{example}[/]")
+        vecs, stats = encode_cached(texts, encoder=enc, store=cache or store, template=kind, side="query",
+                                    progress=True, description="users")
+        console.print(str(stats))
+        if out is not None:
+            full = np.zeros((ds.user_map.size, vecs.shape[1]), dtype=np.float32)
+            full[users_tbl["user_idx"].to_numpy()] = vecs
+            _save(out, full, ds.user_map.raw_ids,
+                  {"kind": kind, "encoder": enc.name, "revision": enc.revision})
+
+
+@embed_app.command("finetune")
+def finetune(out: Annotated[Path, typer.Option("--out", help="Folder for the fine-tuned model.")],
+             base: ModelOpt = None, source: SourceOpt = None, store: StoreFileOpt = None,
+             pairs: Annotated[int, typer.Option("--pairs", help="Training pairs to sample.")] = 4000,
+             epochs: Annotated[int, typer.Option("--epochs")] = 1,
+             batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per batch.")] = 64,
+             max_length: Annotated[int, typer.Option("--max-length", help="Tokens per text.")] = 64,
+             lr: Annotated[float, typer.Option("--lr")] = 5e-5,
+             seed: Annotated[int, typer.Option("--seed")] = 0, device: DeviceOpt = "auto") -> None:
+    """Fine-tune the encoder on (history text → next item) pairs from the training part of a leave-one-out
+    split.
+
+    The new model gets its own revision, so cached vectors of the base model are kept apart. Use it with
+    `--model FOLDER` in the other commands.
+    """
+    from lmrec.data.splits import leave_one_out
+    from lmrec.text.finetune import FinetuneConfig, finetune_encoder
+
+    with friendly_errors():
+        ds = _dataset(source, store)
+        split = leave_one_out(ds)
+        cfg = FinetuneConfig(max_pairs=pairs, epochs=epochs, batch_size=batch_size, max_length=max_length,
+                             learning_rate=lr, seed=seed)
+        console.print(f"fine-tuning on {split.describe()}")
+        res = finetune_encoder(split, out, base=base, config=cfg, device=device, progress=True)
+        loss = f"{res.train_loss:.3f}" if res.train_loss is not None else "n/a"
+        console.print(f"wrote {res.path}: encoder [bold]{res.name}[/] revision {res.revision}, "
+                      f"{res.n_pairs:,} pairs, training loss {loss}, {res.seconds:.0f}s")
+
+
+@embed_app.command("spaces")
+def spaces(cache: CacheOpt = None) -> None:
+    """List what the embedding cache holds: one row per (encoder, revision, template, settings, dtype)."""
+    from lmrec.store.embeddings import EmbeddingTable, open_store
+    from lmrec.text import default_cache_path
+
+    with friendly_errors():
+        with open_store(cache or default_cache_path()) as st:
+            df = EmbeddingTable(st).spaces()
+        t = Table("encoder", "revision", "template", "dtype", "dim", "vectors")
+        for r in df.iter_rows(named=True):
+            t.add_row(r["encoder"], r["revision"], r["template"][:60], r["dtype"], str(r["dim"]),
+                      f"{r['n_vectors']:,}")
+        console.print(t)
+
+
+def similar(item: Annotated[str, typer.Argument(help="An item id (or, if no id matches, part of a title).")],
+            k: Annotated[int, typer.Option("--k", help="How many neighbours.")] = 10, model: ModelOpt = None,
+            template: TemplateOpt = None, max_tokens: MaxTokensOpt = 128, source: SourceOpt = None,
+            store: StoreFileOpt = None, cache: CacheOpt = None, device: DeviceOpt = "auto",
+            allow_download: DownloadOpt = False) -> None:
+    """Print the items whose text is nearest to ITEM's (cosine similarity of cached text vectors)."""
+    from lmrec.text import ItemTemplate, item_vectors
+
+    with friendly_errors():
+        ds = _dataset(source, store)
+        idx = _find_item(ds, item)
+        enc = _encoder(model, 64, device, allow_download)
+        vecs = item_vectors(ds, encoder=enc, template=ItemTemplate.parse(template, max_tokens=max_tokens),
+                            store=cache or store)
+        ids, scores = nearest(vecs, idx, k)
+        titles = ds.item_titles()
+        t = Table(title=f"nearest to {ds.item_map.raw(idx)}: {titles[idx]} ({enc.name})")
+        t.add_column("#", justify="right")
+        t.add_column("item")
+        t.add_column("title")
+        t.add_column("score", justify="right")
+        for rank, (i, s) in enumerate(zip(ids, scores, strict=True), 1):
+            t.add_row(str(rank), ds.item_map.raw(int(i)), titles[int(i)], f"{s:.3f}")
+        console.print(t)
+
+
+def _find_item(ds: Any, item: str) -> int:
+    if item in ds.item_map:
+        return int(ds.item_map.index(item))
+    titles = ds.item_titles()
+    low = item.lower()
+    matches = [i for i, t in enumerate(titles) if i and low in t.lower()]
+    if not matches:
+        raise ValueError(f"no item has id {item!r} or a title containing it")
+    return matches[0]
+
+
+def nearest(vecs: np.ndarray, idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` items with the highest cosine similarity to item ``idx`` (itself and padding excluded)."""
+    norms = np.linalg.norm(vecs, axis=1)
+    norms[norms == 0] = 1.0
+    scores = (vecs @ vecs[idx]) / (norms * norms[idx])
+    scores[[0, idx]] = -np.inf
+    k = min(k, len(scores) - 2)
+    top = np.argpartition(-scores, k)[:k]
+    top = top[np.argsort(-scores[top])]
+    return top, scores[top]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(embed_app, name="embed")
+    app.command("similar")(similar)
