@@ -1,0 +1,44 @@
+"""``lmrec predict``: tables, JSON, and a clear error for an unknown user or a non-multitask model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lmrec.cli import app
+from lmrec.data.synthetic_ecommerce import generate_ecommerce
+from lmrec.models.multitask import MultiTask
+from lmrec.models.popularity import MostPopular
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ds = generate_ecommerce(n_users=80, n_items=40, days=120, seed=2).dataset()
+    path = tmp_path_factory.mktemp("mt") / "model"
+    MultiTask(d_model=16, n_layers=1, max_len=8, epochs=1, value_cuts=2).fit(ds).save(path)
+    MostPopular().fit(ds).save(path.parent / "pop")
+    return path
+
+
+def test_predict_json_and_table(model_dir: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["predict", "u3", "--model", str(model_dir), "-k", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out[0]["user"] == "u3" and len(out[0]["next_items"]) == 3
+    assert abs(sum(out[0]["next_type"].values()) - 1) < 1e-5 and out[0]["value"]["predicted"] >= 0
+    res = runner.invoke(app, ["predict", "u3", "u4", "--model", str(model_dir), "-k", "2"])
+    assert res.exit_code == 0 and "user u4" in res.output and "next action" in res.output
+
+
+def test_predict_errors(model_dir: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["predict", "nobody", "--model", str(model_dir)])
+    assert res.exit_code == 1 and "nobody" in res.output
+    res = runner.invoke(app, ["predict", "u3", "--model", str(model_dir.parent / "pop")])
+    assert res.exit_code == 1 and "multitask" in res.output
