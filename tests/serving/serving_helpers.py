@@ -7,7 +7,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -64,6 +64,15 @@ def make_events(seed: int = 0) -> pl.DataFrame:
             t += 1
             rows.append({"user_id": f"u{u}", "item_id": str(item), "timestamp": t, "event_type": "view"})
     return pl.DataFrame(rows)
+
+
+def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
+    """Wait until ``check()`` is truthy (events reach the store in batches, shortly after the request)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout}s: {check}")
+        time.sleep(0.02)
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@ ANN path."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,7 @@ def test_keys_are_stored_hashed_and_checked_by_scope() -> None:
 
 
 @pytest.fixture
-def content_engine(tmp_path: Path) -> Engine:
+def content_engine(tmp_path: Path) -> Iterator[Engine]:
     """ContentLM (user vector · item vector) over hashed text, with the ANN threshold below the catalogue
     size."""
     enc = HashingEncoder()
@@ -125,7 +126,10 @@ def content_engine(tmp_path: Path) -> Engine:
     settings = ServingSettings(model_dir=tmp_path / "m", store=str(store.path), ann_threshold=4,
                                ann_candidates=6,
                                dev_mode=True)
-    return Engine.open(settings, store, enc)
+    engine = Engine.open(settings, store, enc)
+    yield engine
+    engine.close()
+    store.close()
 
 
 def test_engine_retrieves_with_the_index_and_rescores_exactly(content_engine: Engine) -> None:
@@ -153,3 +157,31 @@ def test_engine_adds_text_items_to_a_text_model(content_engine: Engine) -> None:
     assert got.items[0].item_id == "heat2"  # the text model scores the new item at once
     sim = eng.similar_items("heat2", 2, "behaviour")
     assert {i.item_id for i in sim.items} & {"heat", "ronin"}
+
+
+def test_api_events_get_the_importers_ids_and_errors_name_the_row() -> None:
+    import polars as pl
+
+    from lmrec.data.cleaning import ROW, CleaningConfig, CleaningReport, DataError, clean_rows
+    from lmrec.serving.ingest import prepare
+
+    raw = [{"user_id": "u", "item_id": "i", "timestamp": 1_700_000_000_123, "event_type": "addtocart",
+            "value": 4.5},
+           {"user_id": "u", "item_id": "j", "timestamp": 1_700_000_001, "event_type": "view", "value": None}]
+    ours = prepare(raw)
+    df = pl.DataFrame(raw).with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
+    theirs = clean_rows(df, CleaningConfig(), CleaningReport())
+    assert [e.event_id for e in ours] == theirs["event_id"].to_list()
+    assert ours[0].event_type == "cart" and ours[0].timestamp == 1_700_000_000
+    with pytest.raises(DataError, match="row 1, field 'event_type'"):
+        prepare([raw[1], {**raw[1], "event_type": "teleport"}])
+
+
+def test_erasure_drops_events_not_yet_committed(content_engine: Engine) -> None:
+    eng = content_engine
+    eng.writer.flush_s = 60.0  # hold the batch back
+    eng.ingest([{"event_id": "late", "user_id": "u5", "item_id": "toy", "event_type": "view"}])
+    assert eng.writer.pending_ids(["late"]) == {"late"}
+    eng.erase_user("u5")
+    eng.writer.flush()
+    assert eng.store.execute("SELECT count(*) FROM events WHERE user_id = 'u5'")[0][0] == 0

@@ -7,8 +7,9 @@ import time
 
 import httpx
 import pytest
+from serving_helpers import eventually
 
-from lmrec.store.keys import KeyStore, user_row_counts
+from lmrec.store.keys import KeyStore, existing_event_ids, user_row_counts
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +32,7 @@ def test_an_ingested_event_changes_the_next_recommendation(start) -> None:
     assert top not in after
 
     # The same event id again is a no-op, in the response and in the store.
+    eventually(lambda: existing_event_ids(s.store, ["e-1"]))
     n_events = s.store.counts()["events"]
     r = s.client.post("/v1/events", json={"events": [dislike]})
     assert r.json()["accepted"] == 0 and r.json()["duplicates"] == 1
@@ -42,8 +44,8 @@ def test_an_ingested_event_changes_the_next_recommendation(start) -> None:
     assert viewed not in rec_ids(s.get("/v1/users/u0/recommendations", params={"k": 3}))
     assert viewed in rec_ids(s.get("/v1/users/u0/recommendations",
                                    params={"k": 10, "exclude_seen": "false"}))
-    # ...and it was persisted to the store.
-    assert s.store.user_sequence("u0")["item_id"].to_list()[-1] == viewed
+    # ...and it reaches the store.
+    eventually(lambda: s.store.user_sequence("u0")["item_id"].to_list()[-1] == viewed)
 
 
 def test_a_new_user_is_served_from_their_first_events_with_a_behaviour_model(start) -> None:
@@ -105,7 +107,7 @@ def test_an_erased_user_gets_404_and_leaves_no_row(start) -> None:
     # The trained model still knows u1's training history, but never serves it again.
     assert s.client.post("/v1/events", json={"events": [
         {"user_id": "u1", "item_id": "toy", "event_type": "view"}]}).status_code == 200
-    assert s.store.user_sequence("u1")["item_id"].to_list() == ["toy"]
+    eventually(lambda: s.store.user_sequence("u1")["item_id"].to_list() == ["toy"])
 
 
 def test_a_hot_swap_under_concurrent_requests_fails_none(start) -> None:

@@ -123,6 +123,7 @@ def create_app(settings: ServingSettings | None = None, *, store: Store | None =
             yield
         finally:
             app.state.engine = None
+            eng.close()
             if own_store:
                 eng.store.close()
 

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from lmrec.data.cleaning import ROW, CleaningConfig, CleaningReport, clean_rows
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models.base import MODEL_FILE, NEG_INF, load_model, topk
@@ -33,13 +32,21 @@ from lmrec.serving.bundle import (
 )
 from lmrec.serving.errors import CapabilityError, InvalidRequestError, NotFoundError
 from lmrec.serving.explain import Explanation, explain
+from lmrec.serving.ingest import EventWriter, prepare
 from lmrec.serving.overlay import HistoryOverlay, UserState
 from lmrec.serving.rerank import mmr
 from lmrec.serving.retrieval import normalise
 from lmrec.serving.settings import ServingSettings
 from lmrec.serving.text import Encoder, encode_items, encode_query
 from lmrec.store.duckdb_store import Store
-from lmrec.store.keys import KeyStore, existing_event_ids, user_profile, user_row_counts
+from lmrec.store.keys import (
+    KeyStore,
+    existing_event_ids,
+    recent_histories,
+    user_events,
+    user_profile,
+    user_row_counts,
+)
 
 log = logging.getLogger("lmrec.serving")
 
@@ -127,7 +134,14 @@ class Engine:
         self._erased: set[str] = set()
         self._on_activate = on_activate
         self.overlay = HistoryOverlay(self._load_user, settings.max_cached_users, settings.history_limit)
+        self.writer = EventWriter(store, settings.ingest_flush_ms, settings.ingest_sync)
+        self._ingest_lock = threading.Lock()
         self.started_at = time.time()
+        if settings.preload_users:
+            t0 = time.perf_counter()
+            recent = recent_histories(store, settings.max_cached_users, settings.history_limit)
+            n = self.overlay.preload(recent)
+            log.info("loaded the recent history of %d users in %.1fs", n, time.perf_counter() - t0)
         if on_activate is not None:
             on_activate(bundle)
 
@@ -151,23 +165,27 @@ class Engine:
 
     # ------------------------------------------------------------------ users and their histories
     def _load_user(self, user_id: str) -> UserState | None:
-        """A user's state from the store, else the model's training history; ``None`` if unknown
-        everywhere."""
-        events = self.store.user_sequence(user_id, limit=self.settings.history_limit * 2)
-        has_row, profile = user_profile(self.store, user_id)
-        erased = user_id in self._erased or self.keys.is_erased(user_id)
-        state = UserState(profile=profile)
-        if events.height:
-            for item, etype in zip(events["item_id"].to_list(), events["event_type"].to_list(), strict=True):
-                state.apply(item, etype, self.settings.history_limit)
+        """A user's state from the store (plus events not yet committed), else the model's training history;
+        ``None`` if the user is unknown everywhere."""
+        limit = self.settings.history_limit
+        with self.writer.commit_lock:  # no batch may move from "pending" to "stored" while we read both
+            stored = user_events(self.store, user_id, limit * 2)
+            pending = self.writer.pending_for(user_id)
+        events = stored + [(e.item_id, e.event_type) for e in sorted(pending, key=lambda e: e.timestamp)]
+        if events:
+            state = UserState()
+            for item, etype in events:
+                state.apply(item, etype, limit)
             return state
+        has_row, profile = user_profile(self.store, user_id)
+        state = UserState(profile=profile)
         b = self.bundle
         assert b.model.user_map is not None and b.model.item_map is not None
         uidx = b.model.user_map.get(user_id)
-        if uidx and not erased:
+        if uidx and not (user_id in self._erased or self.keys.is_erased(user_id)):
             hist = b.model.histories_for(np.array([uidx]))[0]
             for item in b.model.item_map.raws(hist).tolist():
-                state.apply(item, "view", self.settings.history_limit)
+                state.apply(item, "view", limit)
             return state
         return state if has_row else None
 
@@ -369,8 +387,9 @@ class Engine:
 
     # ------------------------------------------------------------------ writes: events
     def ingest(self, events: list[dict[str, Any]]) -> IngestResult:
-        """Store a batch of events (idempotent by ``event_id``) and apply the new ones to users' histories at
-        once.
+        """Accept a batch of events (idempotent by ``event_id``): the next recommendation reflects them at
+        once,
+        and they are committed to the store within ``ingest_flush_ms`` (see :mod:`lmrec.serving.ingest`).
 
         Events without an ``event_id`` get the stable id the importer derives from their fields; without a
         ``timestamp`` they are stamped now. A bad field fails the whole batch with the row and field named.
@@ -378,32 +397,30 @@ class Engine:
         if len(events) > self.settings.max_batch:
             raise InvalidRequestError(f"{len(events)} events in one batch; "
                                       f"the limit is {self.settings.max_batch}")
-        now = int(time.time())
-        df = pl.DataFrame([{**e, "timestamp": e.get("timestamp") or now} for e in events],
-                          schema={"event_id": pl.String, "user_id": pl.String, "item_id": pl.String,
-                                  "timestamp": pl.Int64, "event_type": pl.String, "value": pl.Float64})
-        df = df.with_row_index(ROW, offset=0).with_columns(pl.col(ROW).cast(pl.Int64))
-        clean = clean_rows(df, CleaningConfig(strict=True), CleaningReport(source="request body"))
-        clean = clean.unique("event_id", keep="first", maintain_order=True)
-        users = list(dict.fromkeys(clean["user_id"].to_list()))
+        rows = list({e.event_id: e for e in reversed(prepare(events))}.values())[::-1]  # first of each id
+        users = list(dict.fromkeys(e.user_id for e in rows))
         locks = sorted({id(self.overlay.user_lock(u)): self.overlay.user_lock(u) for u in users}.items())
         for _, lock in locks:
             lock.acquire()
         try:
             for u in users:
+                # Load before the new events exist anywhere, so that none is counted twice.
                 self.overlay.ensure_loaded(u)
-            present = existing_event_ids(self.store, clean["event_id"].to_list())
-            new = clean.filter(~pl.col("event_id").is_in(list(present))) if present else clean
-            if new.height:
-                self.store.append_events(new.drop(ROW), CleaningConfig(strict=True), source="request body")
-            for (u,), rows in new.sort("timestamp", maintain_order=True).group_by("user_id",
-                                                                                  maintain_order=True):
-                self.overlay.apply(str(u), zip(rows["item_id"].to_list(), rows["event_type"].to_list(),
-                                                strict=True))
+            with self._ingest_lock:  # one de-duplication at a time: a concurrent resend cannot slip through
+                ids = [e.event_id for e in rows]
+                seen = self.writer.pending_ids(ids)
+                seen |= existing_event_ids(self.store, [i for i in ids if i not in seen])
+                new = [e for e in rows if e.event_id not in seen]
+                self.writer.submit(new)
+            by_user: dict[str, list[tuple[str, str]]] = {}
+            for e in sorted(new, key=lambda e: e.timestamp):
+                by_user.setdefault(e.user_id, []).append((e.item_id, e.event_type))
+            for u, evs in by_user.items():
+                self.overlay.apply(u, evs)
         finally:
             for _, lock in reversed(locks):
                 lock.release()
-        return IngestResult(accepted=new.height, duplicates=len(events) - new.height, users=len(users))
+        return IngestResult(accepted=len(new), duplicates=len(events) - len(new), users=len(users))
 
     # ------------------------------------------------------------------ writes: items
     def upsert_items(self, items: list[dict[str, Any]]) -> UpsertResult:
@@ -454,6 +471,7 @@ class Engine:
         with self.overlay.user_lock(user_id):
             if self.overlay.load_locked(user_id) is None:
                 raise NotFoundError(f"unknown user {user_id!r}")
+            self.writer.drop_user(user_id)
             removed = self.store.delete_user(user_id)
             self.keys.mark_erased(user_id)
             self._erased.add(user_id)
@@ -491,6 +509,10 @@ class Engine:
         log.info("activated model version %s", version)
         return bundle
 
+    def close(self) -> None:
+        """Commit queued events and stop the background writer."""
+        self.writer.close()
+
     def status(self) -> dict[str, Any]:
         b = self.bundle
         return {"model_version": b.version, "model": b.model.name, "catalogue_size": b.n_items,
@@ -499,4 +521,5 @@ class Engine:
                 "behaviour": "vectors" if b.behaviour_index is not None else
                 ("co-occurrence" if b.cooc is not None else "none"),
                 "prediction_heads": heads.available_heads(b.model),
+                "events_committed": self.writer.committed,
                 "loaded_at": b.loaded_at, "started_at": self.started_at}

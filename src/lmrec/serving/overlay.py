@@ -125,6 +125,21 @@ class HistoryOverlay:
             self._users.move_to_end(user_id)
             self._evict()
 
+    def preload(self, histories: dict[str, list[tuple[str, str]]]) -> int:
+        """Fill the cache with users' events ``(item_id, event_type)``, oldest first (users already cached are
+        kept as they are). Returns how many users were added."""
+        added = 0
+        with self._lock:
+            for user_id, events in histories.items():
+                if user_id in self._users or len(self._users) >= self._max:
+                    continue
+                state = UserState()
+                for item_id, event_type in events:
+                    state.apply(item_id, event_type, self.limit)
+                self._users[user_id] = state
+                added += 1
+        return added
+
     def forget(self, user_id: str) -> bool:
         """Drop a user's state (erasure); ``True`` when there was one."""
         with self._lock:

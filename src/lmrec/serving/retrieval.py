@@ -48,9 +48,8 @@ class VectorIndex:
             raise ValueError(f"vectors must be (n_items + 1, d), got shape {v.shape}")
         self.dim = v.shape[1]
         self._n = len(v)
-        # Capacity doubles so that adding items one batch at a time stays cheap.
-        self._buf = np.zeros((max(16, self._n * 2 if self._n > threshold else self._n + 64), self.dim),
-                             dtype=np.float32)
+        # Spare capacity (grown by half when full) so that adding items one batch at a time stays cheap.
+        self._buf = np.zeros((self._n + max(64, self._n // 8), self.dim), dtype=np.float32)
         self._buf[: self._n] = v
         self._buf[PAD] = 0.0
         self.threshold = threshold
@@ -93,7 +92,7 @@ class VectorIndex:
         with self._lock:
             top = int(indices.max(initial=0)) + 1
             if top > len(self._buf):
-                grown = np.zeros((max(top, 2 * len(self._buf)), self.dim), dtype=np.float32)
+                grown = np.zeros((max(top + 64, len(self._buf) * 3 // 2), self.dim), dtype=np.float32)
                 grown[: self._n] = self._buf[: self._n]
                 self._buf = grown
             self._buf[indices] = vectors

@@ -31,6 +31,9 @@ class ServingSettings(BaseSettings):
     max_k: int = Field(1_000, ge=1, description="Largest k a request may ask for.")
     history_limit: int = Field(200, ge=1, description="Newest events of a user that recommendations read.")
     max_cached_users: int = Field(100_000, ge=1, description="Users whose recent history is held in memory.")
+    preload_users: bool = Field(True, description="Load the most recently active users' histories at start.")
+    ingest_flush_ms: int = Field(50, ge=1, description="How often queued events are committed (ms).")
+    ingest_sync: bool = Field(False, description="Commit each events request before answering it (slower).")
     ann_threshold: int = Field(
         50_000, ge=0, description="Catalogues larger than this are searched with a FAISS index.")
     ann_candidates: int = Field(200, ge=1,

@@ -147,11 +147,43 @@ class KeyStore:
 
 
 def existing_event_ids(store: Store, event_ids: list[str]) -> set[str]:
-    """Which of these event ids the store already holds."""
-    if not event_ids:
-        return set()
-    rows = store.execute("SELECT event_id FROM events WHERE list_contains(?, event_id)", [list(event_ids)])
-    return {r[0] for r in rows}
+    """Which of these event ids the store already holds (primary-key lookups, in chunks of 500)."""
+    found: set[str] = set()
+    ids = list(dict.fromkeys(event_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        rows = store.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
+        found.update(r[0] for r in rows)
+    return found
+
+
+def user_events(store: Store, user_id: str, limit: int) -> list[tuple[str, str]]:
+    """A user's newest ``limit`` events as ``(item_id, event_type)``, oldest first (ties in insertion
+    order)."""
+    rows = store.execute(
+        "SELECT item_id, event_type FROM events WHERE user_id = ? "
+        "ORDER BY timestamp DESC, rowid DESC LIMIT ?",
+        [str(user_id), int(limit)])
+    return [(r[0], r[1]) for r in reversed(rows)]
+
+
+def recent_histories(store: Store, max_users: int, per_user: int) -> dict[str, list[tuple[str, str]]]:
+    """The newest ``per_user`` events ``(item_id, event_type)``, oldest first, of the ``max_users`` most
+    recently active users, in one scan: the service loads them at start, so first requests need no query."""
+    rows = store.execute(
+        """WITH active AS (
+               SELECT user_id FROM events GROUP BY user_id ORDER BY max(timestamp) DESC LIMIT ?),
+           ranked AS (
+               SELECT e.user_id, e.item_id, e.event_type, e.timestamp, e.rowid AS rid,
+                      row_number() OVER (PARTITION BY e.user_id ORDER BY e.timestamp DESC, e.rowid DESC) AS r
+               FROM events e JOIN active USING (user_id))
+           SELECT user_id, item_id, event_type FROM ranked WHERE r <= ? ORDER BY user_id, timestamp, rid""",
+        [int(max_users), int(per_user)])
+    out: dict[str, list[tuple[str, str]]] = {}
+    for user, item, etype in rows:
+        out.setdefault(user, []).append((item, etype))
+    return out
 
 
 def user_profile(store: Store, user_id: str) -> tuple[bool, str | None]:

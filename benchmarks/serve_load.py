@@ -1,0 +1,227 @@
+"""Load test of `lmrec serve`: a fixed request rate from a second process on loopback, latency percentiles.
+
+Data: a seeded synthetic catalogue (default 100,000 items, 10,000 users, Zipf-skewed popularity, 30 events per
+user on average) in a fresh DuckDB store; a model trained on it (MostPopular by default) and served with
+``lmrec serve`` in its own process. The load generator is another process: an asyncio httpx client that sends
+requests on a fixed schedule (open loop: a slow answer does not delay the next request, and latency is
+measured
+from the scheduled send time, so queueing is counted, not hidden).
+
+Phases, each ``--duration`` seconds at ``--rate`` requests/s: user recommendations
+(``GET /v1/users/{id}/recommendations?k=10``), then event ingestion (``POST /v1/events``, one event per
+request).
+
+    python benchmarks/serve_load.py                      # 60 s per phase at 200 req/s, writes
+    docs/benchmarks.md
+    python benchmarks/serve_load.py --duration 10 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------- data and model
+def build(folder: Path, n_items: int, n_users: int, events_per_user: int, model: str, seed: int) -> Path:
+    """Write the store and a trained model folder; returns the model folder."""
+    import polars as pl
+
+    from lmrec.models import create_model
+    from lmrec.store import Store
+
+    rng = np.random.default_rng(seed)
+    genres = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi", "Romance", "Thriller", "Animation"]
+    items = pl.DataFrame({
+        "item_id": [f"i{i}" for i in range(n_items)],
+        "title": [f"Item {i}" for i in range(n_items)],
+        "categories": [[genres[i % len(genres)]] for i in range(n_items)],
+    })
+    lengths = rng.poisson(events_per_user, n_users).clip(1)
+    n = int(lengths.sum())
+    # Zipf-like popularity: item rank r drawn with probability ∝ 1 / (r + 10)^1.1
+    p = 1.0 / (np.arange(n_items) + 10.0) ** 1.1
+    chosen = rng.choice(n_items, size=n, p=p / p.sum())
+    users = np.repeat(np.arange(n_users), lengths)
+    events = pl.DataFrame({
+        "event_id": [f"e{i}" for i in range(n)],
+        "user_id": [f"u{u}" for u in users.tolist()],
+        "item_id": [f"i{i}" for i in chosen.tolist()],
+        "timestamp": (1_600_000_000 + np.arange(n)).tolist(),
+        "event_type": "view",
+    })
+    with Store(folder / "store.duckdb") as st:
+        st.upsert_items(items)
+        st.append_events(events)
+        ds = st.to_dataset()
+    path = folder / "models" / "v1"
+    create_model(model).fit(ds).save(path)
+    return path
+
+
+# ---------------------------------------------------------------------- the load generator (second process)
+async def _drive(url: str, kind: str, rate: float, duration: float, n_users: int, n_items: int,
+                 seed: int) -> dict[str, object]:
+    import httpx
+
+    rng = np.random.default_rng(seed)
+    total = int(rate * duration)
+    users = rng.integers(0, n_users, total)
+    items = rng.integers(0, n_items, total)
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=url, timeout=10.0, limits=limits) as client:
+        start = time.perf_counter() + 0.5
+
+        async def one(i: int) -> None:
+            due = start + i / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            try:
+                if kind == "recommendations":
+                    r = await client.get(f"/v1/users/u{users[i]}/recommendations", params={"k": 10})
+                else:
+                    r = await client.post("/v1/events", json={"events": [{
+                        "event_id": f"load-{seed}-{i}", "user_id": f"u{users[i]}", "item_id": f"i{items[i]}",
+                        "event_type": "view"}]})
+                code = str(r.status_code)
+            except httpx.HTTPError as exc:
+                code = type(exc).__name__
+            latencies.append(time.perf_counter() - due)  # from the scheduled time: queueing counts
+            if code != "200":
+                errors[code] = errors.get(code, 0) + 1
+
+        await asyncio.gather(*(one(i) for i in range(total)))
+        wall = time.perf_counter() - start
+    ms = np.array(latencies) * 1000
+    return {"kind": kind, "requests": total, "errors": errors, "seconds": wall, "throughput": total / wall,
+            "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+            "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
+
+
+def loadgen_main(argv: list[str]) -> None:
+    url, kind, rate, duration, n_users, n_items, seed = argv
+    out = asyncio.run(_drive(url, kind, float(rate), float(duration), int(n_users), int(n_items), int(seed)))
+    print(json.dumps(out))
+
+
+# ---------------------------------------------------------------------- orchestration
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 600) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("the server did not become ready")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--users", type=int, default=10_000)
+    ap.add_argument("--events-per-user", type=int, default=30)
+    ap.add_argument("--model", default="most-popular")
+    ap.add_argument("--rate", type=float, default=200.0, help="Requests per second.")
+    ap.add_argument("--duration", type=float, default=60.0, help="Seconds per phase.")
+    ap.add_argument("--warmup", type=float, default=5.0, help="Unmeasured seconds before each phase.")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", type=Path, default=None, help="Keep data here (default: a temp folder).")
+    ap.add_argument("--no-write", action="store_true", help="Print only; do not update docs/benchmarks.md.")
+    args = ap.parse_args()
+
+    tmp = tempfile.TemporaryDirectory(prefix="lmrec-serve-load-")
+    folder = args.workdir or Path(tmp.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    model_dir = build(folder, args.items, args.users, args.events_per_user, args.model, args.seed)
+    print(f"data and model ready in {time.perf_counter() - t0:.0f}s", flush=True)
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "LMREC_TEXT_ENCODER": "none"}
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from lmrec.cli import main; main()", "serve", str(model_dir),
+         "--store", str(folder / "store.duckdb"),
+         "--port", str(port), "--dev", "--log-level", "warning"], env=env, cwd=REPO)
+    results = []
+    try:
+        t0 = time.perf_counter()
+        _wait_ready(url, server)
+        startup = time.perf_counter() - t0
+        print(f"server ready in {startup:.1f}s", flush=True)
+        for i, kind in enumerate(("recommendations", "events")):
+            if args.warmup > 0:
+                _run_loadgen(url, kind, args.rate, args.warmup, args, seed=1000 + i)
+            res = _run_loadgen(url, kind, args.rate, args.duration, args, seed=args.seed + i)
+            print(json.dumps(res), flush=True)
+            results.append(res)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        tmp.cleanup()
+
+    if not args.no_write:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from _report import write_section
+
+        rows = "\n".join(
+            f"| {r['kind']} | {r['requests']:,} | {sum(r['errors'].values())} | {r['throughput']:.1f} | "
+            f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} |"
+            for r in results)
+        body = (f"## Serving load (`lmrec serve`)\n\n"
+                f"{args.items:,} items, {args.users:,} users, ~{args.events_per_user} events per user "
+                "(synthetic, "
+                f"Zipf popularity, seed {args.seed}); model `{args.model}`; one uvicorn process; load from "
+                "a second "
+                f"process (asyncio httpx, open loop) at {args.rate:.0f} requests/s for {args.duration:.0f} "
+                "s per "
+                f"phase after {args.warmup:.0f} s of warm-up, on loopback. Latency is measured from each "
+                "request's "
+                f"scheduled send time. Server start-up (load model + catalogue): {startup:.1f} s.\n\n"
+                "| phase | requests | errors | throughput (req/s) | p50 ms | p95 ms | p99 ms | max ms |\n"
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n" + rows + "\n\n"
+                "Goal: p99 ≤ 15 ms at 200 requests/s with 0 errors. The CPU is shared by the server and "
+                "the load "
+                "generator (and, when measured during development, by other work on the machine).")
+        print(f"wrote {write_section('serving', body)}")
+
+
+def _run_loadgen(url: str, kind: str, rate: float, duration: float, args: argparse.Namespace,
+                 seed: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--_loadgen", url, kind, str(rate), str(duration), str(args.users),
+         str(args.items), str(seed)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--_loadgen":
+        loadgen_main(sys.argv[2:])
+    else:
+        main()
