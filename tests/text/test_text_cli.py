@@ -1,0 +1,71 @@
+"""``lmrec embed items|users|spaces`` and ``lmrec similar`` on a tiny store, with the real default model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from lmrec.cli import app
+from lmrec.store import Store
+
+
+@pytest.fixture(autouse=True)
+def shared_model(monkeypatch, minilm):
+    """The CLI's default encoder is the session's loaded one (loading it per command is slow)."""
+    import lmrec.cli.text as cli_text
+
+    real = cli_text._encoder
+    monkeypatch.setattr(cli_text, "_encoder", lambda model, *a: minilm if model is None else real(model, *a))
+
+
+@pytest.fixture
+def shop(tmp_path):
+    path = tmp_path / "shop.duckdb"
+    with Store(path) as st:
+        st.upsert_items(pl.DataFrame({
+            "item_id": ["i1", "i2", "i3", "i4"],
+            "title": ["Alien (1979)", "Aliens (1986)", "Toy Story (1995)", "Toy Story 2 (1999)"],
+            "categories": [["Horror", "Sci-Fi"], ["Action", "Sci-Fi"], ["Animation"], ["Animation"]],
+        }))
+        st.upsert_users(pl.DataFrame({"user_id": ["u1", "u2"],
+                                      "attributes": ['{"age": 30, "gender": "F"}', None]}))
+        st.append_events(pl.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["i1", "i2", "i3"],
+                                       "timestamp": [1, 2, 3], "event_type": ["view"] * 3}))
+    return path
+
+
+def test_embed_items_then_cached_and_similar(shop, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "items.npy"
+    res = runner.invoke(app, ["embed", "items", "--store", str(shop), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "4 encoded" in res.output
+    vecs = np.load(out)
+    assert vecs.shape == (5, 384) and not vecs[0].any()
+    assert json.loads(out.with_suffix(".json").read_text())["rows"][1:] == ["i1", "i2", "i3", "i4"]
+
+    res = runner.invoke(app, ["embed", "items", "--store", str(shop)])
+    assert res.exit_code == 0 and "0 encoded" in res.output and "4 from the cache" in res.output
+
+    res = runner.invoke(app, ["similar", "i3", "--store", str(shop), "--k", "2"])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if "│" in ln and "Toy Story 2" in ln]
+    assert lines and lines[0].split("│")[1].strip() == "1"  # the sequel is the nearest item
+
+    res = runner.invoke(app, ["embed", "spaces", "--cache", str(shop)])
+    assert res.exit_code == 0 and "float32" in res.output and "│ 384 │ 4 " in res.output
+
+
+def test_embed_users_and_errors(shop):
+    runner = CliRunner()
+    res = runner.invoke(app, ["embed", "users", "--store", str(shop)])
+    assert res.exit_code == 0, res.output
+    assert "2 encoded" in res.output and "gender: female" in res.output
+    res = runner.invoke(app, ["embed", "items", "--store", str(shop), "--model", "nobody/missing-model"])
+    assert res.exit_code == 1 and "not available offline" in res.output
+    res = runner.invoke(app, ["similar", "no-such-thing", "--store", str(shop)])
+    assert res.exit_code == 1 and "no item has id" in res.output
