@@ -13,12 +13,21 @@ from lmrec.data.splits import leave_one_out
 from lmrec.evaluation import run_benchmark, tune
 
 
-def test_benchmark_writes_a_complete_report(board: Dataset, board_vectors: np.ndarray, tmp_path: Path) -> None:
-    res = run_benchmark(board, "leave-one-out",
-                        models=["most-popular", ("itemknn", {"k": 10}), ("knn-5", "itemknn", {"k": 5}),
-                                "content-lm"],
-                        ks=(5, 10), out_dir=tmp_path, seed=0, item_vectors=board_vectors, progress=False,
-                        n_boot=200, command="pytest")
+def test_benchmark_writes_a_complete_report(
+    board: Dataset, board_vectors: np.ndarray, tmp_path: Path
+) -> None:
+    res = run_benchmark(
+        board,
+        "leave-one-out",
+        models=["most-popular", ("itemknn", {"k": 10}), ("knn-5", "itemknn", {"k": 5}), "content-lm"],
+        ks=(5, 10),
+        out_dir=tmp_path,
+        seed=0,
+        item_vectors=board_vectors,
+        progress=False,
+        n_boot=200,
+        command="pytest",
+    )
     assert res.labels == ["most-popular", "itemknn", "knn-5", "content-lm"]
     assert res.ranking == "full ranking"
     d = res.to_dict()
@@ -42,8 +51,16 @@ def test_benchmark_writes_a_complete_report(board: Dataset, board_vectors: np.nd
 
 
 def test_sampled_benchmark_is_labelled_everywhere(board: Dataset, tmp_path: Path) -> None:
-    res = run_benchmark(board, "leave-one-out", models=["most-popular"], ks=(5,), out_dir=tmp_path,
-                        ranking="sampled-10", progress=False, n_boot=50)
+    res = run_benchmark(
+        board,
+        "leave-one-out",
+        models=["most-popular"],
+        ks=(5,),
+        out_dir=tmp_path,
+        ranking="sampled-10",
+        progress=False,
+        n_boot=50,
+    )
     label = "sampled (10 negatives)"
     assert res.ranking == label
     assert label in (tmp_path / "report.md").read_text()
@@ -52,9 +69,17 @@ def test_sampled_benchmark_is_labelled_everywhere(board: Dataset, tmp_path: Path
 
 
 def test_cold_item_protocol_needs_text(board: Dataset, board_vectors: np.ndarray) -> None:
-    res = run_benchmark(board, "cold-item", models=["itemknn", "content-lm"], ks=(10,), seed=0,
-                        item_vectors=board_vectors, progress=False, n_boot=50,
-                        protocol_params={"cold_frac": 0.2})
+    res = run_benchmark(
+        board,
+        "cold-item",
+        models=["itemknn", "content-lm"],
+        ks=(10,),
+        seed=0,
+        item_vectors=board_vectors,
+        progress=False,
+        n_boot=50,
+        protocol_params={"cold_frac": 0.2},
+    )
     # collaborative models cannot rank items without events; the text model can
     assert res.result("content-lm").mean("HR@10") > res.result("itemknn").mean("HR@10")
 
@@ -78,8 +103,9 @@ def test_tuning_reads_validation_only(board: Dataset, monkeypatch: pytest.Monkey
 
 
 def test_fitted_models_from_another_vocabulary_are_refused(board: Dataset) -> None:
-    from lmrec.models import create_model
     from tests.models.conftest import checkerboard
+
+    from lmrec.models import create_model
 
     other = checkerboard().with_events(board.events.head(10))
     m = create_model("most-popular").fit(other)

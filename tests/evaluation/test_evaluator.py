@@ -18,10 +18,23 @@ from lmrec.models import create_model
 
 def _tiny() -> Dataset:
     # item popularity: a=4, b=3, c=2, d=1 (e has no events but is in the catalogue)
-    rows = [("u1", "a"), ("u2", "a"), ("u3", "a"), ("u4", "a"), ("u1", "b"), ("u2", "b"), ("u3", "b"),
-            ("u1", "c"), ("u2", "c"), ("u1", "d")]
-    ev = pl.DataFrame([(f"e{n}", u, i, n, "click", None) for n, (u, i) in enumerate(rows)],
-                      schema=["event_id", "user_id", "item_id", "timestamp", "event_type", "value"], orient="row")
+    rows = [
+        ("u1", "a"),
+        ("u2", "a"),
+        ("u3", "a"),
+        ("u4", "a"),
+        ("u1", "b"),
+        ("u2", "b"),
+        ("u3", "b"),
+        ("u1", "c"),
+        ("u2", "c"),
+        ("u1", "d"),
+    ]
+    ev = pl.DataFrame(
+        [(f"e{n}", u, i, n, "click", None) for n, (u, i) in enumerate(rows)],
+        schema=["event_id", "user_id", "item_id", "timestamp", "event_type", "value"],
+        orient="row",
+    )
     return Dataset.build(ev, pl.DataFrame({"item_id": ["a", "b", "c", "d", "e"]}))
 
 
@@ -31,8 +44,12 @@ def test_full_ranking_by_hand() -> None:
     ix = ds.item_map.index
     # user A has seen "a": ranking of the rest is b, c, d, e → target c is at rank 2
     # user B has seen nothing: a, b, c, d, e → target e at rank 5
-    es = EvalSet("test", np.array([1, 2]), Ragged.from_lists([[ix("a")], []]),
-                 Ragged.from_lists([[ix("c")], [ix("e")]]))
+    es = EvalSet(
+        "test",
+        np.array([1, 2]),
+        Ragged.from_lists([[ix("a")], []]),
+        Ragged.from_lists([[ix("c")], [ix("e")]]),
+    )
     res = evaluate(model, es, ds, ks=(1, 2, 5))
     np.testing.assert_array_equal(res.ranked[0, :4], [ix("b"), ix("c"), ix("d"), ix("e")])
     assert ix("a") not in res.ranked[0], "the history is removed from the ranking"
@@ -95,7 +112,9 @@ def test_groups_and_curves(board: Dataset, board_vectors: np.ndarray) -> None:
     split = leave_one_out(board)
     model = create_model("itemknn", k=10).fit(split.train)
     res = evaluate(model, split.test, split.train, (5, 10), item_vectors=board_vectors)
-    assert "ILD@10" in res.per_user and np.all((res.per_user["ILD@10"] >= -1e-6) | np.isnan(res.per_user["ILD@10"]))
+    assert "ILD@10" in res.per_user and np.all(
+        (res.per_user["ILD@10"] >= -1e-6) | np.isnan(res.per_user["ILD@10"])
+    )
     curve = res.curve("NDCG")
     assert len(curve) == 10 and curve[9] == pytest.approx(res.mean("NDCG@10"))
     groups, labels = res.history_groups()

@@ -15,7 +15,8 @@ HELD_OUT_USER, HELD_OUT_ITEM = "u0", "i0"
 def checkerboard() -> Dataset:
     """Users ``u0..u29`` interact with the even items, ``u30..u49`` with the odd ones (a checkerboard).
 
-    ``u0`` has every even item except ``i0``, which must come first in ``u0``'s recommendations: its neighbours
+    ``u0`` has every even item except ``i0``, which must come first in ``u0``'s recommendations: its
+    neighbours
     all have it, it is popular (even items have more users than odd ones) and its text is like ``u0``'s. Item
     categories: ``even``/``odd`` and ``mod4-{i % 4}``.
     """
@@ -31,13 +32,16 @@ def checkerboard() -> Dataset:
                 continue
             t += 1
             rows.append((f"e{t}", f"u{u}", f"i{i}", t, "click", None))
-    events = pl.DataFrame(rows, schema=["event_id", "user_id", "item_id", "timestamp", "event_type", "value"],
-                          orient="row")
-    items = pl.DataFrame({
-        "item_id": [f"i{i}" for i in range(N_ITEMS)],
-        "title": [f"{'even' if i % 2 == 0 else 'odd'} thing {i}" for i in range(N_ITEMS)],
-        "categories": [["even" if i % 2 == 0 else "odd", f"mod4-{i % 4}"] for i in range(N_ITEMS)],
-    })
+    events = pl.DataFrame(
+        rows, schema=["event_id", "user_id", "item_id", "timestamp", "event_type", "value"], orient="row"
+    )
+    items = pl.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in range(N_ITEMS)],
+            "title": [f"{'even' if i % 2 == 0 else 'odd'} thing {i}" for i in range(N_ITEMS)],
+            "categories": [["even" if i % 2 == 0 else "odd", f"mod4-{i % 4}"] for i in range(N_ITEMS)],
+        }
+    )
     return Dataset.build(events, items, name="checkerboard")
 
 

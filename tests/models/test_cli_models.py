@@ -49,8 +49,11 @@ def test_export_writes_every_user_best_first(board: Dataset, tmp_path: Path, fmt
         row = dict(line.split("\t") for line in lines)
         assert row["u0"].split(" ") == list(expected_ids[0])
     else:
-        df = pl.read_parquet(out) if fmt == "parquet" else pl.read_csv(out, schema_overrides={"user_id": pl.String,
-                                                                                              "item_id": pl.String})
+        df = (
+            pl.read_parquet(out)
+            if fmt == "parquet"
+            else pl.read_csv(out, schema_overrides={"user_id": pl.String, "item_id": pl.String})
+        )
         assert df.columns == ["user_id", "rank", "item_id", "score"]
         assert df.height == 3 * board.n_users
         u0 = df.filter(pl.col("user_id") == "u0").sort("rank")
@@ -70,8 +73,9 @@ def test_export_helpers(tmp_path: Path) -> None:
 
 def test_train_then_recommend_then_evaluate(board_dir: Path, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
-    r = runner.invoke(app, ["train", "itemknn", "--dataset", str(board_dir), "--out", str(model_dir),
-                            "--set", "k=10"])
+    r = runner.invoke(
+        app, ["train", "itemknn", "--dataset", str(board_dir), "--out", str(model_dir), "--set", "k=10"]
+    )
     assert r.exit_code == 0, r.output
     info = json.loads((model_dir / "training.json").read_text())
     assert info["protocol"] == "leave-one-out" and info["config"] == {"k": 10}
@@ -81,26 +85,57 @@ def test_train_then_recommend_then_evaluate(board_dir: Path, tmp_path: Path) -> 
     users = tmp_path / "users.txt"
     users.write_text("u0\nu31\nnobody\n")
     out = tmp_path / "recs.tsv"
-    r = runner.invoke(app, ["recommend", str(model_dir), "--users", str(users), "--k", "4", "--out", str(out)])
+    r = runner.invoke(
+        app, ["recommend", str(model_dir), "--users", str(users), "--k", "4", "--out", str(out)]
+    )
     assert r.exit_code == 0, r.output
     lines = out.read_text().splitlines()
     assert [line.split("\t")[0] for line in lines] == ["u0", "u31", "nobody"]
     assert lines[0].split("\t")[1].split(" ")[0] == "i0"
 
     report = tmp_path / "report"
-    r = runner.invoke(app, ["evaluate", "most-popular", "--dataset", str(board_dir), "--k", "5,10",
-                            "--model-dir", str(model_dir), "--out", str(report)])
+    r = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "most-popular",
+            "--dataset",
+            str(board_dir),
+            "--k",
+            "5,10",
+            "--model-dir",
+            str(model_dir),
+            "--out",
+            str(report),
+        ],
+    )
     assert r.exit_code == 0, r.output
     res = json.loads((report / "results.json").read_text())
     assert set(res["models"]) == {"most-popular", "model"} and res["ranking"] == "full ranking"
 
 
 def test_benchmark_command_and_friendly_errors(board_dir: Path, tmp_path: Path) -> None:
-    r = runner.invoke(app, ["benchmark", "--dataset", str(board_dir), "--models", "most-popular,itemknn",
-                            "--k", "5", "--ranking", "sampled-10", "--out", str(tmp_path / "b")])
+    r = runner.invoke(
+        app,
+        [
+            "benchmark",
+            "--dataset",
+            str(board_dir),
+            "--models",
+            "most-popular,itemknn",
+            "--k",
+            "5",
+            "--ranking",
+            "sampled-10",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "sampled (10 negatives)" in (tmp_path / "b" / "report.md").read_text()
-    r = runner.invoke(app, ["train", "no-such-model", "--dataset", str(board_dir), "--out", str(tmp_path / "x")])
+    r = runner.invoke(
+        app, ["train", "no-such-model", "--dataset", str(board_dir), "--out", str(tmp_path / "x")]
+    )
     assert r.exit_code == 1 and "unknown model" in r.output
     r = runner.invoke(app, ["evaluate", "ease", "--dataset", str(board_dir), "--set", "itemknn.k=3"])
     assert r.exit_code == 1 and "not being evaluated" in r.output

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.models.conftest import HELD_OUT_ITEM, HELD_OUT_USER
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models import NotFittedError, Recommender, available_models, create_model, load_model, model_class
-from tests.models.conftest import HELD_OUT_ITEM, HELD_OUT_USER
 
 MODELS = available_models()
 _FITTED: dict[str, Recommender] = {}
@@ -147,7 +147,7 @@ def test_more_than_the_catalogue_is_padded(model: Recommender, board: Dataset) -
     n_seen = len(set(board.user_sequence(HELD_OUT_USER)))
     real = [i for i in ids if i]
     assert len(real) == board.n_items - n_seen
-    assert np.all(np.isinf(scores[len(real):]))
+    assert np.all(np.isinf(scores[len(real) :]))
 
 
 def test_new_items_never_crash_scoring(model: Recommender, board: Dataset, board_vectors: np.ndarray) -> None:

@@ -53,9 +53,13 @@ def test_itemknn_keeps_k_neighbours_and_no_self_similarity(board: Dataset) -> No
 
 def test_userknn_is_not_its_own_neighbour() -> None:
     rows = [("a", "1"), ("a", "2"), ("a", "3"), ("b", "1"), ("b", "2"), ("b", "4"), ("c", "5")]
-    ds = Dataset.build(pl.DataFrame([(f"e{n}", u, i, n, "click", None) for n, (u, i) in enumerate(rows)],
-                                    schema=["event_id", "user_id", "item_id", "timestamp", "event_type", "value"],
-                                    orient="row"))
+    ds = Dataset.build(
+        pl.DataFrame(
+            [(f"e{n}", u, i, n, "click", None) for n, (u, i) in enumerate(rows)],
+            schema=["event_id", "user_id", "item_id", "timestamp", "event_type", "value"],
+            orient="row",
+        )
+    )
     m = create_model("userknn", k=1, shrink=0.0).fit(ds)
     a = ds.user_map.index("a")
     hist = ds.sequences.take([a])
@@ -86,15 +90,19 @@ def test_recency_decayed_popularity_prefers_what_is_popular_now() -> None:
     day = 86400
     rows = [(f"e{n}", f"u{n}", "old", n, "click", None) for n in range(5)]  # 5 events at t≈0
     rows += [(f"f{n}", f"v{n}", "new", 100 * day + n, "click", None) for n in range(3)]  # 3 recent events
-    ds = Dataset.build(pl.DataFrame(rows, schema=["event_id", "user_id", "item_id", "timestamp", "event_type",
-                                                  "value"], orient="row"))
+    ds = Dataset.build(
+        pl.DataFrame(
+            rows, schema=["event_id", "user_id", "item_id", "timestamp", "event_type", "value"], orient="row"
+        )
+    )
     plain, _ = create_model("most-popular").fit(ds).recommend("nobody", k=2)
     decayed, _ = create_model("most-popular", half_life_days=7).fit(ds).recommend("nobody", k=2)
     assert list(plain) == ["old", "new"] and list(decayed) == ["new", "old"]
 
 
-def test_content_lm_ranks_items_nobody_touched_and_items_added_later(board: Dataset,
-                                                                       board_vectors: np.ndarray) -> None:
+def test_content_lm_ranks_items_nobody_touched_and_items_added_later(
+    board: Dataset, board_vectors: np.ndarray
+) -> None:
     m = create_model("content-lm").fit(board, item_vectors=board_vectors)
     assert m.vectors_meta_ == {}
     # an item added after fitting with a vector like the even items
@@ -111,8 +119,9 @@ def test_content_lm_ranks_items_nobody_touched_and_items_added_later(board: Data
     assert real[-1] == "no-text"
 
 
-def test_content_lm_recency_weighting_follows_the_latest_items(board: Dataset,
-                                                                board_vectors: np.ndarray) -> None:
+def test_content_lm_recency_weighting_follows_the_latest_items(
+    board: Dataset, board_vectors: np.ndarray
+) -> None:
     m = create_model("content-lm", half_life=1.0, center=False).fit(board, item_vectors=board_vectors)
     hist = [board.item_map.index(f"i{i}") for i in (2, 4, 6, 8, 1)]  # mostly even, latest odd
     s = m.score(Ragged.from_lists([hist]))[0]
@@ -130,8 +139,9 @@ def test_item_vectors_must_match_the_catalogue(board: Dataset) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "low", "high"), [("itemknn", 0.085, 0.13), ("ease", 0.07, 0.11),
-                                                   ("als", 0.065, 0.10)])
+@pytest.mark.parametrize(
+    ("name", "low", "high"), [("itemknn", 0.085, 0.13), ("ease", 0.07, 0.11), ("als", 0.065, 0.10)]
+)
 def test_quality_band_on_movielens_validation(ml100k: Dataset, name: str, low: float, high: float) -> None:
     """Two-sided band on ML-100K leave-one-out validation, full ranking: a jump fails as loudly as a drop."""
     from lmrec.data.splits import leave_one_out

@@ -15,19 +15,31 @@ import typer
 
 from lmrec.cli.common import console, friendly_errors, progress
 
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d",
-                                         help="A built-in dataset (movielens-100k), a data file/folder, or a "
-                                              "saved dataset folder.")]
-ProtocolOpt = Annotated[str, typer.Option("--protocol", "-p",
-                                          help="leave-one-out, temporal or cold-item.")]
+DatasetOpt = Annotated[
+    str,
+    typer.Option(
+        "--dataset",
+        "-d",
+        help="A built-in dataset (movielens-100k), a data file/folder, or a saved dataset folder.",
+    ),
+]
+ProtocolOpt = Annotated[str, typer.Option("--protocol", "-p", help="leave-one-out, temporal or cold-item.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for splits, negatives, bootstrap and model initialisation.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s",
-                                                  help="Override a setting: key=value (train) or "
-                                                       "model.key=value (evaluate/benchmark).")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", "-s", help="Override a setting: key=value (train) or model.key=value (evaluate/benchmark)."
+    ),
+]
 KOpt = Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")]
-RankingOpt = Annotated[str, typer.Option(
-    "--ranking", help="full (default: whole catalogue, history removed) or sampled / sampled-N "
-                      "(N random negatives, reported as such).")]
+RankingOpt = Annotated[
+    str,
+    typer.Option(
+        "--ranking",
+        help="full (default: whole catalogue, history removed) or sampled / sampled-N "
+        "(N random negatives, reported as such).",
+    ),
+]
 
 
 def parse_value(text: str) -> Any:
@@ -85,10 +97,16 @@ def train(
     model: Annotated[str, typer.Argument(help="A registered model name (see `lmrec evaluate --help`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
     dataset: DatasetOpt = "movielens-100k",
-    protocol: Annotated[str, typer.Option(
-        "--protocol", "-p", help="Fit on this protocol's training part (leave-one-out, temporal, cold-item) "
-                                 "so the folder can be tested honestly, or 'none' to fit on every event "
-                                 "(for serving).")] = "leave-one-out",
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            "-p",
+            help="Fit on this protocol's training part (leave-one-out, temporal, cold-item) "
+            "so the folder can be tested honestly, or 'none' to fit on every event "
+            "(for serving).",
+        ),
+    ] = "leave-one-out",
     settings: SetOpt = None,
     seed: SeedOpt = 0,
 ) -> None:
@@ -107,8 +125,13 @@ def train(
             cfg["seed"] = seed
         rec = create_model(model, **cfg)
         ds = load_any_dataset(dataset)
-        info: dict[str, Any] = {"model": model, "config": cfg, "dataset": ds.name, "protocol": protocol,
-                                "seed": seed}
+        info: dict[str, Any] = {
+            "model": model,
+            "config": cfg,
+            "dataset": ds.name,
+            "protocol": protocol,
+            "seed": seed,
+        }
         if protocol == "none":
             train_ds, valid, split = ds, None, None
         else:
@@ -116,8 +139,10 @@ def train(
             train_ds, valid = split.train, split.valid
             info["split"] = split.describe()
             info["split_params"] = split.params
-        console.print(f"fitting [cyan]{model}[/] on {train_ds.n_events:,} events of {ds.name} "
-                      f"({'all events' if split is None else split.describe()})")
+        console.print(
+            f"fitting [cyan]{model}[/] on {train_ds.n_events:,} events of {ds.name} "
+            f"({'all events' if split is None else split.describe()})"
+        )
         t0 = time.perf_counter()
         with progress(transient=True) as bar:
             bar.add_task(f"fit {model}", total=None, rate="")
@@ -125,17 +150,22 @@ def train(
         info["fit_seconds"] = round(time.perf_counter() - t0, 3)
         if split is not None and len(split.valid):
             res = evaluate(rec, split.valid, split.train, (10,))
-            info["validation"] = {"NDCG@10": res.mean("NDCG@10"), "HR@10": res.mean("HR@10"),
-                                  "ranking": res.ranking}
-            console.print(f"validation (full ranking): NDCG@10 {res.mean('NDCG@10'):.4f}, "
-                          f"HR@10 {res.mean('HR@10'):.4f}")
+            info["validation"] = {
+                "NDCG@10": res.mean("NDCG@10"),
+                "HR@10": res.mean("HR@10"),
+                "ranking": res.ranking,
+            }
+            console.print(
+                f"validation (full ranking): NDCG@10 {res.mean('NDCG@10'):.4f}, HR@10 {res.mean('HR@10'):.4f}"
+            )
         path = rec.save(out)
         (path / "training.json").write_text(json.dumps(info, indent=2, default=str))
         console.print(f"saved {rec!r} to [bold]{path}[/] in {info['fit_seconds']:.1f} s")
 
 
-def _model_specs(models: list[str] | None, model_dirs: list[Path] | None,
-                 settings: dict[str, Any]) -> list[Any]:
+def _model_specs(
+    models: list[str] | None, model_dirs: list[Path] | None, settings: dict[str, Any]
+) -> list[Any]:
     from lmrec.evaluation.benchmark import DEFAULT_MODELS
     from lmrec.models import load_model
 
@@ -154,19 +184,38 @@ def _model_specs(models: list[str] | None, model_dirs: list[Path] | None,
     return specs
 
 
-def _run(dataset: str, protocol: str, specs: list[Any], ks: str, ranking: str, out: Path | None, seed: int,
-         tune: dict[str, Any] | None) -> None:
+def _run(
+    dataset: str,
+    protocol: str,
+    specs: list[Any],
+    ks: str,
+    ranking: str,
+    out: Path | None,
+    seed: int,
+    tune: dict[str, Any] | None,
+) -> None:
     import sys
 
     from lmrec.evaluation import run_benchmark
 
     ds = load_any_dataset(dataset)
     command = "lmrec " + " ".join(sys.argv[1:])
-    res = run_benchmark(ds, protocol, specs, ks=parse_ks(ks), out_dir=out, seed=seed, ranking=ranking,
-                        tune=tune, command=command)
+    res = run_benchmark(
+        ds,
+        protocol,
+        specs,
+        ks=parse_ks(ks),
+        out_dir=out,
+        seed=seed,
+        ranking=ranking,
+        tune=tune,
+        command=command,
+    )
     console.print(res.table())
     if res.report_html is not None:
-        console.print(f"report: [bold]{res.report_html}[/] (Markdown {res.report_md}, numbers {res.report_json})")
+        console.print(
+            f"report: [bold]{res.report_html}[/] (Markdown {res.report_md}, numbers {res.report_json})"
+        )
 
 
 def evaluate_cmd(
@@ -176,8 +225,12 @@ def evaluate_cmd(
     ks: KOpt = "5,10,20",
     ranking: RankingOpt = "full",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (md, html, json).")] = None,
-    model_dir: Annotated[list[Path] | None, typer.Option(
-        "--model-dir", help="Also evaluate a saved model folder (fitted on this dataset's protocol).")] = None,
+    model_dir: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--model-dir", help="Also evaluate a saved model folder (fitted on this dataset's protocol)."
+        ),
+    ] = None,
     settings: SetOpt = None,
     seed: SeedOpt = 0,
 ) -> None:
@@ -195,14 +248,19 @@ def evaluate_cmd(
 def benchmark(
     dataset: DatasetOpt = "movielens-100k",
     protocol: ProtocolOpt = "leave-one-out",
-    models: Annotated[str | None, typer.Option("--models", "-m",
-                                               help="Comma-separated model names (default: every baseline).")
-                      ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option("--models", "-m", help="Comma-separated model names (default: every baseline)."),
+    ] = None,
     ks: KOpt = "5,10,20",
     ranking: RankingOpt = "full",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder.")] = None,
-    tune: Annotated[bool, typer.Option(help="Grid-search each model's main settings on the validation split "
-                                            "first (never on test).")] = False,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            help="Grid-search each model's main settings on the validation split first (never on test)."
+        ),
+    ] = False,
     settings: SetOpt = None,
     seed: SeedOpt = 0,
 ) -> None:
@@ -222,11 +280,13 @@ def benchmark(
 def recommend(
     model_dir: Annotated[Path, typer.Argument(help="A saved model folder (lmrec train).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .parquet, .csv or .tsv.")],
-    users: Annotated[str, typer.Option(help="'all' (every known user) or a file of user ids, one per line.")
-                     ] = "all",
+    users: Annotated[
+        str, typer.Option(help="'all' (every known user) or a file of user ids, one per line.")
+    ] = "all",
     k: Annotated[int, typer.Option("--k", help="Items per user.")] = 10,
-    fmt: Annotated[str | None, typer.Option("--format", help="parquet, csv or tsv (default: by extension).")
-                   ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="parquet, csv or tsv (default: by extension).")
+    ] = None,
     include_seen: Annotated[bool, typer.Option(help="Allow items the user already has.")] = False,
     batch_size: Annotated[int, typer.Option(help="Users per batch.")] = 2048,
 ) -> None:
@@ -244,9 +304,16 @@ def recommend(
         total = len(model.user_map) if user_list is None else len(user_list)
         with progress() as bar:
             task = bar.add_task(f"recommending with {model.name}", total=total, rate="")
-            n = write_recommendations(model, user_list, k, out, fmt=fmt, batch_size=batch_size,
-                                      exclude_seen=not include_seen,
-                                      on_progress=lambda m: bar.update(task, advance=m))
+            n = write_recommendations(
+                model,
+                user_list,
+                k,
+                out,
+                fmt=fmt,
+                batch_size=batch_size,
+                exclude_seen=not include_seen,
+                on_progress=lambda m: bar.update(task, advance=m),
+            )
         console.print(f"wrote top-{k} for {n:,} users to [bold]{out}[/]")
 
 

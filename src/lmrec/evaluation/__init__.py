@@ -9,6 +9,18 @@ from lmrec.evaluation.evaluator import EvalResult, Ranking, evaluate, popularity
 from lmrec.evaluation.stats import Interval, PairedTest, bootstrap_ci, paired_test
 from lmrec.evaluation.tuning import TuningResult, tune
 
-__all__ = ["DEFAULT_MODELS", "BenchmarkResult", "EvalResult", "Interval", "PairedTest", "Ranking",
-           "TuningResult", "bootstrap_ci", "evaluate", "paired_test", "popularity_buckets", "run_benchmark",
-           "tune"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "BenchmarkResult",
+    "EvalResult",
+    "Interval",
+    "PairedTest",
+    "Ranking",
+    "TuningResult",
+    "bootstrap_ci",
+    "evaluate",
+    "paired_test",
+    "popularity_buckets",
+    "run_benchmark",
+    "tune",
+]

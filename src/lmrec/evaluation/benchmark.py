@@ -1,6 +1,7 @@
 """Run several models on one dataset and protocol, with confidence intervals, paired tests and a report.
 
-The one library function behind ``lmrec evaluate`` / ``lmrec benchmark`` and the demo is :func:`run_benchmark`:
+The one library function behind ``lmrec evaluate`` / ``lmrec benchmark`` and the demo is
+:func:`run_benchmark`:
 models are fitted on ``split.train`` with fixed hyper-parameters (or tuned on ``split.valid`` only) and tested
 once on ``split.test``.
 """
@@ -21,9 +22,15 @@ from lmrec.evaluation.evaluator import BUCKETS, EvalResult, Ranking, beyond_k, e
 from lmrec.evaluation.stats import Interval, PairedTest, paired_test
 from lmrec.models.base import Recommender, create_model, model_class, resolve_item_vectors
 
-#: A model to benchmark: a registered name, ``(name, config)``, ``(label, name, config)`` or an unfitted model.
-ModelSpec = (str | tuple[str, Mapping[str, Any]] | tuple[str, str, Mapping[str, Any]] | Recommender
-             | tuple[str, Recommender])
+# : A model to benchmark: a registered name, ``(name, config)``, ``(label, name, config)`` or an unfitted
+# model.
+ModelSpec = (
+    str
+    | tuple[str, Mapping[str, Any]]
+    | tuple[str, str, Mapping[str, Any]]
+    | Recommender
+    | tuple[str, Recommender]
+)
 
 #: Validation-tuned defaults for MovieLens-100K-sized data (see docs/benchmarks.md, "baselines").
 DEFAULT_MODELS: list[tuple[str, dict[str, Any]]] = [
@@ -98,8 +105,12 @@ class BenchmarkResult:
     def compare(self, a: str, b: str, metric: str | None = None, method: str | None = None) -> PairedTest:
         """Paired test of model ``a`` against ``b`` on the same users."""
         metric = metric or self.main_metric
-        return paired_test(self.result(a).per_user[metric], self.result(b).per_user[metric],
-                           method=method or self.test_method, seed=self.seed)
+        return paired_test(
+            self.result(a).per_user[metric],
+            self.result(b).per_user[metric],
+            method=method or self.test_method,
+            seed=self.seed,
+        )
 
     def comparisons(self) -> dict[str, PairedTest | None]:
         """Every model against the best one on the main metric (``None`` for the best itself)."""
@@ -141,9 +152,12 @@ class BenchmarkResult:
         from rich.table import Table
 
         metrics = list(metrics or self.headline_metrics())
-        t = Table(title=self.title(), caption=f"mean ± 95% bootstrap CI over {self.n_users():,} test users; "
-                  f"p: paired {self.test_method}-test on {self.main_metric} against the best model",
-                  header_style="bold")
+        t = Table(
+            title=self.title(),
+            caption=f"mean ± 95% bootstrap CI over {self.n_users():,} test users; "
+            f"p: paired {self.test_method}-test on {self.main_metric} against the best model",
+            header_style="bold",
+        )
         t.add_column("model", style="cyan", no_wrap=True)
         for m in metrics:
             t.add_column(m, justify="right")
@@ -189,15 +203,28 @@ class BenchmarkResult:
             models[r.model] = {
                 "model": r.config.get("_name", None) or r.model,
                 "config": {k: v for k, v in r.config.items() if not k.startswith("_")},
-                "metrics": {m: {"mean": iv.mean, "ci_low": iv.low, "ci_high": iv.high} for m, iv in s.items()},
+                "metrics": {
+                    m: {"mean": iv.mean, "ci_low": iv.low, "ci_high": iv.high} for m, iv in s.items()
+                },
                 "curves": {m: r.curve(m).tolist() for m in ("NDCG", "HR", "Recall")},
-                "by_target_popularity": {b: {"mean": v[0], "users": v[1]}
-                                         for b, v in r.by_group(self.main_metric, r.target_bucket, BUCKETS).items()},
-                "by_history_length": {b: {"mean": v[0], "users": v[1]}
-                                      for b, v in r.by_group(self.main_metric, *r.history_groups()).items()},
-                "vs_best": None if c is None else {"method": c.method, "metric": self.main_metric,
-                                                   "mean_difference": c.mean_difference, "statistic": c.statistic,
-                                                   "p_value": c.p_value, "n": c.n},
+                "by_target_popularity": {
+                    b: {"mean": v[0], "users": v[1]}
+                    for b, v in r.by_group(self.main_metric, r.target_bucket, BUCKETS).items()
+                },
+                "by_history_length": {
+                    b: {"mean": v[0], "users": v[1]}
+                    for b, v in r.by_group(self.main_metric, *r.history_groups()).items()
+                },
+                "vs_best": None
+                if c is None
+                else {
+                    "method": c.method,
+                    "metric": self.main_metric,
+                    "mean_difference": c.mean_difference,
+                    "statistic": c.statistic,
+                    "p_value": c.p_value,
+                    "n": c.n,
+                },
                 "fit_seconds": r.fit_seconds,
                 "eval_seconds": r.seconds,
                 "n_users": int(len(r.users)),
@@ -261,7 +288,9 @@ def _normalise_specs(models: Sequence[ModelSpec]) -> list[tuple[str, Recommender
             label, name, cfg = spec  # type: ignore[misc]
             model = create_model(str(name), **dict(cfg))  # type: ignore[arg-type]
         else:
-            raise ValueError(f"cannot read model spec {spec!r}: use a name, (name, config) or (label, name, config)")
+            raise ValueError(
+                f"cannot read model spec {spec!r}: use a name, (name, config) or (label, name, config)"
+            )
         if label in {lab for lab, _ in out}:
             label = f"{label}#{sum(1 for lab, _ in out if lab.split('#')[0] == label) + 1}"
         out.append((str(label), model))
@@ -295,7 +324,8 @@ def run_benchmark(
     protocol:
         ``"leave-one-out"``, ``"temporal"`` or ``"cold-item"`` (settings in ``protocol_params``).
     models:
-        Names, ``(name, config)``, ``(label, name, config)`` or unfitted models; default :data:`DEFAULT_MODELS`
+        Names, ``(name, config)``, ``(label, name, config)`` or unfitted models; default
+        :data:`DEFAULT_MODELS`
         (content-lm is dropped from the default list when no text vectors can be had).
     ks:
         Cut-offs for the ranking metrics.
@@ -312,7 +342,8 @@ def run_benchmark(
         ``"full"`` (default, whole catalogue, history removed) or ``"sampled"`` / ``"sampled-N"`` (labelled
         ``sampled (N negatives)`` everywhere).
     tune:
-        ``{model name: {setting: [values]}}``: grid-search these on ``split.valid`` (full ranking, main metric)
+        ``{model name: {setting: [values]}}``: grid-search these on ``split.valid`` (full ranking, main
+        metric)
         before the test; the test set is never used to choose.
     main_metric:
         The metric for "best model" and the paired tests.
@@ -356,27 +387,48 @@ def run_benchmark(
             task = bar.add_task(f"{label}: fit", total=len(split.test)) if progress else None
             t0 = time.perf_counter()
             if model.item_map is None:
-                model.fit(split.train, split.valid,
-                          item_vectors=item_vectors if model.needs_item_vectors else None)
+                model.fit(
+                    split.train, split.valid, item_vectors=item_vectors if model.needs_item_vectors else None
+                )
             elif model.item_map != split.train.item_map:
-                raise ValueError(f"model {label!r} was fitted on another item vocabulary than {dataset.name!r}; "
-                                 "refit it on this dataset (lmrec train) before evaluating")
+                raise ValueError(
+                    f"model {label!r} was fitted on another item vocabulary than {dataset.name!r}; "
+                    "refit it on this dataset (lmrec train) before evaluating"
+                )
             fit_s = time.perf_counter() - t0
             if task is not None:
                 bar.update(task, description=f"{label}: evaluate")
-            res = evaluate(model, split.test, split.train, ks, ranking=rk, seed=seed, item_vectors=item_vectors,
-                           on_progress=(lambda n, t=task: bar.update(t, advance=n)) if task is not None else None,
-                           name=label)
+            res = evaluate(
+                model,
+                split.test,
+                split.train,
+                ks,
+                ranking=rk,
+                seed=seed,
+                item_vectors=item_vectors,
+                on_progress=(lambda n, t=task: bar.update(t, advance=n)) if task is not None else None,
+                name=label,
+            )
             res.fit_seconds = fit_s
             res.config = {**res.config, "_name": model.name}
             results.append(res)
             if task is not None:
                 bar.update(task, description=f"{label}: done ({res.mean(main_metric):.4f} {main_metric})")
     out = BenchmarkResult(
-        dataset=dataset.name, protocol=split.protocol, split_params=dict(split.params),
-        split_description=split.describe(), ranking=rk.label, ks=ks, seed=seed,
-        results=results, main_metric=main_metric, n_boot=n_boot, test_method=test_method, command=command,
-        dataset_stats=dataset.stats().to_dict(), train_popularity=split.train.item_popularity.copy(),
+        dataset=dataset.name,
+        protocol=split.protocol,
+        split_params=dict(split.params),
+        split_description=split.describe(),
+        ranking=rk.label,
+        ks=ks,
+        seed=seed,
+        results=results,
+        main_metric=main_metric,
+        n_boot=n_boot,
+        test_method=test_method,
+        command=command,
+        dataset_stats=dataset.stats().to_dict(),
+        train_popularity=split.train.item_popularity.copy(),
         user_ids=dataset.user_map.raws(split.test.users),
     )
     if out_dir is not None:
@@ -393,8 +445,15 @@ def _needs_vectors(spec: ModelSpec) -> bool:
     return model_class(str(name)).needs_item_vectors
 
 
-def _apply_tuning(specs: list[ModelSpec], space: Mapping[str, Mapping[str, Sequence[Any]]], split: Split,
-                  metric: str, vectors: np.ndarray | None, tune_fn: Any, progress: bool) -> list[ModelSpec]:
+def _apply_tuning(
+    specs: list[ModelSpec],
+    space: Mapping[str, Mapping[str, Sequence[Any]]],
+    split: Split,
+    metric: str,
+    vectors: np.ndarray | None,
+    tune_fn: Any,
+    progress: bool,
+) -> list[ModelSpec]:
     out: list[ModelSpec] = []
     for spec in specs:
         if isinstance(spec, Recommender) or (isinstance(spec, tuple) and isinstance(spec[-1], Recommender)):
@@ -405,8 +464,11 @@ def _apply_tuning(specs: list[ModelSpec], space: Mapping[str, Mapping[str, Seque
         if str(name) in space:
             res = tune_fn(str(name), space[str(name)], split, base=cfg, metric=metric, item_vectors=vectors)
             _say(progress, f"tuned {name} on validation: {res.best} ({metric} {res.best_score:.4f})")
-            out.append((str(name), res.best) if not (isinstance(spec, tuple) and len(spec) == 3)
-                       else (spec[0], str(name), res.best))
+            out.append(
+                (str(name), res.best)
+                if not (isinstance(spec, tuple) and len(spec) == 3)
+                else (spec[0], str(name), res.best)
+            )
         else:
             out.append(spec)
     return out
@@ -438,5 +500,6 @@ def _progress_bar(enabled: bool) -> Any:
         return _NoBar()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn())
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    )

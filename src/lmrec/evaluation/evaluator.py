@@ -1,8 +1,11 @@
-"""Score a fitted model on an :class:`~lmrec.data.splits.EvalSet`: full ranking by default, sampled when asked.
+"""Score a fitted model on an :class:`~lmrec.data.splits.EvalSet`: full ranking by default, sampled when
+asked.
 
 Full ranking ranks every item of the catalogue for every user, with the items of the user's history removed
-(they are known, not predictions). It is the default because sampled ranking (the target among, say, 100 random
-negatives) inflates numbers several-fold and can even reorder models (Krichene & Rendle, "On Sampled Metrics for
+(they are known, not predictions). It is the default because sampled ranking (the target among, say, 100
+random
+negatives) inflates numbers several-fold and can even reorder models (Krichene & Rendle, "On Sampled Metrics
+for
 Item Recommendation", KDD 2020). Sampled ranking is available by name and is labelled
 "sampled (N negatives)" everywhere it is reported.
 
@@ -33,7 +36,7 @@ BUCKETS = ("head", "torso", "tail")
 
 @dataclass(frozen=True)
 class Ranking:
-    """How candidates are ranked: ``full`` (the whole catalogue) or ``sampled`` (targets + ``n_negatives``)."""
+    """How candidates are ranked: ``full`` (the whole catalogue) or ``sampled`` (targets + negatives)."""
 
     mode: str = "full"
     n_negatives: int = 100
@@ -66,7 +69,8 @@ class Ranking:
 def popularity_buckets(popularity: np.ndarray) -> np.ndarray:
     """``0`` head / ``1`` torso / ``2`` tail per item index, by training popularity.
 
-    Items are sorted by events, most first; the head is the most popular items that hold the first third of all
+    Items are sorted by events, most first; the head is the most popular items that hold the first third of
+    all
     training events, the torso the next third, the tail the rest (including items with no events). Padding is
     tail.
     """
@@ -104,13 +108,20 @@ class EvalResult:
 
     def curve(self, metric: str = "NDCG") -> np.ndarray:
         """Mean of a ranking metric at every cut-off ``1..max K`` (for metric-vs-K plots)."""
-        fns = {"HR": lambda k: M.hit_rate(self.hits, k), "Recall": lambda k: M.recall(self.hits, self.n_targets, k),
-               "Precision": lambda k: M.precision(self.hits, k),
-               "NDCG": lambda k: M.ndcg(self.hits, self.n_targets, k),
-               "MRR": lambda k: M.reciprocal_rank(self.hits, k),
-               "MAP": lambda k: M.average_precision(self.hits, self.n_targets, k)}
-        return np.array([float(fns[metric](k).mean()) if len(self.hits) else np.nan
-                         for k in range(1, self.hits.shape[1] + 1)])
+        fns = {
+            "HR": lambda k: M.hit_rate(self.hits, k),
+            "Recall": lambda k: M.recall(self.hits, self.n_targets, k),
+            "Precision": lambda k: M.precision(self.hits, k),
+            "NDCG": lambda k: M.ndcg(self.hits, self.n_targets, k),
+            "MRR": lambda k: M.reciprocal_rank(self.hits, k),
+            "MAP": lambda k: M.average_precision(self.hits, self.n_targets, k),
+        }
+        return np.array(
+            [
+                float(fns[metric](k).mean()) if len(self.hits) else np.nan
+                for k in range(1, self.hits.shape[1] + 1)
+            ]
+        )
 
     def mean(self, metric: str) -> float:
         if metric in self.aggregate:
@@ -123,11 +134,18 @@ class EvalResult:
         out.update({m: Interval(v, v, v) for m, v in self.aggregate.items()})
         return out
 
-    def by_group(self, metric: str, groups: np.ndarray, labels: Sequence[str]) -> dict[str, tuple[float, int]]:
+    def by_group(
+        self, metric: str, groups: np.ndarray, labels: Sequence[str]
+    ) -> dict[str, tuple[float, int]]:
         """Mean of ``metric`` and user count for each group label (groups hold indices into ``labels``)."""
         v = self.per_user[metric]
-        return {lab: (float(np.nanmean(v[groups == g])) if (groups == g).any() else float("nan"),
-                      int((groups == g).sum())) for g, lab in enumerate(labels)}
+        return {
+            lab: (
+                float(np.nanmean(v[groups == g])) if (groups == g).any() else float("nan"),
+                int((groups == g).sum()),
+            )
+            for g, lab in enumerate(labels)
+        }
 
     def history_groups(self) -> tuple[np.ndarray, list[str]]:
         """Short (≤ median length) vs long history, with the median in the labels."""
@@ -158,14 +176,17 @@ def _sample_negatives(eval_set: EvalSet, n_items: int, n: int, seed: int) -> np.
     return out
 
 
-def _rank_sampled(model: Recommender, h: Ragged, u: np.ndarray, targets: Ragged, negatives: np.ndarray,
-                  k: int) -> np.ndarray:
+def _rank_sampled(
+    model: Recommender, h: Ragged, u: np.ndarray, targets: Ragged, negatives: np.ndarray, k: int
+) -> np.ndarray:
     """Top-``k`` items among each row's targets + negatives. Negatives come first in the candidate list and
     ties go to the lower position, so a target tied with a negative ranks below it (pessimistic)."""
     n_t = int(targets.lengths.max(initial=0))
     cand = np.concatenate([negatives, np.zeros((len(h), n_t), dtype=np.int64)], axis=1)
-    t_rows, t_pos = targets.row_ids(), np.arange(len(targets.values)) - np.repeat(targets.offsets[:-1],
-                                                                                   targets.lengths)
+    t_rows, t_pos = (
+        targets.row_ids(),
+        np.arange(len(targets.values)) - np.repeat(targets.offsets[:-1], targets.lengths),
+    )
     cand[t_rows, negatives.shape[1] + t_pos] = targets.values
     scores = model._scores_with_fallback(h, u)
     cs = np.take_along_axis(scores, cand, axis=1)
@@ -192,7 +213,8 @@ def evaluate(
     Parameters
     ----------
     model:
-        A fitted recommender; only its public interface (``recommend_indices`` and the popularity fallback) is used.
+        A fitted recommender; only its public interface (``recommend_indices`` and the popularity fallback)
+        is used.
     eval_set:
         Users, their histories (the model's input, removed from the ranking) and targets.
     train:
@@ -223,7 +245,9 @@ def evaluate(
     t0 = time.perf_counter()
     ranked = np.zeros((n, max_k), dtype=np.int64)
     bs = batch_size or default_batch_size(n_items + 1)
-    negatives = _sample_negatives(eval_set, n_items, rk.n_negatives, rk.seed) if rk.mode == "sampled" else None
+    negatives = (
+        _sample_negatives(eval_set, n_items, rk.n_negatives, rk.seed) if rk.mode == "sampled" else None
+    )
     for start in range(0, n, bs):
         rows = np.arange(start, min(start + bs, n))
         h, u = eval_set.history.take(rows), eval_set.users[rows]

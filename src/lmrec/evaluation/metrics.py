@@ -1,6 +1,7 @@
 """Ranking and beyond-accuracy metrics: pure functions on arrays, one value per user.
 
-Ranking metrics take a boolean ``hits`` matrix ``(users, K)`` (``hits[u, r]`` is true when the item at rank ``r``
+Ranking metrics take a boolean ``hits`` matrix ``(users, K)`` (``hits[u, r]`` is true when the item at rank
+``r``
 of user ``u``'s list is one of their targets, best rank first) and ``n_targets`` ``(users,)``. Use
 :func:`hit_matrix` to build it from ranked item indices and a :class:`~lmrec.data.ragged.Ragged` of targets.
 Every function returns per-user values, so confidence intervals and paired tests can be computed from them
@@ -105,7 +106,7 @@ def ndcg(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
 
 
 def reciprocal_rank(hits: np.ndarray, k: int) -> np.ndarray:
-    """MRR@K per user: ``1 / rank`` of the first target in the top ``k`` (ranks from 1), 0 when none is there."""
+    """MRR@K per user: ``1 / rank`` of the first target in the top ``k`` (ranks from 1), else 0."""
     h = _cut(hits, k)
     first = np.argmax(h, axis=1)
     found = h.any(axis=1)
@@ -118,8 +119,9 @@ def average_precision(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.nda
     h = _cut(hits, k).astype(np.float64)
     prec_at_r = np.cumsum(h, axis=1) / np.arange(1, k + 1)
     denom = np.minimum(k, n_targets)
-    return np.divide((prec_at_r * h).sum(axis=1), denom, out=np.zeros(len(h), dtype=np.float64),
-                     where=denom > 0)
+    return np.divide(
+        (prec_at_r * h).sum(axis=1), denom, out=np.zeros(len(h), dtype=np.float64), where=denom > 0
+    )
 
 
 # ---------------------------------------------------------------------- beyond accuracy
@@ -141,7 +143,8 @@ def exposure(ranked: np.ndarray, n_items: int) -> np.ndarray:
 
 
 def gini_index(ranked: np.ndarray, n_items: int) -> float:
-    """Gini coefficient of item exposure over the whole catalogue (0 = every item shown equally often, → 1 = all
+    """Gini coefficient of item exposure over the whole catalogue (0 = every item shown equally often, → 1 =
+    all
     exposure on one item). Items never shown count as zero exposure.
 
     ``G = sum_i (2i - n - 1) x_(i) / (n sum x)`` for exposures sorted ascending, ``i = 1..n``.
@@ -164,7 +167,7 @@ def average_popularity(ranked: np.ndarray, popularity: np.ndarray) -> np.ndarray
 
 
 def tail_share(ranked: np.ndarray, is_tail: np.ndarray) -> np.ndarray:
-    """Share of each user's recommended items that are long-tail items (``is_tail`` ``(n_items + 1,)`` bool)."""
+    """Share of each user's recommended items that are long-tail (``is_tail``: ``(n_items + 1,)`` bool)."""
     r = np.asarray(ranked, dtype=np.int64)
     ok = r != PAD
     t = np.asarray(is_tail, dtype=bool)[r] & ok

@@ -1,6 +1,7 @@
 """The benchmark report: Markdown, one self-contained HTML page (plots inline as base64 PNG) and JSON.
 
-Plots: ranking metrics against the cut-off K; popularity of recommended items against the catalogue's; the main
+Plots: ranking metrics against the cut-off K; popularity of recommended items against the catalogue's; the
+main
 metric by head/torso/tail target item and by short/long history. Every page states dataset, protocol, ranking
 (full or "sampled (N negatives)"), seed and command.
 """
@@ -110,8 +111,10 @@ def plot_groups(bench: BenchmarkResult) -> str:
     groups = bench.groups()
     fig, axes = plt.subplots(1, 2, figsize=(14, 4))
     cols = _colours(len(bench.results))
-    for ax, key, title in ((axes[0], "target", "by popularity of the target item"),
-                           (axes[1], "history", "by length of the user's history")):
+    for ax, key, title in (
+        (axes[0], "target", "by popularity of the target item"),
+        (axes[1], "history", "by length of the user's history"),
+    ):
         per_model = groups[key]
         if not per_model:
             continue
@@ -131,12 +134,14 @@ def plot_groups(bench: BenchmarkResult) -> str:
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1500px;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em
+auto;max-width:1500px;color:#222}
 h1{font-size:1.6em} h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:0.9em;margin:0.6em 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right} th{background:#f3f3f3}
 td:first-child,th:first-child{text-align:left;font-weight:600}
-.meta{color:#555;font-size:0.92em} .badge{background:#eef;border:1px solid #99c;padding:2px 6px;border-radius:4px}
+.meta{color:#555;font-size:0.92em} .badge{background:#eef;border:1px solid #99c;padding:2px
+6px;border-radius:4px}
 img{max-width:100%;border:1px solid #eee;margin:0.5em 0}
 code{background:#f6f6f6;padding:1px 4px}
 """
@@ -196,49 +201,76 @@ def write_report(bench: BenchmarkResult, out_dir: Path) -> dict[str, Path]:
     beyond = bench.markdown_table(bench.beyond_metrics(), with_p=False)
     headline = bench.markdown_table()
     groups_md = _group_markdown(bench)
-    timing = "\n".join(["| model | fit s | eval s | users/s |", "|---|---|---|---|"] + [
-        f"| {r.model} | {r.fit_seconds:.2f} | {r.seconds:.2f} | {len(r.users) / max(r.seconds, 1e-9):,.0f} |"
-        for r in bench.results])
-    meta = (f"**Dataset** {bench.dataset} · **split** {bench.split_description} · **ranking** "
-            f"{bench.ranking} · **seed** {bench.seed} · **K** {', '.join(map(str, bench.ks))} · "
-            f"CIs: 95% percentile bootstrap over users ({bench.n_boot} resamples); p: paired "
-            f"{bench.test_method}-test on {bench.main_metric} against the best model "
-            f"(**{bench.best()}**).")
+    timing = "\n".join(
+        ["| model | fit s | eval s | users/s |", "|---|---|---|---|"]
+        + [
+            f"| {r.model} | {r.fit_seconds:.2f} | {r.seconds:.2f} "
+            f"| {len(r.users) / max(r.seconds, 1e-9):,.0f} |"
+            for r in bench.results
+        ]
+    )
+    meta = (
+        f"**Dataset** {bench.dataset} · **split** {bench.split_description} · **ranking** "
+        f"{bench.ranking} · **seed** {bench.seed} · **K** {', '.join(map(str, bench.ks))} · "
+        f"CIs: 95% percentile bootstrap over users ({bench.n_boot} resamples); p: paired "
+        f"{bench.test_method}-test on {bench.main_metric} against the best model "
+        f"(**{bench.best()}**)."
+    )
     cmd = f"\n\nCommand: `{bench.command}`" if bench.command else ""
-    md = (f"# Benchmark: {bench.title()}\n\n{meta}{cmd}\n\n## Summary\n\n{headline}\n\n"
-          f"## Accuracy (mean ± 95% CI)\n\n{accuracy}\n\n## Beyond accuracy\n\n{beyond}\n\n"
-          "Coverage: share of the catalogue recommended to anyone; Gini: inequality of exposure; ARP: mean "
-          "training events of recommended items; Novelty: mean self-information (bits); Tail: share of "
-          "recommended items from the long tail (the least popular items holding the last third of events); "
-          "ILD: 1 − mean pairwise cosine of the items' text vectors.\n\n"
-          f"## Groups\n\n{groups_md}\n\n## Time\n\n{timing}\n\n"
-          "Plots are in `report.html`; every number is in `results.json`, per-user values in `per_user.parquet`.\n")
+    md = (
+        f"# Benchmark: {bench.title()}\n\n{meta}{cmd}\n\n## Summary\n\n{headline}\n\n"
+        f"## Accuracy (mean ± 95% CI)\n\n{accuracy}\n\n## Beyond accuracy\n\n{beyond}\n\n"
+        "Coverage: share of the catalogue recommended to anyone; Gini: inequality of exposure; ARP: mean "
+        "training events of recommended items; Novelty: mean self-information (bits); Tail: share of "
+        "recommended items from the long tail (the least popular items holding the last third of events); "
+        "ILD: 1 − mean pairwise cosine of the items' text vectors.\n\n"
+        f"## Groups\n\n{groups_md}\n\n## Time\n\n{timing}\n\n"
+        "Plots are in `report.html`; every number is in `results.json`, per-user values in "
+        "`per_user.parquet`.\n"
+    )
     (out_dir / "report.md").write_text(md)
 
-    imgs = [("Metrics against K", plot_metric_vs_k(bench)),
-            ("Popularity of recommended items against the catalogue", plot_popularity(bench, popularity)),
-            (f"{bench.main_metric} by target popularity and by history length", plot_groups(bench))]
-    body = [f"<h1>Benchmark: {html.escape(bench.title())}</h1>",
-            f"<p class='meta'><span class='badge'>{html.escape(bench.ranking)}</span> "
-            f"{html.escape(meta.replace('**', ''))}</p>"]
+    imgs = [
+        ("Metrics against K", plot_metric_vs_k(bench)),
+        ("Popularity of recommended items against the catalogue", plot_popularity(bench, popularity)),
+        (f"{bench.main_metric} by target popularity and by history length", plot_groups(bench)),
+    ]
+    body = [
+        f"<h1>Benchmark: {html.escape(bench.title())}</h1>",
+        f"<p class='meta'><span class='badge'>{html.escape(bench.ranking)}</span> "
+        f"{html.escape(meta.replace('**', ''))}</p>",
+    ]
     if bench.command:
         body.append(f"<p class='meta'>Command: <code>{html.escape(bench.command)}</code></p>")
-    body += ["<h2>Summary</h2>", _md_to_html_table(headline),
-             "<h2>Accuracy (mean ± 95% CI)</h2>", _md_to_html_table(accuracy),
-             "<h2>Beyond accuracy</h2>", _md_to_html_table(beyond)]
+    body += [
+        "<h2>Summary</h2>",
+        _md_to_html_table(headline),
+        "<h2>Accuracy (mean ± 95% CI)</h2>",
+        _md_to_html_table(accuracy),
+        "<h2>Beyond accuracy</h2>",
+        _md_to_html_table(beyond),
+    ]
     for title, b64 in imgs:
-        body.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>")
+        body.append(
+            f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>"
+        )
     for block in groups_md.split("### ")[1:]:
         title, tbl = block.split("\n", 1)
         body += [f"<h3>{html.escape(title)}</h3>", _md_to_html_table(tbl)]
     body += ["<h2>Time</h2>", _md_to_html_table(timing)]
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(bench.title())}</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(bench.title())}</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>"
+    )
     (out_dir / "report.html").write_text(page)
     (out_dir / "results.json").write_text(json.dumps(_json_safe(bench.to_dict()), indent=2))
     per_user = _write_per_user(bench, out_dir / "per_user.parquet")
-    return {"md": out_dir / "report.md", "html": out_dir / "report.html", "json": out_dir / "results.json",
-            "per_user": per_user}
+    return {
+        "md": out_dir / "report.md",
+        "html": out_dir / "report.html",
+        "json": out_dir / "results.json",
+        "per_user": per_user,
+    }
 
 
 def _popularity(bench: BenchmarkResult) -> np.ndarray:
@@ -254,11 +286,17 @@ def _write_per_user(bench: BenchmarkResult, path: Path) -> Path:
 
     frames = []
     for r in bench.results:
-        cols: dict[str, Any] = {"model": [r.model] * len(r.users), "user_idx": r.users.astype(np.int64),
-                                "user_id": (list(bench.user_ids) if bench.user_ids is not None
-                                            and len(bench.user_ids) == len(r.users) else [""] * len(r.users)),
-                                "target_bucket": [BUCKETS[b] for b in r.target_bucket],
-                                "history_length": r.history_length.astype(np.int64)}
+        cols: dict[str, Any] = {
+            "model": [r.model] * len(r.users),
+            "user_idx": r.users.astype(np.int64),
+            "user_id": (
+                list(bench.user_ids)
+                if bench.user_ids is not None and len(bench.user_ids) == len(r.users)
+                else [""] * len(r.users)
+            ),
+            "target_bucket": [BUCKETS[b] for b in r.target_bucket],
+            "history_length": r.history_length.astype(np.int64),
+        }
         cols.update({m: v.astype(np.float64) for m, v in r.per_user.items()})
         frames.append(pl.DataFrame(cols))
     if frames:

@@ -61,8 +61,9 @@ class PairedTest:
     n: int
 
 
-def paired_test(a: np.ndarray, b: np.ndarray, method: str = "t", n_boot: int = 10_000,
-                seed: int = 0) -> PairedTest:
+def paired_test(
+    a: np.ndarray, b: np.ndarray, method: str = "t", n_boot: int = 10_000, seed: int = 0
+) -> PairedTest:
     """Is model A's per-user metric different from model B's on the same users?
 
     ``method``: ``"t"`` (paired t-test), ``"wilcoxon"`` (signed-rank, zero differences dropped) or

@@ -31,8 +31,16 @@ def grid(space: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(space[k] for k in keys))]
 
 
-def tune(model: str, space: Mapping[str, Sequence[Any]], split: Split, *, base: Mapping[str, Any] | None = None,
-         metric: str = "NDCG@10", ks: Sequence[int] = (10,), item_vectors: np.ndarray | None = None) -> TuningResult:
+def tune(
+    model: str,
+    space: Mapping[str, Sequence[Any]],
+    split: Split,
+    *,
+    base: Mapping[str, Any] | None = None,
+    metric: str = "NDCG@10",
+    ks: Sequence[int] = (10,),
+    item_vectors: np.ndarray | None = None,
+) -> TuningResult:
     """Fit ``model`` on ``split.train`` for every point of ``space`` and keep the best ``metric`` on
     ``split.valid`` (full ranking). Ties keep the earlier point of the grid."""
     trials: list[tuple[dict[str, Any], float]] = []

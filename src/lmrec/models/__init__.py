@@ -29,6 +29,21 @@ for _optional in ("seqrec", "multitask"):
         if _exc.name != f"lmrec.models.{_optional}":
             raise
 
-__all__ = ["ALS", "BPR", "EASE", "CatalogueTooLargeError", "ContentLM", "ItemKNN", "MostPopular",
-           "NotFittedError", "Recommender", "UserKNN", "available_models", "create_model", "load_model",
-           "model_class", "register", "topk"]
+__all__ = [
+    "ALS",
+    "BPR",
+    "EASE",
+    "CatalogueTooLargeError",
+    "ContentLM",
+    "ItemKNN",
+    "MostPopular",
+    "NotFittedError",
+    "Recommender",
+    "UserKNN",
+    "available_models",
+    "create_model",
+    "load_model",
+    "model_class",
+    "register",
+    "topk",
+]

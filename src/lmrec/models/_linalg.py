@@ -41,9 +41,11 @@ def prune_columns_topk(dense_block: np.ndarray, k: int) -> tuple[np.ndarray, np.
     return idx, vals
 
 
-def topk_sparse_similarity(gram: sp.spmatrix, norms: np.ndarray, k: int, shrink: float,
-                           chunk: int = 512) -> sp.csc_matrix:
-    """Cosine similarity with shrinkage from a co-occurrence (Gram) matrix, keeping ``k`` neighbours per column.
+def topk_sparse_similarity(
+    gram: sp.spmatrix, norms: np.ndarray, k: int, shrink: float, chunk: int = 512
+) -> sp.csc_matrix:
+    """Cosine similarity with shrinkage from a co-occurrence (Gram) matrix, keeping ``k`` neighbours per
+    column.
 
     ``sim[i, j] = gram[i, j] / (norms[i] * norms[j] + shrink)``, the diagonal set to zero. Computed in column
     chunks so that at most ``(n, chunk)`` dense values exist at once.
@@ -71,7 +73,7 @@ def topk_sparse_similarity(gram: sp.spmatrix, norms: np.ndarray, k: int, shrink:
 
 
 def recency_weights(histories: Ragged, half_life: float) -> np.ndarray:
-    """A weight per history value: ``0.5 ** (steps_from_end / half_life)`` (1 everywhere when ``half_life <= 0``)."""
+    """A weight per history value: ``0.5 ** (steps_from_end / half_life)`` (all 1 when ``half_life <= 0``)."""
     if half_life <= 0 or len(histories.values) == 0:
         return np.ones(len(histories.values), dtype=np.float32)
     ends = np.repeat(histories.offsets[1:], histories.lengths)
@@ -82,11 +84,16 @@ def recency_weights(histories: Ragged, half_life: float) -> np.ndarray:
 def save_csr(prefix: str, m: sp.spmatrix) -> dict[str, np.ndarray]:
     """A sparse matrix as plain arrays for ``npz`` (no pickles)."""
     m = sp.csr_matrix(m)
-    return {f"{prefix}_data": m.data, f"{prefix}_indices": m.indices, f"{prefix}_indptr": m.indptr,
-            f"{prefix}_shape": np.asarray(m.shape, dtype=np.int64)}
+    return {
+        f"{prefix}_data": m.data,
+        f"{prefix}_indices": m.indices,
+        f"{prefix}_indptr": m.indptr,
+        f"{prefix}_shape": np.asarray(m.shape, dtype=np.int64),
+    }
 
 
 def load_csr(prefix: str, arrays: dict[str, np.ndarray]) -> sp.csr_matrix:
     shape = tuple(int(x) for x in arrays[f"{prefix}_shape"])
-    return sp.csr_matrix((arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]),
-                         shape=shape)
+    return sp.csr_matrix(
+        (arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]), shape=shape
+    )

@@ -20,7 +20,8 @@ NO_VECTOR_SCORE = np.float32(-2.0)
 class ContentLM(Recommender):
     """Rank items by the cosine between their language-model text vector and the user's history vector.
 
-    The history vector is the (recency-weighted) mean of the normalised vectors of the history's items. Sentence
+    The history vector is the (recency-weighted) mean of the normalised vectors of the history's items.
+    Sentence
     vectors are anisotropic (they share a large common direction), so by default the catalogue mean is removed
     before normalising, a light form of the whitening that UniSRec found essential. Because nothing is learned
     from behaviour, items nobody has interacted with, and items added after fitting (:meth:`add_items` with
@@ -28,7 +29,8 @@ class ContentLM(Recommender):
 
     References
     ----------
-    Hou et al., "Towards Universal Sequence Representation Learning for Recommender Systems" (UniSRec), KDD 2022.
+    Hou et al., "Towards Universal Sequence Representation Learning for Recommender Systems" (UniSRec), KDD
+    2022.
     Reimers & Gurevych, "Sentence-BERT", EMNLP 2019 (the default encoder family).
     """
 
@@ -55,8 +57,11 @@ class ContentLM(Recommender):
         self.has_vector_ = np.linalg.norm(v, axis=1) > 0
         self.has_vector_[0] = False
         if not hasattr(self, "center_"):
-            self.center_ = (v[self.has_vector_].mean(axis=0) if self.config.center and self.has_vector_.any()
-                            else np.zeros(v.shape[1], dtype=np.float32)).astype(np.float32)
+            self.center_ = (
+                v[self.has_vector_].mean(axis=0)
+                if self.config.center and self.has_vector_.any()
+                else np.zeros(v.shape[1], dtype=np.float32)
+            ).astype(np.float32)
         v = np.where(self.has_vector_[:, None], v - self.center_[None, :], 0.0)
         norms = np.linalg.norm(v, axis=1, keepdims=True)
         self.unit_vectors_ = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0).astype(np.float32)
@@ -79,8 +84,9 @@ class ContentLM(Recommender):
         norms = np.linalg.norm(u, axis=1, keepdims=True)
         return np.divide(u, norms, out=np.zeros_like(u), where=norms > 0)
 
-    def score(self, histories: Ragged, users: np.ndarray | None = None,
-              items: np.ndarray | None = None) -> np.ndarray:
+    def score(
+        self, histories: Ragged, users: np.ndarray | None = None, items: np.ndarray | None = None
+    ) -> np.ndarray:
         u = self.user_vectors(histories)
         cols = np.arange(len(self.unit_vectors_)) if items is None else np.asarray(items, dtype=np.int64)
         s = u @ self.unit_vectors_[cols].T

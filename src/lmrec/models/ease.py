@@ -43,9 +43,11 @@ class EASE(Recommender):
         if n - 1 > self.config.max_items:
             gb = 4 * n * n * 3 / 2**30
             raise CatalogueTooLargeError(
-                f"EASE needs a dense {n - 1:,} x {n - 1:,} inverse (about {gb:.1f} GB); the limit is max_items="
-                f"{self.config.max_items:,}. Use itemknn (sparse) or als for this catalogue, filter rare items "
-                "(lmrec data ... --min-item-events), or raise max_items if the machine has the memory.")
+                f"EASE needs a dense {n - 1:,} x {n - 1:,} inverse (about {gb:.1f} GB); the limit is "
+                f"max_items={self.config.max_items:,}. Use itemknn (sparse) or als for this catalogue, "
+                "filter rare items (lmrec data ... --min-item-events), or raise max_items if the machine has "
+                "the memory."
+            )
         if self.config.lam <= 0:
             raise ValueError(f"EASE lam must be > 0, got {self.config.lam}")
         x = dataset.interaction_matrix(binary=True)
@@ -60,8 +62,9 @@ class EASE(Recommender):
         b[:, 0] = 0.0
         self.weights_ = b.astype(np.float32)
 
-    def score(self, histories: Ragged, users: np.ndarray | None = None,
-              items: np.ndarray | None = None) -> np.ndarray:
+    def score(
+        self, histories: Ragged, users: np.ndarray | None = None, items: np.ndarray | None = None
+    ) -> np.ndarray:
         h = history_matrix(histories, self.weights_.shape[0], binary=True)
         if items is not None and self.weights_.shape[0] == self.n_items + 1:
             # only the requested columns: cheaper when scoring a few candidates

@@ -1,4 +1,4 @@
-"""Write every user's top-N recommendations to a file, in batches (Parquet, CSV or TSV), raw ids throughout."""
+"""Write every user's top-N recommendations to a file in batches (Parquet, CSV or TSV), raw ids throughout."""
 
 from __future__ import annotations
 
@@ -41,13 +41,23 @@ def read_user_file(path: Path) -> list[str]:
     return users
 
 
-def write_recommendations(model: Recommender, users: Sequence[str] | None, k: int, out: str | Path, *,
-                          fmt: str | None = None, batch_size: int = 2048, exclude_seen: bool = True,
-                          on_progress: Callable[[int], None] | None = None) -> int:
+def write_recommendations(
+    model: Recommender,
+    users: Sequence[str] | None,
+    k: int,
+    out: str | Path,
+    *,
+    fmt: str | None = None,
+    batch_size: int = 2048,
+    exclude_seen: bool = True,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
     """Top-``k`` items for each user, best first, written as they are computed.
 
-    ``users=None`` means every user the model knows. Parquet and CSV get one row per (user, rank): ``user_id``,
-    ``rank`` (1 = best), ``item_id``, ``score``; TSV gets one line per user: ``user<TAB>item item ...``. Unknown
+    ``users=None`` means every user the model knows. Parquet and CSV get one row per (user, rank):
+    ``user_id``,
+    ``rank`` (1 = best), ``item_id``, ``score``; TSV gets one line per user: ``user<TAB>item item ...``.
+    Unknown
     users get the popularity fallback. The file appears complete or not at all (written under a temporary
     name, then renamed). Returns the number of users written.
     """
@@ -64,8 +74,9 @@ def write_recommendations(model: Recommender, users: Sequence[str] | None, k: in
     all_users = list(model.user_map.raw_ids) if users is None else [str(u) for u in users]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    schema = pa.schema([("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
-                        ("score", pa.float32())])
+    schema = pa.schema(
+        [("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()), ("score", pa.float32())]
+    )
     writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
     try:
         with open(tmp, "wb") as fh:
@@ -77,17 +88,22 @@ def write_recommendations(model: Recommender, users: Sequence[str] | None, k: in
                 chunk = all_users[start : start + batch_size]
                 ids, scores = model.recommend(chunk, k=k, exclude_seen=exclude_seen)
                 if kind == "tsv":
-                    lines = [f"{u}\t{' '.join(i for i in row if i)}\n" for u, row in zip(chunk, ids, strict=True)]
+                    lines = [
+                        f"{u}\t{' '.join(i for i in row if i)}\n" for u, row in zip(chunk, ids, strict=True)
+                    ]
                     fh.write("".join(lines).encode())
                 else:
                     valid = ids != ""
                     rows, ranks = np.nonzero(valid)
-                    table = pa.table({
-                        "user_id": pa.array(np.asarray(chunk, dtype=object)[rows], pa.string()),
-                        "rank": pa.array((ranks + 1).astype(np.int32)),
-                        "item_id": pa.array(ids[valid].astype(str), pa.string()),
-                        "score": pa.array(scores[valid].astype(np.float32)),
-                    }, schema=schema)
+                    table = pa.table(
+                        {
+                            "user_id": pa.array(np.asarray(chunk, dtype=object)[rows], pa.string()),
+                            "rank": pa.array((ranks + 1).astype(np.int32)),
+                            "item_id": pa.array(ids[valid].astype(str), pa.string()),
+                            "score": pa.array(scores[valid].astype(np.float32)),
+                        },
+                        schema=schema,
+                    )
                     assert writer is not None
                     writer.write_table(table)
                 if on_progress is not None:

@@ -24,13 +24,15 @@ from lmrec.models.base import Recommender, register, scores_for_items
 class ItemKNN(Recommender):
     """Item-based collaborative filtering with shrunk cosine similarity.
 
-    ``sim(i, j) = |U_i ∩ U_j| / (sqrt(|U_i|) sqrt(|U_j|) + shrink)`` over the binary user-item matrix, pruned to
+    ``sim(i, j) = |U_i ∩ U_j| / (sqrt(|U_i|) sqrt(|U_j|) + shrink)`` over the binary user-item matrix, pruned
+    to
     each item's ``k`` most similar items (a sparse ``(n, n)`` matrix). A history scores item ``j`` as
     ``sum_i w_i sim(i, j)`` over its items ``i``, with recency weights ``w_i`` when ``half_life`` > 0.
 
     References
     ----------
-    Sarwar, Karypis, Konstan & Riedl, "Item-based collaborative filtering recommendation algorithms", WWW 2001.
+    Sarwar, Karypis, Konstan & Riedl, "Item-based collaborative filtering recommendation algorithms", WWW
+    2001.
     Deshpande & Karypis, "Item-based top-N recommendation algorithms", ACM TOIS 2004.
     """
 
@@ -40,7 +42,8 @@ class ItemKNN(Recommender):
         k: int = 20
         #: Shrinkage added to the cosine denominator: damps similarities supported by few users.
         shrink: float = 0.0
-        #: Recency half-life in history steps (0 = every history item weighs the same). With k=20, shrink=0 and
+        # : Recency half-life in history steps (0 = every history item weighs the same). With k=20, shrink=0
+        # and
         #: this half-life, ML-100K validation NDCG@10 is 0.107, against 0.062 for k=50, shrink=10, no recency.
         half_life: float = 10.0
 
@@ -54,8 +57,9 @@ class ItemKNN(Recommender):
         norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel()).astype(np.float32)
         self.similarity_ = topk_sparse_similarity(gram, norms, self.config.k, self.config.shrink).tocsr()
 
-    def score(self, histories: Ragged, users: np.ndarray | None = None,
-              items: np.ndarray | None = None) -> np.ndarray:
+    def score(
+        self, histories: Ragged, users: np.ndarray | None = None, items: np.ndarray | None = None
+    ) -> np.ndarray:
         n_fit = self.similarity_.shape[0]
         h = history_matrix(histories, n_fit, binary=True)
         if self.config.half_life > 0:
@@ -115,8 +119,9 @@ class UserKNN(Recommender):
         self.matrix_ = dataset.interaction_matrix(binary=True).astype(np.float32)  # (users+1, items+1)
         self.user_norms_ = np.sqrt(np.asarray(self.matrix_.sum(axis=1)).ravel()).astype(np.float32)
 
-    def score(self, histories: Ragged, users: np.ndarray | None = None,
-              items: np.ndarray | None = None) -> np.ndarray:
+    def score(
+        self, histories: Ragged, users: np.ndarray | None = None, items: np.ndarray | None = None
+    ) -> np.ndarray:
         x = self.matrix_
         h = history_matrix(histories, x.shape[1], binary=True)
         overlap = np.asarray((h @ x.T).todense(), dtype=np.float32)  # (rows, train users + 1)
@@ -132,8 +137,9 @@ class UserKNN(Recommender):
         else:
             idx = np.broadcast_to(np.arange(sim.shape[1]), sim.shape).copy()
         vals = np.take_along_axis(sim, idx, axis=1)
-        weights = sp.csr_matrix((vals.ravel(), (np.repeat(np.arange(len(sim)), k), idx.ravel())),
-                                shape=sim.shape)
+        weights = sp.csr_matrix(
+            (vals.ravel(), (np.repeat(np.arange(len(sim)), k), idx.ravel())), shape=sim.shape
+        )
         s = np.asarray((weights @ x).todense(), dtype=np.float32)
         return scores_for_items(self._pad_new_items(s), items)
 

@@ -37,8 +37,9 @@ class MostPopular(Recommender):
         s = np.bincount(items, weights=w, minlength=dataset.item_map.size).astype(np.float32)
         self.scores_ = s
 
-    def score(self, histories: Ragged, users: np.ndarray | None = None,
-              items: np.ndarray | None = None) -> np.ndarray:
+    def score(
+        self, histories: Ragged, users: np.ndarray | None = None, items: np.ndarray | None = None
+    ) -> np.ndarray:
         s = self.scores_.copy()
         s[PAD] = NEG_INF
         return scores_for_items(np.broadcast_to(s, (len(histories), len(s))).copy(), items)
