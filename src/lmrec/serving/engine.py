@@ -41,6 +41,7 @@ from lmrec.serving.text import Encoder, encode_items, encode_query
 from lmrec.store.duckdb_store import Store
 from lmrec.store.keys import (
     KeyStore,
+    ReadCursor,
     existing_event_ids,
     recent_histories,
     user_events,
@@ -135,6 +136,7 @@ class Engine:
         self._on_activate = on_activate
         self.overlay = HistoryOverlay(self._load_user, settings.max_cached_users, settings.history_limit)
         self.writer = EventWriter(store, settings.ingest_flush_ms, settings.ingest_sync)
+        self.reader = ReadCursor(store)  # point reads that need not wait for a commit in progress
         self._ingest_lock = threading.Lock()
         self.started_at = time.time()
         if settings.preload_users:
@@ -169,7 +171,7 @@ class Engine:
         ``None`` if the user is unknown everywhere."""
         limit = self.settings.history_limit
         with self.writer.commit_lock:  # no batch may move from "pending" to "stored" while we read both
-            stored = user_events(self.store, user_id, limit * 2)
+            stored = user_events(self.reader, user_id, limit * 2)
             pending = self.writer.pending_for(user_id)
         events = stored + [(e.item_id, e.event_type) for e in sorted(pending, key=lambda e: e.timestamp)]
         if events:
@@ -409,7 +411,7 @@ class Engine:
             with self._ingest_lock:  # one de-duplication at a time: a concurrent resend cannot slip through
                 ids = [e.event_id for e in rows]
                 seen = self.writer.pending_ids(ids)
-                seen |= existing_event_ids(self.store, [i for i in ids if i not in seen])
+                seen |= existing_event_ids(self.reader, [i for i in ids if i not in seen])
                 new = [e for e in rows if e.event_id not in seen]
                 self.writer.submit(new)
             by_user: dict[str, list[tuple[str, str]]] = {}
@@ -512,6 +514,7 @@ class Engine:
     def close(self) -> None:
         """Commit queued events and stop the background writer."""
         self.writer.close()
+        self.reader.close()
 
     def status(self) -> dict[str, Any]:
         b = self.bundle

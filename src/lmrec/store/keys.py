@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from lmrec.store.duckdb_store import Store
 
@@ -146,7 +148,40 @@ class KeyStore:
                                        [self._user_hash(user_id)]))
 
 
-def existing_event_ids(store: Store, event_ids: list[str]) -> set[str]:
+class ReadCursor:
+    """A second connection to a store's database file, for the service's point reads.
+
+    DuckDB runs readers concurrently with a writer (MVCC), but a :class:`Store` serialises every statement on
+    its one connection; reads through this cursor do not wait for a batch of events being committed. An
+    in-memory store has no file to share, so reads then go through the store itself.
+    """
+
+    def __init__(self, store: Store) -> None:
+        import duckdb
+
+        self.store = store
+        self._con = None
+        self._lock = threading.Lock()
+        if store.path != ":memory:":
+            try:
+                self._con = duckdb.connect(store.path)  # the same database instance within this process
+            except duckdb.Error:
+                self._con = None
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        if self._con is None:
+            return self.store.execute(sql, params)
+        with self._lock:
+            return self._con.execute(sql, params or []).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+
+def existing_event_ids(store: Store | ReadCursor, event_ids: list[str]) -> set[str]:
     """Which of these event ids the store already holds (primary-key lookups, in chunks of 500)."""
     found: set[str] = set()
     ids = list(dict.fromkeys(event_ids))
@@ -158,7 +193,7 @@ def existing_event_ids(store: Store, event_ids: list[str]) -> set[str]:
     return found
 
 
-def user_events(store: Store, user_id: str, limit: int) -> list[tuple[str, str]]:
+def user_events(store: Store | ReadCursor, user_id: str, limit: int) -> list[tuple[str, str]]:
     """A user's newest ``limit`` events as ``(item_id, event_type)``, oldest first (ties in insertion
     order)."""
     rows = store.execute(
