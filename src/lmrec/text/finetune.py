@@ -193,10 +193,15 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
             if logs and on_log is not None:
                 on_log(dict(logs))
 
+    # transformers >= 5 reads a float warmup_steps as a ratio of the steps; older versions take warmup_ratio.
+    import transformers
+
+    warmup = ({"warmup_steps": cfg.warmup_ratio} if int(transformers.__version__.split(".")[0]) >= 5
+              else {"warmup_ratio": cfg.warmup_ratio})
     with tempfile.TemporaryDirectory() as tmp:
         args = SentenceTransformerTrainingArguments(
             output_dir=tmp, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate, warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
+            learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, **warmup,
             batch_sampler=BatchSamplers.NO_DUPLICATES, seed=cfg.seed, data_seed=cfg.seed, save_strategy="no",
             logging_steps=max(1, len(queries) // cfg.batch_size // 10), report_to="none",
             disable_tqdm=not progress, dataloader_num_workers=0,
