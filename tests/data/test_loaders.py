@@ -381,3 +381,37 @@ def test_strict_cleaning_names_file_row_field(tmp_path):
     e = err.value
     assert e.source.endswith("ev.csv") and e.row == 2 and e.field == "timestamp" and "ISO-8601" in e.expected
     assert "yesterday" in str(e)
+
+
+# ---------------------------------------------------------------------- MovieLens
+def test_movielens_csv_release_streams_from_a_zip(tmp_path):
+    import zipfile
+
+    rows = [f"{u},{m},{(u + m) % 5 + 0.5},{1_500_000_000 + 10 * u + m}\n"
+            for u in range(1, 21) for m in range(1, 11)]
+    ratings = "userId,movieId,rating,timestamp\n" + "".join(rows)
+    movies = ('movieId,title,genres\n1,Toy Story (1995),Animation|Comedy\n'
+              '2,"Heat, The (1995)",(no genres listed)\n')
+    with zipfile.ZipFile(tmp_path / "ml-25m.zip", "w") as z:
+        z.writestr("ml-25m/ratings.csv", ratings)
+        z.writestr("ml-25m/movies.csv", movies)
+        z.writestr("ml-25m/tags.csv", "userId,movieId,tag,timestamp\n1,1,Pixar,1\n2,1,pixar,2\n3,2,heist,3\n")
+    assert detect_format(tmp_path / "ml-25m.zip") == "movielens"
+    src = open_source(tmp_path / "ml-25m.zip")
+    chunks = list(src.iter_events(chunk_rows=64))
+    assert [c.height for c in chunks] == [64, 64, 64, 8]
+    assert chunks[0].columns == [ROW, "user_id", "item_id", "value", "timestamp"]
+    ds, report = load_dataset(tmp_path / "ml-25m.zip")
+    assert report.rows_read == 200 and report.dropped["unknown_item"] == 160  # only movies 1, 2 are listed
+    assert ds.n_events == 40
+    toy = ds.items.filter(pl.col("item_id") == "1").to_dicts()[0]
+    assert toy["categories"] == ["Animation", "Comedy"]
+    assert json.loads(toy["attributes"]) == {"tags": ["pixar"]}  # lower-cased, repeated tags once
+    assert ds.items.filter(pl.col("item_id") == "2")["categories"].to_list() == [[]]
+
+
+def test_gzip_recognised_by_content_not_name(tmp_path):
+    with gzip.open(tmp_path / "events.csv", "wt") as f:  # compressed although the name does not say so
+        f.write("user_id,item_id,timestamp\na,x,1\nb,y,2\n")
+    ds, _ = load_dataset(tmp_path / "events.csv")
+    assert ds.n_events == 2

@@ -12,9 +12,9 @@ import ast
 import gzip
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import polars as pl
 import pyarrow as pa
@@ -168,20 +168,33 @@ def rebatch(batches: Iterable[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.T
         yield pa.Table.from_batches(pending)
 
 
-def csv_columns(path: Path, separator: str) -> list[str]:
+#: Where a table's bytes come from: a path (plain or gzip) or a function opening a binary stream
+#: (a zip member).
+ByteSource = Path | Callable[[], BinaryIO]
+
+
+def open_binary(source: ByteSource) -> BinaryIO:
+    """A binary stream of the (decompressed) bytes of ``source``."""
+    if callable(source):
+        return source()
+    return gzip.open(source, "rb") if is_gzip(source) else open(source, "rb")  # noqa: SIM115
+
+
+def csv_columns(source: ByteSource, separator: str, label: str | None = None) -> list[str]:
     """The header of a CSV/TSV file (gzip allowed), read without touching the rest of the file."""
     import csv
 
-    with open_text(path, encoding="utf-8-sig") as f:
+    with io.TextIOWrapper(open_binary(source), encoding="utf-8-sig", errors="replace") as f:
         header = f.readline()
     if not header.strip():
-        raise DataError("empty file", source=str(path), expected="a header line naming the columns")
+        raise DataError("empty file", source=label or str(source),
+                        expected="a header line naming the columns")
     return next(csv.reader([header], delimiter=separator))
 
 
-def csv_batches(path: Path, separator: str, columns: list[str] | None = None,
-                quote_char: str | bool = '"') -> Iterator[pa.RecordBatch]:
-    """Record batches of a CSV/TSV file (gzip allowed), every column read as text, a block at a time.
+def csv_batches(source: ByteSource, separator: str, columns: list[str] | None = None,
+                quote_char: str | bool = '"', label: str | None = None) -> Iterator[pa.RecordBatch]:
+    """Record batches of a CSV/TSV file (gzip allowed) or stream, all columns as text, a block at a time.
 
     Text keeps ids exactly as written and lets cleaning report a non-number in a numeric column row by row,
     instead of the reader failing half-way through when a later block does not match the types guessed from
@@ -189,18 +202,23 @@ def csv_batches(path: Path, separator: str, columns: list[str] | None = None,
     """
     import pyarrow.csv as pacsv
 
-    names = csv_columns(path, separator)
+    label = label or str(source)
+    names = csv_columns(source, separator, label)
     parse = pacsv.ParseOptions(delimiter=separator, quote_char=quote_char, newlines_in_values=False)
     read = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES)
     wanted = names if columns is None else [c for c in names if c in set(columns)]
     convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in names}, include_columns=wanted,
                                    strings_can_be_null=True, quoted_strings_can_be_null=False)
+    stream = open_binary(source)
     try:
-        with pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert) as reader:
+        with pacsv.open_csv(stream, read_options=read, parse_options=parse,
+                            convert_options=convert) as reader:
             yield from reader
     except pa.ArrowInvalid as exc:
-        raise DataError(f"malformed table ({exc})", source=str(path),
+        raise DataError(f"malformed table ({exc})", source=label,
                         expected="the same number of fields on every line") from None
+    finally:
+        stream.close()
 
 
 def parquet_batches(

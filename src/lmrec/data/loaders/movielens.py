@@ -15,12 +15,15 @@ import sys
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
 from lmrec.config import cache_dir
 from lmrec.data.cleaning import DataError
+from lmrec.data.loaders._io import csv_batches, csv_columns, number_rows, rebatch
 from lmrec.data.loaders.base import Source, attributes_json, with_row_numbers
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,13 @@ class _Files:
         if self._zip is not None:
             return self._zip.read(member)
         return Path(member).read_bytes()
+
+    def opener(self, member: str) -> Callable[[], BinaryIO]:
+        """A function opening ``member`` as a binary stream (read piece by piece, never whole)."""
+        if self._zip is not None:
+            zf = self._zip
+            return lambda: zf.open(member)
+        return lambda: open(member, "rb")  # noqa: SIM115 - the reader closes it
 
     def label(self, member: str) -> str:
         return f"{self.path}!{member}" if self._zip is not None else member
@@ -165,30 +175,40 @@ def _load_dat(files: _Files, name: str) -> Source:
 
 
 def _load_csv(files: _Files, name: str) -> Source:
+    """20M/25M/32M/latest: ``ratings.csv`` is streamed in chunks (it holds tens of millions of rows); movies,
+    genres and tags (lower-cased, in the item's ``attributes``) are read whole."""
     ratings = files.find("ratings.csv")
     assert ratings is not None
-    ev = pl.read_csv(files.read(ratings), schema_overrides={"userId": pl.String, "movieId": pl.String,
-                                                             "rating": pl.String, "timestamp": pl.String})
-    ev = ev.rename({"userId": "user_id", "movieId": "item_id", "rating": "value"})
+    label, opener = files.label(ratings), files.opener(ratings)
+    wanted = ["userId", "movieId", "rating", "timestamp"]
+    missing = [c for c in wanted if c not in csv_columns(opener, ",", label)]
+    if missing:
+        raise DataError("missing column", source=label, field=missing[0], expected=f"columns {wanted}")
+
+    def chunks(chunk_rows: int) -> Iterator[pl.DataFrame]:
+        start = 1
+        for table in rebatch(csv_batches(opener, ",", wanted, label=label), chunk_rows):
+            df = pl.from_arrow(table)
+            assert isinstance(df, pl.DataFrame)
+            names = {"userId": "user_id", "movieId": "item_id", "rating": "value"}
+            yield number_rows(df.rename(names), start)
+            start += table.num_rows
+
     items = None
     if (movies := files.find("movies.csv")) is not None:
         raw = pl.read_csv(files.read(movies), schema_overrides={"movieId": pl.String})
-        items = raw.select(
-            pl.col("movieId").alias("item_id"), "title", _split_genres("genres").alias("categories")
-        )
+        items = raw.select(pl.col("movieId").alias("item_id"), "title",
+                           _split_genres("genres").alias("categories"))
         if (tags_file := files.find("tags.csv")) is not None:
-            tags = pl.read_csv(
-                files.read(tags_file), schema_overrides={"movieId": pl.String, "tag": pl.String}
-            )
+            tags = pl.read_csv(files.read(tags_file),
+                               schema_overrides={"movieId": pl.String, "tag": pl.String})
             per_item = (tags.filter(pl.col("tag").is_not_null())
                         .group_by("movieId", maintain_order=True)
                         .agg(pl.col("tag").str.to_lowercase().unique(maintain_order=True).alias("tags")))
             items = items.join(per_item.rename({"movieId": "item_id"}), on="item_id", how="left",
                                maintain_order="left")
-            items = items.with_columns(attributes_json(items.with_columns(pl.col("tags")), ["tags"]))
-            items = items.drop("tags")
-    return Source(name, events=with_row_numbers(ev), items=items, default_event_type="rating",
-                  origin=files.label(ratings))
+            items = items.with_columns(attributes_json(items, ["tags"])).drop("tags")
+    return Source(name, event_chunks=chunks, items=items, default_event_type="rating", origin=label)
 
 
 # ---------------------------------------------------------------------- the built-in default
