@@ -58,41 +58,47 @@ def plot_metric_vs_k(bench: BenchmarkResult) -> str:
 
 
 def plot_popularity(bench: BenchmarkResult, popularity: np.ndarray) -> str:
-    """Where recommendations fall on the catalogue's popularity curve."""
+    """Where recommendations fall on the catalogue's popularity curve, and their average popularity."""
     import matplotlib.pyplot as plt
 
     pop = np.asarray(popularity, dtype=np.float64)[1:]
     order = np.argsort(-pop, kind="stable")
     rank_of = np.empty(len(pop), dtype=np.int64)
     rank_of[order] = np.arange(1, len(pop) + 1)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 4.2))
-    ax1.plot(np.arange(1, len(pop) + 1), pop[order], color="black", lw=2, label="catalogue (training events)")
-    ax1.set_yscale("symlog")
-    ax1.set_xlabel("item popularity rank (1 = most popular)")
-    ax1.set_ylabel("training events")
+    x = np.arange(1, len(pop) + 1)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 4.4), gridspec_kw={"wspace": 0.35})
+    total = pop.sum()
+    if total > 0:
+        ax1.plot(
+            x,
+            np.cumsum(pop[order]) / total,
+            color="black",
+            lw=2.5,
+            ls="--",
+            label="catalogue: share of training events",
+        )
     cols = _colours(len(bench.results))
-    ax1b = ax1.twinx()
-    bk = min(10, bench.results[0].ranked.shape[1]) if bench.results else 10
-    bins = np.unique(np.geomspace(1, max(2, len(pop)), 30).astype(int))
+    bk = _bk(bench)
     for r, c in zip(bench.results, cols, strict=True):
         items = r.ranked[:, :bk].ravel()
         items = items[items > 0]
-        ranks = rank_of[items - 1]
-        hist, edges = np.histogram(ranks, bins=bins)
-        share = hist / max(1, len(ranks)) / np.diff(edges)
-        ax1b.step(edges[:-1], share, where="post", color=c, lw=1.3, label=r.model)
-    ax1b.set_yscale("log")
-    ax1b.set_ylabel(f"share of top-{bk} slots per rank")
+        if len(items) == 0:
+            continue
+        counts = np.bincount(rank_of[items - 1], minlength=len(pop) + 1)[1:]
+        ax1.plot(x, np.cumsum(counts) / len(items), color=c, lw=1.6, label=r.model)
     ax1.set_xscale("log")
-    ax1.set_title("Recommended items on the catalogue's popularity curve")
-    ax1b.legend(fontsize=7, loc="upper right")
-    # Right: average popularity of recommendations vs catalogue mean/median
+    ax1.set_ylim(0, 1.02)
+    ax1.set_xlabel("the N most popular items (by training events)")
+    ax1.set_ylabel(f"cumulative share of top-{bk} slots")
+    ax1.set_title("How concentrated recommendations are on popular items")
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=7, loc="lower right")
     labels = [r.model for r in bench.results]
-    arp = [float(np.mean(r.per_user[f"ARP@{_bk(bench)}"])) for r in bench.results]
+    arp = [float(np.mean(r.per_user[f"ARP@{bk}"])) for r in bench.results]
     ax2.barh(labels, arp, color=cols)
     ax2.axvline(float(pop.mean()), color="black", ls="--", label=f"catalogue mean ({pop.mean():.1f})")
     ax2.axvline(float(np.median(pop)), color="grey", ls=":", label=f"catalogue median ({np.median(pop):.0f})")
-    ax2.set_xlabel(f"mean training events of recommended items (ARP@{_bk(bench)})")
+    ax2.set_xlabel(f"mean training events of recommended items (ARP@{bk})")
     ax2.invert_yaxis()
     ax2.legend(fontsize=8)
     ax2.set_title("Average popularity of recommendations")
@@ -197,7 +203,9 @@ def write_report(bench: BenchmarkResult, out_dir: Path) -> dict[str, Path]:
     matplotlib.use("Agg")
     out_dir.mkdir(parents=True, exist_ok=True)
     popularity = _popularity(bench)
-    accuracy = bench.markdown_table(bench.accuracy_metrics(), with_p=False)
+    names = ("NDCG", "HR", "Recall", "Precision", "MRR", "MAP")
+    accuracy_by_k = {k: bench.markdown_table([f"{m}@{k}" for m in names], with_p=False) for k in bench.ks}
+    accuracy = "\n\n".join(f"### @{k}\n\n{t}" for k, t in accuracy_by_k.items())
     beyond = bench.markdown_table(bench.beyond_metrics(), with_p=False)
     headline = bench.markdown_table()
     groups_md = _group_markdown(bench)
@@ -246,10 +254,10 @@ def write_report(bench: BenchmarkResult, out_dir: Path) -> dict[str, Path]:
         "<h2>Summary</h2>",
         _md_to_html_table(headline),
         "<h2>Accuracy (mean ± 95% CI)</h2>",
-        _md_to_html_table(accuracy),
-        "<h2>Beyond accuracy</h2>",
-        _md_to_html_table(beyond),
     ]
+    for k, tbl in accuracy_by_k.items():
+        body += [f"<h3>@{k}</h3>", _md_to_html_table(tbl)]
+    body += ["<h2>Beyond accuracy</h2>", _md_to_html_table(beyond)]
     for title, b64 in imgs:
         body.append(
             f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>"

@@ -25,51 +25,29 @@ def history_matrix(histories: Ragged, n_cols: int, binary: bool = True) -> sp.cs
     return m
 
 
-def prune_columns_topk(dense_block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices and values of the ``k`` largest positive entries of every column of ``dense_block``.
+def topk_sparse_similarity(gram: sp.spmatrix, norms: np.ndarray, k: int, shrink: float) -> sp.csc_matrix:
+    """Cosine similarity with shrinkage from a co-occurrence (Gram) matrix, ``k`` neighbours kept per column.
 
-    Returns ``(rows, vals)``, each ``(k, n_cols)``; entries that are not positive are returned with value 0.
+    ``sim[i, j] = gram[i, j] / (norms[i] * norms[j] + shrink)``, the diagonal set to zero. Works on the Gram
+    matrix's non-zeros only (pairs of items that share a user), so memory and time follow the number of
+    co-occurring pairs, never ``n_items²``. Ties at the k-th value keep the lower row index.
     """
-    n = dense_block.shape[0]
-    k = min(k, n)
-    if k < n:
-        idx = np.argpartition(-dense_block, k - 1, axis=0)[:k]
-    else:
-        idx = np.broadcast_to(np.arange(n)[:, None], dense_block.shape).copy()
-    vals = np.take_along_axis(dense_block, idx, axis=0)
-    vals = np.where(vals > 0, vals, 0.0)
-    return idx, vals
-
-
-def topk_sparse_similarity(
-    gram: sp.spmatrix, norms: np.ndarray, k: int, shrink: float, chunk: int = 512
-) -> sp.csc_matrix:
-    """Cosine similarity with shrinkage from a co-occurrence (Gram) matrix, keeping ``k`` neighbours per
-    column.
-
-    ``sim[i, j] = gram[i, j] / (norms[i] * norms[j] + shrink)``, the diagonal set to zero. Computed in column
-    chunks so that at most ``(n, chunk)`` dense values exist at once.
-    """
-    gram = sp.csc_matrix(gram, dtype=np.float32)
-    n = gram.shape[0]
-    rows_out, cols_out, vals_out = [], [], []
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        block = gram[:, start:stop].toarray()  # (n, chunk)
-        denom = norms[:, None] * norms[None, start:stop] + shrink
-        with np.errstate(divide="ignore", invalid="ignore"):
-            block = np.where(denom > 0, block / np.maximum(denom, 1e-12), 0.0).astype(np.float32)
-        block[np.arange(start, stop), np.arange(stop - start)] = 0.0  # no self-similarity
-        idx, vals = prune_columns_topk(block, k)
-        cols = np.broadcast_to(np.arange(start, stop)[None, :], idx.shape)
-        nz = vals > 0
-        rows_out.append(idx[nz])
-        cols_out.append(cols[nz])
-        vals_out.append(vals[nz])
-    rows = np.concatenate(rows_out) if rows_out else np.zeros(0, dtype=np.int64)
-    cols = np.concatenate(cols_out) if cols_out else np.zeros(0, dtype=np.int64)
-    vals = np.concatenate(vals_out) if vals_out else np.zeros(0, dtype=np.float32)
-    return sp.csc_matrix((vals.astype(np.float32), (rows, cols)), shape=(n, n))
+    g = sp.csc_matrix(gram, dtype=np.float32)
+    g.sum_duplicates()
+    n = g.shape[0]
+    cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(g.indptr))
+    rows = g.indices.astype(np.int64)
+    denom = norms[rows].astype(np.float32) * norms[cols].astype(np.float32) + np.float32(shrink)
+    vals = np.divide(g.data, denom, out=np.zeros_like(g.data), where=denom > 0)
+    keep = (rows != cols) & (vals > 0)
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    # Order by column, then similarity descending, then row ascending; keep each column's first k entries.
+    order = np.lexsort((rows, -vals, cols))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    starts = np.searchsorted(cols, np.arange(n))
+    rank = np.arange(len(cols)) - starts[cols]
+    top = rank < k
+    return sp.csc_matrix((vals[top], (rows[top], cols[top])), shape=(n, n))
 
 
 def recency_weights(histories: Ragged, half_life: float) -> np.ndarray:

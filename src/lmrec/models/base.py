@@ -580,7 +580,7 @@ def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         n_tied_in = (part_vals == kth).sum(axis=1)
         n_tied_all = (scores == kth).sum(axis=1)
         idx = part.astype(np.int64)
-        # Only rows with more items tied at the k-th score than slots left need the (costlier) index-order fill.
+        # Only rows with more items tied at the k-th score than slots left need the costlier index-order fill.
         spill = np.flatnonzero(n_tied_all > n_tied_in)
         if len(spill):
             s = scores[spill]
