@@ -360,31 +360,43 @@ class Engine:
 
     # ------------------------------------------------------------------ predictions
     def predictions(self, user_id: str, item_ids: list[str],
-                    want: list[str] | None) -> tuple[heads.Predictions,
-                                                                                              str]:
-        """Rating / next action / value for a user, from the heads the active model has."""
-        state = self._user_state(user_id)
+                    want: list[str] | None) -> tuple[heads.Predictions, str]:
+        """Rating / next action / value for a user, from the heads the active model has.
+
+        The user's history is their events in the store (flushed first, so ingested events count), or the
+        model's training events for a user the store does not have.
+        """
+        self._user_state(user_id)  # 404 for unknown or erased users
         b = self.bundle
         have = heads.available_heads(b.model)
         if not have:
             raise CapabilityError(f"the active model ({b.model.name}, version {b.version}) has no prediction "
                                   "heads (rating, next action, value); serve a multi-task model", status=404)
-        want = want or have
+        want = want or [h for h in have if h != "rating" or item_ids]
         missing = [h for h in want if h not in have]
         if missing:
             raise CapabilityError(f"the active model has no {', '.join(missing)} head; "
-                                  f"it has: {', '.join(have)}",
-                                  status=404)
+                                  f"it has: {', '.join(have)}", status=404)
+        if "rating" in want and not item_ids:
+            raise InvalidRequestError("rating predictions need items: give ?items=ID&items=ID")
+        self.writer.flush()
+        events = self.store.events("user_id = ?", [user_id])
         with b.lock.read():
-            assert b.model.item_map is not None
-            items = b.model.item_map.indices(item_ids, strict=False)
+            model = b.model
+            assert model.item_map is not None and model.user_map is not None
+            items = model.item_map.indices(item_ids, strict=False)
             unknown = [i for i, x in zip(item_ids, items.tolist(), strict=True) if not x]
             if unknown:
                 raise NotFoundError(f"unknown item(s): {', '.join(unknown[:10])}")
-            if "rating" in want and not item_ids:
-                raise InvalidRequestError("rating predictions need items: give ?items=ID&items=ID")
-            hist = b.model.item_map.indices(state.items, strict=False)
-            out = heads.predict(b.model, hist[hist > 0], self._user_index(b, user_id), items, item_ids, want)
+            context = heads.context_for(model, events) if events.height else None
+            user = context.user_map.index(user_id) if context is not None else self._user_index(b, user_id)
+            if not user:
+                raise CapabilityError(f"user {user_id!r} has no events the model can read yet", status=404)
+            try:
+                out = heads.predict(model, user, context, items, item_ids, want)
+            except IndexError:
+                raise CapabilityError("an item was added after the model was trained; its rating needs a "
+                                      "retrained model", status=409) from None
         return out, b.version
 
     # ------------------------------------------------------------------ writes: events

@@ -1,34 +1,40 @@
 """Predictions beyond ranking — rating, next action type, user value — from models that have those heads.
 
-A model offers a head by having the method (all take index-space inputs, like ``score``):
+A model has them as :class:`lmrec.models.multitask.MultiTask` does: a ``heads`` tuple naming the trained heads
+(``rating``, ``next_type``, ``value``), an ``event_types`` tuple, and the methods
 
-* ``predict_rating(histories, users, items) -> (rows, len(items))`` predicted ratings;
-* ``predict_next_action(histories, users) -> (rows, n_types)`` probabilities over ``model.event_types``;
-* ``predict_value(histories, users) -> (rows,)`` a user value (e.g. expected spend).
+* ``predict_ratings(users, items, context=None) -> (n,)`` — rating of ``items[i]`` by ``users[i]``;
+* ``predict_next_type(users, context=None) -> (n, n_types)`` — probabilities over ``event_types``;
+* ``predict_value(users, context=None) -> (n,)`` — value over the model's horizon;
 
-Or one ``predict(histories, users, items=None) -> dict`` with any of the keys ``rating``, ``next_action``,
-``value`` holding those arrays. A missing head is reported by name, never guessed.
+where ``context`` is a :class:`~lmrec.data.dataset.Dataset` whose events are the users' histories (``None``:
+the training events). The service passes the user's events from the store, so ingested events count.
+A head the model lacks is reported by name, never guessed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+import polars as pl
 
-from lmrec.data.ragged import Ragged
+from lmrec.data.dataset import Dataset
 from lmrec.models.base import Recommender
 
-HEADS = ("rating", "next_action", "value")
+#: API name → the model's head name.
+HEADS = {"rating": "rating", "next_action": "next_type", "value": "value"}
+_METHODS = {"rating": "predict_ratings", "next_action": "predict_next_type", "value": "predict_value"}
 
 
 def available_heads(model: Recommender) -> list[str]:
-    """The prediction heads this model offers."""
-    found = [h for h in HEADS if callable(getattr(model, f"predict_{h}", None))]
-    if not found and callable(getattr(model, "predict", None)):
-        found = [h for h in HEADS if h in (getattr(model, "prediction_heads", None) or HEADS)]
-    return found
+    """The predictions this model offers, by their API names (``rating``, ``next_action``, ``value``)."""
+    try:
+        trained = set(getattr(model, "heads", ()) or ())
+    except Exception:  # a property that needs a fitted network
+        return []
+    return [api for api, head in HEADS.items()
+            if head in trained and callable(getattr(model, _METHODS[api], None))]
 
 
 @dataclass
@@ -38,28 +44,27 @@ class Predictions:
     value: float | None
 
 
-def predict(model: Recommender, history: np.ndarray, user: int, items: np.ndarray, item_ids: list[str],
+def context_for(model: Recommender, events: pl.DataFrame) -> Dataset:
+    """A dataset of one user's stored events in the model's vocabularies (items it does not know are left out,
+    since it has no representation for them)."""
+    assert model.item_map is not None and model.user_map is not None
+    known = events.filter(pl.col("item_id").is_in(model.item_map.raw_ids))
+    types = tuple(getattr(model, "event_types", ()) or ())
+    return Dataset.build(known, item_map=model.item_map, user_map=model.user_map, event_types=types or None)
+
+
+def predict(model: Recommender, user: int, context: Dataset | None, items: np.ndarray, item_ids: list[str],
             want: list[str]) -> Predictions:
-    """Run the requested heads for one user; ``want`` must be a subset of :func:`available_heads`."""
-    hist = Ragged.from_lists([np.asarray(history, dtype=np.int64)])
+    """Run the requested heads (a subset of :func:`available_heads`) for one user index."""
     users = np.array([user], dtype=np.int64)
-    combined: dict[str, Any] = {}
-    if callable(getattr(model, "predict", None)) and not any(
-            callable(getattr(model, f"predict_{h}", None)) for h in HEADS):
-        combined = model.predict(hist, users, items=items if "rating" in want else None)  # type: ignore[attr-defined]
-
-    def head(name: str, *args: Any) -> np.ndarray:
-        fn = getattr(model, f"predict_{name}", None)
-        return np.asarray(fn(hist, users, *args) if callable(fn) else combined[name])
-
     ratings = next_action = value = None
     if "rating" in want:
-        r = head("rating", items).reshape(1, -1)[0]
-        ratings = {i: float(x) for i, x in zip(item_ids, r.tolist(), strict=True)}
+        r = model.predict_ratings(np.repeat(users, len(items)), items, context=context)  # type: ignore[attr-defined]
+        ratings = {i: float(x) for i, x in zip(item_ids, np.asarray(r).tolist(), strict=True)}
     if "next_action" in want:
-        p = head("next_action").reshape(1, -1)[0]
-        types = list(getattr(model, "event_types", None) or [f"type_{i}" for i in range(len(p))])
-        next_action = {str(t): float(x) for t, x in zip(types, p.tolist(), strict=False)}
+        p = np.asarray(model.predict_next_type(users, context=context))[0]  # type: ignore[attr-defined]
+        types = list(getattr(model, "event_types", ()) or [f"type_{i}" for i in range(len(p))])
+        next_action = {str(t): float(x) for t, x in zip(types, p.tolist(), strict=True)}
     if "value" in want:
-        value = float(head("value").reshape(-1)[0])
+        value = float(np.asarray(model.predict_value(users, context=context))[0])  # type: ignore[attr-defined]
     return Predictions(ratings, next_action, value)
