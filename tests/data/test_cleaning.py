@@ -123,8 +123,8 @@ def _grid(pairs: list[tuple[str, str]]) -> pl.DataFrame:
 
 
 def test_min_counts_single_pass_versus_kcore():
-    #  Items: a ×3, b ×2, c ×1. One pass drops c, which leaves u2 with a single event; only k-core drops u2
-    #  too.
+    # Items: a ×3, b ×2, c ×1. One pass drops c, which leaves u2 with a single event; only k-core drops u2
+    # too.
     pairs = [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "c"), ("u3", "b"), ("u3", "a"), ("u4", "a")]
     cfg = CleaningConfig(min_user_events=2, min_item_events=2)
     once, report = clean_events(_grid(pairs), cfg)

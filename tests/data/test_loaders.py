@@ -415,3 +415,24 @@ def test_gzip_recognised_by_content_not_name(tmp_path):
         f.write("user_id,item_id,timestamp\na,x,1\nb,y,2\n")
     ds, _ = load_dataset(tmp_path / "events.csv")
     assert ds.n_events == 2
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "amazon", "sequences"])
+def test_line_formats_assemble_chunks_from_small_parsed_pieces(tmp_path, monkeypatch, fmt):
+    """Lines are parsed 64 at a time (so Python objects stay few) yet chunks have exactly chunk_rows rows."""
+    import importlib
+
+    module = {"jsonl": "generic", "amazon": "amazon", "sequences": "sequences"}[fmt]
+    monkeypatch.setattr(importlib.import_module(f"lmrec.data.loaders.{module}"), "PARSE_ROWS", 64)
+    if fmt == "sequences":
+        path = tmp_path / "s.txt"
+        path.write_text("".join(f"u{k} {k} {k + 1}\n" for k in range(500)))  # 1,000 events on 500 lines
+    else:
+        records = [{"reviewerID": f"A{k % 9}", "asin": f"B{k % 5}", "overall": 3,
+                    "unixReviewTime": 1_400_000_000 + k, "user_id": f"A{k % 9}", "item_id": f"B{k % 5}",
+                    "timestamp": 1_400_000_000 + k} for k in range(1000)]
+        path = _write_jsonl(tmp_path / "r.jsonl", records)
+    chunks = list(open_source(path, fmt).iter_events(chunk_rows=300))
+    assert [c.height for c in chunks] == [300, 300, 300, 100]
+    rows = pl.concat(chunks)[ROW].to_list()
+    assert rows == (list(range(1, 1001)) if fmt != "sequences" else [k // 2 + 1 for k in range(1000)])

@@ -175,8 +175,8 @@ def _parse_timestamps(col: pl.Series, unit: str) -> pl.Series:
         num = text.cast(pl.Float64, strict=False)
         todo = num.is_null() & text.is_not_null() & (text.str.len_chars() > 0)
         if todo.any():
-            #  ISO-8601 text, parsed by the standard library (it handles 'Z', offsets and dates alone); only
-            #  the rows that are not numbers pay for the Python call.
+            # ISO-8601 text, parsed by the standard library (it handles 'Z', offsets and dates alone); only
+            # the rows that are not numbers pay for the Python call.
             iso = pl.Series([_iso_seconds(s) if t else None for s, t in zip(text.to_list(), todo.to_list(),
                                                                              strict=True)], dtype=pl.Float64)
     num = num.fill_nan(None)
@@ -253,8 +253,8 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
     missing_type = et.is_null() | (et.str.len_chars() == 0)
     df = df.with_columns(et.alias("event_type"))
     df = _fail_or_drop(df, missing_type, "missing_event_type", cfg, report, "event_type", "an event type")
-    #  Vectorised normalise_event_type: lower-case, then map aliases (addtocart → cart); no Python call per
-    #  row.
+    # Vectorised normalise_event_type: lower-case, then map aliases (addtocart → cart); no Python call per
+    # row.
     df = df.with_columns(
         pl.col("event_type").str.to_lowercase().replace(EVENT_TYPE_ALIASES).alias("event_type"))
     if not cfg.allow_any_event_type:

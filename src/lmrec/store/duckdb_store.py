@@ -174,8 +174,8 @@ class Store:
         batch = batch.append_column("_pos", pa.array(range(batch.num_rows), pa.int64()))
         self._register("_lmrec_batch", batch)
         try:
-            #  One hash anti-join against the stored ids: linear, bounded memory. The join does not keep row
-            #  order, so the rows are put back in input order: ties in time are read back in insertion order.
+            # One hash anti-join against the stored ids: linear, bounded memory. The join does not keep row
+            # order, so the rows are put back in input order: ties in time are read back in insertion order.
             rows = self._con.execute(
                 "INSERT INTO events SELECT * EXCLUDE (_pos) FROM _lmrec_batch b "
                 "WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id) ORDER BY _pos"

@@ -140,6 +140,34 @@ def iter_json_chunks(path: Path, chunk_rows: int,
         yield start, records
 
 
+#: Lines parsed into Python objects at once; larger chunks are assembled from compact frames of this size,
+#: so a chunk of a million JSON records never exists as a million Python dicts.
+PARSE_ROWS = 50_000
+
+
+def regroup(frames: Iterable[tuple[int, pl.DataFrame]],
+            chunk_rows: int) -> Iterator[tuple[int, pl.DataFrame]]:
+    """Regroup consecutive ``(first row, frame)`` pieces into frames of exactly ``chunk_rows`` rows (the last
+    one may be shorter), keeping the first row number of each."""
+    _check_chunk_rows(chunk_rows)
+    pending: list[pl.DataFrame] = []
+    n, start = 0, 1
+    for first, df in frames:
+        if not pending:
+            start = first
+        if df.height == 0:
+            continue
+        pending.append(df)
+        n += df.height
+        while n >= chunk_rows:
+            whole = pl.concat(pending, how="diagonal_relaxed") if len(pending) > 1 else pending[0]
+            yield start, whole.slice(0, chunk_rows)
+            rest = whole.slice(chunk_rows)
+            pending, n, start = ([rest] if rest.height else []), rest.height, start + chunk_rows
+    if n:
+        yield start, pl.concat(pending, how="diagonal_relaxed") if len(pending) > 1 else pending[0]
+
+
 def _check_chunk_rows(chunk_rows: int) -> None:
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")

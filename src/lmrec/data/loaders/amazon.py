@@ -28,7 +28,15 @@ import polars as pl
 
 from lmrec.data.cleaning import DataError
 from lmrec.data.loaders import register_detector, register_format
-from lmrec.data.loaders._io import BadLines, base_suffix, iter_json_chunks, number_rows, parse_json_line
+from lmrec.data.loaders._io import (
+    PARSE_ROWS,
+    BadLines,
+    base_suffix,
+    iter_json_chunks,
+    number_rows,
+    parse_json_line,
+    regroup,
+)
 from lmrec.data.loaders.base import Source
 from lmrec.data.loaders.generic import _stem
 
@@ -243,8 +251,10 @@ def load_amazon(path: str | Path, meta: str | Path | None = None, *, item_key: s
     bad = BadLines(path)
 
     def chunks(chunk_rows: int) -> Iterator[pl.DataFrame]:
-        for start, records in iter_json_chunks(path, chunk_rows, bad):
-            yield number_rows(reviews_frame(records, item_key), start)
+        pieces = ((start, reviews_frame(records, item_key))
+                  for start, records in iter_json_chunks(path, min(chunk_rows, PARSE_ROWS), bad))
+        for start, frame in regroup(pieces, chunk_rows):
+            yield number_rows(frame, start)
         if (note := bad.note()) is not None and note not in source.notes:
             source.notes.append(note)
 

@@ -40,6 +40,7 @@ import pyarrow as pa
 from lmrec.data.cleaning import DataError
 from lmrec.data.loaders import register_detector, register_format
 from lmrec.data.loaders._io import (
+    PARSE_ROWS,
     BadLines,
     base_suffix,
     csv_batches,
@@ -49,6 +50,7 @@ from lmrec.data.loaders._io import (
     parquet_batches,
     parquet_columns,
     rebatch,
+    regroup,
 )
 from lmrec.data.loaders.base import Source, attributes_json
 
@@ -161,10 +163,14 @@ def iter_table(
     """Chunks of a table file as ``(row number of the first row, DataFrame)``; never the whole file at
     once."""
     if kind == "jsonl":
-        for start, records in iter_json_chunks(path, chunk_rows, bad):
-            cols = columns or sorted({k for r in records for k in r})
-            data = {c: [_json_cell(r.get(c)) for r in records] for c in cols}
-            yield start, pl.DataFrame(data, schema=dict.fromkeys(cols, pl.String))
+
+        def pieces() -> Iterator[tuple[int, pl.DataFrame]]:
+            for start, records in iter_json_chunks(path, min(chunk_rows, PARSE_ROWS), bad):
+                cols = columns or sorted({k for r in records for k in r})
+                data = {c: [_json_cell(r.get(c)) for r in records] for c in cols}
+                yield start, pl.DataFrame(data, schema=dict.fromkeys(cols, pl.String))
+
+        yield from regroup(pieces(), chunk_rows)
         return
     if kind == "parquet":
         batches = parquet_batches(path, chunk_rows, columns)

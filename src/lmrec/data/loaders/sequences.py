@@ -21,7 +21,7 @@ import polars as pl
 
 from lmrec.data.cleaning import DataError
 from lmrec.data.loaders import register_detector, register_format
-from lmrec.data.loaders._io import base_suffix, first_line, iter_line_chunks, open_text
+from lmrec.data.loaders._io import PARSE_ROWS, base_suffix, first_line, iter_line_chunks, open_text, regroup
 from lmrec.data.loaders.base import Source
 from lmrec.data.loaders.generic import _stem
 
@@ -75,12 +75,12 @@ def load_sequences(path: str | Path, *, layout: str = "auto", items: str | Path 
     if layout == "auto":
         layout = detect_layout(path, separator)
 
-    def chunks(chunk_rows: int) -> Iterator[pl.DataFrame]:
-        #  One line may hold a long sequence, so lines are read in small groups and events regrouped to
-        #  chunk_rows.
+    def pieces(piece_rows: int) -> Iterator[tuple[int, pl.DataFrame]]:
+        # One line may hold a long sequence: lines are read in small groups and their events cut into frames
+        # of piece_rows, which chunks() assembles into chunks (so Python lists stay small).
         position = 0
         buf: dict[str, list] = {k: [] for k in _SCHEMA}
-        for start, lines in iter_line_chunks(path, max(1, min(chunk_rows, 10_000))):
+        for start, lines in iter_line_chunks(path, max(1, min(piece_rows, 10_000))):
             for offset, line in enumerate(lines):
                 fields = _split(line, separator)
                 if not fields:
@@ -104,10 +104,15 @@ def load_sequences(path: str | Path, *, layout: str = "auto", items: str | Path 
                     buf["user_id"].append(user)
                     buf["item_id"].append(item)
                     buf["timestamp"].append(position)
-                if len(buf["_row"]) >= chunk_rows:
-                    yield from _emit(buf, chunk_rows)
+                if len(buf["_row"]) >= piece_rows:
+                    yield from ((0, df) for df in _emit(buf, piece_rows))
         if buf["_row"]:
-            yield pl.DataFrame(buf, schema=_SCHEMA)
+            yield 0, pl.DataFrame(buf, schema=_SCHEMA)
+
+    def chunks(chunk_rows: int) -> Iterator[pl.DataFrame]:
+        # Row numbers travel in the _row column (a line's number), so regroup's own numbering is not used.
+        for _, df in regroup(pieces(min(chunk_rows, PARSE_ROWS)), chunk_rows):
+            yield df
 
     item_table = read_item_text(Path(items).expanduser()) if items is not None else None
     # The item-text file names items, it does not bound the catalogue: an item without text keeps its events.
