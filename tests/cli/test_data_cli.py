@@ -142,3 +142,23 @@ def test_help_texts_guide_a_newcomer():
         assert needle in out, needle
     result, out = _run("data", "split", "--help")
     assert "leave-one-out" in out and "cold-item" in out and "--seed" in out
+
+
+def test_ctrl_c_during_import_leaves_the_store_as_it_was(files, monkeypatch):
+    import lmrec.store.duckdb_store as ds_mod
+
+    store = str(files / "s.duckdb")
+    real, calls = ds_mod.clean_rows, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ds_mod, "clean_rows", interrupted)
+    result, out = _run("data", "import", str(files / "clicks.csv"), "--store", store, *MAP,
+                       "--chunk-rows", "10")
+    assert result.exit_code == 130 and "interrupted" in out and "Traceback" not in out
+    with Store(store, read_only=True) as st:
+        assert st.counts()["events"] == 0  # the two chunks written before Ctrl-C were rolled back
