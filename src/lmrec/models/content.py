@@ -48,15 +48,19 @@ class ContentLM(Recommender):
 
     def _fit(self, dataset: Dataset, valid: object = None) -> None:
         assert self.item_vectors_ is not None
-        self._prepare()
+        self._prepare(new_center=True)
 
-    def _prepare(self) -> None:
-        """Normalised (and centred) item vectors; rows without a vector stay zero and are flagged."""
+    def _prepare(self, new_center: bool = False) -> None:
+        """Normalised (and centred) item vectors; rows without a vector stay zero and are flagged.
+
+        The centre is the fitted catalogue's mean vector; items added later are centred with it, unchanged, so
+        adding items never moves the scores of the others.
+        """
         assert self.item_vectors_ is not None
         v = self.item_vectors_.astype(np.float32)
         self.has_vector_ = np.linalg.norm(v, axis=1) > 0
         self.has_vector_[0] = False
-        if not hasattr(self, "center_"):
+        if new_center or not hasattr(self, "center_"):
             self.center_ = (
                 v[self.has_vector_].mean(axis=0)
                 if self.config.center and self.has_vector_.any()
