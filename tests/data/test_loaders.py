@@ -436,3 +436,16 @@ def test_line_formats_assemble_chunks_from_small_parsed_pieces(tmp_path, monkeyp
     assert [c.height for c in chunks] == [300, 300, 300, 100]
     rows = pl.concat(chunks)[ROW].to_list()
     assert rows == (list(range(1, 1001)) if fmt != "sequences" else [k // 2 + 1 for k in range(1000)])
+
+
+def test_amazon_2014_python_literal_metadata_with_nested_categories(tmp_path):
+    _write_jsonl(tmp_path / "reviews_Books_5.json", [
+        {"reviewerID": "R1", "asin": "0001", "overall": 4.0, "unixReviewTime": 1_300_000_000}])
+    (tmp_path / "meta_Books.json").write_text(
+        "{'asin': '0001', 'title': \"Gulliver's Travels\", "
+        "'categories': [['Books', 'Literature'], ['Books']], 'price': 7.5, 'salesRank': {'Books': 12}}\n")
+    ds, _ = load_dataset(tmp_path / "reviews_Books_5.json")  # pairs with meta_Books.json
+    assert ds.name == "Books_5"
+    book = ds.items.to_dicts()[0]
+    assert book["title"] == "Gulliver's Travels" and book["categories"] == ["Books", "Literature"]
+    assert json.loads(book["attributes"]) == {"price": 7.5}
