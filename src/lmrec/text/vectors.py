@@ -22,7 +22,7 @@ from lmrec.data.dataset import Dataset
 from lmrec.store.duckdb_store import Store
 from lmrec.store.embeddings import EmbeddingSpace, EmbeddingTable, StorageDtype, open_store, text_hashes
 from lmrec.text.encoders import Side, TextEncoder, get_encoder
-from lmrec.text.templates import ItemTemplate
+from lmrec.text.templates import ItemTemplate, truncate_tokens
 
 CACHE_FILE = "embeddings.duckdb"
 
@@ -89,8 +89,8 @@ def _progress_bar(total: int, description: str) -> tuple[Any, Callable[[int], No
 
 def encode_cached(texts: Sequence[str], *, encoder: TextEncoder, store: Store | str | Path | None = None,
                   template: str = "", side: Side = "document", dtype: StorageDtype = "float32",
-                  progress: bool | Callable[[int], None] = False,
-                  description: str = "encoding") -> tuple[np.ndarray, EncodeStats]:
+                  progress: bool | Callable[[int], None] = False, description: str = "encoding",
+                  prepare: Callable[[list[str]], list[str]] | None = None) -> tuple[np.ndarray, EncodeStats]:
     """Vectors for ``texts`` in order, encoding only the distinct texts the cache does not hold.
 
     Parameters
@@ -110,6 +110,10 @@ def encode_cached(texts: Sequence[str], *, encoder: TextEncoder, store: Store | 
     progress:
         ``True`` shows a Rich progress bar with texts/s; a callable receives the number of texts done per
         chunk.
+    prepare:
+        A deterministic function applied to the texts that miss the cache, just before encoding (token
+        truncation). Texts are keyed by their hash *before* ``prepare``, so a warm run never calls it; what
+        ``prepare`` depends on must be part of ``template`` or the encoder's identity.
 
     Returns
     -------
@@ -144,11 +148,7 @@ def encode_cached(texts: Sequence[str], *, encoder: TextEncoder, store: Store | 
         uniq_vecs: np.ndarray | None = None
         if len(missing):
             dim = encoder.dim
-            if len(pos) and cached.shape[1] != dim:
-                from lmrec.store.embeddings import EmbeddingDimensionError
-
-                raise EmbeddingDimensionError(f"encoder {encoder.name!r} makes {dim}-d vectors but its cache "
-                                              f"holds {cached.shape[1]}-d ones")
+            table.check_dim(space, dim)  # fail before encoding anything, not after
         if dim is None:  # no texts at all
             dim = encoder.dim
         uniq_vecs = np.zeros((len(uniq_hashes), dim), dtype=np.float32)
@@ -156,7 +156,10 @@ def encode_cached(texts: Sequence[str], *, encoder: TextEncoder, store: Store | 
             uniq_vecs[pos] = cached
         if len(missing):
             t_enc = time.perf_counter()
-            _encode_missing(encoder, table, space, [texts[uniq_rows[i]] for i in missing],
+            todo = [texts[uniq_rows[i]] for i in missing]
+            if prepare is not None:
+                todo = prepare(todo)
+            _encode_missing(encoder, table, space, todo,
                             [uniq_hashes[i] for i in missing], missing, uniq_vecs, side, progress,
                             description)
             stats.encode_seconds = time.perf_counter() - t_enc
@@ -210,9 +213,17 @@ def embed_items(items: pl.DataFrame, *, encoder: TextEncoder | str | None = None
     """Vectors of an items table's rows, in row order, through the cache, with what it cost."""
     enc = _resolve(encoder)
     tpl = ItemTemplate.parse(template)
-    texts = tpl.render(items, getattr(enc, "tokenizer", None))
+    # Cache keys are the hashes of the full rendered texts (the template, with its token limit, and the
+    # encoder with its tokenizer are in the key), so only texts that miss the cache are tokenized and cut.
+    texts = tpl.render(items)
+    max_tokens = tpl.max_tokens
+
+    def cut(todo: list[str]) -> list[str]:
+        tokenizer = getattr(enc, "tokenizer", None)  # loaded only when something is encoded
+        return truncate_tokens(todo, tokenizer, max_tokens) if tokenizer is not None and max_tokens else todo
+
     return encode_cached(texts, encoder=enc, store=store, template=tpl.canonical(), side="document",
-                         dtype=dtype, progress=progress, description="items")
+                         dtype=dtype, progress=progress, description="items", prepare=cut)
 
 
 def encode_items(items: pl.DataFrame, *, encoder: TextEncoder | str | None = None,
