@@ -449,3 +449,25 @@ def test_amazon_2014_python_literal_metadata_with_nested_categories(tmp_path):
     book = ds.items.to_dicts()[0]
     assert book["title"] == "Gulliver's Travels" and book["categories"] == ["Books", "Literature"]
     assert json.loads(book["attributes"]) == {"price": 7.5}
+
+
+def test_movielens_1m_dat_layout_streams(tmp_path):
+    import zipfile
+
+    ratings = "".join(f"{u}::{m}::{(u * m) % 5 + 1}::{978_300_000 + 7 * u + m}\n"
+                      for u in range(1, 6) for m in (1193, 661, 914))
+    with zipfile.ZipFile(tmp_path / "ml-1m.zip", "w") as z:
+        z.writestr("ml-1m/ratings.dat", ratings)
+        z.writestr("ml-1m/movies.dat", "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+                                       "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
+                                       "914::My Fair Lady (1964)::Musical|Romance\n".encode("latin-1"))
+        z.writestr("ml-1m/users.dat", "1::F::1::10::48067\n2::M::56::16::70072\n")
+    chunks = list(open_source(tmp_path / "ml-1m.zip").iter_events(chunk_rows=4))
+    assert [c.height for c in chunks] == [4, 4, 4, 3] and chunks[-1][ROW].to_list() == [13, 14, 15]
+    ds, report = load_dataset(tmp_path / "ml-1m.zip")
+    assert ds.name == "movielens-1m" and ds.n_events == 15 and report.rows_dropped == 0
+    assert ds.user_sequence("1") == ["661", "914", "1193"]  # by time, not by line
+    peach = ds.items.filter(pl.col("item_id") == "661").to_dicts()[0]
+    assert peach["categories"] == ["Animation", "Children's", "Musical"]
+    user = json.loads(ds.users.filter(pl.col("user_id") == "2")["attributes"][0])
+    assert user == {"gender": "M", "age": 56, "occupation": "self-employed", "zip_code": "70072"}

@@ -8,6 +8,7 @@ its terms of use.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import shutil
 import subprocess
@@ -91,10 +92,10 @@ class _Files:
         return f"{self.path}!{member}" if self._zip is not None else member
 
 
-def _read_sep(data: bytes, sep: str, names: list[str], encoding: str = "latin-1") -> pl.DataFrame:
+def _read_sep(data: bytes | str, sep: str, names: list[str], encoding: str = "latin-1") -> pl.DataFrame:
     """Read a headerless separated file whose separator may be several characters (``::``) into text
     columns."""
-    text = data.decode(encoding)
+    text = data.decode(encoding) if isinstance(data, bytes) else data
     if len(sep) > 1:  # polars takes one-byte separators; '::' never occurs inside MovieLens fields
         text = text.replace(sep, "\x1f")
         sep = "\x1f"
@@ -159,7 +160,17 @@ def _items_100k(raw: pl.DataFrame) -> pl.DataFrame:
 def _load_dat(files: _Files, name: str) -> Source:
     ratings = files.find("ratings.dat")
     assert ratings is not None
-    ev = _read_sep(files.read(ratings), "::", ["user_id", "item_id", "value", "timestamp"])
+    opener = files.opener(ratings)
+
+    def chunks(chunk_rows: int) -> Iterator[pl.DataFrame]:
+        # ratings.dat of 10M holds ten million lines: read them chunk_rows at a time.
+        with io.TextIOWrapper(opener(), encoding="latin-1") as f:
+            start = 1
+            while lines := list(itertools.islice(f, chunk_rows)):
+                ev = _read_sep("".join(lines), "::", ["user_id", "item_id", "value", "timestamp"])
+                yield number_rows(ev, start)
+                start += len(lines)
+
     items = users = None
     if (movies := files.find("movies.dat")) is not None:
         raw = _read_sep(files.read(movies), "::", ["item_id", "title", "genres"])
@@ -170,7 +181,7 @@ def _load_dat(files: _Files, name: str) -> Source:
             list(range(len(ML1M_OCCUPATIONS))), list(ML1M_OCCUPATIONS), default=None, return_dtype=pl.String)
         raw = raw.with_columns(occ.alias("occupation"), pl.col("age").cast(pl.Int64))
         users = raw.select("user_id", attributes_json(raw, ["gender", "age", "occupation", "zip_code"]))
-    return Source(name, events=with_row_numbers(ev), items=items, users=users, default_event_type="rating",
+    return Source(name, event_chunks=chunks, items=items, users=users, default_event_type="rating",
                   origin=files.label(ratings))
 
 
