@@ -92,9 +92,8 @@ def create_app(settings: ServingSettings | None = None, *, store: Store | None =
 
     Returns
     -------
-    The FastAPI app. The model is loaded when the app starts (its lifespan), so that building the app is
-    cheap and
-    readiness says when it is servable.
+    The FastAPI app. The model is loaded when the app starts (its lifespan), so that building the app is cheap
+    and readiness says when it is servable.
     """
     settings = settings or ServingSettings()
     metrics, stats = Metrics(), LiveStats(settings.stats_window)

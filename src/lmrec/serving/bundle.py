@@ -1,7 +1,6 @@
 """Everything the service derives from one trained model: the model, item titles and categories, text vectors,
 behaviour vectors or co-occurrence, and the retrieval indices. A hot swap builds a new bundle fully, then
-swaps
-one reference.
+swaps one reference.
 
 What a model may offer beyond :class:`~lmrec.models.base.Recommender` (all optional, found by name):
 
@@ -196,8 +195,8 @@ class ModelBundle:
 
     # ------------------------------------------------------------------ item-item similarity
     def behaviour_similarity(self, items: np.ndarray, others: np.ndarray) -> np.ndarray | None:
-        """Cosine similarity ``(len(items), len(others))`` from model vectors or co-occurrence; ``None``
-        if neither."""
+        """Cosine similarity ``(len(items), len(others))`` from model vectors or co-occurrence; ``None`` if
+        neither."""
         items, others = np.asarray(items, dtype=np.int64), np.asarray(others, dtype=np.int64)
         if self.behaviour_index is not None:
             v = self.behaviour_index.vectors

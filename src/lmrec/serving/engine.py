@@ -402,8 +402,8 @@ class Engine:
     # ------------------------------------------------------------------ writes: events
     def ingest(self, events: list[dict[str, Any]]) -> IngestResult:
         """Accept a batch of events (idempotent by ``event_id``): the next recommendation reflects them at
-        once,
-        and they are committed to the store within ``ingest_flush_ms`` (see :mod:`lmrec.serving.ingest`).
+        once, and they are committed to the store within ``ingest_flush_ms`` (see
+        :mod:`lmrec.serving.ingest`).
 
         Events without an ``event_id`` get the stable id the importer derives from their fields; without a
         ``timestamp`` they are stamped now. A bad field fails the whole batch with the row and field named.

@@ -1,10 +1,9 @@
 """Per-user recent history held in memory, so that an ingested event shapes the very next recommendation.
 
 The store is the record; the overlay is a bounded cache of each active user's newest events, loaded once from
-the
-store (or from the model's training history when the store has nothing for the user) and then updated in place
-on every ingest. Negative feedback (:data:`~lmrec.data.schema.NEGATIVE_EVENT_TYPES`) moves an item out of the
-positive history into a set of items never to recommend again; a later positive event brings it back.
+the store (or from the model's training history when the store has nothing for the user) and then updated in
+place on every ingest. Negative feedback (:data:`~lmrec.data.schema.NEGATIVE_EVENT_TYPES`) moves an item out
+of the positive history into a set of items never to recommend again; a later positive event brings it back.
 """
 
 from __future__ import annotations

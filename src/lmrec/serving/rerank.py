@@ -13,8 +13,7 @@ def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, weight: float) -> np
     ----------
     relevance:
         ``(n,)`` model scores of the candidates (any scale: they are min-max scaled to ``[0, 1]``; ``-inf``
-        rows
-        are never picked).
+        rows are never picked).
     vectors:
         ``(n, d)`` unit-length candidate vectors; similarity is their inner product.
     k:

@@ -2,8 +2,7 @@
 
 Vectors are index-aligned with the model's item indices (row 0 is padding and never returned). New items join
 the index on arrival (:meth:`VectorIndex.upsert`); a changed item gets its new vector in the exact matrix at
-once,
-and since every ANN candidate is re-scored against that matrix, its stale graph entry only affects which
+once, and since every ANN candidate is re-scored against that matrix, its stale graph entry only affects which
 candidates are found, never their scores.
 """
 
@@ -115,9 +114,8 @@ class VectorIndex:
         """Top-``k`` item indices and inner products per query row, best first.
 
         ``mask`` (``(n_items + 1,)`` bool) keeps only allowed items. Rows with fewer than ``k`` allowed items
-        are
-        padded with index 0 and ``-inf``. With an index, a row whose candidates leave fewer than ``k`` allowed
-        items is answered exactly, so filters never shorten a list.
+        are padded with index 0 and ``-inf``. With an index, a row whose candidates leave fewer than ``k``
+        allowed items is answered exactly, so filters never shorten a list.
         """
         q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if self._ann is None or exact:

@@ -1,10 +1,8 @@
 """API keys on requests: ``X-API-Key: lmrec_<id>_<secret>`` (or ``Authorization: Bearer ...``), with scopes.
 
 ``read`` for recommendations and lookups, ``write`` for events and items, ``admin`` for erasure and model
-swaps.
-In dev mode (``LMREC_DEV_MODE=1``) no key is needed. Verified keys are trusted in memory for a few seconds,
-so a
-request costs no store round trip; a revocation takes effect within that time.
+swaps. In dev mode (``LMREC_DEV_MODE=1``) no key is needed. Verified keys are trusted in memory for a few
+seconds, so a request costs no store round trip; a revocation takes effect within that time.
 """
 
 from __future__ import annotations

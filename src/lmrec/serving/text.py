@@ -1,8 +1,7 @@
 """The service's view of item and profile text: an encoder from :mod:`lmrec.text`, or none.
 
 Anything with ``encode(list[str]) -> float32 (n, d)`` is an encoder. When :mod:`lmrec.text` is installed it
-builds
-the default one and caches item vectors in the store; without it (and without an encoder given to
+builds the default one and caches item vectors in the store; without it (and without an encoder given to
 :func:`~lmrec.serving.create_app`) text features are off and the endpoints that need them answer 409.
 """
 

@@ -1,14 +1,11 @@
 """Serving's SQL: API keys (stored hashed), erasure tombstones, and the small lookups the service needs.
 
 An API key reads ``lmrec_<key_id>_<secret>``. Only ``sha256(salt || secret)`` and the salt are stored; the
-secret is
-32 random bytes, so a fast hash is safe (slow hashes such as scrypt protect low-entropy passwords, and would
-cost
-tens of milliseconds on every request). Verification compares digests in constant time.
+secret is 32 random bytes, so a fast hash is safe (slow hashes such as scrypt protect low-entropy passwords,
+and would cost tens of milliseconds on every request). Verification compares digests in constant time.
 
 An erased user leaves no row with their id: the tombstone that keeps a trained model from serving their
-training
-history again holds only a salted hash of the id.
+training history again holds only a salted hash of the id.
 """
 
 from __future__ import annotations
