@@ -171,6 +171,8 @@ def test_export_parquet_round_trips(store, tmp_path):
         copy.import_source(open_source(tmp_path / "export's"))
         assert copy.events().sort("event_id").equals(store.events().sort("event_id"))
         assert copy.counts() == store.counts()
+        assert copy.items().equals(store.items())
+        assert copy.users().equals(store.users())  # the attributes JSON merged, not nested
 
 
 def test_delete_user_leaves_no_row(store):

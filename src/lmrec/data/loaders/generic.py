@@ -232,14 +232,32 @@ def _catalogue(
             out = out.with_columns(pl.col(text).cast(pl.String))
     if "categories" in out.columns:
         out = out.with_columns(_categories(out["categories"], category_separator).alias("categories"))
-    rest = [c for c in raw.columns if c not in set(cols.values())]
-    if rest:
+    rest = [c for c in raw.columns if c not in set(cols.values()) and c != "attributes"]
+    if "attributes" in raw.columns:  # lmrec's own layout (an export): merge, do not nest, its JSON object
+        out = out.with_columns(_merge_attributes(raw["attributes"], raw.select(rest)))
+    elif rest:
         out = out.with_columns(attributes_json(raw, rest))
     bad = out[key].is_null() | (out[key].str.len_chars() == 0)
     if bad.any():
         row = int(bad.arg_true()[0]) + 1
         raise DataError("missing id", source=str(path), row=row, field=cols[key], expected="a non-empty id")
     return out
+
+
+def _merge_attributes(existing: pl.Series, extra: pl.DataFrame) -> pl.Series:
+    """An ``attributes`` column already holding JSON objects, with the other free columns added to each."""
+    merged: list[str | None] = []
+    extras = extra.to_dicts() if extra.width else [{}] * len(existing)
+    for text, more in zip(existing.cast(pl.String).to_list(), extras, strict=True):
+        try:
+            obj = json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            obj = {"attributes": text}
+        if not isinstance(obj, dict):
+            obj = {"attributes": obj}
+        obj.update({k: v for k, v in more.items() if v is not None})
+        merged.append(json.dumps(obj, ensure_ascii=False, default=str) if obj else None)
+    return pl.Series("attributes", merged, dtype=pl.String)
 
 
 def _categories(col: pl.Series, separator: str) -> pl.Series:
