@@ -61,7 +61,7 @@ ItemsOpt = Annotated[
     ),
 ]
 ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", help="A TOML/YAML file with loader options under [loader] (mapping, items, ...).")]
+    "--config", help="A TOML/YAML file with loader options under \\[loader] (mapping, items, ...).")]
 ChunkOpt = Annotated[int, typer.Option(
     "--chunk-rows", min=1, help="Rows read and written at a time; lower it to use less memory.")]
 
