@@ -48,10 +48,9 @@ def main() -> None:
     body = f"""## Baselines on MovieLens-100K (leave-one-out, full ranking)
 
 {res.split_description}. **Ranking: {res.ranking}** over all {ds.n_items:,} items, each user's history
-removed;
-seed {res.seed}; mean ± 95% percentile-bootstrap CI over the {res.n_users():,} test users (1,000 resamples);
-p: paired t-test on NDCG@10 against the best model ({res.best()}). Hyper-parameters are the models' defaults,
-chosen on the validation split (never on test).
+removed; seed {res.seed}; mean ± 95% percentile-bootstrap CI over the {res.n_users():,} test users
+(1,000 resamples); p: paired t-test on NDCG@10 against the best model ({res.best()}).
+Hyper-parameters are the models' defaults, chosen on the validation split (never on test).
 
 {res.markdown_table(["NDCG@5", "NDCG@10", "NDCG@20", "HR@10", "Recall@20", "MRR@10", "MAP@10"])}
 

@@ -76,8 +76,7 @@ model (never an item of the user's history or the target); a target tied with a 
 {table}
 
 Median inflation of NDCG@10: **{np.median(samp_nd / np.maximum(full_nd, 1e-12)):.1f}×**. Kendall τ between
-the two
-orderings of the models: {tau:.2f}. Full-ranking order: {", ".join(order_full)}. Sampled order:
+the two orderings of the models: {tau:.2f}. Full-ranking order: {", ".join(order_full)}. Sampled order:
 {", ".join(order_samp)}. Sampled numbers are not comparable with full-ranking ones and can reorder models
 (Krichene & Rendle, KDD 2020); lmrec reports full ranking unless sampled ranking is asked for by name.
 2 CPU cores shared with other jobs.
