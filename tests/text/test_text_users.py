@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from lmrec.data.ragged import Ragged
-from lmrec.text import history_text, history_texts, profile_text, recency_weights, user_history_vectors
+from lmrec.text import (
+    history_text,
+    history_texts,
+    profile_text,
+    recency_weights,
+    user_history_vectors,
+    user_vector,
+)
 
 TITLES = ["", "Heat", "Up", "Fargo", "Alien"]
 
@@ -61,3 +68,10 @@ def test_pooling_rejects_bad_input():
         user_history_vectors(vecs, Ragged.from_lists([[5]]))
     with pytest.raises(ValueError, match="unknown pooling"):
         user_history_vectors(vecs, Ragged.from_lists([[1]]), "max")  # type: ignore[arg-type]
+
+
+def test_single_user_vector_matches_the_batch():
+    item_vecs = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    hist = Ragged.from_lists([[1, 5, 2]])
+    np.testing.assert_allclose(user_vector(item_vecs, [1, 5, 2], "recency", half_life=2.0),
+                               user_history_vectors(item_vecs, hist, "recency", half_life=2.0)[0], rtol=1e-6)

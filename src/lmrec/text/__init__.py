@@ -6,7 +6,9 @@ The functions other modules call:
 * :func:`item_vectors` — ``(n_items + 1, d)`` vectors of a dataset's items by index, row 0 zeros, cached.
 * :func:`encode_items` — vectors of an items table's rows (new items at serving time), cached.
 * :func:`user_history_vectors` — pooled (mean or recency-weighted) history vectors.
+* :func:`user_vector` — the same for one history (the service, after a new event).
 * :func:`profile_text`, :func:`history_text` — user text for an encoder.
+* :func:`finetune_encoder` — contrastive fine-tuning on (history text → next item) pairs of a training split.
 """
 
 from lmrec.store.embeddings import EmbeddingDimensionError, EmbeddingSpace
@@ -17,8 +19,16 @@ from lmrec.text.encoders import (
     TextEncoder,
     get_encoder,
 )
+from lmrec.text.finetune import FinetuneConfig, FinetuneResult, finetune_encoder
 from lmrec.text.templates import ItemTemplate
-from lmrec.text.users import history_text, history_texts, profile_text, recency_weights, user_history_vectors
+from lmrec.text.users import (
+    history_text,
+    history_texts,
+    profile_text,
+    recency_weights,
+    user_history_vectors,
+    user_vector,
+)
 from lmrec.text.vectors import (
     EncodeStats,
     default_cache_path,
@@ -36,6 +46,8 @@ __all__ = [
     "EmbeddingSpace",
     "EncodeStats",
     "EncoderOptions",
+    "FinetuneConfig",
+    "FinetuneResult",
     "ItemTemplate",
     "ModelNotAvailableError",
     "SentenceTransformerEncoder",
@@ -46,6 +58,7 @@ __all__ = [
     "encode_cached",
     "encode_items",
     "encode_texts",
+    "finetune_encoder",
     "get_encoder",
     "history_text",
     "history_texts",
@@ -54,4 +67,5 @@ __all__ = [
     "profile_text",
     "recency_weights",
     "user_history_vectors",
+    "user_vector",
 ]

@@ -159,3 +159,12 @@ def user_history_vectors(item_vecs: np.ndarray, histories: Ragged, how: Pooling 
         norms = np.linalg.norm(out, axis=1)
         out[norms > 0] /= norms[norms > 0, None]
     return out
+
+
+def user_vector(item_vecs: np.ndarray, history: Sequence[int] | np.ndarray, how: Pooling = "mean", *,
+                half_life: float = 10.0, last_n: int | None = None, normalize: bool = True) -> np.ndarray:
+    """One user's pooled vector from their item indices (oldest first): :func:`user_history_vectors` for a
+    single history, e.g. in the service right after a new event. Returns ``(d,)`` float32."""
+    rows = Ragged.from_lists([np.asarray(history, dtype=np.int64)])
+    out = user_history_vectors(item_vecs, rows, how, half_life=half_life, last_n=last_n, normalize=normalize)
+    return out[0]
