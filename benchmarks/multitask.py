@@ -94,7 +94,18 @@ def _model(heads: tuple[str, ...], seed: int, quick: bool, **kw: Any) -> MultiTa
 
 
 # ---------------------------------------------------------------------- MovieLens-100K
-def movielens(seed: int, quick: bool) -> list[Row]:
+#: MovieLens variants: (label, heads, extra settings). ``user_factors`` adds the biased-MF user term to the
+#: rating head; the others read the rating from the history alone.
+ML_VARIANTS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
+    ("multi-task (item+rating)", ("next_item", "rating"), {}),
+    ("single: next item", ("next_item",), {}),
+    ("single: rating", ("rating",), {}),
+    ("multi-task (item+rating) + user factors", ("next_item", "rating"), {"user_factors": 32}),
+    ("single: rating + user factors", ("rating",), {"user_factors": 32}),
+]
+
+
+def movielens(seed: int, quick: bool, variants: str = "") -> list[Row]:
     from lmrec.data.loaders import load_dataset
 
     ds, _ = load_dataset("movielens-100k")
@@ -118,10 +129,11 @@ def movielens(seed: int, quick: bool) -> list[Row]:
         rows.append({"dataset": "ml-100k", "seed": seed, "model": name,
                      "RMSE": M.rmse(test.ratings, pred), "MAE": M.mae(test.ratings, pred)})
 
-    for label, heads in (("multi-task (item+rating)", ("next_item", "rating")),
-                         ("single: next item", ("next_item",)), ("single: rating", ("rating",))):
+    for label, heads, kw in ML_VARIANTS:
+        if variants and variants not in label:
+            continue
         t0 = time.perf_counter()
-        m = _model(heads, seed, quick).fit(hist)
+        m = _model(heads, seed, quick, **kw).fit(hist)
         row: Row = {"dataset": "ml-100k", "seed": seed, "model": label,
                     "epochs": m.train_result_["epochs_run"],
                     "fit_s": time.perf_counter() - t0}
@@ -136,7 +148,7 @@ def movielens(seed: int, quick: bool) -> list[Row]:
 
 
 # ---------------------------------------------------------------------- synthetic e-commerce
-def ecommerce(seed: int, quick: bool) -> list[Row]:
+def ecommerce(seed: int, quick: bool, variants: str = "") -> list[Row]:
     from lmrec.data.synthetic_ecommerce import DAY, generate_ecommerce
 
     shop = generate_ecommerce(seed=seed, **({"n_users": 300, "n_items": 100} if quick else SHOP))
@@ -168,16 +180,19 @@ def ecommerce(seed: int, quick: bool) -> list[Row]:
         p = est.predict_proba(test_t)
         rows.append({"dataset": "synthetic", "seed": seed, "model": name, **_type_metrics(test_t.labels, p)})
 
-    variants: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
+    only = variants
+    runs: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
         ("multi-task (item+type+value)", ("next_item", "next_type", "value"), {}),
         ("single: next item", ("next_item",), {}),
         ("single: next type", ("next_type",), {}),
         ("single: value", ("value",), {}),
     ]
     if seed == 0:  # uncertainty weighting once, for lack of CPU time
-        variants.insert(1, ("multi-task, uncertainty weights (seed 0)", ("next_item", "next_type", "value"),
+        runs.insert(1, ("multi-task, uncertainty weights (seed 0)", ("next_item", "next_type", "value"),
                             {"weighting": "uncertainty"}))
-    for label, heads, kw in variants:
+    for label, heads, kw in runs:
+        if only and only not in label:
+            continue
         t0 = time.perf_counter()
         m = _model(heads, seed, quick, **kw).fit(hist)
         row: Row = {"dataset": "synthetic", "seed": seed, "model": label,
@@ -276,6 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
                     help="report rows written earlier with --rows (e.g. by parallel --only runs) instead of "
                          "running")
+    ap.add_argument("--variants", default="", help="run only the model variants whose label contains this")
     ap.add_argument("--no-write", action="store_true",
                     help="print the section without writing docs/benchmarks.md")
     args = ap.parse_args(argv)
@@ -290,14 +306,14 @@ def main(argv: list[str] | None = None) -> None:
 
             write_section("multitask", body)
         return
-    runs: list[tuple[str, Callable[[int, bool], list[Row]]]] = [("ml-100k", movielens),
-                                                                ("synthetic", ecommerce)]
+    datasets: list[tuple[str, Callable[[int, bool, str], list[Row]]]] = [("ml-100k", movielens),
+                                                                         ("synthetic", ecommerce)]
     rows: list[Row] = []
-    for name, fn in runs:
+    for name, fn in datasets:
         if args.only and name != args.only:
             continue
         for seed in args.seeds:
-            rows.extend(fn(seed, args.quick))
+            rows.extend(fn(seed, args.quick, args.variants))
     if args.rows:
         import json
 

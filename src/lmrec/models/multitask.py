@@ -82,6 +82,11 @@ class MultiTaskConfig:
         Training cuts for the value head (the latest is validation), ``value_step_days`` apart.
     value_buckets:
         Buckets of event values in the input tokens (0: values are not an input).
+    user_factors, user_reg:
+        Rating head only: add a per-user bias and a ``user_factors``-dimensional user × item factor term
+        (biased MF next to the sequence state) with L2 penalty ``user_reg``; 0 (the default) keeps the rating
+        a
+        function of the history alone.
     item_repr:
         ``"id"``, ``"text"`` or ``"fused"``: item vectors from ids, from the items' language-model text
         vectors
@@ -111,6 +116,8 @@ class MultiTaskConfig:
     value_cuts: int = 5
     value_step_days: float = 7.0
     value_buckets: int = 5
+    user_factors: int = 0
+    user_reg: float = 0.05
     item_repr: str = "id"
     d_model: int = 64
     max_len: int = 50
@@ -170,6 +177,8 @@ class _Spec:
     side_mean: list[float] = field(default_factory=list)
     side_std: list[float] = field(default_factory=list)
     value_cut_end: int = 0  # the time "now" defaults to: just after the last training event
+    n_users: int = 0
+    user_factors: int = 0
     text_dim: int = 0
 
     @property
@@ -195,6 +204,15 @@ class MultiTaskNetwork(nn.Module):
         n_side = len(RFM_FEATURES)
         self.value_mlp = nn.Sequential(nn.Linear(d + n_side, d), nn.GELU(), nn.Linear(d, 1))
         self.log_vars = nn.Parameter(torch.zeros(len(HEADS)))  # uncertainty weighting, s_k per head
+        self.user_factors = spec.user_factors
+        if spec.user_factors > 0:
+            # The optional biased-MF term of the rating head: b_u + p_u · q_i.
+            self.user_bias = nn.Embedding(spec.n_users + 1, 1)
+            self.user_vec = nn.Embedding(spec.n_users + 1, spec.user_factors)
+            self.item_vec = nn.Embedding(net_cfg.n_items + 1, spec.user_factors)
+            nn.init.zeros_(self.user_bias.weight)
+            nn.init.normal_(self.user_vec.weight, std=0.01)
+            nn.init.normal_(self.item_vec.weight, std=0.01)
 
     def hidden(self, items: torch.Tensor, tokens: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
         """``(B, T, d)`` states; position ``t`` has seen events ``0..t``.
@@ -211,13 +229,25 @@ class MultiTaskNetwork(nn.Module):
     def item_table(self) -> torch.Tensor:
         return self.encoder.items()  # (n_items + 1, d)
 
-    def rating(self, h: torch.Tensor, items: torch.Tensor, dev: torch.Tensor) -> torch.Tensor:
-        """Predicted rating of ``items`` (``(...,)``) given states ``h`` (``(..., d)``) and deviations
-        ``dev``."""
+    def rating(self, h: torch.Tensor, items: torch.Tensor, dev: torch.Tensor,
+               users: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted rating of ``items`` (``(...,)``) given states ``h`` (``(..., d)``), deviations ``dev``
+        and,
+        with user factors, the user indices (unknown users: index 0, no user term)."""
         e = self.encoder.items(items)  # (..., d)
         x = torch.cat([h, e, h * e], dim=-1)
-        return (self.rating_mu + self.item_bias(items).squeeze(-1) + self.rating_dev_w * dev
-                + self.rating_mlp(x).squeeze(-1))
+        r = (self.rating_mu + self.item_bias(items).squeeze(-1) + self.rating_dev_w * dev
+             + self.rating_mlp(x).squeeze(-1))
+        if self.user_factors > 0 and users is not None:
+            r = r + self.user_bias(users).squeeze(-1) + (self.user_vec(users) * self.item_vec(items)).sum(-1)
+        return r
+
+    def user_penalty(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Mean squared norm of the user-term parameters used (the L2 penalty of the biased-MF term)."""
+        if self.user_factors <= 0:
+            return torch.zeros((), device=items.device)
+        return (self.user_vec(users).pow(2).sum(-1) + self.item_vec(items).pow(2).sum(-1)
+                + self.user_bias(users).squeeze(-1).pow(2)).mean()
 
     def type_logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.type_head(h)
@@ -258,8 +288,11 @@ class _LossModule(nn.Module):
             if "rating" in heads:
                 ok = ~torch.isnan(b["tgt_ratings"])
                 if ok.any():
-                    pred = net.rating(h[ok], tgt[ok], b["rating_dev"][ok])
+                    users = b["users"].unsqueeze(1).expand_as(tgt)[ok]
+                    pred = net.rating(h[ok], tgt[ok], b["rating_dev"][ok], users)
                     out["rating"] = F.mse_loss(pred.float(), b["tgt_ratings"][ok].float())
+                    if self.training:  # the penalty shapes training only; validation compares errors
+                        out["rating"] = out["rating"] + self.cfg.user_reg * net.user_penalty(users, tgt[ok])
                 else:
                     out["rating"] = h.sum() * 0.0
         if "value" in heads:
@@ -419,7 +452,7 @@ class MultiTask(Recommender):
             t_types[tgt == PAD] = -1
             t_rat[tgt == PAD] = np.nan
             return {"items": inp["items"], "tokens": inp["tokens"], "gaps": inp["gaps"], "tgt_items": tgt,
-                    "tgt_types": t_types, "tgt_ratings": t_rat, "rating_dev": dev}
+                    "tgt_types": t_types, "tgt_ratings": t_rat, "rating_dev": dev, "users": us}
 
         tr = seq_arrays(train, False) if train else None
         va = seq_arrays(val, True) if val else None
@@ -488,6 +521,7 @@ class MultiTask(Recommender):
             rating_mu=float(ratings.mean()) if len(ratings) else 0.0,
             rating_range=[float(ratings.min()), float(ratings.max())] if len(ratings) else [0.0, 1.0],
             value_cut_end=_end_time(dataset),
+            n_users=dataset.n_users, user_factors=cfg.user_factors if "rating" in heads else 0,
         )
         text = None
         if cfg.item_repr != "id":
@@ -587,7 +621,8 @@ class MultiTask(Recommender):
         h, dev = self._last_hidden(ev, uniq, ev.items.lengths[uniq])
         with torch.no_grad():
             item_t = torch.as_tensor(np.asarray(items, dtype=np.int64))
-            r = net.rating(h[inv], item_t, torch.from_numpy(dev[inv]))
+            u_t = torch.as_tensor(np.where(users < spec.n_users + 1, users, 0))
+            r = net.rating(h[inv], item_t, torch.from_numpy(dev[inv]), u_t)
         return np.clip(r.numpy().astype(np.float64), *spec.rating_range)
 
     def predict_next_type(self, users: np.ndarray, context: Dataset | None = None,
@@ -809,6 +844,7 @@ def _merge_rows(seq: dict[str, np.ndarray] | None, val: dict[str, np.ndarray] | 
         L = next(iter(val.values())).shape[1] if val else 1  # type: ignore[union-attr]
         for k in ("items", "tokens", "gaps", "tgt_items", "tgt_types"):
             out[k] = np.zeros((n, L), dtype=np.int64)
+        out["users"] = np.zeros(n, dtype=np.int64)
         out["tgt_ratings"] = np.full((n, L), np.nan, dtype=np.float32)
         out["rating_dev"] = np.zeros((n, L), dtype=np.float32)
     if "val_items" not in out:
