@@ -1,4 +1,8 @@
-"""Dependencies the routes declare with ``Annotated`` aliases: the engine, the settings and API-key scopes."""
+"""Dependencies the routes declare with ``Annotated`` aliases: the engine, the settings and API-key scopes.
+
+They are ``async`` because they only read app state (and, once per key every few seconds, the key table):
+FastAPI runs a plain ``def`` dependency in a worker thread, a hop that would cost more than the work.
+"""
 
 from __future__ import annotations
 
@@ -17,19 +21,19 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="An lmrec API key (`lmrec keys create`); not needed in dev mode.")
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine  # type: ignore[no-any-return]
 
 
-def get_settings(request: Request) -> ServingSettings:
+async def get_settings(request: Request) -> ServingSettings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics  # type: ignore[no-any-return]
 
 
-def get_stats(request: Request) -> LiveStats:
+async def get_stats(request: Request) -> LiveStats:
     return request.app.state.stats  # type: ignore[no-any-return]
 
 
@@ -41,7 +45,7 @@ def _presented(request: Request, header: str | None) -> str | None:
 
 
 def _require(scope: str):  # noqa: ANN202 - a dependency factory
-    def dependency(request: Request, key: Annotated[str | None,
+    async def dependency(request: Request, key: Annotated[str | None,
                                                     Security(api_key_header)] = None) -> ApiKey | None:
         auth: Authenticator = request.app.state.auth
         return auth.check(_presented(request, key), scope)
