@@ -183,6 +183,8 @@ def ecommerce(seed: int, quick: bool, variants: str = "") -> list[Row]:
     only = variants
     runs: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
         ("multi-task (item+type+value)", ("next_item", "next_type", "value"), {}),
+        ("multi-task, value weight 0.2, patience 4", ("next_item", "next_type", "value"),
+         {"w_value": 0.2, "patience": 4}),
         ("single: next item", ("next_item",), {}),
         ("single: next type", ("next_type",), {}),
         ("single: value", ("value",), {}),
@@ -253,7 +255,9 @@ days.
 Protocol: each user's last 20% of ratings by time are the test set (20,381 ratings; the first of them is the
 next-item target); everything is learned from the 80% before; the model reads the user's events before the
 cut.
-Bias and MF regularisation chosen on a validation cut inside the training ratings.
+Bias and MF regularisation chosen on a validation cut inside the training ratings. "+ user factors": the
+rating head also has a per-user bias and a 32-dimensional user × item factor term (`user_factors=32`); without
+it the rating is read from the history alone.
 
 {ml}
 
@@ -291,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
                     help="report rows written earlier with --rows (e.g. by parallel --only runs) instead of "
                          "running")
+    ap.add_argument("--notes", type=Path, default=None, help="Markdown appended to the section")
     ap.add_argument("--variants", default="", help="run only the model variants whose label contains this")
     ap.add_argument("--no-write", action="store_true",
                     help="print the section without writing docs/benchmarks.md")
@@ -299,7 +304,8 @@ def main(argv: list[str] | None = None) -> None:
         import json
 
         merged = [json.loads(line) for f in args.merge for line in f.read_text().splitlines() if line.strip()]
-        body = report(merged, sorted({r["seed"] for r in merged}))
+        notes = args.notes.read_text() if args.notes else ""
+        body = report(merged, sorted({r["seed"] for r in merged}), notes)
         print(body)
         if not args.no_write:
             from _report import write_section
