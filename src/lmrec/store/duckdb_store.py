@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -171,7 +172,7 @@ class Store:
             .to_arrow()
             .cast(EVENTS_SCHEMA)
         )
-        batch = batch.append_column("_pos", pa.array(range(batch.num_rows), pa.int64()))
+        batch = batch.append_column("_pos", pa.array(np.arange(batch.num_rows, dtype=np.int64)))
         self._register("_lmrec_batch", batch)
         try:
             # One hash anti-join against the stored ids: linear, bounded memory. The join does not keep row
@@ -209,7 +210,7 @@ class Store:
         )
         arrow = data.to_arrow().cast(schema)
         self._register(
-            "_lmrec_upsert", arrow.append_column("_pos", pa.array(range(arrow.num_rows), pa.int64()))
+            "_lmrec_upsert", arrow.append_column("_pos", pa.array(np.arange(arrow.num_rows, dtype=np.int64)))
         )
         try:
             cols = ", ".join(schema.names)
