@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
+from lmrec.serving.dashboard_page import PAGE
 from lmrec.serving.deps import EngineDep, ReadAccess, StatsDep
 
 router = APIRouter(tags=["dashboard"])
@@ -15,7 +15,7 @@ router = APIRouter(tags=["dashboard"])
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="The web dashboard (HTML)")
 def dashboard() -> HTMLResponse:
-    return HTMLResponse(files("lmrec.serving").joinpath("dashboard.html").read_text(encoding="utf-8"))
+    return HTMLResponse(PAGE)
 
 
 @router.get("/v1/dashboard/stats", summary="What the dashboard shows: model, catalogue, recent latency")

@@ -1,4 +1,9 @@
-<!doctype html>
+"""The web dashboard: one self-contained HTML page (no external assets), kept in code so it ships with the
+package. It reads ``/v1/dashboard/stats`` every two seconds and asks ``/v1/users/{id}/recommendations`` from a
+form; an API key typed into the page is kept in the browser's local storage.
+"""
+
+PAGE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -6,8 +11,10 @@
 <title>lmrec dashboard</title>
 <style>
   :root { --fg:#1d2330; --muted:#6b7385; --line:#e3e6ec; --accent:#2f6fec; --bad:#c0392b; }
-  body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); margin: 0; background:#f7f8fa; }
-  header { background:#fff; border-bottom:1px solid var(--line); padding:14px 24px; display:flex; gap:24px; align-items:baseline; }
+  body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); margin: 0;
+         background:#f7f8fa; }
+  header { background:#fff; border-bottom:1px solid var(--line); padding:14px 24px; display:flex; gap:24px;
+           align-items:baseline; }
   header h1 { font-size:18px; margin:0; }
   main { max-width: 1100px; margin: 0 auto; padding: 20px 24px; display:grid; gap:20px; }
   section { background:#fff; border:1px solid var(--line); border-radius:8px; padding:16px 20px; }
@@ -23,7 +30,8 @@
   form { display:flex; flex-wrap:wrap; gap:10px; align-items:end; margin-bottom:12px; }
   label { display:flex; flex-direction:column; font-size:13px; color:var(--muted); gap:4px; }
   input { font: inherit; padding:6px 8px; border:1px solid var(--line); border-radius:5px; }
-  button { font: inherit; padding:7px 14px; border:0; border-radius:5px; background:var(--accent); color:#fff; cursor:pointer; }
+  button { font: inherit; padding:7px 14px; border:0; border-radius:5px; background:var(--accent); color:#fff;
+           cursor:pointer; }
   ol { margin:0; padding-left: 22px; }
   li { margin: 8px 0; }
   .why { color: var(--muted); font-size:13px; }
@@ -46,7 +54,8 @@
   </section>
   <section>
     <h2>Latency by route (recent requests)</h2>
-    <table><thead><tr><th>route</th><th class="num">count</th><th class="num">5xx</th><th class="num">p50 ms</th>
+    <table><thead><tr><th>route</th><th class="num">count</th><th class="num">5xx</th>
+      <th class="num">p50 ms</th>
       <th class="num">p95 ms</th><th class="num">p99 ms</th></tr></thead><tbody id="routes"></tbody></table>
   </section>
   <section>
@@ -86,7 +95,8 @@ async function refresh() {
     body.replaceChildren();
     for (const [route, v] of Object.entries(s.requests.routes)) {
       const tr = document.createElement("tr");
-      for (const [val, cls] of [[route, ""], [v.count, "num"], [v.errors, "num"], [v.p50_ms.toFixed(1), "num"],
+      for (const [val, cls] of [[route, ""], [v.count, "num"], [v.errors, "num"],
+                                [v.p50_ms.toFixed(1), "num"],
                                 [v.p95_ms.toFixed(1), "num"], [v.p99_ms.toFixed(1), "num"]]) {
         const td = document.createElement("td"); td.className = cls; td.textContent = val; tr.appendChild(td);
       }
@@ -99,7 +109,8 @@ $("form").addEventListener("submit", async (ev) => {
   const out = $("out");
   const params = new URLSearchParams({k: $("k").value, explain: "true"});
   if ($("category").value.trim()) params.append("category", $("category").value.trim());
-  const r = await fetch("/v1/users/" + encodeURIComponent($("user").value.trim()) + "/recommendations?" + params,
+  const user = encodeURIComponent($("user").value.trim());
+  const r = await fetch("/v1/users/" + user + "/recommendations?" + params,
                         {headers: headers()});
   const data = await r.json();
   out.replaceChildren();
@@ -131,3 +142,4 @@ setInterval(refresh, 2000);
 </script>
 </body>
 </html>
+"""
