@@ -36,14 +36,18 @@ def _run(*args: str):
 
 def test_import_is_idempotent_and_reports(files):
     store = str(files / "s.duckdb")
+    (files / "customers.csv").write_text("user_id,profile,country\nc0,Likes boots,FR\nc1,,DE\n")
     result, out = _run("data", "import", str(files / "clicks.csv"), "--store", store, *MAP,
-                       "--items", str(files / "products.csv"), "--chunk-rows", "7")
+                       "--items", str(files / "products.csv"), "--users", str(files / "customers.csv"),
+                       "--chunk-rows", "7")
     assert result.exit_code == 0, out
-    assert "read 40 rows, kept 40" in out and "inserted 40 events" in out and "6 items" in out
+    assert "read 40 rows, kept 40" in out and "inserted 40 events" in out and "6 items, 2 users" in out
     result, out = _run("data", "import", str(files / "clicks.csv"), "--store", store, *MAP)
     assert result.exit_code == 0 and "inserted 0 events (40 already present)" in out
     with Store(store, read_only=True) as st:
-        assert st.counts() == {"events": 40, "items": 6, "users": 0}
+        assert st.counts() == {"events": 40, "items": 6, "users": 2}
+        assert st.users().to_dicts()[0] == {"user_id": "c0", "profile": "Likes boots",
+                                            "attributes": '{"country": "FR"}'}
         assert set(st.events()["event_type"]) == {"view", "cart"}
         assert st.get_item("p1")["title"] == "Product 1"
 

@@ -60,6 +60,10 @@ ItemsOpt = Annotated[
         help="An item file to read with the events (generic item table, item-text file, Amazon metadata).",
     ),
 ]
+UsersOpt = Annotated[
+    Path | None,
+    typer.Option("--users", help="A user file to read with the events (columns user_id, profile, ...)."),
+]
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="A TOML/YAML file with loader options under \\[loader] (mapping, items, ...).")]
 ChunkOpt = Annotated[int, typer.Option(
@@ -74,12 +78,14 @@ def _cleaning(strict: bool, min_user: int, min_item: int, kcore: bool, event_typ
 
 
 def _options(mapping: list[str] | None, config: Path | None, options: list[str] | None = None,
-             items: Path | None = None) -> dict[str, Any]:
+             items: Path | None = None, users: Path | None = None) -> dict[str, Any]:
     from lmrec.data.loaders.options import loader_options
 
     opts = loader_options(mapping or [], config, options or [])
     if items is not None:
         opts["items"] = str(items)
+    if users is not None:
+        opts["users"] = str(users)
     return opts
 
 
@@ -116,6 +122,7 @@ def import_(
     mapping: MapOpt = None,
     option: OptionOpt = None,
     items: ItemsOpt = None,
+    users: UsersOpt = None,
     config: ConfigOpt = None,
     chunk_rows: ChunkOpt = 1_000_000,
 ) -> None:
@@ -141,7 +148,7 @@ def import_(
     from lmrec.store import Store
 
     with friendly_errors(), _library_errors():
-        src = open_source(source, fmt, **_options(mapping, config, option, items))
+        src = open_source(source, fmt, **_options(mapping, config, option, items, users))
         cfg = replace(_cleaning(strict, 0, 0, False, event_types), default_event_type=src.default_event_type)
         with Store(store) as st, progress() as bar:
             task = bar.add_task(f"importing {src.name}", total=None, rate="")
