@@ -112,3 +112,20 @@ def test_fitted_models_from_another_vocabulary_are_refused(board: Dataset) -> No
     # same vocabulary → accepted without refitting
     res = run_benchmark(board, models=[("prefit", m)], ks=(5,), progress=False, n_boot=20)
     assert res.result("prefit").fit_seconds < 0.1
+
+
+def test_benchmark_tuning_is_recorded(board: Dataset, tmp_path: Path) -> None:
+    res = run_benchmark(
+        board,
+        models=[("knn", "itemknn", {"shrink": 1.0})],
+        tune={"itemknn": {"k": [3, 10]}},
+        ks=(5,),
+        out_dir=tmp_path,
+        progress=False,
+        n_boot=20,
+    )
+    rec = res.to_dict()["tuning_on_validation"]["knn"]
+    assert rec["metric"] == "NDCG@5" and len(rec["trials"]) == 2
+    assert rec["best"]["shrink"] == 1.0 and rec["best"]["k"] in (3, 10)
+    assert res.result("knn").config["k"] == rec["best"]["k"]
+    assert "Tuned on the validation split" in (tmp_path / "report.md").read_text()

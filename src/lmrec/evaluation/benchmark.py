@@ -79,6 +79,8 @@ class BenchmarkResult:
     #: Training events per item index (for popularity plots); raw ids of the evaluated users' indices.
     train_popularity: np.ndarray | None = field(default=None, repr=False)
     user_ids: np.ndarray | None = field(default=None, repr=False)
+    #: ``{model: {"best": config, "score": validation score, "trials": [[config, score], ...]}}`` when tuned.
+    tuning: dict[str, Any] = field(default_factory=dict)
     _summaries: dict[str, dict[str, Interval]] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ numbers
@@ -243,6 +245,7 @@ class BenchmarkResult:
             "best_model": self.best() if self.results else None,
             "paired_test": self.test_method,
             "command": self.command,
+            "tuning_on_validation": self.tuning,
             "models": models,
         }
 
@@ -377,8 +380,9 @@ def run_benchmark(
                 raise
             specs = [s for s in specs if not _needs_vectors(s)]
             _say(progress, f"[yellow]no text vectors ({exc}); content-lm left out[/]")
+    tuning: dict[str, Any] = {}
     if tune:
-        specs = _apply_tuning(specs, tune, split, main_metric, item_vectors, tune_fn, progress)
+        specs = _apply_tuning(specs, tune, split, main_metric, item_vectors, tune_fn, progress, tuning)
     pairs = _normalise_specs(specs)
     results: list[EvalResult] = []
     bar = _progress_bar(progress)
@@ -430,6 +434,7 @@ def run_benchmark(
         dataset_stats=dataset.stats().to_dict(),
         train_popularity=split.train.item_popularity.copy(),
         user_ids=dataset.user_map.raws(split.test.users),
+        tuning=tuning,
     )
     if out_dir is not None:
         out.write_report(out_dir)
@@ -453,24 +458,30 @@ def _apply_tuning(
     vectors: np.ndarray | None,
     tune_fn: Any,
     progress: bool,
+    record: dict[str, Any],
 ) -> list[ModelSpec]:
+    """Replace each tunable spec's config by its best point on the validation split; log every trial."""
     out: list[ModelSpec] = []
     for spec in specs:
         if isinstance(spec, Recommender) or (isinstance(spec, tuple) and isinstance(spec[-1], Recommender)):
             out.append(spec)
             continue
-        name = spec if isinstance(spec, str) else (spec[1] if len(spec) == 3 else spec[0])
+        three = isinstance(spec, tuple) and len(spec) == 3
+        name = str(spec if isinstance(spec, str) else (spec[1] if three else spec[0]))
+        label = str(spec[0]) if three else name
         cfg = {} if isinstance(spec, str) else dict(spec[-1])  # type: ignore[arg-type]
-        if str(name) in space:
-            res = tune_fn(str(name), space[str(name)], split, base=cfg, metric=metric, item_vectors=vectors)
-            _say(progress, f"tuned {name} on validation: {res.best} ({metric} {res.best_score:.4f})")
-            out.append(
-                (str(name), res.best)
-                if not (isinstance(spec, tuple) and len(spec) == 3)
-                else (spec[0], str(name), res.best)
-            )
-        else:
+        if name not in space:
             out.append(spec)
+            continue
+        res = tune_fn(name, space[name], split, base=cfg, metric=metric, item_vectors=vectors)
+        _say(progress, f"tuned {label} on validation: {res.best} ({metric} {res.best_score:.4f})")
+        record[label] = {
+            "metric": metric,
+            "best": res.best,
+            "score": res.best_score,
+            "trials": [[c, s] for c, s in res.trials],
+        }
+        out.append((label, name, res.best) if three else (name, res.best))
     return out
 
 

@@ -225,6 +225,11 @@ def write_report(bench: BenchmarkResult, out_dir: Path) -> dict[str, Path]:
         f"(**{bench.best()}**)."
     )
     cmd = f"\n\nCommand: `{bench.command}`" if bench.command else ""
+    if bench.tuning:
+        cmd += "\n\nTuned on the validation split (never on test): " + "; ".join(
+            f"{m}: {t['best']} ({t['metric']} {t['score']:.4f}, {len(t['trials'])} settings tried)"
+            for m, t in bench.tuning.items()
+        )
     md = (
         f"# Benchmark: {bench.title()}\n\n{meta}{cmd}\n\n## Summary\n\n{headline}\n\n"
         f"## Accuracy (mean ± 95% CI)\n\n{accuracy}\n\n## Beyond accuracy\n\n{beyond}\n\n"

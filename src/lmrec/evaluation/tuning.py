@@ -43,6 +43,10 @@ def tune(
 ) -> TuningResult:
     """Fit ``model`` on ``split.train`` for every point of ``space`` and keep the best ``metric`` on
     ``split.valid`` (full ranking). Ties keep the earlier point of the grid."""
+    _, _, k = metric.rpartition("@")
+    if not k.isdigit():
+        raise ValueError(f"metric must look like NAME@K (e.g. NDCG@10), got {metric!r}")
+    ks = tuple(sorted({*ks, int(k)}))
     trials: list[tuple[dict[str, Any], float]] = []
     for point in grid(space):
         cfg = {**(base or {}), **point}
