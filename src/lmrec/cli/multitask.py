@@ -1,8 +1,7 @@
 """``lmrec predict USER --model DIR``: every prediction of a multi-task model for a user.
 
 Train one with ``lmrec train multitask --dataset synthetic-ecommerce --out models/mt --protocol none`` (or in
-Python,
-``MultiTask(...).fit(ds).save(path)``).
+Python, ``MultiTask(...).fit(ds).save(path)``).
 """
 
 from __future__ import annotations
