@@ -149,6 +149,7 @@ def test_generic_streams_in_chunks_of_chunk_rows(tmp_path):
                        "timestamp": list(range(n))})
     pq.write_table(df.to_arrow(), tmp_path / "e.parquet", row_group_size=1000)
     df.write_csv(tmp_path / "e.csv")
+    assert open_source(tmp_path / "e.parquet").n_rows == n  # known from the footer, for progress bars
     for name in ("e.parquet", "e.csv"):
         chunks = list(open_source(tmp_path / name).iter_events(chunk_rows=700))
         assert [c.height for c in chunks] == [700] * 14 + [200]

@@ -151,7 +151,10 @@ def import_(
         src = open_source(source, fmt, **_options(mapping, config, option, items, users))
         cfg = replace(_cleaning(strict, 0, 0, False, event_types), default_event_type=src.default_event_type)
         with Store(store) as st, progress() as bar:
-            task = bar.add_task(f"importing {src.name}", total=None, rate="")
+            total = src.n_rows
+            if total is None and src.events is not None:
+                total = src.events.height
+            task = bar.add_task(f"importing {src.name}", total=total, rate="")
             res = st.import_source(src, cfg, chunk_rows=chunk_rows,
                                    on_chunk=lambda n: bar.update(task, advance=n, rate=""))
             counts = st.counts()

@@ -274,6 +274,16 @@ def parquet_columns(path: Path) -> list[str]:
         raise DataError(f"not a Parquet file ({exc})", source=str(path), expected="a Parquet file") from None
 
 
+def parquet_rows(path: Path) -> int:
+    """The number of rows of a Parquet file, from its footer (nothing else is read)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.read_metadata(path).num_rows)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"not a Parquet file ({exc})", source=str(path), expected="a Parquet file") from None
+
+
 def number_rows(df: pl.DataFrame, start: int) -> pl.DataFrame:
     """Prepend the ``_row`` column (``start``, ``start + 1``, ...)."""
     return df.with_row_index(ROW, offset=start).with_columns(pl.col(ROW).cast(pl.Int64))

@@ -44,6 +44,7 @@ class Source:
     origin: str = ""  # file, folder or URL it came from
     notes: list[str] = field(default_factory=list)
     items_complete: bool = True
+    n_rows: int | None = None  # event rows, when known without reading them (Parquet metadata); for progress
 
     def iter_events(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pl.DataFrame]:
         if self.event_chunks is not None:

@@ -49,6 +49,7 @@ from lmrec.data.loaders._io import (
     number_rows,
     parquet_batches,
     parquet_columns,
+    parquet_rows,
     rebatch,
     regroup,
 )
@@ -354,7 +355,8 @@ def load_table(
     user_table = (_catalogue(Path(users), user_mapping, USER_ALIASES, USER_FIELDS, "user_id", None,
                              category_separator) if users is not None else None)
     source = Source(name or _stem(path), event_chunks=chunks, items=item_table, users=user_table,
-                    default_event_type=default_event_type, origin=str(path))
+                    default_event_type=default_event_type, origin=str(path),
+                    n_rows=parquet_rows(path) if kind == "parquet" else None)
     mapped = ", ".join(f"{dst}←{src}" for dst, src in columns.items() if dst != src)
     if mapped:
         source.notes.append(f"columns: {mapped}")
