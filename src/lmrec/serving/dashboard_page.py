@@ -139,6 +139,8 @@ $("form").addEventListener("submit", async (ev) => {
 });
 refresh();
 setInterval(refresh, 2000);
+const preset = new URLSearchParams(location.search).get("user");  // /dashboard?user=42 opens that user
+if (preset) { $("user").value = preset; $("form").requestSubmit(); }
 </script>
 </body>
 </html>

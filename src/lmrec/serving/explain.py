@@ -105,7 +105,7 @@ def explain(bundle: ModelBundle, recs: np.ndarray, history: np.ndarray, history_
                                 float(row[j]), uniq_types[j]) for j in order[:2]]
         match = float(text_sims[r].max()) if text_sims is not None and text_sims.shape[1] else None
         if not because:
-            words = "Fits your recent activity overall"
+            words = "Not closely related to your recent activity; shown to complete the list"
             out.append(Explanation(words, [], [], match, source))
             continue
         verb = VERBS.get(because[0].event_type, "interacted with")
