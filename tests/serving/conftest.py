@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serving_helpers import ITEMS, HashingEncoder, make_events, run_server
+from tests.serving.serving_helpers import ITEMS, HashingEncoder, make_events, run_server
 
 from lmrec.models import create_model
 from lmrec.serving import ServingSettings, create_app

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_helpers import ITEMS, HashingEncoder, make_events
+from tests.serving.serving_helpers import ITEMS, HashingEncoder, make_events
 
 from lmrec.models import create_model
 from lmrec.serving.engine import Engine, RecRequest

@@ -7,7 +7,7 @@ import time
 
 import httpx
 import pytest
-from serving_helpers import eventually
+from tests.serving.serving_helpers import eventually
 
 from lmrec.store.keys import KeyStore, existing_event_ids, user_row_counts
 

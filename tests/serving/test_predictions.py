@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from serving_helpers import make_events
+from tests.serving.serving_helpers import make_events
 
 from lmrec.models import create_model, model_class
 from lmrec.store import Store
