@@ -416,11 +416,16 @@ class _Bar:
         self.ema: float | None = None
         if not enabled:
             return
+        from rich.errors import LiveError
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False)
-        self.progress.start()
+        try:
+            self.progress.start()
+        except LiveError:  # the caller already shows a live display (e.g. a spinner around fit): stay quiet
+            self.enabled = False
+            return
         self.task = self.progress.add_task("train", total=epochs * steps_per_epoch,
                                            completed=start_epoch * steps_per_epoch, info="")
         self.epoch = start_epoch

@@ -41,7 +41,7 @@ from lmrec.training.trainer import TrainConfig, Trainer, TrainResult, seed_every
 
 WEIGHTS_FILE = "seqrec.pt"
 NETWORK_FILE = "network.json"
-TRAINING_FILE = "training.json"
+TRAINING_FILE = "train_result.json"
 
 
 @dataclass(frozen=True)

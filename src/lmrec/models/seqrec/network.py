@@ -451,11 +451,12 @@ class SequenceEncoder(nn.Module):
             # Padding comes first and its input is zero, so the recurrence starts (nearly) from rest.
             h, _ = self.rnn(x)
             return self.ln_f(h)
-        T = items.shape[1]
-        causal = torch.ones(T, T, dtype=torch.bool, device=items.device).tril()  # (T, T) query × key
+        t = torch.arange(items.shape[1], device=items.device)
+        # Index comparisons rather than tril/eye, so the graph exports to ONNX with plain ops.
+        causal = t.unsqueeze(1) >= t.unsqueeze(0)  # (T, T) query × key
         mask = causal.unsqueeze(0) & valid.unsqueeze(1)  # (B, T, T): never attend to a padded key
         # A padded query would see no key at all (a NaN softmax): let every position attend to itself.
-        mask = (mask | torch.eye(T, dtype=torch.bool, device=items.device)).unsqueeze(1)  # (B, 1, T, T)
+        mask = (mask | (t.unsqueeze(1) == t.unsqueeze(0))).unsqueeze(1)  # (B, 1, T, T)
         for block in self.blocks:
             x = block(x, mask)
         return self.ln_f(x)

@@ -1,0 +1,134 @@
+"""SeqRec end to end on a tiny dataset whose rule is obvious: after item k comes item k + 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.training.synthetic import cyclic_dataset, cyclic_vectors, next_item
+
+from lmrec.data.ragged import Ragged
+from lmrec.data.schema import PAD
+from lmrec.data.splits import leave_one_out
+from lmrec.models import create_model, load_model
+from lmrec.models.seqrec import SeqRec
+
+FAST = {
+    "d_model": 32,
+    "n_layers": 1,
+    "max_len": 8,
+    "epochs": 25,
+    "batch_size": 16,
+    "lr": 1e-2,
+    "dropout": 0.0,
+    "progress": False,
+    "num_threads": 1,
+    "eval_every": 5,
+    "patience": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    ds = cyclic_dataset()
+    return ds, leave_one_out(ds), cyclic_vectors(ds)
+
+
+@pytest.fixture(scope="module")
+def fused(data) -> SeqRec:
+    ds, split, vec = data
+    m = create_model("seqrec", item_repr="fused", use_types=True, gap_buckets=24, **FAST)
+    return m.fit(split.train, split.valid, item_vectors=vec)  # type: ignore[return-value]
+
+
+def _hit_rate(model: SeqRec, ds, n: int = 40) -> float:
+    """How often the top item after a random 4-item walk is the next item of the cycle (anonymous
+    histories)."""
+    rng = np.random.default_rng(1)
+    hist, want = [], []
+    for _ in range(n):
+        start = int(rng.integers(1, ds.item_map.size))
+        walk = [start]
+        for _ in range(3):
+            walk.append(next_item(ds, walk[-1]))
+        hist.append(walk)
+        want.append(next_item(ds, walk[-1]))
+    idx, _ = model.recommend_indices(Ragged.from_lists(hist), k=1)
+    return float(np.mean(idx[:, 0] == np.array(want)))
+
+
+def test_learns_the_sequence_rule(fused: SeqRec, data) -> None:
+    ds, _, _ = data
+    assert _hit_rate(fused, ds) >= 0.9
+    r = fused.train_result_
+    assert r is not None and r.best_epoch > 0 and r.best_metric > 0.5  # validation drove the choice
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"item_repr": "id"},
+        {"encoder": "gru"},
+        {"loss": "sampled", "n_negatives": 12},
+        {"loss": "bce", "epochs": 40},
+    ],
+)
+def test_variants_learn(data, overrides: dict) -> None:
+    ds, split, vec = data
+    m = create_model("seqrec", **{**FAST, **overrides})
+    m.fit(split.train, split.valid, item_vectors=vec if m.needs_item_vectors else None)
+    assert _hit_rate(m, ds) >= 0.7, overrides
+
+
+def test_score_contract(fused: SeqRec, data) -> None:
+    ds, split, _ = data
+    hist = split.test.history.take(np.arange(5))
+    s = fused.score(hist, split.test.users[:5])
+    assert s.shape == (5, ds.item_map.size) and s.dtype == np.float32
+    assert np.all(s[:, PAD] == -np.inf) and np.isfinite(s[:, 1:]).all()
+    # scoring needs no user id: an anonymous history gets scores too (side inputs then absent)
+    anon = fused.score(hist)
+    assert anon.shape == s.shape
+    # batch equals single
+    one = fused.score(hist.take([3]), split.test.users[3:4])
+    np.testing.assert_allclose(one[0], s[3], rtol=1e-4, atol=1e-4)
+
+
+def test_save_load_roundtrip(fused: SeqRec, data, tmp_path: Path) -> None:
+    _, split, _ = data
+    path = fused.save(tmp_path / "m")
+    names = {p.name for p in path.iterdir()}
+    assert {"model.json", "arrays.npz", "seqrec.pt", "network.json", "train_result.json"} <= names
+    loaded = load_model(path)
+    assert isinstance(loaded, SeqRec)
+    hist = split.test.history.take(np.arange(6))
+    np.testing.assert_allclose(
+        loaded.score(hist, split.test.users[:6]),
+        fused.score(hist, split.test.users[:6]),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    assert loaded.text_source()["vectors_sha256"] == fused.text_source()["vectors_sha256"]
+
+
+def test_cold_item_added_with_text_is_recommended(data) -> None:
+    """An item added after training, whose text says it follows item k, is ranked after k by text alone."""
+    ds, split, vec = data
+    m = create_model("seqrec", item_repr="text", **FAST).fit(split.train, split.valid, item_vectors=vec)
+    k = 5
+    succ = next_item(ds, ds.item_map.index(f"i{k}"))
+    new_idx = m.add_items(["new"], vectors=vec[succ][None, :] + 0.01)
+    assert new_idx[0] == ds.item_map.size
+    walk = [ds.item_map.index(f"i{(k - j) % 24}") for j in range(3, -1, -1)]
+    s = m.score(Ragged.from_lists([walk]))
+    assert s.shape == (1, ds.item_map.size + 1)
+    top2 = set(np.argsort(-s[0])[:2].tolist())
+    assert {succ, int(new_idx[0])} == top2
+
+
+def test_bad_settings() -> None:
+    with pytest.raises(ValueError, match="loss"):
+        create_model("seqrec", loss="hinge")
+    with pytest.raises(TypeError):
+        create_model("seqrec", no_such_setting=1)
