@@ -119,3 +119,16 @@ def test_movielens_titles_encode_offline_then_hit_the_cache(ml100k, minilm, tmp_
     np.testing.assert_array_equal(again, vecs)
     np.testing.assert_array_equal(item_vectors(ml100k, encoder=minilm, template="title", store=store,
                                                progress=False), vecs)
+
+
+def test_max_tokens_cuts_inside_the_model(minilm):
+    from lmrec.text.templates import truncate_tokens
+
+    long = "The heist goes wrong and the crew scatters across Los Angeles. " * 20
+    before = minilm.load().max_seq_length
+    cut_in_model = minilm.encode([long], max_tokens=16)
+    assert minilm.load().max_seq_length == before  # restored
+    cut_first = minilm.encode(truncate_tokens([long], minilm.tokenizer, 16))
+    whole = minilm.encode([long])
+    assert float(cut_in_model[0] @ cut_first[0]) > 0.99
+    assert float(cut_in_model[0] @ whole[0]) < float(cut_in_model[0] @ cut_first[0])

@@ -383,17 +383,43 @@ class SentenceTransformerEncoder:
         return min(limit, self.options.max_length) if self.options.max_length else limit
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, texts: Sequence[str], *, side: Side = "document",
+    #: :func:`lmrec.text.embed_items` may pass ``max_tokens`` instead of cutting texts itself.
+    supports_max_tokens = True
+
+    def _token_limit(self, max_tokens: int, prompt: str) -> int:
+        """The sequence limit that keeps ``max_tokens`` tokens of text after the prompt and special tokens."""
+        tok = self.tokenizer
+        specials = len(tok("", add_special_tokens=True)["input_ids"])
+        prompt_len = len(tok(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
+        return int(max_tokens) + specials + prompt_len
+
+    @contextlib.contextmanager
+    def _limited(self, model: Any, limit: int | None) -> Iterator[None]:
+        old = model.max_seq_length
+        if limit is None or (old is not None and limit >= old):
+            yield
+            return
+        model.max_seq_length = limit
+        try:
+            yield
+        finally:
+            model.max_seq_length = old
+
+    def encode(self, texts: Sequence[str], *, side: Side = "document", max_tokens: int | None = None,
                on_batch: Callable[[int], None] | None = None) -> np.ndarray:
         """Encode texts into ``(len(texts), dim)`` float32 vectors.
 
         Texts are sorted by length and fed ``batch_size`` at a time (short texts are padded with short ones);
-        ``on_batch(n)`` is called after each chunk, for progress bars.
+        ``on_batch(n)`` is called after each chunk, for progress bars. ``max_tokens`` cuts each text to that
+        many tokens inside the model's own tokenization (no second tokenizer pass).
         """
         texts = [t if isinstance(t, str) else "" for t in texts]
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self.load()
+        if max_tokens is not None:
+            with self._limited(model, self._token_limit(max_tokens, self.prompt(side))):
+                return self.encode(texts, side=side, on_batch=on_batch)
         prompt = self.prompt(side) or None
         bs = self.options.batch_size
         if on_batch is None:

@@ -90,7 +90,8 @@ def _progress_bar(total: int, description: str) -> tuple[Any, Callable[[int], No
 def encode_cached(texts: Sequence[str], *, encoder: TextEncoder, store: Store | str | Path | None = None,
                   template: str = "", side: Side = "document", dtype: StorageDtype = "float32",
                   progress: bool | Callable[[int], None] = False, description: str = "encoding",
-                  prepare: Callable[[list[str]], list[str]] | None = None) -> tuple[np.ndarray, EncodeStats]:
+                  prepare: Callable[[list[str]], list[str]] | None = None,
+                  encode_options: dict[str, Any] | None = None) -> tuple[np.ndarray, EncodeStats]:
     """Vectors for ``texts`` in order, encoding only the distinct texts the cache does not hold.
 
     Parameters
@@ -114,6 +115,8 @@ def encode_cached(texts: Sequence[str], *, encoder: TextEncoder, store: Store | 
         A deterministic function applied to the texts that miss the cache, just before encoding (token
         truncation). Texts are keyed by their hash *before* ``prepare``, so a warm run never calls it; what
         ``prepare`` depends on must be part of ``template`` or the encoder's identity.
+    encode_options:
+        Extra keyword arguments for ``encoder.encode`` (e.g. ``max_tokens``), under the same rule.
 
     Returns
     -------
@@ -161,7 +164,7 @@ def encode_cached(texts: Sequence[str], *, encoder: TextEncoder, store: Store | 
                 todo = prepare(todo)
             _encode_missing(encoder, table, space, todo,
                             [uniq_hashes[i] for i in missing], missing, uniq_vecs, side, progress,
-                            description)
+                            description, encode_options or {})
             stats.encode_seconds = time.perf_counter() - t_enc
             stats.n_encoded = len(missing)
     out = uniq_vecs[inverse]
@@ -171,7 +174,8 @@ def encode_cached(texts: Sequence[str], *, encoder: TextEncoder, store: Store | 
 
 def _encode_missing(encoder: TextEncoder, table: EmbeddingTable, space: EmbeddingSpace, texts: list[str],
                     hashes: list[str], rows: np.ndarray, out: np.ndarray, side: Side,
-                    progress: bool | Callable[[int], None], description: str) -> None:
+                    progress: bool | Callable[[int], None], description: str,
+                    options: dict[str, Any]) -> None:
     """Encode texts longest first in chunks, writing each chunk to ``out[rows]`` and to the cache."""
     batch = int(getattr(getattr(encoder, "options", None), "batch_size", 64))
     chunk = max(batch * 16, 256)
@@ -181,7 +185,7 @@ def _encode_missing(encoder: TextEncoder, table: EmbeddingTable, space: Embeddin
     with bar if bar is not None else contextlib.nullcontext():
         for start in range(0, len(texts), chunk):
             sel = order[start:start + chunk]
-            vecs = np.asarray(encoder.encode([texts[i] for i in sel], side=side), dtype=np.float32)
+            vecs = np.asarray(encoder.encode([texts[i] for i in sel], side=side, **options), dtype=np.float32)
             if vecs.shape != (len(sel), out.shape[1]):
                 from lmrec.store.embeddings import EmbeddingDimensionError
 
@@ -217,6 +221,11 @@ def embed_items(items: pl.DataFrame, *, encoder: TextEncoder | str | None = None
     # encoder with its tokenizer are in the key), so only texts that miss the cache are tokenized and cut.
     texts = tpl.render(items)
     max_tokens = tpl.max_tokens
+
+    if getattr(enc, "supports_max_tokens", False):  # the model cuts while it tokenizes: one tokenizer pass
+        return encode_cached(texts, encoder=enc, store=store, template=tpl.canonical(), side="document",
+                             dtype=dtype, progress=progress, description="items",
+                             encode_options={"max_tokens": max_tokens} if max_tokens else None)
 
     def cut(todo: list[str]) -> list[str]:
         tokenizer = getattr(enc, "tokenizer", None)  # loaded only when something is encoded
