@@ -8,11 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.serving.serving_helpers import ITEMS, HashingEncoder, make_events, run_server
 
 from lmrec.models import create_model
 from lmrec.serving import ServingSettings, create_app
 from lmrec.store import Store
+from tests.serving.serving_helpers import ITEMS, HashingEncoder, make_events, run_server
 
 
 @dataclass

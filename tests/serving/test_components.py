@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.serving.serving_helpers import ITEMS, HashingEncoder, make_events
 
 from lmrec.models import create_model
 from lmrec.serving.engine import Engine, RecRequest
@@ -18,6 +17,7 @@ from lmrec.serving.retrieval import VectorIndex, normalise
 from lmrec.serving.settings import ServingSettings
 from lmrec.store import Store
 from lmrec.store.keys import KeyStore, parse_key
+from tests.serving.serving_helpers import ITEMS, HashingEncoder, make_events
 
 
 def clustered(n: int, d: int, centres: int, seed: int) -> np.ndarray:

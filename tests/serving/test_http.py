@@ -7,9 +7,9 @@ import time
 
 import httpx
 import pytest
-from tests.serving.serving_helpers import eventually
 
 from lmrec.store.keys import KeyStore, existing_event_ids, user_row_counts
+from tests.serving.serving_helpers import eventually
 
 pytestmark = pytest.mark.slow
 

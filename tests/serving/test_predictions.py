@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from tests.serving.serving_helpers import make_events
 
 from lmrec.models import create_model, model_class
 from lmrec.store import Store
+from tests.serving.serving_helpers import make_events
 
 pytestmark = pytest.mark.slow
 
