@@ -239,7 +239,7 @@ class Engine:
                 profile_match = sc
             else:
                 idx, sc, strategy = self._by_model(b, hist, uidx, n_fetch, req.exclude_seen, mask, neg)
-            keep = idx > 0
+            keep = (idx > 0) & np.isfinite(sc)  # fewer rankable items than asked for
             idx, sc = idx[keep], sc[keep]
             if profile_match is not None:
                 profile_match = profile_match[keep]
