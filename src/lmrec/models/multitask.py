@@ -644,13 +644,17 @@ class MultiTask(Recommender):
     def predict_value(self, users: np.ndarray, context: Dataset | None = None,
                       at: int | None = None) -> np.ndarray:
         """Each user's predicted value over the ``horizon_days`` after ``at`` (original scale: an amount or a
-        count), from their events in ``context`` before ``at`` (default: just after the last training
-        event)."""
+        count), from their events in ``context`` before ``at`` (default: just after the last training event or
+        the newest event of ``context``, whichever is later)."""
         net, spec = self._check()
         if "value" not in spec.heads:
             raise ValueError("this model has no value head (the log was too short for its horizon)")
         users = np.asarray(users, dtype=np.int64)
-        at = spec.value_cut_end if at is None else int(at)
+        if at is None:
+            # "Now": after the last training event, or after the newest event of the given context (a service
+            # passes the user's stored events, which may be newer than the model).
+            at = max(spec.value_cut_end, _end_time(context) if context is not None else 0)
+        at = int(at)
         if context is None:
             assert self.user_histories_ is not None
             ev = self._context(None)
