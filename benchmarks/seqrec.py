@@ -50,6 +50,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "seqrec-id": {"item_repr": "id"},
     "seqrec-text": {"item_repr": "text"},
     "seqrec-fused": {"item_repr": "fused", "id_dropout": 0.5},
+    "seqrec-fused-drop": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3},
     "seqrec-id-bce": {"item_repr": "id", "loss": "bce"},
 }
 BASELINES = ["most-popular", "itemknn", "userknn", "ease", "als", "bpr", "content-lm"]
@@ -220,7 +221,7 @@ def report(rows: list[dict[str, Any]]) -> str:
     checks = []
     if loo.get("seqrec-fused"):
         f_n, f_h = mean(loo, "seqrec-fused", "NDCG@10"), mean(loo, "seqrec-fused", "HR@10")
-        others = [m for m in loo if m != "seqrec-fused" and not m.startswith("seqrec-text")]
+        others = [m for m in loo if not m.startswith(("seqrec-fused", "seqrec-text"))]
         beaten = [m for m in others if f_n > mean(loo, m, "NDCG@10") and f_h > mean(loo, m, "HR@10")]
         lost = [m for m in others if m not in beaten]
         checks.append(

@@ -138,3 +138,15 @@ def test_add_items_and_init_from_text() -> None:
                                enc.adapter(torch.as_tensor(new[1])))
     with pytest.raises(ValueError, match="text vectors"):
         enc.add_items(None, 1)
+
+
+def test_id_dropout_floor_drops_head_items_too() -> None:
+    cfg = NetworkConfig(n_items=N_ITEMS, d_model=8, item_repr="fused", text_dim=TEXT_DIM, text_reduced_dim=6,
+                        dropout=0.0, id_dropout_min=1.0)
+    counts = np.full(N_ITEMS + 1, 1000)
+    enc = ItemEncoder(cfg, _text(), counts).train()
+    items = torch.arange(1, N_ITEMS + 1)
+    # with a floor of 1 every id part is dropped in training: only text remains
+    torch.testing.assert_close(enc(items), enc.adapter(enc.text[items]))
+    enc.eval()
+    assert not torch.allclose(enc(items), enc.adapter(enc.text[items]))  # and never at inference

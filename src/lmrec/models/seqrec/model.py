@@ -79,6 +79,7 @@ class SeqRecConfig:
     adapter_hidden: int = 256
     fuse_pivot: float = 5.0  # fused: training count at which the id gate starts at one half
     id_dropout: float = 0.0  # fused: drop a rare item's id part in training w.p. id_dropout * (1 - gate)
+    id_dropout_min: float = 0.0  # fused: floor of that probability for every item (helps cold items)
     id_init_from_text: bool = False  # fused: start the id table from reduced text vectors
     # --- loss
     loss: str = "ce"  # ce (full softmax) | sampled (log-Q corrected) | bce (one negative, as SASRec)
@@ -121,6 +122,7 @@ class SeqRecConfig:
             item_repr=self.item_repr,
             text_dim=text_dim, text_adapter=self.text_adapter, text_reduced_dim=self.text_reduced_dim,
             adapter_hidden=self.adapter_hidden, fuse_pivot=self.fuse_pivot, id_dropout=self.id_dropout,
+            id_dropout_min=self.id_dropout_min,
             n_types=n_types if self.use_types else 0, n_gap_buckets=self.gap_buckets,
         )
 

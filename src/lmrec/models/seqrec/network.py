@@ -71,6 +71,9 @@ class NetworkConfig:
     id_dropout:
         ``"fused"`` only: in training, drop an item's id part with probability ``id_dropout * (1 - gate)``, so
         rare items are often represented by text alone and the adapter learns to carry them.
+    id_dropout_min:
+        ``"fused"`` only: a floor on that probability for every item, head included, so that text alone also
+        ranks well against head items (what items never seen in training need).
     n_types:
         Number of event types (0: no type input). Types are fed shifted by one so that 0 stays padding.
     n_gap_buckets:
@@ -93,6 +96,7 @@ class NetworkConfig:
     adapter_hidden: int = 256
     fuse_pivot: float = 5.0
     id_dropout: float = 0.0
+    id_dropout_min: float = 0.0
     n_types: int = 0
     n_gap_buckets: int = 0
 
@@ -283,8 +287,9 @@ class ItemEncoder(nn.Module):
             e = self.id_emb(idx)  # (…, d)
             if self.cfg.item_repr == "fused":
                 g = self.id_gate(self.counts[idx])  # (…,)
-                if self.training and self.cfg.id_dropout > 0:
-                    keep = torch.rand_like(g) >= self.cfg.id_dropout * (1 - g.detach())
+                if self.training and (self.cfg.id_dropout > 0 or self.cfg.id_dropout_min > 0):
+                    p = (self.cfg.id_dropout * (1 - g.detach())).clamp_min(self.cfg.id_dropout_min)
+                    keep = torch.rand_like(g) >= p
                     g = g * keep
                 e = e * g.unsqueeze(-1)
             out = e if out is None else out + e
