@@ -142,37 +142,38 @@ def encode_cached(texts: Sequence[str], *, encoder: TextEncoder, store: Store | 
         inverse[row] = j
     uniq_hashes = list(first)
     stats.n_unique = len(uniq_hashes)
+    # A store given as a path is opened only around each lookup and write, not while the model runs: DuckDB
+    # locks a file per process, and other processes (a service, another run) share the default cache.
     with _opened(store) as st:
         table = EmbeddingTable(st)
         pos, cached = table.lookup(space, uniq_hashes)
-        stats.n_cached = len(pos)
-        dim = cached.shape[1] if len(pos) else None
         missing = np.setdiff1d(np.arange(len(uniq_hashes)), pos, assume_unique=True)
-        uniq_vecs: np.ndarray | None = None
+        dim = int(cached.shape[1]) if len(pos) else None
         if len(missing):
             dim = encoder.dim
             table.check_dim(space, dim)  # fail before encoding anything, not after
-        if dim is None:  # no texts at all
-            dim = encoder.dim
-        uniq_vecs = np.zeros((len(uniq_hashes), dim), dtype=np.float32)
-        if len(pos):
-            uniq_vecs[pos] = cached
-        if len(missing):
-            t_enc = time.perf_counter()
-            todo = [texts[uniq_rows[i]] for i in missing]
-            if prepare is not None:
-                todo = prepare(todo)
-            _encode_missing(encoder, table, space, todo,
-                            [uniq_hashes[i] for i in missing], missing, uniq_vecs, side, progress,
-                            description, encode_options or {})
-            stats.encode_seconds = time.perf_counter() - t_enc
-            stats.n_encoded = len(missing)
+    stats.n_cached = len(pos)
+    if dim is None:  # no texts at all
+        dim = encoder.dim
+    uniq_vecs = np.zeros((len(uniq_hashes), dim), dtype=np.float32)
+    if len(pos):
+        uniq_vecs[pos] = cached
+    if len(missing):
+        t_enc = time.perf_counter()
+        todo = [texts[uniq_rows[i]] for i in missing]
+        if prepare is not None:
+            todo = prepare(todo)
+        _encode_missing(encoder, store, space, todo, [uniq_hashes[i] for i in missing], missing, uniq_vecs,
+                        side, progress, description, encode_options or {})
+        stats.encode_seconds = time.perf_counter() - t_enc
+        stats.n_encoded = len(missing)
     out = uniq_vecs[inverse]
     stats.seconds = time.perf_counter() - t0
     return out, stats
 
 
-def _encode_missing(encoder: TextEncoder, table: EmbeddingTable, space: EmbeddingSpace, texts: list[str],
+def _encode_missing(encoder: TextEncoder, store: Store | str | Path | None, space: EmbeddingSpace,
+                    texts: list[str],
                     hashes: list[str], rows: np.ndarray, out: np.ndarray, side: Side,
                     progress: bool | Callable[[int], None], description: str,
                     options: dict[str, Any]) -> None:
@@ -191,7 +192,8 @@ def _encode_missing(encoder: TextEncoder, table: EmbeddingTable, space: Embeddin
 
                 raise EmbeddingDimensionError(f"encoder {encoder.name!r} returned shape {vecs.shape} for "
                                               f"{len(sel)} texts; expected (n, {out.shape[1]})")
-            table.put(space, [hashes[i] for i in sel], vecs)
+            with _opened(store) as st:
+                EmbeddingTable(st).put(space, [hashes[i] for i in sel], vecs)
             # Read back what the cache holds so a float16 cache gives the same values cold and warm.
             out[rows[sel]] = vecs.astype(space.np_dtype).astype(np.float32)
             if advance is not None:
