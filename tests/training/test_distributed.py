@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from tests.training.synthetic import cyclic_dataset
 
 from lmrec.models.seqrec import NextItemLoss, SeqRecConfig, SeqRecNetwork
 from lmrec.training.distributed import DistContext, init_distributed
 from lmrec.training.sequences import sequence_rows
 from lmrec.training.trainer import TrainConfig, Trainer
+from tests.training.synthetic import cyclic_dataset
 
 EPOCHS, BATCH = 3, 16
 

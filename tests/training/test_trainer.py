@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.training.synthetic import cyclic_dataset
 
 from lmrec.models.seqrec import NextItemLoss, SeqRecConfig, SeqRecNetwork
 from lmrec.training.sequences import sequence_rows
 from lmrec.training.trainer import TrainConfig, Trainer, epoch_batches, warmup_cosine
+from tests.training.synthetic import cyclic_dataset
 
 
 def test_epoch_batches_split_global_batches_across_processes() -> None:

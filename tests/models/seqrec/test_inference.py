@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.training.synthetic import cyclic_dataset
 
 from lmrec.data.splits import leave_one_out
 from lmrec.models import create_model
 from lmrec.models.seqrec import SeqRec
 from lmrec.models.seqrec.inference import OnnxScorer, export_onnx, quantized
+from tests.training.synthetic import cyclic_dataset
 
 FAST = {"d_model": 32, "n_layers": 2, "max_len": 8, "epochs": 8, "batch_size": 16, "lr": 1e-2, "dropout": 0.0,
         "progress": False, "num_threads": 1, "patience": 0}

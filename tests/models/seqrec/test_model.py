@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.training.synthetic import cyclic_dataset, cyclic_vectors, next_item
 
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.data.splits import leave_one_out
 from lmrec.models import create_model, load_model
 from lmrec.models.seqrec import SeqRec
+from tests.training.synthetic import cyclic_dataset, cyclic_vectors, next_item
 
 FAST = {
     "d_model": 32,
@@ -65,6 +65,7 @@ def test_learns_the_sequence_rule(fused: SeqRec, data) -> None:
     assert r is not None and r.best_epoch > 0 and r.best_metric > 0.5  # validation drove the choice
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides",
     [
