@@ -137,3 +137,13 @@ def test_spaces_listing(store, fake):
     row = spaces.row(0, named=True)
     assert (row["encoder"], row["revision"], row["template"], row["dim"], row["n_vectors"]) == \
         ("fake", "r1", "x", 8, 1)
+
+
+def test_item_vectors_key_names_the_cache_space(store, fake, items):
+    from lmrec.text import item_vectors_key
+
+    embed_items(items, encoder=fake, template="title", store=store)
+    key = item_vectors_key(encoder=fake, template="title")
+    assert (key["encoder"], key["revision"]) == ("fake", "r1")
+    assert key["space_id"] in EmbeddingTable(store).spaces()["space_id"].to_list()
+    assert item_vectors_key(encoder=fake, template="title:T")["space_id"] != key["space_id"]

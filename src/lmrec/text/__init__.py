@@ -39,6 +39,7 @@ from lmrec.text.vectors import (
     encode_texts,
     item_texts,
     item_vectors,
+    item_vectors_key,
 )
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "history_texts",
     "item_texts",
     "item_vectors",
+    "item_vectors_key",
     "profile_text",
     "recency_weights",
     "user_history_vectors",

@@ -311,3 +311,17 @@ def encode_texts(texts: Sequence[str], *, encoder: TextEncoder | str | None = No
     text family in the cache key (e.g. ``"user-history:last10"``)."""
     return encode_cached(texts, encoder=_resolve(encoder), store=store, template=kind, side=side,
                          progress=progress, description=kind)[0]
+
+
+def item_vectors_key(*, encoder: TextEncoder | str | None = None, template: ItemTemplate | str | None = None,
+                     dtype: StorageDtype = "float32") -> dict[str, str]:
+    """What identifies the item vectors :func:`item_vectors` returns with these arguments: encoder name and
+    revision, template, settings and the cache space id. A model checkpoint stores it, so a loaded model can
+    tell whether the vectors it is given come from the same encoder and text."""
+    enc = _resolve(encoder)
+    tpl = ItemTemplate.parse(template)
+    settings_key = getattr(enc, "settings_key", None)
+    space = EmbeddingSpace(enc.name, enc.revision, tpl.canonical(),
+                           settings_key("document") if callable(settings_key) else "document", dtype)
+    return {"encoder": space.encoder, "revision": space.revision, "template": space.template,
+            "settings": space.settings, "dtype": space.dtype, "space_id": space.space_id}
