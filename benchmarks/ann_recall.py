@@ -15,6 +15,7 @@ product, candidates re-scored exactly); the reference is exact inner-product sea
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -74,6 +75,7 @@ def main() -> None:
 
     from lmrec.serving.retrieval import VectorIndex
 
+    load_before = os.getloadavg()[0]
     centres_rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     items = mixture(args.items, args.dim, args.centres, args.seed + 1, centres_rng)
@@ -130,7 +132,9 @@ def main() -> None:
                 f"| {recall:.3f} | {res['ann_p50_ms']:.2f} | {res['ann_p99_ms']:.2f} | "
                 f"{res['exact_p50_ms']:.1f} | "
                 f"{res['exact_p50_ms'] / res['ann_p50_ms']:.0f}× | {build_s:.0f} |\n\n"
-                "Goal: recall@10 ≥ 0.95.")
+                "Goal: recall@10 ≥ 0.95. Times depend on the load: the 1-minute load average was "
+                f"{load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end "
+                f"({os.cpu_count()} cores).")
         print(f"wrote {write_section('ann', body)}")
 
 

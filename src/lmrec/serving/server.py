@@ -14,9 +14,15 @@ def serve(settings: ServingSettings, host: str = "127.0.0.1", port: int = 8000, 
     One worker process on purpose: recent events live in that process's memory, which is what makes the next
     recommendation reflect them at once. Scale out behind a load balancer that routes a user to one replica.
     """
+    import sys
+
     import uvicorn
 
     from lmrec.serving.app import create_app
+
+    # Threads hand the GIL over every 5 ms by default: a request thread can wait that long behind the event
+    # commit thread or a model swap. A shorter interval trades a little throughput for shorter tails.
+    sys.setswitchinterval(0.001)
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
