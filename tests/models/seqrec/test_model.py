@@ -133,3 +133,15 @@ def test_bad_settings() -> None:
         create_model("seqrec", loss="hinge")
     with pytest.raises(TypeError):
         create_model("seqrec", no_such_setting=1)
+
+
+def test_id_model_ranks_untrained_items_last(data) -> None:
+    """An id vector never trained must not outrank known items (it would, at a neutral score of 0)."""
+    from lmrec.models.seqrec.model import UNTRAINED_SCORE
+
+    ds, split, _ = data
+    m = create_model("seqrec", **{**FAST, "epochs": 1}).fit(split.train)
+    (new,) = m.add_items(["brand-new"])
+    s = m.score(split.test.history.take([0, 1]))
+    assert np.all(s[:, new] == UNTRAINED_SCORE)
+    assert np.all(s[:, 1:new] > UNTRAINED_SCORE)

@@ -40,6 +40,8 @@ from lmrec.training.sequences import rank_eval_set, sequence_rows, side_inputs_f
 from lmrec.training.trainer import TrainConfig, Trainer, TrainResult, seed_everything
 
 WEIGHTS_FILE = "seqrec.pt"
+#: Score of items an ``id`` model has no trained vector for: below every real score, still rankable.
+UNTRAINED_SCORE = -1e9
 NETWORK_FILE = "network.json"
 TRAINING_FILE = "train_result.json"
 
@@ -266,7 +268,14 @@ class SeqRec(Recommender):
         types = torch.as_tensor(side["types"], device=device) if "types" in side else None
         gaps = torch.as_tensor(side["gaps"], device=device) if "gaps" in side else None
         h = net(items, types, gaps)[:, -1]  # (rows, d): the state after the newest event
-        return h @ table.T  # (rows, n_items + 1)
+        scores = h @ table.T  # (rows, n_items + 1)
+        if not net.cfg.uses_text:
+            # An id vector never trained (no training event, or added later) says nothing about the item; left
+            # alone, weight decay shrinks it to a neutral 0 that outranks every item the user is steered away
+            # from. Such items rank after every known one instead (text models do represent them).
+            untrained = net.item_encoder.counts[: scores.shape[1]] <= 0
+            scores = scores.masked_fill(untrained, UNTRAINED_SCORE)
+        return scores
 
     def score(self, histories: Ragged, users: np.ndarray | None = None,
               items: np.ndarray | None = None) -> np.ndarray:
