@@ -110,8 +110,14 @@ class EmbeddingTable:
         rows = self.store.execute("SELECT dim FROM embedding_spaces WHERE space_id = ?", [space.space_id])
         return int(rows[0][0]) if rows else None
 
-    def _ensure_space(self, space: EmbeddingSpace, dim: int) -> None:
+    def check_dim(self, space: EmbeddingSpace, dim: int) -> None:
+        """Raise :class:`EmbeddingDimensionError` when ``space`` already holds vectors of another size."""
+        self._ensure_space(space, dim, create=False)
+
+    def _ensure_space(self, space: EmbeddingSpace, dim: int, create: bool = True) -> None:
         known = self.dim(space)
+        if known is None and not create:
+            return
         if known is None:
             self.store.execute(
                 "INSERT INTO embedding_spaces (space_id, encoder, revision, template, settings, dtype, dim) "
