@@ -244,32 +244,28 @@ Seeds {seeds} (model initialisation and, for the synthetic shop, the generator);
 Full-ranking next-item metrics, history excluded; nothing is sampled. The CPU (2 cores) was shared with five
 other engineers' jobs during the run, so `fit_s` (seconds per fit) is indicative only, and the model is small
 for that reason. Model: `multitask`, SeqRec Transformer encoder ({m["n_layers"]} layers, d = {m["d_model"]},
-last {m["max_len"]} events), AdamW lr {m["lr"]}, batch {m["batch_size"]}, ≤ {m["epochs"]} epochs, early
-stopping
-(patience {m["patience"]}) on the held-out last event of 10% of users (and the latest value cut); fixed loss
-weights 1 unless stated. Synthetic shop: {SHOP["n_users"]:,} users, {SHOP["n_items"]} items, {SHOP["days"]}
-days.
+last {m["max_len"]} events), AdamW lr {m["lr"]}, batch {m["batch_size"]}, at most {m["epochs"]} epochs, early
+stopping (patience {m["patience"]} unless stated) on the held-out last event of 10% of users (and the latest
+value cut); loss weights 1 unless stated. Synthetic shop: {SHOP["n_users"]:,} users, {SHOP["n_items"]} items,
+{SHOP["days"]} days. The runs were split over parallel processes (`--only`, `--variants`, `--rows`) and merged
+with `--merge`; the baselines are deterministic given the seed, so the rows they repeat are identical.
 
 ### MovieLens-100K: rating and next item
 
 Protocol: each user's last 20% of ratings by time are the test set (20,381 ratings; the first of them is the
 next-item target); everything is learned from the 80% before; the model reads the user's events before the
-cut.
-Bias and MF regularisation chosen on a validation cut inside the training ratings. "+ user factors": the
-rating head also has a per-user bias and a 32-dimensional user × item factor term (`user_factors=32`); without
-it the rating is read from the history alone.
+cut. Bias and MF regularisation are chosen on a validation cut inside the training ratings, then refitted on
+all of them. "+ user factors": the rating head also has a per-user bias and a 32-dimensional user × item
+factor term (`user_factors=32`); without it the rating is read from the history alone.
 
 {ml}
 
 ### Synthetic e-commerce: user value over the next 30 days
 
 Observation window: all events before the cut (30 days before the last event); future window: the 30 days
-after
-it; value = total purchase amount. Training labels come from 6 earlier cuts (weekly) whose windows end before
-the
-test cut. Top-decile capture = share of future spend held by the 10% of users ranked highest (a perfect
-ranking
-reaches the share the truly top users hold; random ≈ 0.10).
+after it; value = total purchase amount. Training labels come from 6 earlier cuts (weekly) whose windows end
+before the test cut. Top-decile capture = share of the future spend held by the 10% of users ranked highest
+(random ≈ 0.10).
 
 {ec_v}
 
