@@ -33,6 +33,7 @@ cut).
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +51,8 @@ from lmrec.data.schema import PAD
 from lmrec.models.base import NEG_INF, Recommender, register, scores_for_items
 from lmrec.models.seqrec.network import ItemEncoder, NetworkConfig, SequenceEncoder, gap_buckets
 from lmrec.prediction.tasks import DAY, RFM_FEATURES, rfm_frame, value_cuts
+
+log = logging.getLogger(__name__)
 
 HEADS = ("next_item", "rating", "next_type", "value")
 WEIGHTINGS = ("fixed", "uncertainty")
@@ -179,6 +182,7 @@ class _Spec:
     value_cut_end: int = 0  # the time "now" defaults to: just after the last training event
     n_users: int = 0
     user_factors: int = 0
+    item_repr: str = "id"  # the representation used (config's, unless the text vectors were degenerate)
     text_dim: int = 0
 
     @property
@@ -336,8 +340,8 @@ class MultiTask(Recommender):
 
     Config = MultiTaskConfig
     uses_user_ids = False
-    fast_config = {"d_model": 16, "n_layers": 1, "max_len": 20, "epochs": 10, "batch_size": 32,
-                   "dropout": 0.1, "lr": 1e-2, "valid_users": 0.0}
+    fast_config = {"d_model": 16, "n_layers": 1, "max_len": 20, "epochs": 10, "batch_size": 16, "lr": 3e-3,
+                   "item_repr": "fused", "dropout": 0.1, "valid_users": 0.0}
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
@@ -345,6 +349,11 @@ class MultiTask(Recommender):
         self.spec_: _Spec | None = None
         self.events_: _Events | None = None
         self.train_result_: dict[str, Any] | None = None
+
+    @property  # type: ignore[override]
+    def needs_item_vectors(self) -> bool:
+        """Text or fused item representations read the items' language-model vectors."""
+        return self.config.item_repr != "id"
 
     # ------------------------------------------------------------------ data preparation
     def _events(self, ds: Dataset) -> _Events:
@@ -530,7 +539,15 @@ class MultiTask(Recommender):
             if self.item_vectors_ is None:
                 self.item_vectors_, self.vectors_meta_ = resolve_item_vectors(dataset, None)
             text = self.item_vectors_
-            self.spec_.text_dim = int(text.shape[1])
+            seen = dataset.item_popularity[1:] > 0
+            if np.ptp(text[1:][seen], axis=0).max(initial=0.0) < 1e-6:
+                # Every item reads the same (no titles, say): whitening such vectors is undefined and they
+                # carry nothing, so the model falls back to id vectors.
+                log.warning("%s: the item text vectors are all identical; using item_repr='id'", dataset.name)
+                text = None
+            else:
+                self.spec_.item_repr = cfg.item_repr
+                self.spec_.text_dim = int(text.shape[1])
         ev = self._events(dataset)
         self.events_ = ev
         train_rows, val_rows = self._train_rows(dataset, ev)
@@ -570,8 +587,8 @@ class MultiTask(Recommender):
         net_cfg = NetworkConfig(n_items=spec.n_items, d_model=cfg.d_model, max_len=cfg.max_len,
                                 encoder=cfg.encoder, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
                                 dropout=cfg.dropout, n_types=n_tokens, n_gap_buckets=cfg.n_gap_buckets,
-                                item_repr=cfg.item_repr, text_dim=spec.text_dim)
-        if cfg.item_repr != "id" and text is None:
+                                item_repr=spec.item_repr, text_dim=spec.text_dim)
+        if spec.item_repr != "id" and text is None:
             shape = (spec.n_items + 1, spec.text_dim)
             text = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         if counts is None:
