@@ -88,8 +88,8 @@ BRANDS = ("Acme", "Northwind", "Lumen", "Vela", "Kestrel", "Orbit", "Harbor", "T
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Size and behaviour of the synthetic shop. Defaults make ~2,000 users and ~60k events in well under a
-    second.
+    """Size and behaviour of the synthetic shop. The defaults make 2,000 users and about 80k events (57k
+    views, 17k carts, 10k purchases for seed 0) in a few seconds.
 
     Parameters
     ----------
