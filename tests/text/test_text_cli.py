@@ -69,3 +69,23 @@ def test_embed_users_and_errors(shop):
     assert res.exit_code == 1 and "not available offline" in res.output
     res = runner.invoke(app, ["similar", "no-such-thing", "--store", str(shop)])
     assert res.exit_code == 1 and "no item has id" in res.output
+
+
+def test_export_then_import_into_another_cache(shop, tmp_path, minilm):
+    runner = CliRunner()
+    assert runner.invoke(app, ["embed", "items", "--store", str(shop)]).exit_code == 0
+    out = tmp_path / "vectors.parquet"
+    res = runner.invoke(app, ["embed", "export", str(out), "--cache", str(shop)])
+    assert res.exit_code == 0, res.output
+    assert "wrote 4 vectors" in res.output and out.exists()
+    other = tmp_path / "other.duckdb"
+    res = runner.invoke(app, ["embed", "import", str(out), "--cache", str(other)])
+    assert res.exit_code == 0 and "imported 4 new vectors" in res.output
+    # the other cache now answers without encoding
+    from lmrec.store import Store
+    from lmrec.text import embed_items
+
+    with Store(shop, read_only=True) as st:
+        items = st.items()
+    _, stats = embed_items(items, encoder=minilm, store=other)
+    assert stats.n_encoded == 0 and stats.n_cached == 4

@@ -171,6 +171,42 @@ def spaces(cache: CacheOpt = None) -> None:
         console.print(t)
 
 
+@embed_app.command("export")
+def export(out: Annotated[Path, typer.Argument(help="A .parquet or .npy file to write.")],
+           model: ModelOpt = None, template: TemplateOpt = None, max_tokens: MaxTokensOpt = 128,
+           cache: CacheOpt = None, dtype: DtypeOpt = "float32") -> None:
+    """Export the cached item vectors of one encoder and template (text hash → vector), to move a cache
+    to another machine without encoding again; read it back with `lmrec embed import`."""
+    from lmrec.store.embeddings import EmbeddingSpace, EmbeddingTable, open_store
+    from lmrec.text import ItemTemplate, default_cache_path, get_encoder, item_vectors_key
+
+    with friendly_errors():
+        key = item_vectors_key(encoder=get_encoder(model), template=ItemTemplate.parse(template, max_tokens),
+                               dtype=dtype)  # type: ignore[arg-type]
+        space = EmbeddingSpace(key["encoder"], key["revision"], key["template"], key["settings"],
+                               key["dtype"])  # type: ignore[arg-type]
+        with open_store(cache or default_cache_path()) as st:
+            table = EmbeddingTable(st)
+            path = table.export(space, out)
+            n = table.count(space)
+        console.print(f"wrote {n:,} vectors of {space.encoder} (revision {space.revision}) to {path}")
+
+
+@embed_app.command("import")
+def import_(path: Annotated[Path, typer.Argument(help="A file written by `lmrec embed export`.")],
+            cache: CacheOpt = None) -> None:
+    """Import exported vectors into the cache (vectors already there are kept; dimensions are checked)."""
+    from lmrec.store.embeddings import EmbeddingTable, open_store
+    from lmrec.text import default_cache_path
+
+    with friendly_errors():
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file")
+        with open_store(cache or default_cache_path()) as st:
+            space, n = EmbeddingTable(st).import_(path)
+        console.print(f"imported {n:,} new vectors of {space.encoder} (revision {space.revision})")
+
+
 def similar(item: Annotated[str, typer.Argument(help="An item id (or, if no id matches, part of a title).")],
             k: Annotated[int, typer.Option("--k", help="How many neighbours.")] = 10, model: ModelOpt = None,
             template: TemplateOpt = None, max_tokens: MaxTokensOpt = 128, source: SourceOpt = None,
