@@ -132,3 +132,22 @@ def test_max_tokens_cuts_inside_the_model(minilm):
     whole = minilm.encode([long])
     assert float(cut_in_model[0] @ cut_first[0]) > 0.99
     assert float(cut_in_model[0] @ whole[0]) < float(cut_in_model[0] @ cut_first[0])
+
+
+def test_registered_names_resolve_to_their_folder(tmp_path, monkeypatch):
+    from lmrec.text.encoders import register_encoder, registered_encoders
+
+    monkeypatch.setenv("LMREC_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / REVISION_FILE).write_text(json.dumps({"revision": "ft-1", "name": "my-ft"}))
+    (folder / "model.safetensors").write_bytes(b"0")
+    register_encoder("my-ft", folder)
+    assert registered_encoders() == {"my-ft": folder.resolve()}
+    enc = get_encoder("my-ft")
+    assert (enc.name, enc.revision, enc.path) == ("my-ft", "ft-1", folder.resolve())
+    folder.joinpath(REVISION_FILE).unlink()
+    folder.joinpath("model.safetensors").unlink()
+    folder.rmdir()
+    with pytest.raises(ModelNotAvailableError):  # a removed folder is forgotten, not an obscure failure
+        get_encoder("my-ft")

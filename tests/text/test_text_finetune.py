@@ -44,9 +44,11 @@ def test_pairs_are_subsampled_reproducibly(tiny):
 
 
 @pytest.mark.slow
-def test_finetuned_encoder_has_its_own_revision_and_cache(ml100k, tmp_path, minilm):
+def test_finetuned_encoder_has_its_own_revision_and_cache(ml100k, tmp_path, minilm, monkeypatch):
     from lmrec.store import Store
-    from lmrec.text import encode_cached
+    from lmrec.text import encode_cached, get_encoder
+
+    monkeypatch.setenv("LMREC_CACHE_DIR", str(tmp_path / "cache"))  # the name registry goes here
 
     split = leave_one_out(ml100k)
     cfg = FinetuneConfig(max_pairs=32, batch_size=16, max_length=16, learning_rate=1e-4)
@@ -54,7 +56,10 @@ def test_finetuned_encoder_has_its_own_revision_and_cache(ml100k, tmp_path, mini
     assert res.n_pairs == 32 and res.revision.startswith("ft-")
     assert (res.path / "lmrec_revision.json").exists()
     ft = res.encoder()
-    assert ft.name == "all-MiniLM-L6-v2-ft-movielens-100k" and ft.revision == res.revision
+    assert ft.name == f"all-MiniLM-L6-v2-ft-movielens-100k-{res.revision[3:11]}"
+    assert ft.revision == res.revision
+    by_name = get_encoder(res.name)  # registered: found by name, as a checkpoint records it
+    assert by_name.path == res.path.resolve() and by_name.revision == res.revision
     assert ft.revision != minilm.revision
     with Store(":memory:") as st:
         base_vecs, _ = encode_cached(["Toy Story (1995)", "Heat (1995)"], encoder=minilm, store=st)

@@ -197,11 +197,44 @@ def _not_available(name: str, cause: BaseException | None = None) -> ModelNotAva
     )
 
 
+REGISTRY_FILE = "encoders.json"
+
+
+def _registry_path() -> Path:
+    from lmrec.config import cache_dir
+
+    return cache_dir() / REGISTRY_FILE
+
+
+def register_encoder(name: str, path: str | Path) -> None:
+    """Remember that encoder ``name`` lives in folder ``path`` (e.g. a fine-tuned model), so that
+    ``get_encoder(name)`` finds it on this machine. Kept in ``encoders.json`` in lmrec's cache directory."""
+    import fcntl
+
+    reg = _registry_path()
+    with open(reg.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        entries = json.loads(reg.read_text()) if reg.exists() else {}
+        entries[name] = str(Path(path).resolve())
+        tmp = reg.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entries, indent=2, sort_keys=True))
+        tmp.replace(reg)  # atomic: a reader never sees half a file
+
+
+def registered_encoders() -> dict[str, Path]:
+    """Encoder names registered with :func:`register_encoder` whose folders still exist."""
+    reg = _registry_path()
+    if not reg.exists():
+        return {}
+    return {k: Path(v) for k, v in json.loads(reg.read_text()).items() if Path(v).is_dir()}
+
+
 def resolve_model(name: str | None, allow_download: bool = False) -> tuple[str, Path | None]:
     """``(display name, local folder or None)`` for a model name or path.
 
-    ``None`` and the default aliases give the packaged MiniLM; an existing path is used as is; a Hugging Face
-    name is looked up in the local cache (``None`` when absent and downloads are allowed).
+    ``None`` and the default aliases give the packaged MiniLM; an existing path is used as is; a name
+    registered by :func:`register_encoder` (fine-tuned models) gives its folder; a Hugging Face name is
+    looked up in the local cache (``None`` when absent and downloads are allowed).
     """
     if name is None or name.lower() in DEFAULT_ALIASES:
         return DEFAULT_NAME, default_model_path()
@@ -213,6 +246,9 @@ def resolve_model(name: str | None, allow_download: bool = False) -> tuple[str, 
         return _folder_name(path), path
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         raise ModelNotAvailableError(f"{name}: no such model folder")
+    registered = registered_encoders().get(name)
+    if registered is not None:  # a fine-tuned model made on this machine
+        return name, registered
     try:
         from huggingface_hub import snapshot_download
 

@@ -31,7 +31,13 @@ import numpy as np
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.splits import Split
-from lmrec.text.encoders import REVISION_FILE, SentenceTransformerEncoder, folder_revision, get_encoder
+from lmrec.text.encoders import (
+    REVISION_FILE,
+    SentenceTransformerEncoder,
+    folder_revision,
+    get_encoder,
+    register_encoder,
+)
 from lmrec.text.templates import ItemTemplate
 from lmrec.text.users import history_text
 
@@ -214,13 +220,15 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
     output.mkdir(parents=True, exist_ok=True)
     model.save(str(output))
     revision = "ft-" + folder_revision(output)
-    name = f"{base_enc.name}-ft-{ds.name}"
+    # Unique per run (two fine-tunes of one base on one dataset differ), and findable by get_encoder(name).
+    name = f"{base_enc.name}-ft-{ds.name}-{revision[3:11]}"
     meta = {"revision": revision, "name": name, "base": base_enc.name, "base_revision": base_enc.revision,
             "dataset": ds.name, "n_pairs": len(queries), "config": asdict(cfg),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "training": "MultipleNegativesRankingLoss on (history text -> next item text) pairs from the "
                         "training split only"}
     (output / REVISION_FILE).write_text(json.dumps(meta, indent=2))
+    register_encoder(name, output)
     loss = getattr(out, "training_loss", None)
     return FinetuneResult(output, name, revision, len(queries), time.perf_counter() - t0,
                           float(loss) if loss is not None else None, cfg)
