@@ -80,8 +80,8 @@ class SeqRecConfig:
     text_reduced_dim: int = 128
     adapter_hidden: int = 256
     fuse_pivot: float = 5.0  # fused: training count at which the id gate starts at one half
-    id_dropout: float = 0.0  # fused: drop a rare item's id part in training w.p. id_dropout * (1 - gate)
-    id_dropout_min: float = 0.0  # fused: floor of that probability for every item (helps cold items)
+    id_dropout: float = 0.5  # fused: drop a rare item's id part in training w.p. id_dropout * (1 - gate)
+    id_dropout_min: float = 0.3  # fused: floor of that probability for every item (helps cold items)
     id_init_from_text: bool = False  # fused: start the id table from reduced text vectors
     # --- loss
     loss: str = "ce"  # ce (full softmax) | sampled (log-Q corrected) | bce (one negative, as SASRec)
