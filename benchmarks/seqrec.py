@@ -263,8 +263,8 @@ def report(rows: list[dict[str, Any]]) -> str:
         lines += ["### Checks", "", *checks, ""]
     lines += [
         "Commands: `python benchmarks/seqrec.py --only loo:baselines loo:seqrec-id loo:seqrec-fused "
-        "loo:seqrec-fused-drop loo:seqrec-text loo:seqrec-id-bce cold:seqrec-id cold:seqrec-text cold:seqrec-fused "
-        "cold:seqrec-fused-drop cold:content-lm "
+        "loo:seqrec-fused-drop loo:seqrec-text loo:seqrec-id-bce cold:seqrec-id cold:seqrec-text "
+        "cold:seqrec-fused cold:seqrec-fused-drop cold:content-lm "
         "--seeds 0 1 2` (split across processes), then `python benchmarks/seqrec.py --report`."
     ]
     return "\n".join(lines)
