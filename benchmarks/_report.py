@@ -1,6 +1,7 @@
-"""Write one benchmark's results into its own section of docs/benchmarks.md (other sections are kept).
+"""Write one benchmark's results into its own section of docs/benchmarks.md (other sections kept).
 
-Each section is framed by ``<!-- BEGIN name -->`` / ``<!-- END name -->``; a file lock keeps concurrent writers
+Each section is framed by ``<!-- BEGIN name -->`` / ``<!-- END name -->``; a file lock keeps concurrent
+writers
 from losing each other's sections. Every section states the machine, the command and the seed.
 """
 
@@ -18,7 +19,8 @@ from pathlib import Path
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HEADER = """# Benchmarks
 
-Every number here was written by a script in `benchmarks/`; each section names its command, data, seed and machine.
+Every number here was written by a script in `benchmarks/`; each section names its command, data, seed and
+machine.
 Re-run a section with its command; the script replaces only its own section.
 """
 
@@ -48,11 +50,12 @@ def machine() -> str:
 
 
 def command() -> str:
-    return " ".join(shlex.quote(a) for a in [Path(sys.executable).name.replace("python3", "python"), *sys.argv])
+    python = Path(sys.executable).name.replace("python3", "python")
+    return " ".join(shlex.quote(a) for a in [python, *sys.argv])
 
 
 def write_section(name: str, body: str, doc: Path = DOC) -> Path:
-    """Replace (or append) section ``name`` with ``body`` plus a footer giving date, machine and command."""
+    """Replace (or append) section ``name`` with ``body`` and a footer: date, machine and command."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     footer = f"\n_Measured {stamp} on {machine()}. Command: `{command()}`._\n"
     block = f"<!-- BEGIN {name} -->\n{body.rstrip()}\n{footer}<!-- END {name} -->"
@@ -61,6 +64,9 @@ def write_section(name: str, body: str, doc: Path = DOC) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         text = doc.read_text() if doc.exists() else HEADER
         pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
-        text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+        if pattern.search(text):
+            text = pattern.sub(lambda _: block, text)
+        else:
+            text = text.rstrip() + "\n\n" + block + "\n"
         doc.write_text(text)
     return doc

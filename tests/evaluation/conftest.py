@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.models.conftest import checkerboard, checkerboard_vectors
 
 from lmrec.data.dataset import Dataset
+from tests.models.conftest import checkerboard, checkerboard_vectors
 
 
 @pytest.fixture(scope="session")

@@ -103,9 +103,8 @@ def test_tuning_reads_validation_only(board: Dataset, monkeypatch: pytest.Monkey
 
 
 def test_fitted_models_from_another_vocabulary_are_refused(board: Dataset) -> None:
-    from tests.models.conftest import checkerboard
-
     from lmrec.models import create_model
+    from tests.models.conftest import checkerboard
 
     other = checkerboard().with_events(board.events.head(10))
     m = create_model("most-popular").fit(other)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.models.conftest import HELD_OUT_ITEM, HELD_OUT_USER
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models import NotFittedError, Recommender, available_models, create_model, load_model, model_class
+from tests.models.conftest import HELD_OUT_ITEM, HELD_OUT_USER
 
 MODELS = available_models()
 _FITTED: dict[str, Recommender] = {}

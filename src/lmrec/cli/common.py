@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -19,12 +20,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=False)
-err_console = Console(stderr=True)
+# Piped output (make demo | tee, CI logs) has no terminal width: Rich would fall back to 80 columns and
+# truncate the benchmark tables, so give it room. A real terminal keeps its own width.
+_PIPED_WIDTH = 160
+console = Console(stderr=False, width=None if sys.stdout.isatty() else _PIPED_WIDTH)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPED_WIDTH)
 
 DEFAULT_STORE = os.environ.get("LMREC_STORE", "lmrec.duckdb")
 
-StoreOpt = Annotated[str, typer.Option("--store", help="DuckDB store file ($LMREC_STORE, default lmrec.duckdb).")]
+StoreOpt = Annotated[str, typer.Option("--store",
+                                       help="DuckDB store file ($LMREC_STORE, default lmrec.duckdb).")]
 
 
 def progress(transient: bool = False) -> Progress:

@@ -10,7 +10,7 @@ import typer
 from lmrec.cli.common import friendly_errors
 
 
-def demo(out: Annotated[Path, typer.Option(help="Folder for the store, vectors, models and report.")] = Path("demo"),
+def demo(out: Annotated[Path, typer.Option(help="Folder for the store, vectors and report.")] = Path("demo"),
          seed: Annotated[int, typer.Option(help="Seed for every random step.")] = 0,
          quick: Annotated[bool, typer.Option(help="Fewer epochs, for a fast look.")] = False) -> None:
     """Run data → vectors → models → evaluation table → report on MovieLens-100K."""
