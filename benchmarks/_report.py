@@ -1,8 +1,7 @@
 """Write one benchmark's results into its own section of docs/benchmarks.md (other sections kept).
 
 Each section is framed by ``<!-- BEGIN name -->`` / ``<!-- END name -->``; a file lock keeps concurrent
-writers
-from losing each other's sections. Every section states the machine, the command and the seed.
+writers from losing each other's sections. Every section states the machine, the command and the seed.
 """
 
 from __future__ import annotations
