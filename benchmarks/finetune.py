@@ -34,18 +34,14 @@ K = 10
 
 
 def ndcg_at_k(user_vecs: np.ndarray, item_vecs: np.ndarray, history, targets, k: int = K) -> float:
-    """Mean NDCG@k of dot-product scores, full ranking, PAD and seen items excluded."""
-    from lmrec.evaluation.metrics import hit_matrix, ndcg
+    """Mean NDCG@k of dot-product scores, full ranking, PAD and seen items excluded (the same ranking and
+    metric as SeqRec's early stopping)."""
+    import torch
 
-    scores = user_vecs @ item_vecs.T  # (users, n_items + 1)
-    scores[:, 0] = -np.inf
-    rows = np.repeat(np.arange(len(history)), history.lengths)
-    scores[rows, history.values] = -np.inf
-    top = np.argpartition(-scores, k, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-    ranked = np.take_along_axis(top, order, axis=1)
-    hits, n_targets = hit_matrix(ranked, targets)
-    return float(ndcg(hits, n_targets, k).mean())
+    from lmrec.training.sequences import rank_eval_set
+
+    return rank_eval_set(lambda rows: torch.as_tensor(user_vecs[rows] @ item_vecs.T), history, targets,
+                         k=k)[f"ndcg@{k}"]
 
 
 def evaluate(encoder, ds, split, store) -> dict[str, float]:

@@ -10,6 +10,7 @@ Writes the ``seqrec-speed`` section of ``docs/benchmarks.md``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -95,8 +96,8 @@ def main() -> None:
         f"with ≥ 200 events (worst case for the length), {args.calls} calls after warm-up, full catalogue "
         "(1,683 scores). int8 = dynamic quantisation of the Transformer's linear layers; ONNX = onnxruntime "
         "CPU. NDCG@10 is on the test split with the model trained for the timed epochs only (the point is "
-        "the *change*, not the level). **The 2 CPU cores were shared with five other engineers' jobs (load "
-        "average 15–18), so absolute times are several times slower than on an idle machine.**",
+        "the *change*, not the level). 1-minute load average at the end of the run: "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above the core count, other work competed).",
         "",
         "| max_len | s / epoch | p50 ms | p99 ms | NDCG@10 | int8 p50 ms | int8 p99 ms | int8 NDCG@10 | "
         "ONNX p50 ms | ONNX p99 ms | ONNX NDCG@10 |",
