@@ -58,15 +58,16 @@ COLD_EPOCHS = 12  # the cold protocol ranks unseen items only: the text adapter 
 TAIL_MAX = 5
 
 
-def _split(protocol: str):  # -> Split
+def _split(protocol: str, dataset: str = "movielens-100k"):  # -> Split
     from lmrec.data.loaders import load_dataset
     from lmrec.data.splits import cold_item, leave_one_out
 
-    ds, _ = load_dataset("movielens-100k")
+    ds, _ = load_dataset(dataset)
     return ds, (leave_one_out(ds) if protocol == "loo" else cold_item(ds, cold_frac=0.1, seed=0))
 
 
-def run_one(protocol: str, model_name: str, seed: int, threads: int) -> dict[str, Any]:
+def run_one(protocol: str, model_name: str, seed: int, threads: int,
+            dataset: str = "movielens-100k") -> dict[str, Any]:
     """Fit one model on one split with one seed; return its test metrics (overall, tail, head)."""
     import torch
 
@@ -75,7 +76,7 @@ def run_one(protocol: str, model_name: str, seed: int, threads: int) -> dict[str
     from lmrec.models import create_model, model_class
 
     torch.set_num_threads(threads)
-    ds, split = _split(protocol)
+    ds, split = _split(protocol, dataset)
     vectors = text.item_vectors(ds, progress=False)
     if model_name.startswith("seqrec"):
         cfg = {**SEQREC_BASE, **VARIANTS[model_name], "seed": seed, "num_threads": threads}
