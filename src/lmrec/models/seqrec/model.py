@@ -87,24 +87,24 @@ class SeqRecConfig:
     loss: str = "ce"  # ce (full softmax) | sampled (log-Q corrected) | bce (one negative, as SASRec)
     n_negatives: int = 256  # sampled softmax: negatives shared by a batch
     sampling_alpha: float = 0.75  # sampled softmax: proposal ∝ count^alpha
-    # --- training
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    warmup_frac: float = 0.02
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    eval_every: int = 1
-    patience: int = 10
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    num_threads: int = 0
-    checkpoint_dir: str = ""
-    resume: bool = False
-    progress: bool = True
-    bucket_by_length: bool = True
+    # --- training: the trainer's own settings and defaults (one source of truth, one flat --set namespace)
+    epochs: int = TrainConfig.epochs
+    batch_size: int = TrainConfig.batch_size
+    lr: float = TrainConfig.lr
+    weight_decay: float = TrainConfig.weight_decay
+    warmup_frac: float = TrainConfig.warmup_frac
+    min_lr_ratio: float = TrainConfig.min_lr_ratio
+    grad_clip: float = TrainConfig.grad_clip
+    eval_every: int = TrainConfig.eval_every
+    patience: int = TrainConfig.patience
+    seed: int = TrainConfig.seed
+    device: str = TrainConfig.device
+    amp: bool = TrainConfig.amp
+    num_threads: int = TrainConfig.num_threads
+    checkpoint_dir: str = TrainConfig.checkpoint_dir
+    resume: bool = TrainConfig.resume
+    progress: bool = TrainConfig.progress
+    bucket_by_length: bool = TrainConfig.bucket_by_length
     eval_batch: int = 512
 
     def __post_init__(self) -> None:
