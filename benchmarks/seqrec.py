@@ -52,7 +52,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "seqrec-fused": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.0},
     "seqrec-fused-drop": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3},
     "seqrec-id-bce": {"item_repr": "id", "loss": "bce"},
+    # logit adjustment: trained with + log(1 + count) in the logits (scored with it unless re-scaled)
+    "seqrec-fused-prior": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3,
+                           "pop_prior": "fixed"},
+    "seqrec-id-prior": {"item_repr": "id", "pop_prior": "fixed"},
 }
+#: prior_at_scoring values also measured for models trained with a popularity prior (1 = as trained)
+PRIOR_SCALES = (0.75, 0.5, 0.25, 0.0)
 BASELINES = ["most-popular", "itemknn", "userknn", "ease", "als", "bpr", "content-lm"]
 COLD_EPOCHS = 12  # the cold protocol ranks unseen items only: the text adapter settles long before ids do
 TAIL_MAX = 5
@@ -66,13 +72,34 @@ def _split(protocol: str, dataset: str = "movielens-100k"):  # -> Split
     return ds, (leave_one_out(ds) if protocol == "loo" else cold_item(ds, cold_frac=0.1, seed=0))
 
 
+def _metrics(model, split, protocol: str, ks: tuple[int, ...]) -> dict[str, Any]:
+    """Test metrics of a fitted model: overall, and under leave-one-out for tail and head targets."""
+    from lmrec.evaluation.evaluator import evaluate
+
+    res = evaluate(model, split.test, split.train, ks=ks)
+    out: dict[str, Any] = {f"{m}@{k}": res.mean(f"{m}@{k}") for k in ks for m in ("NDCG", "HR")}
+    if protocol == "loo":
+        pop = split.train.item_popularity
+        first = split.test.targets.values[split.test.targets.offsets[:-1]]
+        tail = pop[first] <= TAIL_MAX
+        for name, mask in (("tail", tail), ("head", ~tail)):
+            out[f"{name}_users"] = int(mask.sum())
+            for k in ks:
+                for m in ("NDCG", "HR"):
+                    out[f"{name}_{m}@{k}"] = float(res.per_user[f"{m}@{k}"][mask].mean())
+    return out
+
+
 def run_one(protocol: str, model_name: str, seed: int, threads: int,
-            dataset: str = "movielens-100k") -> dict[str, Any]:
-    """Fit one model on one split with one seed; return its test metrics (overall, tail, head)."""
+            dataset: str = "movielens-100k", ks: tuple[int, ...] = (10,)) -> dict[str, Any]:
+    """Fit one model on one split with one seed; return its test metrics (overall, tail, head) at ``ks``;
+    models trained with a popularity prior are also measured at each scale of :data:`PRIOR_SCALES`
+    (``"prior_at_scoring"``: ``{scale: metrics}``)."""
+    from dataclasses import replace
+
     import torch
 
     import lmrec.text as text
-    from lmrec.evaluation.evaluator import evaluate
     from lmrec.models import create_model, model_class
 
     torch.set_num_threads(threads)
@@ -101,24 +128,15 @@ def run_one(protocol: str, model_name: str, seed: int, threads: int,
         vectors_meta={"encoder": "all-MiniLM-L6-v2 (lmrec.text default)"} if needs else None,
     )
     fit_s = time.perf_counter() - t0
-    res = evaluate(model, split.test, split.train, ks=(10,))
-    out: dict[str, Any] = {
-        "protocol": protocol,
-        "model": model_name,
-        "seed": seed,
-        "fit_s": round(fit_s, 1),
-        "NDCG@10": res.mean("NDCG@10"),
-        "HR@10": res.mean("HR@10"),
-        "users": len(split.test),
-    }
-    if protocol == "loo":
-        pop = split.train.item_popularity
-        first = split.test.targets.values[split.test.targets.offsets[:-1]]
-        tail = pop[first] <= TAIL_MAX
-        for name, mask in (("tail", tail), ("head", ~tail)):
-            out[f"{name}_users"] = int(mask.sum())
-            out[f"{name}_NDCG@10"] = float(res.per_user["NDCG@10"][mask].mean())
-            out[f"{name}_HR@10"] = float(res.per_user["HR@10"][mask].mean())
+    out: dict[str, Any] = {"protocol": protocol, "model": model_name, "seed": seed, "fit_s": round(fit_s, 1),
+                           "users": len(split.test), **_metrics(model, split, protocol, ks)}
+    if getattr(model.config, "pop_prior", "none") != "none":
+        trained = model.config
+        out["prior_at_scoring"] = {}
+        for scale in PRIOR_SCALES:
+            model.config = replace(trained, prior_at_scoring=scale)
+            out["prior_at_scoring"][str(scale)] = _metrics(model, split, protocol, ks)
+        model.config = trained
     tr = getattr(model, "train_result_", None)
     if tr is not None:
         out.update(

@@ -81,3 +81,40 @@ def test_losses_backpropagate() -> None:
     y = torch.tensor([1, 2, 5])
     full_softmax_ce(h, y, table).backward()
     assert h.grad is not None and table.grad is not None and torch.isfinite(table.grad).all()
+
+
+def test_popularity_prior_is_added_to_every_loss() -> None:
+    """Logit adjustment: each loss with a prior equals the same loss on logits + β·log_pop, by brute force."""
+    torch.manual_seed(0)
+    table = torch.randn(6, 3)
+    h = torch.randn(2, 3)
+    y = torch.tensor([1, 4])
+    beta, log_pop = torch.tensor([0.5, 2.0]), torch.log1p(torch.tensor([0.0, 9.0, 1.0, 0.0, 3.0, 20.0]))
+    allowed = torch.tensor([False, True, True, True, True, True])
+    got = full_softmax_ce(h, y, table, allowed, prior=(beta, log_pop))
+    logits = (h @ table.T + beta[:, None] * log_pop).masked_fill(~allowed, float("-inf"))
+    assert got.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, y, reduction="sum").item(),
+                                       rel=1e-6)
+    # a zero prior is no prior
+    assert full_softmax_ce(h, y, table, allowed, prior=(torch.zeros(2), log_pop)).item() == pytest.approx(
+        full_softmax_ce(h, y, table, allowed).item(), rel=1e-6)
+    # sampled softmax: the same draw with and without the prior differs by exactly the prior in the logits
+    q = popularity_proposal(torch.tensor([0.0, 9.0, 1.0, 0.0, 3.0, 20.0]))
+    with_prior = sampled_softmax_logq(h, y, lambda i: table[i], q, 50, torch.Generator().manual_seed(1),
+                                      prior=(beta, log_pop))
+    # a prior that is the same for every item of a row does not change a softmax
+    flat = sampled_softmax_logq(h, y, lambda i: table[i], q, 50, torch.Generator().manual_seed(1),
+                                prior=(beta, torch.ones(6)))
+    plain = sampled_softmax_logq(h, y, lambda i: table[i], q, 50, torch.Generator().manual_seed(1))
+    assert flat.item() == pytest.approx(plain.item(), rel=1e-5)
+    assert with_prior.item() != pytest.approx(plain.item(), rel=1e-3)
+    # BCE: the prior moves both the positive and the negative logit
+    cand = torch.tensor([1, 2, 4, 5])
+    bce = bce_one_negative(h, y, lambda i: table[i], cand, torch.Generator().manual_seed(3),
+                           prior=(beta, log_pop))
+    negs = cand[torch.randint(4, y.shape, generator=torch.Generator().manual_seed(3))]
+    pos = (h * table[y]).sum(-1) + beta * log_pop[y]
+    neg = (h * table[negs]).sum(-1) + beta * log_pop[negs]
+    assert not (negs == y).any()  # this seed draws no collision, so no redraw happens
+    want = torch.nn.functional.softplus(-pos).sum() + torch.nn.functional.softplus(neg).sum()
+    assert bce.item() == pytest.approx(want.item(), rel=1e-5)

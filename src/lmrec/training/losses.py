@@ -1,13 +1,14 @@
 """Next-item losses over the catalogue, for every position of a batch at once.
 
 All three take the hidden states of the positions that have a target, ``(N, d)``, the target item indices
-``(N,)`` and the :class:`~lmrec.models.seqrec.network.ItemEncoder`, and return the **sum** of per-position
-losses: the caller divides by the number of target positions of the *global* batch, which makes a
-DistributedDataParallel run (gradients averaged over processes) match a single process exactly.
+``(N,)`` and the :class:`~lmrec.models.seqrec.network.ItemEncoder`, optionally a popularity prior (``prior``:
+a pair of per-row weights ``β (N,)`` and per-item log-popularity ``(n_items + 1,)``, added to the logits as
+``β · log_pop``, logit adjustment), and return the **sum** of per-position losses: the caller divides by the
+number of target positions of the *global* batch, which makes a DistributedDataParallel run (gradients
+averaged over processes) match a single process exactly.
 
 * ``"ce"`` — full softmax cross-entropy over the catalogue (Klenitskiy & Vasilev, RecSys 2023: the loss that
-  turns
-  SASRec into a state-of-the-art model). Cost ``O(N · n_items)``.
+  turns SASRec into a state-of-the-art model). Cost ``O(N · n_items)``.
 * ``"sampled"`` — sampled softmax: the target against ``n_negatives`` items drawn once per batch from a
   proposal
   ``Q`` (popularity-smoothed), with the log-Q correction (logits minus ``log Q``) that makes the estimate
@@ -23,9 +24,21 @@ import torch.nn.functional as F
 
 LOSSES = ("ce", "sampled", "bce")
 
+#: ``(β (N,), log_pop (n_items + 1,))``: the popularity prior added to logits, or ``None``.
+Prior = tuple[torch.Tensor, torch.Tensor] | None
+
+
+def _prior_of(prior: Prior, items: torch.Tensor, shared: bool = False) -> torch.Tensor | float:
+    """Prior term for one item per row ``(N,)`` → ``(N,)``, or for items shared by all rows ``(K,)`` →
+    ``(N, K)``."""
+    if prior is None:
+        return 0.0
+    beta, log_pop = prior
+    return beta.unsqueeze(-1) * log_pop[items] if shared else beta * log_pop[items]
+
 
 def full_softmax_ce(hidden: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor,
-                    allowed: torch.Tensor | None = None) -> torch.Tensor:
+                    allowed: torch.Tensor | None = None, prior: Prior = None) -> torch.Tensor:
     """Summed cross-entropy of ``targets`` under a softmax over every item.
 
     Parameters
@@ -39,15 +52,20 @@ def full_softmax_ce(hidden: torch.Tensor, targets: torch.Tensor, item_table: tor
     allowed:
         ``(n_items + 1,)`` bool, the items the softmax runs over (padding and items never seen in training are
         left out: they were not alternatives the user passed over). Every target must be allowed.
+    prior:
+        The popularity prior (see the module docstring), or ``None``.
     """
     logits = hidden @ item_table.T  # (N, n_items + 1)
+    if prior is not None:
+        logits = logits + prior[0].unsqueeze(-1) * prior[1]
     if allowed is not None:
         logits = logits.masked_fill(~allowed, float("-inf"))
     return F.cross_entropy(logits.float(), targets, reduction="sum")
 
 
 def sampled_softmax_logq(hidden: torch.Tensor, targets: torch.Tensor, item_vectors, proposal: torch.Tensor,
-                         n_negatives: int, generator: torch.Generator | None = None) -> torch.Tensor:
+                         n_negatives: int, generator: torch.Generator | None = None,
+                         prior: Prior = None) -> torch.Tensor:
     """Summed sampled-softmax loss with log-Q correction and accidental hits masked.
 
     Parameters
@@ -68,8 +86,8 @@ def sampled_softmax_logq(hidden: torch.Tensor, targets: torch.Tensor, item_vecto
     log_q = torch.log(proposal.clamp_min(1e-12))
     pos_vec = item_vectors(targets)  # (N, d)
     neg_vec = item_vectors(negs)  # (K, d)
-    pos_logit = (hidden * pos_vec).sum(-1, keepdim=True) - log_q[targets].unsqueeze(1)  # (N, 1)
-    neg_logit = hidden @ neg_vec.T - log_q[negs]  # (N, K)
+    pos_logit = ((hidden * pos_vec).sum(-1) + _prior_of(prior, targets) - log_q[targets]).unsqueeze(1)  # N, 1
+    neg_logit = hidden @ neg_vec.T + _prior_of(prior, negs, shared=True) - log_q[negs]  # (N, K)
     # A sampled "negative" that is the target itself would push the target down against itself.
     neg_logit = neg_logit.masked_fill(negs.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
     logits = torch.cat([pos_logit, neg_logit], dim=1).float()  # (N, 1 + K), the target in column 0
@@ -77,7 +95,7 @@ def sampled_softmax_logq(hidden: torch.Tensor, targets: torch.Tensor, item_vecto
 
 
 def bce_one_negative(hidden: torch.Tensor, targets: torch.Tensor, item_vectors, candidates: torch.Tensor,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None, prior: Prior = None) -> torch.Tensor:
     """Summed SASRec loss: ``-log σ(s_target) - log(1 - σ(s_negative))`` with one uniform negative per
     position.
 
@@ -90,8 +108,8 @@ def bce_one_negative(hidden: torch.Tensor, targets: torch.Tensor, item_vectors, 
     if clash.any():
         redraw = torch.randint(len(candidates), targets.shape, device=targets.device, generator=generator)
         negs = torch.where(clash, candidates[redraw], negs)
-    pos = (hidden * item_vectors(targets)).sum(-1).float()  # (N,)
-    neg = (hidden * item_vectors(negs)).sum(-1).float()  # (N,)
+    pos = ((hidden * item_vectors(targets)).sum(-1) + _prior_of(prior, targets)).float()  # (N,)
+    neg = ((hidden * item_vectors(negs)).sum(-1) + _prior_of(prior, negs)).float()  # (N,)
     neg_loss = F.softplus(neg).masked_fill(negs == targets, 0.0)  # -log(1 - σ(x)) = softplus(x)
     return F.softplus(-pos).sum() + neg_loss.sum()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +48,24 @@ def test_onnx_matches_torch(model_and_data, tmp_path: Path) -> None:
     scorer = OnnxScorer(path, max_len=m.config.max_len, threads=1)
     h = split.test.history
     np.testing.assert_allclose(scorer.score(h)[:, 1:], m.score(h)[:, 1:], rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_and_int8_keep_the_popularity_prior(model_and_data, tmp_path: Path) -> None:
+    """Exported and quantised scorers add the popularity prior, at the model's ``prior_at_scoring`` scale."""
+    pytest.importorskip("onnxruntime")
+    from dataclasses import replace
+
+    m, split = model_and_data
+    m = copy.deepcopy(m)
+    m.network_.cfg = replace(m.network_.cfg, pop_prior="fixed", pop_prior_weight=0.8)
+    m.config = replace(m.config, prior_at_scoring=0.5)
+    h = split.test.history
+    plain = copy.deepcopy(m)
+    plain.config = replace(m.config, prior_at_scoring=0.0)
+    log_pop = np.log1p(split.train.item_popularity.astype(np.float64))
+    diff = m.score(h)[:, 1:] - plain.score(h)[:, 1:]
+    np.testing.assert_allclose(diff, np.broadcast_to(0.4 * log_pop[1:], diff.shape), rtol=1e-4, atol=1e-4)
+    scorer = OnnxScorer(export_onnx(m, tmp_path / "prior.onnx"), max_len=m.config.max_len, threads=1)
+    np.testing.assert_allclose(scorer.score(h)[:, 1:], m.score(h)[:, 1:], rtol=1e-4, atol=1e-4)
+    q = quantized(m)
+    assert np.mean(_top1(q.score(h)) == _top1(m.score(h))) >= 0.9

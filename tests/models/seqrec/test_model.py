@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +146,25 @@ def test_id_model_ranks_untrained_items_last(data) -> None:
     s = m.score(split.test.history.take([0, 1]))
     assert np.all(s[:, new] == UNTRAINED_SCORE)
     assert np.all(s[:, 1:new] > UNTRAINED_SCORE)
+
+
+@pytest.mark.parametrize("kind", ["fixed", "user"])
+def test_popularity_prior_trains_scores_and_saves(data, kind: str, tmp_path: Path) -> None:
+    """A model trained with a popularity prior still learns the rule, scores with the prior it was trained
+    with, can switch it off at scoring time, and round-trips through save/load."""
+    ds, split, vec = data
+    m = create_model("seqrec", item_repr="fused", pop_prior=kind, **FAST).fit(split.train, split.valid,
+                                                                                item_vectors=vec)
+    assert _hit_rate(m, ds) >= 0.7
+    hist, users = split.test.history.take(np.arange(6)), split.test.users[:6]
+    with_prior = m.score(hist, users)
+    loaded = load_model(m.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.score(hist, users), with_prior, rtol=1e-5, atol=1e-5)
+    m.config = replace(m.config, prior_at_scoring=0.0)
+    log_pop = np.log1p(split.train.item_popularity.astype(np.float64))
+    diff = with_prior[:, 1:] - m.score(hist, users)[:, 1:]
+    if kind == "fixed":  # exactly β·log(1 + count), the same for every user
+        np.testing.assert_allclose(diff, np.broadcast_to(log_pop[1:], diff.shape), rtol=1e-4, atol=1e-4)
+    else:  # proportional to log(1 + count), with a per-user β
+        beta = diff[:, 1:][:, log_pop[2:] > 0] / log_pop[2:][log_pop[2:] > 0]
+        assert np.allclose(beta, beta[:, :1], atol=1e-3)

@@ -150,3 +150,27 @@ def test_id_dropout_floor_drops_head_items_too() -> None:
     torch.testing.assert_close(enc(items), enc.adapter(enc.text[items]))
     enc.eval()
     assert not torch.allclose(enc(items), enc.adapter(enc.text[items]))  # and never at inference
+
+
+@pytest.mark.parametrize("item_repr", ["id", "fused"])
+def test_popularity_prior(item_repr: str) -> None:
+    """``fixed`` adds β·log(1 + count) to every score; ``user`` starts at that β and learns it from h."""
+    counts = _counts()
+    log_pop = torch.log1p(torch.as_tensor(counts, dtype=torch.float32))
+    with pytest.raises(ValueError, match="pop_prior"):
+        NetworkConfig(n_items=N_ITEMS, pop_prior="zipf")
+    for kind in ("none", "fixed", "user"):
+        cfg = NetworkConfig(n_items=N_ITEMS, d_model=16, max_len=8, item_repr=item_repr, text_dim=TEXT_DIM,
+                            pop_prior=kind, pop_prior_weight=0.7)
+        net = SeqRecNetwork(cfg, _text(), counts).eval()
+        h = torch.randn(5, 16)
+        table = net.item_table()
+        plain = h @ table.T
+        want = plain if kind == "none" else plain + 0.7 * log_pop
+        torch.testing.assert_close(net.scores(h, table), want)
+        torch.testing.assert_close(net.scores(h, table, prior_scale=0.0), plain)  # the prior switched off
+        if kind != "none":
+            torch.testing.assert_close(net.scores(h, table, prior_scale=0.5), plain + 0.35 * log_pop)
+        if kind == "user":  # β(h) is a learned function of the hidden state
+            net.scores(h.requires_grad_(), table).sum().backward()
+            assert net.prior_weight.weight.grad is not None and net.prior_weight.weight.grad.abs().sum() > 0

@@ -45,17 +45,17 @@ class _Scorer(nn.Module):
     """History (left-padded ``(B, T)`` item indices) → scores ``(B, n_items + 1)`` with a frozen item
     table."""
 
-    def __init__(self, net: SeqRecNetwork) -> None:
+    def __init__(self, net: SeqRecNetwork, prior_scale: float = 1.0) -> None:
         super().__init__()
-        self.encoder = net.sequence_encoder
+        self.net = net
+        self.prior_scale = prior_scale
         with torch.no_grad():  # not inference_mode: the table must stay usable in traced/exported graphs
             table = net.item_table().clone()
         self.register_buffer("table", table)
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
-        h = self.encoder(items)[:, -1]  # (B, d)
-        s = h @ self.table.T  # (B, n_items + 1)
-        return s
+        h = self.net.sequence_encoder(items)[:, -1]  # (B, d)
+        return self.net.scores(h, self.table, self.prior_scale)  # (B, n_items + 1)
 
 
 def export_onnx(model: SeqRec, path: str | Path, opset: int = 17) -> Path:
@@ -67,7 +67,7 @@ def export_onnx(model: SeqRec, path: str | Path, opset: int = 17) -> Path:
         raise ValueError("ONNX export covers item-only models (use_types=False, gap_buckets=0)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    scorer = _Scorer(copy.deepcopy(model.network_).to("cpu").eval()).eval()
+    scorer = _Scorer(copy.deepcopy(model.network_).to("cpu").eval(), model.config.prior_at_scoring).eval()
     example = torch.ones(2, min(8, model.config.max_len), dtype=torch.long)
     with torch.no_grad():
         torch.onnx.export(scorer, (example,), str(path), input_names=["items"], output_names=["scores"],

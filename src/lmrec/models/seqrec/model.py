@@ -83,6 +83,9 @@ class SeqRecConfig:
     id_dropout: float = 0.5  # fused: drop a rare item's id part in training w.p. id_dropout * (1 - gate)
     id_dropout_min: float = 0.3  # fused: floor of that probability for every item (helps cold items)
     id_init_from_text: bool = False  # fused: start the id table from reduced text vectors
+    pop_prior: str = "none"  # none | fixed | user: scores + β·log(1 + count), β fixed or learned per user
+    pop_prior_weight: float = 1.0  # the fixed β (or the starting β of "user")
+    prior_at_scoring: float = 1.0  # scale of that prior when scoring: 1 as trained, < 1 favours rare items
     # --- loss
     loss: str = "ce"  # ce (full softmax) | sampled (log-Q corrected) | bce (one negative, as SASRec)
     n_negatives: int = 256  # sampled softmax: negatives shared by a batch
@@ -125,6 +128,7 @@ class SeqRecConfig:
             text_dim=text_dim, text_adapter=self.text_adapter, text_reduced_dim=self.text_reduced_dim,
             adapter_hidden=self.adapter_hidden, fuse_pivot=self.fuse_pivot, id_dropout=self.id_dropout,
             id_dropout_min=self.id_dropout_min,
+            pop_prior=self.pop_prior, pop_prior_weight=self.pop_prior_weight,
             n_types=n_types if self.use_types else 0, n_gap_buckets=self.gap_buckets,
         )
 
@@ -160,12 +164,14 @@ class NextItemLoss(nn.Module):
         mask = targets != PAD  # (B, T): left padding, so a real target always has a real input
         h, y = h[mask], targets[mask]  # (N, d), (N,)
         enc = self.network.item_encoder
+        beta = self.network.prior_weights(h)
+        prior = None if beta is None else (beta, self.network.log_popularity())
         if self.loss == "ce":
-            total = full_softmax_ce(h, y, enc(), self.allowed)
+            total = full_softmax_ce(h, y, enc(), self.allowed, prior=prior)
         elif self.loss == "sampled":
-            total = sampled_softmax_logq(h, y, enc, self.proposal, self.n_negatives)
+            total = sampled_softmax_logq(h, y, enc, self.proposal, self.n_negatives, prior=prior)
         else:
-            total = bce_one_negative(h, y, enc, self.candidates)
+            total = bce_one_negative(h, y, enc, self.candidates, prior=prior)
         return total, mask.sum()
 
 
@@ -268,7 +274,7 @@ class SeqRec(Recommender):
         types = torch.as_tensor(side["types"], device=device) if "types" in side else None
         gaps = torch.as_tensor(side["gaps"], device=device) if "gaps" in side else None
         h = net(items, types, gaps)[:, -1]  # (rows, d): the state after the newest event
-        scores = h @ table.T  # (rows, n_items + 1)
+        scores = net.scores(h, table, cfg.prior_at_scoring)  # (rows, n_items + 1)
         if not net.cfg.uses_text:
             # An id vector never trained (no training event, or added later) says nothing about the item; left
             # alone, weight decay shrinks it to a neutral 0 that outranks every item the user is steered away

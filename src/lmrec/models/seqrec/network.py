@@ -32,6 +32,7 @@ from lmrec.data.schema import PAD
 ITEM_REPRS = ("id", "text", "fused")
 ENCODERS = ("transformer", "gru", "lstm")
 TEXT_ADAPTERS = ("whiten", "pca", "none")
+POP_PRIORS = ("none", "fixed", "user")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,13 @@ class NetworkConfig:
     id_dropout_min:
         ``"fused"`` only: a floor on that probability for every item, head included, so that text alone also
         ranks well against head items (what items never seen in training need).
+    pop_prior:
+        The popularity prior added to every score, ``β · log(1 + count)`` (logit adjustment, Menon et al.,
+        ICLR 2021): ``"none"``; ``"fixed"`` (``β = pop_prior_weight``), so item vectors need not encode how
+        popular an item is and learn what it is; ``"user"`` (``β = pop_prior_weight + w·h``, learned from the
+        hidden state), so a user whose history is niche can get a weaker prior than a blockbuster fan.
+    pop_prior_weight:
+        The fixed ``β``, or the starting ``β`` of ``"user"``.
     n_types:
         Number of event types (0: no type input). Types are fed shifted by one so that 0 stays padding.
     n_gap_buckets:
@@ -97,6 +105,8 @@ class NetworkConfig:
     fuse_pivot: float = 5.0
     id_dropout: float = 0.0
     id_dropout_min: float = 0.0
+    pop_prior: str = "none"
+    pop_prior_weight: float = 1.0
     n_types: int = 0
     n_gap_buckets: int = 0
 
@@ -111,6 +121,8 @@ class NetworkConfig:
             raise ValueError(f"text_adapter must be one of {TEXT_ADAPTERS}, got {self.text_adapter!r}")
         if self.item_repr != "id" and self.text_dim <= 0:
             raise ValueError(f"item_repr={self.item_repr!r} needs text vectors (text_dim > 0)")
+        if self.pop_prior not in POP_PRIORS:
+            raise ValueError(f"pop_prior must be one of {POP_PRIORS}, got {self.pop_prior!r}")
         if self.encoder == "transformer" and self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
 
@@ -476,6 +488,10 @@ class SeqRecNetwork(nn.Module):
         self.cfg = cfg
         self.item_encoder = ItemEncoder(cfg, text_vectors, item_counts)
         self.sequence_encoder = SequenceEncoder(cfg, self.item_encoder)
+        if cfg.pop_prior == "user":
+            self.prior_weight = nn.Linear(cfg.d_model, 1)  # β(h), starts at pop_prior_weight for everyone
+            nn.init.zeros_(self.prior_weight.weight)
+            nn.init.constant_(self.prior_weight.bias, cfg.pop_prior_weight)
 
     def forward(self, items: torch.Tensor, types: torch.Tensor | None = None,
                 gaps: torch.Tensor | None = None) -> torch.Tensor:
@@ -486,10 +502,31 @@ class SeqRecNetwork(nn.Module):
         """All item vectors ``(n_items + 1, d)`` (row 0 is zeros)."""
         return self.item_encoder()
 
+    def log_popularity(self) -> torch.Tensor:
+        """``log(1 + training count)`` per item, ``(n_items + 1,)``: the prior's item side."""
+        return torch.log1p(self.item_encoder.counts.clamp_min(0))
+
+    def prior_weights(self, hidden: torch.Tensor) -> torch.Tensor | None:
+        """``β`` of the popularity prior per hidden state ``(N,)`` (``None`` without a prior)."""
+        if self.cfg.pop_prior == "none":
+            return None
+        if self.cfg.pop_prior == "fixed":
+            return hidden.new_full(hidden.shape[:-1], self.cfg.pop_prior_weight)
+        return self.prior_weight(hidden).squeeze(-1)
+
+    def scores(self, hidden: torch.Tensor, table: torch.Tensor, prior_scale: float = 1.0) -> torch.Tensor:
+        """Scores ``(N, n_items + 1)`` of hidden states ``(N, d)`` against an item table: dot products plus
+        ``prior_scale ·`` the popularity prior (1 as trained; less favours rare items, 0 drops it)."""
+        s = hidden @ table.T
+        beta = self.prior_weights(hidden)
+        if beta is not None and prior_scale:
+            s = s + (prior_scale * beta).unsqueeze(-1) * self.log_popularity()[: table.shape[0]]
+        return s
+
     def last_scores(self, items: torch.Tensor, types: torch.Tensor | None = None,
                     gaps: torch.Tensor | None = None) -> torch.Tensor:
         """Next-item scores after the last position, ``(B, n_items + 1)``; column 0 is ``-inf``."""
         h = self.sequence_encoder(items, types, gaps)[:, -1]  # (B, d)
-        scores = h @ self.item_table().T  # (B, n_items + 1)
+        scores = self.scores(h, self.item_table())  # (B, n_items + 1)
         scores[:, PAD] = float("-inf")
         return scores
