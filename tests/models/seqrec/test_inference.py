@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lmrec.data.splits import leave_one_out
 from lmrec.models import create_model
 from lmrec.models.seqrec import SeqRec
 from lmrec.models.seqrec.inference import OnnxScorer, export_onnx, quantized
+from lmrec.models.seqrec.network import log_popularity
 from tests.training.synthetic import cyclic_dataset
 
 FAST = {"d_model": 32, "n_layers": 2, "max_len": 8, "epochs": 8, "batch_size": 16, "lr": 1e-2, "dropout": 0.0,
@@ -62,10 +64,11 @@ def test_onnx_and_int8_keep_the_popularity_prior(model_and_data, tmp_path: Path)
     h = split.test.history
     plain = copy.deepcopy(m)
     plain.config = replace(m.config, prior_at_scoring=0.0)
-    log_pop = np.log1p(split.train.item_popularity.astype(np.float64))
+    log_pop = log_popularity(torch.as_tensor(split.train.item_popularity)).numpy()
     diff = m.score(h)[:, 1:] - plain.score(h)[:, 1:]
     np.testing.assert_allclose(diff, np.broadcast_to(0.4 * log_pop[1:], diff.shape), rtol=1e-4, atol=1e-4)
     scorer = OnnxScorer(export_onnx(m, tmp_path / "prior.onnx"), max_len=m.config.max_len, threads=1)
     np.testing.assert_allclose(scorer.score(h)[:, 1:], m.score(h)[:, 1:], rtol=1e-4, atol=1e-4)
     q = quantized(m)
     assert np.mean(_top1(q.score(h)) == _top1(m.score(h))) >= 0.9
+

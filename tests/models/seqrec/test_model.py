@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.data.splits import leave_one_out
 from lmrec.models import create_model, load_model
 from lmrec.models.seqrec import SeqRec
+from lmrec.models.seqrec.network import log_popularity
 from tests.training.synthetic import cyclic_dataset, cyclic_vectors, next_item
 
 FAST = {
@@ -161,10 +163,11 @@ def test_popularity_prior_trains_scores_and_saves(data, kind: str, tmp_path: Pat
     loaded = load_model(m.save(tmp_path / "m"))
     np.testing.assert_allclose(loaded.score(hist, users), with_prior, rtol=1e-5, atol=1e-5)
     m.config = replace(m.config, prior_at_scoring=0.0)
-    log_pop = np.log1p(split.train.item_popularity.astype(np.float64))
+    log_pop = log_popularity(torch.as_tensor(split.train.item_popularity)).numpy()
     diff = with_prior[:, 1:] - m.score(hist, users)[:, 1:]
     if kind == "fixed":  # exactly β·log(1 + count), the same for every user
         np.testing.assert_allclose(diff, np.broadcast_to(log_pop[1:], diff.shape), rtol=1e-4, atol=1e-4)
     else:  # proportional to log(1 + count), with a per-user β
         beta = diff[:, 1:][:, log_pop[2:] > 0] / log_pop[2:][log_pop[2:] > 0]
         assert np.allclose(beta, beta[:, :1], atol=1e-3)
+

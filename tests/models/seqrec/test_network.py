@@ -157,6 +157,9 @@ def test_popularity_prior(item_repr: str) -> None:
     """``fixed`` adds β·log(1 + count) to every score; ``user`` starts at that β and learns it from h."""
     counts = _counts()
     log_pop = torch.log1p(torch.as_tensor(counts, dtype=torch.float32))
+    unseen = counts == 0
+    unseen[0] = False
+    log_pop[unseen] = log_pop[counts > 0].mean()  # nothing known about their popularity: the mean
     with pytest.raises(ValueError, match="pop_prior"):
         NetworkConfig(n_items=N_ITEMS, pop_prior="zipf")
     for kind in ("none", "fixed", "user"):
@@ -171,6 +174,11 @@ def test_popularity_prior(item_repr: str) -> None:
         torch.testing.assert_close(net.scores(h, table, prior_scale=0.0), plain)  # the prior switched off
         if kind != "none":
             torch.testing.assert_close(net.scores(h, table, prior_scale=0.5), plain + 0.35 * log_pop)
+        if kind == "fixed":  # an item added later has no count either: it gets the mean prior too
+            net.item_encoder.add_items(_text(1)[1:2], 1)
+            s_new = net.scores(h, net.item_table())
+            torch.testing.assert_close(s_new[:, -1] - (h @ net.item_table().T)[:, -1],
+                                       0.7 * log_pop[counts > 0].mean().expand(5))
         if kind == "user":  # β(h) is a learned function of the hidden state
             net.scores(h.requires_grad_(), table).sum().backward()
             assert net.prior_weight.weight.grad is not None and net.prior_weight.weight.grad.abs().sum() > 0

@@ -337,6 +337,18 @@ class ItemEncoder(nn.Module):
         self.cfg = _replace_n_items(self.cfg, self.n_rows - 1)
 
 
+def log_popularity(counts: torch.Tensor) -> torch.Tensor:
+    """The popularity prior's item side, ``(n_items + 1,)``: ``log(1 + training count)``; an item with no
+    training event (new, or held out) gets the mean over the items that have some, since nothing is known
+    about its popularity (a 0 would bury every new item under the whole catalogue); padding gets 0."""
+    log_pop = torch.log1p(counts.float().clamp_min(0))
+    seen = counts > 0
+    unknown = log_pop[seen].mean() if bool(seen.any()) else log_pop.new_zeros(())
+    out = torch.where(seen, log_pop, unknown)
+    out[PAD] = 0.0
+    return out
+
+
 def _replace_n_items(cfg: NetworkConfig, n_items: int) -> NetworkConfig:
     from dataclasses import replace
 
@@ -503,8 +515,8 @@ class SeqRecNetwork(nn.Module):
         return self.item_encoder()
 
     def log_popularity(self) -> torch.Tensor:
-        """``log(1 + training count)`` per item, ``(n_items + 1,)``: the prior's item side."""
-        return torch.log1p(self.item_encoder.counts.clamp_min(0))
+        """The prior's item side for this catalogue (see :func:`log_popularity`)."""
+        return log_popularity(self.item_encoder.counts)
 
     def prior_weights(self, hidden: torch.Tensor) -> torch.Tensor | None:
         """``β`` of the popularity prior per hidden state ``(N,)`` (``None`` without a prior)."""
