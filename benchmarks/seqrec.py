@@ -247,7 +247,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         ]
     checks = []
     others = [m for m in loo if not m.startswith(("seqrec-fused", "seqrec-text"))]
-    for fused in ("seqrec-fused", "seqrec-fused-drop"):
+    for fused in ("seqrec-fused", "seqrec-fused-drop", "seqrec-fused-prior"):
         if not loo.get(fused):
             continue
         f_n, f_h = mean(loo, fused, "NDCG@10"), mean(loo, fused, "HR@10")
@@ -257,11 +257,13 @@ def report(rows: list[dict[str, Any]]) -> str:
             f"- leave-one-out: {fused} beats {len(beaten)}/{len(others)} of id SeqRec and the baselines on "
             f"both NDCG@10 and HR@10" + (f"; not: {', '.join(lost)}" if lost else "") + "."
         )
-        if loo.get("seqrec-id"):
-            t_f, t_i = mean(loo, fused, "tail_NDCG@10"), mean(loo, "seqrec-id", "tail_NDCG@10")
-            h_f, h_i = mean(loo, fused, "head_NDCG@10"), mean(loo, "seqrec-id", "head_NDCG@10")
+        for idm in ("seqrec-id", "seqrec-id-prior"):
+            if not loo.get(idm):
+                continue
+            t_f, t_i = mean(loo, fused, "tail_NDCG@10"), mean(loo, idm, "tail_NDCG@10")
+            h_f, h_i = mean(loo, fused, "head_NDCG@10"), mean(loo, idm, "head_NDCG@10")
             checks.append(
-                f"- tail targets: {fused} {t_f:.4f} vs id {t_i:.4f} NDCG@10 "
+                f"- tail targets: {fused} {t_f:.4f} vs {idm} {t_i:.4f} NDCG@10 "
                 f"({'wins' if t_f > t_i else 'does not win'}); head: {h_f:.4f} vs {h_i:.4f} "
                 f"({(h_f / h_i - 1) * 100:+.1f} %, allowed −2 %)."
             )
@@ -273,7 +275,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         )
     if cold.get("seqrec-id"):
         base = mean(cold, "seqrec-id", "HR@10")
-        for m in ("seqrec-text", "seqrec-fused", "seqrec-fused-drop"):
+        for m in ("seqrec-text", "seqrec-fused", "seqrec-fused-drop", "seqrec-fused-prior"):
             if cold.get(m):
                 v = mean(cold, m, "HR@10")
                 ratio = f"{v / base:.1f}×" if base > 0 else "unbounded (id scores 0)"
@@ -282,8 +284,9 @@ def report(rows: list[dict[str, Any]]) -> str:
         lines += ["### Checks", "", *checks, ""]
     lines += [
         "Commands: `python benchmarks/seqrec.py --only loo:baselines loo:seqrec-id loo:seqrec-fused "
-        "loo:seqrec-fused-drop loo:seqrec-text loo:seqrec-id-bce cold:seqrec-id cold:seqrec-text "
-        "cold:seqrec-fused cold:seqrec-fused-drop cold:content-lm "
+        "loo:seqrec-fused-drop loo:seqrec-text loo:seqrec-id-bce loo:seqrec-fused-prior loo:seqrec-id-prior "
+        "cold:seqrec-id cold:seqrec-text cold:seqrec-fused cold:seqrec-fused-drop cold:seqrec-fused-prior "
+        "cold:content-lm "
         "--seeds 0 1 2` (split across processes), then `python benchmarks/seqrec.py --report`."
     ]
     return "\n".join(lines)

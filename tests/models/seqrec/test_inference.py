@@ -57,10 +57,9 @@ def test_onnx_and_int8_keep_the_popularity_prior(model_and_data, tmp_path: Path)
     pytest.importorskip("onnxruntime")
     from dataclasses import replace
 
-    m, split = model_and_data
-    m = copy.deepcopy(m)
-    m.network_.cfg = replace(m.network_.cfg, pop_prior="fixed", pop_prior_weight=0.8)
-    m.config = replace(m.config, prior_at_scoring=0.5)
+    _, split = model_and_data
+    m = create_model("seqrec", **FAST, pop_prior="fixed", pop_prior_weight=0.8, prior_at_scoring=0.5)
+    m.fit(split.train, split.valid)
     h = split.test.history
     plain = copy.deepcopy(m)
     plain.config = replace(m.config, prior_at_scoring=0.0)

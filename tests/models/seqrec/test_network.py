@@ -152,7 +152,7 @@ def test_id_dropout_floor_drops_head_items_too() -> None:
     assert not torch.allclose(enc(items), enc.adapter(enc.text[items]))  # and never at inference
 
 
-@pytest.mark.parametrize("item_repr", ["id", "fused"])
+@pytest.mark.parametrize("item_repr", ["id"])
 def test_popularity_prior(item_repr: str) -> None:
     """``fixed`` adds β·log(1 + count) to every score; ``user`` starts at that β and learns it from h."""
     counts = _counts()
@@ -163,6 +163,8 @@ def test_popularity_prior(item_repr: str) -> None:
     with pytest.raises(ValueError, match="pop_prior"):
         NetworkConfig(n_items=N_ITEMS, pop_prior="zipf")
     for kind in ("none", "fixed", "user"):
+        if item_repr != "id":
+            continue  # with text, unseen items get a text-predicted prior (next test)
         cfg = NetworkConfig(n_items=N_ITEMS, d_model=16, max_len=8, item_repr=item_repr, text_dim=TEXT_DIM,
                             pop_prior=kind, pop_prior_weight=0.7)
         net = SeqRecNetwork(cfg, _text(), counts).eval()
@@ -174,11 +176,34 @@ def test_popularity_prior(item_repr: str) -> None:
         torch.testing.assert_close(net.scores(h, table, prior_scale=0.0), plain)  # the prior switched off
         if kind != "none":
             torch.testing.assert_close(net.scores(h, table, prior_scale=0.5), plain + 0.35 * log_pop)
-        if kind == "fixed":  # an item added later has no count either: it gets the mean prior too
-            net.item_encoder.add_items(_text(1)[1:2], 1)
+        if kind == "fixed" and item_repr == "id":  # an item added later has no count either: the mean too
+            net.item_encoder.add_items(None, 1)
             s_new = net.scores(h, net.item_table())
             torch.testing.assert_close(s_new[:, -1] - (h @ net.item_table().T)[:, -1],
                                        0.7 * log_pop[counts > 0].mean().expand(5))
         if kind == "user":  # β(h) is a learned function of the hidden state
             net.scores(h.requires_grad_(), table).sum().backward()
             assert net.prior_weight.weight.grad is not None and net.prior_weight.weight.grad.abs().sum() > 0
+
+
+def test_unseen_items_get_the_popularity_their_text_predicts() -> None:
+    """With text, an item without training events (held out, or added later) gets the prior that a ridge
+    regression on text predicts: a copy of a popular item's text gets a high prior, of a rare one a low
+    one."""
+    rng = np.random.default_rng(0)
+    text = _text()
+    counts = rng.integers(1, 4, size=N_ITEMS + 1)
+    counts[0] = 0
+    counts[1:11] = 500  # ten blockbusters that share a direction of text
+    text[1:11] += 6.0 * np.eye(TEXT_DIM)[0]
+    counts[40] = 0  # held out: its text is blockbuster-like
+    text[40] = text[1]
+    cfg = NetworkConfig(n_items=N_ITEMS, d_model=16, max_len=8, item_repr="fused", text_dim=TEXT_DIM,
+                        pop_prior="fixed")
+    enc = SeqRecNetwork(cfg, text, counts).item_encoder
+    log_pop = enc.log_pop
+    assert log_pop[0] == 0
+    assert torch.allclose(log_pop[1:40], torch.log1p(torch.as_tensor(counts[1:40]).float()))
+    assert log_pop[40] > log_pop[1:40].mean() + 1.0  # predicted from text, well above the mean
+    enc.add_items(np.stack([text[2], text[20]]), 2)  # a blockbuster-like and a rare-like newcomer
+    assert enc.log_pop.shape == (N_ITEMS + 3,) and enc.log_pop[-2] > enc.log_pop[-1] + 1.0

@@ -33,6 +33,8 @@ ITEM_REPRS = ("id", "text", "fused")
 ENCODERS = ("transformer", "gru", "lstm")
 TEXT_ADAPTERS = ("whiten", "pca", "none")
 POP_PRIORS = ("none", "fixed", "user")
+#: Ridge penalty of the text → log-popularity regression that gives new items their prior.
+RIDGE_PRIOR = 1.0
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,8 @@ class ItemEncoder(nn.Module):
             self.adapter = TextAdapter(cfg)
             seen = counts[1:] > 0 if item_counts is not None else torch.ones(cfg.n_items, dtype=torch.bool)
             self.adapter.fit(tv[1:][seen] if int(seen.sum()) > 1 else tv[1:])
+        if cfg.pop_prior != "none":
+            self._fit_popularity(counts)
         if cfg.item_repr == "fused":
             # gate(count) = sigmoid(scale * (log1p(count) - shift)); starts at 0.5 for `fuse_pivot` events.
             self.gate_scale = nn.Parameter(torch.tensor(2.0))
@@ -267,6 +271,31 @@ class ItemEncoder(nn.Module):
     @property
     def n_rows(self) -> int:
         return int(self.counts.shape[0])
+
+    @torch.no_grad()
+    def _fit_popularity(self, counts: torch.Tensor) -> None:
+        """The popularity prior's item side ``log_pop`` (see :func:`log_popularity`): with text, items without
+        a training event get the popularity their text predicts (ridge regression of ``log(1 + count)`` on the
+        text vectors of the items that have events), so new items keep a fair prior."""
+        w = torch.zeros(self.cfg.text_dim)
+        b = torch.zeros(())
+        seen = counts > 0
+        if self.cfg.uses_text and int(seen.sum()) > 1:
+            x, y = self.text[seen].double(), torch.log1p(counts[seen]).double()
+            xm, ym = x.mean(0), y.mean()
+            xc = x - xm
+            ridge = xc.T @ xc + RIDGE_PRIOR * torch.eye(x.shape[1], dtype=x.dtype)
+            w64 = torch.linalg.solve(ridge, xc.T @ (y - ym))
+            w, b = w64.float(), (ym - xm @ w64).float()
+        self.register_buffer("pop_w", w)
+        self.register_buffer("pop_b", b)
+        self.register_buffer("log_pop", log_popularity(counts, self._predicted_log_pop(self.n_rows)))
+
+    def _predicted_log_pop(self, n: int, start: int = 0) -> torch.Tensor | None:
+        """Text-predicted ``log(1 + count)`` of rows ``start..start+n`` (``None`` without text)."""
+        if not self.cfg.uses_text or not bool(self.pop_w.abs().sum() > 0):
+            return None
+        return (self.text[start:start + n] @ self.pop_w + self.pop_b).clamp_min(0)
 
     @torch.no_grad()
     def init_ids_from_text(self) -> None:
@@ -334,16 +363,23 @@ class ItemEncoder(nn.Module):
             emb = nn.Embedding(old.shape[0] + n_new, old.shape[1], padding_idx=PAD).to(dev)
             emb.weight.copy_(torch.cat([old, new]))
             self.id_emb = emb
+        if self.cfg.pop_prior != "none":
+            pred = self._predicted_log_pop(n_new, start=self.n_rows - n_new)
+            known = self.log_pop[1:][self.counts[1 : self.n_rows - n_new] > 0]
+            new = pred if pred is not None else known.mean().expand(n_new)
+            self.log_pop = torch.cat([self.log_pop, new.to(self.log_pop)])
         self.cfg = _replace_n_items(self.cfg, self.n_rows - 1)
 
 
-def log_popularity(counts: torch.Tensor) -> torch.Tensor:
-    """The popularity prior's item side, ``(n_items + 1,)``: ``log(1 + training count)``; an item with no
-    training event (new, or held out) gets the mean over the items that have some, since nothing is known
-    about its popularity (a 0 would bury every new item under the whole catalogue); padding gets 0."""
+def log_popularity(counts: torch.Tensor, predicted: torch.Tensor | None = None) -> torch.Tensor:
+    """The popularity prior's item side, ``(n_items + 1,)``: ``log(1 + training count)``. An item with no
+    training event (new, or held out) gets ``predicted`` (from its text) when given, else the mean over the
+    items that have events: a 0 would bury every new item under the whole catalogue. Padding gets 0."""
     log_pop = torch.log1p(counts.float().clamp_min(0))
     seen = counts > 0
     unknown = log_pop[seen].mean() if bool(seen.any()) else log_pop.new_zeros(())
+    if predicted is not None:
+        unknown = predicted.to(log_pop)
     out = torch.where(seen, log_pop, unknown)
     out[PAD] = 0.0
     return out
@@ -515,8 +551,8 @@ class SeqRecNetwork(nn.Module):
         return self.item_encoder()
 
     def log_popularity(self) -> torch.Tensor:
-        """The prior's item side for this catalogue (see :func:`log_popularity`)."""
-        return log_popularity(self.item_encoder.counts)
+        """The prior's item side, ``(n_items + 1,)`` (see :meth:`ItemEncoder._fit_popularity`)."""
+        return self.item_encoder.log_pop
 
     def prior_weights(self, hidden: torch.Tensor) -> torch.Tensor | None:
         """``β`` of the popularity prior per hidden state ``(N,)`` (``None`` without a prior)."""
