@@ -152,8 +152,7 @@ def test_id_dropout_floor_drops_head_items_too() -> None:
     assert not torch.allclose(enc(items), enc.adapter(enc.text[items]))  # and never at inference
 
 
-@pytest.mark.parametrize("item_repr", ["id"])
-def test_popularity_prior(item_repr: str) -> None:
+def test_popularity_prior() -> None:
     """``fixed`` adds β·log(1 + count) to every score; ``user`` starts at that β and learns it from h."""
     counts = _counts()
     log_pop = torch.log1p(torch.as_tensor(counts, dtype=torch.float32))
@@ -162,10 +161,9 @@ def test_popularity_prior(item_repr: str) -> None:
     log_pop[unseen] = log_pop[counts > 0].mean()  # nothing known about their popularity: the mean
     with pytest.raises(ValueError, match="pop_prior"):
         NetworkConfig(n_items=N_ITEMS, pop_prior="zipf")
+    # id items (with text, unseen items get a predicted prior: next test)
     for kind in ("none", "fixed", "user"):
-        if item_repr != "id":
-            continue  # with text, unseen items get a text-predicted prior (next test)
-        cfg = NetworkConfig(n_items=N_ITEMS, d_model=16, max_len=8, item_repr=item_repr, text_dim=TEXT_DIM,
+        cfg = NetworkConfig(n_items=N_ITEMS, d_model=16, max_len=8, item_repr="id", text_dim=TEXT_DIM,
                             pop_prior=kind, pop_prior_weight=0.7)
         net = SeqRecNetwork(cfg, _text(), counts).eval()
         h = torch.randn(5, 16)
@@ -176,7 +174,7 @@ def test_popularity_prior(item_repr: str) -> None:
         torch.testing.assert_close(net.scores(h, table, prior_scale=0.0), plain)  # the prior switched off
         if kind != "none":
             torch.testing.assert_close(net.scores(h, table, prior_scale=0.5), plain + 0.35 * log_pop)
-        if kind == "fixed" and item_repr == "id":  # an item added later has no count either: the mean too
+        if kind == "fixed":  # an item added later has no count either: the mean too
             net.item_encoder.add_items(None, 1)
             s_new = net.scores(h, net.item_table())
             torch.testing.assert_close(s_new[:, -1] - (h @ net.item_table().T)[:, -1],

@@ -289,13 +289,14 @@ class ItemEncoder(nn.Module):
             w, b = w64.float(), (ym - xm @ w64).float()
         self.register_buffer("pop_w", w)
         self.register_buffer("pop_b", b)
-        self.register_buffer("log_pop", log_popularity(counts, self._predicted_log_pop(self.n_rows)))
+        self.register_buffer("log_pop", self._log_popularity())
 
-    def _predicted_log_pop(self, n: int, start: int = 0) -> torch.Tensor | None:
-        """Text-predicted ``log(1 + count)`` of rows ``start..start+n`` (``None`` without text)."""
-        if not self.cfg.uses_text or not bool(self.pop_w.abs().sum() > 0):
-            return None
-        return (self.text[start:start + n] @ self.pop_w + self.pop_b).clamp_min(0)
+    def _log_popularity(self) -> torch.Tensor:
+        """:func:`log_popularity` of the current catalogue, unseen rows predicted from text when fitted."""
+        predicted = None
+        if self.cfg.uses_text and bool(self.pop_w.abs().sum() > 0):
+            predicted = (self.text @ self.pop_w + self.pop_b).clamp_min(0)
+        return log_popularity(self.counts, predicted)
 
     @torch.no_grad()
     def init_ids_from_text(self) -> None:
@@ -364,10 +365,7 @@ class ItemEncoder(nn.Module):
             emb.weight.copy_(torch.cat([old, new]))
             self.id_emb = emb
         if self.cfg.pop_prior != "none":
-            pred = self._predicted_log_pop(n_new, start=self.n_rows - n_new)
-            known = self.log_pop[1:][self.counts[1 : self.n_rows - n_new] > 0]
-            new = pred if pred is not None else known.mean().expand(n_new)
-            self.log_pop = torch.cat([self.log_pop, new.to(self.log_pop)])
+            self.log_pop = self._log_popularity()
         self.cfg = _replace_n_items(self.cfg, self.n_rows - 1)
 
 
