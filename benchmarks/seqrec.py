@@ -47,21 +47,37 @@ SEQREC_BASE: dict[str, Any] = {
     "progress": False,
 }
 VARIANTS: dict[str, dict[str, Any]] = {
-    "seqrec-id": {"item_repr": "id"},
-    "seqrec-text": {"item_repr": "text"},
-    "seqrec-fused": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.0},
-    "seqrec-fused-drop": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3},
-    "seqrec-id-bce": {"item_repr": "id", "loss": "bce"},
+    "seqrec-id": {"item_repr": "id", "windows": "last"},
+    "seqrec-text": {"item_repr": "text", "windows": "last"},
+    "seqrec-fused": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.0, "windows": "last"},
+    "seqrec-fused-drop": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3, "windows": "last"},
+    "seqrec-id-bce": {"item_repr": "id", "loss": "bce", "windows": "last"},
     # logit adjustment: trained with + log(1 + count) in the logits (scored with it unless re-scaled)
     "seqrec-fused-prior": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3,
-                           "pop_prior": "fixed"},
-    "seqrec-id-prior": {"item_repr": "id", "pop_prior": "fixed"},
+                           "pop_prior": "fixed", "windows": "last"},
+    "seqrec-id-prior": {"item_repr": "id", "pop_prior": "fixed", "windows": "last"},
+    # every max_len window of each history is a training row, not only the last (SASRec keeps the last)
+    "seqrec-id-all": {"item_repr": "id", "windows": "all"},
+    "seqrec-fused-all": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3, "windows": "all"},
+    # less shrinkage of rare items' id part: the gate is 0.5 at 1 training event instead of 5
+    "seqrec-fused-all-p1": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3, "windows": "all",
+                            "fuse_pivot": 1.0},
+    # control for the windows: the last window only, trained for as many steps as "all" takes on ML-100K
+    "seqrec-id-long": {"item_repr": "id", "epochs": 100, "windows": "last"},
 }
 #: prior_at_scoring values also measured for models trained with a popularity prior (1 = as trained)
 PRIOR_SCALES = (0.75, 0.5, 0.25, 0.0)
 BASELINES = ["most-popular", "itemknn", "userknn", "ease", "als", "bpr", "content-lm"]
 COLD_EPOCHS = 12  # the cold protocol ranks unseen items only: the text adapter settles long before ids do
 TAIL_MAX = 5
+#: each fused variant, and the id models trained the same way it is checked against on tail and head targets
+FUSED_VS_ID: dict[str, tuple[str, ...]] = {
+    "seqrec-fused": ("seqrec-id", "seqrec-id-prior"),
+    "seqrec-fused-drop": ("seqrec-id", "seqrec-id-prior"),
+    "seqrec-fused-prior": ("seqrec-id", "seqrec-id-prior"),
+    "seqrec-fused-all": ("seqrec-id-all",),
+    "seqrec-fused-all-p1": ("seqrec-id-all",),
+}
 
 
 def _split(protocol: str, dataset: str = "movielens-100k"):  # -> Split
@@ -215,11 +231,16 @@ def report(rows: list[dict[str, Any]]) -> str:
                 f"{_ms([r['tail_HR@10'] for r in rs])} | {_ms([r['head_HR@10'] for r in rs])} | "
                 f"{np.mean([r['fit_s'] for r in rs]):.0f} |"
             )
-        if rs := loo.get("seqrec-fused"):
+        if rs := loo.get("seqrec-id"):
             lines += [
                 "",
                 f"Tail = target item with ≤ {TAIL_MAX} training events ({rs[0]['tail_users']} users), "
-                f"head = the rest ({rs[0]['head_users']} users).",
+                f"head = the rest ({rs[0]['head_users']} users). Variants ending in `-all` train on "
+                "every `max_len` window of each history (`windows=\"all\"`, SeqRec's default: 2,436 rows "
+                "here); the others on the last window of each user only (`windows=\"last\"`, as SASRec: "
+                "943 rows); `seqrec-id-long` is the last window trained for 100 epochs, as many steps as 40 "
+                "epochs of all windows. `-p1`: the id gate is one half at 1 training event instead of 5 "
+                "(`fuse_pivot`).",
             ]
         lines.append("")
     cold = group("cold")
@@ -247,7 +268,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         ]
     checks = []
     others = [m for m in loo if not m.startswith(("seqrec-fused", "seqrec-text"))]
-    for fused in ("seqrec-fused", "seqrec-fused-drop", "seqrec-fused-prior"):
+    for fused, ids in FUSED_VS_ID.items():
         if not loo.get(fused):
             continue
         f_n, f_h = mean(loo, fused, "NDCG@10"), mean(loo, fused, "HR@10")
@@ -257,7 +278,7 @@ def report(rows: list[dict[str, Any]]) -> str:
             f"- leave-one-out: {fused} beats {len(beaten)}/{len(others)} of id SeqRec and the baselines on "
             f"both NDCG@10 and HR@10" + (f"; not: {', '.join(lost)}" if lost else "") + "."
         )
-        for idm in ("seqrec-id", "seqrec-id-prior"):
+        for idm in ids:
             if not loo.get(idm):
                 continue
             t_f, t_i = mean(loo, fused, "tail_NDCG@10"), mean(loo, idm, "tail_NDCG@10")
@@ -275,7 +296,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         )
     if cold.get("seqrec-id"):
         base = mean(cold, "seqrec-id", "HR@10")
-        for m in ("seqrec-text", "seqrec-fused", "seqrec-fused-drop", "seqrec-fused-prior"):
+        for m in ("seqrec-text", *FUSED_VS_ID):
             if cold.get(m):
                 v = mean(cold, m, "HR@10")
                 ratio = f"{v / base:.1f}×" if base > 0 else "unbounded (id scores 0)"
@@ -285,9 +306,11 @@ def report(rows: list[dict[str, Any]]) -> str:
     lines += [
         "Commands: `python benchmarks/seqrec.py --only loo:baselines loo:seqrec-id loo:seqrec-fused "
         "loo:seqrec-fused-drop loo:seqrec-text loo:seqrec-id-bce loo:seqrec-fused-prior loo:seqrec-id-prior "
+        "loo:seqrec-id-all loo:seqrec-fused-all loo:seqrec-fused-all-p1 "
         "cold:seqrec-id cold:seqrec-text cold:seqrec-fused cold:seqrec-fused-drop cold:seqrec-fused-prior "
-        "cold:content-lm "
-        "--seeds 0 1 2` (split across processes), then `python benchmarks/seqrec.py --report`."
+        "cold:seqrec-id-all cold:seqrec-fused-all cold:content-lm "
+        "--seeds 0 1 2` (split across processes), `--only loo:seqrec-id-long --seeds 0`, "
+        "then `python benchmarks/seqrec.py --report`."
     ]
     return "\n".join(lines)
 

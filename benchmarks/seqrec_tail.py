@@ -27,12 +27,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seqrec import PRIOR_SCALES, TAIL_MAX, run_one  # noqa: E402
 
-MODELS = ["seqrec-id", "seqrec-id-prior", "seqrec-fused-drop", "seqrec-fused-prior", "itemknn"]
+MODELS = ["seqrec-id", "seqrec-id-prior", "seqrec-id-all", "seqrec-fused-drop", "seqrec-fused-prior",
+          "seqrec-fused-all", "itemknn"]
 LABELS = {
     "seqrec-id": "seqrec-id",
     "seqrec-id-prior": "seqrec-id + popularity prior",
     "seqrec-fused-drop": "seqrec-fused (id dropout 0.5, min 0.3), no prior",
     "seqrec-fused-prior": "seqrec-fused + popularity prior",
+    "seqrec-id-all": "seqrec-id, every window of each history",
+    "seqrec-fused-all": "seqrec-fused, every window of each history",
     "itemknn": "itemknn (best baseline on ML-100K)",
 }
 KS = (10, 100)
@@ -93,7 +96,8 @@ def _checks(rows: dict[str, list[dict[str, Any]]]) -> list[str]:
     """The issue's tail/head condition, for each fused setting against the id model it would replace."""
     out: list[str] = []
     pairs = [("seqrec-fused-drop", "seqrec-id"), ("seqrec-fused-prior", "seqrec-id-prior"),
-             ("seqrec-fused-prior", "seqrec-id")]
+             ("seqrec-fused-prior", "seqrec-id"), ("seqrec-fused-all", "seqrec-id-all"),
+             ("seqrec-fused-all", "seqrec-id")]
     for fused, idm in pairs:
         if not (rows.get(fused) and rows.get(idm)):
             continue

@@ -1,10 +1,10 @@
 """Training rows for next-item models, and a fast full-ranking validation.
 
-SASRec-style training uses every prefix at once: a user's last ``max_len + 1`` training events form one row;
-the
-network reads positions ``0..T-1`` and position ``t`` is trained to predict event ``t + 1``. One row per
-user, so an
-epoch is one pass over the users.
+SASRec-style training uses every prefix at once: a row holds ``max_len + 1`` consecutive training events of
+one user; the network reads positions ``0..T-1`` and position ``t`` is trained to predict event ``t + 1``.
+SASRec itself keeps one row per user (the last ``max_len + 1`` events), which drops everything older from
+training when histories are longer than ``max_len``; ``windows="all"`` cuts each history into consecutive
+windows instead, so that every training event is a target exactly once.
 """
 
 from __future__ import annotations
@@ -19,30 +19,65 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 
+#: Training windows per history: "last" (SASRec: one per user) or "all" (see :func:`window_bounds`).
+WINDOWS = ("last", "all")
+
+
+def window_bounds(lengths: np.ndarray, max_len: int, windows: str = "last") -> tuple[np.ndarray, np.ndarray]:
+    """``(row, end)`` of every training window: window ``i`` holds events ``max(0, end - max_len - 1)`` to
+    ``end - 1`` of row ``row[i]``.
+
+    ``"last"`` gives each row with at least two events its last window; ``"all"`` also the windows before it,
+    ending ``max_len`` events apart (consecutive windows share one event, the input that predicts the first
+    target of the next), down to a first window of at least two events. Newest windows come first per row.
+    """
+    if windows not in WINDOWS:
+        raise ValueError(f"windows must be one of {WINDOWS}, got {windows!r}")
+    lengths = np.asarray(lengths, dtype=np.int64)
+    rows = np.flatnonzero(lengths >= 2)
+    if windows == "last":
+        return rows, lengths[rows]
+    # windows of a row of length L end at L, L - m, L - 2m, ... while at least 2 events remain
+    n_win = (lengths[rows] - 2) // max_len + 1
+    row = np.repeat(rows, n_win)
+    first = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(n_win, out=first[1:])
+    k = np.arange(len(row)) - np.repeat(first[:-1], n_win)  # 0 = newest window
+    return row, lengths[row] - k * max_len
+
+
+def _windowed(r: Ragged, row: np.ndarray, end: np.ndarray, width: int, pad: int) -> np.ndarray:
+    """``(len(row), width)`` left-padded windows: events ``end - width .. end - 1`` of each ``row``."""
+    pos = end[:, None] - width + np.arange(width)[None, :]  # position within the row
+    valid = pos >= 0
+    out = r.values[(r.offsets[row][:, None] + np.maximum(pos, 0))]
+    return np.where(valid, out, pad)
+
 
 def sequence_rows(dataset: Dataset, max_len: int, *, with_types: bool = False,
-                  gap_buckets: int = 0) -> dict[str, np.ndarray]:
-    """Left-padded ``(users, max_len + 1)`` arrays of every user with at least two training events.
+                  gap_buckets: int = 0, windows: str = "last") -> dict[str, np.ndarray]:
+    """Left-padded ``(rows, max_len + 1)`` training windows (see :func:`window_bounds`) of every user with at
+    least two training events.
 
     Returns
     -------
     dict
         ``"items"`` (int64 item indices), and when asked ``"types"`` (event type + 1, 0 = padding) and
-        ``"gaps"`` (:func:`~lmrec.models.seqrec.network.gap_buckets`).
+        ``"gaps"`` (:func:`~lmrec.models.seqrec.network.gap_buckets`; the first event of a window has no gap).
     """
     from lmrec.models.seqrec.network import gap_buckets as to_buckets
 
     seqs = dataset.sequences
-    users = np.flatnonzero(seqs.lengths >= 2)
     width = max_len + 1
-    items = seqs.take(users).last(width, pad=PAD)
+    row, end = window_bounds(seqs.lengths, max_len, windows)
+    items = _windowed(seqs, row, end, width, PAD)
     rows: dict[str, np.ndarray] = {"items": items.astype(np.int64)}
     valid = items != PAD
     if with_types:
-        types = dataset.type_sequences.take(users).last(width, pad=0).astype(np.int64) + 1
+        types = _windowed(dataset.type_sequences, row, end, width, 0).astype(np.int64) + 1
         rows["types"] = np.where(valid, types, 0)
     if gap_buckets:
-        ts = dataset.timestamps.take(users).last(width, pad=0).astype(np.int64)
+        ts = _windowed(dataset.timestamps, row, end, width, 0).astype(np.int64)
         rows["gaps"] = to_buckets(ts, gap_buckets, valid=valid)
     return rows
 

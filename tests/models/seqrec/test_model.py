@@ -134,6 +134,8 @@ def test_cold_item_added_with_text_is_recommended(data) -> None:
 def test_bad_settings() -> None:
     with pytest.raises(ValueError, match="loss"):
         create_model("seqrec", loss="hinge")
+    with pytest.raises(ValueError, match="windows"):
+        create_model("seqrec", windows="every")
     with pytest.raises(TypeError):
         create_model("seqrec", no_such_setting=1)
 

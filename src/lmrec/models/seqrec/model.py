@@ -36,7 +36,7 @@ from lmrec.training.losses import (
     popularity_proposal,
     sampled_softmax_logq,
 )
-from lmrec.training.sequences import rank_eval_set, sequence_rows, side_inputs_for
+from lmrec.training.sequences import WINDOWS, rank_eval_set, sequence_rows, side_inputs_for
 from lmrec.training.trainer import TrainConfig, Trainer, TrainResult, seed_everything
 
 WEIGHTS_FILE = "seqrec.pt"
@@ -74,6 +74,7 @@ class SeqRecConfig:
     ff_mult: int = 1  # feed-forward width / d_model (1 as SASRec: the full softmax dominates the cost anyway)
     use_types: bool = False  # feed the event type of every input event
     gap_buckets: int = 0  # > 0: feed log-scale time-gap buckets (e.g. 32)
+    windows: str = "all"  # all: every max_len window of each history | last: one row per user (SASRec)
     # --- item representation
     item_repr: str = "id"  # id | text | fused
     text_adapter: str = "whiten"  # whiten | pca | none
@@ -113,6 +114,8 @@ class SeqRecConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.windows not in WINDOWS:
+            raise ValueError(f"windows must be one of {WINDOWS}, got {self.windows!r}")
         if self.max_len < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("max_len, epochs and batch_size must be positive")
 
@@ -219,7 +222,8 @@ class SeqRec(Recommender):
         self.network_ = network
         self._known = SideInfo(dataset.sequences, dataset.type_sequences, dataset.timestamps)
         self._table = None
-        rows = sequence_rows(dataset, cfg.max_len, with_types=cfg.use_types, gap_buckets=cfg.gap_buckets)
+        rows = sequence_rows(dataset, cfg.max_len, with_types=cfg.use_types, gap_buckets=cfg.gap_buckets,
+                             windows=cfg.windows)
         loss_module = NextItemLoss(network, cfg.loss, cfg.n_negatives, cfg.sampling_alpha)
         evaluate = None
         if valid is not None and len(valid) > 0:
