@@ -236,7 +236,7 @@ def report(rows: list[dict[str, Any]]) -> str:
                 "",
                 f"Tail = target item with ≤ {TAIL_MAX} training events ({rs[0]['tail_users']} users), "
                 f"head = the rest ({rs[0]['head_users']} users). Variants ending in `-all` train on "
-                "every `max_len` window of each history (`windows=\"all\"`, SeqRec's default: 2,436 rows "
+                "every `max_len` window of each history (`windows=\"all\"`, SeqRec's default: 2,412 rows "
                 "here); the others on the last window of each user only (`windows=\"last\"`, as SASRec: "
                 "943 rows); `seqrec-id-long` is the last window trained for 100 epochs, as many steps as 40 "
                 "epochs of all windows. `-p1`: the id gate is one half at 1 training event instead of 5 "

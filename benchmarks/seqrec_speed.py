@@ -89,6 +89,7 @@ def main() -> None:
         rows.append((max_len, n_windows, per_epoch, p50, p99, base, q50, q99, q_ndcg, o50, o99, o_ndcg))
         print(rows[-1], flush=True)
 
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
     body = [
         "## SeqRec speed (MovieLens-100K, leave-one-out)",
         "",
@@ -100,7 +101,8 @@ def main() -> None:
         "(1,683 scores). int8 = dynamic quantisation of the Transformer's linear layers; ONNX = onnxruntime "
         "CPU. NDCG@10 is on the test split with the model trained for the timed epochs only (the point is "
         "the *change*, not the level). 1-minute load average at the end of the run: "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above the core count, other work competed).",
+        f"{load:.1f} on {cores} cores"
+        + (" (above the core count: other work competed)." if load > cores else "."),
         "",
         "| max_len | windows | s / epoch | p50 ms | p99 ms | NDCG@10 | int8 p50 ms | int8 p99 ms | "
         "int8 NDCG@10 | ONNX p50 ms | ONNX p99 ms | ONNX NDCG@10 |",

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seqrec import PRIOR_SCALES, TAIL_MAX, run_one  # noqa: E402
 
 MODELS = ["seqrec-id", "seqrec-id-prior", "seqrec-id-all", "seqrec-fused-drop", "seqrec-fused-prior",
-          "seqrec-fused-all", "itemknn"]
+          "seqrec-fused-all", "seqrec-fused-all-p1", "itemknn"]
 LABELS = {
     "seqrec-id": "seqrec-id",
     "seqrec-id-prior": "seqrec-id + popularity prior",
@@ -36,6 +36,7 @@ LABELS = {
     "seqrec-fused-prior": "seqrec-fused + popularity prior",
     "seqrec-id-all": "seqrec-id, every window of each history",
     "seqrec-fused-all": "seqrec-fused, every window of each history",
+    "seqrec-fused-all-p1": "seqrec-fused, every window, id gate ½ at 1 event (fuse_pivot 1)",
     "itemknn": "itemknn (best baseline on ML-100K)",
 }
 KS = (10, 100)
@@ -97,7 +98,7 @@ def _checks(rows: dict[str, list[dict[str, Any]]]) -> list[str]:
     out: list[str] = []
     pairs = [("seqrec-fused-drop", "seqrec-id"), ("seqrec-fused-prior", "seqrec-id-prior"),
              ("seqrec-fused-prior", "seqrec-id"), ("seqrec-fused-all", "seqrec-id-all"),
-             ("seqrec-fused-all", "seqrec-id")]
+             ("seqrec-fused-all-p1", "seqrec-id-all")]
     for fused, idm in pairs:
         if not (rows.get(fused) and rows.get(idm)):
             continue
