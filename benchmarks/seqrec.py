@@ -306,10 +306,11 @@ def report(rows: list[dict[str, Any]]) -> str:
     lines += [
         "Commands: `python benchmarks/seqrec.py --only loo:baselines loo:seqrec-id loo:seqrec-fused "
         "loo:seqrec-fused-drop loo:seqrec-text loo:seqrec-id-bce loo:seqrec-fused-prior loo:seqrec-id-prior "
-        "loo:seqrec-id-all loo:seqrec-fused-all loo:seqrec-fused-all-p1 "
+        "loo:seqrec-id-all loo:seqrec-fused-all "
         "cold:seqrec-id cold:seqrec-text cold:seqrec-fused cold:seqrec-fused-drop cold:seqrec-fused-prior "
         "cold:seqrec-id-all cold:seqrec-fused-all cold:content-lm "
-        "--seeds 0 1 2` (split across processes), `--only loo:seqrec-id-long --seeds 0`, "
+        "--seeds 0 1 2` (split across processes), "
+        "`--only loo:seqrec-id-long loo:seqrec-fused-all-p1 --seeds 0`, "
         "then `python benchmarks/seqrec.py --report`."
     ]
     return "\n".join(lines)
