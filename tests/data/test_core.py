@@ -30,6 +30,12 @@ def test_ragged_take_last_and_csr():
     assert r.take([1]).to_lists() == [[]]
     assert r.last(2).tolist() == [[2, 3], [0, 0], [0, 4]]
     assert r.last(2, left_pad=False).tolist() == [[2, 3], [0, 0], [4, 0]]
+    assert r.last(4, pad=-1).tolist() == [[-1, 1, 2, 3], [-1, -1, -1, -1], [-1, -1, -1, 4]]
+    assert r.last(2).dtype == r.values.dtype
+    # events 1..2 of row 0 and 0..0 of row 2, left-padded to width 3
+    assert r.windows(np.array([0, 2]), np.array([3, 1]), 3).tolist() == [[1, 2, 3], [0, 0, 4]]
+    assert r.windows(np.array([0]), np.array([2]), 3, pad=9).tolist() == [[9, 1, 2]]
+    assert Ragged.from_lists([[], []]).last(2).tolist() == [[0, 0], [0, 0]]
     m = r.to_csr(5)
     assert m.shape == (3, 5) and m[0, 2] == 1 and m[1].nnz == 0
     assert list(r.row_ids()) == [0, 0, 0, 2]

@@ -78,22 +78,29 @@ class Ragged:
         """The row of every value: ``[0, 0, 1, 2, 2, 2, ...]``."""
         return np.repeat(np.arange(len(self), dtype=np.int64), self.lengths)
 
+    def windows(self, rows: np.ndarray, ends: np.ndarray, width: int, pad: int = 0) -> np.ndarray:
+        """A dense left-padded ``(len(rows), width)`` array: values ``ends[i] - width .. ends[i] - 1`` of row
+        ``rows[i]`` (positions within the row; those before its start are ``pad``), newest in the last
+        column."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ends = np.asarray(ends, dtype=np.int64)
+        if len(self.values) == 0:
+            return np.full((len(rows), width), pad, dtype=np.int64)
+        pos = ends[:, None] - width + np.arange(width)[None, :]  # (len(rows), width) positions within the row
+        idx = np.clip(self.offsets[rows][:, None] + pos, 0, len(self.values) - 1)
+        return np.where(pos >= 0, self.values[idx], pad)
+
     def last(self, n: int, pad: int = 0, left_pad: bool = True) -> np.ndarray:
         """A dense ``(rows, n)`` array of each row's last ``n`` values, padded with ``pad``.
 
         Left padding (the default) puts the newest value in the last column, as sequence models expect.
         """
-        out = np.full((len(self), n), pad, dtype=self.values.dtype if len(self.values) else np.int64)
-        lengths = np.minimum(self.lengths, n)
-        for i in range(len(self)):
-            k = lengths[i]
-            if k:
-                row = self.values[self.offsets[i + 1] - k : self.offsets[i + 1]]
-                if left_pad:
-                    out[i, n - k :] = row
-                else:
-                    out[i, :k] = row
-        return out
+        out = self.windows(np.arange(len(self)), self.lengths, n, pad)
+        if left_pad:
+            return out
+        k = np.minimum(self.lengths, n)  # values per row, at columns n - k .. n - 1: move them to the front
+        cols = np.minimum(np.arange(n)[None, :] + (n - k)[:, None], n - 1)
+        return np.where(np.arange(n)[None, :] < k[:, None], np.take_along_axis(out, cols, axis=1), pad)
 
     def to_lists(self) -> list[list[int]]:
         return [r.tolist() for r in self]

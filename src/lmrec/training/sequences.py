@@ -46,14 +46,6 @@ def window_bounds(lengths: np.ndarray, max_len: int, windows: str = "last") -> t
     return row, lengths[row] - k * max_len
 
 
-def _windowed(r: Ragged, row: np.ndarray, end: np.ndarray, width: int, pad: int) -> np.ndarray:
-    """``(len(row), width)`` left-padded windows: events ``end - width .. end - 1`` of each ``row``."""
-    pos = end[:, None] - width + np.arange(width)[None, :]  # position within the row
-    valid = pos >= 0
-    out = r.values[(r.offsets[row][:, None] + np.maximum(pos, 0))]
-    return np.where(valid, out, pad)
-
-
 def sequence_rows(dataset: Dataset, max_len: int, *, with_types: bool = False,
                   gap_buckets: int = 0, windows: str = "last") -> dict[str, np.ndarray]:
     """Left-padded ``(rows, max_len + 1)`` training windows (see :func:`window_bounds`) of every user with at
@@ -70,14 +62,14 @@ def sequence_rows(dataset: Dataset, max_len: int, *, with_types: bool = False,
     seqs = dataset.sequences
     width = max_len + 1
     row, end = window_bounds(seqs.lengths, max_len, windows)
-    items = _windowed(seqs, row, end, width, PAD)
+    items = seqs.windows(row, end, width, PAD)
     rows: dict[str, np.ndarray] = {"items": items.astype(np.int64)}
     valid = items != PAD
     if with_types:
-        types = _windowed(dataset.type_sequences, row, end, width, 0).astype(np.int64) + 1
+        types = dataset.type_sequences.windows(row, end, width).astype(np.int64) + 1
         rows["types"] = np.where(valid, types, 0)
     if gap_buckets:
-        ts = _windowed(dataset.timestamps, row, end, width, 0).astype(np.int64)
+        ts = dataset.timestamps.windows(row, end, width).astype(np.int64)
         rows["gaps"] = to_buckets(ts, gap_buckets, valid=valid)
     return rows
 
