@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seqrec import PRIOR_SCALES, TAIL_MAX, run_one  # noqa: E402
+from seqrec import FUSED_VS_ID, PRIOR_SCALES, TAIL_MAX, run_one  # noqa: E402
 
 MODELS = ["seqrec-id", "seqrec-id-prior", "seqrec-id-all", "seqrec-fused-drop", "seqrec-fused-prior",
           "seqrec-fused-all", "seqrec-fused-all-p1", "itemknn"]
@@ -96,9 +96,7 @@ def report(rows: dict[str, list[dict[str, Any]]], seeds: list[int]) -> str:
 def _checks(rows: dict[str, list[dict[str, Any]]]) -> list[str]:
     """The issue's tail/head condition, for each fused setting against the id model it would replace."""
     out: list[str] = []
-    pairs = [("seqrec-fused-drop", "seqrec-id"), ("seqrec-fused-prior", "seqrec-id-prior"),
-             ("seqrec-fused-prior", "seqrec-id"), ("seqrec-fused-all", "seqrec-id-all"),
-             ("seqrec-fused-all-p1", "seqrec-id-all")]
+    pairs = [(fused, idm) for fused, ids in FUSED_VS_ID.items() for idm in ids]  # as in benchmarks/seqrec.py
     for fused, idm in pairs:
         if not (rows.get(fused) and rows.get(idm)):
             continue
