@@ -1,8 +1,7 @@
 """Ranking and beyond-accuracy metrics: pure functions on arrays, one value per user.
 
 Ranking metrics take a boolean ``hits`` matrix ``(users, K)`` (``hits[u, r]`` is true when the item at rank
-``r``
-of user ``u``'s list is one of their targets, best rank first) and ``n_targets`` ``(users,)``. Use
+``r`` of user ``u``'s list is one of their targets, best rank first) and ``n_targets`` ``(users,)``. Use
 :func:`hit_matrix` to build it from ranked item indices and a :class:`~lmrec.data.ragged.Ragged` of targets.
 Every function returns per-user values, so confidence intervals and paired tests can be computed from them
 (:mod:`lmrec.evaluation.stats`); the mean over users is the reported number.
@@ -144,8 +143,7 @@ def exposure(ranked: np.ndarray, n_items: int) -> np.ndarray:
 
 def gini_index(ranked: np.ndarray, n_items: int) -> float:
     """Gini coefficient of item exposure over the whole catalogue (0 = every item shown equally often, → 1 =
-    all
-    exposure on one item). Items never shown count as zero exposure.
+    all exposure on one item). Items never shown count as zero exposure.
 
     ``G = sum_i (2i - n - 1) x_(i) / (n sum x)`` for exposures sorted ascending, ``i = 1..n``.
     """

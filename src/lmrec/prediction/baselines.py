@@ -4,13 +4,10 @@
   closed-form updates) and :class:`BiasedMF` (biased matrix factorisation fitted by alternating least squares;
   Koren, Bell & Volinsky, "Matrix Factorization Techniques for Recommender Systems", IEEE Computer 2009).
 * Next action type: :class:`MajorityType` (class frequencies) and :class:`MarkovType` (first-order Markov
-  chain
-  from the previous action type, Laplace-smoothed).
+  chain from the previous action type, Laplace-smoothed).
 * User value: :class:`RFMScore` (recency, frequency, monetary quintile scores; Hughes 1994),
-  :class:`LastPeriodValue`
-  ("what they spent in the last period, they will spend in the next") and :class:`GBMValue` (LightGBM on the
-  RFM
-  features, regressing ``log1p`` value).
+  :class:`LastPeriodValue` ("what they spent in the last period, they will spend in the next") and
+  :class:`GBMValue` (LightGBM on the RFM features, regressing ``log1p`` value).
 """
 
 from __future__ import annotations
@@ -32,9 +29,9 @@ def _group_sums(index: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarr
 class BiasBaseline:
     """``r̂(u, i) = μ + b_u + b_i`` with ridge-regularised biases, fitted by alternating exact updates.
 
-    Each update is the closed-form minimiser of the squared error plus ``reg_item * b_i²`` (``reg_user *
-    b_u²``)
-    with the other biases fixed, so the loss never increases. Unknown users or items get a zero bias.
+    Each update is the closed-form minimiser of the squared error plus ``reg_item * b_i²``
+    (``reg_user * b_u²``) with the other biases fixed, so the loss never increases. Unknown users or items get
+    a zero bias.
     """
 
     reg_user: float = 10.0
@@ -66,9 +63,8 @@ class BiasedMF:
     """``r̂(u, i) = μ + b_u + b_i + p_uᵀ q_i`` fitted by alternating least squares with L2 regularisation.
 
     Each half-step solves, for every user (item) at once in a batched linear solve, the ridge regression of
-    the
-    residual ``r - μ - b_i`` on ``[q_i, 1]`` (``r - μ - b_u`` on ``[p_u, 1]``), which updates factors and bias
-    together. Predictions are clipped to ``clip`` (the rating scale) when given.
+    the residual ``r - μ - b_i`` on ``[q_i, 1]`` (``r - μ - b_u`` on ``[p_u, 1]``), which updates factors and
+    bias together. Predictions are clipped to ``clip`` (the rating scale) when given.
     """
 
     factors: int = 10
@@ -131,8 +127,7 @@ class MajorityType:
 @dataclass
 class MarkovType:
     """``P(next type | previous type)`` from transition counts with add-``alpha`` smoothing; examples without
-    a
-    previous event (``previous == -1``) get the class frequencies."""
+    a previous event (``previous == -1``) get the class frequencies."""
 
     alpha: float = 1.0
 
@@ -167,8 +162,7 @@ def _quintile_scores(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
 @dataclass
 class RFMScore:
     """Classic RFM scoring: recency, frequency and monetary value each get a quintile score 1–5 (recent,
-    frequent,
-    big spenders score 5), and the user's score is their sum (3–15).
+    frequent, big spenders score 5), and the user's score is their sum (3–15).
 
     As a value predictor, each score maps to the mean ``log1p`` value of training users with that score (users
     at scores never seen in training get the overall mean), so the baseline is also scored on RMSE.

@@ -116,10 +116,8 @@ def top_decile_capture(y_true: np.ndarray, y_pred: np.ndarray, fraction: float =
     """Share of the total future value held by the ``fraction`` of users ranked highest by ``y_pred``.
 
     The top group has ``ceil(fraction * n)`` users; ties in ``y_pred`` at the boundary are resolved by giving
-    the
-    tied users their average share, so the result does not depend on input order. A perfect ranking reaches
-    the
-    share the truly top users hold; a random one ≈ ``fraction``.
+    the tied users their average share, so the result does not depend on input order. A perfect ranking
+    reaches the share the truly top users hold; a random one ≈ ``fraction``.
     """
     t, p = _pair(y_true, y_pred)
     if not 0 < fraction <= 1:

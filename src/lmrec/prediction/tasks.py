@@ -9,8 +9,7 @@ Three protocols, each stated with the numbers it produces:
   future. Used for user value and the next action type.
 * :func:`value_labels` — at a cut, every user with history gets the value of their future window (total amount
   of their purchases, or their number of events, in the next ``horizon_days``), plus RFM features computed
-  from
-  the history only.
+  from the history only.
 
 Nothing after a cut ever enters the features of that cut.
 """
@@ -209,8 +208,7 @@ class TypeSet:
 
 def type_examples(ds: Dataset, start: int, end: int | None = None, min_position: int = 1) -> TypeSet:
     """Every event with ``start <= timestamp < end`` that has at least ``min_position`` earlier events:
-    predict
-    its type from everything before it (teacher forcing: the true earlier events are the input)."""
+    predict its type from everything before it (teacher forcing: the true earlier events are the input)."""
     ev = ds.events.with_columns(
         pl.int_range(pl.len()).over("user_idx").alias("_pos"),
         pl.col("type_idx").shift(1).over("user_idx").fill_null(-1).alias("_prev"))

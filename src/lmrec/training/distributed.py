@@ -1,8 +1,8 @@
 """Process-group helpers: the same training code runs alone or under ``torchrun`` (DistributedDataParallel).
 
 ``torchrun --nproc_per_node=N`` sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE`` and the rendezvous address; we
-pick
-NCCL when every process has a GPU and gloo otherwise (CPU), and each process uses its own GPU by local rank.
+pick NCCL when every process has a GPU and gloo otherwise (CPU), and each process uses its own GPU by local
+rank.
 """
 
 from __future__ import annotations

@@ -10,10 +10,8 @@ averaged over processes) match a single process exactly.
 * ``"ce"`` — full softmax cross-entropy over the catalogue (Klenitskiy & Vasilev, RecSys 2023: the loss that
   turns SASRec into a state-of-the-art model). Cost ``O(N · n_items)``.
 * ``"sampled"`` — sampled softmax: the target against ``n_negatives`` items drawn once per batch from a
-  proposal
-  ``Q`` (popularity-smoothed), with the log-Q correction (logits minus ``log Q``) that makes the estimate
-  unbiased
-  for the full softmax, and accidental hits removed. For catalogues too large for ``"ce"``.
+  proposal ``Q`` (popularity-smoothed), with the log-Q correction (logits minus ``log Q``) that makes the
+  estimate unbiased for the full softmax, and accidental hits removed. For catalogues too large for ``"ce"``.
 * ``"bce"`` — the original SASRec loss: binary cross-entropy of the target against one uniform negative.
 """
 
@@ -74,8 +72,7 @@ def sampled_softmax_logq(hidden: torch.Tensor, targets: torch.Tensor, item_vecto
         ``(N, d)`` hidden states and ``(N,)`` target items.
     item_vectors:
         Callable mapping an index tensor ``(m,)`` to item vectors ``(m, d)`` (an ``ItemEncoder``), so that
-        only the
-        sampled rows are computed.
+        only the sampled rows are computed.
     proposal:
         ``(n_items + 1,)`` sampling probabilities ``Q`` (0 for padding and for items to exclude), summing to
         1.

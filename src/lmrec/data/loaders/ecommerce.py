@@ -2,23 +2,20 @@
 
 * **RetailRocket** (Kaggle "Retailrocket recommender system dataset"): ``events.csv`` with the header
   ``timestamp,visitorid,event,itemid,transactionid``; timestamps in milliseconds; events ``view``,
-  ``addtocart``,
-  ``transaction`` (lmrec's ``view``, ``cart``, ``purchase``). Optional ``item_properties_part1.csv`` /
-  ``item_properties_part2.csv`` (``timestamp,itemid,property,value``; the latest ``categoryid`` of each item
-  is
-  its category) and ``category_tree.csv`` (``categoryid,parentid``; categories list the item's leaf and then
-  its
-  ancestors). Other properties are hashed text in the release and are not read. The log has no amounts.
+  ``addtocart``, ``transaction`` (lmrec's ``view``, ``cart``, ``purchase``). Optional
+  ``item_properties_part1.csv`` / ``item_properties_part2.csv`` (``timestamp,itemid,property,value``; the
+  latest ``categoryid`` of each item is its category) and ``category_tree.csv`` (``categoryid,parentid``;
+  categories list the item's leaf and then its ancestors). Other properties are hashed text in the release and
+  are not read. The log has no amounts.
 * **Taobao UserBehavior** (Tianchi, Alibaba): ``UserBehavior.csv`` without a header,
   ``user_id,item_id,category_id,behavior_type,timestamp``; timestamps in seconds; behaviours ``pv``, ``cart``,
   ``fav``, ``buy`` (lmrec's ``view``, ``cart``, ``fav``, ``purchase``). Its category ids become item
-  categories.
-  The file is read in chunks (it has 100 million rows); ``max_rows`` reads a prefix for a quick look.
+  categories. The file is read in chunks (it has 100 million rows); ``max_rows`` reads a prefix for a quick
+  look.
 * **synthetic-ecommerce**: the seeded shop of :mod:`lmrec.data.synthetic_ecommerce`, available by name.
 
 Both real releases ship with their own terms of use; download them yourself and point lmrec at the file or
-folder:
-``lmrec data import path/to/retailrocket/`` or ``lmrec data import UserBehavior.csv``.
+folder: ``lmrec data import path/to/retailrocket/`` or ``lmrec data import UserBehavior.csv``.
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 
 Zhao et al., "RecBole: Towards a Unified, Comprehensive and Efficient Framework for Recommendation
 Algorithms", CIKM 2021. Each file is tab-separated with a typed header, ``name:type`` where the type is
-``token``,
-``token_seq`` (space-separated tokens), ``float`` or ``float_seq``::
+``token``, ``token_seq`` (space-separated tokens), ``float`` or ``float_seq``::
 
     user_id:token   item_id:token   rating:float    timestamp:float
     196             242             3               881250949
