@@ -37,9 +37,9 @@ from lmrec.training.distributed import (
     barrier,
     broadcast_floats,
     init_distributed,
-    machine_threads,
     process_device,
 )
+from lmrec.training.threads import ThreadGovernor
 
 WEIGHTS = "weights.pt"
 BEST_WEIGHTS = "best.pt"
@@ -77,7 +77,10 @@ class TrainConfig:
     amp:
         Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling).
     num_threads:
-        CPU threads per process; 0 takes the machine's cores divided by the number of processes.
+        CPU threads per process. 0 (default) adapts: between 1 and the cores divided by the number of
+        processes, whichever trains fastest at the moment, measured on the steps themselves (see
+        :mod:`lmrec.training.threads`; a busy machine gets fewer threads instead of collapsing). A fixed
+        count also fixes the rounding, for runs that must repeat bit for bit.
     checkpoint_dir:
         Folder for ``last/`` and ``best`` checkpoints; empty for none.
     resume:
@@ -120,6 +123,7 @@ class TrainResult:
     stopped_early: bool = False
     seconds: float = 0.0
     world_size: int = 1
+    threads: dict[str, int] = field(default_factory=dict)  # training steps run at each CPU thread count
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,10 +133,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_threads(cfg: TrainConfig, world_size: int) -> int:
-    return cfg.num_threads if cfg.num_threads > 0 else max(1, machine_threads() // world_size)
 
 
 def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -227,7 +227,10 @@ class Trainer:
         device_name = resolve_device(cfg.device)
         self.ctx = ctx if ctx is not None else init_distributed(device_name)
         self.device = process_device(device_name, self.ctx)
-        torch.set_num_threads(resolve_threads(cfg, self.ctx.world_size))
+        # adaptive on CPU only: a GPU step's time does not depend on the CPU pool
+        self.threads = ThreadGovernor.for_training(cfg.num_threads, self.ctx.world_size,
+                                                   adaptive=self.device.type == "cpu")
+        torch.set_num_threads(self.threads.current)
         self.module = loss_module.to(self.device)
         self.amp_dtype: torch.dtype | None = None
         if cfg.amp and self.device.type == "cuda":
@@ -281,7 +284,11 @@ class Trainer:
                 for idx in batches:
                     batch = {k: torch.from_numpy(v).to(self.device, non_blocking=True)
                              for k, v in self._take(rows, idx).items()}
+                    self.threads.before_step()
+                    t_step = time.perf_counter()
                     loss, cnt = self._step(model, batch, opt)
+                    work = batch[self.trim_key].numel() if self.trim_key is not None else len(idx)
+                    self.threads.after_step(time.perf_counter() - t_step, float(work))
                     sched.step()
                     loss_sum += loss
                     count_sum += cnt
@@ -292,6 +299,7 @@ class Trainer:
 
                 due = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
                 if self.evaluate is not None and due:
+                    torch.set_num_threads(self.threads.best)
                     metrics = self._validate()
                     metrics["epoch"] = float(epoch + 1)
                     result.metrics.append(metrics)
@@ -318,6 +326,8 @@ class Trainer:
             # Early stopping: the returned model is the best one on validation, never the last.
             self.module.load_state_dict(best_state)
         result.seconds = time.perf_counter() - t0
+        result.threads = {str(k): v for k, v in self.threads.steps.items() if v}
+        torch.set_num_threads(self.threads.best)
         barrier(ctx)
         return result
 
