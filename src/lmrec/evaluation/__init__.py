@@ -7,7 +7,7 @@ on one evaluation set; :mod:`lmrec.evaluation.metrics` holds the metric function
 from lmrec.evaluation.benchmark import DEFAULT_MODELS, BenchmarkResult, run_benchmark
 from lmrec.evaluation.evaluator import EvalResult, Ranking, evaluate, popularity_buckets
 from lmrec.evaluation.stats import Interval, PairedTest, bootstrap_ci, paired_test
-from lmrec.evaluation.tuning import TuningResult, tune
+from lmrec.evaluation.tuning import TuningResult, grid, sample_points, tune
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -21,6 +21,8 @@ __all__ = [
     "evaluate",
     "paired_test",
     "popularity_buckets",
+    "grid",
     "run_benchmark",
+    "sample_points",
     "tune",
 ]
