@@ -1,8 +1,8 @@
 """Run several models on one dataset and protocol, with confidence intervals, paired tests and a report.
 
-The one library function behind ``lmrec evaluate`` / ``lmrec benchmark`` and the demo is :func:`run_benchmark`:
-models are fitted on ``split.train`` with fixed hyper-parameters (or tuned on ``split.valid`` only) and tested
-once on ``split.test``.
+The one library function behind ``lmrec evaluate`` / ``lmrec benchmark`` (through :mod:`lmrec.experiment`)
+and the demo is :func:`run_benchmark`: models are fitted on ``split.train`` with fixed hyper-parameters (or
+tuned on ``split.valid`` only) and tested once on ``split.test``.
 """
 
 from __future__ import annotations
@@ -355,7 +355,7 @@ def run_benchmark(
     protocol:
         ``"leave-one-out"``, ``"temporal"`` or ``"cold-item"`` (settings in ``protocol_params``).
     models:
-        Names, ``(name, config)``, ``(label, name, config)``, models or :class:`ModelSpec`\ s; default
+        Names, ``(name, config)``, ``(label, name, config)``, models or :class:`ModelSpec` objects; default
         :data:`DEFAULT_MODELS` (content-lm is dropped from the default list when no text vectors can be had).
     ks:
         Cut-offs for the ranking metrics.

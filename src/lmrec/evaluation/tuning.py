@@ -1,7 +1,7 @@
 """Hyper-parameter search on the validation set only (the test set is never read here).
 
-:func:`tune` is lmrec's one tuner: a grid (every combination) or a seeded random sample of it, each point fitted
-on ``split.train`` and scored by a full-ranking ``NAME@K`` metric on ``split.valid``.
+:func:`tune` is lmrec's one tuner: a grid (every combination) or a seeded random sample of it, each point
+fitted on ``split.train`` and scored by a full-ranking ``NAME@K`` metric on ``split.valid``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def grid(space: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def sample_points(space: Mapping[str, Sequence[Any]], n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Up to ``n`` distinct random points of the grid ``space`` (the whole grid, shuffled, when it is smaller)."""
+    """Up to ``n`` distinct random points of the grid ``space`` (the whole grid, shuffled, when smaller)."""
     points = grid(space)
     rng = random.Random(seed)
     rng.shuffle(points)
@@ -48,7 +48,8 @@ def sample_points(space: Mapping[str, Sequence[Any]], n: int, seed: int = 0) -> 
 
 
 def metric_cutoff(metric: str, ks: Sequence[int] | None = None) -> int:
-    """The ``K`` of a ``NAME@K`` metric; a :class:`ValueError` when it is malformed or ``K`` is not in ``ks``."""
+    """The ``K`` of a ``NAME@K`` metric; a :class:`ValueError` when it is malformed or ``K`` is not in
+    ``ks``."""
     name, _, k = metric.rpartition("@")
     if not name or not k.isdigit() or int(k) < 1:
         raise ValueError(f"metric must look like NAME@K (e.g. NDCG@10), got {metric!r}")
