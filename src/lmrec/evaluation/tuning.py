@@ -48,8 +48,10 @@ def sample_points(space: Mapping[str, Sequence[Any]], n: int, seed: int = 0) -> 
 
 
 def metric_cutoff(metric: str, ks: Sequence[int] | None = None) -> int:
-    """The ``K`` of a ``NAME@K`` metric; a :class:`ValueError` when it is malformed or ``K`` is not in
-    ``ks``."""
+    """The ``K`` of a ``NAME@K`` metric.
+
+    A :class:`ValueError` when the metric is malformed, or when ``ks`` is given and ``K`` is not one of them.
+    """
     name, _, k = metric.rpartition("@")
     if not name or not k.isdigit() or int(k) < 1:
         raise ValueError(f"metric must look like NAME@K (e.g. NDCG@10), got {metric!r}")
@@ -82,8 +84,8 @@ def tune(
     space:
         Candidate values per setting, e.g. ``{"dropout": [0.2, 0.5], "lr": [1e-3, 3e-3]}``.
     mode:
-        ``"grid"`` (every combination, in a fixed order) or ``"random"`` (``n_trials`` distinct combinations,
-        drawn with ``seed``).
+        ``"grid"`` (every combination, in a fixed order) or ``"random"`` (``n_trials`` distinct
+        combinations drawn with ``seed``).
     base:
         Settings shared by every trial.
     metric:

@@ -1,6 +1,6 @@
 """One experiment path: a typed, nested config (YAML/TOML + ``--set``) and the orchestration of
-``train``, ``evaluate``, ``benchmark`` and ``tune``, written once for the CLI, the ``torchrun`` entry and
-library callers.
+``train``, ``evaluate``, ``benchmark`` and ``tune``, written once for the CLI, the ``torchrun`` entry
+and library callers.
 
     from lmrec.experiment import build_config, train
     run = train(build_config("run.yaml", settings=["model.d_model=64"]))
