@@ -1,10 +1,11 @@
 """Honest evaluation: protocols, full-ranking metrics with confidence intervals, paired tests and reports.
 
-The entry point for a comparison of models is :func:`run_benchmark`; :func:`evaluate` scores one fitted model
-on one evaluation set; :mod:`lmrec.evaluation.metrics` holds the metric functions.
+The entry point for a comparison of models is :func:`run_benchmark` (each model a :class:`ModelSpec`);
+:func:`evaluate` scores one fitted model on one evaluation set; :func:`tune` searches settings on validation;
+:mod:`lmrec.evaluation.metrics` holds the metric functions.
 """
 
-from lmrec.evaluation.benchmark import DEFAULT_MODELS, BenchmarkResult, run_benchmark
+from lmrec.evaluation.benchmark import DEFAULT_MODELS, BenchmarkResult, ModelSpec, run_benchmark
 from lmrec.evaluation.evaluator import EvalResult, Ranking, evaluate, popularity_buckets
 from lmrec.evaluation.stats import Interval, PairedTest, bootstrap_ci, paired_test
 from lmrec.evaluation.tuning import TuningResult, grid, sample_points, tune
@@ -14,6 +15,7 @@ __all__ = [
     "BenchmarkResult",
     "EvalResult",
     "Interval",
+    "ModelSpec",
     "PairedTest",
     "Ranking",
     "TuningResult",
