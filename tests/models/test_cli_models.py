@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lmrec.cli import app
-from lmrec.cli.models import parse_settings, parse_value
 from lmrec.data.dataset import Dataset
+from lmrec.experiment import parse_settings, parse_value
 from lmrec.models import create_model, load_model
 from lmrec.models.export import format_for, read_user_file, write_recommendations
 

@@ -1,216 +1,146 @@
 """``lmrec train | evaluate | benchmark | recommend``: fit and save a model, compare models, export lists.
 
-Each command parses its options, calls one library function (:func:`lmrec.evaluation.run_benchmark`,
-:func:`lmrec.models.export.write_recommendations`, ``Recommender.fit``/``save``) and prints.
+Each command parses its options into an :class:`~lmrec.experiment.ExperimentConfig` (``--config run.yaml``,
+then the flags, then ``--set``), calls one library function (:func:`lmrec.experiment.train`,
+:func:`lmrec.experiment.evaluate`, :func:`lmrec.experiment.benchmark`,
+:func:`lmrec.models.export.write_recommendations`) and prints.
 """
 
 from __future__ import annotations
 
-import json
-import time
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from lmrec.cli.common import console, friendly_errors, progress
 
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Experiment file (.yaml or .toml: data, split, model(s), eval, tune, seed, out); "
+        "flags and --set override it.",
+    ),
+]
 DatasetOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--dataset",
         "-d",
         help="A built-in dataset (movielens-100k), a data file/folder, or a saved dataset folder.",
+        show_default="movielens-100k",
     ),
 ]
-ProtocolOpt = Annotated[str, typer.Option("--protocol", "-p", help="leave-one-out, temporal or cold-item.")]
-SeedOpt = Annotated[int, typer.Option(help="Seed for splits, negatives, bootstrap and model initialisation.")]
+ProtocolOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--protocol", "-p", help="leave-one-out, temporal or cold-item.", show_default="leave-one-out"
+    ),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(help="Seed for splits, negatives, bootstrap and model initialisation.", show_default="0"),
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--set", "-s", help="Override a setting: key=value (train) or model.key=value (evaluate/benchmark)."
+        "--set",
+        "-s",
+        help="Override a setting: key=value (train) or model.key=value (evaluate/benchmark), "
+        "or any section.key=value of the config (e.g. eval.ranking=sampled).",
     ),
 ]
-KOpt = Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")]
+KOpt = Annotated[str | None, typer.Option("--k", help="Cut-offs, comma-separated.", show_default="5,10,20")]
 RankingOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--ranking",
         help="full (default: whole catalogue, history removed) or sampled / sampled-N "
         "(N random negatives, reported as such).",
+        show_default="full",
     ),
 ]
 
 
-def parse_value(text: str) -> Any:
-    """``"3"`` → 3, ``"0.5"`` → 0.5, ``"true"`` → True, ``"[1,2]"`` → [1, 2], anything else stays a string."""
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_settings(items: list[str] | None, scoped: bool = False) -> dict[str, Any]:
-    """``["k=50", "shrink=10"]`` → ``{"k": 50, "shrink": 10.0}``; scoped: ``["ease.lam=300"]`` →
-    ``{"ease": {"lam": 300}}``."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        key = key.strip()
-        if scoped:
-            if "." not in key:
-                raise ValueError(f"--set expects model.key=value here (e.g. ease.lam=300), got {item!r}")
-            model, setting = key.split(".", 1)
-            out.setdefault(model, {})[setting] = parse_value(value)
-        else:
-            out[key.split(".", 1)[-1] if "." in key else key] = parse_value(value)
-    return out
-
-
-def parse_ks(text: str) -> tuple[int, ...]:
-    try:
-        ks = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
-    except ValueError:
-        raise ValueError(f"--k expects comma-separated integers, got {text!r}") from None
-    if not ks or ks[0] < 1:
-        raise ValueError(f"--k expects positive cut-offs, got {text!r}")
-    return ks
-
-
-def load_any_dataset(spec: str):  # -> Dataset
-    """A saved dataset folder (``dataset.json``), a built-in name, or a file/folder a loader understands."""
-    from lmrec.data.dataset import Dataset
-    from lmrec.data.loaders import load_dataset
-
-    if (Path(spec) / "dataset.json").exists():
-        return Dataset.load(spec)
-    ds, _ = load_dataset(spec)
-    return ds
-
-
 def train(
-    model: Annotated[str, typer.Argument(help="A registered model name (see `lmrec evaluate --help`).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
-    dataset: DatasetOpt = "movielens-100k",
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="A registered model name (see `lmrec evaluate --help`); or model.name in --config."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Model folder to write (required; or out in --config).")
+    ] = None,
+    dataset: DatasetOpt = None,
     protocol: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--protocol",
             "-p",
             help="Fit on this protocol's training part (leave-one-out, temporal, cold-item) "
             "so the folder can be tested honestly, or 'none' to fit on every event "
             "(for serving).",
+            show_default="leave-one-out",
         ),
-    ] = "leave-one-out",
+    ] = None,
     settings: SetOpt = None,
-    seed: SeedOpt = 0,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Fit a model and save it as a folder that `lmrec recommend` and `lmrec serve` load.
 
-    Example: `lmrec train ease --dataset movielens-100k --out models/ease --set lam=300`.
+    Example: `lmrec train ease --dataset movielens-100k --out models/ease --set lam=300`, or
+    `lmrec train --config run.yaml --set model.lam=300`.
     """
-    from lmrec.data.splits import make_split
-    from lmrec.evaluation import evaluate
-    from lmrec.models import create_model, model_class
+    from lmrec.experiment import build_config
+    from lmrec.experiment import train as run_train
 
     with friendly_errors():
-        cfg = parse_settings(settings)
-        cls = model_class(model)
-        if "seed" in {f for f in getattr(cls.Config, "__dataclass_fields__", {})} and "seed" not in cfg:
-            cfg["seed"] = seed
-        rec = create_model(model, **cfg)
-        ds = load_any_dataset(dataset)
-        info: dict[str, Any] = {
-            "model": model,
-            "config": cfg,
-            "dataset": ds.name,
-            "protocol": protocol,
-            "seed": seed,
-        }
-        if protocol == "none":
-            train_ds, valid, split = ds, None, None
-        else:
-            split = make_split(ds, protocol, **({"seed": seed} if protocol == "cold-item" else {}))
-            train_ds, valid = split.train, split.valid
-            info["split"] = split.describe()
-            info["split_params"] = split.params
-        console.print(
-            f"fitting [cyan]{model}[/] on {train_ds.n_events:,} events of {ds.name} "
-            f"({'all events' if split is None else split.describe()})"
+        cfg = build_config(
+            config,
+            {
+                "model.name": model,
+                "out": out,
+                "data.dataset": dataset,
+                "split.protocol": protocol,
+                "seed": seed,
+            },
+            settings,
         )
-        t0 = time.perf_counter()
-        with progress(transient=True) as bar:
-            bar.add_task(f"fit {model}", total=None, rate="")
-            rec.fit(train_ds, valid)
-        info["fit_seconds"] = round(time.perf_counter() - t0, 3)
-        if split is not None and len(split.valid):
-            res = evaluate(rec, split.valid, split.train, (10,))
-            info["validation"] = {
-                "NDCG@10": res.mean("NDCG@10"),
-                "HR@10": res.mean("HR@10"),
-                "ranking": res.ranking,
-            }
+        if cfg.out is None:
+            raise ValueError("train needs --out (or out in the config file): the model folder to write")
+
+        def spinner(label: str):  # type: ignore[no-untyped-def]
+            bar = progress(transient=True)
+            bar.add_task(label, total=None, rate="")
+            return bar
+
+        run = run_train(cfg, log=console.print, fitting=spinner)
+        valid = run.summary.get("validation")
+        if valid is not None:
             console.print(
-                f"validation (full ranking): NDCG@10 {res.mean('NDCG@10'):.4f}, HR@10 {res.mean('HR@10'):.4f}"
+                f"validation (full ranking): NDCG@10 {valid['NDCG@10']:.4f}, HR@10 {valid['HR@10']:.4f}"
             )
-        path = rec.save(out)
-        (path / "training.json").write_text(json.dumps(info, indent=2, default=str))
-        console.print(f"saved {rec!r} to [bold]{path}[/] in {info['fit_seconds']:.1f} s")
+        console.print(f"saved {run.model!r} to [bold]{run.path}[/] in {run.summary['fit_seconds']:.1f} s")
 
 
-def _model_specs(
-    models: list[str] | None, model_dirs: list[Path] | None, settings: dict[str, Any]
-) -> list[Any]:
-    from lmrec.evaluation.benchmark import DEFAULT_MODELS
-    from lmrec.models import load_model
-
-    specs: list[Any] = []
-    names = [m for arg in models or [] for m in arg.split(",") if m]
-    if not names and not model_dirs:
-        names = [n for n, _ in DEFAULT_MODELS]
-    unknown = set(settings) - set(names)
-    if unknown:
-        raise ValueError(f"--set names model(s) {sorted(unknown)} that are not being evaluated")
-    defaults = dict(DEFAULT_MODELS)
-    for name in names:
-        specs.append((name, {**defaults.get(name, {}), **settings.get(name, {})}))
-    for d in model_dirs or []:
-        specs.append((f"{d.name}", load_model(d)))
-    return specs
-
-
-def _run(
-    dataset: str,
-    protocol: str,
-    specs: list[Any],
-    ks: str,
-    ranking: str,
-    out: Path | None,
-    seed: int,
-    tune: dict[str, Any] | None,
+def _evaluate(
+    config: Path | None,
+    flags: dict[str, object],
+    settings: list[str] | None,
+    benchmark: bool,
 ) -> None:
-    import sys
+    from lmrec.experiment import benchmark as run_benchmark
+    from lmrec.experiment import build_config
+    from lmrec.experiment import evaluate as run_evaluate
 
-    from lmrec.evaluation import run_benchmark
-
-    ds = load_any_dataset(dataset)
+    cfg = build_config(config, flags, settings, several=True)
     command = "lmrec " + " ".join(sys.argv[1:])
-    res = run_benchmark(
-        ds,
-        protocol,
-        specs,
-        ks=parse_ks(ks),
-        out_dir=out,
-        seed=seed,
-        ranking=ranking,
-        tune=tune,
-        command=command,
-    )
+    res = (run_benchmark if benchmark else run_evaluate)(cfg, command=command)
     console.print(res.table())
     if res.report_html is not None:
         console.print(
@@ -218,12 +148,17 @@ def _run(
         )
 
 
+def _names(models: list[str] | None) -> list[str] | None:
+    names = [m for arg in models or [] for m in arg.split(",") if m]
+    return names or None
+
+
 def evaluate_cmd(
     models: Annotated[list[str] | None, typer.Argument(help="Model names (default: every baseline).")] = None,
-    dataset: DatasetOpt = "movielens-100k",
-    protocol: ProtocolOpt = "leave-one-out",
-    ks: KOpt = "5,10,20",
-    ranking: RankingOpt = "full",
+    dataset: DatasetOpt = None,
+    protocol: ProtocolOpt = None,
+    ks: KOpt = None,
+    ranking: RankingOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (md, html, json).")] = None,
     model_dir: Annotated[
         list[Path] | None,
@@ -232,7 +167,8 @@ def evaluate_cmd(
         ),
     ] = None,
     settings: SetOpt = None,
-    seed: SeedOpt = 0,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Fit models on the protocol's training part, test once on its test part, print metric ± 95% CI.
 
@@ -241,19 +177,28 @@ def evaluate_cmd(
     `lmrec evaluate ease --ranking sampled` (labelled "sampled (100 negatives)").
     """
     with friendly_errors():
-        specs = _model_specs(models, model_dir, parse_settings(settings, scoped=True))
-        _run(dataset, protocol, specs, ks, ranking, out, seed, None)
+        flags = {
+            "models": _names(models),
+            "data.dataset": dataset,
+            "split.protocol": protocol,
+            "eval.ks": ks,
+            "eval.ranking": ranking,
+            "eval.model_dirs": model_dir or None,
+            "out": out,
+            "seed": seed,
+        }
+        _evaluate(config, flags, settings, benchmark=False)
 
 
 def benchmark(
-    dataset: DatasetOpt = "movielens-100k",
-    protocol: ProtocolOpt = "leave-one-out",
+    dataset: DatasetOpt = None,
+    protocol: ProtocolOpt = None,
     models: Annotated[
         str | None,
         typer.Option("--models", "-m", help="Comma-separated model names (default: every baseline)."),
     ] = None,
-    ks: KOpt = "5,10,20",
-    ranking: RankingOpt = "full",
+    ks: KOpt = None,
+    ranking: RankingOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder.")] = None,
     tune: Annotated[
         bool,
@@ -262,19 +207,25 @@ def benchmark(
         ),
     ] = False,
     settings: SetOpt = None,
-    seed: SeedOpt = 0,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Every baseline on one dataset and protocol, with a full report (Markdown, HTML with plots, JSON).
 
     The report folder defaults to `reports/benchmark-DATASET-PROTOCOL`.
     """
-    from lmrec.evaluation.benchmark import TUNING_GRIDS
-
     with friendly_errors():
-        specs = _model_specs([models] if models else None, None, parse_settings(settings, scoped=True))
-        out = out or Path("reports") / f"benchmark-{Path(dataset).name}-{protocol}"
-        grids = {n: g for n, g in TUNING_GRIDS.items() if n in {s[0] for s in specs}} if tune else None
-        _run(dataset, protocol, specs, ks, ranking, out, seed, grids)
+        flags = {
+            "models": _names([models] if models else None),
+            "data.dataset": dataset,
+            "split.protocol": protocol,
+            "eval.ks": ks,
+            "eval.ranking": ranking,
+            "out": out,
+            "seed": seed,
+            "tune.grids": "default" if tune else None,
+        }
+        _evaluate(config, flags, settings, benchmark=True)
 
 
 def recommend(

@@ -1,6 +1,9 @@
 """``lmrec tune`` and ``lmrec seqrec train|export``: search settings on validation, train SeqRec (optionally
-on
-several processes with torchrun), export it for serving."""
+on several processes with torchrun), export it for serving.
+
+The commands build an :class:`~lmrec.experiment.ExperimentConfig` and call :func:`lmrec.experiment.tune` or
+:func:`lmrec.experiment.train`; ``--distributed`` runs ``torchrun -m lmrec.experiment`` with the same options.
+"""
 
 from __future__ import annotations
 
@@ -8,100 +11,140 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from lmrec.cli.common import console, friendly_errors
+from lmrec.cli.models import ConfigOpt
 
 seqrec_app = typer.Typer(help="Train SeqRec (alone or distributed) and export it.", no_args_is_help=True)
 
 DatasetOpt = Annotated[
-    str, typer.Option("--dataset", "-d", help="Built-in name, data file or dataset folder.")
+    str | None,
+    typer.Option(
+        "--dataset", "-d", help="Built-in name, data file or dataset folder.", show_default="movielens-100k"
+    ),
 ]
-ProtocolOpt = Annotated[str, typer.Option("--protocol", "-p", help="leave-one-out, temporal or cold-item.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="A setting key=value (repeatable).")]
+ProtocolOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--protocol", "-p", help="leave-one-out, temporal or cold-item.", show_default="leave-one-out"
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="A setting key=value, or section.key=value of the config (repeatable)."),
+]
+
+
+def parse_space(items: list[str] | None) -> dict[str, list[Any]] | None:
+    """``["lr=0.001,0.003"]`` → ``{"lr": [0.001, 0.003]}`` (values read like ``--set`` values)."""
+    from lmrec.experiment import parse_value
+
+    if not items:
+        return None
+    space: dict[str, list[Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--space expects key=v1,v2,…, got {item!r}")
+        key, values = item.split("=", 1)
+        space[key.strip()] = [parse_value(v) for v in values.split(",")]
+    return space
 
 
 def tune(
-    model: Annotated[str, typer.Argument(help="A registered model name, e.g. seqrec.")],
-    space: Annotated[list[str], typer.Option("--space", help="key=v1,v2,… candidate values (repeatable).")],
-    dataset: DatasetOpt = "movielens-100k",
-    protocol: ProtocolOpt = "leave-one-out",
-    mode: Annotated[str, typer.Option(help="random or grid.")] = "random",
-    trials: Annotated[int, typer.Option(help="Random trials (ignored by grid).")] = 8,
+    model: Annotated[
+        str | None, typer.Argument(help="A registered model name, e.g. seqrec; or model.name in --config.")
+    ] = None,
+    space: Annotated[
+        list[str] | None,
+        typer.Option("--space", help="key=v1,v2,… candidate values (repeatable; or tune.space in --config)."),
+    ] = None,
+    dataset: DatasetOpt = None,
+    protocol: ProtocolOpt = None,
+    mode: Annotated[str | None, typer.Option(help="random or grid.", show_default="random")] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Random trials (ignored by grid).", show_default="8")
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(help="Validation metric NAME@K; K must be one of eval.ks.", show_default="NDCG@10"),
+    ] = None,
     settings: SetOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed of the split and of the random search.")] = 0,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the split and of the random search.", show_default="0")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write every trial as JSON here.")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Search settings on the validation set (full-ranking NDCG@10); the test set is never read.
 
     Example: `lmrec tune seqrec --space dropout=0.2,0.5 --space lr=0.001,0.003 --set epochs=50`.
     """
-    from lmrec.data.splits import make_split
-    from lmrec.training.run import _load, parse_settings
-    from lmrec.training.tune import search
+    from lmrec.experiment import build_config
+    from lmrec.experiment import tune as run_tune
 
     with friendly_errors():
-        grid: dict[str, list[object]] = {}
-        for item in space:
-            if "=" not in item:
-                raise ValueError(f"--space expects key=v1,v2,…, got {item!r}")
-            key, values = item.split("=", 1)
-            grid[key.strip()] = [parse_settings([f"v={v}"])["v"] for v in values.split(",")]
-        ds = _load(dataset)
-        split = make_split(ds, protocol, **({"seed": seed} if protocol == "cold-item" else {}))
-        base = parse_settings(settings or [])
-        if model == "seqrec":
-            base.setdefault("progress", False)  # one line per trial instead of a bar per fit
-
-        def show(i: int, cfg: dict[str, object], score: float) -> None:
-            point = {k: cfg[k] for k in grid}
-            console.print(f"trial {i + 1}: {point} → validation NDCG@10 {score:.4f}")
-
-        res = search(model, grid, split, mode=mode, n_trials=trials, seed=seed, base=base, on_trial=show)
-        console.print(
-            f"[bold]best[/] {json.dumps({k: res.best[k] for k in grid})} "
-            f"validation NDCG@10 {res.best_score:.4f}"
+        cfg = build_config(
+            config,
+            {
+                "model.name": model,
+                "tune.space": parse_space(space),
+                "data.dataset": dataset,
+                "split.protocol": protocol,
+                "tune.mode": mode,
+                "tune.trials": trials,
+                "tune.metric": metric,
+                "seed": seed,
+                "out": out,
+            },
+            settings,
         )
-        if out is not None:
-            out.write_text(
-                json.dumps(
-                    {
-                        "model": model,
-                        "metric": res.metric,
-                        "best": res.best,
-                        "best_score": res.best_score,
-                        "trials": [{"config": c, "score": s} for c, s in res.trials],
-                    },
-                    indent=1,
-                    default=str,
-                )
-            )
+        keys = list(cfg.tune.space)
+
+        def show(i: int, trial: dict[str, object], score: float) -> None:
+            point = {k: trial[k] for k in keys}
+            console.print(f"trial {i + 1}: {point} → validation {cfg.tune.metric} {score:.4f}")
+
+        res = run_tune(cfg, on_trial=show)
+        console.print(
+            f"[bold]best[/] {json.dumps({k: res.best[k] for k in keys})} "
+            f"validation {res.metric} {res.best_score:.4f}"
+        )
 
 
 @seqrec_app.command("train")
 def train_seqrec(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
-    dataset: DatasetOpt = "movielens-100k",
-    protocol: ProtocolOpt = "leave-one-out",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Model folder to write (required; or out in --config).")
+    ] = None,
+    dataset: DatasetOpt = None,
+    protocol: ProtocolOpt = None,
     settings: SetOpt = None,
-    seed: int = 0,
+    seed: Annotated[int | None, typer.Option(show_default="0")] = None,
     distributed: Annotated[
         bool, typer.Option(help="Run under torchrun with --nproc processes (DDP).")
     ] = False,
     nproc: Annotated[
         int, typer.Option(help="Processes for --distributed (one per GPU, or CPU workers).")
     ] = 2,
+    config: ConfigOpt = None,
 ) -> None:
     """Train SeqRec with early stopping on validation and save it.
 
-    `--distributed` launches `torchrun --nproc_per_node=N -m lmrec.training.run` (gloo on CPU, NCCL on GPUs);
+    `--distributed` launches `torchrun --nproc_per_node=N -m lmrec.experiment` (gloo on CPU, NCCL on GPUs);
     the global batch and therefore the result stay those of one process.
     """
-    from lmrec.training.run import parse_settings, train_model
+    from lmrec.experiment import build_config
+    from lmrec.experiment import train as run_train
 
     with friendly_errors():
+        flags = {"data.dataset": dataset, "split.protocol": protocol, "out": out, "seed": seed}
+        # checked here, before any process starts
+        cfg = build_config(config, {**flags, "model.name": "seqrec"}, settings)
+        if cfg.out is None:
+            raise ValueError("seqrec train needs --out (or out in the config file): the folder to write")
         if distributed:
             cmd = [
                 sys.executable,
@@ -110,18 +153,16 @@ def train_seqrec(
                 "--standalone",
                 f"--nproc_per_node={nproc}",
                 "-m",
-                "lmrec.training.run",
+                "lmrec.experiment",
                 "--model",
                 "seqrec",
-                "--dataset",
-                dataset,
-                "--protocol",
-                protocol,
-                "--out",
-                str(out),
-                "--seed",
-                str(seed),
             ]
+            if config is not None:
+                cmd += ["--config", str(config)]
+            names = ("--dataset", "--protocol", "--out", "--seed")
+            for flag, value in zip(names, flags.values(), strict=True):
+                if value is not None:
+                    cmd += [flag, str(value)]
             for s in settings or []:
                 cmd += ["--set", s]
             console.print(f"[dim]{' '.join(cmd)}")
@@ -129,7 +170,7 @@ def train_seqrec(
             if rc:
                 raise RuntimeError(f"torchrun exited with status {rc}")
             return
-        summary = train_model("seqrec", dataset, out, parse_settings(settings or []), protocol, seed)
+        summary = run_train(cfg).summary
         console.print_json(json.dumps(summary, default=str))
 
 

@@ -1,9 +1,8 @@
 """Run several models on one dataset and protocol, with confidence intervals, paired tests and a report.
 
-The one library function behind ``lmrec evaluate`` / ``lmrec benchmark`` and the demo is
-:func:`run_benchmark`:
-models are fitted on ``split.train`` with fixed hyper-parameters (or tuned on ``split.valid`` only) and tested
-once on ``split.test``.
+The one library function behind ``lmrec evaluate`` / ``lmrec benchmark`` (through :mod:`lmrec.experiment`)
+and the demo is :func:`run_benchmark`: models are fitted on ``split.train`` with fixed hyper-parameters (or
+tuned on ``split.valid`` only) and tested once on ``split.test``.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -22,14 +21,58 @@ from lmrec.evaluation.evaluator import BUCKETS, EvalResult, Ranking, beyond_k, e
 from lmrec.evaluation.stats import Interval, PairedTest, paired_test
 from lmrec.models.base import Recommender, create_model, model_class, resolve_item_vectors
 
-# : A model to benchmark: a registered name, ``(name, config)``, ``(label, name, config)`` or an unfitted
-# model.
-ModelSpec = (
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of a benchmark: a registered ``name`` with settings, or a ready ``model`` (fitted or not).
+
+    :meth:`of` is the one reader of the spellings :func:`run_benchmark` accepts (see :data:`ModelSpecLike`).
+    """
+
+    label: str
+    name: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    model: Recommender | None = None
+
+    @classmethod
+    def of(cls, spec: ModelSpecLike) -> ModelSpec:
+        """Normalise a name, ``(name, config)``, ``(label, name, config)``, a model or ``(label, model)``."""
+        if isinstance(spec, ModelSpec):
+            return spec
+        if isinstance(spec, Recommender):
+            return cls(spec.name, spec.name, {}, spec)
+        if isinstance(spec, str):
+            return cls(spec, spec)
+        if isinstance(spec, tuple | list) and len(spec) == 2 and isinstance(spec[1], Recommender):
+            return cls(str(spec[0]), spec[1].name, {}, spec[1])
+        if isinstance(spec, tuple | list) and len(spec) == 2:
+            return cls(str(spec[0]), str(spec[0]), dict(spec[1]))
+        if isinstance(spec, tuple | list) and len(spec) == 3:
+            return cls(str(spec[0]), str(spec[1]), dict(spec[2]))
+        raise ValueError(
+            f"cannot read model spec {spec!r}: use a name, (name, config), (label, name, config) or a model"
+        )
+
+    @property
+    def needs_item_vectors(self) -> bool:
+        if self.model is not None:
+            return self.model.needs_item_vectors
+        return model_class(self.name).needs_item_vectors
+
+    def build(self) -> Recommender:
+        """The model instance (a new, unfitted one for a named spec)."""
+        return self.model if self.model is not None else create_model(self.name, **dict(self.config))
+
+
+#: A model to benchmark: a registered name, ``(name, config)``, ``(label, name, config)``, a model,
+#: ``(label, model)`` or a :class:`ModelSpec`.
+ModelSpecLike: TypeAlias = (
     str
     | tuple[str, Mapping[str, Any]]
     | tuple[str, str, Mapping[str, Any]]
     | Recommender
     | tuple[str, Recommender]
+    | ModelSpec
 )
 
 #: Validation-tuned defaults for MovieLens-100K-sized data (see docs/benchmarks.md, "baselines").
@@ -274,36 +317,21 @@ def _fmt_p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _normalise_specs(models: Sequence[ModelSpec]) -> list[tuple[str, Recommender]]:
-    """``(label, unfitted model)`` pairs with unique labels."""
+def _unique_labels(specs: Sequence[ModelSpec]) -> list[tuple[str, Recommender]]:
+    """``(label, model)`` pairs; a repeated label gets ``#2``, ``#3``, …"""
     out: list[tuple[str, Recommender]] = []
-    for spec in models:
-        if isinstance(spec, Recommender):
-            label, model = spec.name, spec
-        elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], Recommender):
-            label, model = str(spec[0]), spec[1]
-        elif isinstance(spec, str):
-            label, model = spec, create_model(spec)
-        elif len(spec) == 2:
-            name, cfg = spec  # type: ignore[misc]
-            label, model = str(name), create_model(str(name), **dict(cfg))  # type: ignore[arg-type]
-        elif len(spec) == 3:
-            label, name, cfg = spec  # type: ignore[misc]
-            model = create_model(str(name), **dict(cfg))  # type: ignore[arg-type]
-        else:
-            raise ValueError(
-                f"cannot read model spec {spec!r}: use a name, (name, config) or (label, name, config)"
-            )
+    for spec in specs:
+        label = spec.label
         if label in {lab for lab, _ in out}:
             label = f"{label}#{sum(1 for lab, _ in out if lab.split('#')[0] == label) + 1}"
-        out.append((str(label), model))
+        out.append((label, spec.build()))
     return out
 
 
 def run_benchmark(
     dataset: Dataset,
     protocol: str | Split = "leave-one-out",
-    models: Sequence[ModelSpec] | None = None,
+    models: Sequence[ModelSpecLike] | None = None,
     ks: Sequence[int] = (5, 10, 20),
     out_dir: str | Path | None = None,
     seed: int = 0,
@@ -327,9 +355,8 @@ def run_benchmark(
     protocol:
         ``"leave-one-out"``, ``"temporal"`` or ``"cold-item"`` (settings in ``protocol_params``).
     models:
-        Names, ``(name, config)``, ``(label, name, config)`` or unfitted models; default
-        :data:`DEFAULT_MODELS`
-        (content-lm is dropped from the default list when no text vectors can be had).
+        Names, ``(name, config)``, ``(label, name, config)``, models or :class:`ModelSpec` objects; default
+        :data:`DEFAULT_MODELS` (content-lm is dropped from the default list when no text vectors can be had).
     ks:
         Cut-offs for the ranking metrics.
     out_dir:
@@ -346,8 +373,7 @@ def run_benchmark(
         ``sampled (N negatives)`` everywhere).
     tune:
         ``{model name: {setting: [values]}}``: grid-search these on ``split.valid`` (full ranking, main
-        metric)
-        before the test; the test set is never used to choose.
+        metric) before the test; the test set is never used to choose.
     main_metric:
         The metric for "best model" and the paired tests.
 
@@ -356,8 +382,6 @@ def run_benchmark(
     BenchmarkResult
         ``.table()`` (Rich), ``.to_dict()``, ``.report_html`` when ``out_dir`` was given.
     """
-    from lmrec.evaluation.tuning import tune as tune_fn
-
     rk = Ranking.parse(ranking, seed=seed)
     ks = tuple(sorted({int(k) for k in ks}))
     name_k = main_metric.rsplit("@", 1)
@@ -370,20 +394,20 @@ def run_benchmark(
         if protocol == "cold-item":
             params.setdefault("seed", seed)
         split = make_split(dataset, protocol, **params)
-    specs = list(models) if models is not None else list(DEFAULT_MODELS)
-    needs_vectors = any(_needs_vectors(s) for s in specs)
+    specs = [ModelSpec.of(s) for s in (models if models is not None else DEFAULT_MODELS)]
+    needs_vectors = any(s.needs_item_vectors for s in specs)
     if item_vectors is None and needs_vectors:
         try:
             item_vectors, _ = resolve_item_vectors(dataset, None)
         except Exception as exc:  # noqa: BLE001 - any failure to get vectors only drops the text model
             if models is not None:
                 raise
-            specs = [s for s in specs if not _needs_vectors(s)]
+            specs = [s for s in specs if not s.needs_item_vectors]
             _say(progress, f"[yellow]no text vectors ({exc}); content-lm left out[/]")
     tuning: dict[str, Any] = {}
     if tune:
-        specs = _apply_tuning(specs, tune, split, main_metric, item_vectors, tune_fn, progress, tuning)
-    pairs = _normalise_specs(specs)
+        specs = _apply_tuning(specs, tune, split, main_metric, item_vectors, progress, tuning)
+    pairs = _unique_labels(specs)
     results: list[EvalResult] = []
     bar = _progress_bar(progress)
     with bar:
@@ -441,47 +465,32 @@ def run_benchmark(
     return out
 
 
-def _needs_vectors(spec: ModelSpec) -> bool:
-    if isinstance(spec, Recommender):
-        return spec.needs_item_vectors
-    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], Recommender):
-        return spec[1].needs_item_vectors
-    name = spec if isinstance(spec, str) else spec[1] if len(spec) == 3 else spec[0]
-    return model_class(str(name)).needs_item_vectors
-
-
 def _apply_tuning(
     specs: list[ModelSpec],
     space: Mapping[str, Mapping[str, Sequence[Any]]],
     split: Split,
     metric: str,
     vectors: np.ndarray | None,
-    tune_fn: Any,
     progress: bool,
     record: dict[str, Any],
 ) -> list[ModelSpec]:
     """Replace each tunable spec's config by its best point on the validation split; log every trial."""
+    from lmrec.evaluation.tuning import tune
+
     out: list[ModelSpec] = []
     for spec in specs:
-        if isinstance(spec, Recommender) or (isinstance(spec, tuple) and isinstance(spec[-1], Recommender)):
+        if spec.model is not None or spec.name not in space:
             out.append(spec)
             continue
-        three = isinstance(spec, tuple) and len(spec) == 3
-        name = str(spec if isinstance(spec, str) else (spec[1] if three else spec[0]))
-        label = str(spec[0]) if three else name
-        cfg = {} if isinstance(spec, str) else dict(spec[-1])  # type: ignore[arg-type]
-        if name not in space:
-            out.append(spec)
-            continue
-        res = tune_fn(name, space[name], split, base=cfg, metric=metric, item_vectors=vectors)
-        _say(progress, f"tuned {label} on validation: {res.best} ({metric} {res.best_score:.4f})")
-        record[label] = {
+        res = tune(spec.name, space[spec.name], split, base=spec.config, metric=metric, item_vectors=vectors)
+        _say(progress, f"tuned {spec.label} on validation: {res.best} ({metric} {res.best_score:.4f})")
+        record[spec.label] = {
             "metric": metric,
             "best": res.best,
             "score": res.best_score,
             "trials": [[c, s] for c, s in res.trials],
         }
-        out.append((label, name, res.best) if three else (name, res.best))
+        out.append(ModelSpec(spec.label, spec.name, res.best))
     return out
 
 

@@ -1,0 +1,248 @@
+"""The orchestration of an experiment, written once: load data, split, build models, fit, evaluate, save.
+
+``lmrec train | evaluate | benchmark | tune``, ``lmrec seqrec train`` and the ``torchrun`` entry
+(``python -m lmrec.experiment``) build an :class:`~lmrec.experiment.config.ExperimentConfig` and call one of
+:func:`train`, :func:`evaluate`, :func:`benchmark` or :func:`tune`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lmrec.experiment.config import ExperimentConfig, ModelConfig, model_fields
+
+if TYPE_CHECKING:
+    from lmrec.data.dataset import Dataset
+    from lmrec.evaluation.benchmark import BenchmarkResult, ModelSpec
+    from lmrec.evaluation.tuning import TuningResult
+    from lmrec.models.base import Recommender
+
+#: A message for the user (Rich markup allowed); the CLI prints it, library callers may drop it.
+Log = Callable[[str], None]
+
+
+def load_data(spec: str) -> Dataset:
+    """A saved dataset folder (``dataset.json``), a built-in name, or a file/folder a loader understands."""
+    from lmrec.data.dataset import Dataset
+    from lmrec.data.loaders import load_dataset
+
+    if (Path(spec) / "dataset.json").exists():
+        return Dataset.load(spec)
+    ds, _ = load_dataset(spec)
+    return ds
+
+
+@dataclass
+class TrainRun:
+    """What :func:`train` produced: the summary (also saved as ``training.json``), the model, its folder."""
+
+    summary: dict[str, Any]
+    model: Recommender | None = None
+    path: Path | None = None
+
+
+def _one_model(cfg: ExperimentConfig, command: str) -> ModelConfig:
+    if cfg.model is None:
+        raise ValueError(f"{command} needs a model: give its name, or model.name in the config file")
+    return cfg.model
+
+
+def _needs_split(cfg: ExperimentConfig, command: str) -> None:
+    if cfg.split.protocol == "none":
+        raise ValueError(f"{command} needs a validation/test split: protocol 'none' has none")
+
+
+@contextlib.contextmanager
+def _nothing(_label: str) -> Iterator[None]:
+    yield
+
+
+def train(
+    cfg: ExperimentConfig,
+    *,
+    log: Log | None = None,
+    fitting: Callable[[str], contextlib.AbstractContextManager[Any]] | None = None,
+) -> TrainRun:
+    """Fit ``cfg.model`` on the training part of ``cfg.split`` (every event for protocol ``none``) with early
+    stopping on its validation part, and save the folder to ``cfg.out`` with a ``training.json`` summary.
+
+    Under ``torchrun`` every process loads the same data and split and builds the same model, and the model's
+    trainer runs DistributedDataParallel; only the main process validates, saves and logs (the others return
+    an empty summary). ``fitting(label)`` wraps the fit (the CLI shows a spinner).
+    """
+    from lmrec.config import resolve_device
+    from lmrec.data.splits import make_split
+    from lmrec.evaluation import evaluate as evaluate_model
+    from lmrec.models import create_model
+    from lmrec.training.distributed import cleanup, init_distributed
+
+    spec = _one_model(cfg, "train")
+    settings = dict(spec.settings)
+    if "seed" in model_fields(spec.name) and "seed" not in settings:
+        settings["seed"] = cfg.seed
+    ctx = init_distributed(resolve_device(settings.get("device")))
+    say: Log = log if (log is not None and ctx.is_main) else (lambda _text: None)
+    try:
+        rec = create_model(spec.name, **settings)
+        ds = load_data(cfg.data.dataset)
+        summary: dict[str, Any] = {
+            "model": spec.name,
+            "config": settings,
+            "dataset": ds.name,
+            "protocol": cfg.split.protocol,
+            "seed": cfg.seed,
+        }
+        if cfg.split.protocol == "none":
+            train_ds, valid, split = ds, None, None
+        else:
+            split = make_split(ds, cfg.split.protocol, **cfg.split_params())
+            train_ds, valid = split.train, split.valid
+            summary["split"] = split.describe()
+            summary["split_params"] = split.params
+        say(
+            f"fitting [cyan]{spec.name}[/] on {train_ds.n_events:,} events of {ds.name} "
+            f"({'all events' if split is None else split.describe()})"
+        )
+        t0 = time.perf_counter()
+        with (fitting or _nothing)(f"fit {spec.name}"):
+            rec.fit(train_ds, valid)
+        if not ctx.is_main:
+            return TrainRun({})
+        summary["fit_seconds"] = round(time.perf_counter() - t0, 3)
+        summary["processes"] = ctx.world_size
+        result = getattr(rec, "train_result_", None)
+        if result is not None:
+            summary.update(
+                best_epoch=result.best_epoch, valid_ndcg10=result.best_metric, epochs_run=result.epochs_run
+            )
+        if split is not None and len(split.valid):
+            res = evaluate_model(rec, split.valid, split.train, (10,))
+            summary["validation"] = {
+                "NDCG@10": res.mean("NDCG@10"),
+                "HR@10": res.mean("HR@10"),
+                "ranking": res.ranking,
+            }
+        path = None
+        if cfg.out is not None:
+            path = rec.save(cfg.out)
+            (path / "training.json").write_text(json.dumps(summary, indent=2, default=str))
+            summary["saved"] = str(path)
+        return TrainRun(summary, rec, path)
+    finally:
+        cleanup(ctx)
+
+
+def model_specs(cfg: ExperimentConfig) -> list[ModelSpec]:
+    """The models of an evaluation: ``cfg.models`` (every baseline when empty and no folders are given) with
+    :data:`~lmrec.evaluation.DEFAULT_MODELS`' settings under their own, then the ``eval.model_dirs``."""
+    from lmrec.evaluation.benchmark import DEFAULT_MODELS, ModelSpec
+    from lmrec.models import load_model
+
+    models = list(cfg.models)
+    if not models and not cfg.eval.model_dirs:
+        models = [ModelConfig(name=name, settings=dict(c)) for name, c in DEFAULT_MODELS]
+    defaults = dict(DEFAULT_MODELS)
+    specs = [
+        ModelSpec(m.label or m.name, m.name, {**defaults.get(m.name, {}), **m.settings}) for m in models
+    ]
+    for d in cfg.eval.model_dirs:
+        model = load_model(d)
+        specs.append(ModelSpec(d.name, model.name, {}, model))
+    return specs
+
+
+def _grids(cfg: ExperimentConfig, specs: list[ModelSpec]) -> dict[str, dict[str, list[Any]]] | None:
+    from lmrec.evaluation.benchmark import TUNING_GRIDS
+
+    if cfg.tune.grids == "default":
+        names = {s.name for s in specs if s.model is None}
+        return {n: g for n, g in TUNING_GRIDS.items() if n in names}
+    return dict(cfg.tune.grids) or None
+
+
+def evaluate(cfg: ExperimentConfig, *, command: str | None = None, progress: bool = True) -> BenchmarkResult:
+    """Fit each model on the training part of ``cfg.split`` (after a search on validation when ``tune.grids``
+    is set), test once on the test part, and write the report to ``cfg.out`` when it is set."""
+    from lmrec.evaluation import run_benchmark
+
+    _needs_split(cfg, "evaluate")
+    ds = load_data(cfg.data.dataset)
+    specs = model_specs(cfg)
+    return run_benchmark(
+        ds,
+        cfg.split.protocol,
+        specs,
+        ks=cfg.eval.ks,
+        out_dir=cfg.out,
+        seed=cfg.seed,
+        progress=progress,
+        ranking=cfg.eval.ranking,
+        protocol_params=cfg.split_params(),
+        tune=_grids(cfg, specs),
+        main_metric=cfg.eval.metric,
+        command=command,
+    )
+
+
+def default_report_dir(cfg: ExperimentConfig) -> Path:
+    """``reports/benchmark-DATASET-PROTOCOL``."""
+    return Path("reports") / f"benchmark-{Path(cfg.data.dataset).name}-{cfg.split.protocol}"
+
+
+def benchmark(cfg: ExperimentConfig, *, command: str | None = None, progress: bool = True) -> BenchmarkResult:
+    """:func:`evaluate` with a report always written (to :func:`default_report_dir` unless ``cfg.out``)."""
+    if cfg.out is None:
+        cfg = cfg.model_copy(update={"out": default_report_dir(cfg)})
+    return evaluate(cfg, command=command, progress=progress)
+
+
+def tune(
+    cfg: ExperimentConfig, *, on_trial: Callable[[int, dict[str, Any], float], None] | None = None
+) -> TuningResult:
+    """Search ``cfg.tune.space`` for ``cfg.model`` on the validation split (the test set is never read) and
+    write every trial as JSON to ``cfg.out`` when it is set."""
+    from lmrec.data.splits import make_split
+    from lmrec.evaluation.tuning import tune as search
+
+    spec = _one_model(cfg, "tune")
+    _needs_split(cfg, "tune")
+    if not cfg.tune.space:
+        raise ValueError("tune needs a search space: --space key=v1,v2 or tune.space in the config file")
+    ds = load_data(cfg.data.dataset)
+    split = make_split(ds, cfg.split.protocol, **cfg.split_params())
+    base = dict(spec.settings)
+    if "progress" in model_fields(spec.name):
+        base.setdefault("progress", False)  # one line per trial instead of a bar per fit
+    res = search(
+        spec.name,
+        cfg.tune.space,
+        split,
+        mode=cfg.tune.mode,
+        n_trials=cfg.tune.trials,
+        seed=cfg.seed,
+        base=base,
+        metric=cfg.tune.metric,
+        ks=cfg.eval.ks,
+        on_trial=on_trial,
+    )
+    if cfg.out is not None:
+        cfg.out.write_text(
+            json.dumps(
+                {
+                    "model": spec.name,
+                    "metric": res.metric,
+                    "best": res.best,
+                    "best_score": res.best_score,
+                    "trials": [{"config": c, "score": s} for c, s in res.trials],
+                },
+                indent=1,
+                default=str,
+            )
+        )
+    return res
