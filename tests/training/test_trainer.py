@@ -112,3 +112,36 @@ def test_resume_refuses_another_config(tmp_path: Path) -> None:
     other.meta = {"config": {"x": 2}}
     with pytest.raises(ValueError, match="another configuration"):
         other.fit(rows)
+
+
+def test_time_budget_ends_the_fit_after_validating_and_says_so() -> None:
+    trainer, rows = _setup(epochs=20, time_budget=1e-9)  # spent by the first step
+    seen: list[int] = []
+
+    def evaluate(module: torch.nn.Module) -> dict[str, float]:
+        seen.append(1)
+        return {"ndcg@10": 0.5}
+
+    trainer.evaluate = evaluate
+    result = trainer.fit(rows)
+    assert result.epochs_run == 1 and result.stopped_early and result.stop_reason == "time budget"
+    assert seen == [1] and result.best_epoch == 1  # the cut epoch was validated and kept
+
+
+def test_stop_reasons() -> None:
+    trainer, rows = _setup(epochs=2)
+    assert trainer.fit(rows).stop_reason == "epochs"
+    trainer, rows = _setup(epochs=20, patience=1)
+    trainer.evaluate = lambda module: {"ndcg@10": 0.1}
+    assert trainer.fit(rows).stop_reason == "patience"
+
+
+def test_progress_reaches_a_log_one_line_per_epoch(capfd: pytest.CaptureFixture[str]) -> None:
+    """Output that is not a terminal gets a line per epoch (loss, validation, seconds, threads)."""
+    trainer, rows = _setup(epochs=3, progress=True)
+    trainer.evaluate = lambda module: {"ndcg@10": 0.25}
+    trainer.fit(rows)
+    lines = [x for x in capfd.readouterr().err.splitlines() if x.startswith("epoch ")]
+    assert len(lines) == 3
+    assert lines[0].startswith("epoch 1/3 loss ") and "val ndcg@10 0.2500 (best 0.2500)" in lines[0]
+    assert lines[-1].endswith("threads 1") and " s " in lines[-1]

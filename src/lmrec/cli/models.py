@@ -90,6 +90,14 @@ def train(
     settings: SetOpt = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--time-budget",
+            help="Stop training after this long (90s, 10m, 1h) and keep the best weights so far "
+            "(neural models; the same as --set time_budget=SECONDS).",
+        ),
+    ] = None,
 ) -> None:
     """Fit a model and save it as a folder that `lmrec recommend` and `lmrec serve` load.
 
@@ -98,8 +106,10 @@ def train(
     """
     from lmrec.experiment import build_config
     from lmrec.experiment import train as run_train
+    from lmrec.experiment.config import parse_duration
 
     with friendly_errors():
+        budget = {"model.time_budget": parse_duration(time_budget)} if time_budget else {}
         cfg = build_config(
             config,
             {
@@ -108,6 +118,7 @@ def train(
                 "data.dataset": dataset,
                 "split.protocol": protocol,
                 "seed": seed,
+                **budget,
             },
             settings,
         )

@@ -77,6 +77,25 @@ def parse_settings(items: Sequence[str] | None, scoped: bool = False) -> dict[st
     return out
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """``"90s"``, ``"10m"``, ``"1.5h"`` or plain seconds (``"600"``, 600) → seconds (positive)."""
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        t = text.strip().lower()
+        unit = _UNITS.get(t[-1:], 0)
+        try:
+            seconds = float(t[:-1] if unit else t) * (unit or 1)
+        except ValueError:
+            raise ValueError(f"a duration looks like 90s, 10m, 1.5h or seconds, got {text!r}") from None
+    if not seconds > 0:
+        raise ValueError(f"a duration must be positive, got {text!r}")
+    return seconds
+
+
 def parse_ks(text: str | Sequence[int]) -> tuple[int, ...]:
     """``"5,10,20"`` (or a list) → ``(5, 10, 20)``: sorted, distinct, positive cut-offs."""
     items = text.split(",") if isinstance(text, str) else list(text)

@@ -90,6 +90,11 @@ class TrainConfig:
     bucket_by_length:
         Group rows of similar length into batches (within pools of 16 batches, batch order shuffled), which
         cuts the padding computed; needs the trainer's ``trim_key``.
+    time_budget:
+        Seconds of training after which the fit stops (0: no budget): the epoch in progress ends at once, is
+        validated, and the best weights so far are kept. The learning-rate schedule still spans ``epochs``,
+        so a budgeted run is a shortened run, not a compressed one; ``TrainResult.stop_reason`` says which
+        limit ended it.
     """
 
     epochs: int = 200
@@ -109,6 +114,7 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     bucket_by_length: bool = True
+    time_budget: float = 0.0
 
 
 @dataclass
@@ -121,6 +127,7 @@ class TrainResult:
     best_epoch: int = -1
     epochs_run: int = 0
     stopped_early: bool = False
+    stop_reason: str = ""  # "patience", "time budget" or "epochs"
     seconds: float = 0.0
     world_size: int = 1
     threads: dict[str, int] = field(default_factory=dict)  # training steps run at each CPU thread count
@@ -273,6 +280,10 @@ class Trainer:
         torch.manual_seed(cfg.seed * 1000 + ctx.rank + start_epoch)
 
         t0 = time.perf_counter()
+
+        def over_budget() -> bool:
+            return cfg.time_budget > 0 and time.perf_counter() - t0 >= cfg.time_budget
+
         bar = _Bar(cfg.progress and ctx.is_main, cfg.epochs, steps_per_epoch, start_epoch)
         try:
             for epoch in range(start_epoch, cfg.epochs):
@@ -293,11 +304,15 @@ class Trainer:
                     loss_sum += loss
                     count_sum += cnt
                     bar.step(loss.item() / max(1.0, cnt.item()))
+                    if not ctx.enabled and over_budget():  # processes of a DDP run decide together below
+                        break
                 mean_loss = float(all_reduce_sum(loss_sum, ctx) / all_reduce_sum(count_sum, ctx).clamp_min(1))
                 result.losses.append(mean_loss)
                 result.epochs_run = epoch + 1
 
-                due = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+                # rank 0's clock decides for every process
+                out_of_time = broadcast_floats([float(over_budget())], ctx, self.device)[0] > 0
+                due = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs or out_of_time
                 if self.evaluate is not None and due:
                     torch.set_num_threads(self.threads.best)
                     metrics = self._validate()
@@ -312,14 +327,19 @@ class Trainer:
                             _atomic_save(best_state, self.ckpt / BEST_WEIGHTS)
                     else:
                         bad_evals += 1
-                    bar.epoch_done(mean_loss, metrics, self.metric, result.best_metric)
+                    bar.epoch_done(mean_loss, metrics, self.metric, result.best_metric, self.threads.best)
                     if cfg.patience and bad_evals >= cfg.patience:
-                        result.stopped_early = True
+                        result.stopped_early, result.stop_reason = True, "patience"
                         break
                 else:
-                    bar.epoch_done(mean_loss, None, self.metric, result.best_metric)
+                    bar.epoch_done(mean_loss, None, self.metric, result.best_metric, self.threads.best)
                 if self.ckpt is not None:
                     self._save(self.ckpt / "last", epoch + 1, bad_evals, result, opt, sched)
+                if out_of_time:
+                    result.stopped_early, result.stop_reason = True, "time budget"
+                    break
+            else:
+                result.stop_reason = "epochs"
         finally:
             bar.close()
         if best_state is not None and self.evaluate is not None:
@@ -414,44 +434,67 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 class _Bar:
-    """Rich progress: one bar over all steps, showing the running loss and the last validation."""
+    """Training progress on the main process, in one of two forms.
+
+    On a terminal with no other live display: one Rich bar over all steps, showing the running loss and the
+    last validation. Otherwise (output to a log or a pipe, or the caller already shows a spinner around the
+    fit): one line per epoch on stderr, ``epoch 3/200 loss 7.1234 val ndcg@10 0.0512 (best 0.0512) 3.1 s
+    threads 1``, so a log shows where a long fit stands.
+    """
 
     def __init__(self, enabled: bool, epochs: int, steps_per_epoch: int, start_epoch: int) -> None:
         self.enabled = enabled
+        self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch
         self.ema: float | None = None
+        self.epoch = start_epoch
+        self.last_eval = ""
+        self.lines = False
+        self.t_epoch = time.perf_counter()
         if not enabled:
             return
+        from rich.console import Console
         from rich.errors import LiveError
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        self.console = Console(stderr=True)
+        if not self.console.is_terminal:
+            self.lines = True
+            return
         self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False)
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False,
+                                 console=self.console)
         try:
             self.progress.start()
-        except LiveError:  # the caller already shows a live display (e.g. a spinner around fit): stay quiet
-            self.enabled = False
+        except LiveError:  # the caller already shows a live display (e.g. a spinner around fit)
+            self.lines = True
             return
         self.task = self.progress.add_task("train", total=epochs * steps_per_epoch,
                                            completed=start_epoch * steps_per_epoch, info="")
-        self.epoch = start_epoch
-        self.last_eval = ""
 
     def step(self, loss: float) -> None:
-        if not self.enabled:
+        if not self.enabled or self.lines:
             return
         self.ema = loss if self.ema is None else 0.9 * self.ema + 0.1 * loss
         self.progress.update(self.task, advance=1,
                              info=f"epoch {self.epoch + 1} loss {self.ema:.4f}{self.last_eval}")
 
-    def epoch_done(self, loss: float, metrics: dict[str, float] | None, metric: str, best: float) -> None:
+    def epoch_done(self, loss: float, metrics: dict[str, float] | None, metric: str, best: float,
+                   threads: int = 0) -> None:
         if not self.enabled:
             return
         self.epoch += 1
         if metrics is not None:
             self.last_eval = f" | val {metric} {metrics[metric]:.4f} (best {best:.4f})"
+        if self.lines:
+            now = time.perf_counter()
+            seconds, self.t_epoch = now - self.t_epoch, now
+            where = f" threads {threads}" if threads else ""
+            self.console.print(f"epoch {self.epoch}/{self.epochs} loss {loss:.4f}{self.last_eval} "
+                               f"{seconds:.1f} s{where}", markup=False, highlight=False, soft_wrap=True)
+            return
         self.progress.update(self.task, info=f"epoch {self.epoch} loss {loss:.4f}{self.last_eval}")
 
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and not self.lines:
             self.progress.stop()

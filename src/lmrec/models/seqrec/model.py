@@ -109,6 +109,7 @@ class SeqRecConfig:
     resume: bool = TrainConfig.resume
     progress: bool = TrainConfig.progress
     bucket_by_length: bool = TrainConfig.bucket_by_length
+    time_budget: float = TrainConfig.time_budget  # seconds of training (0: none); lmrec train --time-budget
     eval_batch: int = 512
 
     def __post_init__(self) -> None:
