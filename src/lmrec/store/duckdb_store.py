@@ -124,6 +124,10 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def ping(self) -> None:
+        """Raise if the database does not answer (readiness probes)."""
+        self.execute("SELECT 1")
+
     def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement and fetch all rows (DuckDB 2.0: a partly fetched result keeps the connection
         busy)."""
