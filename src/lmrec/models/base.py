@@ -197,8 +197,8 @@ class Recommender(CatalogueUpdates, ABC):
 
         Returns
         -------
-        ``float32 (rows, n_items + 1)`` (column 0 is ``-inf``), or ``(rows, len(items))`` when ``items``
-        is given.
+        ``float32 (rows, n_items + 1)`` (column 0 is ``-inf``), or ``(rows, len(items))`` when
+        ``items`` is given.
         """
 
     def _state(self) -> dict[str, np.ndarray]:
@@ -232,9 +232,9 @@ class Recommender(CatalogueUpdates, ABC):
             ``(n_items + 1, d)`` float32 item text vectors (row 0 zeros) for models with
             ``needs_item_vectors``; when omitted such models ask :func:`lmrec.text.item_vectors`.
         vectors_meta:
-            Where the vectors came from: a :class:`~lmrec.text.space.TextSpace` or a dict with its fields
-            (``encoder``, ``revision``, ``template``), saved with the model. New items' texts are encoded
-            in that space.
+            Where the vectors came from: a :class:`~lmrec.text.space.TextSpace` or a dict with its
+            fields (``encoder``, ``revision``, ``template``), saved with the model; new items' texts are
+            encoded in that space.
         """
         self.item_map, self.user_map = dataset.item_map, dataset.user_map
         self.popularity_ = dataset.item_popularity.copy()

@@ -1,5 +1,5 @@
-"""What a model can do beyond ranking, declared as interfaces (as cornac's ``ANNMixin`` or implicit's base
-classes do).
+"""What a model can do beyond ranking, declared as interfaces (in the spirit of cornac's ``ANNMixin`` and
+implicit's base classes).
 
 A model lists the capabilities it really has among its base classes; callers (the service) check
 ``isinstance(model, Capability)`` and use the methods, never attribute names:

@@ -116,8 +116,9 @@ def add_to_model(model: Recommender, items: pl.DataFrame, vectors: np.ndarray | 
 
 @dataclass
 class ModelBundle:
-    """One servable model version and its derived state. Read under ``lock.read()``, change under
-    ``lock.write()``."""
+    """One servable model version and its derived state.
+
+    Read under ``lock.read()``, change under ``lock.write()``."""
 
     version: str
     model: Recommender
@@ -181,8 +182,8 @@ class ModelBundle:
         return None
 
     def cooc_neighbours(self, item: int) -> np.ndarray:
-        """Cosine co-occurrence of one item with every item ``(n_items + 1,)`` (0 for items with no
-        events)."""
+        """Cosine co-occurrence of one item with every item, ``(n_items + 1,)``; 0 for items with no
+        events and for an item nobody has interacted with."""
         assert self.cooc is not None and self.cooc_norms is not None
         out = np.zeros(self.n_items + 1, dtype=np.float32)
         if item >= self.cooc.shape[0] or self.cooc_norms[item] == 0:

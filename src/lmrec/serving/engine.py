@@ -1,8 +1,8 @@
 """The serving engine: every operation the HTTP routes expose, written once against the Recommender interface.
 
 Routes only validate, call one method here and shape the result. The engine owns the store, the active
-:class:`~lmrec.serving.bundle.ModelBundle` (swapped atomically), the per-user history overlay and the text
-encoder.
+:class:`~lmrec.serving.bundle.ModelBundle` (swapped atomically), the per-user history overlay and the
+text encoder.
 """
 
 from __future__ import annotations
@@ -320,9 +320,8 @@ class Engine:
             if by == "text":
                 if b.text_index is None:
                     raise CapabilityError("similar items by text need a text encoder, and this service has "
-                                          "none "
-                                          "(LMREC_TEXT_ENCODER is 'none' or lmrec.text is not installed); "
-                                          "use by=behaviour")
+                                          "none (LMREC_TEXT_ENCODER is 'none' or lmrec.text is not "
+                                          "installed); use by=behaviour")
                 allowed = np.ones(b.text_index.n_items + 1, dtype=bool)
                 allowed[[PAD, item]] = False
                 q = b.text_index.vectors[item]

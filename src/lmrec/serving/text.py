@@ -40,8 +40,8 @@ def _text_module() -> Any | None:
 
 
 def load_encoder(name: str | None) -> Encoder | None:
-    """The encoder named in the settings (``"default"`` for lmrec's), or ``None`` when text is off or
-    unavailable."""
+    """The encoder named in the settings (``"default"`` for lmrec's), or ``None`` when text features are
+    off or unavailable."""
     if not name or name.lower() in ("none", "off"):
         return None
     mod = _text_module()

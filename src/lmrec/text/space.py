@@ -19,8 +19,9 @@ class TextSpaceError(ValueError):
 
 @dataclass(frozen=True)
 class TextSpace:
-    """Encoder name and revision, the item template's canonical string, and the vector size (``""``/``0`` when
-    unknown)."""
+    """Encoder name and revision, the item template's canonical string, and the vector size.
+
+    Unknown fields are ``""`` (or ``0`` for the size)."""
 
     encoder: str = ""
     revision: str = ""

@@ -61,8 +61,8 @@ class SeqRecConfig:
     """Every setting of SeqRec: network, item representation, loss and training.
 
     The defaults are tuned for MovieLens-100K/-1M-sized data (see ``docs/seqrec.md``): a 2-layer, 64-wide
-    Transformer over the last 200 events, full softmax, AdamW with warm-up and cosine decay, early stopping on
-    validation NDCG@10.
+    Transformer over the last 200 events, full softmax, AdamW with warm-up and cosine decay, early stopping
+    on validation NDCG@10.
     """
 
     # --- network
@@ -138,11 +138,11 @@ class SeqRecConfig:
 
 
 class NextItemLoss(nn.Module):
-    """Wraps the network so that one ``forward`` returns a batch's summed next-item loss (what the Trainer and
-    DistributedDataParallel need).
+    """Wraps the network so that one ``forward`` returns a batch's summed next-item loss (what the Trainer
+    and DistributedDataParallel need).
 
-    ``items`` ``(B, T + 1)``: inputs are columns ``0..T-1`` and targets columns ``1..T`` (every prefix at
-    once).
+    ``items`` ``(B, T + 1)``: inputs are columns ``0..T-1`` and targets columns ``1..T`` (every prefix
+    at once).
     """
 
     def __init__(self, network: SeqRecNetwork, loss: str, n_negatives: int = 256,
