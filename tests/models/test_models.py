@@ -10,6 +10,7 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.models import CatalogueTooLargeError, create_model
 from lmrec.models.base import default_batch_size, topk
+from lmrec.text.space import TextSpace
 
 
 def test_topk_breaks_ties_by_lower_index_whatever_the_batch() -> None:
@@ -104,7 +105,7 @@ def test_content_lm_ranks_items_nobody_touched_and_items_added_later(
     board: Dataset, board_vectors: np.ndarray
 ) -> None:
     m = create_model("content-lm").fit(board, item_vectors=board_vectors)
-    assert m.vectors_meta_ == {}
+    assert m.text_space_ == TextSpace(dim=board_vectors.shape[1])  # injected: encoder unknown
     # an item added after fitting with a vector like the even items
     new_vec = board_vectors[board.item_map.index("i0")][None, :] * 1.01
     m.add_items(["fresh-even"], [["even"]], vectors=new_vec)

@@ -1,10 +1,10 @@
 """The one interface every recommender honours, and everything written once for all of them.
 
 A model writes ``_fit`` and ``score``. Top-k, excluding seen items, candidate sets and filters, raw-id
-mapping, the
-popularity fallback for users with no history, batching, and saving/loading a model folder live here, tested
-once
-by the contract suite in ``tests/models/test_contract.py``.
+mapping, the popularity fallback for users with no history, batching, growing the catalogue, and
+saving/loading a model folder live here, tested once by the contract suite in
+``tests/models/test_contract.py``. What a model can do beyond that is declared in
+:mod:`lmrec.models.capabilities`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.idmap import IdMap
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
+from lmrec.models.capabilities import CatalogueUpdates
+from lmrec.text import ItemTemplate, get_encoder, item_vectors
+from lmrec.text.space import TextSpace, TextSpaceError
 
 MODEL_FILE = "model.json"
 ARRAYS_FILE = "arrays.npz"
@@ -83,49 +86,43 @@ def default_batch_size(n_columns: int, block_bytes: int = SCORE_BLOCK_BYTES) -> 
     """Rows per chunk so that one float32 score block is about ``block_bytes`` (between 16 and 4096 rows).
 
     Top-k needs a few temporaries of the block's size (negated copy, partition indices), so peak memory is a
-    small
-    multiple of ``block_bytes``, independent of the number of users.
+    small multiple of ``block_bytes``, independent of the number of users.
     """
     return int(np.clip(block_bytes // max(1, 4 * n_columns), 16, 4096))
 
 
 def resolve_item_vectors(
-    dataset: Dataset, vectors: np.ndarray | None, meta: dict[str, Any] | None = None
-) -> tuple[np.ndarray, dict[str, Any]]:
+    dataset: Dataset, vectors: np.ndarray | None, space: TextSpace | dict[str, Any] | None = None
+) -> tuple[np.ndarray, TextSpace]:
     """Check injected item vectors against ``dataset``, or compute them with :func:`lmrec.text.item_vectors`
-    (the default encoder, cached); returns the vectors and where they came from."""
-    meta = dict(meta or {})
+    (the encoder named in ``space``, else the default; the default template; cached). Returns the vectors and
+    their :class:`~lmrec.text.space.TextSpace` (what ``space`` says about injected vectors, plus their size).
+    """
+    if not isinstance(space, TextSpace):
+        space = TextSpace.from_dict(space)
     if vectors is None:
-        try:
-            from lmrec.text import get_encoder, item_vectors
-        except ImportError as exc:
-            raise RuntimeError(
-                "this model needs item text vectors: pass fit(..., item_vectors=...) "
-                f"or install lmrec.text ({exc})"
-            ) from exc
-        encoder = get_encoder(meta.get("encoder"))
+        encoder = get_encoder(space.encoder or None)
         vectors = item_vectors(dataset, encoder=encoder, progress=False)
-        meta.update(
-            {"encoder": encoder.name, "revision": encoder.revision, "source": "lmrec.text.item_vectors"}
-        )
+        space = TextSpace(encoder.name, encoder.revision, ItemTemplate.parse(None).canonical())
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != dataset.item_map.size:
         raise ValueError(
             f"item vectors must have shape ({dataset.item_map.size}, d) (row 0 = padding), "
             f"got {vectors.shape}"
         )
-    return vectors, meta
+    if space.dim and space.dim != vectors.shape[1]:
+        raise TextSpaceError(f"{vectors.shape[1]}-d item vectors given for {space.describe()}")
+    return vectors, TextSpace(space.encoder, space.revision, space.template, int(vectors.shape[1]))
 
 
-def encode_texts(texts: Sequence[str], meta: dict[str, Any]) -> np.ndarray:
-    """Encode new items' texts with the encoder the model's vectors came from (``meta["encoder"]``)."""
-    try:
-        from lmrec.text import get_encoder
-    except ImportError as exc:
-        raise RuntimeError(f"encoding item texts needs lmrec.text ({exc}); pass vectors instead") from exc
-    if not meta.get("encoder"):
-        raise ValueError("this model's item vectors were injected without an encoder name; pass vectors")
-    return np.asarray(get_encoder(meta["encoder"]).encode(list(texts), side="document"), dtype=np.float32)
+def encode_texts(texts: Sequence[str], space: TextSpace) -> np.ndarray:
+    """Encode new items' texts in the model's text space: with its encoder, which must still be the one that
+    made the vectors (same revision and size)."""
+    if not space.encoder:
+        raise TextSpaceError(f"this model's item vectors come from an {space.describe()}; pass vectors")
+    encoder = get_encoder(space.encoder)
+    space.check(encoder)
+    return np.asarray(encoder.encode(list(texts), side="document"), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -137,7 +134,7 @@ class NotFittedError(RuntimeError):
     pass
 
 
-class Recommender(ABC):
+class Recommender(CatalogueUpdates, ABC):
     """Base class of every lmrec recommender.
 
     Subclasses set ``Config`` (a frozen dataclass of hyper-parameters) and implement :meth:`_fit` and
@@ -176,7 +173,7 @@ class Recommender(ABC):
         self.user_histories_: Ragged | None = None  # training sequences, the default history of known users
         self.item_categories_: list[list[str]] | None = None  # for category filters, index-aligned (0 = PAD)
         self.item_vectors_: np.ndarray | None = None  # (n_items + 1, d) float32 text vectors, row 0 zeros
-        self.vectors_meta_: dict[str, Any] = {}  # where the vectors came from (encoder name, text hash)
+        self.text_space_: TextSpace | None = None  # where item_vectors_ came from (None without them)
 
     # ------------------------------------------------------------------ what a model writes
     @abstractmethod
@@ -200,8 +197,8 @@ class Recommender(ABC):
 
         Returns
         -------
-        ``float32 (rows, n_items + 1)`` (column 0 is ``-inf``), or ``(rows, len(items))`` when ``items`` is
-        given.
+        ``float32 (rows, n_items + 1)`` (column 0 is ``-inf``), or ``(rows, len(items))`` when
+        ``items`` is given.
         """
 
     def _state(self) -> dict[str, np.ndarray]:
@@ -221,7 +218,7 @@ class Recommender(ABC):
         valid: Any = None,
         *,
         item_vectors: np.ndarray | None = None,
-        vectors_meta: dict[str, Any] | None = None,
+        vectors_meta: TextSpace | dict[str, Any] | None = None,
     ) -> Recommender:
         """Learn from ``dataset``; returns ``self``.
 
@@ -235,14 +232,16 @@ class Recommender(ABC):
             ``(n_items + 1, d)`` float32 item text vectors (row 0 zeros) for models with
             ``needs_item_vectors``; when omitted such models ask :func:`lmrec.text.item_vectors`.
         vectors_meta:
-            Where the vectors came from (encoder name, text hash), saved with the model.
+            Where the vectors came from: a :class:`~lmrec.text.space.TextSpace` or a dict with its
+            fields (``encoder``, ``revision``, ``template``), saved with the model; new items' texts are
+            encoded in that space.
         """
         self.item_map, self.user_map = dataset.item_map, dataset.user_map
         self.popularity_ = dataset.item_popularity.copy()
         self.user_histories_ = dataset.sequences
         self.item_categories_ = [[]] + [list(c or []) for c in dataset.items["categories"].to_list()]
         if item_vectors is not None or self.needs_item_vectors:
-            self.item_vectors_, self.vectors_meta_ = resolve_item_vectors(dataset, item_vectors, vectors_meta)
+            self.item_vectors_, self.text_space_ = resolve_item_vectors(dataset, item_vectors, vectors_meta)
         self._fit(dataset, valid)
         return self
 
@@ -269,11 +268,10 @@ class Recommender(ABC):
         """Extend the item vocabulary with new raw ids (cold start). Returns their indices.
 
         The base class grows the id map, popularity, categories and (for text models) the item vectors: give
-        ``vectors`` (``(len(item_ids), d)``, aligned with ``item_ids``) or ``texts`` (encoded with the
-        encoder the
-        model's vectors came from). Models that can score unseen items override :meth:`_on_items_added`;
-        others
-        score new items ``-inf`` until refit. Ids already known are left as they are.
+        ``vectors`` (``(len(item_ids), d)``, aligned with ``item_ids``) or ``texts`` (encoded in the model's
+        text space, :func:`encode_texts`). Models that can score unseen items override
+        :meth:`_on_items_added` (and declare :class:`~lmrec.models.capabilities.ColdStartItems`); others score
+        new items ``-inf`` until refit. Ids already known are left as they are.
         """
         self._check_fitted()
         assert (
@@ -294,7 +292,8 @@ class Recommender(ABC):
             self.item_categories_ = self.item_categories_ + [list(cats.get(i) or []) for i in new]
             if self.item_vectors_ is not None:
                 if vectors is None and texts is not None:
-                    vectors = encode_texts([texts[r] for r in range(len(ids))], self.vectors_meta_)
+                    assert self.text_space_ is not None
+                    vectors = encode_texts(list(texts), self.text_space_)
                 d = self.item_vectors_.shape[1]
                 add = np.zeros((len(new), d), dtype=np.float32)
                 if vectors is not None:
@@ -305,6 +304,20 @@ class Recommender(ABC):
                 self.item_vectors_ = np.concatenate([self.item_vectors_, add])
             self._on_items_added(np.array([self.item_map.index(i) for i in new], dtype=np.int64))
         return self.item_map.indices(ids)
+
+    def set_item_categories(self, indices: np.ndarray, categories: Sequence[Sequence[str]]) -> None:
+        """Replace the categories of the items at ``indices`` (an item's categories as a list of names)."""
+        self._check_fitted()
+        assert self.item_categories_ is not None
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) != len(categories):
+            raise ValueError(f"{len(categories)} category lists for {len(indices)} items")
+        if len(indices) and (indices.min() <= PAD or indices.max() > self.n_items):
+            raise IndexError(f"item indices must be in 1..{self.n_items}")
+        updated = list(self.item_categories_)
+        for i, c in zip(indices.tolist(), categories, strict=True):
+            updated[i] = list(c or [])
+        self.item_categories_ = updated
 
     def _on_items_added(self, indices: np.ndarray) -> None:  # noqa: B027 - optional hook
         """Hook for models that can represent new items; by default they score ``-inf`` until refit."""
@@ -348,11 +361,9 @@ class Recommender(ABC):
         """Top-``k`` item indices and scores per row, in index space (the evaluation path).
 
         ``exclude`` adds per-row items to drop; ``candidates`` restricts ranking to these indices (shared by
-        all
-        rows); ``item_mask`` (``(n_items + 1,)`` bool) keeps only allowed items. Rows with no history and no
-        known
-        user fall back to popularity. Rows with fewer than ``k`` rankable items are padded with index 0 and
-        score ``-inf``.
+        all rows); ``item_mask`` (``(n_items + 1,)`` bool) keeps only allowed items. Rows with no history and
+        no known user fall back to popularity. Rows with fewer than ``k`` rankable items are padded with
+        index 0 and score ``-inf``.
 
         Rows are scored in chunks of ``batch_size`` (by default as many as keep one dense score block near
         :data:`SCORE_BLOCK_BYTES`), so memory stays bounded whatever the number of users and items.
@@ -390,10 +401,8 @@ class Recommender(ABC):
         """``score`` for every row, with popularity for rows that have nothing to go on.
 
         A row has nothing to go on when its history is empty and the model does not use user ids (or the user
-        is
-        unknown), and also when the model gives it no finite score at all (e.g. a history of items the model
-        has
-        no representation for).
+        is unknown), and also when the model gives it no finite score at all (e.g. a history of items the
+        model has no representation for).
         """
         known = (users > 0) if self.uses_user_ids else np.zeros(len(users), dtype=bool)
         empty = (histories.lengths == 0) & ~known
@@ -424,12 +433,10 @@ class Recommender(ABC):
         Give ``users`` (known users use their training history; unknown ones fall back to popularity), or
         ``histories`` (anonymous sessions: lists of raw item ids, oldest first; unknown items are ignored), or
         both (the histories are then the users' current sequences). ``categories`` keeps only items in at
-        least one
-        of them; ``exclude_categories`` drops items in any of them.
+        least one of them; ``exclude_categories`` drops items in any of them.
 
         Returns ``(ids, scores)``: object array ``(rows, k)`` of raw ids (``""`` where fewer than ``k`` items
-        could
-        be ranked) and float32 scores.
+        could be ranked) and float32 scores.
         """
         self._check_fitted()
         assert self.item_map is not None and self.user_map is not None
@@ -501,7 +508,8 @@ class Recommender(ABC):
             "user_ids": self.user_map.raw_ids,
             "item_categories": self.item_categories_[1:] if self.item_categories_ else [],
         }
-        meta["vectors"] = self.vectors_meta_
+        if self.text_space_ is not None:
+            meta["text_space"] = self.text_space_.to_dict()
         arrays = {f"state.{k}": np.asarray(v) for k, v in self._state().items()}
         arrays["base.popularity"] = np.asarray(self.popularity_)
         arrays["base.hist_offsets"] = self.user_histories_.offsets
@@ -541,7 +549,10 @@ class Recommender(ABC):
         model.popularity_ = arrays["base.popularity"]
         model.user_histories_ = Ragged(arrays["base.hist_offsets"], arrays["base.hist_values"])
         model.item_vectors_ = arrays.get("base.item_vectors")
-        model.vectors_meta_ = dict(meta.get("vectors") or {})
+        if model.item_vectors_ is not None:
+            # Folders saved before the text space record kept a free "vectors" dict (maybe empty).
+            recorded = meta.get("text_space") or meta.get("vectors")
+            model.text_space_ = TextSpace.from_dict(recorded, dim=int(model.item_vectors_.shape[1]))
         model._load_state({k[len("state.") :]: v for k, v in arrays.items() if k.startswith("state.")}, path)
         return model
 

@@ -11,26 +11,26 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.models._linalg import recency_weights
 from lmrec.models.base import Recommender, register, scores_for_items
+from lmrec.models.capabilities import ColdStartItems, UserEmbeddings
 
 #: Score of items without a text vector: below any cosine, so they rank last but are not filtered out.
 NO_VECTOR_SCORE = np.float32(-2.0)
 
 
 @register("content-lm")
-class ContentLM(Recommender):
+class ContentLM(Recommender, UserEmbeddings, ColdStartItems):
     """Rank items by the cosine between their language-model text vector and the user's history vector.
 
     The history vector is the (recency-weighted) mean of the normalised vectors of the history's items.
-    Sentence
-    vectors are anisotropic (they share a large common direction), so by default the catalogue mean is removed
-    before normalising, a light form of the whitening that UniSRec found essential. Because nothing is learned
-    from behaviour, items nobody has interacted with, and items added after fitting (:meth:`add_items` with
-    their text or vector), are scored like any other: this is the cold-start model.
+    Sentence vectors are anisotropic (they share a large common direction), so by default the catalogue mean
+    is removed before normalising, a light form of the whitening that UniSRec found essential. Because
+    nothing is learned from behaviour, items nobody has interacted with, and items added after fitting
+    (:meth:`add_items` with their text or vector), are scored like any other: this is the cold-start model.
 
     References
     ----------
-    Hou et al., "Towards Universal Sequence Representation Learning for Recommender Systems" (UniSRec), KDD
-    2022.
+    Hou et al., "Towards Universal Sequence Representation Learning for Recommender Systems" (UniSRec),
+    KDD 2022.
     Reimers & Gurevych, "Sentence-BERT", EMNLP 2019 (the default encoder family).
     """
 
@@ -70,7 +70,11 @@ class ContentLM(Recommender):
         norms = np.linalg.norm(v, axis=1, keepdims=True)
         self.unit_vectors_ = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0).astype(np.float32)
 
-    def user_vectors(self, histories: Ragged) -> np.ndarray:
+    def item_embeddings(self) -> np.ndarray:
+        """The unit (centred) text vectors ``(n_items + 1, d)``; zero rows for items without a vector."""
+        return self.unit_vectors_
+
+    def user_embeddings(self, histories: Ragged, users: np.ndarray | None = None) -> np.ndarray:
         """``(rows, d)`` unit history vectors (zero for histories without any item that has a vector)."""
         if self.config.max_history > 0:
             keep_from = np.maximum(histories.offsets[1:] - self.config.max_history, histories.offsets[:-1])
@@ -91,7 +95,7 @@ class ContentLM(Recommender):
     def score(
         self, histories: Ragged, users: np.ndarray | None = None, items: np.ndarray | None = None
     ) -> np.ndarray:
-        u = self.user_vectors(histories)
+        u = self.user_embeddings(histories)
         cols = np.arange(len(self.unit_vectors_)) if items is None else np.asarray(items, dtype=np.int64)
         s = u @ self.unit_vectors_[cols].T
         s[:, ~self.has_vector_[cols]] = NO_VECTOR_SCORE

@@ -1,10 +1,8 @@
 """Matrix factorisation through the ``implicit`` library: ALS and BPR, with fold-in for any history.
 
-Both models score a history by first solving for its user vector against the learned item factors (fold-in),
-so
-users unseen in training, anonymous sessions and histories that grew after training are all scored the same
-way,
-without refitting.
+Both models score a history by first solving for its user vector against the learned item factors
+(fold-in), so users unseen in training, anonymous sessions and histories that grew after training are all
+scored the same way, without refitting.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ import numpy as np
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.models.base import Recommender, register, scores_for_items
+from lmrec.models.capabilities import ItemEmbeddings, UserEmbeddings
 
 
 def _fold_in(
@@ -27,8 +26,7 @@ def _fold_in(
 
     ``x_u = (YᵀY + λI + (c - 1) Y_hᵀY_h)⁻¹ c Y_hᵀ 1`` where ``Y_h`` are the factors of the history's distinct
     items and ``c`` their confidence. Rows are solved one at a time (``f × f`` systems), so the result of a
-    row
-    never depends on the rest of the batch.
+    row never depends on the rest of the batch.
     """
     f = item_factors.shape[1]
     out = np.zeros((len(histories), f), dtype=np.float64)
@@ -46,6 +44,12 @@ def _fold_in(
     return out
 
 
+def _padded(factors: np.ndarray, rows: int) -> np.ndarray:
+    """``factors`` as float32 with zero rows appended up to ``rows`` (items added after fitting)."""
+    f = np.asarray(factors, dtype=np.float32)
+    return f if len(f) >= rows else np.concatenate([f, np.zeros((rows - len(f), f.shape[1]), np.float32)])
+
+
 def _limit_blas_threads() -> None:
     # implicit runs its own threads; a multi-threaded BLAS underneath oversubscribes the CPU (implicit warns).
     try:
@@ -57,7 +61,7 @@ def _limit_blas_threads() -> None:
 
 
 @register("als")
-class ALS(Recommender):
+class ALS(Recommender, UserEmbeddings):
     """Implicit-feedback matrix factorisation by alternating least squares (``implicit``'s CPU solver).
 
     Confidence ``c = alpha`` for observed pairs and ``1`` for missing ones (implicit's convention).
@@ -105,8 +109,12 @@ class ALS(Recommender):
         y = self.item_factors_.astype(np.float64)
         self.yty_ = y.T @ y
 
-    def user_vectors(self, histories: Ragged) -> np.ndarray:
-        """``(rows, factors)`` folded-in user factors; ``score = user_vectors @ item_factors_.T``."""
+    def item_embeddings(self) -> np.ndarray:
+        """The item factors ``(n_items + 1, factors)``; items added after fitting get zero rows."""
+        return _padded(self.item_factors_, self.n_items + 1)
+
+    def user_embeddings(self, histories: Ragged, users: np.ndarray | None = None) -> np.ndarray:
+        """``(rows, factors)`` folded-in user factors; ``score = user_embeddings @ item_embeddings().T``."""
         cfg = self.config
         return _fold_in(histories, self.item_factors_, self.yty_, cfg.regularization, cfg.alpha).astype(
             np.float32
@@ -129,20 +137,18 @@ class ALS(Recommender):
 
 
 @register("bpr")
-class BPR(Recommender):
+class BPR(Recommender, ItemEmbeddings):
     """Bayesian Personalised Ranking matrix factorisation (``implicit``'s CPU SGD), with an item bias.
 
     BPR learns user factors only for training users, so every history is folded in by the implicit
-    least-squares
-    step of :class:`ALS` against BPR's item factors (``fold_in_reg``, ``fold_in_confidence``), and the item
-    bias is
-    added. This keeps scoring a pure function of the history.
+    least-squares step of :class:`ALS` against BPR's item factors (``fold_in_reg``, ``fold_in_confidence``),
+    and the item bias is added. This keeps scoring a pure function of the history. (The bias is why BPR
+    offers item embeddings only: a folded-in user vector alone does not rank like its scores.)
 
     References
     ----------
     Rendle, Freudenthaler, Gantner & Schmidt-Thieme, "BPR: Bayesian Personalized Ranking from Implicit
-    Feedback",
-    UAI 2009.
+    Feedback", UAI 2009.
     """
 
     @dataclass(frozen=True)
@@ -184,6 +190,10 @@ class BPR(Recommender):
     def _prepare(self) -> None:
         y = self.item_factors_.astype(np.float64)
         self.yty_ = y.T @ y
+
+    def item_embeddings(self) -> np.ndarray:
+        """The item factors without the bias ``(n_items + 1, factors)``; items added later get zero rows."""
+        return _padded(self.item_factors_, self.n_items + 1)
 
     def score(
         self, histories: Ragged, users: np.ndarray | None = None, items: np.ndarray | None = None

@@ -49,6 +49,7 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models.base import NEG_INF, Recommender, register, scores_for_items
+from lmrec.models.capabilities import ItemEmbeddings, PredictionHeads
 from lmrec.models.seqrec.network import ItemEncoder, NetworkConfig, SequenceEncoder, gap_buckets
 from lmrec.prediction.tasks import DAY, RFM_FEATURES, rfm_frame, value_cuts
 
@@ -335,7 +336,7 @@ def _value_edges(values: np.ndarray, n: int) -> np.ndarray:
 
 
 @register("multitask")
-class MultiTask(Recommender):
+class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
     """Multi-task sequence model: next item, rating of an item, next action type and user value."""
 
     Config = MultiTaskConfig
@@ -537,7 +538,7 @@ class MultiTask(Recommender):
             from lmrec.models.base import resolve_item_vectors
 
             if self.item_vectors_ is None:
-                self.item_vectors_, self.vectors_meta_ = resolve_item_vectors(dataset, None)
+                self.item_vectors_, self.text_space_ = resolve_item_vectors(dataset, None)
             text = self.item_vectors_
             seen = dataset.item_popularity[1:] > 0
             if np.ptp(text[1:][seen], axis=0).max(initial=0.0) < 1e-6:
@@ -754,6 +755,14 @@ class MultiTask(Recommender):
     def event_types(self) -> tuple[str, ...]:
         _, spec = self._check()
         return tuple(spec.event_types)
+
+    def item_embeddings(self) -> np.ndarray:
+        """The learned item table ``(n_items + 1, d)`` next-item scores are dot products with; items added
+        after fitting get zero rows."""
+        net, _ = self._check()
+        with torch.no_grad():
+            table = net.item_table().float().numpy()
+        return np.pad(table, ((0, self.n_items + 1 - len(table)), (0, 0)))
 
     def predict(self, users: str | list[str], items: list[str] | None = None, k: int = 10,
                 at: int | None = None) -> list[dict[str, Any]]:

@@ -11,10 +11,11 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models.base import NEG_INF, Recommender, register, scores_for_items
+from lmrec.models.capabilities import ColdStartItems
 
 
 @register("most-popular")
-class MostPopular(Recommender):
+class MostPopular(Recommender, ColdStartItems):
     """Items ranked by how many training events they have, optionally decayed by age.
 
     ``half_life_days`` > 0 weighs an event by ``0.5 ** (age / half_life)``, age measured from the last

@@ -1,20 +1,26 @@
-"""Everything the service derives from one trained model: the model, item titles and categories, text vectors,
-behaviour vectors or co-occurrence, and the retrieval indices. A hot swap builds a new bundle fully, then
-swaps one reference.
+"""Everything the service derives from one trained model: the model, item titles and categories, text
+vectors, behaviour vectors or co-occurrence, and the retrieval indices. A hot swap builds a new bundle fully,
+then swaps one reference.
 
-What a model may offer beyond :class:`~lmrec.models.base.Recommender` (all optional, found by name):
+What a model offers beyond :class:`~lmrec.models.base.Recommender` is declared by the capability interfaces
+of :mod:`lmrec.models.capabilities`, and this module checks them with ``isinstance`` only:
 
-* item representations ``(n_items + 1, d)``: a method ``item_embeddings()``, or an attribute ``item_factors_``
-  (ALS, BPR), ``item_embeddings_``, ``unit_vectors_`` or ``item_vectors_`` (text models). They drive similar
-  items by behaviour and explanations; without them, co-occurrence in the training histories is used.
-* a user vector in the same space: ``user_embeddings(histories, users)`` or ``user_vectors(histories)``
-  (ContentLM). With both, candidates for a large catalogue come from an ANN index over the item
-  representations and are re-scored exactly with ``score(..., items=candidates)``.
+* :class:`~lmrec.models.capabilities.ItemEmbeddings` (ALS, BPR, ContentLM, SeqRec, MultiTask): the model's
+  own item vectors ``(n_items + 1, d)`` drive similar items by behaviour and explanations; without them,
+  co-occurrence in the training histories is used.
+* :class:`~lmrec.models.capabilities.UserEmbeddings` (ALS, ContentLM, SeqRec): a history vector in the same
+  space. Candidates for a large catalogue then come from an ANN index over the item vectors and are re-scored
+  exactly with ``score(..., items=candidates)``.
+* :class:`~lmrec.models.capabilities.CatalogueUpdates` (every model): items from the store join the model with
+  ``add_items`` and their categories are set with ``set_item_categories``.
+
+A model that reads item text vectors has a :class:`~lmrec.text.space.TextSpace`; new items join it only as
+vectors of that space (:func:`lmrec.serving.text.encode_for_model`), never as the service's own vectors
+because their widths happen to match.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
@@ -30,15 +36,13 @@ import polars as pl
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models.base import Recommender
+from lmrec.models.capabilities import ItemEmbeddings, UserEmbeddings
 from lmrec.serving.retrieval import VectorIndex, normalise
 from lmrec.serving.settings import ServingSettings
-from lmrec.serving.text import Encoder, encode_items
+from lmrec.serving.text import Encoder, encode_for_model, encode_items
+from lmrec.text import ItemTemplate
 
 log = logging.getLogger("lmrec.serving")
-
-_ITEM_VECTOR_METHODS = ("item_embeddings",)
-_ITEM_VECTOR_ATTRS = ("item_factors_", "item_embeddings_", "unit_vectors_", "item_vectors_")
-_USER_VECTOR_METHODS = ("user_embeddings", "user_vectors")
 
 
 class RWLock:
@@ -82,71 +86,39 @@ class RWLock:
 
 def model_item_vectors(model: Recommender) -> np.ndarray | None:
     """The model's own item representations ``(n_items + 1, d)``, or ``None`` when it has none."""
-    n = model.n_items + 1
-    for name in _ITEM_VECTOR_METHODS:
-        fn = getattr(model, name, None)
-        if callable(fn):
-            v = np.asarray(fn(), dtype=np.float32)
-            if v.ndim == 2 and len(v) == n:
-                return v
-    for name in _ITEM_VECTOR_ATTRS:
-        v = getattr(model, name, None)
-        if isinstance(v, np.ndarray) and v.ndim == 2 and len(v) == n:
-            return v.astype(np.float32, copy=False)
-    return None
+    if not isinstance(model, ItemEmbeddings):
+        return None
+    return np.asarray(model.item_embeddings(), dtype=np.float32)
 
 
 def model_user_vectors(model: Recommender, histories: Ragged, users: np.ndarray) -> np.ndarray | None:
-    """User vectors in the space of :func:`model_item_vectors`, or ``None`` when the model has no such
-    method."""
-    for name in _USER_VECTOR_METHODS:
-        fn = getattr(model, name, None)
-        if callable(fn):
-            params = inspect.signature(fn).parameters
-            out = fn(histories, users) if len(params) >= 2 else fn(histories)
-            return np.asarray(out, dtype=np.float32)
-    return None
-
-
-def supports_vector_retrieval(model: Recommender, item_vectors: np.ndarray | None) -> bool:
-    """Whether user vectors and item vectors share a space (then an ANN index can propose candidates)."""
-    if item_vectors is None:
-        return False
-    probe = model_user_vectors(model, Ragged.from_lists([[]]), np.zeros(1, dtype=np.int64))
-    return probe is not None and probe.ndim == 2 and probe.shape[1] == item_vectors.shape[1]
+    """User vectors in the space of :func:`model_item_vectors`, or ``None`` when the model has none."""
+    if not isinstance(model, UserEmbeddings):
+        return None
+    return np.asarray(model.user_embeddings(histories, users), dtype=np.float32)
 
 
 def render_texts(items: pl.DataFrame) -> list[str]:
-    """Item texts as :mod:`lmrec.text` renders them (its default template), or
-    title/categories/description."""
-    try:
-        from lmrec.text import ItemTemplate
-
-        return ItemTemplate.parse(None).render(items)
-    except ImportError:
-        from lmrec.serving.text import item_text
-
-        return [item_text(r.get("title"), r.get("description"),
-                          r.get("categories")) for r in items.to_dicts()]
+    """Item texts as :mod:`lmrec.text` renders them with its default template."""
+    return ItemTemplate.parse(None).render(items)
 
 
 def add_to_model(model: Recommender, items: pl.DataFrame, vectors: np.ndarray | None) -> np.ndarray:
-    """``model.add_items`` for store rows; text models get the service's vectors when they fit their space,
-    otherwise the texts (the model encodes them with its own encoder). Returns the items' indices."""
+    """``model.add_items`` for store rows, with their categories; ``vectors`` are the rows' vectors in the
+    model's text space (from :func:`~lmrec.serving.text.encode_for_model`; ``None`` for models without text
+    vectors). Returns the items' indices."""
     ids = items["item_id"].to_list()
     cats = [list(c or []) for c in items["categories"].to_list()]
-    mv = getattr(model, "item_vectors_", None)
-    if mv is None:
-        return model.add_items(ids, cats)
-    if vectors is not None and vectors.shape[1] == mv.shape[1]:
-        return model.add_items(ids, cats, vectors=vectors)
-    return model.add_items(ids, cats, texts=render_texts(items))
+    idx = model.add_items(ids, cats, vectors=vectors)
+    model.set_item_categories(idx, cats)  # ids already known get the store's categories too
+    return idx
 
 
 @dataclass
 class ModelBundle:
-    """One servable model version and its derived state. Read under ``lock.read()``, change under
-    ``lock.write()``."""
+    """One servable model version and its derived state.
+
+    Read under ``lock.read()``, change under ``lock.write()``."""
 
     version: str
     model: Recommender
@@ -195,8 +167,8 @@ class ModelBundle:
 
     # ------------------------------------------------------------------ item-item similarity
     def behaviour_similarity(self, items: np.ndarray, others: np.ndarray) -> np.ndarray | None:
-        """Cosine similarity ``(len(items), len(others))`` from model vectors or co-occurrence; ``None`` if
-        neither."""
+        """Cosine similarity ``(len(items), len(others))`` from model vectors or co-occurrence; ``None``
+        if neither."""
         items, others = np.asarray(items, dtype=np.int64), np.asarray(others, dtype=np.int64)
         if self.behaviour_index is not None:
             v = self.behaviour_index.vectors
@@ -210,8 +182,8 @@ class ModelBundle:
         return None
 
     def cooc_neighbours(self, item: int) -> np.ndarray:
-        """Cosine co-occurrence of one item with every item ``(n_items + 1,)`` (0 for items without
-        events)."""
+        """Cosine co-occurrence of one item with every item, ``(n_items + 1,)``; 0 for items with no
+        events and for an item nobody has interacted with."""
         assert self.cooc is not None and self.cooc_norms is not None
         out = np.zeros(self.n_items + 1, dtype=np.float32)
         if item >= self.cooc.shape[0] or self.cooc_norms[item] == 0:
@@ -247,34 +219,26 @@ def sync_catalogue(model: Recommender, items: pl.DataFrame, encoder: Encoder | N
     assert model.item_map is not None
     missing = items.filter(~pl.col("item_id").is_in(model.item_map.raw_ids))
     if missing.height:
-        needs_vectors = getattr(model, "item_vectors_", None) is not None and encoder is not None
-        vecs = encode_items(encoder, missing, store=store) if needs_vectors and encoder is not None else None
-        add_to_model(model, missing, vecs)
-    assert model.item_categories_ is not None and model.item_map is not None
-    idx = model.item_map.indices(items["item_id"].to_list())
-    categories = list(model.item_categories_)
-    for i, c in zip(idx.tolist(), items["categories"].to_list(), strict=True):
-        if c:
-            categories[i] = list(c)
-    model.item_categories_ = categories
+        add_to_model(model, missing, encode_for_model(model, missing, encoder, store))
+    known = items.filter(pl.col("categories").list.len() > 0)
+    if known.height:
+        model.set_item_categories(model.item_map.indices(known["item_id"].to_list()),
+                                  [list(c) for c in known["categories"].to_list()])
 
 
 def _text_vectors(model: Recommender, frame: pl.DataFrame, encoder: Encoder, store: Any) -> np.ndarray:
-    """Unit text vectors ``(n_items + 1, d)``: the model's own when they come from this encoder, else
-    encoded."""
-    mv = getattr(model, "item_vectors_", None)
-    meta = getattr(model, "vectors_meta_", None) or {}
-    dim = getattr(encoder, "dim", None)
-    same = meta.get("encoder") in (None, getattr(encoder, "name", None))
-    if mv is not None and len(mv) == model.n_items + 1 and dim == mv.shape[1] and same:
+    """Unit text vectors ``(n_items + 1, d)`` in the service's text space: the model's own when the service
+    encoder makes vectors of the model's space, else encoded."""
+    mv, space = model.item_vectors_, model.text_space_
+    if mv is not None and space is not None and len(mv) == model.n_items + 1 and space.encoder \
+            and space.mismatch(encoder) is None:
         return normalise(mv)
     tv = encode_items(encoder, frame, store=store)
     return np.vstack([np.zeros((1, tv.shape[1]), np.float32), tv])
 
 
 def catalogue_frame(model: Recommender, items: pl.DataFrame) -> pl.DataFrame:
-    """Store item rows in the model's index order (``n_items`` rows; items missing from the store get
-    nulls)."""
+    """Store item rows in the model's index order (``n_items`` rows; items the store lacks get nulls)."""
     assert model.item_map is not None
     order = pl.DataFrame({"item_id": model.item_map.raw_ids})
     cols = ["item_id", "title", "description", "categories"]
@@ -299,10 +263,8 @@ def build_bundle(model: Recommender, version: str, path: Path | None, items: pl.
     behaviour_index = factor_index = cooc = cooc_norms = None
     iv = model_item_vectors(model)
     if iv is not None:
-        behaviour_index = VectorIndex(normalise(iv), threshold=settings.ann_threshold,
-                                      candidates=settings.ann_candidates, hnsw_m=settings.hnsw_m,
-                                      ef_search=settings.hnsw_ef_search)
-        if supports_vector_retrieval(model, iv):
+        behaviour_index = _index(normalise(iv), settings)
+        if isinstance(model, UserEmbeddings):
             factor_index = _index(iv, settings)
     elif model.user_histories_ is not None:
         ui = model.user_histories_.to_csr(model.n_items + 1)

@@ -1,8 +1,8 @@
 """The serving engine: every operation the HTTP routes expose, written once against the Recommender interface.
 
 Routes only validate, call one method here and shape the result. The engine owns the store, the active
-:class:`~lmrec.serving.bundle.ModelBundle` (swapped atomically), the per-user history overlay and the text
-encoder.
+:class:`~lmrec.serving.bundle.ModelBundle` (swapped atomically), the per-user history overlay and the
+text encoder.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import polars as pl
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models.base import MODEL_FILE, NEG_INF, load_model, topk
+from lmrec.models.capabilities import PredictionHeads
 from lmrec.serving import heads
 from lmrec.serving.bundle import (
     ModelBundle,
@@ -37,7 +38,7 @@ from lmrec.serving.overlay import HistoryOverlay, UserState
 from lmrec.serving.rerank import mmr
 from lmrec.serving.retrieval import normalise
 from lmrec.serving.settings import ServingSettings
-from lmrec.serving.text import Encoder, encode_items, encode_query
+from lmrec.serving.text import Encoder, encode_for_model, encode_items, encode_query
 from lmrec.store.duckdb_store import Store
 from lmrec.store.keys import (
     KeyStore,
@@ -48,12 +49,12 @@ from lmrec.store.keys import (
     user_profile,
     user_row_counts,
 )
+from lmrec.text.space import TextSpaceError
 
 log = logging.getLogger("lmrec.serving")
 
 
-# ---------------------------------------------------------------------- results (domain objects, not HTTP
-# schemas)
+# ---------------------------------------------------------------------- results (domain objects, not schemas)
 @dataclass
 class RecommendedItem:
     item_id: str
@@ -319,9 +320,8 @@ class Engine:
             if by == "text":
                 if b.text_index is None:
                     raise CapabilityError("similar items by text need a text encoder, and this service has "
-                                          "none "
-                                          "(LMREC_TEXT_ENCODER is 'none' or lmrec.text is not installed); "
-                                          "use by=behaviour")
+                                          "none (LMREC_TEXT_ENCODER is 'none' or lmrec.text is not "
+                                          "installed); use by=behaviour")
                 allowed = np.ones(b.text_index.n_items + 1, dtype=bool)
                 allowed[[PAD, item]] = False
                 q = b.text_index.vectors[item]
@@ -392,6 +392,7 @@ class Engine:
             user = context.user_map.index(user_id) if context is not None else self._user_index(b, user_id)
             if not user:
                 raise CapabilityError(f"user {user_id!r} has no events the model can read yet", status=404)
+            assert isinstance(model, PredictionHeads)  # available_heads found some
             try:
                 out = heads.predict(model, user, context, items, item_ids, want)
             except IndexError:
@@ -448,20 +449,20 @@ class Engine:
         with self._swap_lock:
             self.store.upsert_items(df)
             b = self.bundle
-            # Encode before taking the write lock: readers keep being served while the encoder runs.
+            # Encode before taking the write lock: readers keep being served while the encoder runs. The text
+            # index holds the service's vectors; a text model gets vectors of its own text space.
             vecs = encode_items(self.encoder, df, store=self.store) if b.text_index is not None and \
                 self.encoder is not None else None
+            try:
+                model_vecs = encode_for_model(b.model, df, self.encoder, self.store)
+            except TextSpaceError as exc:
+                raise CapabilityError(str(exc)) from exc
             with b.lock.write():
                 model = b.model
-                assert model.item_map is not None and model.item_categories_ is not None
+                assert model.item_map is not None
                 ids = df["item_id"].to_list()
-                cats = [list(c or []) for c in df["categories"].to_list()]
                 created = [i for i in ids if i not in model.item_map]
-                idx = add_to_model(model, df, vecs)
-                categories = list(model.item_categories_)
-                for i, c in zip(idx.tolist(), cats, strict=True):
-                    categories[i] = c
-                model.item_categories_ = categories
+                idx = add_to_model(model, df, model_vecs)
                 titles = b.titles + [""] * (model.n_items + 1 - len(b.titles))
                 for i, t, raw in zip(idx.tolist(), df["title"].to_list(), ids, strict=True):
                     titles[i] = t or raw

@@ -6,8 +6,8 @@ Guarantees:
   twice adds it once. Events without an id get a stable one derived from their fields during cleaning.
   Uniqueness is kept by an anti-join at write time rather than a primary-key index: DuckDB maintains an ART
   index on text keys so slowly that it made a 10-million-event import five times slower (see
-  ``benchmarks/import_events.py``); all writes go through this class, under its lock, so the check cannot
-  race.
+  ``benchmarks/import_events.py``); all writes go through this class, under its lock, so the check
+  cannot race.
 * **All or nothing.** An import runs in one transaction; an error, a Ctrl-C or a killed process leaves the
   store as it was before the import began.
 * **Bounded memory.** Imports stream chunk by chunk; DuckDB spills to disk past ``memory_limit``.
@@ -100,8 +100,8 @@ class Store:
                 )
 
     def _migrate(self) -> None:
-        """Bring a store written by an older lmrec up to date (adds ``seq`` to items/users of schema 1
-        stores)."""
+        """Bring a store written by an older lmrec up to date (adds ``seq`` to the items and users of
+        schema-1 stores)."""
         for table in ("items", "users"):
             cols = {
                 r[0]
@@ -124,9 +124,13 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def ping(self) -> None:
+        """Raise if the database does not answer (readiness probes)."""
+        self.execute("SELECT 1")
+
     def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        """Run one statement and fetch all rows (DuckDB 2.0: a partly fetched result keeps the connection
-        busy)."""
+        """Run one statement and fetch all rows (DuckDB 2.0: a partly fetched result keeps the
+        connection busy)."""
         with self._lock:
             return self._con.execute(sql, params or []).fetchall()
 
@@ -138,8 +142,8 @@ class Store:
         return pl.from_arrow(self.query_arrow(sql, params))  # type: ignore[return-value]
 
     def transaction(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` inside one transaction: committed if it returns, rolled back if it raises (Ctrl-C
-        too)."""
+        """Run ``fn`` inside one transaction: committed if it returns, rolled back if it raises
+        (Ctrl-C too)."""
         with self._lock:
             self._con.execute("BEGIN TRANSACTION")
             try:
@@ -187,8 +191,8 @@ class Store:
 
     def append_events(self, events: pl.DataFrame | pa.Table, cleaning: CleaningConfig | None = None,
                       source: str = "append") -> ImportResult:
-        """Clean and append events in one transaction; rows already present (same ``event_id``) are
-        skipped."""
+        """Clean and append events in one transaction; rows already present (same ``event_id``)
+        are skipped."""
         df = pl.from_arrow(events) if isinstance(events, pa.Table) else events
         assert isinstance(df, pl.DataFrame)
         cfg = cleaning or CleaningConfig()
@@ -238,8 +242,8 @@ class Store:
         """Import a loader's source chunk by chunk in one transaction (all or nothing).
 
         Row-level cleaning runs per chunk; duplicate events (same id, within the file or already stored) are
-        skipped by the primary key and counted. ``on_chunk(rows)`` is called after each chunk, for progress
-        bars.
+        skipped by the primary key and counted. ``on_chunk(rows)`` is called after each chunk (for
+        progress bars).
         """
         cfg = cleaning or CleaningConfig(default_event_type=source.default_event_type)
         report = CleaningReport(source=source.origin or source.name)

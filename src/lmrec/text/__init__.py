@@ -9,6 +9,7 @@ The functions other modules call:
 * :func:`user_vector` — the same for one history (the service, after a new event).
 * :func:`profile_text`, :func:`history_text` — user text for an encoder.
 * :func:`finetune_encoder` — contrastive fine-tuning on (history text → next item) pairs of a training split.
+* :class:`TextSpace` — the encoder, revision and template a model's item vectors came from.
 """
 
 from lmrec.store.embeddings import EmbeddingDimensionError, EmbeddingSpace
@@ -20,6 +21,7 @@ from lmrec.text.encoders import (
     get_encoder,
 )
 from lmrec.text.finetune import FinetuneConfig, FinetuneResult, finetune_encoder
+from lmrec.text.space import TextSpace, TextSpaceError
 from lmrec.text.templates import ItemTemplate
 from lmrec.text.users import (
     history_text,
@@ -53,6 +55,8 @@ __all__ = [
     "ModelNotAvailableError",
     "SentenceTransformerEncoder",
     "TextEncoder",
+    "TextSpace",
+    "TextSpaceError",
     "default_cache_path",
     "embed_dataset_items",
     "embed_items",

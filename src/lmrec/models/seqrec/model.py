@@ -1,5 +1,5 @@
 """SeqRec, the recommender: configuration, fitting through :mod:`lmrec.training`, scoring raw histories,
-saving.
+its item table and history states as embeddings, saving.
 
 References
 ----------
@@ -28,6 +28,7 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models.base import Recommender, register, scores_for_items
+from lmrec.models.capabilities import ColdStartItems, UserEmbeddings
 from lmrec.models.seqrec.network import NetworkConfig, SeqRecNetwork
 from lmrec.training.losses import (
     LOSSES,
@@ -60,8 +61,8 @@ class SeqRecConfig:
     """Every setting of SeqRec: network, item representation, loss and training.
 
     The defaults are tuned for MovieLens-100K/-1M-sized data (see ``docs/seqrec.md``): a 2-layer, 64-wide
-    Transformer over the last 200 events, full softmax, AdamW with warm-up and cosine decay, early stopping on
-    validation NDCG@10.
+    Transformer over the last 200 events, full softmax, AdamW with warm-up and cosine decay, early stopping
+    on validation NDCG@10.
     """
 
     # --- network
@@ -138,11 +139,11 @@ class SeqRecConfig:
 
 
 class NextItemLoss(nn.Module):
-    """Wraps the network so that one ``forward`` returns a batch's summed next-item loss (what the Trainer and
-    DistributedDataParallel need).
+    """Wraps the network so that one ``forward`` returns a batch's summed next-item loss (what the Trainer
+    and DistributedDataParallel need).
 
-    ``items`` ``(B, T + 1)``: inputs are columns ``0..T-1`` and targets columns ``1..T`` (every prefix at
-    once).
+    ``items`` ``(B, T + 1)``: inputs are columns ``0..T-1`` and targets columns ``1..T`` (every prefix
+    at once).
     """
 
     def __init__(self, network: SeqRecNetwork, loss: str, n_negatives: int = 256,
@@ -180,17 +181,19 @@ class NextItemLoss(nn.Module):
 
 
 @register("seqrec")
-class SeqRec(Recommender):
+class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
     """Sequential recommender: a causal Transformer (SASRec line) or GRU/LSTM over a user's last events.
 
     Items are represented by ids, by their language-model text vectors through a whitening adapter, or by both
     fused with a frequency gate (``item_repr``). ``score`` needs no user id: it reads the history it is given.
-    See :class:`SeqRecConfig` for the settings and ``docs/seqrec.md`` for what to expect.
+    Scores are dot products of the history's hidden state (:meth:`user_embeddings`) with the learned item
+    table (:meth:`item_embeddings`), plus the popularity prior when ``pop_prior`` is set. See
+    :class:`SeqRecConfig` for the settings and ``docs/seqrec.md`` for what to expect.
 
     Examples
     --------
-    >>> model = create_model("seqrec", item_repr="fused", epochs=50).fit(split.train, split.valid)  #
-    doctest: +SKIP
+    >>> model = create_model("seqrec", item_repr="fused", epochs=50)  # doctest: +SKIP
+    >>> model.fit(split.train, split.valid)  # doctest: +SKIP
     >>> ids, scores = model.recommend(histories=[["50", "172", "133"]], k=10)  # doctest: +SKIP
     """
 
@@ -258,18 +261,18 @@ class SeqRec(Recommender):
                 "item_ids": self.item_map.raw_ids, "text": self.text_source()}
 
     def text_source(self) -> dict[str, Any]:
-        """Encoder name and hashes of the text vectors used (empty for ``item_repr="id"``)."""
+        """The text space and hash of the text vectors used (empty for ``item_repr="id"``)."""
         if self.item_vectors_ is None or self.config.item_repr == "id":
             return {}
-        meta = dict(self.vectors_meta_)
+        meta = self.text_space_.to_dict() if self.text_space_ is not None else {}
         digest = hashlib.sha256(np.ascontiguousarray(self.item_vectors_)).hexdigest()
         meta.setdefault("vectors_sha256", digest)
         return meta
 
     # ------------------------------------------------------------------ scoring
-    def _scores_tensor(self, net: SeqRecNetwork, histories: Ragged, users: np.ndarray | None,
-                       table: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """``(rows, n_items + 1)`` scores on ``device`` from the last ``max_len`` events of each history."""
+    def _hidden(self, net: SeqRecNetwork, histories: Ragged, users: np.ndarray | None,
+                device: torch.device) -> torch.Tensor:
+        """``(rows, d)`` states after the newest event, from the last ``max_len`` events of each history."""
         cfg: SeqRecConfig = self.config
         # Only as wide as the longest history of the chunk: left padding beyond it changes nothing.
         L = int(min(cfg.max_len, max(1, int(histories.lengths.max(initial=1)))))
@@ -278,8 +281,13 @@ class SeqRec(Recommender):
                                gap_buckets=cfg.gap_buckets)
         types = torch.as_tensor(side["types"], device=device) if "types" in side else None
         gaps = torch.as_tensor(side["gaps"], device=device) if "gaps" in side else None
-        h = net(items, types, gaps)[:, -1]  # (rows, d): the state after the newest event
-        scores = net.scores(h, table, cfg.prior_at_scoring)  # (rows, n_items + 1)
+        return net(items, types, gaps)[:, -1]  # (rows, d): the state after the newest event
+
+    def _scores_tensor(self, net: SeqRecNetwork, histories: Ragged, users: np.ndarray | None,
+                       table: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """``(rows, n_items + 1)`` scores on ``device`` from the last ``max_len`` events of each history."""
+        h = self._hidden(net, histories, users, device)
+        scores = net.scores(h, table, self.config.prior_at_scoring)  # (rows, n_items + 1)
         if not net.cfg.uses_text:
             # An id vector never trained (no training event, or added later) says nothing about the item; left
             # alone, weight decay shrinks it to a neutral 0 that outranks every item the user is steered away
@@ -296,17 +304,55 @@ class SeqRec(Recommender):
         net.eval()
         device = next(net.parameters()).device
         out = np.empty((len(histories), self.n_items + 1), dtype=np.float32)
+        table = self._item_table()
         with torch.inference_mode():
-            if self._table is None or self._table.shape[0] != self.n_items + 1:
-                self._table = net.item_table()
             bs = max(1, self.config.eval_batch)
             for start in range(0, len(histories), bs):
                 rows = np.arange(start, min(start + bs, len(histories)))
                 u = None if users is None else np.asarray(users)[rows]
-                s = self._scores_tensor(net, histories.take(rows), u, self._table, device)
+                s = self._scores_tensor(net, histories.take(rows), u, table, device)
                 out[rows] = s.float().cpu().numpy()
         out[:, PAD] = -np.inf
         return scores_for_items(out, items)
+
+    def _item_table(self) -> torch.Tensor:
+        """The cached item table ``(n_items + 1, d)`` (rebuilt after the catalogue or device changes)."""
+        assert self.network_ is not None
+        if self._table is None or self._table.shape[0] != self.n_items + 1:
+            with torch.inference_mode():
+                self._table = self.network_.item_table()
+        return self._table
+
+    def item_embeddings(self) -> np.ndarray:
+        """The learned item table ``(n_items + 1, d)`` the scores are dot products with: id vectors, adapted
+        text vectors or their gated sum (``item_repr``). An ``id`` model has no representation of items
+        without training events (added later, say): their rows are zeros."""
+        self._check_fitted()
+        net = self.network_
+        assert net is not None
+        net.eval()
+        table = self._item_table().float().cpu().numpy().copy()
+        if not net.cfg.uses_text:
+            table[net.item_encoder.counts.cpu().numpy()[: len(table)] <= 0] = 0.0
+        return table
+
+    def user_embeddings(self, histories: Ragged, users: np.ndarray | None = None) -> np.ndarray:
+        """The hidden state after each history's newest event ``(rows, d)`` (zeros for empty histories):
+        ``score = user · item`` (+ the popularity prior when the model has one)."""
+        self._check_fitted()
+        net = self.network_
+        assert net is not None
+        net.eval()
+        device = next(net.parameters()).device
+        out = np.zeros((len(histories), net.cfg.d_model), dtype=np.float32)
+        bs = max(1, self.config.eval_batch)
+        with torch.inference_mode():
+            for start in range(0, len(histories), bs):
+                rows = np.arange(start, min(start + bs, len(histories)))
+                u = None if users is None else np.asarray(users)[rows]
+                out[rows] = self._hidden(net, histories.take(rows), u, device).float().cpu().numpy()
+        out[histories.lengths == 0] = 0.0
+        return out
 
     def to(self, device: str | torch.device) -> SeqRec:
         """Move the network (for scoring) to ``device``."""

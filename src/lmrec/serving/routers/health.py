@@ -23,7 +23,7 @@ def ready(request: Request, response: Response) -> HealthOut:
     if engine is None:
         response.status_code = 503
         return HealthOut(status="starting")
-    engine.store.execute("SELECT 1")
+    engine.store.ping()
     return HealthOut(status="ok", model_version=engine.bundle.version)
 
 
