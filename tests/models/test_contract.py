@@ -161,3 +161,28 @@ def test_new_items_never_crash_scoring(model: Recommender, board: Dataset, board
     assert s.shape == (2, board.n_items + 2)
     ids, _ = m.recommend(HELD_OUT_USER, k=board.n_items + 1)
     assert "" in set(ids) or "brand-new" in set(ids)
+
+
+def test_items_a_model_cannot_score_are_never_recommended(board: Dataset) -> None:
+    """``-inf`` means "cannot rank": such items never fill a list, and a row with no finite score at all
+    gets the popularity fallback (a regression: ``nan_to_num`` once turned ``-inf`` into -3.4e38)."""
+    from lmrec.models.popularity import MostPopular
+
+    class Partial(MostPopular):
+        def score(self, histories, users=None, items=None):  # type: ignore[no-untyped-def]
+            s = super().score(histories, users, items)
+            s[:, 2:] = -np.inf  # only item 1 is scorable ...
+            s[np.asarray(histories.lengths) == 1] = -np.inf  # ... and nothing after a one-item history
+            return s
+
+        def popularity_scores(self, rows: int) -> np.ndarray:
+            return Recommender.popularity_scores(self, rows)  # the base's, not this score's
+
+    m = Partial()
+    m.fit(board)
+    first = board.item_map.raw(1)
+    other = next(board.item_map.raw(i) for i in range(2, board.n_items + 1))
+    ids, _ = m.recommend(histories=[[other, other]], k=5, exclude_seen=False)
+    assert list(ids[0]) == [first, "", "", "", ""]  # "" where fewer than k items could be ranked
+    ids, scores = m.recommend(histories=[[other]], k=5, exclude_seen=False)
+    assert "" not in ids[0] and np.isfinite(scores).all()  # popularity, not -3.4e38 placeholders

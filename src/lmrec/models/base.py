@@ -409,7 +409,7 @@ class Recommender(CatalogueUpdates, ABC):
         scores = np.array(self.score(histories, users), dtype=np.float32, copy=True)
         scores[:, PAD] = NEG_INF
         # NaN would silently break top-k ordering; treat it as "cannot rank".
-        np.nan_to_num(scores, copy=False, nan=NEG_INF)
+        np.nan_to_num(scores, copy=False, nan=NEG_INF, neginf=NEG_INF)
         empty |= ~np.isfinite(scores[:, 1:]).any(axis=1) if scores.shape[1] > 1 else empty
         if empty.any():
             scores[empty] = self.popularity_scores(int(empty.sum()))[:, : scores.shape[1]]
