@@ -19,7 +19,9 @@ import numpy as np
 from lmrec.data.dataset import Dataset
 from lmrec.data.splits import Split, make_split
 from lmrec.evaluation.evaluator import BUCKETS, EvalResult, Ranking, beyond_k, evaluate
+from lmrec.evaluation.report import write_report
 from lmrec.evaluation.stats import Interval, PairedTest, paired_test
+from lmrec.evaluation.tuning import tune as tune_fn
 from lmrec.models.base import Recommender, create_model, model_class, resolve_item_vectors
 
 # : A model to benchmark: a registered name, ``(name, config)``, ``(label, name, config)`` or an unfitted
@@ -252,8 +254,6 @@ class BenchmarkResult:
     def write_report(self, out_dir: str | Path) -> Path:
         """Write ``report.md``, a self-contained ``report.html`` (plots inline), ``results.json`` and
         ``per_user.parquet`` into ``out_dir``; returns the HTML path."""
-        from lmrec.evaluation.report import write_report
-
         paths = write_report(self, Path(out_dir))
         self.out_dir = Path(out_dir)
         self.report_html, self.report_md, self.report_json = paths["html"], paths["md"], paths["json"]
@@ -356,8 +356,6 @@ def run_benchmark(
     BenchmarkResult
         ``.table()`` (Rich), ``.to_dict()``, ``.report_html`` when ``out_dir`` was given.
     """
-    from lmrec.evaluation.tuning import tune as tune_fn
-
     rk = Ranking.parse(ranking, seed=seed)
     ks = tuple(sorted({int(k) for k in ks}))
     name_k = main_metric.rsplit("@", 1)

@@ -32,7 +32,7 @@ from lmrec.data.schema import PAD
 from lmrec.models.base import Recommender
 from lmrec.serving.retrieval import VectorIndex, normalise
 from lmrec.serving.settings import ServingSettings
-from lmrec.serving.text import Encoder, encode_items
+from lmrec.serving.text import Encoder, encode_items, item_text
 
 log = logging.getLogger("lmrec.serving")
 
@@ -124,8 +124,6 @@ def render_texts(items: pl.DataFrame) -> list[str]:
 
         return ItemTemplate.parse(None).render(items)
     except ImportError:
-        from lmrec.serving.text import item_text
-
         return [item_text(r.get("title"), r.get("description"),
                           r.get("categories")) for r in items.to_dicts()]
 

@@ -24,6 +24,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from lmrec.config import cache_dir, resolve_device
+
 Side = Literal["query", "document"]
 
 #: Names that select the default model (besides ``None``).
@@ -201,8 +203,6 @@ REGISTRY_FILE = "encoders.json"
 
 
 def _registry_path() -> Path:
-    from lmrec.config import cache_dir
-
     return cache_dir() / REGISTRY_FILE
 
 
@@ -367,8 +367,6 @@ class SentenceTransformerEncoder:
             return self._model
         import torch
         from sentence_transformers import SentenceTransformer
-
-        from lmrec.config import resolve_device
 
         opts = self.options
         if opts.threads:

@@ -13,7 +13,7 @@ from typing import Any
 from lmrec.data.cleaning import CleaningConfig, CleaningReport
 from lmrec.data.dataset import Dataset
 from lmrec.data.loaders.base import Source, read_dataset
-from lmrec.data.loaders.movielens import load_movielens, movielens_100k
+from lmrec.data.loaders.movielens import _Files, load_movielens, movielens_100k
 
 #: Built-in datasets by name: nothing to download by hand.
 BUILTIN: dict[str, Callable[..., Source]] = {
@@ -47,8 +47,6 @@ def register_detector(fmt: str, probe: Callable[[Path], bool], *, fallback: bool
 
 def detect_format(path: Path) -> str:
     """Guess a format from a path: a MovieLens folder/zip, a file a loader recognises, or a generic table."""
-    from lmrec.data.loaders.movielens import _Files
-
     _load_optional_formats()
     try:
         files = _Files(path)

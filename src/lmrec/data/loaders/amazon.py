@@ -32,6 +32,7 @@ from lmrec.data.loaders._io import (
     PARSE_ROWS,
     BadLines,
     base_suffix,
+    first_line,
     iter_json_chunks,
     number_rows,
     parse_json_line,
@@ -168,8 +169,6 @@ def read_meta(path: Path, item_key: str = "parent_asin", chunk_rows: int = 100_0
 
 
 def _first_record(path: Path) -> dict[str, Any] | None:
-    from lmrec.data.loaders._io import first_line
-
     return parse_json_line(first_line(path))
 
 
