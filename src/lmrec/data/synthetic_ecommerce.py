@@ -1,10 +1,8 @@
 """A seeded synthetic e-commerce log: view → cart → purchase funnels with prices, tastes, churn and seasons.
 
 Real logs with action types and money (RetailRocket, Taobao) are large and must be fetched by hand; this
-generator
-gives tests and the demo a small shop whose behaviour has known causes, so that a model can be checked
-against the
-truth that produced the data.
+generator gives tests and the demo a small shop whose behaviour has known causes, so that a model can be
+checked against the truth that produced the data.
 
 How the shop works
 ------------------
@@ -14,16 +12,14 @@ How the shop works
   ("Blue cotton running shorts by Acme"), a brand, a price (log-normal around the category's base price) and a
   latent *appeal* (log-normal; drives how often the item is looked at and bought).
 * **Users** have a *taste* over categories (Dirichlet, concentrated on a few), an *activity* rate (sessions
-  per
-  week, log-normal), a *buying propensity*, a *price sensitivity*, a start day and a *churn* day (exponential
-  lifetime): after churning a user never returns. Shopping is busier at weekends and follows a yearly wave.
+  per week, log-normal), a *buying propensity*, a *price sensitivity*, a start day and a *churn* day
+  (exponential lifetime): after churning a user never returns. Shopping is busier at weekends and follows a
+  yearly wave.
 * **Sessions**: a user's sessions arrive as a Poisson process at their activity rate times the season. A
-  session
-  picks a category (mostly from taste, sometimes the previous session's category or its *complement*, the next
-  category in the list, so that sequences carry order), views 1–7 items of it (by appeal), puts some in the
-  cart (more likely for liked categories, appealing items and, for price-sensitive users, cheap items) and
-  buys
-  some of the cart. Cart and purchase events carry the item's price as ``value``; views carry none.
+  session picks a category (mostly from taste, sometimes the previous session's category or its *complement*,
+  the next category in the list, so that sequences carry order), views 1–7 items of it (by appeal), puts some
+  in the cart (more likely for liked categories, appealing items and, for price-sensitive users, cheap items)
+  and buys some of the cart. Cart and purchase events carry the item's price as ``value``; views carry none.
 
 The generator returns the events, items and users tables (lmrec's column names) and, separately, the
 :class:`GroundTruth` (tastes, activity, churn, appeal...). The truth is for checking the generator in tests;
@@ -227,9 +223,8 @@ def generate_ecommerce(config: SyntheticConfig | None = None, **overrides: Any) 
     -------
     SyntheticEcommerce
         ``events`` (``event_id, user_id, item_id, timestamp, event_type, value``), ``items`` (title,
-        description,
-        categories, attributes with brand and price), ``users`` (no attributes: nothing latent leaks) and
-        ``truth``, for tests only.
+        description, categories, attributes with brand and price), ``users`` (no attributes: nothing latent
+        leaks) and ``truth``, for tests only.
 
     Examples
     --------

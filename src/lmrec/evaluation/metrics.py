@@ -4,10 +4,9 @@ Ranking metrics take a boolean ``hits`` matrix ``(users, K)`` (``hits[u, r]`` is
 ``r`` of user ``u``'s list is one of their targets, best rank first) and ``n_targets`` ``(users,)``. Use
 :func:`hit_matrix` to build it from ranked item indices and a :class:`~lmrec.data.ragged.Ragged` of targets.
 The ranking metrics are defined in :mod:`lmrec.data.ranking` (next to the top-k they score, so that the
-validation of models during training uses the same code) and re-exported here; the beyond-accuracy metrics
-are defined here.
-Every function returns per-user values, so confidence intervals and paired tests can be computed from them
-(:mod:`lmrec.evaluation.stats`); the mean over users is the reported number.
+validation of models during training uses the same code) and re-exported here; the beyond-accuracy metrics are
+defined here. Every function returns per-user values, so confidence intervals and paired tests can be computed
+from them (:mod:`lmrec.evaluation.stats`); the mean over users is the reported number.
 
 References
 ----------

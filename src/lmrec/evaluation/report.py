@@ -1,9 +1,8 @@
 """The benchmark report: Markdown, one self-contained HTML page (plots inline as base64 PNG) and JSON.
 
 Plots: ranking metrics against the cut-off K; popularity of recommended items against the catalogue's; the
-main
-metric by head/torso/tail target item and by short/long history. Every page states dataset, protocol, ranking
-(full or "sampled (N negatives)"), seed and command.
+main metric by head/torso/tail target item and by short/long history. Every page states dataset, protocol,
+ranking (full or "sampled (N negatives)"), seed and command.
 """
 
 from __future__ import annotations

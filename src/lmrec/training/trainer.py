@@ -1,18 +1,16 @@
 """The training loop shared by lmrec's neural models.
 
 A model hands the :class:`Trainer` a *loss module* (an ``nn.Module`` whose ``forward(**batch)`` returns the
-summed
-loss of a batch and how many targets it had), the training rows as numpy arrays, and a validation function.
-The
-trainer owns everything else: AdamW with warm-up + cosine decay, gradient clipping, mixed precision on CUDA,
-DistributedDataParallel under ``torchrun``, early stopping on the validation metric, Rich progress, and
-resumable checkpoint folders.
+summed loss of a batch and how many targets it had), the training rows as numpy arrays, and a validation
+function. The trainer owns everything else: AdamW with warm-up + cosine decay, gradient clipping, mixed
+precision on CUDA, DistributedDataParallel under ``torchrun``, early stopping on the validation metric, Rich
+progress, and resumable checkpoint folders.
 
 Distributed runs are exact: every process draws the same epoch permutation (seeded by ``seed + epoch``, as
 :class:`torch.utils.data.DistributedSampler` does) and takes a disjoint slice of each *global* batch, and the
-loss
-is divided by the global number of targets, so the averaged gradients equal those of one process on the whole
-batch. Optionally batches are bucketed by length (users of similar length together, less padding to compute).
+loss is divided by the global number of targets, so the averaged gradients equal those of one process on the
+whole batch. Optionally batches are bucketed by length (users of similar length together, less padding to
+compute).
 """
 
 from __future__ import annotations
@@ -204,8 +202,7 @@ class Trainer:
         The :class:`TrainConfig`.
     evaluate:
         ``evaluate(module) -> {"ndcg@10": …, …}`` on validation (called on the main process, in eval mode,
-        with
-        the unwrapped module); ``None`` trains for ``cfg.epochs`` without early stopping.
+        with the unwrapped module); ``None`` trains for ``cfg.epochs`` without early stopping.
     metric:
         Which key of ``evaluate``'s result to maximise.
     meta:
@@ -215,8 +212,7 @@ class Trainer:
         The process group context (default: joined from the ``torchrun`` environment, or a single process).
     trim_key:
         Name of a left-padded ``(rows, T)`` array (padding 0): each batch drops its all-padding leading
-        columns
-        from every 2-d array, and length bucketing uses it.
+        columns from every 2-d array, and length bucketing uses it.
     """
 
     def __init__(self, loss_module: nn.Module, cfg: TrainConfig,

@@ -186,8 +186,7 @@ class MultiTask(Recommender):
     def predict_ratings(self, users: np.ndarray, items: np.ndarray,
                         context: Dataset | None = None) -> np.ndarray:
         """Rating of ``items[i]`` by ``users[i]`` (indices) given each user's events in ``context`` (the
-        training
-        data by default), clipped to the training rating range."""
+        training data by default), clipped to the training rating range."""
         net, spec = self._check()
         if "rating" not in spec.heads:
             raise ValueError("this model has no rating head (the training data had no ratings)")
@@ -204,8 +203,7 @@ class MultiTask(Recommender):
     def predict_next_type(self, users: np.ndarray, context: Dataset | None = None,
                           ends: np.ndarray | None = None) -> np.ndarray:
         """Probabilities ``(n, n_types)`` (columns in :attr:`event_types` order) of the type of each user's
-        next
-        event: after their last event in ``context``, or after event ``ends[i] - 1`` when ``ends`` is
+        next event: after their last event in ``context``, or after event ``ends[i] - 1`` when ``ends`` is
         given."""
         net, spec = self._check()
         if "next_type" not in spec.heads:

@@ -44,8 +44,7 @@ class MultiTaskNetwork(nn.Module):
         """``(B, T, d)`` states; position ``t`` has seen events ``0..t``.
 
         The encoder's state plus the running mean of the input item vectors: a long-term taste term next to
-        the order-aware one, so that what a user is like (not only what tends to come next) shapes every
-        head.
+        the order-aware one, so that what a user is like (not only what tends to come next) shapes every head.
         """
         h = self.encoder(items, tokens, gaps)  # (B, T, d)
         e = self.encoder.items(items)  # (B, T, d), padding rows are zero

@@ -189,8 +189,8 @@ class SeqRec(Recommender):
 
     Examples
     --------
-    >>> model = create_model("seqrec", item_repr="fused", epochs=50).fit(split.train, split.valid)  #
-    doctest: +SKIP
+    >>> model = create_model("seqrec", item_repr="fused", epochs=50)  # doctest: +SKIP
+    >>> model.fit(split.train, split.valid)  # doctest: +SKIP
     >>> ids, scores = model.recommend(histories=[["50", "172", "133"]], k=10)  # doctest: +SKIP
     """
 
