@@ -36,12 +36,10 @@ K = 10
 def ndcg_at_k(user_vecs: np.ndarray, item_vecs: np.ndarray, history, targets, k: int = K) -> float:
     """Mean NDCG@k of dot-product scores, full ranking, PAD and seen items excluded (the same ranking and
     metric as SeqRec's early stopping)."""
-    import torch
+    from lmrec.data.ranking import full_ranking_metrics
 
-    from lmrec.training.sequences import rank_eval_set
-
-    return rank_eval_set(lambda rows: torch.as_tensor(user_vecs[rows] @ item_vecs.T), history, targets,
-                         k=k)[f"ndcg@{k}"]
+    scores = full_ranking_metrics(lambda rows: user_vecs[rows] @ item_vecs.T, history, targets, k=k)
+    return scores[f"ndcg@{k}"]
 
 
 def evaluate(encoder, ds, split, store) -> dict[str, float]:

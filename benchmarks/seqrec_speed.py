@@ -44,10 +44,11 @@ def main() -> None:
     import torch
 
     from lmrec.data.loaders import load_dataset
+    from lmrec.data.ragged import window_bounds
+    from lmrec.data.ranking import full_ranking_metrics
     from lmrec.data.splits import leave_one_out
     from lmrec.models import create_model
     from lmrec.models.seqrec.inference import OnnxScorer, export_onnx, quantized
-    from lmrec.training.sequences import rank_eval_set, window_bounds
 
     torch.set_num_threads(args.threads)
     ds, _ = load_dataset("movielens-100k")
@@ -75,16 +76,16 @@ def main() -> None:
         p50, p99 = _latency(lambda m=m, one=one: m.score(one), args.calls)
 
         def ndcg(score_rows) -> float:
-            return rank_eval_set(score_rows, test.history, test.targets, k=10)["ndcg@10"]
+            return full_ranking_metrics(score_rows, test.history, test.targets, k=10)["ndcg@10"]
 
-        base = ndcg(lambda r, m=m: torch.as_tensor(m.score(test.history.take(r))))
+        base = ndcg(lambda r, m=m: m.score(test.history.take(r)))
         q = quantized(m)
         q50, q99 = _latency(lambda q=q, one=one: q.score(one), args.calls)
-        q_ndcg = ndcg(lambda r, q=q: torch.as_tensor(q.score(test.history.take(r))))
+        q_ndcg = ndcg(lambda r, q=q: q.score(test.history.take(r)))
         with tempfile.TemporaryDirectory() as tmp:
             scorer = OnnxScorer(export_onnx(m, Path(tmp) / "m.onnx"), max_len=max_len, threads=args.threads)
             o50, o99 = _latency(lambda s=scorer, one=one: s.score(one), args.calls)
-            o_ndcg = ndcg(lambda r, s=scorer: torch.as_tensor(s.score(test.history.take(r))))
+            o_ndcg = ndcg(lambda r, s=scorer: s.score(test.history.take(r)))
         n_windows = len(window_bounds(split.train.sequences.lengths, max_len, m.config.windows)[0])
         rows.append((max_len, n_windows, per_epoch, p50, p99, base, q50, q99, q_ndcg, o50, o99, o_ndcg))
         print(rows[-1], flush=True)

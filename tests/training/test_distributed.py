@@ -19,8 +19,8 @@ import torch
 import torch.multiprocessing as mp
 
 from lmrec.models.seqrec import NextItemLoss, SeqRecConfig, SeqRecNetwork
+from lmrec.models.seqrec.rows import sequence_rows
 from lmrec.training.distributed import DistContext, init_distributed
-from lmrec.training.sequences import sequence_rows
 from lmrec.training.trainer import TrainConfig, Trainer
 from tests.training.synthetic import cyclic_dataset
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lmrec.models.seqrec import NextItemLoss, SeqRecConfig, SeqRecNetwork
-from lmrec.training.sequences import sequence_rows
+from lmrec.models.seqrec.rows import sequence_rows
 from lmrec.training.trainer import TrainConfig, Trainer, epoch_batches, warmup_cosine
 from tests.training.synthetic import cyclic_dataset
 

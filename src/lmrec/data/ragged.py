@@ -113,3 +113,32 @@ class Ragged:
         m = sp.csr_matrix((d, self.values.astype(np.int64), self.offsets), shape=(len(self), n_cols))
         m.sum_duplicates()
         return m
+
+
+#: Windows per row for :func:`window_bounds`: "last" (one per row) or "all" (consecutive windows).
+WINDOWS = ("last", "all")
+
+
+def window_bounds(lengths: np.ndarray, max_len: int, windows: str = "last") -> tuple[np.ndarray, np.ndarray]:
+    """``(row, end)`` of every next-event training window over rows of ``lengths`` values: window ``i`` holds
+    values ``max(0, end - max_len - 1)`` to ``end - 1`` of row ``row[i]`` (gather them with
+    :meth:`Ragged.windows`, width ``max_len + 1``).
+
+    ``"last"`` gives each row with at least two values its last window; ``"all"`` also the windows before it,
+    ending ``max_len`` values apart (consecutive windows share one value, the input that predicts the first
+    target of the next), down to a first window of at least two values. Newest windows come first per row.
+    Rows are in increasing order.
+    """
+    if windows not in WINDOWS:
+        raise ValueError(f"windows must be one of {WINDOWS}, got {windows!r}")
+    lengths = np.asarray(lengths, dtype=np.int64)
+    rows = np.flatnonzero(lengths >= 2)
+    if windows == "last":
+        return rows, lengths[rows]
+    # windows of a row of length L end at L, L - m, L - 2m, ... while at least 2 events remain
+    n_win = (lengths[rows] - 2) // max_len + 1
+    row = np.repeat(rows, n_win)
+    first = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(n_win, out=first[1:])
+    k = np.arange(len(row)) - np.repeat(first[:-1], n_win)  # 0 = newest window
+    return row, lengths[row] - k * max_len

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from lmrec.data.dataset import Dataset
 from lmrec.data.loaders.base import Source, with_row_numbers
 
 DAY = 86_400
@@ -169,8 +170,6 @@ class SyntheticEcommerce:
 
     def dataset(self, name: str = "synthetic-ecommerce"):  # -> Dataset
         """Build a :class:`~lmrec.data.dataset.Dataset` directly (the tables are already clean)."""
-        from lmrec.data.dataset import Dataset
-
         return Dataset.build(self.events, self.items, self.users, name=name,
                              event_types=("view", "cart", "purchase"))
 

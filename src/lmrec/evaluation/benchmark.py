@@ -18,7 +18,9 @@ import numpy as np
 from lmrec.data.dataset import Dataset
 from lmrec.data.splits import Split, make_split
 from lmrec.evaluation.evaluator import BUCKETS, EvalResult, Ranking, beyond_k, evaluate
+from lmrec.evaluation.report import write_report
 from lmrec.evaluation.stats import Interval, PairedTest, paired_test
+from lmrec.evaluation.tuning import tune as tune_fn
 from lmrec.models.base import Recommender, create_model, model_class, resolve_item_vectors
 
 
@@ -295,8 +297,6 @@ class BenchmarkResult:
     def write_report(self, out_dir: str | Path) -> Path:
         """Write ``report.md``, a self-contained ``report.html`` (plots inline), ``results.json`` and
         ``per_user.parquet`` into ``out_dir``; returns the HTML path."""
-        from lmrec.evaluation.report import write_report
-
         paths = write_report(self, Path(out_dir))
         self.out_dir = Path(out_dir)
         self.report_html, self.report_md, self.report_json = paths["html"], paths["md"], paths["json"]
@@ -475,14 +475,13 @@ def _apply_tuning(
     record: dict[str, Any],
 ) -> list[ModelSpec]:
     """Replace each tunable spec's config by its best point on the validation split; log every trial."""
-    from lmrec.evaluation.tuning import tune
-
     out: list[ModelSpec] = []
     for spec in specs:
         if spec.model is not None or spec.name not in space:
             out.append(spec)
             continue
-        res = tune(spec.name, space[spec.name], split, base=spec.config, metric=metric, item_vectors=vectors)
+        res = tune_fn(spec.name, space[spec.name], split, base=spec.config, metric=metric,
+                      item_vectors=vectors)
         _say(progress, f"tuned {spec.label} on validation: {res.best} ({metric} {res.best_score:.4f})")
         record[spec.label] = {
             "metric": metric,

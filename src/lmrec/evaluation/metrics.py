@@ -3,8 +3,10 @@
 Ranking metrics take a boolean ``hits`` matrix ``(users, K)`` (``hits[u, r]`` is true when the item at rank
 ``r`` of user ``u``'s list is one of their targets, best rank first) and ``n_targets`` ``(users,)``. Use
 :func:`hit_matrix` to build it from ranked item indices and a :class:`~lmrec.data.ragged.Ragged` of targets.
-Every function returns per-user values, so confidence intervals and paired tests can be computed from them
-(:mod:`lmrec.evaluation.stats`); the mean over users is the reported number.
+The ranking metrics are defined in :mod:`lmrec.data.ranking` (next to the top-k they score, so that the
+validation of models during training uses the same code) and re-exported here; the beyond-accuracy metrics are
+defined here. Every function returns per-user values, so confidence intervals and paired tests can be computed
+from them (:mod:`lmrec.evaluation.stats`); the mean over users is the reported number.
 
 References
 ----------
@@ -18,7 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmrec.data.ragged import Ragged
+from lmrec.data.ranking import (
+    average_precision,
+    hit_matrix,
+    hit_rate,
+    ndcg,
+    precision,
+    recall,
+    reciprocal_rank,
+)
 from lmrec.data.schema import PAD
 
 __all__ = [
@@ -36,91 +46,6 @@ __all__ = [
     "reciprocal_rank",
     "tail_share",
 ]
-
-
-def hit_matrix(ranked: np.ndarray, targets: Ragged) -> tuple[np.ndarray, np.ndarray]:
-    """``(hits, n_targets)`` for ranked item indices ``(users, K)`` against each user's target items.
-
-    Padding entries (index 0) in ``ranked`` never hit. Duplicate targets count once.
-    """
-    ranked = np.asarray(ranked, dtype=np.int64)
-    n_users, k = ranked.shape
-    if len(targets) != n_users:
-        raise ValueError(f"{len(targets)} target rows for {n_users} ranked rows")
-    hits = np.zeros((n_users, k), dtype=bool)
-    n_targets = np.zeros(n_users, dtype=np.int64)
-    if len(targets.values) == 0:
-        return hits, n_targets
-    # Vectorised membership: encode (row, item) pairs as one int64 key and test with isin on sorted keys.
-    stride = np.int64(max(int(ranked.max(initial=0)), int(targets.values.max(initial=0))) + 1)
-    t_rows = targets.row_ids()
-    t_vals = targets.values.astype(np.int64)
-    keep = t_vals != PAD
-    t_keys = np.unique(t_rows[keep] * stride + t_vals[keep])
-    n_targets = np.bincount(t_keys // stride, minlength=n_users).astype(np.int64)
-    r_keys = np.arange(n_users, dtype=np.int64)[:, None] * stride + ranked
-    hits = np.isin(r_keys, t_keys) & (ranked != PAD)
-    return hits, n_targets
-
-
-def _cut(hits: np.ndarray, k: int) -> np.ndarray:
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if k > hits.shape[1]:
-        raise ValueError(f"k={k} is longer than the ranked lists ({hits.shape[1]})")
-    return hits[:, :k]
-
-
-def hit_rate(hits: np.ndarray, k: int) -> np.ndarray:
-    """HR@K: 1 when any target is in the top ``k``, else 0."""
-    return _cut(hits, k).any(axis=1).astype(np.float64)
-
-
-def recall(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
-    """Recall@K: targets in the top ``k`` divided by ``min(k, n_targets)`` (equals HR@K for one target).
-
-    Dividing by ``min(k, |targets|)`` rather than ``|targets|`` keeps a perfect list at 1 when a user has more
-    targets than ``k`` slots (the convention of Liang et al., "Variational Autoencoders for Collaborative
-    Filtering", WWW 2018). Users without targets get 0.
-    """
-    found = _cut(hits, k).sum(axis=1)
-    denom = np.minimum(k, n_targets)
-    return np.divide(found, denom, out=np.zeros(len(found), dtype=np.float64), where=denom > 0)
-
-
-def precision(hits: np.ndarray, k: int) -> np.ndarray:
-    """Precision@K: targets in the top ``k`` divided by ``k``."""
-    return _cut(hits, k).sum(axis=1) / float(k)
-
-
-def ndcg(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
-    """NDCG@K with binary relevance: ``DCG = sum_r hit_r / log2(r + 2)``, divided by the ideal DCG of
-    ``min(k, n_targets)`` hits at the top. Users without targets get 0."""
-    h = _cut(hits, k)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = (h * discounts).sum(axis=1)
-    ideal_cum = np.concatenate([[0.0], np.cumsum(discounts)])
-    idcg = ideal_cum[np.minimum(k, n_targets)]
-    return np.divide(dcg, idcg, out=np.zeros(len(dcg), dtype=np.float64), where=idcg > 0)
-
-
-def reciprocal_rank(hits: np.ndarray, k: int) -> np.ndarray:
-    """MRR@K per user: ``1 / rank`` of the first target in the top ``k`` (ranks from 1), else 0."""
-    h = _cut(hits, k)
-    first = np.argmax(h, axis=1)
-    found = h.any(axis=1)
-    return np.where(found, 1.0 / (first + 1), 0.0)
-
-
-def average_precision(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
-    """AP@K: mean of precision@r over the ranks ``r <= k`` that hit, divided by ``min(k, n_targets)``
-    (MAP@K is its mean over users)."""
-    h = _cut(hits, k).astype(np.float64)
-    prec_at_r = np.cumsum(h, axis=1) / np.arange(1, k + 1)
-    denom = np.minimum(k, n_targets)
-    return np.divide(
-        (prec_at_r * h).sum(axis=1), denom, out=np.zeros(len(h), dtype=np.float64), where=denom > 0
-    )
 
 
 # ---------------------------------------------------------------------- beyond accuracy

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lmrec.evaluation.evaluator import BUCKETS
+from lmrec.evaluation.evaluator import BUCKETS, beyond_k
 
 if TYPE_CHECKING:
     from lmrec.evaluation.benchmark import BenchmarkResult
@@ -105,8 +105,6 @@ def plot_popularity(bench: BenchmarkResult, popularity: np.ndarray) -> str:
 
 
 def _bk(bench: BenchmarkResult) -> int:
-    from lmrec.evaluation.evaluator import beyond_k
-
     return beyond_k(bench.ks)
 
 

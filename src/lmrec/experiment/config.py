@@ -35,6 +35,11 @@ from pydantic import (
 )
 
 from lmrec.data.loaders.options import read_config_file
+from lmrec.data.splits import PROTOCOLS
+from lmrec.evaluation.benchmark import DEFAULT_MODELS
+from lmrec.evaluation.evaluator import Ranking
+from lmrec.evaluation.tuning import metric_cutoff
+from lmrec.models import model_class
 
 #: The sections of an :class:`ExperimentConfig` that ``--set section.key=value`` addresses.
 SECTIONS = ("data", "split", "model", "models", "eval", "tune")
@@ -110,7 +115,6 @@ def parse_ks(text: str | Sequence[int]) -> tuple[int, ...]:
 
 def model_fields(name: str) -> list[str]:
     """The settings of registered model ``name`` (the fields of its ``Config`` dataclass)."""
-    from lmrec.models import model_class
 
     config = model_class(name).Config
     return [f.name for f in dataclasses.fields(config)] if dataclasses.is_dataclass(config) else []
@@ -140,7 +144,6 @@ class SplitConfig(_Section):
     @field_validator("protocol")
     @classmethod
     def _known(cls, v: str) -> str:
-        from lmrec.data.splits import PROTOCOLS
 
         if v != "none" and v not in PROTOCOLS:
             known = sorted(set(PROTOCOLS) - {"loo"})
@@ -208,7 +211,6 @@ class EvalConfig(_Section):
     @field_validator("ranking")
     @classmethod
     def _ranking(cls, v: str) -> str:
-        from lmrec.evaluation.evaluator import Ranking
 
         Ranking.parse(v)
         return v
@@ -231,7 +233,6 @@ class TuneConfig(_Section):
     @field_validator("metric")
     @classmethod
     def _metric(cls, v: str) -> str:
-        from lmrec.evaluation.tuning import metric_cutoff
 
         metric_cutoff(v)
         return v
@@ -397,7 +398,6 @@ def _put(raw: dict[str, Any], path: list[str], value: Any) -> None:
 
 
 def _merge_scoped(raw: dict[str, Any], scoped: dict[str, dict[str, Any]]) -> None:
-    from lmrec.evaluation.benchmark import DEFAULT_MODELS
 
     models = [m if isinstance(m, Mapping) else {"name": m} for m in raw.get("models") or []]
     if not models and not (raw.get("eval") or {}).get("model_dirs"):

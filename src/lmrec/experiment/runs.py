@@ -13,15 +13,21 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lmrec.config import resolve_device
+from lmrec.data.dataset import Dataset
+from lmrec.data.loaders import load_dataset
+from lmrec.data.splits import make_split
+from lmrec.evaluation import evaluate as evaluate_model
+from lmrec.evaluation import run_benchmark
+from lmrec.evaluation.benchmark import DEFAULT_MODELS, TUNING_GRIDS, BenchmarkResult, ModelSpec
+from lmrec.evaluation.tuning import TuningResult
+from lmrec.evaluation.tuning import tune as search
 from lmrec.experiment.config import ExperimentConfig, ModelConfig, model_fields
-
-if TYPE_CHECKING:
-    from lmrec.data.dataset import Dataset
-    from lmrec.evaluation.benchmark import BenchmarkResult, ModelSpec
-    from lmrec.evaluation.tuning import TuningResult
-    from lmrec.models.base import Recommender
+from lmrec.models import create_model, load_model
+from lmrec.models.base import Recommender
+from lmrec.training.distributed import cleanup, init_distributed
 
 #: A message for the user (Rich markup allowed); the CLI prints it, library callers may drop it.
 Log = Callable[[str], None]
@@ -29,8 +35,6 @@ Log = Callable[[str], None]
 
 def load_data(spec: str) -> Dataset:
     """A saved dataset folder (``dataset.json``), a built-in name, or a file/folder a loader understands."""
-    from lmrec.data.dataset import Dataset
-    from lmrec.data.loaders import load_dataset
 
     if (Path(spec) / "dataset.json").exists():
         return Dataset.load(spec)
@@ -76,11 +80,6 @@ def train(
     trainer runs DistributedDataParallel; only the main process validates, saves and logs (the others return
     an empty summary). ``fitting(label)`` wraps the fit (the CLI shows a spinner).
     """
-    from lmrec.config import resolve_device
-    from lmrec.data.splits import make_split
-    from lmrec.evaluation import evaluate as evaluate_model
-    from lmrec.models import create_model
-    from lmrec.training.distributed import cleanup, init_distributed
 
     spec = _one_model(cfg, "train")
     settings = dict(spec.settings)
@@ -141,8 +140,6 @@ def train(
 def model_specs(cfg: ExperimentConfig) -> list[ModelSpec]:
     """The models of an evaluation: ``cfg.models`` (every baseline when empty and no folders are given) with
     :data:`~lmrec.evaluation.DEFAULT_MODELS`' settings under their own, then the ``eval.model_dirs``."""
-    from lmrec.evaluation.benchmark import DEFAULT_MODELS, ModelSpec
-    from lmrec.models import load_model
 
     models = list(cfg.models)
     if not models and not cfg.eval.model_dirs:
@@ -158,7 +155,6 @@ def model_specs(cfg: ExperimentConfig) -> list[ModelSpec]:
 
 
 def _grids(cfg: ExperimentConfig, specs: list[ModelSpec]) -> dict[str, dict[str, list[Any]]] | None:
-    from lmrec.evaluation.benchmark import TUNING_GRIDS
 
     if cfg.tune.grids == "default":
         names = {s.name for s in specs if s.model is None}
@@ -169,7 +165,6 @@ def _grids(cfg: ExperimentConfig, specs: list[ModelSpec]) -> dict[str, dict[str,
 def evaluate(cfg: ExperimentConfig, *, command: str | None = None, progress: bool = True) -> BenchmarkResult:
     """Fit each model on the training part of ``cfg.split`` (after a search on validation when ``tune.grids``
     is set), test once on the test part, and write the report to ``cfg.out`` when it is set."""
-    from lmrec.evaluation import run_benchmark
 
     _needs_split(cfg, "evaluate")
     ds = load_data(cfg.data.dataset)
@@ -207,8 +202,6 @@ def tune(
 ) -> TuningResult:
     """Search ``cfg.tune.space`` for ``cfg.model`` on the validation split (the test set is never read) and
     write every trial as JSON to ``cfg.out`` when it is set."""
-    from lmrec.data.splits import make_split
-    from lmrec.evaluation.tuning import tune as search
 
     spec = _one_model(cfg, "tune")
     _needs_split(cfg, "tune")

@@ -1,9 +1,9 @@
 """The one interface every recommender honours, and everything written once for all of them.
 
-A model writes ``_fit`` and ``score``. Top-k, excluding seen items, candidate sets and filters, raw-id
-mapping, the popularity fallback for users with no history, batching, growing the catalogue, and
-saving/loading a model folder live here, tested once by the contract suite in
-``tests/models/test_contract.py``. What a model can do beyond that is declared in
+A model writes ``_fit`` and ``score``. Everything else is written here once: top-k and excluding seen items
+(both from :mod:`lmrec.data.ranking`), candidate sets and filters, raw-id mapping, the popularity fallback for
+users with no history, batching, growing the catalogue, and saving/loading a model folder, tested once by the
+contract suite in ``tests/models/test_contract.py``. What a model can do beyond that is declared in
 :mod:`lmrec.models.capabilities`.
 """
 
@@ -22,6 +22,7 @@ import numpy as np
 from lmrec.data.dataset import Dataset
 from lmrec.data.idmap import IdMap
 from lmrec.data.ragged import Ragged
+from lmrec.data.ranking import NEG_INF, mask_items, top_unseen, topk  # noqa: F401  (topk: models API)
 from lmrec.data.schema import PAD
 from lmrec.models.capabilities import CatalogueUpdates
 from lmrec.text import ItemTemplate, get_encoder, item_vectors
@@ -30,8 +31,10 @@ from lmrec.text.space import TextSpace, TextSpaceError
 MODEL_FILE = "model.json"
 ARRAYS_FILE = "arrays.npz"
 FORMAT_VERSION = 1
-NEG_INF = np.float32(-np.inf)
 
+#: Every model by name. Importing this module runs ``lmrec/models/__init__.py`` first (Python imports a
+#: package before its modules), and that registers the built-in models, so the registry is complete
+#: whenever a function here can be called.
 _REGISTRY: dict[str, type[Recommender]] = {}
 R = TypeVar("R", bound="Recommender")
 
@@ -50,14 +53,10 @@ def register(name: str) -> Callable[[type[R]], type[R]]:
 
 
 def available_models() -> list[str]:
-    import lmrec.models  # noqa: F401  (importing the package registers the built-in models)
-
     return sorted(_REGISTRY)
 
 
 def model_class(name: str) -> type[Recommender]:
-    import lmrec.models  # noqa: F401
-
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -387,12 +386,9 @@ class Recommender(CatalogueUpdates, ABC):
             scores = self._scores_with_fallback(h, u)
             if item_mask is not None:
                 scores[:, ~item_mask[: scores.shape[1]]] = NEG_INF
-            scores[:, PAD] = NEG_INF
-            if exclude_seen:
-                _mask_rows(scores, h)
             if exclude is not None:
-                _mask_rows(scores, exclude.take(rows))
-            idx, sc = topk(scores, k)
+                mask_items(scores, exclude.take(rows))
+            idx, sc = top_unseen(scores, h if exclude_seen else None, k)
             out_idx[rows], out_score[rows] = idx, sc
         out_idx[~np.isfinite(out_score)] = PAD
         return out_idx, out_score
@@ -558,70 +554,6 @@ class Recommender(CatalogueUpdates, ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
-
-
-def _mask_rows(scores: np.ndarray, items: Ragged) -> None:
-    """Set ``scores[row, item] = -inf`` for every item of each row (vectorised)."""
-    if len(items.values) == 0:
-        return
-    rows = items.row_ids()
-    cols = items.values.astype(np.int64)
-    ok = cols < scores.shape[1]
-    scores[rows[ok], cols[ok]] = NEG_INF
-
-
-def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the ``k`` largest scores per row, best first; equal scores: lower index first.
-
-    ``argpartition`` alone picks an arbitrary subset of the items tied at the k-th value, which would make the
-    result depend on the batch or the platform; the tied boundary items are therefore taken in index order.
-    NaN counts as ``-inf``.
-    """
-    scores = np.asarray(scores)
-    if np.isnan(scores).any():
-        scores = np.where(np.isnan(scores), NEG_INF, scores)
-    rows, n = scores.shape
-    k_eff = min(k, n)
-    if k_eff == 0:
-        idx = np.zeros((rows, 0), dtype=np.int64)
-    elif k_eff < n:
-        part = _partition_topk(scores, k_eff)
-        part_vals = np.take_along_axis(scores, part, axis=1)
-        kth = part_vals.min(axis=1, keepdims=True)  # (rows, 1) the k-th largest score
-        n_tied_in = (part_vals == kth).sum(axis=1)
-        n_tied_all = (scores == kth).sum(axis=1)
-        idx = part.astype(np.int64)
-        # Only rows with more items tied at the k-th score than slots left need the costlier index-order fill.
-        spill = np.flatnonzero(n_tied_all > n_tied_in)
-        if len(spill):
-            s = scores[spill]
-            above = s > kth[spill]
-            tied = s == kth[spill]
-            need = k_eff - above.sum(axis=1, keepdims=True)  # tied items each row still needs
-            chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
-            idx[spill] = np.nonzero(chosen)[1].reshape(len(spill), k_eff)  # row-major: ascending index
-    else:
-        idx = np.broadcast_to(np.arange(n, dtype=np.int64), (rows, n)).copy()
-    vals = np.take_along_axis(scores, idx, axis=1)
-    # primary key -score, secondary the index: equal scores come out in ascending index order
-    order = np.lexsort((idx, -vals), axis=1)
-    idx = np.take_along_axis(idx, order, axis=1)
-    val = np.take_along_axis(vals, order, axis=1)
-    if k_eff < k:
-        idx = np.pad(idx, ((0, 0), (0, k - k_eff)))
-        val = np.pad(val, ((0, 0), (0, k - k_eff)), constant_values=NEG_INF)
-    return idx, val.astype(np.float32)
-
-
-def _partition_topk(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of ``k`` largest scores per row, unordered. ``torch.topk`` is several times faster than
-    ``np.argpartition`` on wide rows (a 100k-item catalogue); numpy is the fallback."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency, but the base class does not need it
-        return np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    t = torch.from_numpy(np.ascontiguousarray(scores))
-    return t.topk(k, dim=1, sorted=False).indices.numpy()
 
 
 def scores_for_items(full: np.ndarray, items: np.ndarray | None) -> np.ndarray:

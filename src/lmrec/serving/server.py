@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from lmrec.serving.app import create_app
 from lmrec.serving.settings import ServingSettings
 
 
@@ -17,8 +18,6 @@ def serve(settings: ServingSettings, host: str = "127.0.0.1", port: int = 8000, 
     import sys
 
     import uvicorn
-
-    from lmrec.serving.app import create_app
 
     # Threads hand the GIL over every 5 ms by default: a request thread can wait that long behind the event
     # commit thread or a model swap. A shorter interval trades a little throughput for shorter tails.

@@ -1,8 +1,8 @@
 """The service's view of item and profile text: an encoder from :mod:`lmrec.text`, or none.
 
-Anything with ``encode(list[str]) -> float32 (n, d)`` and a ``name`` is an encoder. When :mod:`lmrec.text` is
-installed it builds the default one and caches item vectors in the store; without it (and without an encoder
-given to :func:`~lmrec.serving.create_app`) text features are off and the endpoints that need them answer 409.
+Anything with ``encode(list[str]) -> float32 (n, d)`` and a ``name`` is an encoder. :mod:`lmrec.text` builds
+the default one and caches item vectors in the store; with ``LMREC_TEXT_ENCODER=none`` (and no encoder given
+to :func:`~lmrec.serving.create_app`) text features are off and the endpoints that need them answer 409.
 
 Two text spaces meet here. The service's encoder makes the vectors of similar-by-text and profile search.
 A model that reads item text vectors has its own :class:`~lmrec.text.space.TextSpace` (encoder, revision,
@@ -11,7 +11,6 @@ template); new items join the model only as vectors of that space (:func:`encode
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -19,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
+from lmrec import text as lmtext
 from lmrec.models.base import Recommender
 from lmrec.serving.retrieval import normalise
 from lmrec.text.space import TextSpaceError
@@ -30,25 +30,12 @@ class Encoder(Protocol):
     def encode(self, texts: list[str]) -> np.ndarray: ...
 
 
-def _text_module() -> Any | None:
-    try:
-        return importlib.import_module("lmrec.text")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("lmrec.text",):
-            return None
-        raise
-
-
 def load_encoder(name: str | None) -> Encoder | None:
     """The encoder named in the settings (``"default"`` for lmrec's), or ``None`` when text features are
-    off or unavailable."""
+    off."""
     if not name or name.lower() in ("none", "off"):
         return None
-    mod = _text_module()
-    if mod is None or not hasattr(mod, "get_encoder"):
-        log.warning("lmrec.text is not installed: text features (similar by text, profile text) are off")
-        return None
-    return mod.get_encoder(None if name == "default" else name)  # type: ignore[no-any-return]
+    return lmtext.get_encoder(None if name == "default" else name)  # type: ignore[no-any-return]
 
 
 def item_text(title: str | None, description: str | None, categories: Sequence[str] | None) -> str:
@@ -60,13 +47,13 @@ def item_text(title: str | None, description: str | None, categories: Sequence[s
 def encode_items(encoder: Encoder, items: pl.DataFrame, store: Any = None) -> np.ndarray:
     """Unit-length text vectors ``(len(items), d)`` for rows with ``item_id, title, description, categories``.
 
-    Uses :func:`lmrec.text.encode_items` (cached by encoder and text hash in the store) when it exists.
+    lmrec's encoders go through :func:`lmrec.text.encode_items` (cached by encoder, revision and text hash in
+    the store); any other object with ``encode`` encodes the rows' plain text.
     """
-    mod = _text_module()
     if items.height == 0:
         return np.zeros((0, int(encode_query(encoder, "x").shape[0])), dtype=np.float32)
-    if mod is not None and hasattr(mod, "encode_items") and hasattr(encoder, "revision"):
-        vecs = mod.encode_items(items, encoder=encoder, store=store)  # cached by encoder, revision and text
+    if hasattr(encoder, "revision"):
+        vecs = lmtext.encode_items(items, encoder=encoder, store=store)  # cached
     else:
         texts = [item_text(r.get("title"), r.get("description"), r.get("categories"))
                  for r in items.select(["title", "description", "categories"]).to_dicts()]
@@ -99,12 +86,11 @@ def encode_for_model(model: Recommender, items: pl.DataFrame, encoder: Encoder |
         return None
     service = getattr(encoder, "name", None)
     if encoder is None or space.mismatch(encoder) is not None:
-        mod = _text_module()
-        if mod is None or not space.encoder:
+        if not space.encoder:
             raise TextSpaceError(f"cannot add items to the model: its item vectors come from "
                                  f"{space.describe()} and the service encodes with {service!r}")
         try:
-            encoder = mod.get_encoder(space.encoder)
+            encoder = lmtext.get_encoder(space.encoder)
         except Exception as exc:  # not available offline, or any loading failure: say which encoders
             raise TextSpaceError(f"cannot add items to the model: its item vectors come from "
                                  f"{space.describe()}, which cannot be loaded here ({exc}); the service "
@@ -115,11 +101,8 @@ def encode_for_model(model: Recommender, items: pl.DataFrame, encoder: Encoder |
                                  f"{service!r})")
     assert encoder is not None
     template = space.template or None
-    mod = _text_module()
-    if mod is not None and hasattr(encoder, "revision"):
-        vecs = mod.encode_items(items, encoder=encoder, template=template, store=store)
+    if hasattr(encoder, "revision"):
+        vecs = lmtext.encode_items(items, encoder=encoder, template=template, store=store)
     else:
-        from lmrec.text import ItemTemplate
-
-        vecs = encoder.encode(ItemTemplate.parse(template).render(items))
+        vecs = encoder.encode(lmtext.ItemTemplate.parse(template).render(items))
     return np.asarray(vecs, dtype=np.float32)

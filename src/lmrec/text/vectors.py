@@ -18,9 +18,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from lmrec.config import cache_dir
 from lmrec.data.dataset import Dataset
 from lmrec.store.duckdb_store import Store
-from lmrec.store.embeddings import EmbeddingSpace, EmbeddingTable, StorageDtype, open_store, text_hashes
+from lmrec.store.embeddings import (
+    EmbeddingDimensionError,
+    EmbeddingSpace,
+    EmbeddingTable,
+    StorageDtype,
+    open_store,
+    text_hashes,
+)
 from lmrec.text.encoders import Side, TextEncoder, get_encoder
 from lmrec.text.templates import ItemTemplate, truncate_tokens
 
@@ -29,8 +37,6 @@ CACHE_FILE = "embeddings.duckdb"
 
 def default_cache_path() -> Path:
     """``embeddings.duckdb`` under lmrec's cache directory (``$LMREC_CACHE_DIR`` or the user cache)."""
-    from lmrec.config import cache_dir
-
     return cache_dir() / CACHE_FILE
 
 
@@ -188,8 +194,6 @@ def _encode_missing(encoder: TextEncoder, store: Store | str | Path | None, spac
             sel = order[start:start + chunk]
             vecs = np.asarray(encoder.encode([texts[i] for i in sel], side=side, **options), dtype=np.float32)
             if vecs.shape != (len(sel), out.shape[1]):
-                from lmrec.store.embeddings import EmbeddingDimensionError
-
                 raise EmbeddingDimensionError(f"encoder {encoder.name!r} returned shape {vecs.shape} for "
                                               f"{len(sel)} texts; expected (n, {out.shape[1]})")
             with _opened(store) as st:

@@ -1,4 +1,8 @@
-"""Training for lmrec's neural models: the loop, losses, training rows, checkpoints and distributed runs."""
+"""Training for lmrec's neural models: the loop, losses, checkpoints and distributed runs.
+
+Generic only: nothing here knows a model. Each model builds its own training rows (e.g.
+:mod:`lmrec.models.seqrec.rows`) and its own validation (ranking with :mod:`lmrec.data.ranking`).
+"""
 
 from lmrec.training.losses import (
     LOSSES,

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from lmrec.config import resolve_device
 from lmrec.training.distributed import (
     DistContext,
     all_reduce_sum,
@@ -225,8 +226,6 @@ class Trainer:
                  evaluate: Callable[[nn.Module], dict[str, float]] | None = None, metric: str = "ndcg@10",
                  meta: dict[str, Any] | None = None, ctx: DistContext | None = None,
                  trim_key: str | None = None) -> None:
-        from lmrec.config import resolve_device
-
         self.cfg = cfg
         self.evaluate = evaluate
         self.metric = metric

@@ -27,11 +27,11 @@ from typing import Any
 import polars as pl
 
 from lmrec.data.cleaning import DataError
-from lmrec.data.loaders import register_detector, register_format
 from lmrec.data.loaders._io import (
     PARSE_ROWS,
     BadLines,
     base_suffix,
+    first_line,
     iter_json_chunks,
     number_rows,
     parse_json_line,
@@ -39,6 +39,7 @@ from lmrec.data.loaders._io import (
 )
 from lmrec.data.loaders.base import Source
 from lmrec.data.loaders.generic import _stem
+from lmrec.data.loaders.registry import register_detector, register_format
 
 _JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 #: Metadata fields kept as item attributes (both editions), in the order they are written.
@@ -168,8 +169,6 @@ def read_meta(path: Path, item_key: str = "parent_asin", chunk_rows: int = 100_0
 
 
 def _first_record(path: Path) -> dict[str, Any] | None:
-    from lmrec.data.loaders._io import first_line
-
     return parse_json_line(first_line(path))
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import polars as pl
 
 from lmrec.data.cleaning import ROW, DataError
-from lmrec.data.loaders import _DETECTORS, BUILTIN, register_format
 from lmrec.data.loaders.base import Source, with_row_numbers
+from lmrec.data.loaders.registry import _DETECTORS, BUILTIN, register_format
 from lmrec.data.synthetic_ecommerce import synthetic_ecommerce_source
 
 RETAILROCKET_COLUMNS = ("timestamp", "visitorid", "event", "itemid", "transactionid")

@@ -38,7 +38,6 @@ import polars as pl
 import pyarrow as pa
 
 from lmrec.data.cleaning import DataError
-from lmrec.data.loaders import register_detector, register_format
 from lmrec.data.loaders._io import (
     PARSE_ROWS,
     BadLines,
@@ -54,6 +53,7 @@ from lmrec.data.loaders._io import (
     regroup,
 )
 from lmrec.data.loaders.base import Source, attributes_json
+from lmrec.data.loaders.registry import register_detector, register_format
 
 #: Table kinds by file extension (a trailing ``.gz`` is ignored).
 KINDS: dict[str, str] = {

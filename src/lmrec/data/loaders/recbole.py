@@ -30,9 +30,9 @@ from typing import Any
 import polars as pl
 
 from lmrec.data.cleaning import DataError
-from lmrec.data.loaders import register_detector, register_format
 from lmrec.data.loaders._io import csv_batches, first_line, number_rows, rebatch
 from lmrec.data.loaders.base import Source, attributes_json
+from lmrec.data.loaders.registry import register_detector, register_format
 
 FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
 #: lmrec field → RecBole names tried in order.

@@ -20,10 +20,10 @@ from pathlib import Path
 import polars as pl
 
 from lmrec.data.cleaning import DataError
-from lmrec.data.loaders import register_detector, register_format
 from lmrec.data.loaders._io import PARSE_ROWS, base_suffix, first_line, iter_line_chunks, open_text, regroup
 from lmrec.data.loaders.base import Source
 from lmrec.data.loaders.generic import _stem
+from lmrec.data.loaders.registry import register_detector, register_format
 
 _ID = re.compile(r"^[\w\-.:/@#+]+$")
 _SUFFIXES = (".txt", ".seq", ".inter_seq", ".dat", "")

@@ -26,10 +26,12 @@ from torch import nn
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
+from lmrec.data.ranking import full_ranking_metrics
 from lmrec.data.schema import PAD
 from lmrec.models.base import Recommender, register, scores_for_items
 from lmrec.models.capabilities import ColdStartItems, UserEmbeddings
 from lmrec.models.seqrec.network import NetworkConfig, SeqRecNetwork
+from lmrec.models.seqrec.rows import WINDOWS, sequence_rows, side_inputs_for
 from lmrec.training.losses import (
     LOSSES,
     bce_one_negative,
@@ -37,7 +39,6 @@ from lmrec.training.losses import (
     popularity_proposal,
     sampled_softmax_logq,
 )
-from lmrec.training.sequences import WINDOWS, rank_eval_set, sequence_rows, side_inputs_for
 from lmrec.training.trainer import TrainConfig, Trainer, TrainResult, seed_everything
 
 WEIGHTS_FILE = "seqrec.pt"
@@ -247,11 +248,12 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
             with torch.inference_mode():
                 table = net.item_table()  # (n_items + 1, d), once per validation
 
-                def score_rows(r: np.ndarray) -> torch.Tensor:
-                    return self._scores_tensor(net, valid.history.take(r), users[r], table, device)
+                def score_rows(r: np.ndarray) -> np.ndarray:
+                    s = self._scores_tensor(net, valid.history.take(r), users[r], table, device)
+                    return s.float().cpu().numpy()
 
-                return rank_eval_set(score_rows, valid.history, valid.targets, k=10,
-                                     batch_size=self.config.eval_batch)
+                return full_ranking_metrics(score_rows, valid.history, valid.targets, k=10,
+                                            batch_size=self.config.eval_batch)
 
         return evaluate
 

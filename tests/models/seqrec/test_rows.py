@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmrec.data.ragged import Ragged
+from lmrec.data.ragged import Ragged, window_bounds
 from lmrec.data.schema import PAD
-from lmrec.training.sequences import sequence_rows, window_bounds
+from lmrec.models.seqrec.rows import sequence_rows
 from tests.training.synthetic import cyclic_dataset
 
 

@@ -1,0 +1,86 @@
+"""MultiTask's training objective: each active head's loss, weighted (fixed or by learned uncertainty)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmrec.data.schema import PAD
+from lmrec.models.multitask.config import HEADS, MultiTaskConfig
+from lmrec.models.multitask.network import MultiTaskNetwork
+from lmrec.training.losses import full_softmax_ce
+
+
+class LossModule(nn.Module):
+    """``forward(**batch) -> (loss, 1)`` for :class:`~lmrec.training.trainer.Trainer`: the weighted head
+    losses, each already a mean over its own targets."""
+
+    def __init__(self, network: MultiTaskNetwork, cfg: MultiTaskConfig, allowed: torch.Tensor) -> None:
+        super().__init__()
+        self.network = network
+        self.cfg = cfg
+        self.register_buffer("allowed", allowed)
+
+    def head_losses(self, **b: torch.Tensor) -> dict[str, torch.Tensor]:
+        net = self.network
+        out: dict[str, torch.Tensor] = {}
+        heads = net.heads
+        if any(h in heads for h in ("next_item", "rating", "next_type")):
+            h = net.hidden(b["items"], b["tokens"], b["gaps"])  # (B, T, d)
+            tgt = b["tgt_items"]  # (B, T), PAD where no target
+            has = tgt != PAD
+            if "next_item" in heads:
+                n = has.sum().clamp_min(1)
+                out["next_item"] = full_softmax_ce(h[has], tgt[has], net.item_table(), self.allowed) / n
+            if "next_type" in heads:
+                ok = b["tgt_types"] >= 0
+                logits = net.type_logits(h[ok])
+                out["next_type"] = F.cross_entropy(logits.float(), b["tgt_types"][ok]) if ok.any() \
+                    else h.sum() * 0.0
+            if "rating" in heads:
+                ok = ~torch.isnan(b["tgt_ratings"])
+                if ok.any():
+                    users = b["users"].unsqueeze(1).expand_as(tgt)[ok]
+                    pred = net.rating(h[ok], tgt[ok], b["rating_dev"][ok], users)
+                    out["rating"] = F.mse_loss(pred.float(), b["tgt_ratings"][ok].float())
+                    if self.training:  # the penalty shapes training only; validation compares errors
+                        out["rating"] = out["rating"] + self.cfg.user_reg * net.user_penalty(users, tgt[ok])
+                else:
+                    out["rating"] = h.sum() * 0.0
+        if "value" in heads:
+            ok = b["val_ok"]
+            if ok.any():
+                hv = net.hidden(b["val_items"][ok], b["val_tokens"][ok], b["val_gaps"][ok])[:, -1]  # (n, d)
+                pred = net.value(hv, b["val_side"][ok])
+                out["value"] = F.mse_loss(pred.float(), b["val_target"][ok].float())
+            else:
+                out["value"] = net.log_vars.sum() * 0.0
+        return out
+
+    def forward(self, **b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        losses = self.head_losses(**b)
+        total = torch.zeros((), device=self.allowed.device)
+        for name, loss in losses.items():
+            w = self.cfg.weight(name)
+            if self.cfg.weighting == "uncertainty":
+                s = self.network.log_vars[HEADS.index(name)]
+                total = total + w * (torch.exp(-s) * loss + s)
+            else:
+                total = total + w * loss
+        return total, torch.ones((), device=total.device)
+
+
+def batched_losses(m: LossModule, rows: dict[str, np.ndarray], device: torch.device,
+                    batch: int) -> dict[str, float]:
+    """Per-head validation losses (means over batches weighted by batch size)."""
+    n = len(next(iter(rows.values())))
+    sums: dict[str, float] = {}
+    for s in range(0, n, batch):
+        b = {k: torch.from_numpy(v[s:s + batch]).to(device) for k, v in rows.items()}
+        for k, v in m.head_losses(**b).items():
+            sums[k] = sums.get(k, 0.0) + float(v) * len(b["items"])
+    return {k: v / max(1, n) for k, v in sums.items() if math.isfinite(v)}

@@ -1,0 +1,389 @@
+"""MultiTask, the recommender: fitting through :mod:`lmrec.training`, next-item scores, the other heads'
+predictions (rating, next type, value), and saving."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from lmrec.data.dataset import Dataset
+from lmrec.data.ragged import Ragged
+from lmrec.data.rfm import RFM_FEATURES, rfm_frame, value_cuts
+from lmrec.data.schema import PAD
+from lmrec.models.base import NEG_INF, Recommender, register, resolve_item_vectors, scores_for_items
+from lmrec.models.capabilities import ItemEmbeddings, PredictionHeads
+from lmrec.models.multitask import features
+from lmrec.models.multitask.config import MultiTaskConfig, Spec
+from lmrec.models.multitask.features import (
+    EVENT_ARRAYS,
+    Events,
+    end_time,
+    events_frame,
+    events_of,
+    input_windows,
+    side_features,
+    value_edges,
+)
+from lmrec.models.multitask.loss import LossModule, batched_losses
+from lmrec.models.multitask.network import MultiTaskNetwork
+from lmrec.models.seqrec.network import gap_buckets
+from lmrec.training.trainer import Trainer, seed_everything
+
+log = logging.getLogger("lmrec.models.multitask")
+
+META_FILE = "multitask.json"
+WEIGHTS_FILE = "weights.pt"
+
+
+@register("multitask")
+class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
+    """Multi-task sequence model: next item, rating of an item, next action type and user value."""
+
+    Config = MultiTaskConfig
+    uses_user_ids = False
+    fast_config = {"d_model": 16, "n_layers": 1, "max_len": 20, "epochs": 10, "batch_size": 16, "lr": 3e-3,
+                   "item_repr": "fused", "dropout": 0.1, "valid_users": 0.0}
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.network_: MultiTaskNetwork | None = None
+        self.spec_: Spec | None = None
+        self.events_: Events | None = None
+        self.train_result_: dict[str, Any] | None = None
+
+    @property  # type: ignore[override]
+    def needs_item_vectors(self) -> bool:
+        """Text or fused item representations read the items' language-model vectors."""
+        return self.config.item_repr != "id"
+
+    # ------------------------------------------------------------------ data preparation
+    def _events(self, ds: Dataset) -> Events:
+        """Per-user arrays the network reads, for any dataset sharing this model's vocabularies."""
+        assert self.spec_ is not None
+        return events_of(ds, self.spec_, self.config)
+
+    def _windows(self, ev: Events, users: np.ndarray, ends: np.ndarray) -> dict[str, np.ndarray]:
+        """Left-padded inputs of the ``max_len`` events before position ``ends[i]`` of user ``users[i]``."""
+        return input_windows(ev, users, ends, self.config.max_len, self.config.n_gap_buckets)
+
+    # ------------------------------------------------------------------ fitting
+    def _fit(self, dataset: Dataset, valid: Any = None) -> None:
+        cfg = self.config
+        seed_everything(cfg.seed)
+        heads = list(cfg.heads)
+        vals = dataset.events["value"]
+        is_rating = (dataset.events["event_type"] == cfg.rating_type) & vals.is_not_null()
+        if "rating" in heads and not bool(is_rating.any()):
+            heads.remove("rating")
+        if "next_type" in heads and len(dataset.event_types) < 2:
+            heads.remove("next_type")
+        if "value" in heads:
+            try:
+                value_cuts(dataset, cfg.horizon_days, cfg.value_cuts, cfg.value_step_days)
+            except ValueError:
+                heads.remove("value")
+        if not heads:
+            raise ValueError(f"none of the heads {cfg.heads} can be trained on {dataset.name}")
+        ratings = vals.filter(is_rating).to_numpy()
+        self.spec_ = Spec(
+            n_items=dataset.n_items, event_types=list(dataset.event_types), heads=heads,
+            value_edges=value_edges(vals.drop_nulls().to_numpy(), cfg.value_buckets).tolist(),
+            rating_mu=float(ratings.mean()) if len(ratings) else 0.0,
+            rating_range=[float(ratings.min()), float(ratings.max())] if len(ratings) else [0.0, 1.0],
+            value_cut_end=end_time(dataset),
+            n_users=dataset.n_users, user_factors=cfg.user_factors if "rating" in heads else 0,
+        )
+        text = None
+        if cfg.item_repr != "id":
+            if self.item_vectors_ is None:
+                self.item_vectors_, self.text_space_ = resolve_item_vectors(dataset, None)
+            text = self.item_vectors_
+            seen = dataset.item_popularity[1:] > 0
+            if np.ptp(text[1:][seen], axis=0).max(initial=0.0) < 1e-6:
+                # Every item reads the same (no titles, say): whitening such vectors is undefined and they
+                # carry nothing, so the model falls back to id vectors.
+                log.warning("%s: the item text vectors are all identical; using item_repr='id'", dataset.name)
+                text = None
+            else:
+                self.spec_.item_repr = cfg.item_repr
+                self.spec_.text_dim = int(text.shape[1])
+        ev = self._events(dataset)
+        self.events_ = ev
+        train_rows, val_rows = features.train_rows(dataset, ev, self.spec_, cfg)
+        self.network_ = self._build_network(text, dataset.item_popularity)
+        allowed = torch.as_tensor(dataset.item_popularity > 0)
+        allowed[PAD] = False
+        module = LossModule(self.network_, cfg, allowed)
+        first: dict[str, float] = {}
+
+        def evaluate(m: nn.Module) -> dict[str, float]:
+            assert isinstance(m, LossModule)
+            dev = m.allowed.device
+            with torch.no_grad():
+                losses = batched_losses(m, val_rows, dev, cfg.batch_size)
+            for k, v in losses.items():
+                first.setdefault(k, v if v > 0 else 1.0)
+            out = {f"val_{k}": v for k, v in losses.items()}
+            out["score"] = -sum(v / first[k] for k, v in losses.items())
+            return out
+
+        use_valid = bool(val_rows) and cfg.valid_users > 0
+        trainer = Trainer(module, cfg.train_config(), evaluate if use_valid else None, metric="score")
+        result = trainer.fit(train_rows)
+        self.network_ = module.network.cpu().eval()
+        self.train_result_ = result.to_dict()
+
+    def _build_network(self, text: np.ndarray | None = None,
+                       counts: np.ndarray | None = None) -> MultiTaskNetwork:
+        """The network for this spec; when loading, text vectors and counts are placeholders that the saved
+        state (buffers included) overwrites."""
+        assert self.spec_ is not None
+        spec = self.spec_
+        net_cfg = self.config.network_config(spec)
+        if spec.item_repr != "id" and text is None:
+            shape = (spec.n_items + 1, spec.text_dim)
+            text = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        if counts is None:
+            counts = np.ones(spec.n_items + 1)
+        return MultiTaskNetwork(net_cfg, spec, text, np.asarray(counts, dtype=np.float32))
+
+    # ------------------------------------------------------------------ inference on index space
+    def _check(self) -> tuple[MultiTaskNetwork, Spec]:
+        self._check_fitted()
+        assert self.network_ is not None and self.spec_ is not None
+        return self.network_, self.spec_
+
+    @torch.no_grad()
+    def _last_hidden(self, ev: Events, users: np.ndarray, ends: np.ndarray,
+                     batch: int = 512) -> tuple[torch.Tensor, np.ndarray]:
+        """States after event ``ends[i] - 1`` of each user, ``(n, d)``, and the rating deviations there."""
+        net, _ = self._check()
+        net.eval()
+        hs, devs = [], []
+        for s in range(0, len(users), batch):
+            w = self._windows(ev, users[s:s + batch], ends[s:s + batch])
+            h = net.hidden(torch.from_numpy(w["items"]), torch.from_numpy(w["tokens"]),
+                           torch.from_numpy(w["gaps"]))[:, -1]
+            hs.append(h)
+            devs.append(w["dev"])
+        if not hs:
+            return torch.zeros(0, self.config.d_model), np.zeros(0, dtype=np.float32)
+        return torch.cat(hs), np.concatenate(devs)
+
+    def _context(self, context: Dataset | None) -> Events:
+        if context is None:
+            assert self.events_ is not None
+            return self.events_
+        return self._events(context)
+
+    def predict_ratings(self, users: np.ndarray, items: np.ndarray,
+                        context: Dataset | None = None) -> np.ndarray:
+        """Rating of ``items[i]`` by ``users[i]`` (indices) given each user's events in ``context`` (the
+        training data by default), clipped to the training rating range."""
+        net, spec = self._check()
+        if "rating" not in spec.heads:
+            raise ValueError("this model has no rating head (the training data had no ratings)")
+        ev = self._context(context)
+        users = np.asarray(users, dtype=np.int64)
+        uniq, inv = np.unique(users, return_inverse=True)
+        h, dev = self._last_hidden(ev, uniq, ev.items.lengths[uniq])
+        with torch.no_grad():
+            item_t = torch.as_tensor(np.asarray(items, dtype=np.int64))
+            u_t = torch.as_tensor(np.where(users < spec.n_users + 1, users, 0))
+            r = net.rating(h[inv], item_t, torch.from_numpy(dev[inv]), u_t)
+        return np.clip(r.numpy().astype(np.float64), *spec.rating_range)
+
+    def predict_next_type(self, users: np.ndarray, context: Dataset | None = None,
+                          ends: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities ``(n, n_types)`` (columns in :attr:`event_types` order) of the type of each user's
+        next event: after their last event in ``context``, or after event ``ends[i] - 1`` when ``ends`` is
+        given."""
+        net, spec = self._check()
+        if "next_type" not in spec.heads:
+            raise ValueError("this model has no next-type head (one event type only)")
+        ev = self._context(context)
+        users = np.asarray(users, dtype=np.int64)
+        e = ev.items.lengths[users] if ends is None else np.asarray(ends, dtype=np.int64)
+        h, _ = self._last_hidden(ev, users, e)
+        with torch.no_grad():
+            return torch.softmax(net.type_logits(h).float(), dim=-1).numpy().astype(np.float64)
+
+    def predict_value(self, users: np.ndarray, context: Dataset | None = None,
+                      at: int | None = None) -> np.ndarray:
+        """Each user's predicted value over the ``horizon_days`` after ``at`` (original scale: an amount or a
+        count), from their events in ``context`` before ``at`` (default: just after the last training event or
+        the newest event of ``context``, whichever is later)."""
+        net, spec = self._check()
+        if "value" not in spec.heads:
+            raise ValueError("this model has no value head (the log was too short for its horizon)")
+        users = np.asarray(users, dtype=np.int64)
+        if at is None:
+            # "Now": after the last training event, or after the newest event of the given context (a service
+            # passes the user's stored events, which may be newer than the model).
+            at = max(spec.value_cut_end, end_time(context) if context is not None else 0)
+        at = int(at)
+        if context is None:
+            assert self.user_histories_ is not None
+            ev = self._context(None)
+            events = events_frame(ev, spec)
+        else:
+            ev = self._events(context)
+            events = context.events
+        frame = rfm_frame(events.filter(pl.col("timestamp") < at), at, self.config.horizon_days,
+                          self.config.value_target)
+        frame = pl.DataFrame({"user_idx": users.astype(np.int32)}).join(
+            frame.with_columns(pl.col("user_idx").cast(pl.Int32)), on="user_idx", how="left",
+            maintain_order="left")
+        # A user with no event before `at` has zero frequency and value, and recency = a full horizon more
+        # than anyone observed.
+        frame = frame.with_columns([pl.col(c).fill_null(0.0) for c in RFM_FEATURES if c != "recency_days"]
+                                   + [pl.col("recency_days").fill_null(10 * self.config.horizon_days)])
+        ends = np.array([np.searchsorted(ev.times[u], at, side="left") if u < len(ev.items) else 0
+                         for u in users], dtype=np.int64)
+        h, _ = self._last_hidden(ev, users, ends)
+        with torch.no_grad():
+            out = net.value(h, torch.from_numpy(side_features(frame, spec))).numpy().astype(np.float64)
+        return np.expm1(np.maximum(out, 0.0))
+
+    # ------------------------------------------------------------------ the Recommender interface
+    def score(self, histories: Ragged, users: np.ndarray | None = None,
+              items: np.ndarray | None = None) -> np.ndarray:
+        """Next-item scores. Known users whose stored events start the given history use their event types,
+        values and times; other events are read as items alone."""
+        net, spec = self._check()
+        assert self.events_ is not None
+        n = len(histories)
+        users_arr = np.zeros(n, dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
+        L = self.config.max_len
+        lengths = histories.lengths
+        it = histories.last(L, pad=PAD).astype(np.int64)
+        in_window = np.arange(L)[None, :] >= (L - np.minimum(lengths, L))[:, None]
+        tok = in_window.astype(np.int64)  # the first type with no value, for events known only by their item
+        ts = np.zeros((n, L), dtype=np.int64)
+        known_ts = np.zeros((n, L), dtype=bool)
+        ev = self.events_
+        for r in np.flatnonzero((lengths > 0) & (users_arr > 0) & (users_arr < len(ev.items))):
+            full, u = histories[r], users_arr[r]
+            stored = ev.items[u]
+            m = min(len(stored), len(full))
+            if m and np.array_equal(stored[:m], full[:m]):
+                # positions of the window that fall inside the stored prefix
+                k = min(len(full), L)
+                j = np.arange(len(full) - k, len(full))
+                inside = j < m
+                tok[r, L - k:][inside] = ev.tokens[u][j[inside]]
+                ts[r, L - k:][inside] = ev.times[u][j[inside]]
+                known_ts[r, L - k:][inside] = True
+        gaps = gap_buckets(ts, self.config.n_gap_buckets, known_ts)
+        out = np.full((n, spec.n_items + 1), NEG_INF, dtype=np.float32)
+        with torch.no_grad():
+            table = net.item_table()
+            for s in range(0, n, 512):
+                sl = slice(s, s + 512)
+                h = net.hidden(torch.from_numpy(it[sl]), torch.from_numpy(tok[sl]),
+                               torch.from_numpy(gaps[sl]))
+                out[sl] = (h[:, -1] @ table.T).numpy()
+        out[:, PAD] = NEG_INF
+        # Items added after fitting (cold start) have no vector: they score -inf until refit.
+        if self.n_items + 1 > out.shape[1]:
+            out = np.pad(out, ((0, 0), (0, self.n_items + 1 - out.shape[1])), constant_values=NEG_INF)
+        return scores_for_items(out, items)
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """The heads this fitted model has."""
+        _, spec = self._check()
+        return tuple(spec.heads)
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        _, spec = self._check()
+        return tuple(spec.event_types)
+
+    def item_embeddings(self) -> np.ndarray:
+        """The learned item table ``(n_items + 1, d)`` next-item scores are dot products with; items added
+        after fitting get zero rows."""
+        net, _ = self._check()
+        with torch.no_grad():
+            table = net.item_table().float().numpy()
+        return np.pad(table, ((0, self.n_items + 1 - len(table)), (0, 0)))
+
+    def predict(self, users: str | list[str], items: list[str] | None = None, k: int = 10,
+                at: int | None = None) -> list[dict[str, Any]]:
+        """Every prediction for known users (raw ids), next to their next-item list.
+
+        Parameters
+        ----------
+        users:
+            Raw user ids known to the model (their training events are the history).
+        items:
+            Raw item ids whose rating to predict (rating head only).
+        k:
+            Length of the next-item list.
+        at:
+            Time (seconds) the value window starts; just after the last training event by default.
+
+        Returns
+        -------
+        list of dict
+            Per user: ``user``, ``next_items`` (``[{"item", "score"}]``), and, for the heads the model has,
+            ``ratings`` (``{item: rating}``), ``next_type`` (``{type: probability}``) and ``value``
+            (``{"predicted", "kind", "horizon_days", "from"}``).
+        """
+        _, spec = self._check()
+        assert self.user_map is not None and self.item_map is not None
+        user_list = [users] if isinstance(users, str) else list(users)
+        uidx = self.user_map.indices(user_list)  # unknown users are an error that names them
+        ids, scores = self.recommend(user_list, k=k)
+        out: list[dict[str, Any]] = []
+        for r, u in enumerate(user_list):
+            out.append({"user": u, "next_items": [{"item": str(i), "score": float(s)} for i, s in
+                                                  zip(ids[r], scores[r], strict=True) if i != ""]})
+        if items and "rating" in spec.heads:
+            iidx = self.item_map.indices(items)
+            rat = self.predict_ratings(np.repeat(uidx, len(iidx)), np.tile(iidx, len(uidx)))
+            for r in range(len(user_list)):
+                out[r]["ratings"] = {it: float(v) for it, v in
+                                     zip(items, rat[r * len(iidx):(r + 1) * len(iidx)], strict=True)}
+        if "next_type" in spec.heads:
+            p = self.predict_next_type(uidx)
+            for r in range(len(user_list)):
+                out[r]["next_type"] = {t: float(v) for t, v in zip(spec.event_types, p[r], strict=True)}
+        if "value" in spec.heads:
+            start = spec.value_cut_end if at is None else int(at)
+            v = self.predict_value(uidx, at=start)
+            for r in range(len(user_list)):
+                out[r]["value"] = {"predicted": float(v[r]), "kind": self.config.value_target,
+                                   "horizon_days": self.config.horizon_days, "from": start}
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.events_ is not None
+        ev = self.events_
+        return {"ev_offsets": ev.items.offsets, "ev_items": ev.items.values, "ev_tokens": ev.tokens.values,
+                "ev_types": ev.types.values, "ev_times": ev.times.values, "ev_ratings": ev.ratings.values,
+                "ev_values": ev.values.values, "ev_rating_dev": ev.rating_dev.values}
+
+    def _save_extra(self, path: Path) -> None:
+        net, spec = self._check()
+        (path / META_FILE).write_text(json.dumps({"spec": asdict(spec), "train": self.train_result_}))
+        torch.save(net.state_dict(), path / WEIGHTS_FILE)
+
+    def _load_state(self, arrays: dict[str, np.ndarray], path: Path) -> None:
+        meta = json.loads((path / META_FILE).read_text())
+        self.spec_ = Spec(**meta["spec"])
+        self.train_result_ = meta.get("train")
+        off = arrays["ev_offsets"]
+        self.events_ = Events(*(Ragged(off, arrays[f"ev_{k}"]) for k in EVENT_ARRAYS))
+        net = self._build_network()
+        net.load_state_dict(torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        self.network_ = net.eval()
