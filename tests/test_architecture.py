@@ -10,7 +10,7 @@ Layers, low → high (:data:`LAYERS`):
 5. ``evaluation``, ``prediction``
 6. ``experiment``
 7. ``serving``
-8. ``cli``, ``pipeline``
+8. ``cli`` (with ``cli.pipeline``, the body of ``lmrec demo``)
 
 Every module under ``src/lmrec`` is parsed with :mod:`ast`; its ``lmrec`` imports are collected wherever they
 are written (module level, under ``if TYPE_CHECKING:``, inside functions) together with
@@ -19,10 +19,10 @@ are written (module level, under ``if TYPE_CHECKING:``, inside functions) togeth
 
 (a) no import goes to a higher layer;
 (b) the graph of imports between subpackages has no cycle;
-(c) no ``lmrec`` import is written inside a function outside ``lmrec.cli`` and ``lmrec.pipeline`` (the CLI
-    imports lazily so that ``lmrec --help`` starts fast, and the pipeline is the ``lmrec demo`` command's
-    body), except the optional dependencies of :data:`OPTIONAL_LAZY`. A function-level import that exists
-    to dodge an import cycle hides a layering error; fix the layering instead.
+(c) no ``lmrec`` import is written inside a function outside ``lmrec.cli`` (the CLI imports lazily so that
+    ``lmrec --help`` starts fast), except the optional dependencies of :data:`OPTIONAL_LAZY`. A
+    function-level import that exists to dodge an import cycle hides a layering error; fix the layering
+    instead.
 
 ``python tests/test_architecture.py [SRC]`` prints the subpackage graph (which edges are function-level) and
 the largest modules.
@@ -48,13 +48,10 @@ LAYERS: list[set[str]] = [
     {"evaluation", "prediction"},
     {"experiment"},
     {"serving"},
-    {"cli", "pipeline"},
+    {"cli"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 
-#: The front end: ``lmrec demo`` (in cli) runs the pipeline, which prints through the CLI's console. They
-#: share the top layer and count as one node for the cycle check.
-FRONT_END = {"cli", "pipeline"}
 
 #: Function-level imports allowed outside the front end: optional dependencies, each imported behind a
 #: ``try`` that handles its absence. ``(importer, imported)`` → why.
@@ -159,13 +156,9 @@ def test_no_import_goes_up_a_layer() -> None:
 
 
 def test_subpackage_graph_has_no_cycle() -> None:
-    def node(sub: str) -> str:
-        return "cli+pipeline" if sub in FRONT_END else sub
-
     graph: dict[str, set[str]] = defaultdict(set)
     for a, b in subpackage_edges(all_imports()):
-        if node(a) != node(b):
-            graph[node(a)].add(node(b))
+        graph[a].add(b)
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
 
     def cycle_from(n: str, path: list[str]) -> list[str] | None:
@@ -185,7 +178,7 @@ def test_subpackage_graph_has_no_cycle() -> None:
 
 def test_no_function_level_imports_outside_the_front_end() -> None:
     bad = [_where(i) for i in all_imports()
-           if i.lazy and subpackage(i.importer) not in FRONT_END
+           if i.lazy and subpackage(i.importer) != "cli"
            and (i.importer, i.imported) not in OPTIONAL_LAZY]
     hint = "move them to the top of the module; if that makes a cycle, fix the layering"
     assert not bad, f"function-level lmrec imports ({hint}):\n" + "\n".join(bad)

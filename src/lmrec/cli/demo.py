@@ -14,7 +14,7 @@ def demo(out: Annotated[Path, typer.Option(help="Folder for the store, vectors a
          seed: Annotated[int, typer.Option(help="Seed for every random step.")] = 0,
          quick: Annotated[bool, typer.Option(help="Fewer epochs, for a fast look.")] = False) -> None:
     """Run data → vectors → models → evaluation table → report on MovieLens-100K."""
-    from lmrec.pipeline import run_demo
+    from lmrec.cli.pipeline import run_demo
 
     with friendly_errors():
         run_demo(out, seed=seed, quick=quick)
