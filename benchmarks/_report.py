@@ -19,8 +19,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HEADER = """# Benchmarks
 
 Every number here was written by a script in `benchmarks/`; each section names its command, data, seed and
-machine.
-Re-run a section with its command; the script replaces only its own section.
+machine. Re-run a section with its command; the script replaces only its own section.
 """
 
 

@@ -1,14 +1,13 @@
 """ANN recall@10 against exact search, and query time, for the service's item index at catalogue scale.
 
 Vectors are real-like, not uniform: a Gaussian mixture around ``--centres`` topic centres (unequal topic
-sizes,
-unequal spreads) plus a shared offset direction, as sentence-embedding vectors have (they are anisotropic:
-all share a large common component), then scaled to unit length. Queries are new draws from the same mixture.
-The index is :class:`lmrec.serving.retrieval.VectorIndex` exactly as the service builds it (FAISS HNSW, inner
-product, candidates re-scored exactly); the reference is exact inner-product search over all items.
+sizes, unequal spreads) plus a shared offset direction, as sentence-embedding vectors have (they are
+anisotropic: all share a large common component), then scaled to unit length. Queries are new draws from the
+same mixture. The index is :class:`lmrec.serving.retrieval.VectorIndex` exactly as the service builds it
+(FAISS HNSW, inner product, candidates re-scored exactly); the reference is exact inner-product search over
+all items.
 
-    python benchmarks/ann_recall.py                          # 1,000,000 items, d=128; writes
-    docs/benchmarks.md
+    python benchmarks/ann_recall.py                  # 1,000,000 items, d=128; writes docs/benchmarks.md
     python benchmarks/ann_recall.py --items 100000 --no-write
 """
 
@@ -27,8 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def mixture(n: int, dim: int, centres: int, seed: int, rng_centres: np.random.Generator) -> np.ndarray:
     """``n`` unit vectors from a clustered, anisotropic mixture (same centres for every call with one
-    generator
-    state; ``seed`` picks the draws)."""
+    generator state; ``seed`` picks the draws)."""
     c = rng_centres
     state = c.bit_generator.state
     centre = c.normal(size=(centres, dim)).astype(np.float32)

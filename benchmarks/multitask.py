@@ -3,22 +3,19 @@
 Two datasets, three seeds each:
 
 * **MovieLens-100K** (ratings + next item). Protocol: each user's last 20% of ratings by time (at least one)
-  are
-  the test set; the model and the baselines learn from the 80% before. Rating RMSE/MAE on every test rating,
-  given the user's history before their cut. Next item: the first test event of each user, ranked over the
-  full
-  catalogue with the history excluded (HR@10, NDCG@10). Bias/MF regularisation is chosen on a validation cut
-  (the last 12.5% of each user's training ratings) and the baselines are then refitted on all training
-  ratings.
+  are the test set; the model and the baselines learn from the 80% before. Rating RMSE/MAE on every test
+  rating, given the user's history before their cut. Next item: the first test event of each user, ranked over
+  the full catalogue with the history excluded (HR@10, NDCG@10). Bias/MF regularisation is chosen on a
+  validation cut (the last 12.5% of each user's training ratings) and the baselines are then refitted on all
+  training ratings.
 * **Synthetic e-commerce** (:mod:`lmrec.data.synthetic_ecommerce`, 2,000 users, 180 days; next item + next
   action type + user value). One global cut ``T = 30`` days before the last event: everything before it is the
   observation window (training data and model input), the 30 days after it the future window. User value =
   total purchase amount in the future window, for every user with an event before the cut; models regress
   ``log1p``. Baselines and the model are trained on earlier cuts whose 30-day windows end before the test cut
   (no label crosses it). Next action type: every event of the future window, predicted from all events before
-  it
-  (teacher forcing; the Markov chain sees the previous type). Next item: each user's first future event whose
-  item is not in their history, full ranking, history excluded.
+  it (teacher forcing; the Markov chain sees the previous type). Next item: each user's first future event
+  whose item is not in their history, full ranking, history excluded.
 
 Run: ``python benchmarks/multitask.py`` (``--quick`` for a smoke run that writes nothing).
 """

@@ -1,9 +1,8 @@
 """SeqRec on MovieLens-100K: id vs text vs fused items, against the baselines, on three protocols.
 
 Writes the ``seqrec`` section of ``docs/benchmarks.md``. Every run (model × split × seed) is cached as one
-JSON
-line in ``--cache`` so the benchmark can be split across processes (``--only``) and resumed; ``--report`` then
-aggregates whatever is cached into the section (mean ± std over seeds).
+JSON line in ``--cache`` so the benchmark can be split across processes (``--only``) and resumed; ``--report``
+then aggregates whatever is cached into the section (mean ± std over seeds).
 
 Protocols (full ranking, items of the history excluded, checkpoints chosen on validation NDCG@10 only):
 

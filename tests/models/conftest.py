@@ -16,9 +16,8 @@ def checkerboard() -> Dataset:
     """Users ``u0..u29`` interact with the even items, ``u30..u49`` with the odd ones (a checkerboard).
 
     ``u0`` has every even item except ``i0``, which must come first in ``u0``'s recommendations: its
-    neighbours
-    all have it, it is popular (even items have more users than odd ones) and its text is like ``u0``'s. Item
-    categories: ``even``/``odd`` and ``mod4-{i % 4}``.
+    neighbours all have it, it is popular (even items have more users than odd ones) and its text is like
+    ``u0``'s. Item categories: ``even``/``odd`` and ``mod4-{i % 4}``.
     """
     rows = []
     t = 0

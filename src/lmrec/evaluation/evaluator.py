@@ -3,11 +3,9 @@ asked.
 
 Full ranking ranks every item of the catalogue for every user, with the items of the user's history removed
 (they are known, not predictions). It is the default because sampled ranking (the target among, say, 100
-random
-negatives) inflates numbers several-fold and can even reorder models (Krichene & Rendle, "On Sampled Metrics
-for
-Item Recommendation", KDD 2020). Sampled ranking is available by name and is labelled
-"sampled (N negatives)" everywhere it is reported.
+random negatives) inflates numbers several-fold and can even reorder models (Krichene & Rendle, "On Sampled
+Metrics for Item Recommendation", KDD 2020). Sampled ranking is available by name and is labelled "sampled (N
+negatives)" everywhere it is reported.
 
 Users are processed in chunks whose dense score block is bounded (see
 :func:`lmrec.models.base.default_batch_size`), so memory does not grow with the number of users.
@@ -70,9 +68,8 @@ def popularity_buckets(popularity: np.ndarray) -> np.ndarray:
     """``0`` head / ``1`` torso / ``2`` tail per item index, by training popularity.
 
     Items are sorted by events, most first; the head is the most popular items that hold the first third of
-    all
-    training events, the torso the next third, the tail the rest (including items with no events). Padding is
-    tail.
+    all training events, the torso the next third, the tail the rest (including items with no events). Padding
+    is tail.
     """
     pop = np.asarray(popularity, dtype=np.float64).copy()
     pop[PAD] = 0.0

@@ -137,14 +137,14 @@ def plot_groups(bench: BenchmarkResult) -> str:
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em
-auto;max-width:1500px;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1500px;
+    color:#222}
 h1{font-size:1.6em} h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:0.9em;margin:0.6em 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right} th{background:#f3f3f3}
 td:first-child,th:first-child{text-align:left;font-weight:600}
-.meta{color:#555;font-size:0.92em} .badge{background:#eef;border:1px solid #99c;padding:2px
-6px;border-radius:4px}
+.meta{color:#555;font-size:0.92em}
+.badge{background:#eef;border:1px solid #99c;padding:2px 6px;border-radius:4px}
 img{max-width:100%;border:1px solid #eee;margin:0.5em 0}
 code{background:#f6f6f6;padding:1px 4px}
 """

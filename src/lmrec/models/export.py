@@ -55,11 +55,9 @@ def write_recommendations(
     """Top-``k`` items for each user, best first, written as they are computed.
 
     ``users=None`` means every user the model knows. Parquet and CSV get one row per (user, rank):
-    ``user_id``,
-    ``rank`` (1 = best), ``item_id``, ``score``; TSV gets one line per user: ``user<TAB>item item ...``.
-    Unknown
-    users get the popularity fallback. The file appears complete or not at all (written under a temporary
-    name, then renamed). Returns the number of users written.
+    ``user_id``, ``rank`` (1 = best), ``item_id``, ``score``; TSV gets one line per user:
+    ``user<TAB>item item ...``. Unknown users get the popularity fallback. The file appears complete or not at
+    all (written under a temporary name, then renamed). Returns the number of users written.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv

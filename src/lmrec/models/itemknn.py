@@ -25,8 +25,7 @@ class ItemKNN(Recommender):
     """Item-based collaborative filtering with shrunk cosine similarity.
 
     ``sim(i, j) = |U_i ∩ U_j| / (sqrt(|U_i|) sqrt(|U_j|) + shrink)`` over the binary user-item matrix, pruned
-    to
-    each item's ``k`` most similar items (a sparse ``(n, n)`` matrix). A history scores item ``j`` as
+    to each item's ``k`` most similar items (a sparse ``(n, n)`` matrix). A history scores item ``j`` as
     ``sum_i w_i sim(i, j)`` over its items ``i``, with recency weights ``w_i`` when ``half_life`` > 0.
 
     References
