@@ -20,7 +20,7 @@ import torch.multiprocessing as mp
 
 from lmrec.models.seqrec import NextItemLoss, SeqRecConfig, SeqRecNetwork
 from lmrec.models.seqrec.rows import sequence_rows
-from lmrec.training.distributed import DistContext, init_distributed
+from lmrec.training.distributed import DistContext, cleanup, init_distributed
 from lmrec.training.trainer import TrainConfig, Trainer
 from tests.training.synthetic import cyclic_dataset
 
@@ -53,7 +53,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     if rank == 0:
         torch.save(trainer.module.state_dict(), Path(out) / "weights.pt")
         (Path(out) / "losses.json").write_text(json.dumps(trainer.result.losses))  # type: ignore[attr-defined]
-    torch.distributed.destroy_process_group()
+    cleanup(ctx)
 
 
 def _free_port() -> int:

@@ -87,8 +87,13 @@ def barrier(ctx: DistContext) -> None:
 
 
 def cleanup(ctx: DistContext) -> None:
-    """Leave the process group (call once at the end of a distributed run)."""
+    """Leave the process group (call once at the end of a distributed run, on every process).
+
+    The processes meet at a barrier first, so none tears its connections down while another still talks to
+    it (rank 0 hosts the rendezvous store): a process that leaves early can make a busy peer abort at exit.
+    """
     if ctx.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
