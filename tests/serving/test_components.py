@@ -179,6 +179,7 @@ def test_api_events_get_the_importers_ids_and_errors_name_the_row() -> None:
 
 def test_erasure_drops_events_not_yet_committed(content_engine: Engine) -> None:
     eng = content_engine
+    eng.writer.ack_before_commit = True  # the opt-in fire-and-forget mode: acknowledged before the commit
     eng.writer.flush_s = 60.0  # hold the batch back
     eng.ingest([{"event_id": "late", "user_id": "u5", "item_id": "toy", "event_type": "view"}])
     assert eng.writer.pending_ids(["late"]) == {"late"}

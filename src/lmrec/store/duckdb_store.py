@@ -189,6 +189,12 @@ class Store:
             self._unregister("_lmrec_batch")
         return int(rows[0][0]) if rows else 0
 
+    def insert_prepared_events(self, events: pl.DataFrame) -> int:
+        """Insert events that are already validated and typed (the service's writer), skipping stored ids.
+        Call inside :meth:`transaction`; returns the number inserted."""
+        with self._lock:
+            return self._insert_events(events)
+
     def append_events(self, events: pl.DataFrame | pa.Table, cleaning: CleaningConfig | None = None,
                       source: str = "append") -> ImportResult:
         """Clean and append events in one transaction; rows already present (same ``event_id``)
