@@ -35,6 +35,10 @@ MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
 #: cannot be written as UTF-8).
 _BAD_ID_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _BAD_ID_CHARS_POLARS = r"[\x00-\x1f\x7f-\x9f]"
+#: What is trimmed around ids: Unicode White_Space, the same set on every path (Python's ``str.strip()``
+#: would also trim the control characters \x1c-\x1f, which the importer refuses).
+ID_WHITESPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+                 "\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 ID_RULE = f"1 to {MAX_ID_CHARS} characters, no control characters"
 TIMESTAMP_RULE = (f"seconds (or milliseconds, above 1e11) since the epoch, between 0 and {MAX_TIMESTAMP} "
                   "(9999-12-31), or ISO-8601 text")
@@ -262,7 +266,8 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
 
     # Ids: text, trimmed; a float-looking id from a spreadsheet ("12.0") is kept as written.
     df = df.with_columns(
-        [pl.col(c).cast(pl.String).str.strip_chars().alias(c) for c in ("user_id", "item_id", "event_id")]
+        [pl.col(c).cast(pl.String).str.strip_chars(ID_WHITESPACE).alias(c)
+         for c in ("user_id", "item_id", "event_id")]
     )
     for col in ("user_id", "item_id"):
         bad = df[col].is_null() | (df[col].str.len_chars() == 0)
@@ -305,7 +310,7 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
         bad_value = (txt.is_not_null() & (txt.str.len_chars() > 0) & value.is_null()) | \
             (value.is_nan() | value.is_infinite()).fill_null(False)
     df = df.with_columns(value.alias("value"))
-    df = _fail_or_drop(df, bad_value, "bad_value", cfg, report, "value", "a finite number or empty",
+    df = _fail_or_drop(df, bad_value, "bad_value", cfg, report, "value", "a number (finite) or empty",
                        raw=raw_value)
 
     et = df["event_type"].cast(pl.String).str.strip_chars()

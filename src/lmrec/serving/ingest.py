@@ -28,6 +28,7 @@ import polars as pl
 
 from lmrec.data.cleaning import (
     ID_RULE,
+    ID_WHITESPACE,
     MAX_TIMESTAMP,
     TIMESTAMP_RULE,
     CleaningConfig,
@@ -76,14 +77,18 @@ def prepare(events: list[dict[str, Any]], now: int | None = None) -> list[Event]
         ids = {}
         for name in ("user_id", "item_id", "event_id"):
             raw = e.get(name)
-            val = "" if raw is None else str(raw).strip()
+            val = "" if raw is None else str(raw).strip(ID_WHITESPACE)
             ids[name] = val
             if name == "event_id" and not val:
                 continue
             problem = id_problem(val)
             if problem:
                 raise DataError(problem, source="request body", row=row, field=name, expected=ID_RULE)
-        etype = normalise_event_type(str(e.get("event_type") or "view"))
+        raw_type = e.get("event_type")
+        etype = normalise_event_type("view" if raw_type is None else str(raw_type))
+        if not etype:
+            raise DataError("missing event type", source="request body", row=row, field="event_type",
+                            expected=f"one of {sorted(_ACCEPTED)}")
         if etype not in _ACCEPTED:
             raise DataError("unknown event type", source="request body", row=row, field="event_type",
                             expected=f"one of {sorted(_ACCEPTED)}", got=etype[:64])
