@@ -156,7 +156,7 @@ def test_every_write_and_admin_call_is_audited_without_secrets(start, tmp_path: 
         ("POST", "/v1/admin/models/v2/activate", {}, 200),
         ("POST", "/v1/admin/keys", {"json": {"name": "x", "scopes": ["read"]}}, 201),
         ("GET", "/v1/admin/keys", {}, 200),
-        ("POST", "/v1/admin/backup", {"json": {"path": str(tmp_path / "b")}}, 200),
+        ("POST", "/v1/admin/backup", {"json": {"name": "b"}}, 200),
     ]
     for method, path, kw, status in calls:
         assert s.client.request(method, path, headers=h, **kw).status_code == status, path
@@ -185,15 +185,16 @@ def test_backup_while_serving_restores_identical_tables_and_answers(start, tmp_p
     s.client.put("/v1/items", json={"items": [{"item_id": "new", "title": "A new film"}]})
     s.client.delete("/v1/users/u3")
     KeyStore(s.store).create("reader", ["read"])
-    r = s.client.post("/v1/admin/backup", json={"path": str(tmp_path / "backup")})
+    r = s.client.post("/v1/admin/backup", json={"name": "backup"})
     assert r.status_code == 200, r.text
     manifest = r.json()
+    assert manifest["path"] == str(tmp_path / "backups" / "backup")
     assert manifest["models"] == ["v1", "v2"]
     assert set(manifest["tables"]) >= {"events", "items", "users", "api_keys", "erased_users", "audit_log"}
     assert manifest["tables"] == fingerprints(s.store)  # nothing was written since
 
     restored = tmp_path / "restored.duckdb"
-    restore(tmp_path / "backup", restored, tmp_path / "models")
+    restore(tmp_path / "backups" / "backup", restored, tmp_path / "models")
     with Store(restored) as st:
         assert fingerprints(st) == manifest["tables"]
     users = ["u0", "u1", "u5", "u6"]
@@ -209,7 +210,9 @@ def test_backup_while_serving_restores_identical_tables_and_answers(start, tmp_p
     finally:
         st.close()
     with pytest.raises(FileExistsError):
-        restore(tmp_path / "backup", restored)
+        restore(tmp_path / "backups" / "backup", restored)
+    assert s.client.post("/v1/admin/backup", json={"name": "backup"}).status_code == 422  # never overwritten
+    assert s.client.post("/v1/admin/backup", json={"name": "../up"}).status_code == 422
 
 
 # ---------------------------------------------------------------------- HTTP edges

@@ -191,18 +191,23 @@ def audit(
 
 
 def backup(
-    out: Annotated[Path, typer.Argument(help="A new folder for the backup.")],
+    out: Annotated[Path, typer.Argument(help="A new folder for the backup (with --url: a name; the service "
+                                             "writes it under its LMREC_BACKUP_DIR).")],
     store: StoreOpt = DEFAULT_STORE, url: UrlOpt = None, key: AdminKeyOpt = None,
     models_dir: Annotated[Path | None, typer.Option(
         "--models-dir", help="The model registry to copy (without --url; the service copies its own).")] = None,
 ) -> None:
-    """Back up the store (events, items, users, keys, tombstones, audit log) and the model registry,
-    consistently, while the service keeps serving (--url: the service writes OUT on its machine)."""
+    """Back up the store and model registry consistently, while the service keeps serving.
+
+    Events, items, users, API keys, erasure tombstones and the audit log, with row counts and content hashes.
+    With --url the running service writes the backup under its backup folder (LMREC_BACKUP_DIR).
+    """
     from lmrec.store.backup import backup as run
 
     with friendly_errors():
         if url:
-            manifest = _api(url, key, "POST", "/v1/admin/backup", json={"path": str(out.resolve())})
+            manifest = _api(url, key, "POST", "/v1/admin/backup", json={"name": out.name})
+            out = Path(manifest["path"])
         else:
             with _open_store(store) as st:
                 manifest = run(st, out, models_dir)
@@ -219,8 +224,10 @@ def restore(
         "--models-dir", help="Where to put the backed-up model versions.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing store file / model versions.")] = False,
 ) -> None:
-    """Rebuild a store (and model registry) from a backup; every table is checked against the backup's
-    row counts and content hashes before the file is moved into place."""
+    """Rebuild a store (and model registry) from a backup, checked against its row counts and hashes.
+
+    The new store file is moved into place only once every table matches the backup's manifest.
+    """
     from lmrec.store.backup import restore as run
 
     with friendly_errors():

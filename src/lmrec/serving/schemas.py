@@ -243,8 +243,8 @@ class AuditOut(BaseModel):
 
 
 class BackupIn(_Body):
-    path: str = Field(min_length=1, max_length=4096,
-                      description="A folder on the server's machine that does not exist yet.")
+    name: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$",
+                      description="A new folder name under the service's backup_dir.")
 
 
 class BackupOut(BaseModel):

@@ -53,8 +53,17 @@ class ServingSettings(BaseSettings):
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="Default MMR diversity weight (0 = off).")
     key_cache_seconds: float = Field(2.0, ge=0.0,
                                      description="How long a verified API key is trusted in memory.")
+    backup_dir: Path | None = Field(
+        None, description="Where `POST /v1/admin/backup` writes backups (default: a 'backups' folder next to "
+                          "the store file).")
     stats_window: int = Field(2_000, ge=10,
                               description="Recent requests kept for the dashboard's live stats.")
+
+    def resolved_backup_dir(self) -> Path:
+        if self.backup_dir is not None:
+            return self.backup_dir
+        base = Path(self.store).expanduser().parent if self.store != ":memory:" else Path.cwd()
+        return base / "backups"
 
     def resolved_models_dir(self) -> Path | None:
         if self.models_dir is not None:

@@ -54,17 +54,20 @@ def audit(engine: EngineDep, _: AdminAccess,
 
 
 @router.post("/backup", response_model=BackupOut,
-             summary="Write a consistent backup of the store and the model registry (on the server's disk)")
+             summary="Write a consistent backup of the store and the model registry to backup_dir/NAME")
 def make_backup(body: BackupIn, request: Request, engine: EngineDep, _: AdminAccess) -> BackupOut:
     from lmrec.store.backup import backup
 
+    path = engine.settings.resolved_backup_dir() / body.name
+    if path.exists():
+        raise InvalidRequestError(f"a backup named {body.name!r} exists; choose a new name")
     if (entry := audit_of(request)) is not None:
-        entry.target = body.path
+        entry.target = body.name
         entry.status = 200
         engine.writer.record(entry)  # so the backup holds its own entry
     engine.writer.flush()
     try:
-        manifest = backup(engine.store, body.path, engine.settings.resolved_models_dir())
-    except (FileExistsError, OSError) as exc:
-        raise InvalidRequestError(f"cannot write a backup to {body.path!r}: {exc}") from None
-    return BackupOut(path=body.path, tables=manifest["tables"], models=manifest["models"])
+        manifest = backup(engine.store, path, engine.settings.resolved_models_dir())
+    except OSError as exc:
+        raise InvalidRequestError(f"cannot write the backup {body.name!r}: {exc}") from None
+    return BackupOut(path=str(path), tables=manifest["tables"], models=manifest["models"])
