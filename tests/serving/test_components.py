@@ -186,3 +186,14 @@ def test_erasure_drops_events_not_yet_committed(content_engine: Engine) -> None:
     eng.erase_user("u5")
     eng.writer.flush()
     assert eng.store.execute("SELECT count(*) FROM events WHERE user_id = 'u5'")[0][0] == 0
+
+
+def test_the_id_filter_has_no_false_negatives_and_few_false_positives() -> None:
+    from lmrec.serving.idfilter import IdFilter
+
+    f = IdFilter(capacity=20_000)
+    added = [f"e{i}" for i in range(20_000)]
+    f.add(added)
+    assert all(f.may_contain(added))
+    others = f.may_contain([f"x{i}" for i in range(20_000)])
+    assert sum(others) < 1_000  # ~1 % expected at capacity; 5 % bound

@@ -71,10 +71,10 @@ def test_a_commit_failure_loses_no_other_event_and_leaves_no_id_pending(start) -
     engine = s.app.state.engine  # type: ignore[attr-defined]
     real = s.store.insert_prepared_events
 
-    def failing(df):  # noqa: ANN001, ANN202 - the store refuses one event (a disk fault, a bug...)
+    def failing(df, **kw):  # noqa: ANN001, ANN003, ANN202 - the store refuses one event (a fault, a bug)
         if "poison" in df["event_id"].to_list():
             raise RuntimeError("simulated fault")
-        return real(df)
+        return real(df, **kw)
 
     s.store.insert_prepared_events = failing  # type: ignore[method-assign]
     engine.writer.flush_s = 0.3  # gather the concurrent requests into one batch

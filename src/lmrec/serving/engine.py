@@ -33,6 +33,7 @@ from lmrec.serving.bundle import (
 )
 from lmrec.serving.errors import CapabilityError, CommitError, InvalidRequestError, NotFoundError
 from lmrec.serving.explain import Explanation, explain
+from lmrec.serving.idfilter import IdFilter
 from lmrec.serving.ingest import EventWriter, prepare
 from lmrec.serving.overlay import HistoryOverlay, UserState
 from lmrec.serving.rerank import mmr
@@ -141,6 +142,9 @@ class Engine:
         self.writer = EventWriter(store, settings.ingest_flush_ms,
                                   settings.ingest_ack_before_commit_may_lose_events, self.audit)
         self.reader = ReadCursor(store)  # point reads that need not wait for a commit in progress
+        t0 = time.perf_counter()
+        self.id_filter = IdFilter.of_store(store)  # new event ids are told apart without a store scan
+        log.info("indexed %d event ids in %.1fs", self.id_filter.count, time.perf_counter() - t0)
         self._ingest_lock = threading.Lock()
         self.started_at = time.time()
         if settings.preload_users:
@@ -428,8 +432,11 @@ class Engine:
             with self._ingest_lock:  # one de-duplication at a time: a concurrent resend cannot slip through
                 ids = [e.event_id for e in rows]
                 seen = self.writer.pending_ids(ids)
-                seen |= existing_event_ids(self.reader, [i for i in ids if i not in seen])
+                rest = [i for i in ids if i not in seen]
+                maybe = [i for i, m in zip(rest, self.id_filter.may_contain(rest), strict=True) if m]
+                seen |= existing_event_ids(self.reader, maybe)  # only ids the filter cannot rule out
                 new = [e for e in rows if e.event_id not in seen]
+                self.id_filter.add([e.event_id for e in new])
                 ticket = self.writer.submit(new, audit)
                 if audit is not None:
                     audit.recorded = True

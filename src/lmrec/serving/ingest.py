@@ -198,9 +198,12 @@ class EventWriter:
                 del self._pending[eid]
         return n
 
-    def _commit(self, events: list[Event], audit: list[AuditEntry]) -> int:
+    def _commit(self, events: list[Event], audit: list[AuditEntry], known_new: bool = True) -> int:
+        # The engine de-duplicates under its lock against the store and the pending ids, and every event
+        # write of this process goes through here, so a batch holds only new ids (known_new); a retry of
+        # one event after a failed batch checks the store again.
         def run() -> int:
-            n = self.store.insert_prepared_events(_frame(events)) if events else 0
+            n = self.store.insert_prepared_events(_frame(events), known_new=known_new) if events else 0
             if self.audit is not None and audit:
                 self.audit.append(audit)
             return n
@@ -238,7 +241,7 @@ class EventWriter:
         for t in tickets:
             for pos, e in enumerate(t.events):
                 try:
-                    self._commit([e], [])
+                    self._commit([e], [], known_new=False)
                     t.stored += 1
                 except Exception as exc:  # noqa: BLE001 - reported to the request that sent it
                     t.failed[pos] = f"{type(exc).__name__}: {str(exc)[:200]}"
