@@ -257,6 +257,11 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
                             expected=f"columns user_id, item_id, timestamp (have {have})")
     if df.height == 0:
         return _typed_empty()
+    for col in ("user_id", "item_id", "timestamp", "event_type", "value", "event_id"):
+        if col in df.columns and (df[col].dtype.is_nested() or df[col].dtype == pl.Binary
+                                  or df[col].dtype == pl.Object):
+            raise DataError("wrongly typed column", source=report.source, row=int(df[ROW][0]), field=col,
+                            expected="text, numbers or (for timestamp) dates", got=str(df[col].dtype))
     if "event_type" not in df.columns:
         df = df.with_columns(pl.lit(cfg.default_event_type).alias("event_type"))
     if "value" not in df.columns:

@@ -141,7 +141,7 @@ class EventWriter:
         Fire-and-forget: :meth:`submit` callers do not wait (a killed process loses the uncommitted events).
     """
 
-    def __init__(self, store: Store, flush_ms: float = 2, ack_before_commit: bool = False,
+    def __init__(self, store: Store, flush_ms: float = 0, ack_before_commit: bool = False,
                  audit: AuditLog | None = None) -> None:
         self.store = store
         self.flush_s = flush_ms / 1000

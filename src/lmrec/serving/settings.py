@@ -33,7 +33,7 @@ class ServingSettings(BaseSettings):
     max_cached_users: int = Field(100_000, ge=1, description="Users whose recent history is held in memory.")
     preload_users: bool = Field(True, description="Load the most recently active users' histories at start.")
     ingest_flush_ms: float = Field(
-        2, ge=0, description="How long the event writer gathers a batch before committing it (ms): a latency "
+        0, ge=0, description="How long the event writer gathers a batch before committing it (ms): a latency "
                              "knob; requests are answered after their commit whatever its value.")
     ingest_ack_before_commit_may_lose_events: bool = Field(
         False, description="Answer events requests before their commit (fire and forget): faster, and a "
