@@ -1,8 +1,8 @@
 """Kill -9 drill: does an acknowledged event survive a crash, and does a resend add no duplicate?
 
 Per trial: a fresh copy of a MovieLens-100K store (item-kNN model), ``lmrec serve`` in its own process with
-default settings, ``--clients`` concurrent clients streaming batches of events with unique ids, ``kill -9`` at a
-random moment (``--kill-min``..``--kill-max`` s after streaming began), a restart on the same store, every
+default settings, ``--clients`` concurrent clients streaming batches of events with unique ids, ``kill -9`` at
+a random moment (``--kill-min``..``--kill-max`` s after streaming began), a restart on the same store, every
 event sent before the kill (acknowledged or not) sent again, a clean stop, and then the store is checked:
 
 * lost: acknowledged events (HTTP 200 before the kill) missing after the restart (before the resend);
@@ -55,7 +55,8 @@ def _serve(model: Path, store: Path, port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "LMREC_TEXT_ENCODER": "none"}
     for k in [k for k in env if k.startswith("LMREC_") and k != "LMREC_TEXT_ENCODER"]:
         env.pop(k)  # default settings
-    cmd = [sys.executable, "-c", "from lmrec.cli import main; main()", "serve", str(model), "--store", str(store), "--dev",
+    cmd = [sys.executable, "-c", "from lmrec.cli import main; main()", "serve", str(model),
+           "--store", str(store), "--dev",
            "--port", str(port), "--log-level", "warning"]
     return subprocess.Popen(cmd, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
 
@@ -192,8 +193,9 @@ def main() -> None:
 
     lines = ["## Kill -9 drill (acknowledged means committed)", "",
              f"MovieLens-100K store, item-kNN model, `lmrec serve --dev` with default settings (durable "
-             f"acknowledgement, group commit); {args.clients} clients sending {args.batch} events per request; "
-             f"`kill -9` at a random moment {args.kill_min}–{args.kill_max} s after streaming began; restart; "
+             f"acknowledgement, group commit); {args.clients} clients sending {args.batch} events per "
+             f"request; `kill -9` at a random moment {args.kill_min}–{args.kill_max} s after streaming "
+             "began; restart; "
              f"resend of every event sent; seed {args.seed}. Load average at the end: "
              f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}.", "",
              "| trials | events sent | acknowledged | acknowledged lost | missing after resend | "

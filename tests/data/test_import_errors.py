@@ -1,4 +1,4 @@
-"""Every bad import names the file, the row and the field; ids are capped as in the API; Ctrl-C is one line."""
+"""Every bad import names the file, the row and the field; ids are capped as in the API; Ctrl-C: one line."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from lmrec.cli import app
 
 
 def _import(path: Path, tmp_path: Path, *extra: str) -> tuple[int, str]:
-    out = CliRunner().invoke(app, ["data", "import", str(path), "--store", str(tmp_path / "s.duckdb"), *extra])
+    out = CliRunner().invoke(app, ["data", "import", str(path), "--store", str(tmp_path / "s.duckdb"),
+                                   *extra])
     return out.exit_code, " ".join(out.output.split())
 
 
 @pytest.mark.parametrize(("name", "write", "row", "field"), [
-    ("latin1.csv", lambda p: p.write_bytes(b"user_id,item_id,timestamp\nu1,i1,100\nu\xe9,i2,200\n"), 2, "user_id"),
+    ("latin1.csv", lambda p: p.write_bytes(b"user_id,item_id,timestamp\nu1,i1,100\nu\xe9,i2,200\n"), 2,
+     "user_id"),
     ("dup.csv", lambda p: p.write_text("user_id,item_id,item_id,timestamp\nu1,i1,i1,100\n"), 0, "item_id"),
     ("nested.parquet", lambda p: pq.write_table(pa.table({"user_id": [[1], [2]], "item_id": ["a", "b"],
                                                          "timestamp": [1, 2]}), p), 1, "user_id"),
@@ -28,7 +30,8 @@ def _import(path: Path, tmp_path: Path, *extra: str) -> tuple[int, str]:
     ("typed.parquet", lambda p: pq.write_table(pa.table({"user_id": ["u", "v"], "item_id": ["a", "b"],
                                                         "timestamp": [True, False]}), p), 1, "timestamp"),
 ])
-def test_a_bad_import_names_file_row_and_field(tmp_path: Path, name: str, write, row: int, field: str) -> None:  # noqa: ANN001
+def test_a_bad_import_names_file_row_and_field(tmp_path: Path, name: str, write,  # noqa: ANN001
+                                               row: int, field: str) -> None:
     path = tmp_path / name
     write(path)
     code, output = _import(path, tmp_path, "--strict")
@@ -48,7 +51,8 @@ def test_ids_longer_than_the_api_allows_are_not_imported(tmp_path: Path) -> None
     assert code == 1 and "row 1, field 'item_id'" in output and "256" in output, output
 
 
-def test_ctrl_c_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture) -> None:
     import lmrec.cli
     from lmrec import entry
 

@@ -1,4 +1,4 @@
-"""Property-based: the API and the importer accept exactly the same events, and an accepted event is stored."""
+"""Property-based: the API and the importer accept exactly the same events; an accepted event is stored."""
 
 from __future__ import annotations
 

@@ -56,7 +56,8 @@ def test_poison_events_are_refused_up_front_naming_index_and_field(start) -> Non
     # JSON that Python's parser reads but no store can hold: NaN, and a lone surrogate.
     for raw in ('{"events": [{"user_id": "u1", "item_id": "toy"}, {"user_id": "u1", "item_id": "toy", '
                 '"value": NaN}]}',
-                '{"events": [{"user_id": "u1", "item_id": "toy"}, {"user_id": "\\ud800", "item_id": "toy"}]}'):
+                '{"events": [{"user_id": "u1", "item_id": "toy"}, '
+                '{"user_id": "\\ud800", "item_id": "toy"}]}'):
         r = s.client.post("/v1/events", content=raw, headers={"content-type": "application/json"})
         assert r.status_code == 422, r.text
         assert r.json()["detail"][0]["field"].startswith("body.events[1]"), r.text
@@ -180,8 +181,8 @@ def test_every_write_and_admin_call_is_audited_without_secrets(start, tmp_path: 
 # ---------------------------------------------------------------------- backup and restore
 def test_backup_while_serving_restores_identical_tables_and_answers(start, tmp_path: Path) -> None:
     s = start(version="v2")
-    s.client.post("/v1/events", json={"events": [{"user_id": f"u{i % 7}", "item_id": "heat", "event_id": f"b{i}"}
-                                                 for i in range(40)]})
+    s.client.post("/v1/events", json={"events": [
+        {"user_id": f"u{i % 7}", "item_id": "heat", "event_id": f"b{i}"} for i in range(40)]})
     s.client.put("/v1/items", json={"items": [{"item_id": "new", "title": "A new film"}]})
     s.client.delete("/v1/users/u3")
     KeyStore(s.store).create("reader", ["read"])

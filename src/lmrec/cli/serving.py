@@ -100,7 +100,8 @@ def create(
     scope: Annotated[list[str] | None, typer.Option(
         "--scope", "-s", help="read, write or admin (repeat for several; admin implies the others).")] = None,
     rate: Annotated[float | None, typer.Option(
-        "--rate", help="Requests per second this key may send (default: the service's LMREC_RATE_LIMIT_PER_S).",
+        "--rate", help="Requests per second this key may send (default: the service's "
+                       "LMREC_RATE_LIMIT_PER_S).",
     )] = None,
     store: StoreOpt = DEFAULT_STORE, url: UrlOpt = None, key: AdminKeyOpt = None,
 ) -> None:
@@ -117,7 +118,8 @@ def create(
                 full, record = KeyStore(st).create(name, scope or ["read"], rate)
                 key_id, scopes = record.key_id, list(record.scopes)
         console.print(f"[bold]{full}[/]")
-        console.print(f"[dim]id {key_id}, scopes {', '.join(scopes)}; keep it now: it cannot be shown again[/]")
+        console.print(f"[dim]id {key_id}, scopes {', '.join(scopes)}; "
+                      "keep it now: it cannot be shown again[/]")
 
 
 @keys_app.command("list")
@@ -186,7 +188,8 @@ def audit(
         table = Table("time", "key", "method", "route", "target", "status", "count")
         for r in rows:
             table.add_row(str(r["logged_at"])[:23], r["key_id"] or "-", r["method"], r["route"],
-                          str(r["target"] or "")[:40], str(r["status"]), "" if r["count"] is None else str(r["count"]))
+                          str(r["target"] or "")[:40], str(r["status"]),
+                          "" if r["count"] is None else str(r["count"]))
         console.print(table)
 
 
@@ -195,7 +198,8 @@ def backup(
                                              "writes it under its LMREC_BACKUP_DIR).")],
     store: StoreOpt = DEFAULT_STORE, url: UrlOpt = None, key: AdminKeyOpt = None,
     models_dir: Annotated[Path | None, typer.Option(
-        "--models-dir", help="The model registry to copy (without --url; the service copies its own).")] = None,
+        "--models-dir",
+        help="The model registry to copy (without --url; the service copies its own).")] = None,
 ) -> None:
     """Back up the store and model registry consistently, while the service keeps serving.
 
@@ -222,7 +226,8 @@ def restore(
     store: StoreOpt = DEFAULT_STORE,
     models_dir: Annotated[Path | None, typer.Option(
         "--models-dir", help="Where to put the backed-up model versions.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing store file / model versions.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace an existing store file / model versions.")] = False,
 ) -> None:
     """Rebuild a store (and model registry) from a backup, checked against its row counts and hashes.
 

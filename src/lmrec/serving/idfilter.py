@@ -51,7 +51,8 @@ class IdFilter:
         if not ids:
             return []
         pos = self._positions(pl.Series(ids, dtype=pl.String))
-        got = (self._bits[(pos >> np.uint64(3)).astype(np.int64)] >> (pos & np.uint64(7)).astype(np.uint8)) & 1
+        byte = self._bits[(pos >> np.uint64(3)).astype(np.int64)]
+        got = (byte >> (pos & np.uint64(7)).astype(np.uint8)) & 1
         return got.all(axis=1).tolist()  # type: ignore[no-any-return]
 
     @classmethod

@@ -101,7 +101,8 @@ def prepare(events: list[dict[str, Any]], now: int | None = None) -> list[Event]
         value = None if value is None else float(value)
         problem = value_problem(value)
         if problem:
-            raise DataError(problem, source="request body", row=row, field="value", expected="a finite number")
+            raise DataError(problem, source="request body", row=row, field="value",
+                            expected="a finite number")
         user, item = ids["user_id"], ids["item_id"]
         eid = ids["event_id"] or f"{user}|{item}|{ts}|{etype}|{_value_text(value)}"
         out.append(Event(eid, user, item, ts, etype, value))

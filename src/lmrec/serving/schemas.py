@@ -3,9 +3,8 @@ objects)."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import math
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 

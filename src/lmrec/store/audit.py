@@ -14,7 +14,8 @@ from typing import Any
 from lmrec.store.duckdb_store import Store
 
 DDL = """CREATE TABLE IF NOT EXISTS audit_log (
-    logged_at TIMESTAMP NOT NULL, key_id VARCHAR, method VARCHAR NOT NULL, route VARCHAR NOT NULL, target VARCHAR,
+    logged_at TIMESTAMP NOT NULL, key_id VARCHAR, method VARCHAR NOT NULL, route VARCHAR NOT NULL,
+    target VARCHAR,
     status INTEGER NOT NULL, count BIGINT, request_id VARCHAR)"""
 
 _COLUMNS = ("logged_at", "key_id", "method", "route", "target", "status", "count", "request_id")

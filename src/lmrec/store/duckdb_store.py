@@ -202,7 +202,8 @@ class Store:
                 return self._insert_events(events)
             if events.height == 0:
                 return 0
-            self._register("_lmrec_new", events.select(list(EVENTS_SCHEMA.names)).to_arrow().cast(EVENTS_SCHEMA))
+            table = events.select(list(EVENTS_SCHEMA.names)).to_arrow().cast(EVENTS_SCHEMA)
+            self._register("_lmrec_new", table)
             try:
                 rows = self._con.execute("INSERT INTO events SELECT * FROM _lmrec_new").fetchall()
             finally:

@@ -95,7 +95,8 @@ class KeyStore:
         if bad or not scopes:
             raise ValueError(f"scopes must be a non-empty subset of {list(SCOPES)}, got {list(scopes)}")
         if rate_limit is not None and not rate_limit > 0:
-            raise ValueError(f"a rate limit must be a positive number of requests per second, got {rate_limit}")
+            raise ValueError(f"a rate limit must be a positive number of requests per second, "
+                             f"got {rate_limit}")
         key_id, salt = secrets.token_hex(6), secrets.token_hex(16)
         secret = secrets.token_urlsafe(32).replace("_", "-")  # "_" separates the parts of a key
         self.store.execute(

@@ -46,7 +46,8 @@ def revoke_key(key_id: KeyId, request: Request, engine: EngineDep, _: AdminAcces
 def audit(engine: EngineDep, _: AdminAccess,
           key_id: Annotated[str | None, Query(max_length=64, description="Only this key's calls.")] = None,
           route: Annotated[str | None, Query(max_length=256, description="Routes containing this.")] = None,
-          target: Annotated[str | None, Query(max_length=256, description="Only calls on this target.")] = None,
+          target: Annotated[str | None, Query(max_length=256,
+                                              description="Only calls on this target.")] = None,
           limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[AuditOut]:
     engine.writer.flush()  # entries queued a moment ago are included
     rows = engine.audit.query(key_id=key_id, route=route, target=target, limit=limit)

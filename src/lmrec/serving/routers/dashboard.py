@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from lmrec.serving.dashboard_page import PAGE
-from lmrec.serving.deps import GuardedRoute, EngineDep, ReadAccess, StatsDep
+from lmrec.serving.deps import EngineDep, GuardedRoute, ReadAccess, StatsDep
 
 router = APIRouter(route_class=GuardedRoute, tags=["dashboard"])
 

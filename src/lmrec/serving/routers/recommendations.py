@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from lmrec.serving.deps import GuardedRoute, EngineDep, ReadAccess, SettingsDep
+from lmrec.serving.deps import EngineDep, GuardedRoute, ReadAccess, SettingsDep
 from lmrec.serving.engine import RecRequest
 from lmrec.serving.schemas import ERRORS, RecommendationsOut, SessionRequest
 
