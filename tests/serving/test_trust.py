@@ -239,3 +239,25 @@ def test_http_edges_are_4xx_and_documented(start) -> None:
     responses = s.get("/openapi.json").json()["paths"]["/v1/events"]["post"]["responses"]
     for code in ("200", "400", "401", "403", "413", "422", "429", "503"):
         assert code in responses, code
+
+
+def test_the_cli_says_in_one_line_when_a_service_holds_the_store(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from lmrec.cli import app as cli
+
+    path = tmp_path / "held.duckdb"
+    Store(path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', "
+         "flush=True); time.sleep(60)", str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        out = CliRunner().invoke(cli, ["keys", "list", "--store", str(path)])
+        assert out.exit_code == 1, out.output
+        text = " ".join(out.output.split())
+        assert "held by a running service" in text and "--url" in text and "Traceback" not in text
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
