@@ -33,7 +33,12 @@ class IdFilter:
 
     def _positions(self, ids: pl.Series) -> np.ndarray:
         h1 = ids.hash(seed=0x9E3779B9).to_numpy()
-        h2 = ids.hash(seed=0x85EBCA6B).to_numpy() | np.uint64(1)
+        # The second hash is a SplitMix64 finaliser of the first (one hashing pass over the strings).
+        z = h1 ^ (h1 >> np.uint64(30))
+        z = z * np.uint64(0xBF58476D1CE4E5B9)
+        z = z ^ (z >> np.uint64(27))
+        z = z * np.uint64(0x94D049BB133111EB)
+        h2 = (z ^ (z >> np.uint64(31))) | np.uint64(1)
         steps = np.arange(_HASHES, dtype=np.uint64)
         return (h1[:, None] + steps[None, :] * h2[:, None]) & self._mask  # (n, k), wraps modulo 2**64
 
