@@ -132,6 +132,8 @@ def test_keys_are_created_listed_and_revoked_while_serving(start) -> None:
     out = CliRunner().invoke(cli, ["keys", "revoke", key_id, "--url", s.url, "--key", admin])
     assert out.exit_code == 1 and "404" in out.output
     assert s.client.delete("/v1/admin/keys/not-hex", headers=h).status_code == 422
+    own = admin.split("_")[1]
+    assert s.client.delete(f"/v1/admin/keys/{own}", headers=h).status_code == 409  # no self lock-out
 
 
 def test_a_key_over_its_rate_gets_429_with_retry_after(start) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from lmrec.serving.deps import AdminAccess, EngineDep, GuardedRoute, audit_of
-from lmrec.serving.errors import InvalidRequestError, NotFoundError
+from lmrec.serving.errors import CapabilityError, InvalidRequestError, NotFoundError
 from lmrec.serving.schemas import ERRORS, AuditOut, BackupIn, BackupOut, KeyIn, KeyOut, NewKeyOut
 
 router = APIRouter(route_class=GuardedRoute, prefix="/v1/admin", tags=["admin"], responses=ERRORS)
@@ -31,9 +31,12 @@ def create_key(body: KeyIn, request: Request, engine: EngineDep, _: AdminAccess)
 
 @router.delete("/keys/{key_id}", response_model=KeyOut,
                summary="Revoke an API key; refused by this service from the next request")
-def revoke_key(key_id: KeyId, request: Request, engine: EngineDep, _: AdminAccess) -> KeyOut:
+def revoke_key(key_id: KeyId, request: Request, engine: EngineDep, caller: AdminAccess) -> KeyOut:
     if (entry := audit_of(request)) is not None:
         entry.target = key_id
+    if caller is not None and caller.key_id == key_id:
+        raise CapabilityError("a key cannot revoke itself (that would lock its holder out); "
+                              "revoke it with another admin key")
     if not engine.keys.revoke(key_id):
         raise NotFoundError(f"no active key with id {key_id!r}")
     request.app.state.auth.forget()
