@@ -179,9 +179,21 @@ def test_api_events_get_the_importers_ids_and_errors_name_the_row() -> None:
 
 def test_erasure_drops_events_not_yet_committed(content_engine: Engine) -> None:
     eng = content_engine
+    eng.writer.ack_before_commit = True  # the opt-in fire-and-forget mode: acknowledged before the commit
     eng.writer.flush_s = 60.0  # hold the batch back
     eng.ingest([{"event_id": "late", "user_id": "u5", "item_id": "toy", "event_type": "view"}])
     assert eng.writer.pending_ids(["late"]) == {"late"}
     eng.erase_user("u5")
     eng.writer.flush()
     assert eng.store.execute("SELECT count(*) FROM events WHERE user_id = 'u5'")[0][0] == 0
+
+
+def test_the_id_filter_has_no_false_negatives_and_few_false_positives() -> None:
+    from lmrec.serving.idfilter import IdFilter
+
+    f = IdFilter(capacity=20_000)
+    added = [f"e{i}" for i in range(20_000)]
+    f.add(added)
+    assert all(f.may_contain(added))
+    others = f.may_contain([f"x{i}" for i in range(20_000)])
+    assert sum(others) < 1_000  # ~1 % expected at capacity; 5 % bound

@@ -36,4 +36,7 @@ _register()
 
 
 def main() -> None:
-    app()
+    """Kept for old entry points; :func:`lmrec.entry.main` is the command (Ctrl-C handled from the start)."""
+    from lmrec.entry import main as run
+
+    run()

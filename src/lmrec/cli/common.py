@@ -52,6 +52,7 @@ def friendly_errors() -> Iterator[None]:
     """Show lmrec's input errors as one red line and exit 1, instead of a traceback."""
     from lmrec.data.cleaning import DataError
     from lmrec.data.idmap import UnknownIdError
+    from lmrec.entry import MESSAGE, Interrupted
 
     try:
         yield
@@ -60,6 +61,6 @@ def friendly_errors() -> Iterator[None]:
             raise
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted: nothing was half-written[/]")
+    except (KeyboardInterrupt, Interrupted):
+        err_console.print(f"[yellow]{MESSAGE}[/]")
         raise typer.Exit(130) from None

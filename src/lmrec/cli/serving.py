@@ -1,9 +1,12 @@
-"""``lmrec serve MODEL_DIR`` and ``lmrec keys create|list|revoke``."""
+"""``lmrec serve MODEL_DIR``, ``lmrec keys create|list|revoke``, ``lmrec audit``, ``lmrec backup|restore``."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -45,51 +48,204 @@ def serve(
         run(ServingSettings(**overrides), host=host, port=port, log_level=log_level)  # type: ignore[arg-type]
 
 
+UrlOpt = Annotated[str | None, typer.Option(
+    "--url", envvar="LMREC_URL",
+    help="A running service (http://127.0.0.1:8000): act through its admin API, which works while it holds "
+         "the store. Without it, the store file is opened directly (only when no service runs).")]
+AdminKeyOpt = Annotated[str | None, typer.Option(
+    "--key", envvar="LMREC_ADMIN_KEY", help="An admin API key for --url (not needed in dev mode).")]
+
+
+def _api(url: str, key: str | None, method: str, path: str, **kw: Any) -> Any:
+    """Call the running service's admin API; its error body becomes one line."""
+    import httpx
+
+    headers = {"X-API-Key": key} if key else {}
+    try:
+        r = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=60, **kw)
+    except httpx.HTTPError as exc:
+        raise RuntimeError(f"cannot reach the service at {url}: {exc}") from None
+    if r.status_code >= 400:
+        try:
+            detail = r.json().get("detail")
+        except ValueError:
+            detail = r.text[:200]
+        raise RuntimeError(f"the service answered {r.status_code}: {detail}")
+    return r.json()
+
+
+@contextlib.contextmanager
+def _open_store(path: str) -> Iterator[Any]:
+    """The store file, or a clear message when a running service holds it."""
+    import duckdb
+
+    from lmrec.store import Store
+
+    try:
+        st = Store(path)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise RuntimeError(f"{path} is held by a running service; pass --url http://HOST:PORT and --key "
+                               "ADMIN_KEY (or LMREC_URL / LMREC_ADMIN_KEY) to act through it") from None
+        raise
+    try:
+        yield st
+    finally:
+        st.close()
+
+
 @keys_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="Who or what the key is for.")],
     scope: Annotated[list[str] | None, typer.Option(
         "--scope", "-s", help="read, write or admin (repeat for several; admin implies the others).")] = None,
-    store: StoreOpt = DEFAULT_STORE,
+    rate: Annotated[float | None, typer.Option(
+        "--rate", help="Requests per second this key may send (default: the service's "
+                       "LMREC_RATE_LIMIT_PER_S).",
+    )] = None,
+    store: StoreOpt = DEFAULT_STORE, url: UrlOpt = None, key: AdminKeyOpt = None,
 ) -> None:
     """Create an API key and print it once (only a salted hash is stored)."""
-    from lmrec.store import Store
     from lmrec.store.keys import KeyStore
 
-    with friendly_errors(), Store(store) as st:
-        key, record = KeyStore(st).create(name, scope or ["read"])
-        console.print(f"[bold]{key}[/]")
-        console.print(f"[dim]id {record.key_id}, scopes {', '.join(record.scopes)}; "
+    with friendly_errors():
+        if url:
+            out = _api(url, key, "POST", "/v1/admin/keys",
+                       json={"name": name, "scopes": scope or ["read"], "rate_limit": rate})
+            full, key_id, scopes = out["key"], out["key_id"], out["scopes"]
+        else:
+            with _open_store(store) as st:
+                full, record = KeyStore(st).create(name, scope or ["read"], rate)
+                key_id, scopes = record.key_id, list(record.scopes)
+        console.print(f"[bold]{full}[/]")
+        console.print(f"[dim]id {key_id}, scopes {', '.join(scopes)}; "
                       "keep it now: it cannot be shown again[/]")
 
 
 @keys_app.command("list")
-def list_(store: StoreOpt = DEFAULT_STORE) -> None:
-    """List keys (ids, names, scopes, state); secrets are never shown."""
-    from lmrec.store import Store
+def list_(store: StoreOpt = DEFAULT_STORE, url: UrlOpt = None, key: AdminKeyOpt = None) -> None:
+    """List keys (ids, names, scopes, rate, state); secrets are never shown."""
     from lmrec.store.keys import KeyStore
 
-    with friendly_errors(), Store(store) as st:
-        table = Table("id", "name", "scopes", "created", "state")
-        for k in KeyStore(st).list():
-            table.add_row(k.key_id, k.name, ", ".join(k.scopes), str(k.created_at)[:19],
-                          "active" if k.active else f"revoked {str(k.revoked_at)[:19]}")
+    with friendly_errors():
+        if url:
+            rows = _api(url, key, "GET", "/v1/admin/keys")
+        else:
+            with _open_store(store) as st:
+                rows = [{"key_id": k.key_id, "name": k.name, "scopes": list(k.scopes),
+                         "created_at": str(k.created_at), "revoked_at": k.revoked_at and str(k.revoked_at),
+                         "rate_limit": k.rate_limit} for k in KeyStore(st).list()]
+        table = Table("id", "name", "scopes", "rate/s", "created", "state")
+        for k in rows:
+            table.add_row(k["key_id"], k["name"], ", ".join(k["scopes"]),
+                          "default" if k["rate_limit"] is None else f"{k['rate_limit']:g}",
+                          str(k["created_at"])[:19],
+                          "active" if not k["revoked_at"] else f"revoked {str(k['revoked_at'])[:19]}")
         console.print(table)
 
 
 @keys_app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `lmrec keys list`).")],
-           store: StoreOpt = DEFAULT_STORE) -> None:
-    """Revoke a key; a running service refuses it within a few seconds."""
-    from lmrec.store import Store
+           store: StoreOpt = DEFAULT_STORE, url: UrlOpt = None, key: AdminKeyOpt = None) -> None:
+    """Revoke a key. With --url the running service refuses it from its next request; without, the store file
+    is changed (no service may hold it)."""
     from lmrec.store.keys import KeyStore
 
-    with friendly_errors(), Store(store) as st:
-        if not KeyStore(st).revoke(key_id):
-            raise ValueError(f"no active key with id {key_id!r}")
+    with friendly_errors():
+        if url:
+            _api(url, key, "DELETE", f"/v1/admin/keys/{key_id}")
+        else:
+            with _open_store(store) as st:
+                if not KeyStore(st).revoke(key_id):
+                    raise ValueError(f"no active key with id {key_id!r}")
         console.print(f"revoked {key_id}")
+
+
+def audit(
+    store: StoreOpt = DEFAULT_STORE, url: UrlOpt = None, key: AdminKeyOpt = None,
+    key_id: Annotated[str | None, typer.Option("--key-id", help="Only this key's calls.")] = None,
+    route: Annotated[str | None, typer.Option(help="Only routes containing this text.")] = None,
+    target: Annotated[str | None, typer.Option(help="Only calls on this user, item, version or key.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Newest entries shown.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """The audit log of writes and admin calls, newest first (time, key id, route, target, status, count)."""
+    from lmrec.store.audit import AuditLog
+
+    with friendly_errors():
+        if url:
+            params = {k: v for k, v in {"key_id": key_id, "route": route, "target": target,
+                                        "limit": limit}.items() if v is not None}
+            rows = _api(url, key, "GET", "/v1/admin/audit", params=params)
+        else:
+            with _open_store(store) as st:
+                rows = AuditLog(st).query(key_id=key_id, route=route, target=target, limit=limit)
+                rows = [{**r, "logged_at": r["logged_at"].isoformat()} for r in rows]
+        if as_json:
+            for r in rows:
+                console.print_json(json.dumps(r))
+            return
+        table = Table("time", "key", "method", "route", "target", "status", "count")
+        for r in rows:
+            table.add_row(str(r["logged_at"])[:23], r["key_id"] or "-", r["method"], r["route"],
+                          str(r["target"] or "")[:40], str(r["status"]),
+                          "" if r["count"] is None else str(r["count"]))
+        console.print(table)
+
+
+def backup(
+    out: Annotated[Path, typer.Argument(help="A new folder for the backup (with --url: a name; the service "
+                                             "writes it under its LMREC_BACKUP_DIR).")],
+    store: StoreOpt = DEFAULT_STORE, url: UrlOpt = None, key: AdminKeyOpt = None,
+    models_dir: Annotated[Path | None, typer.Option(
+        "--models-dir",
+        help="The model registry to copy (without --url; the service copies its own).")] = None,
+) -> None:
+    """Back up the store and model registry consistently, while the service keeps serving.
+
+    Events, items, users, API keys, erasure tombstones and the audit log, with row counts and content hashes.
+    With --url the running service writes the backup under its backup folder (LMREC_BACKUP_DIR).
+    """
+    from lmrec.store.backup import backup as run
+
+    with friendly_errors():
+        if url:
+            manifest = _api(url, key, "POST", "/v1/admin/backup", json={"name": out.name})
+            out = Path(manifest["path"])
+        else:
+            with _open_store(store) as st:
+                manifest = run(st, out, models_dir)
+        for t, fp in manifest["tables"].items():
+            console.print(f"{t}: {fp['rows']:,} rows")
+        console.print(f"models: {', '.join(manifest['models']) or 'none'}")
+        console.print(f"[green]backup written to {out}[/]")
+
+
+def restore(
+    backup_dir: Annotated[Path, typer.Argument(help="A folder written by `lmrec backup`.")],
+    store: StoreOpt = DEFAULT_STORE,
+    models_dir: Annotated[Path | None, typer.Option(
+        "--models-dir", help="Where to put the backed-up model versions.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace an existing store file / model versions.")] = False,
+) -> None:
+    """Rebuild a store (and model registry) from a backup, checked against its row counts and hashes.
+
+    The new store file is moved into place only once every table matches the backup's manifest.
+    """
+    from lmrec.store.backup import restore as run
+
+    with friendly_errors():
+        manifest = run(backup_dir, store, models_dir, force=force)
+        for t, fp in manifest["tables"].items():
+            console.print(f"{t}: {fp['rows']:,} rows (hash checked)")
+        console.print(f"[green]restored {store}[/]" + (f" and {len(manifest['models'])} model version(s) in "
+                                                       f"{models_dir}" if models_dir else ""))
 
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.add_typer(keys_app, name="keys")
+    app.command("audit")(audit)
+    app.command("backup")(backup)
+    app.command("restore")(restore)

@@ -8,6 +8,8 @@ the row, the field and what was expected, instead of dropping the row.
 
 from __future__ import annotations
 
+import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +22,54 @@ from lmrec.data.schema import EVENT_TYPE_ALIASES, KNOWN_EVENT_TYPES, normalise_e
 _MS_THRESHOLD = 100_000_000_000
 
 ROW = "_row"  # 1-based data row in the source file, carried through cleaning for error messages
+
+# ---------------------------------------------------------------------- what every path accepts
+# The importer (vectorised, in ``clean_rows``), the events API (``check_id`` and friends, per event) and the
+# service's writer apply these same rules, so an event one path accepts can always be stored by the others.
+
+#: Longest id (user, item, event) in characters, after trimming surrounding spaces.
+MAX_ID_CHARS = 256
+#: Timestamps are seconds since the epoch in [0, MAX_TIMESTAMP] once milliseconds are converted.
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
+#: Characters no id may contain: control characters (C0, DEL, C1) and, from JSON, lone surrogates (they
+#: cannot be written as UTF-8).
+_BAD_ID_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_BAD_ID_CHARS_POLARS = r"[\x00-\x1f\x7f-\x9f]"
+#: What is trimmed around ids: Unicode White_Space, the same set on every path (Python's ``str.strip()``
+#: would also trim the control characters \x1c-\x1f, which the importer refuses).
+ID_WHITESPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+                 "\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+ID_RULE = f"1 to {MAX_ID_CHARS} characters, no control characters"
+TIMESTAMP_RULE = (f"seconds (or milliseconds, above 1e11) since the epoch, between 0 and {MAX_TIMESTAMP} "
+                  "(9999-12-31), or ISO-8601 text")
+
+
+def id_problem(value: str) -> str | None:
+    """Why ``value`` (already trimmed) is not a usable id, or ``None`` when it is."""
+    if not value:
+        return "missing id"
+    if len(value) > MAX_ID_CHARS:
+        return f"id too long ({len(value)} characters)"
+    if _BAD_ID_CHARS.search(value):
+        return "id has a control character"
+    return None
+
+
+def timestamp_seconds(value: int | float) -> int | None:
+    """Seconds since the epoch for a numeric timestamp (numbers above 1e11 are milliseconds, as
+    ``timestamp_unit="auto"``), or ``None`` when it is not finite or out of range."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        value = math.floor(value / 1000.0) if abs(value) > _MS_THRESHOLD else math.floor(value)
+    elif abs(value) > _MS_THRESHOLD:
+        value = value // 1000
+    return int(value) if 0 <= value <= MAX_TIMESTAMP else None
+
+
+def value_problem(value: float | None) -> str | None:
+    """Why an event value is unusable (not finite), or ``None``."""
+    return None if value is None or math.isfinite(value) else "value is not a finite number"
 
 
 class DataError(ValueError):
@@ -207,6 +257,11 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
                             expected=f"columns user_id, item_id, timestamp (have {have})")
     if df.height == 0:
         return _typed_empty()
+    for col in ("user_id", "item_id", "timestamp", "event_type", "value", "event_id"):
+        if col in df.columns and (df[col].dtype.is_nested() or df[col].dtype == pl.Binary
+                                  or df[col].dtype == pl.Object):
+            raise DataError("wrongly typed column", source=report.source, row=int(df[ROW][0]), field=col,
+                            expected="text, numbers or (for timestamp) dates", got=str(df[col].dtype))
     if "event_type" not in df.columns:
         df = df.with_columns(pl.lit(cfg.default_event_type).alias("event_type"))
     if "value" not in df.columns:
@@ -216,11 +271,23 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
 
     # Ids: text, trimmed; a float-looking id from a spreadsheet ("12.0") is kept as written.
     df = df.with_columns(
-        [pl.col(c).cast(pl.String).str.strip_chars().alias(c) for c in ("user_id", "item_id", "event_id")]
+        [pl.col(c).cast(pl.String).str.strip_chars(ID_WHITESPACE).alias(c)
+         for c in ("user_id", "item_id", "event_id")]
     )
     for col in ("user_id", "item_id"):
         bad = df[col].is_null() | (df[col].str.len_chars() == 0)
         df = _fail_or_drop(df, bad, f"missing_{col}", cfg, report, col, "a non-empty id")
+    for col in ("user_id", "item_id", "event_id"):
+        ids = df[col]
+        long = ids.str.len_chars().fill_null(0) > MAX_ID_CHARS
+        df = _fail_or_drop(df, long, f"{col}_too_long", cfg, report, col, ID_RULE,
+                           raw=ids.str.slice(0, 40) + "...")
+        ids = df[col]
+        ctrl = ids.str.contains(_BAD_ID_CHARS_POLARS).fill_null(False)
+        df = _fail_or_drop(df, ctrl, f"bad_{col}", cfg, report, col, ID_RULE, raw=ids)
+    # An empty event id means "derive one".
+    df = df.with_columns(pl.when(pl.col("event_id").str.len_chars() > 0).then(pl.col("event_id"))
+                         .otherwise(None).alias("event_id"))
 
     raw_ts = df["timestamp"]
     missing_ts = raw_ts.is_null() | (raw_ts.cast(pl.String).str.strip_chars().str.len_chars() == 0)
@@ -228,12 +295,12 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
     ts = _parse_timestamps(df["timestamp"], cfg.timestamp_unit)
     df = _fail_or_drop(
         df.with_columns(ts.alias("_ts")),
-        ts.is_null(),
+        (ts.is_null() | (ts < 0) | (ts > MAX_TIMESTAMP)).fill_null(True),
         "bad_timestamp",
         cfg,
         report,
         "timestamp",
-        "seconds/milliseconds since the epoch or ISO-8601 text",
+        TIMESTAMP_RULE,
         raw=df["timestamp"],
     )
     df = df.with_columns(pl.col("_ts").alias("timestamp")).drop("_ts")
@@ -241,13 +308,15 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
     raw_value = df["value"]
     if raw_value.dtype.is_numeric():
         value = raw_value.cast(pl.Float64)
-        bad_value = value.is_nan()
+        bad_value = (value.is_nan() | value.is_infinite()).fill_null(False)
     else:
         txt = raw_value.cast(pl.String).str.strip_chars()
         value = txt.cast(pl.Float64, strict=False)
-        bad_value = txt.is_not_null() & (txt.str.len_chars() > 0) & value.is_null()
+        bad_value = (txt.is_not_null() & (txt.str.len_chars() > 0) & value.is_null()) | \
+            (value.is_nan() | value.is_infinite()).fill_null(False)
     df = df.with_columns(value.alias("value"))
-    df = _fail_or_drop(df, bad_value, "bad_value", cfg, report, "value", "a number or empty", raw=raw_value)
+    df = _fail_or_drop(df, bad_value, "bad_value", cfg, report, "value", "a number (finite) or empty",
+                       raw=raw_value)
 
     et = df["event_type"].cast(pl.String).str.strip_chars()
     missing_type = et.is_null() | (et.str.len_chars() == 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,9 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lmrec.data.cleaning import DataError
 from lmrec.serving.bundle import ModelBundle
 from lmrec.serving.engine import Engine
-from lmrec.serving.errors import ServingError
+from lmrec.serving.errors import RateLimitedError, ServingError
 from lmrec.serving.observability import LiveStats, Metrics, ServiceMiddleware
-from lmrec.serving.routers import admin, dashboard, events, health, items, recommendations, users
+from lmrec.serving.routers import admin, admin_ops, dashboard, events, health, items, recommendations, users
 from lmrec.serving.security import Authenticator, AuthError
 from lmrec.serving.settings import ServingSettings
 from lmrec.serving.text import Encoder, load_encoder
@@ -61,7 +62,10 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServingError)
     async def serving_error(request: Request, exc: ServingError) -> JSONResponse:
-        return _error(request, exc.status, exc.code, exc.message)
+        headers = None
+        if isinstance(exc, RateLimitedError):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        return _error(request, exc.status, exc.code, exc.message, headers)
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
@@ -115,7 +119,8 @@ def create_app(settings: ServingSettings | None = None, *, store: Store | None =
             on_activate(eng.bundle)
         app.state.engine = eng
         app.state.auth = Authenticator(eng.keys, required=not settings.dev_mode,
-                                       cache_seconds=settings.key_cache_seconds)
+                                       cache_seconds=settings.key_cache_seconds,
+                                       rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
         if settings.dev_mode:
             log.warning("dev mode: API keys are not checked")
         try:
@@ -136,7 +141,7 @@ def create_app(settings: ServingSettings | None = None, *, store: Store | None =
     app.state.metrics = metrics
     app.state.stats = stats
     app.state.engine = None
-    for module in (recommendations, items, events, users, admin, health, dashboard):
+    for module in (recommendations, items, events, users, admin, admin_ops, health, dashboard):
         app.include_router(module.router)
     _install_handlers(app)
     app.add_middleware(ServiceMiddleware, metrics=metrics, stats=stats,  # type: ignore[arg-type]

@@ -31,14 +31,16 @@ from lmrec.serving.bundle import (
     model_item_vectors,
     model_user_vectors,
 )
-from lmrec.serving.errors import CapabilityError, InvalidRequestError, NotFoundError
+from lmrec.serving.errors import CapabilityError, CommitError, InvalidRequestError, NotFoundError
 from lmrec.serving.explain import Explanation, explain
+from lmrec.serving.idfilter import IdFilter
 from lmrec.serving.ingest import EventWriter, prepare
 from lmrec.serving.overlay import HistoryOverlay, UserState
 from lmrec.serving.rerank import mmr
 from lmrec.serving.retrieval import normalise
 from lmrec.serving.settings import ServingSettings
 from lmrec.serving.text import Encoder, encode_for_model, encode_items, encode_query
+from lmrec.store.audit import AuditEntry, AuditLog
 from lmrec.store.duckdb_store import Store
 from lmrec.store.keys import (
     KeyStore,
@@ -136,8 +138,13 @@ class Engine:
         self._erased: set[str] = set()
         self._on_activate = on_activate
         self.overlay = HistoryOverlay(self._load_user, settings.max_cached_users, settings.history_limit)
-        self.writer = EventWriter(store, settings.ingest_flush_ms, settings.ingest_sync)
+        self.audit = AuditLog(store)
+        self.writer = EventWriter(store, settings.ingest_flush_ms,
+                                  settings.ingest_ack_before_commit_may_lose_events, self.audit)
         self.reader = ReadCursor(store)  # point reads that need not wait for a commit in progress
+        t0 = time.perf_counter()
+        self.id_filter = IdFilter.of_store(store)  # new event ids are told apart without a store scan
+        log.info("indexed %d event ids in %.1fs", self.id_filter.count, time.perf_counter() - t0)
         self._ingest_lock = threading.Lock()
         self.started_at = time.time()
         if settings.preload_users:
@@ -401,18 +408,19 @@ class Engine:
         return out, b.version
 
     # ------------------------------------------------------------------ writes: events
-    def ingest(self, events: list[dict[str, Any]]) -> IngestResult:
-        """Accept a batch of events (idempotent by ``event_id``): the next recommendation reflects them at
-        once, and they are committed to the store within ``ingest_flush_ms`` (see
-        :mod:`lmrec.serving.ingest`).
+    def ingest(self, events: list[dict[str, Any]], audit: AuditEntry | None = None) -> IngestResult:
+        """Store a batch of events (idempotent by ``event_id``) and answer once they are committed (group
+        commit, see :mod:`lmrec.serving.ingest`); the next recommendation reflects them.
 
         Events without an ``event_id`` get the stable id the importer derives from their fields; without a
-        ``timestamp`` they are stamped now. A bad field fails the whole batch with the row and field named.
+        ``timestamp`` they are stamped now. A bad field fails the whole batch with the event index and field
+        named, before anything is stored. ``audit`` is committed in the same transaction as the events.
         """
         if len(events) > self.settings.max_batch:
             raise InvalidRequestError(f"{len(events)} events in one batch; "
                                       f"the limit is {self.settings.max_batch}")
-        rows = list({e.event_id: e for e in reversed(prepare(events))}.values())[::-1]  # first of each id
+        prepared = prepare(events)
+        rows = list({e.event_id: e for e in reversed(prepared)}.values())[::-1]  # first of each id
         users = list(dict.fromkeys(e.user_id for e in rows))
         locks = sorted({id(self.overlay.user_lock(u)): self.overlay.user_lock(u) for u in users}.items())
         for _, lock in locks:
@@ -424,17 +432,31 @@ class Engine:
             with self._ingest_lock:  # one de-duplication at a time: a concurrent resend cannot slip through
                 ids = [e.event_id for e in rows]
                 seen = self.writer.pending_ids(ids)
-                seen |= existing_event_ids(self.reader, [i for i in ids if i not in seen])
+                rest = [i for i in ids if i not in seen]
+                maybe = [i for i, m in zip(rest, self.id_filter.may_contain(rest), strict=True) if m]
+                seen |= existing_event_ids(self.reader, maybe)  # only ids the filter cannot rule out
                 new = [e for e in rows if e.event_id not in seen]
-                self.writer.submit(new)
+                self.id_filter.add([e.event_id for e in new])
+                ticket = self.writer.submit(new, audit)
+                if audit is not None:
+                    audit.recorded = True
+            if not self.writer.ack_before_commit and not ticket.wait(self.settings.ingest_timeout_s):
+                raise CommitError(f"the store did not commit within {self.settings.ingest_timeout_s:g} s; "
+                                  "resending is safe (events are idempotent by id)")
+            failed = {ticket.events[p].event_id for p in ticket.failed}
+            stored = [e for e in new if e.event_id not in failed]
             by_user: dict[str, list[tuple[str, str]]] = {}
-            for e in sorted(new, key=lambda e: e.timestamp):
+            for e in sorted(stored, key=lambda e: e.timestamp):
                 by_user.setdefault(e.user_id, []).append((e.item_id, e.event_type))
             for u, evs in by_user.items():
                 self.overlay.apply(u, evs)
         finally:
             for _, lock in reversed(locks):
                 lock.release()
+        if failed:
+            where = [i for i, e in enumerate(prepared) if e.event_id in failed]
+            raise CommitError(f"events at index {where} could not be stored (the others were); "
+                              "resending them is safe")
         return IngestResult(accepted=len(new), duplicates=len(events) - len(new), users=len(users))
 
     # ------------------------------------------------------------------ writes: items

@@ -38,3 +38,21 @@ class InvalidRequestError(ServingError):
 
     status = 422
     code = "invalid_request"
+
+
+class CommitError(ServingError):
+    """Events could not be committed to the store (named by index); nothing else was lost."""
+
+    status = 503
+    code = "not_stored"
+
+
+class RateLimitedError(ServingError):
+    """The key sent more requests than its rate allows; retry after ``retry_after`` seconds."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,13 +1,19 @@
-"""Event ingestion off the request path: validated in Python, written to the store in batches.
+"""Event ingestion: validated up front, committed with group commit, acknowledged once stored.
 
-A request is answered once its events are validated, de-duplicated and applied to the in-memory history
-overlay (so the next recommendation reflects them); a background thread commits the queued events to the store
-every ``flush_ms`` milliseconds in one transaction. One DuckDB transaction per request would cost tens of
-milliseconds; one per batch costs about the same for hundreds of events. With ``sync=True`` each request waits
-for its commit.
+A request's events are validated by the rules every path shares (:mod:`lmrec.data.cleaning`: id length and
+characters, timestamp range, finite values, known types), de-duplicated and handed to :class:`EventWriter`.
+One background thread commits whatever is queued in one transaction; requests that arrive while a commit runs
+share the next one (group commit), so throughput does not depend on one transaction per request. The request
+is answered only after its transaction committed: **an acknowledged event is a stored event**.
+``flush_ms`` is how long the writer waits to gather a batch once woken: a latency knob, not a durability one.
 
-What is acknowledged but not yet committed is lost if the process is killed (a normal shutdown commits it
-first); clients that resend on failure lose nothing, since ingestion is idempotent by event id.
+If a batch fails to commit, every event is retried in a transaction of its own; the events that still fail are
+reported to their requests (503 naming their index) and no other event is lost. Ids are "pending" only while
+their commit runs, and leave that state whatever the outcome, so a resend is never mistaken for a duplicate
+of an event that was not stored.
+
+``ack_before_commit=True`` (``LMREC_INGEST_ACK_BEFORE_COMMIT_MAY_LOSE_EVENTS``) answers before the commit:
+faster, and a killed process loses what was acknowledged but not yet committed.
 """
 
 from __future__ import annotations
@@ -15,20 +21,31 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
-from lmrec.data.cleaning import CleaningConfig, DataError
+from lmrec.data.cleaning import (
+    ID_RULE,
+    ID_WHITESPACE,
+    MAX_TIMESTAMP,
+    TIMESTAMP_RULE,
+    CleaningConfig,
+    DataError,
+    id_problem,
+    timestamp_seconds,
+    value_problem,
+)
 from lmrec.data.schema import normalise_event_type
+from lmrec.store.audit import AuditEntry, AuditLog
 from lmrec.store.duckdb_store import Store
 
 log = logging.getLogger("lmrec.serving")
 
-#: Numeric timestamps above this are milliseconds (as the importer decides with timestamp_unit="auto").
-_MS_THRESHOLD = 100_000_000_000
 _ACCEPTED = CleaningConfig().accepted_event_types
+_SCHEMA = {"event_id": pl.String, "user_id": pl.String, "item_id": pl.String, "timestamp": pl.Int64,
+           "event_type": pl.String, "value": pl.Float64}
 
 
 @dataclass(frozen=True)
@@ -47,65 +64,101 @@ def _value_text(value: float | None) -> str:
 
 
 def prepare(events: list[dict[str, Any]], now: int | None = None) -> list[Event]:
-    """Validate and normalise request events the way the importer does, without a DataFrame per request.
+    """Validate and normalise request events by the importer's rules, without a DataFrame per request.
 
     Event types are normalised (``addtocart`` → ``cart``) and must be known; timestamps default to now, and
     values above 1e11 are read as milliseconds; an event without an id gets the importer's derived id
-    ``user|item|timestamp|type|value``. Raises :class:`~lmrec.data.cleaning.DataError` naming the row and
-    field.
+    ``user|item|timestamp|type|value``. Raises :class:`~lmrec.data.cleaning.DataError` naming the event index
+    (``row``) and field.
     """
     now = int(time.time()) if now is None else now
     out = []
     for row, e in enumerate(events):
-        user, item = str(e["user_id"]).strip(), str(e["item_id"]).strip()
-        for name, val in (("user_id", user), ("item_id", item)):
-            if not val:
-                raise DataError("missing id", source="request body", row=row, field=name,
-                                expected="a non-empty id")
-        etype = normalise_event_type(str(e.get("event_type") or "view"))
+        ids = {}
+        for name in ("user_id", "item_id", "event_id"):
+            raw = e.get(name)
+            val = "" if raw is None else str(raw).strip(ID_WHITESPACE)
+            ids[name] = val
+            if name == "event_id" and not val:
+                continue
+            problem = id_problem(val)
+            if problem:
+                raise DataError(problem, source="request body", row=row, field=name, expected=ID_RULE)
+        raw_type = e.get("event_type")
+        etype = normalise_event_type("view" if raw_type is None else str(raw_type))
+        if not etype:
+            raise DataError("missing event type", source="request body", row=row, field="event_type",
+                            expected=f"one of {sorted(_ACCEPTED)}")
         if etype not in _ACCEPTED:
             raise DataError("unknown event type", source="request body", row=row, field="event_type",
-                            expected=f"one of {sorted(_ACCEPTED)}", got=etype)
-        ts = e.get("timestamp")
-        ts = now if ts is None else int(ts)
-        if abs(ts) > _MS_THRESHOLD:
-            ts //= 1000
+                            expected=f"one of {sorted(_ACCEPTED)}", got=etype[:64])
+        raw_ts = e.get("timestamp")
+        ts = now if raw_ts is None else timestamp_seconds(raw_ts)
+        if ts is None or not 0 <= ts <= MAX_TIMESTAMP:
+            raise DataError("timestamp out of range", source="request body", row=row, field="timestamp",
+                            expected=TIMESTAMP_RULE)
         value = e.get("value")
         value = None if value is None else float(value)
-        eid = (e.get("event_id") or "").strip() or f"{user}|{item}|{ts}|{etype}|{_value_text(value)}"
+        problem = value_problem(value)
+        if problem:
+            raise DataError(problem, source="request body", row=row, field="value",
+                            expected="a finite number")
+        user, item = ids["user_id"], ids["item_id"]
+        eid = ids["event_id"] or f"{user}|{item}|{ts}|{etype}|{_value_text(value)}"
         out.append(Event(eid, user, item, ts, etype, value))
     return out
 
 
+@dataclass
+class Ticket:
+    """One request's events on their way to the store; :meth:`wait` returns once they are committed (or
+    failed)."""
+
+    events: list[Event]
+    audit: AuditEntry | None = None
+    failed: dict[int, str] = field(default_factory=dict)  # position in ``events`` → why it was not stored
+    stored: int = 0
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def wait(self, timeout: float) -> bool:
+        return self.done.wait(timeout)
+
+
+def _frame(events: list[Event]) -> pl.DataFrame:
+    return pl.DataFrame([vars(e) for e in events], schema=_SCHEMA)
+
+
 class EventWriter:
-    """Queues events and commits them to the store in batches from a background thread.
+    """Commits queued events (and audit entries) to the store from one background thread, in groups.
 
     Parameters
     ----------
     store:
-        Where events are committed (``Store.append_events``: idempotent by event id).
+        Where events are committed (idempotent by event id).
     flush_ms:
-        Longest time an acknowledged event waits before its commit starts.
-    sync:
-        Commit within :meth:`submit` instead (each request waits for its transaction).
+        How long the writer gathers a batch once woken (0: commit at once; requests arriving during a commit
+        share the next one anyway).
+    ack_before_commit:
+        Fire-and-forget: :meth:`submit` callers do not wait (a killed process loses the uncommitted events).
     """
 
-    def __init__(self, store: Store, flush_ms: int = 50, sync: bool = False) -> None:
+    def __init__(self, store: Store, flush_ms: float = 0, ack_before_commit: bool = False,
+                 audit: AuditLog | None = None) -> None:
         self.store = store
         self.flush_s = flush_ms / 1000
-        self.sync = sync
-        self._queue: list[Event] = []
+        self.ack_before_commit = ack_before_commit
+        self.audit = audit
+        self._queue: list[Ticket] = []
+        self._audit_queue: list[AuditEntry] = []
         self._pending: dict[str, Event] = {}  # queued or being committed, by event id
-        self._lock = threading.Lock()  # guards the queue and pending
+        self._lock = threading.Lock()  # guards the queues and pending
         self.commit_lock = threading.RLock()  # held while a batch is committed
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.committed = 0
         self.failures = 0
-        self._thread: threading.Thread | None = None
-        if not sync:
-            self._thread = threading.Thread(target=self._run, name="lmrec-event-writer", daemon=True)
-            self._thread.start()
+        self._thread = threading.Thread(target=self._run, name="lmrec-event-writer", daemon=True)
+        self._thread.start()
 
     def pending_ids(self, ids: list[str]) -> set[str]:
         with self._lock:
@@ -117,61 +170,100 @@ class EventWriter:
         with self._lock:
             return [e for e in self._pending.values() if e.user_id == user_id]
 
-    def submit(self, events: list[Event]) -> None:
-        if not events:
-            return
+    def submit(self, events: list[Event], audit: AuditEntry | None = None) -> Ticket:
+        """Queue events (and the request's audit entry, committed in the same transaction)."""
+        ticket = Ticket(list(events), audit)
         with self._lock:
-            self._queue.extend(events)
+            self._queue.append(ticket)
             for e in events:
                 self._pending[e.event_id] = e
-        if self.sync:
-            self.flush()
-        else:
-            self._wake.set()
+        self._wake.set()
+        return ticket
+
+    def record(self, entry: AuditEntry) -> None:
+        """Queue an audit entry alone; committed with the next batch."""
+        entry.recorded = True
+        with self._lock:
+            self._audit_queue.append(entry)
+        self._wake.set()
 
     def drop_user(self, user_id: str) -> int:
         """Forget a user's queued events (erasure); returns how many. Waits for a commit in progress."""
+        n = 0
         with self.commit_lock, self._lock:
-            before = len(self._queue)
-            self._queue = [e for e in self._queue if e.user_id != user_id]
+            for t in self._queue:
+                keep = [e for e in t.events if e.user_id != user_id]
+                n += len(t.events) - len(keep)
+                t.events = keep
             for eid in [k for k, e in self._pending.items() if e.user_id == user_id]:
                 del self._pending[eid]
-            return before - len(self._queue)
+        return n
+
+    def _commit(self, events: list[Event], audit: list[AuditEntry], known_new: bool = True) -> int:
+        # The engine de-duplicates under its lock against the store and the pending ids, and every event
+        # write of this process goes through here, so a batch holds only new ids (known_new); a retry of
+        # one event after a failed batch checks the store again.
+        def run() -> int:
+            n = self.store.insert_prepared_events(_frame(events), known_new=known_new) if events else 0
+            if self.audit is not None and audit:
+                self.audit.append(audit)
+            return n
+
+        return int(self.store.transaction(run))
 
     def flush(self) -> int:
-        """Commit everything queued now; returns the number of events written."""
+        """Commit everything queued now; returns the number of events handed to the store."""
         with self.commit_lock:
             with self._lock:
-                batch, self._queue = self._queue, []
-            if not batch:
+                tickets, self._queue = self._queue, []
+                audit, self._audit_queue = self._audit_queue, []
+            entries = audit + [t.audit for t in tickets if t.audit is not None]
+            events = [e for t in tickets for e in t.events]
+            if not events and not entries:
                 return 0
-            df = pl.DataFrame([vars(e) for e in batch], schema={
-                "event_id": pl.String, "user_id": pl.String, "item_id": pl.String, "timestamp": pl.Int64,
-                "event_type": pl.String, "value": pl.Float64})
             try:
-                self.store.append_events(df, CleaningConfig(), source="events API")
+                self._commit(events, entries)
+                for t in tickets:
+                    t.stored = len(t.events)
             except Exception:
                 self.failures += 1
-                with self._lock:  # keep them for the next attempt
-                    self._queue = batch + self._queue
-                raise
-            with self._lock:
-                for e in batch:
-                    self._pending.pop(e.event_id, None)
-            self.committed += len(batch)
-            return len(batch)
+                log.exception("committing %d events failed; retrying each on its own", len(events))
+                self._one_by_one(tickets, entries)
+            finally:
+                with self._lock:  # pending ends whatever happened: a resend is never a false duplicate
+                    for e in events:
+                        self._pending.pop(e.event_id, None)
+                for t in tickets:
+                    t.done.set()
+            self.committed += sum(t.stored for t in tickets)
+            return len(events)
+
+    def _one_by_one(self, tickets: list[Ticket], entries: list[AuditEntry]) -> None:
+        for t in tickets:
+            for pos, e in enumerate(t.events):
+                try:
+                    self._commit([e], [], known_new=False)
+                    t.stored += 1
+                except Exception as exc:  # noqa: BLE001 - reported to the request that sent it
+                    t.failed[pos] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    log.error("event %r could not be stored: %s", e.event_id[:80], exc)
+        for entry in entries:
+            try:
+                self._commit([], [entry])
+            except Exception:
+                log.exception("an audit entry could not be stored")
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait()
             self._wake.clear()
-            if self._stop.wait(self.flush_s):  # gather a batch
+            if self.flush_s > 0 and self._stop.wait(self.flush_s):  # gather a batch
                 break
             try:
                 self.flush()
             except Exception:
-                log.exception("committing events failed; retrying with the next batch")
-                time.sleep(min(1.0, self.flush_s * 10))
+                log.exception("the event writer failed; retrying")
+                time.sleep(0.05)
                 self._wake.set()
         self.flush()
 
@@ -179,6 +271,5 @@ class EventWriter:
         """Commit what is queued and stop the thread."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._thread.join(timeout=30)
         self.flush()

@@ -112,22 +112,17 @@ class ServiceMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode("latin-1"))]
             await send(message)
 
-        received = 0
-
-        async def receive_wrapped() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise BodyTooLarge
-            return message
-
         try:
             length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body:
                 raise BodyTooLarge
-            await self.app(scope, receive_wrapped, send_wrapped)
+            if length is None and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
+                # A chunked body has no length up front: read it here, so that an oversized one is a 413 (the
+                # framework would turn an error while it reads the body into a 400).
+                receive = await self._buffered(receive)
+            else:
+                receive = self._counting(receive)
+            await self.app(scope, receive, send_wrapped)
         except BodyTooLarge:
             if not status["started"]:
                 await self._respond(send_wrapped, 413, "payload_too_large",
@@ -145,6 +140,57 @@ class ServiceMiddleware:
             self.metrics.requests.labels(method=method, route=name, status=str(status["code"])).inc()
             self.metrics.latency.labels(method=method, route=name).observe(secs)
             self.stats.add(f"{method} {name}", int(status["code"]), secs)
+            self._audit(scope, int(status["code"]))
+
+    @staticmethod
+    def _audit(scope: Scope, status: int) -> None:
+        """Record the request's audit entry (opened by the route) unless the route already committed it."""
+        entry = (scope.get("state") or {}).get("audit")
+        if entry is None or entry.recorded:
+            return
+        entry.status = status
+        engine = getattr(getattr(scope.get("app"), "state", None), "engine", None)
+        if engine is not None:
+            engine.writer.record(entry)
+
+    def _counting(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def receive_wrapped() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        return receive_wrapped
+
+    async def _buffered(self, receive: Receive) -> Receive:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                first: Message = message
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body:
+                raise BodyTooLarge
+            if not message.get("more_body", False):
+                first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                break
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return first
+            return await receive()
+
+        return replay
 
     @staticmethod
     async def _respond(send: Send, status: int, code: str, detail: str, rid: str) -> None:

@@ -3,9 +3,10 @@ objects)."""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lmrec.serving import engine as eng
 
@@ -13,7 +14,8 @@ _ID = Field(min_length=1, max_length=256)
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: ``"value": false`` or ``"explain": 0`` is a 422, not a silent conversion.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # ---------------------------------------------------------------------- recommendations
@@ -74,7 +76,8 @@ class SessionRequest(_Body):
     categories: list[str] = Field(default_factory=list, max_length=50,
                                   description="Keep only these categories.")
     exclude_categories: list[str] = Field(default_factory=list, max_length=50)
-    diversity: float | None = Field(None, ge=0.0, le=1.0, description="MMR weight; default from settings.")
+    diversity: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False,
+                                    description="MMR weight; default from settings.")
     explain: bool = False
 
 
@@ -107,8 +110,9 @@ class EventIn(_Body):
     item_id: str = _ID
     event_type: str = Field("view", min_length=1, max_length=64,
                             description="view, click, cart, purchase, rating, like, dislike, skip, ...")
-    timestamp: int | None = Field(None, ge=0, description="Seconds since the epoch (UTC); now when absent.")
-    value: float | None = Field(None, description="A rating, an amount, a watch time...")
+    timestamp: int | None = Field(None, description="Seconds (or milliseconds, above 1e11) since the epoch "
+                                                    "(UTC), up to 9999-12-31; now when absent.")
+    value: float | None = Field(None, allow_inf_nan=False, description="A rating, an amount, a watch time...")
 
 
 class EventsIn(_Body):
@@ -130,7 +134,16 @@ class ItemIn(_Body):
     title: str | None = Field(None, max_length=1000)
     description: str | None = Field(None, max_length=20_000)
     categories: list[str] = Field(default_factory=list, max_length=100)
-    attributes: dict[str, str | int | float | bool | None] | None = Field(None, description="Free fields.")
+    attributes: dict[str, str | int | float | bool | None] | None = Field(
+        None, max_length=100, description="Free fields (finite numbers).")
+
+    @field_validator("attributes")
+    @classmethod
+    def _finite(cls, v: dict[str, object] | None) -> dict[str, object] | None:
+        for name, x in (v or {}).items():
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ValueError(f"attribute {name!r} is not a finite number")
+        return v
 
 
 class ItemsIn(_Body):
@@ -179,6 +192,61 @@ class ErrorOut(BaseModel):
     request_id: str
 
 
+_ERROR_TEXT = {400: "Malformed request", 401: "No, malformed or revoked API key",
+               403: "The key lacks the scope", 404: "Not found", 409: "Not supported by the active model",
+               413: "Request body too large", 422: "Validation error (one entry per field)",
+               429: "The key is over its rate limit (see Retry-After)",
+               503: "Not stored: the commit failed (resending is safe)"}
 ERRORS: dict[int | str, dict[str, object]] = {
-    c: {"model": ErrorOut} for c in (401, 403, 404, 409, 413, 422)
+    c: {"model": ErrorOut, "description": text} for c, text in _ERROR_TEXT.items()
 }
+
+
+# ---------------------------------------------------------------------- live administration
+class KeyIn(_Body):
+    name: str = Field(min_length=1, max_length=200, description="Who or what the key is for.")
+    scopes: list[Literal["read", "write", "admin"]] = Field(min_length=1, max_length=3)
+    rate_limit: float | None = Field(None, gt=0, le=1e6, allow_inf_nan=False,
+                                     description="Requests per second (default: the service's).")
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    name: str
+    scopes: list[str]
+    created_at: str | None
+    revoked_at: str | None
+    rate_limit: float | None
+
+    @classmethod
+    def of(cls, k: object) -> KeyOut:
+        return cls(key_id=k.key_id, name=k.name, scopes=list(k.scopes),  # type: ignore[attr-defined]
+                   created_at=None if k.created_at is None else str(k.created_at),  # type: ignore[attr-defined]
+                   revoked_at=None if k.revoked_at is None else str(k.revoked_at),  # type: ignore[attr-defined]
+                   rate_limit=k.rate_limit)  # type: ignore[attr-defined]
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="The full key: shown only now, only its hash is stored.")
+
+
+class AuditOut(BaseModel):
+    logged_at: str
+    key_id: str | None
+    method: str
+    route: str
+    target: str | None
+    status: int
+    count: int | None
+    request_id: str | None
+
+
+class BackupIn(_Body):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$",
+                      description="A new folder name under the service's backup_dir.")
+
+
+class BackupOut(BaseModel):
+    path: str
+    tables: dict[str, dict[str, int | str]] = Field(description="Rows and content hash per table.")
+    models: list[str] = Field(description="Model versions copied.")

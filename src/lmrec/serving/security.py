@@ -7,9 +7,11 @@ seconds, so a request costs no store round trip; a revocation takes effect withi
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
+from lmrec.serving.errors import RateLimitedError
 from lmrec.store.keys import ApiKey, KeyStore
 
 
@@ -35,12 +37,42 @@ class Authenticator:
         How long a verified key is trusted without asking the store again.
     """
 
-    def __init__(self, keys: KeyStore, required: bool, cache_seconds: float = 5.0) -> None:
+    def __init__(self, keys: KeyStore, required: bool, cache_seconds: float = 2.0, rate_per_s: float = 0.0,
+                 burst: float = 0.0) -> None:
         self.keys = keys
         self.required = required
         self.cache_seconds = cache_seconds
+        self.rate_per_s = rate_per_s
+        self.burst = burst
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}  # key id → (tokens, when counted)
         self._lock = threading.Lock()
+
+    def forget(self) -> None:
+        """Drop every cached verification (after a key is revoked here: it is refused from the next
+        request)."""
+        with self._lock:
+            self._cache.clear()
+
+    def take(self, key: ApiKey | None) -> None:
+        """Spend one request of the key's rate (a token bucket); :class:`RateLimitedError` when it is
+        empty."""
+        if key is None:
+            return
+        rate = key.rate_limit if key.rate_limit is not None else self.rate_per_s
+        if not rate or rate <= 0:
+            return
+        cap = max(1.0, self.burst or rate)
+        now = time.monotonic()
+        with self._lock:
+            tokens, then = self._buckets.get(key.key_id, (cap, now))
+            tokens = min(cap, tokens + (now - then) * rate)
+            if tokens < 1.0:
+                self._buckets[key.key_id] = (tokens, now)
+                wait = (1.0 - tokens) / rate
+                raise RateLimitedError(f"key {key.key_id} is limited to {rate:g} requests/s; retry in "
+                                       f"{math.ceil(wait)} s", retry_after=wait)
+            self._buckets[key.key_id] = (tokens - 1.0, now)
 
     def check(self, presented: str | None, scope: str) -> ApiKey | None:
         """The key record when ``presented`` grants ``scope``; ``None`` in dev mode; :class:`AuthError`

@@ -32,8 +32,18 @@ class ServingSettings(BaseSettings):
     history_limit: int = Field(200, ge=1, description="Newest events of a user that recommendations read.")
     max_cached_users: int = Field(100_000, ge=1, description="Users whose recent history is held in memory.")
     preload_users: bool = Field(True, description="Load the most recently active users' histories at start.")
-    ingest_flush_ms: int = Field(50, ge=1, description="How often queued events are committed (ms).")
-    ingest_sync: bool = Field(False, description="Commit each events request before answering it (slower).")
+    ingest_flush_ms: float = Field(
+        0, ge=0, description="How long the event writer gathers a batch before committing it (ms): a latency "
+                             "knob; requests are answered after their commit whatever its value.")
+    ingest_ack_before_commit_may_lose_events: bool = Field(
+        False, description="Answer events requests before their commit (fire and forget): faster, and a "
+                           "killed process loses what was acknowledged but not yet committed.")
+    ingest_timeout_s: float = Field(30.0, gt=0, description="Longest wait for an events commit (then 503).")
+    rate_limit_per_s: float = Field(
+        0.0, ge=0, description="Requests per second each API key may send (0: no limit); a key's own limit "
+                               "(`lmrec keys create --rate`) overrides it. Excess requests get 429.")
+    rate_limit_burst: float = Field(0.0, ge=0,
+                                    description="Requests a key may send at once (default: 1 s of its rate).")
     ann_threshold: int = Field(
         50_000, ge=0, description="Catalogues larger than this are searched with a FAISS index.")
     ann_candidates: int = Field(200, ge=1,
@@ -41,10 +51,19 @@ class ServingSettings(BaseSettings):
     hnsw_m: int = Field(32, ge=4, description="HNSW graph degree.")
     hnsw_ef_search: int = Field(128, ge=8, description="HNSW search breadth (recall vs speed).")
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="Default MMR diversity weight (0 = off).")
-    key_cache_seconds: float = Field(5.0, ge=0.0,
+    key_cache_seconds: float = Field(2.0, ge=0.0,
                                      description="How long a verified API key is trusted in memory.")
+    backup_dir: Path | None = Field(
+        None, description="Where `POST /v1/admin/backup` writes backups (default: a 'backups' folder next to "
+                          "the store file).")
     stats_window: int = Field(2_000, ge=10,
                               description="Recent requests kept for the dashboard's live stats.")
+
+    def resolved_backup_dir(self) -> Path:
+        if self.backup_dir is not None:
+            return self.backup_dir
+        base = Path(self.store).expanduser().parent if self.store != ":memory:" else Path.cwd()
+        return base / "backups"
 
     def resolved_models_dir(self) -> Path | None:
         if self.models_dir is not None:

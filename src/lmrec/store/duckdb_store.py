@@ -189,6 +189,27 @@ class Store:
             self._unregister("_lmrec_batch")
         return int(rows[0][0]) if rows else 0
 
+    def insert_prepared_events(self, events: pl.DataFrame, known_new: bool = False) -> int:
+        """Insert events that are already validated and typed (the service's writer), skipping stored ids.
+        Call inside :meth:`transaction`; returns the number inserted.
+
+        ``known_new``: the caller has established (under its own lock, as the service does) that no id is
+        stored or repeated, so the anti-join against the whole table is skipped: a commit then costs
+        milliseconds instead of a scan of every event id.
+        """
+        with self._lock:
+            if not known_new:
+                return self._insert_events(events)
+            if events.height == 0:
+                return 0
+            table = events.select(list(EVENTS_SCHEMA.names)).to_arrow().cast(EVENTS_SCHEMA)
+            self._register("_lmrec_new", table)
+            try:
+                rows = self._con.execute("INSERT INTO events SELECT * FROM _lmrec_new").fetchall()
+            finally:
+                self._unregister("_lmrec_new")
+            return int(rows[0][0]) if rows else 0
+
     def append_events(self, events: pl.DataFrame | pa.Table, cleaning: CleaningConfig | None = None,
                       source: str = "append") -> ImportResult:
         """Clean and append events in one transaction; rows already present (same ``event_id``)

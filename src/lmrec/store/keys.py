@@ -43,6 +43,7 @@ class ApiKey:
     scopes: tuple[str, ...]
     created_at: datetime | None
     revoked_at: datetime | None
+    rate_limit: float | None = None  # requests per second; None: the service's default
 
     @property
     def active(self) -> bool:
@@ -78,6 +79,7 @@ class KeyStore:
         self.store = store
         for ddl in _DDL:
             store.execute(ddl)
+        store.execute("ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS rate_limit DOUBLE")
         salt = store.get_meta("erasure_salt")
         if salt is None:
             salt = secrets.token_hex(16)
@@ -85,28 +87,37 @@ class KeyStore:
         self._erasure_salt = str(salt)
 
     # ------------------------------------------------------------------ keys
-    def create(self, name: str, scopes: list[str] | tuple[str, ...]) -> tuple[str, ApiKey]:
-        """Create a key; returns ``(the full key, shown only now, its record)``."""
+    def create(self, name: str, scopes: list[str] | tuple[str, ...],
+               rate_limit: float | None = None) -> tuple[str, ApiKey]:
+        """Create a key; returns ``(the full key, shown only now, its record)``. ``rate_limit``: requests per
+        second this key may send (``None``: the service's default)."""
         bad = [s for s in scopes if s not in SCOPES]
         if bad or not scopes:
             raise ValueError(f"scopes must be a non-empty subset of {list(SCOPES)}, got {list(scopes)}")
+        if rate_limit is not None and not rate_limit > 0:
+            raise ValueError(f"a rate limit must be a positive number of requests per second, "
+                             f"got {rate_limit}")
         key_id, salt = secrets.token_hex(6), secrets.token_hex(16)
         secret = secrets.token_urlsafe(32).replace("_", "-")  # "_" separates the parts of a key
-        self.store.execute("INSERT INTO api_keys (key_id, name, scopes, salt, digest) VALUES (?, ?, ?, ?, ?)",
-                           [key_id, name, list(dict.fromkeys(scopes)), salt, _digest(salt, secret)])
+        self.store.execute(
+            "INSERT INTO api_keys (key_id, name, scopes, salt, digest, rate_limit) VALUES (?, ?, ?, ?, ?, ?)",
+            [key_id, name, list(dict.fromkeys(scopes)), salt, _digest(salt, secret), rate_limit])
         record = self.get(key_id)
         assert record is not None
         return f"{KEY_PREFIX}_{key_id}_{secret}", record
 
     def get(self, key_id: str) -> ApiKey | None:
         rows = self.store.execute(
-            "SELECT key_id, name, scopes, created_at, revoked_at FROM api_keys WHERE key_id = ?", [key_id])
-        return ApiKey(rows[0][0], rows[0][1], tuple(rows[0][2]), rows[0][3], rows[0][4]) if rows else None
+            "SELECT key_id, name, scopes, created_at, revoked_at, rate_limit FROM api_keys WHERE key_id = ?",
+            [key_id])
+        return ApiKey(rows[0][0], rows[0][1], tuple(rows[0][2]), rows[0][3], rows[0][4], rows[0][5]) \
+            if rows else None
 
     def list(self) -> list[ApiKey]:
         rows = self.store.execute(
-            "SELECT key_id, name, scopes, created_at, revoked_at FROM api_keys ORDER BY created_at, key_id")
-        return [ApiKey(r[0], r[1], tuple(r[2]), r[3], r[4]) for r in rows]
+            "SELECT key_id, name, scopes, created_at, revoked_at, rate_limit FROM api_keys "
+            "ORDER BY created_at, key_id")
+        return [ApiKey(r[0], r[1], tuple(r[2]), r[3], r[4], r[5]) for r in rows]
 
     def revoke(self, key_id: str) -> bool:
         """Revoke a key; ``False`` when no active key has this id."""
@@ -123,14 +134,14 @@ class KeyStore:
             return None
         key_id, secret = parsed
         rows = self.store.execute(
-            "SELECT salt, digest, name, scopes, created_at, revoked_at FROM api_keys WHERE key_id = ?",
-            [key_id])
+            "SELECT salt, digest, name, scopes, created_at, revoked_at, rate_limit FROM api_keys "
+            "WHERE key_id = ?", [key_id])
         if not rows:
             return None
-        salt, digest, name, scopes, created, revoked = rows[0]
+        salt, digest, name, scopes, created, revoked, rate = rows[0]
         if revoked is not None or not hmac.compare_digest(_digest(salt, secret), digest):
             return None
-        return ApiKey(key_id, name, tuple(scopes), created, revoked)
+        return ApiKey(key_id, name, tuple(scopes), created, revoked, rate)
 
     # ------------------------------------------------------------------ erasure tombstones
     def _user_hash(self, user_id: str) -> str:

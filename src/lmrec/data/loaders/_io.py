@@ -217,7 +217,31 @@ def csv_columns(source: ByteSource, separator: str, label: str | None = None) ->
     if not header.strip():
         raise DataError("empty file", source=label or str(source),
                         expected="a header line naming the columns")
-    return next(csv.reader([header], delimiter=separator))
+    names = next(csv.reader([header], delimiter=separator))
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError("a column is named twice in the header", source=label or str(source), row=0,
+                            field=name, expected="each column name once")
+        seen.add(name)
+    return names
+
+
+def _first_bad_utf8(source: ByteSource, separator: str, names: list[str]) -> tuple[int, str] | None:
+    """(data row, column) of the first field that is not UTF-8 text, scanning the raw lines."""
+    with open_binary(source) as f:
+        for line_no, raw in enumerate(f):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                fields = raw.split(separator.encode())
+                for col, value in enumerate(fields):
+                    try:
+                        value.decode("utf-8")
+                    except UnicodeDecodeError:
+                        return line_no, names[col] if col < len(names) else f"column {col + 1}"
+                return line_no, names[0] if names else ""
+    return None
 
 
 def csv_batches(source: ByteSource, separator: str, columns: list[str] | None = None,
@@ -243,6 +267,11 @@ def csv_batches(source: ByteSource, separator: str, columns: list[str] | None = 
                             convert_options=convert) as reader:
             yield from reader
     except pa.ArrowInvalid as exc:
+        if "utf8" in str(exc).lower() or "utf-8" in str(exc).lower():
+            where = _first_bad_utf8(source, separator, names)
+            raise DataError("text that is not UTF-8", source=label, row=where[0] if where else None,
+                            field=where[1] if where else None,
+                            expected="UTF-8 text (convert the file, e.g. iconv -f latin1 -t utf-8)") from None
         raise DataError(f"malformed table ({exc})", source=label,
                         expected="the same number of fields on every line") from None
     finally:

@@ -8,9 +8,9 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from lmrec.serving.dashboard_page import PAGE
-from lmrec.serving.deps import EngineDep, ReadAccess, StatsDep
+from lmrec.serving.deps import EngineDep, GuardedRoute, ReadAccess, StatsDep
 
-router = APIRouter(tags=["dashboard"])
+router = APIRouter(route_class=GuardedRoute, tags=["dashboard"])
 
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="The web dashboard (HTML)")

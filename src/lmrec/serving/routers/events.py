@@ -1,15 +1,18 @@
-"""Behaviour events: ingested in batches, idempotent by event id, visible to the next recommendation."""
+"""Behaviour events: ingested in batches, idempotent by event id, answered once committed."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from lmrec.serving.deps import EngineDep, WriteAccess
+from lmrec.serving.deps import EngineDep, GuardedRoute, WriteAccess, audit_of
 from lmrec.serving.schemas import ERRORS, EventsIn, EventsOut
 
-router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERRORS)
+router = APIRouter(route_class=GuardedRoute, prefix="/v1/events", tags=["events"], responses=ERRORS)
 
 
-@router.post("", response_model=EventsOut, summary="Ingest a batch of events")
-def ingest_events(body: EventsIn, engine: EngineDep, _: WriteAccess) -> EventsOut:
-    return EventsOut.of(engine.ingest([e.model_dump() for e in body.events]))
+@router.post("", response_model=EventsOut, summary="Ingest a batch of events (answered once they are stored)")
+def ingest_events(body: EventsIn, request: Request, engine: EngineDep, _: WriteAccess) -> EventsOut:
+    entry = audit_of(request)
+    if entry is not None:
+        entry.count, entry.status = len(body.events), 200  # committed with the events
+    return EventsOut.of(engine.ingest([e.model_dump() for e in body.events], audit=entry))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from lmrec.serving.deps import MetricsDep
+from lmrec.serving.deps import GuardedRoute, MetricsDep
 from lmrec.serving.schemas import HealthOut
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=GuardedRoute, tags=["health"])
 
 
 @router.get("/health/live", response_model=HealthOut, summary="The process is up")

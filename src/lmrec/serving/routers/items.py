@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
-from lmrec.serving.deps import EngineDep, ReadAccess, WriteAccess
+from lmrec.serving.deps import EngineDep, GuardedRoute, ReadAccess, WriteAccess, audit_of
 from lmrec.serving.schemas import ERRORS, ItemsIn, ItemsOut, SimilarOut
 
-router = APIRouter(prefix="/v1/items", tags=["items"], responses=ERRORS)
+router = APIRouter(route_class=GuardedRoute, prefix="/v1/items", tags=["items"], responses=ERRORS)
 
 
 @router.get("/{item_id}/similar", response_model=SimilarOut, summary="Items most like this one")
@@ -25,7 +25,9 @@ def similar_items(
 
 
 @router.put("", response_model=ItemsOut, summary="Add or change items; they are recommendable at once")
-def upsert_items(body: ItemsIn, engine: EngineDep, _: WriteAccess) -> ItemsOut:
+def upsert_items(body: ItemsIn, request: Request, engine: EngineDep, _: WriteAccess) -> ItemsOut:
+    if (entry := audit_of(request)) is not None:
+        entry.count = len(body.items)
     rows = [{**i.model_dump(exclude={"attributes"}),
              "attributes": None if i.attributes is None else json.dumps(i.attributes)}
             for i in body.items]

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from lmrec.serving.deps import EngineDep, ReadAccess, SettingsDep
+from lmrec.serving.deps import EngineDep, GuardedRoute, ReadAccess, SettingsDep
 from lmrec.serving.engine import RecRequest
 from lmrec.serving.schemas import ERRORS, RecommendationsOut, SessionRequest
 
-router = APIRouter(prefix="/v1", tags=["recommendations"], responses=ERRORS)
+router = APIRouter(route_class=GuardedRoute, prefix="/v1", tags=["recommendations"], responses=ERRORS)
 
 UserId = Annotated[str, Path(min_length=1, max_length=256, description="The user's id.")]
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
-from lmrec.serving.deps import AdminAccess, EngineDep, ReadAccess
+from lmrec.serving.deps import AdminAccess, EngineDep, GuardedRoute, ReadAccess, audit_of
 from lmrec.serving.schemas import ERRORS, ErasureOut, PredictionsOut
 
-router = APIRouter(prefix="/v1/users", tags=["users"], responses=ERRORS)
+router = APIRouter(route_class=GuardedRoute, prefix="/v1/users", tags=["users"], responses=ERRORS)
 
 UserId = Annotated[str, Path(min_length=1, max_length=256)]
 
@@ -31,7 +31,9 @@ def predictions(
 
 @router.delete("/{user_id}", response_model=ErasureOut,
                summary="Erase a user: events, profile and all cached state; afterwards the user is unknown")
-def erase_user(user_id: UserId, engine: EngineDep, _: AdminAccess) -> ErasureOut:
+def erase_user(user_id: UserId, request: Request, engine: EngineDep, _: AdminAccess) -> ErasureOut:
+    if (entry := audit_of(request)) is not None:
+        entry.target = user_id
     removed = engine.erase_user(user_id)
     return ErasureOut(user_id=user_id, events_deleted=removed["events"],
                       profile_deleted=bool(removed["users"]),

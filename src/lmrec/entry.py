@@ -1,0 +1,42 @@
+"""The ``lmrec`` command's entry point: Ctrl-C at any moment is one line and exit status 130, never a trace.
+
+This module imports nothing heavy, so the handler is in place before the command line is even built. Until a
+command runs, Ctrl-C exits at once (nothing can have been written); while one runs, it raises
+:class:`Interrupted`, which unwinds like an error (transactions roll back) and ends as the same one line.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+MESSAGE = "interrupted, nothing written"
+
+
+class Interrupted(BaseException):  # noqa: N818 - not an error; a BaseException so no `except Exception` eats it
+    """Ctrl-C while a command runs."""
+
+
+_running = False
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    if not _running:
+        sys.stderr.write(MESSAGE + "\n")
+        sys.stderr.flush()
+        os._exit(130)
+    raise Interrupted
+
+
+def main() -> None:
+    global _running
+    signal.signal(signal.SIGINT, _on_sigint)
+    from lmrec.cli import app
+
+    _running = True
+    try:
+        app()
+    except (Interrupted, KeyboardInterrupt):
+        sys.stderr.write(MESSAGE + "\n")
+        sys.exit(130)

@@ -1,0 +1,157 @@
+"""Backups of a store and its model registry, taken while the service runs, and their restore.
+
+A backup is a folder: one Parquet file per table (events, items, users, API keys, erasure tombstones, audit
+log, metadata), a copy of the model registry (``models/``) and ``manifest.json`` with each table's row count
+and content hash. The tables are read in one DuckDB transaction on a connection of their own, so the snapshot
+is consistent (MVCC) and writers are not stopped. :func:`restore` rebuilds a store file from it, checks every
+count and hash against the manifest, and only then moves the file into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from lmrec.store.duckdb_store import Store
+
+#: Tables a backup carries (those that exist in the store).
+TABLES = ("events", "items", "users", "api_keys", "erased_users", "audit_log", "meta")
+MANIFEST = "manifest.json"
+
+
+def _literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _columns(con: Any, table: str) -> list[str]:
+    rows = con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                       "ORDER BY ordinal_position", [table]).fetchall()
+    return [r[0] for r in rows]
+
+
+def fingerprint(con: Any, table: str) -> dict[str, int | str]:
+    """Row count and an order-independent content hash of a table (every column)."""
+    cols = ", ".join(f'"{c}"' for c in _columns(con, table))
+    rows = con.execute(f"SELECT count(*), coalesce(sum(hash({cols})::HUGEINT), 0) FROM {table}").fetchall()
+    return {"rows": int(rows[0][0]), "hash": str(rows[0][1])}
+
+
+def fingerprints(store: Store) -> dict[str, dict[str, int | str]]:
+    """:func:`fingerprint` of every backed-up table the store has."""
+    have = {r[0] for r in store.execute("SELECT table_name FROM information_schema.tables")}
+    with store._lock:  # noqa: SLF001 - one statement sequence on the store's own connection
+        return {t: fingerprint(store._con, t) for t in TABLES if t in have}  # noqa: SLF001
+
+
+def backup(store: Store, out: str | Path, models_dir: str | Path | None = None) -> dict[str, Any]:
+    """Write a consistent snapshot of ``store`` (and a copy of ``models_dir``) to the new folder ``out``.
+
+    Safe while a service writes to the store: the tables are read in one read transaction on a separate
+    connection. Returns the manifest.
+    """
+    import duckdb
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; choose a new folder for the backup")
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    own = store.path != ":memory:"
+    con = duckdb.connect(store.path) if own else None
+    try:
+        def snapshot(c: Any) -> dict[str, Any]:
+            have = {r[0] for r in c.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            tables = {}
+            for t in TABLES:
+                if t not in have:
+                    continue
+                c.execute(f"COPY (SELECT * FROM {t}) TO {_literal(tmp / (t + '.parquet'))} (FORMAT PARQUET)")
+                tables[t] = fingerprint(c, t)
+            return tables
+
+        if con is not None:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                tables = snapshot(con)
+            finally:
+                con.execute("ROLLBACK")
+        else:
+            with store._lock:  # noqa: SLF001 - an in-memory store has no second connection
+                tables = snapshot(store._con)  # noqa: SLF001
+    finally:
+        if con is not None:
+            con.close()
+    models: list[str] = []
+    if models_dir is not None and Path(models_dir).is_dir():
+        for version in sorted(p for p in Path(models_dir).iterdir() if (p / "model.json").is_file()):
+            shutil.copytree(version, tmp / "models" / version.name)
+            models.append(version.name)
+    manifest = {"format": 1, "created_at": time.time(), "store": str(store.path), "tables": tables,
+                "models": models}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    if out.exists():
+        out.rmdir()
+    os.replace(tmp, out)
+    return manifest
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not an lmrec backup (no {MANIFEST})")
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def restore(folder: str | Path, store_path: str | Path, models_dir: str | Path | None = None,
+            force: bool = False) -> dict[str, Any]:
+    """Rebuild the store ``store_path`` (and ``models_dir``) from a backup; every table's rows and hash are
+    checked against the manifest before the file is moved into place. Returns the manifest."""
+    from lmrec.store.audit import AuditLog
+    from lmrec.store.keys import KeyStore
+
+    folder, target = Path(folder), Path(store_path)
+    manifest = read_manifest(folder)
+    if target.exists() and not force:
+        raise FileExistsError(f"{target} exists; restore into a new file, or pass --force to replace it "
+                              "(stop the service that uses it first)")
+    tmp = target.with_name(target.name + ".restoring")
+    for p in (tmp, Path(str(tmp) + ".wal")):
+        p.unlink(missing_ok=True)
+    with Store(tmp) as st:
+        KeyStore(st)
+        AuditLog(st)
+        with st._lock:  # noqa: SLF001
+            con = st._con  # noqa: SLF001
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for t in manifest["tables"]:
+                    con.execute(f"DELETE FROM {t}")
+                    con.execute(f"INSERT INTO {t} BY NAME SELECT * FROM read_parquet("
+                                f"{_literal(folder / (t + '.parquet'))})")
+                got = {t: fingerprint(con, t) for t in manifest["tables"]}
+                if got != manifest["tables"]:
+                    bad = [t for t in manifest["tables"] if got.get(t) != manifest["tables"][t]]
+                    raise ValueError(f"the restored tables {bad} do not match the backup's manifest")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+    if models_dir is not None and manifest.get("models"):
+        dest = Path(models_dir)
+        for version in manifest["models"]:
+            if (dest / version).exists():
+                if not force:
+                    raise FileExistsError(f"{dest / version} exists; pass --force to replace it")
+                shutil.rmtree(dest / version)
+            shutil.copytree(folder / "models" / version, dest / version)
+    with contextlib.suppress(FileNotFoundError):
+        Path(str(target) + ".wal").unlink()
+    os.replace(tmp, target)
+    return manifest
