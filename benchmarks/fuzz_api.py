@@ -52,7 +52,7 @@ def run_mode(model: Path, store: Path, work: Path, with_keys: bool, max_examples
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "LMREC_TEXT_ENCODER": "none",
            "LMREC_BACKUP_DIR": str(work / "backups")}
-    cmd = [sys.executable, "-c", "from lmrec.cli import main; main()", "serve", str(model),
+    cmd = [sys.executable, "-c", "from lmrec.entry import main; main()", "serve", str(model),
            "--store", str(store),
            "--port", str(port), "--log-level", "warning", *([] if with_keys else ["--dev"])]
     server = subprocess.Popen(cmd, env=env, cwd=work, stdout=open(work / "server.log", "ab"),  # noqa: SIM115

@@ -55,7 +55,7 @@ def _serve(model: Path, store: Path, port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "LMREC_TEXT_ENCODER": "none"}
     for k in [k for k in env if k.startswith("LMREC_") and k != "LMREC_TEXT_ENCODER"]:
         env.pop(k)  # default settings
-    cmd = [sys.executable, "-c", "from lmrec.cli import main; main()", "serve", str(model),
+    cmd = [sys.executable, "-c", "from lmrec.entry import main; main()", "serve", str(model),
            "--store", str(store), "--dev",
            "--port", str(port), "--log-level", "warning"]
     return subprocess.Popen(cmd, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115

@@ -225,7 +225,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "LMREC_TEXT_ENCODER": "none"}
     server = subprocess.Popen(
-        [sys.executable, "-c", "from lmrec.cli import main; main()", "serve", str(model_dir),
+        [sys.executable, "-c", "from lmrec.entry import main; main()", "serve", str(model_dir),
          "--store", str(folder / "store.duckdb"),
          "--port", str(port), "--dev", "--log-level", "warning"], env=env, cwd=REPO)
     results = []

@@ -11,12 +11,9 @@ import os
 import signal
 import sys
 
-MESSAGE = "interrupted, nothing written"
+from lmrec.interrupt import MESSAGE, Interrupted
 
-
-class Interrupted(BaseException):  # noqa: N818 - not an error; a BaseException so no `except Exception` eats it
-    """Ctrl-C while a command runs."""
-
+__all__ = ["MESSAGE", "Interrupted", "main"]
 
 _running = False
 

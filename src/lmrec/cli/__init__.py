@@ -34,9 +34,3 @@ def _register() -> None:
 
 _register()
 
-
-def main() -> None:
-    """Kept for old entry points; :func:`lmrec.entry.main` is the command (Ctrl-C handled from the start)."""
-    from lmrec.entry import main as run
-
-    run()

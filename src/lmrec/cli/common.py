@@ -52,7 +52,7 @@ def friendly_errors() -> Iterator[None]:
     """Show lmrec's input errors as one red line and exit 1, instead of a traceback."""
     from lmrec.data.cleaning import DataError
     from lmrec.data.idmap import UnknownIdError
-    from lmrec.entry import MESSAGE, Interrupted
+    from lmrec.interrupt import MESSAGE, Interrupted
 
     try:
         yield

@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lmrec.store.audit import AuditLog
 from lmrec.store.duckdb_store import Store
+from lmrec.store.keys import KeyStore
 
 #: Tables a backup carries (those that exist in the store).
 TABLES = ("events", "items", "users", "api_keys", "erased_users", "audit_log", "meta")
@@ -112,9 +114,6 @@ def restore(folder: str | Path, store_path: str | Path, models_dir: str | Path |
             force: bool = False) -> dict[str, Any]:
     """Rebuild the store ``store_path`` (and ``models_dir``) from a backup; every table's rows and hash are
     checked against the manifest before the file is moved into place. Returns the manifest."""
-    from lmrec.store.audit import AuditLog
-    from lmrec.store.keys import KeyStore
-
     folder, target = Path(folder), Path(store_path)
     manifest = read_manifest(folder)
     if target.exists() and not force:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from lmrec.serving.deps import AdminAccess, EngineDep, GuardedRoute, audit_of
 from lmrec.serving.errors import CapabilityError, InvalidRequestError, NotFoundError
 from lmrec.serving.schemas import ERRORS, AuditOut, BackupIn, BackupOut, KeyIn, KeyOut, NewKeyOut
+from lmrec.store.backup import backup
 
 router = APIRouter(route_class=GuardedRoute, prefix="/v1/admin", tags=["admin"], responses=ERRORS)
 
@@ -60,8 +61,6 @@ def audit(engine: EngineDep, _: AdminAccess,
 @router.post("/backup", response_model=BackupOut,
              summary="Write a consistent backup of the store and the model registry to backup_dir/NAME")
 def make_backup(body: BackupIn, request: Request, engine: EngineDep, _: AdminAccess) -> BackupOut:
-    from lmrec.store.backup import backup
-
     path = engine.settings.resolved_backup_dir() / body.name
     if path.exists():
         raise InvalidRequestError(f"a backup named {body.name!r} exists; choose a new name")
