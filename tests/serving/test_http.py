@@ -255,3 +255,16 @@ def test_text_features_degrade_clearly_without_an_encoder(start) -> None:
     r = s.client.put("/v1/items", json={"items": [{"item_id": "new", "title": "New"}]})
     assert r.json()["encoded"] == 0 and r.json()["created"] == 1
     assert "new" in rec_ids(s.get("/v1/users/u0/recommendations", params={"k": 20}))
+
+
+def test_docs_pages_work_offline(start) -> None:
+    """/docs and /redoc load their scripts from the service itself (packaged assets), never from a CDN, and
+    need no key (outside dev mode too)."""
+    s = start(dev_mode=False)
+    for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        r = s.client.get(page)
+        assert r.status_code == 200, page
+        assert "cdn." not in r.text and "http://" not in r.text and "https://" not in r.text.split("<body")[0]
+        path = next(x for x in r.text.split('"') if x.endswith(asset))
+        js = s.client.get(path)
+        assert js.status_code == 200 and len(js.content) > 10_000, path

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmrec.data.cleaning import DataError
@@ -131,7 +132,9 @@ def create_app(settings: ServingSettings | None = None, *, store: Store | None =
             if own_store:
                 eng.store.close()
 
-    app = FastAPI(
+    # the docs pages load Swagger UI and ReDoc from files shipped in the fastapi-offline wheel, not a CDN, so
+    # /docs and /redoc work on a machine without internet
+    app = FastAPIOffline(
         title="lmrec",
         version="1",
         summary="Recommendations, similar items, predictions, real-time events and cold-start items.",
