@@ -186,3 +186,15 @@ def test_items_a_model_cannot_score_are_never_recommended(board: Dataset) -> Non
     assert list(ids[0]) == [first, "", "", "", ""]  # "" where fewer than k items could be ranked
     ids, scores = m.recommend(histories=[[other]], k=5, exclude_seen=False)
     assert "" not in ids[0] and np.isfinite(scores).all()  # popularity, not -3.4e38 placeholders
+
+
+@pytest.mark.parametrize(("setting", "value"), [("lr", "fast"), ("d_model", "wide"), ("loss", "xx")])
+def test_a_bad_setting_is_refused_when_the_model_is_built(setting: str, value: str) -> None:
+    """Not deep inside fit: the message names the setting and what was wrong with it."""
+    with pytest.raises(ValueError, match=setting):
+        create_model("seqrec", **{setting: value})
+
+
+def test_settings_given_as_text_are_read_by_their_type() -> None:
+    m = create_model("seqrec", lr="0.002", d_model="32")
+    assert m.config.lr == 0.002 and m.config.d_model == 32

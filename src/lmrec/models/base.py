@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+import pydantic
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.idmap import IdMap
@@ -124,6 +125,19 @@ def encode_texts(texts: Sequence[str], space: TextSpace) -> np.ndarray:
     return np.asarray(encoder.encode(list(texts), side="document"), dtype=np.float32)
 
 
+def _build_config(model: str, config_cls: type, settings: dict[str, Any]) -> Any:
+    """``config_cls(**settings)`` with every value checked against its field's type when the model is built,
+    not deep inside ``fit``: ``lr="fast"`` is refused at once, ``lr="0.002"`` (as a config file or ``--set``
+    may give it) becomes 0.002. The config's own ``__post_init__`` checks run as before."""
+    try:
+        return pydantic.TypeAdapter(config_cls).validate_python(settings)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            (f"{'.'.join(str(p) for p in e['loc'])}={e.get('input')!r}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ValueError(f"{model}: invalid setting(s): {problems}") from None
+
+
 @dataclass(frozen=True)
 class NoConfig:
     """For models without hyper-parameters."""
@@ -160,7 +174,7 @@ class Recommender(CatalogueUpdates, ABC):
                 raise TypeError(
                     f"{type(self).__name__} has no setting(s) {sorted(unknown)}; valid: {sorted(valid)}"
                 )
-            config = self.Config(**overrides)
+            config = _build_config(type(self).__name__, self.Config, overrides)
         elif overrides:
             from dataclasses import replace
 
