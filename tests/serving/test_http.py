@@ -6,6 +6,7 @@ import threading
 import time
 
 import httpx
+import polars as pl
 import pytest
 
 from lmrec.store.keys import KeyStore, existing_event_ids, user_row_counts
@@ -268,3 +269,19 @@ def test_docs_pages_work_offline(start) -> None:
         path = next(x for x in r.text.split('"') if x.endswith(asset))
         js = s.client.get(path)
         assert js.status_code == 200 and len(js.content) > 10_000, path
+
+
+def test_iso_timestamps_are_read_as_an_import_reads_them(start) -> None:
+    """The same text a CSV import accepts: ``Z``, offsets, naive (UTC); anything else is a 422 naming the
+    field."""
+    s = start()
+    stamps = ["2026-11-29T10:15:00Z", "2026-11-29T11:15:00+01:00", "2026-11-29 10:15:00"]
+    events = [{"event_id": f"iso-{i}", "user_id": "u0", "item_id": f"i{i}", "timestamp": t}
+              for i, t in enumerate(stamps, 1)]
+    r = s.client.post("/v1/events", json={"events": events})
+    assert r.status_code == 200 and r.json()["accepted"] == 3
+    stored = s.store.user_sequence("u0").filter(pl.col("event_id").str.starts_with("iso-"))
+    assert stored["timestamp"].to_list() == [1_795_947_300] * 3
+    soon = {**events[0], "event_id": "iso-4", "timestamp": "soon"}
+    bad = s.client.post("/v1/events", json={"events": [soon]})
+    assert bad.status_code == 422 and "timestamp" in bad.text

@@ -197,8 +197,9 @@ def _fail_or_drop(df: pl.DataFrame, bad: pl.Series, reason: str, cfg: CleaningCo
     return df.filter(~bad)
 
 
-def _iso_seconds(s: str | None) -> float | None:
-    """Seconds since the epoch from ISO-8601 text (``Z``, offsets and bare dates allowed; naive means UTC)."""
+def iso_seconds(s: str | None) -> float | None:
+    """Seconds since the epoch from ISO-8601 text (``Z``, offsets and bare dates allowed; naive means UTC);
+    ``None`` when the text is not ISO-8601."""
     if s is None:
         return None
     try:
@@ -227,7 +228,7 @@ def _parse_timestamps(col: pl.Series, unit: str) -> pl.Series:
         if todo.any():
             # ISO-8601 text, parsed by the standard library (it handles 'Z', offsets and dates alone); only
             # the rows that are not numbers pay for the Python call.
-            iso = pl.Series([_iso_seconds(s) if t else None for s, t in zip(text.to_list(), todo.to_list(),
+            iso = pl.Series([iso_seconds(s) if t else None for s, t in zip(text.to_list(), todo.to_list(),
                                                                              strict=True)], dtype=pl.Float64)
     num = num.fill_nan(None)
     num = num.set(num.is_infinite(), None) if num.is_infinite().any() else num

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lmrec.data.cleaning import iso_seconds
 from lmrec.serving import engine as eng
 
 _ID = Field(min_length=1, max_length=256)
@@ -111,8 +112,24 @@ class EventIn(_Body):
     event_type: str = Field("view", min_length=1, max_length=64,
                             description="view, click, cart, purchase, rating, like, dislike, skip, ...")
     timestamp: int | None = Field(None, description="Seconds (or milliseconds, above 1e11) since the epoch "
-                                                    "(UTC), up to 9999-12-31; now when absent.")
+                                                    "(UTC), or ISO-8601 text as a CSV import takes it "
+                                                    "(2026-11-29T10:15:00Z; naive means UTC), up to "
+                                                    "9999-12-31; now when absent.",
+                                  json_schema_extra={"anyOf": [{"type": "integer"}, {"type": "string"},
+                                                               {"type": "null"}]})
     value: float | None = Field(None, allow_inf_nan=False, description="A rating, an amount, a watch time...")
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _iso_text(cls, v: object) -> object:
+        """ISO-8601 text → whole seconds (the same reading as the importer's); numbers pass to the strict
+        integer check unchanged."""
+        if not isinstance(v, str):
+            return v
+        seconds = iso_seconds(v.strip())
+        if seconds is None:
+            raise ValueError(f"timestamp {v!r} is neither a number nor ISO-8601 text")
+        return int(seconds)
 
 
 class EventsIn(_Body):
