@@ -139,3 +139,57 @@ def test_benchmark_command_and_friendly_errors(board_dir: Path, tmp_path: Path) 
     assert r.exit_code == 1 and "unknown model" in r.output
     r = runner.invoke(app, ["evaluate", "ease", "--dataset", str(board_dir), "--set", "itemknn.k=3"])
     assert r.exit_code == 1 and "not being evaluated" in r.output
+
+
+def _ndcg_at_10(lists: pl.DataFrame, targets: pl.DataFrame) -> float:
+    """An independent NDCG@10 for one target per user: 1 / log2(rank + 1) when the target is in the top 10."""
+    import math
+
+    ranked = {u: g.sort("rank")["item_id"].to_list() for (u,), g in lists.group_by("user_id")}
+    gains = []
+    for u, item in targets.iter_rows():
+        top = ranked.get(u, [])[:10]
+        gains.append(1 / math.log2(top.index(item) + 2) if item in top else 0.0)
+    return sum(gains) / len(gains)
+
+
+def test_recommend_for_test_lists_rescore_to_the_evaluate_figure(board_dir: Path, tmp_path: Path) -> None:
+    """Lists exported with ``--for test`` and re-scored by other code give exactly ``evaluate``'s NDCG@10, and
+    the default ``--for next`` scores from training *and* validation events (the history before the test
+    target), not from the training part alone."""
+    from lmrec.data.splits import make_split
+    from lmrec.evaluation import evaluate
+
+    model_dir = tmp_path / "ease"
+    r = runner.invoke(app, ["train", "ease", "--dataset", str(board_dir), "--out", str(model_dir)])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "test.parquet"
+    r = runner.invoke(app, ["recommend", str(model_dir), "--for", "test", "--k", "10", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "test targets" in r.output
+    targets = pl.read_csv(tmp_path / "test.targets.csv", schema_overrides={"user_id": pl.String,
+                                                                             "item_id": pl.String})
+    mine = _ndcg_at_10(pl.read_parquet(out), targets)
+
+    split = make_split(Dataset.load(board_dir), "leave-one-out")
+    model = load_model(model_dir)
+    theirs = evaluate(model, split.test, split.train, (10,)).mean("NDCG@10")
+    assert len(targets) == len(split.test)
+    assert mine == pytest.approx(theirs, abs=1e-9)
+
+    # --for next: every known event, so a user's validation item is history (excluded), not recommended
+    nxt = tmp_path / "next.parquet"
+    r = runner.invoke(app, ["recommend", str(model_dir), "--k", "10", "--out", str(nxt)])
+    assert r.exit_code == 0, r.output
+    lists = pl.read_parquet(nxt)
+    valid = {model.user_map.raw(int(u)): model.item_map.raw(int(t[0]))
+             for u, t in zip(split.valid.users, split.valid.targets, strict=True)}
+    leaked = lists.filter(pl.col("user_id").is_in(list(valid))).filter(
+        pl.struct("user_id", "item_id").map_elements(lambda r: valid[r["user_id"]] == r["item_id"],
+                                                     return_dtype=pl.Boolean))
+    assert leaked.height == 0
+    # a model fitted on every event has no test part
+    full = tmp_path / "full"
+    runner.invoke(app, ["train", "ease", "--dataset", str(board_dir), "--out", str(full), "-p", "none"])
+    r = runner.invoke(app, ["recommend", str(full), "--for", "test", "--out", str(tmp_path / "x.csv")])
+    assert r.exit_code == 1 and "no test part" in r.output

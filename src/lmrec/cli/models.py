@@ -251,17 +251,45 @@ def recommend(
     ] = None,
     include_seen: Annotated[bool, typer.Option(help="Allow items the user already has.")] = False,
     batch_size: Annotated[int, typer.Option(help="Users per batch.")] = 2048,
+    for_: Annotated[
+        str,
+        typer.Option(
+            "--for",
+            help="next: each user's next, unseen event, scored from every event the model may know "
+            "(training + validation events for a model fitted on a protocol's training part); "
+            "test: exactly the protocol's test users and histories, plus a targets file beside --out, "
+            "so the lists can be re-scored with any metric code.",
+        ),
+    ] = "next",
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", "-d",
+                     help="The data the model was fitted on (default: from its training.json)."),
+    ] = None,
 ) -> None:
     """Write every user's top-K (raw ids, best first, with scores) to Parquet, CSV or TSV.
 
-    TSV lines are `user<TAB>item item ...`; Parquet/CSV rows are (user_id, rank, item_id, score).
+    TSV lines are `user<TAB>item item ...`; Parquet/CSV rows are (user_id, rank, item_id, score). With
+    `--for test`, `OUT.targets.csv` holds (user_id, item_id) of each test target.
     """
+    from lmrec.experiment import histories_for
     from lmrec.models import load_model
     from lmrec.models.export import read_user_file, write_recommendations
 
     with friendly_errors():
         model = load_model(model_dir)
-        user_list = None if users == "all" else read_user_file(Path(users))
+        which = histories_for(model_dir, for_, dataset)
+        console.print(which.note)
+        user_list = which.users
+        hist = which.histories
+        if users != "all":
+            if for_ == "test":
+                raise ValueError("--for test writes the protocol's test users; drop --users")
+            wanted = read_user_file(Path(users))
+            if hist is not None and user_list is not None:
+                by_user = dict(zip(user_list, hist, strict=True))
+                hist = [by_user.get(u, []) for u in wanted]
+            user_list = wanted
         assert model.user_map is not None
         total = len(model.user_map) if user_list is None else len(user_list)
         with progress() as bar:
@@ -274,9 +302,19 @@ def recommend(
                 fmt=fmt,
                 batch_size=batch_size,
                 exclude_seen=not include_seen,
+                histories=hist,
                 on_progress=lambda m: bar.update(task, advance=m),
             )
         console.print(f"wrote top-{k} for {n:,} users to [bold]{out}[/]")
+        if which.targets is not None and which.users is not None:
+            import polars as pl
+
+            targets = out.with_name(out.name.split(".")[0] + ".targets.csv")
+            pl.DataFrame(
+                [(u, i) for u, ts in zip(which.users, which.targets, strict=True) for i in ts],
+                schema=["user_id", "item_id"], orient="row",
+            ).write_csv(targets)
+            console.print(f"wrote their test targets to [bold]{targets}[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -23,12 +23,25 @@ from lmrec.experiment.config import (
     parse_value,
     validate,
 )
-from lmrec.experiment.runs import TrainRun, benchmark, evaluate, load_data, model_specs, train, tune
+from lmrec.experiment.runs import (
+    FOR_CHOICES,
+    Histories,
+    TrainRun,
+    benchmark,
+    evaluate,
+    histories_for,
+    load_data,
+    model_specs,
+    train,
+    tune,
+)
 
 __all__ = [
     "DataConfig",
     "EvalConfig",
     "ExperimentConfig",
+    "FOR_CHOICES",
+    "Histories",
     "ModelConfig",
     "SplitConfig",
     "TrainRun",
@@ -36,6 +49,7 @@ __all__ = [
     "benchmark",
     "build_config",
     "evaluate",
+    "histories_for",
     "load_config",
     "load_data",
     "model_specs",

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lmrec.config import resolve_device
 from lmrec.data.dataset import Dataset
 from lmrec.data.loaders import load_dataset
@@ -94,6 +96,7 @@ def train(
             "model": spec.name,
             "config": settings,
             "dataset": ds.name,
+            "data": cfg.data.dataset,  # the spec it was loaded from (name, file or folder)
             "protocol": cfg.split.protocol,
             "seed": cfg.seed,
         }
@@ -135,6 +138,70 @@ def train(
         return TrainRun(summary, rec, path)
     finally:
         cleanup(ctx)
+
+
+#: What ``lmrec recommend --for`` can ask.
+FOR_CHOICES = ("next", "test")
+
+
+@dataclass
+class Histories:
+    """Whose lists to write and from which histories (raw ids, oldest first).
+
+    ``histories`` is ``None`` when the model's own training histories are the right ones (a model fitted on
+    every event); ``targets`` is set for ``--for test`` (what each user did next, for re-scoring).
+    """
+
+    users: list[str] | None
+    histories: list[list[str]] | None
+    targets: list[list[str]] | None
+    note: str
+
+
+def histories_for(model_dir: str | Path, which: str = "next", dataset: str | None = None) -> Histories:
+    """The histories to score lists for ``which`` from, rebuilt from the folder's ``training.json``.
+
+    ``next``: every event the model may know. For a model fitted on a protocol's training part that is the
+    training part plus the validation events (the history before each test target), so the lists are for the
+    next, unseen event; for a model fitted on every event (protocol ``none``), its own training histories.
+    ``test``: exactly the protocol's test users and histories, with their targets, so that anyone can re-score
+    the lists with their own metric code and get :func:`evaluate`'s figure. ``dataset`` overrides the data
+    spec recorded at training (a moved file).
+    """
+    if which not in FOR_CHOICES:
+        raise ValueError(f"--for must be one of {', '.join(FOR_CHOICES)}, got {which!r}")
+    info_file = Path(model_dir) / "training.json"
+    info = json.loads(info_file.read_text()) if info_file.exists() else {}
+    protocol = info.get("protocol", "none")
+    if protocol == "none":
+        if which == "test":
+            raise ValueError(f"{model_dir} was fitted on every event (protocol none, or no training.json): "
+                             "it has no test part; train it with --protocol to export test lists")
+        return Histories(None, None, None, "histories: the model's training events (it was fitted on all)")
+    spec = dataset or info.get("data") or info.get("dataset")
+    if not spec:
+        raise ValueError(f"{info_file} does not say which data the model was fitted on; pass --dataset")
+    ds = load_data(spec)
+    split = make_split(ds, protocol, **info.get("split_params", {}))
+    items, users = ds.item_map, ds.user_map
+    if which == "test":
+        ev = split.test
+        return Histories(
+            users.raws(ev.users).tolist(),
+            [items.raws(h).tolist() for h in ev.history],
+            [items.raws(t).tolist() for t in ev.targets],
+            f"lists for the {protocol} test targets of {len(ev):,} users, from their training and validation "
+            f"events ({split.describe()})",
+        )
+    known = split.train_valid.sequences
+    rows = np.arange(1, len(known))
+    return Histories(
+        users.raws(rows).tolist(),
+        [items.raws(known[int(u)]).tolist() for u in rows],
+        None,
+        f"histories: training and validation events of {ds.name} ({protocol}), so the lists are for each "
+        "user's next, unseen event",
+    )
 
 
 def model_specs(cfg: ExperimentConfig) -> list[ModelSpec]:

@@ -50,6 +50,7 @@ def write_recommendations(
     fmt: str | None = None,
     batch_size: int = 2048,
     exclude_seen: bool = True,
+    histories: Sequence[Sequence[str]] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
     """Top-``k`` items for each user, best first, written as they are computed.
@@ -58,6 +59,9 @@ def write_recommendations(
     ``user_id``, ``rank`` (1 = best), ``item_id``, ``score``; TSV gets one line per user:
     ``user<TAB>item item ...``. Unknown users get the popularity fallback. The file appears complete or not at
     all (written under a temporary name, then renamed). Returns the number of users written.
+
+    ``histories`` (raw item ids per user, aligned with ``users``) replaces the model's training histories:
+    the events to score from and, with ``exclude_seen``, the items left out.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -70,6 +74,8 @@ def write_recommendations(
     out = Path(out)
     kind = format_for(out, fmt)
     all_users = list(model.user_map.raw_ids) if users is None else [str(u) for u in users]
+    if histories is not None and len(histories) != len(all_users):
+        raise ValueError(f"{len(histories)} histories for {len(all_users)} users")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     schema = pa.schema(
@@ -84,7 +90,8 @@ def write_recommendations(
                 writer = pacsv.CSVWriter(fh, schema)
             for start in range(0, len(all_users), batch_size):
                 chunk = all_users[start : start + batch_size]
-                ids, scores = model.recommend(chunk, k=k, exclude_seen=exclude_seen)
+                hist = None if histories is None else histories[start : start + batch_size]
+                ids, scores = model.recommend(chunk, k=k, exclude_seen=exclude_seen, histories=hist)
                 if kind == "tsv":
                     lines = [
                         f"{u}\t{' '.join(i for i in row if i)}\n" for u, row in zip(chunk, ids, strict=True)
