@@ -42,3 +42,12 @@ def test_predict_errors(model_dir: Path) -> None:
     assert res.exit_code == 1 and "nobody" in res.output
     res = runner.invoke(app, ["predict", "u3", "--model", str(model_dir.parent / "pop")])
     assert res.exit_code == 1 and "multitask" in res.output
+
+
+def test_items_without_a_rating_head_are_an_error_not_ignored(model_dir: Path) -> None:
+    """The synthetic shop has no ratings, so the rating head was dropped at fit: --items says so."""
+    from lmrec.models import load_model
+
+    assert "rating" not in load_model(model_dir).heads
+    res = CliRunner().invoke(app, ["predict", "u3", "--model", str(model_dir), "--items", "i1,i2"])
+    assert res.exit_code == 1 and "no rating head" in res.output

@@ -32,14 +32,19 @@ def predict(users: UsersArg, model: ModelOpt, items: ItemsOpt = "", k: KOpt = 10
     Example: `lmrec predict u12 --model models/mt --items i3,i40 -k 5`.
     """
     from lmrec.models import load_model
-    from lmrec.models.multitask import MultiTask
+    from lmrec.models.capabilities import PredictionHeads
 
     with friendly_errors():
         m = load_model(model)
-        if not isinstance(m, MultiTask):
-            raise ValueError(f"{model} holds a {m.name!r} model; `lmrec predict` needs a multitask model "
-                             "(use `lmrec recommend` for next items only)")
-        wanted = [i for i in items.split(",") if i.strip()]
+        if not isinstance(m, PredictionHeads) or not hasattr(m, "predict"):
+            raise ValueError(f"{model} holds a {m.name!r} model, which has no prediction heads; "
+                             "`lmrec predict` needs a multitask model (use `lmrec recommend` for next items "
+                             "only)")
+        wanted = [i.strip() for i in items.split(",") if i.strip()]
+        if wanted and "rating" not in m.heads:
+            raise ValueError(f"--items asks for ratings, but this model has no rating head (its heads: "
+                             f"{', '.join(m.heads)}; the rating head is dropped when the training data has "
+                             "no ratings)")
         out = m.predict(users, items=wanted or None, k=k, at=at)
     if as_json:
         console.print_json(json.dumps(out))

@@ -36,7 +36,7 @@ import numpy as np
 import polars as pl
 
 from lmrec.data.dataset import Dataset
-from lmrec.data.loaders.base import Source, with_row_numbers
+from lmrec.data.source import Source, with_row_numbers
 
 DAY = 86_400
 #: 2024-01-01 00:00 UTC, a Monday: day 0 of the synthetic calendar.
