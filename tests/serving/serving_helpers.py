@@ -9,6 +9,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -64,6 +66,24 @@ def make_events(seed: int = 0) -> pl.DataFrame:
             t += 1
             rows.append({"user_id": f"u{u}", "item_id": str(item), "timestamp": t, "event_type": "view"})
     return pl.DataFrame(rows)
+
+
+def text_model_store(tmp_path: Path, name: str, vectors_meta: object,
+                     **config: object) -> tuple[Any, HashingEncoder]:
+    """A store with the tiny catalogue and events, and a text model ``name`` fitted on it with hashed item
+    vectors (:class:`HashingEncoder`) and saved to ``tmp_path / "m"``; returns ``(store, encoder)``."""
+    from lmrec.models import create_model
+    from lmrec.serving.bundle import render_texts
+    from lmrec.store import Store
+
+    enc = HashingEncoder()
+    store = Store(tmp_path / "s.duckdb")
+    store.upsert_items(ITEMS)
+    store.append_events(make_events())
+    ds = store.to_dataset()
+    vecs = np.vstack([np.zeros((1, enc.dim)), enc.encode(render_texts(ds.items))]).astype(np.float32)
+    create_model(name, **config).fit(ds, item_vectors=vecs, vectors_meta=vectors_meta).save(tmp_path / "m")
+    return store, enc
 
 
 def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmrec.models import create_model
 from lmrec.serving.engine import Engine, RecRequest
 from lmrec.serving.overlay import HistoryOverlay, UserState
 from lmrec.serving.rerank import mmr
@@ -17,7 +16,7 @@ from lmrec.serving.retrieval import VectorIndex, normalise
 from lmrec.serving.settings import ServingSettings
 from lmrec.store import Store
 from lmrec.store.keys import KeyStore, parse_key
-from tests.serving.serving_helpers import ITEMS, HashingEncoder, make_events
+from tests.serving.serving_helpers import HashingEncoder, text_model_store
 
 
 def clustered(n: int, d: int, centres: int, seed: int) -> np.ndarray:
@@ -113,16 +112,7 @@ def test_keys_are_stored_hashed_and_checked_by_scope() -> None:
 def content_engine(tmp_path: Path) -> Iterator[Engine]:
     """ContentLM (user vector · item vector) over hashed text, with the ANN threshold below the catalogue
     size."""
-    enc = HashingEncoder()
-    store = Store(tmp_path / "s.duckdb")
-    store.upsert_items(ITEMS)
-    store.append_events(make_events())
-    ds = store.to_dataset()
-    from lmrec.serving.bundle import render_texts
-
-    vecs = np.vstack([np.zeros((1, enc.dim)), enc.encode(render_texts(ds.items))]).astype(np.float32)
-    create_model("content-lm").fit(ds, item_vectors=vecs,
-                                   vectors_meta={"encoder": enc.name}).save(tmp_path / "m")
+    store, enc = text_model_store(tmp_path, "content-lm", {"encoder": HashingEncoder.name})
     settings = ServingSettings(model_dir=tmp_path / "m", store=str(store.path), ann_threshold=4,
                                ann_candidates=6,
                                dev_mode=True)

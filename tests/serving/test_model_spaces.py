@@ -10,26 +10,19 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lmrec.models import create_model, model_class
+from lmrec.models import model_class
 from lmrec.serving import ServingSettings
 from lmrec.serving.bundle import render_texts
 from lmrec.serving.engine import Engine
 from lmrec.serving.errors import CapabilityError
 from lmrec.serving.retrieval import normalise
 from lmrec.serving.text import encode_for_model
-from lmrec.store import Store
 from lmrec.text.space import TextSpace, TextSpaceError
-from tests.serving.serving_helpers import ITEMS, HashingEncoder, make_events
+from tests.serving.serving_helpers import ITEMS, HashingEncoder, text_model_store
 
 
 def _engine(tmp_path: Path, name: str, space: TextSpace, **config: object) -> Iterator[Engine]:
-    enc = HashingEncoder()
-    store = Store(tmp_path / "s.duckdb")
-    store.upsert_items(ITEMS)
-    store.append_events(make_events())
-    ds = store.to_dataset()
-    vecs = np.vstack([np.zeros((1, enc.dim)), enc.encode(render_texts(ds.items))]).astype(np.float32)
-    create_model(name, **config).fit(ds, item_vectors=vecs, vectors_meta=space).save(tmp_path / "m")
+    store, enc = text_model_store(tmp_path, name, space, **config)
     engine = Engine.open(ServingSettings(model_dir=tmp_path / "m", store=str(store.path), dev_mode=True),
                          store, enc)
     yield engine
