@@ -108,8 +108,8 @@ def report(rows: list[dict[str, Any]], wall_s: float | None = None) -> str:
         "## Cold items: cold-item vs cold-mixed protocol (MovieLens-100K, issue 18 part 5)",
         "",
         f"Full ranking over all 1,682 items, history items excluded; mean ± std over seeds {seeds} "
-        "(n = runs; the seed draws the held-out items *and* initialises the models). `unseen-random` is a rule, not a "
-        "model: items without a training event first, in a seeded random order per user, then the rest by "
+        "(n = runs; the seed draws the held-out items *and* initialises the models). `unseen-random` is a "
+        "rule, not a model: items without a training event first, in a seeded random order per user, then the rest by "
         "popularity. "
         "SeqRec fused: `benchmarks/seqrec.py`'s `seqrec-fused` settings (12 epochs on cold-item, as there; "
         "up to 40 with early stopping on validation NDCG@10 on cold-mixed). Text vectors: all-MiniLM-L6-v2 "
