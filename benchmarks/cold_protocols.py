@@ -109,8 +109,8 @@ def report(rows: list[dict[str, Any]], wall_s: float | None = None) -> str:
         "",
         f"Full ranking over all 1,682 items, history items excluded; mean ± std over seeds {seeds} "
         "(n = runs; the seed draws the held-out items *and* initialises the models). `unseen-random` is a "
-        "rule, not a model: items without a training event first, in a seeded random order per user, then the rest by "
-        "popularity. "
+        "rule, not a model: items without a training event first, in a seeded random order per user, then "
+        "the rest by popularity. "
         "SeqRec fused: `benchmarks/seqrec.py`'s `seqrec-fused` settings (12 epochs on cold-item, as there; "
         "up to 40 with early stopping on validation NDCG@10 on cold-mixed). Text vectors: all-MiniLM-L6-v2 "
         "of title + genres. One thread per fit; the 2 CPU cores were shared with other engineers' jobs (load "
