@@ -101,7 +101,7 @@ def _ms(values: list[float]) -> str:
     return f"{a.mean():.4f} ± {a.std(ddof=1) if a.size > 1 else 0.0:.4f}"
 
 
-def report(rows: list[dict[str, Any]], wall_s: float | None = None) -> str:
+def report(rows: list[dict[str, Any]], wall_s: float | None = None, notes: str = "") -> str:
     seeds = sorted({r["seed"] for r in rows})
     loads = [x for r in rows for x in r.get("load", [])]
     lines = [
@@ -169,6 +169,8 @@ def report(rows: list[dict[str, Any]], wall_s: float | None = None) -> str:
                       + (f" ({', '.join(beaten)})" if beaten else "") + ".")
     if checks:
         lines += ["### Checks", "", *checks, ""]
+    if notes:
+        lines += [notes.strip(), ""]
     lines += [
         "Command: `flock /tmp/lmrec-heavy.lock python benchmarks/cold_protocols.py --seeds 0 1 2` (runs what "
         "`benchmarks/out/cold_protocols.jsonl` does not hold, then writes this section)"
@@ -186,6 +188,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path,
                     default=Path(__file__).resolve().parent / "out" / "cold_protocols.jsonl")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--notes", type=Path, default=None, help="Markdown added to the section (findings)")
     ap.add_argument("--no-write", action="store_true", help="print the section without writing the docs")
     args = ap.parse_args()
     args.cache.parent.mkdir(parents=True, exist_ok=True)
@@ -201,7 +204,8 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             with open(args.cache, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
-    body = report(_cached(args.cache), None if args.report_only else time.perf_counter() - t0)
+    notes = args.notes.read_text() if args.notes else ""
+    body = report(_cached(args.cache), None if args.report_only else time.perf_counter() - t0, notes)
     print(body)
     if not args.no_write:
         from _report import write_section
