@@ -125,7 +125,7 @@ class UnseenRandom(Recommender, ColdStartItems):
         cold = np.flatnonzero(pop[cols] == 0)
         if len(cold) and n:
             keys = self._row_keys(histories, users)
-            base = _splitmix(np.uint64(self.config.seed) ^ _splitmix(keys))  # (n,)
+            base = _splitmix(np.uint64(self.config.seed % 2**64) ^ _splitmix(keys))  # (n,)
             with np.errstate(over="ignore"):
                 h = _splitmix(base[:, None] ^ (cols[cold].astype(np.uint64)[None, :] * _GOLDEN))
             draw = (h >> np.uint64(40)).astype(np.float64) / float(1 << 24)  # 24 bits: exact in float32
