@@ -23,6 +23,7 @@ Run: ``python benchmarks/multitask.py`` (``--quick`` for a smoke run that writes
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -127,7 +128,7 @@ def movielens(seed: int, quick: bool, variants: str = "") -> list[Row]:
                      "RMSE": M.rmse(test.ratings, pred), "MAE": M.mae(test.ratings, pred)})
 
     for label, heads, kw in ML_VARIANTS:
-        if variants and variants not in label:
+        if variants and not any(v in label for v in variants.split("|")):
             continue
         t0 = time.perf_counter()
         m = _model(heads, seed, quick, **kw).fit(hist)
@@ -182,6 +183,8 @@ def ecommerce(seed: int, quick: bool, variants: str = "") -> list[Row]:
         ("multi-task (item+type+value)", ("next_item", "next_type", "value"), {}),
         ("multi-task, value weight 0.2, patience 4", ("next_item", "next_type", "value"),
          {"w_value": 0.2, "patience": 4}),
+        # each head stops on its own validation loss and predicts with its own best epoch's weights
+        ("multi-task, per-head stopping", ("next_item", "next_type", "value"), {"stopping": "per_head"}),
         ("single: next item", ("next_item",), {}),
         ("single: next type", ("next_type",), {}),
         ("single: value", ("value",), {}),
@@ -190,13 +193,15 @@ def ecommerce(seed: int, quick: bool, variants: str = "") -> list[Row]:
         runs.insert(1, ("multi-task, uncertainty weights (seed 0)", ("next_item", "next_type", "value"),
                             {"weighting": "uncertainty"}))
     for label, heads, kw in runs:
-        if only and only not in label:
+        if only and not any(v in label for v in only.split("|")):
             continue
         t0 = time.perf_counter()
         m = _model(heads, seed, quick, **kw).fit(hist)
         row: Row = {"dataset": "synthetic", "seed": seed, "model": label,
                     "epochs": m.train_result_["epochs_run"],
                     "fit_s": time.perf_counter() - t0}
+        if m.train_result_.get("best_epochs"):
+            row["best_epochs"] = m.train_result_["best_epochs"]
         if "value" in m.heads:
             pred = m.predict_value(test_v.users, context=hist, at=test_cut)
             row.update({k: v for k, v in value_row(label, pred).items() if k.startswith("value")})
@@ -279,6 +284,67 @@ Every event in the future window, predicted from all events before it.
 """
 
 
+#: Per head: (metric, higher is better) compared between joint training and the head trained alone.
+HEAD_METRICS: list[tuple[str, str, bool]] = [
+    ("next item", "HR@10", True), ("next item", "NDCG@10", True),
+    ("next type", "type macro AUC", True), ("next type", "type log loss", False),
+    ("value", "value capture@10%", True), ("value", "value Spearman", True),
+    ("value", "value RMSE(log)", False),
+]
+SINGLE = {"next item": "single: next item", "next type": "single: next type", "value": "single: value"}
+
+
+def per_head_report(rows: list[Row], seeds: list[int], extra: str = "") -> str:
+    """Per head and metric: joint training (equal weights; per-head stopping) against the head alone."""
+    sub = [r for r in rows if r["dataset"] == "synthetic"]
+
+    def vals(model: str, metric: str) -> np.ndarray:
+        return np.array([r[metric] for r in sub if r["model"] == model and metric in r], dtype=np.float64)
+
+    def cell(v: np.ndarray) -> str:
+        return "—" if not v.size else (f"{v.mean():.4f} ± {v.std():.4f}" if v.size > 1 else f"{v[0]:.4f}")
+
+    joint, per_head = "multi-task (item+type+value)", "multi-task, per-head stopping"
+    lines = ["| head | metric | joint stopping | per-head stopping | single task | per-head ≥ single? |",
+             "|---|---|---|---|---|---|"]
+    for head, metric, higher in HEAD_METRICS:
+        j, p, s = vals(joint, metric), vals(per_head, metric), vals(SINGLE[head], metric)
+        verdict = "—"
+        if p.size and s.size:
+            ok = p.mean() >= s.mean() if higher else p.mean() <= s.mean()
+            diff = p.mean() - s.mean()
+            verdict = f"{'yes' if ok else 'no'} ({diff:+.4f})"
+        name = metric + ("" if higher else " (lower better)")
+        lines.append(f"| {head} | {name} | {cell(j)} | {cell(p)} | {cell(s)} | {verdict} |")
+    best = "; ".join(f"seed {r['seed']}: "
+                     + ", ".join(f"{h} {e}" for h, e in r.get("best_epochs", {}).items())
+                     + f" (ran {r['epochs']})" for r in sub if r["model"] == per_head)
+    m = MODEL
+    return f"""## Multi-task heads: per-head early stopping (issue 18 part 6)
+
+Synthetic shop ({SHOP["n_users"]:,} users, {SHOP["n_items"]} items, {SHOP["days"]} days), seeds {seeds} (the
+generator and the model), mean ± std over seeds; protocols and metrics as in "Multi-task heads" above. Model:
+`multitask`, {m["n_layers"]} layers, d = {m["d_model"]}, last {m["max_len"]} events, lr {m["lr"]}, batch
+{m["batch_size"]}, at most {m["epochs"]} epochs, patience {m["patience"]}, equal loss weights. *Joint
+stopping*: one early stop on the sum of the heads' relative validation losses (the default,
+`stopping="joint"`).
+*Per-head stopping* (`stopping="per_head"`): every epoch each head is validated on its own loss and keeps a
+snapshot of the whole model (trunk and heads) at its best epoch; after {m["patience"]} validations without
+improving a head stops and leaves the objective; training ends when every head has stopped, and each head
+predicts with its own snapshot. Single task: the head trained alone with the same settings.
+
+{chr(10).join(lines)}
+
+Best epoch per head with per-head stopping: {best or "—"}.
+{extra}"""
+
+
+def _body(section: str, rows: list[Row], seeds: list[int], extra: str = "") -> str:
+    if section == "multitask-per-head":
+        return per_head_report(rows, seeds, extra)
+    return report(rows, seeds, extra)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -289,21 +355,25 @@ def main(argv: list[str] | None = None) -> None:
                     help="report rows written earlier with --rows (e.g. by parallel --only runs) instead of "
                          "running")
     ap.add_argument("--notes", type=Path, default=None, help="Markdown appended to the section")
-    ap.add_argument("--variants", default="", help="run only the model variants whose label contains this")
+    ap.add_argument("--variants", default="",
+                    help="run only the model variants whose label contains this (several: 'a|b')")
+    ap.add_argument("--section", default="multitask",
+                    help="docs section to write ('multitask-per-head': the per-head stopping comparison)")
     ap.add_argument("--no-write", action="store_true",
                     help="print the section without writing docs/benchmarks.md")
     args = ap.parse_args(argv)
+    t_start = time.perf_counter()
     if args.merge:
         import json
 
         merged = [json.loads(line) for f in args.merge for line in f.read_text().splitlines() if line.strip()]
         notes = args.notes.read_text() if args.notes else ""
-        body = report(merged, sorted({r["seed"] for r in merged}), notes)
+        body = _body(args.section, merged, sorted({r["seed"] for r in merged}), notes)
         print(body)
         if not args.no_write:
             from _report import write_section
 
-            write_section("multitask", body)
+            write_section(args.section, body)
         return
     datasets: list[tuple[str, Callable[[int, bool, str], list[Row]]]] = [("ml-100k", movielens),
                                                                          ("synthetic", ecommerce)]
@@ -317,12 +387,14 @@ def main(argv: list[str] | None = None) -> None:
         import json
 
         args.rows.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    body = report(rows, args.seeds)
+    wall = (time.perf_counter() - t_start) / 60
+    body = _body(args.section, rows, args.seeds,
+                 f"\nWall time: {wall:.1f} min; load average at the end {os.getloadavg()[0]:.1f}.\n")
     print(body)
     if not args.quick and not args.no_write:
         from _report import write_section
 
-        write_section("multitask", body)
+        write_section(args.section, body)
 
 
 if __name__ == "__main__":

@@ -130,3 +130,50 @@ def test_splits_share_vocabularies(ds):
     for sp in (leave_one_out(ds), temporal(ds), cold_item(ds)):
         assert sp.train.item_map is ds.item_map and sp.train.user_map is ds.user_map
         assert sp.train.n_items == ds.n_items
+
+
+def test_cold_mixed_holds_items_out_and_states_its_shares(ds):
+    from lmrec.data.splits import cold_mixed, cold_targets
+
+    sp = cold_mixed(ds, cold_frac=0.2, seed=3)
+    assert sp.protocol == "cold-mixed"
+    assert make_split(ds, "cold-mixed", cold_frac=0.2, seed=3).params == sp.params
+    assert sp.train.item_map is ds.item_map and sp.train.user_map is ds.user_map  # the vocabulary contract
+    active = np.flatnonzero(ds.item_popularity > 0)
+    held = set(active.tolist()) - set(sp.train.events["item_idx"].to_list())
+    assert sp.params["n_cold_items"] == 40  # 20% of 200 active items ...
+    assert len(held) >= 40  # ... never in training (plus any item whose only events were targets)
+    # the cold part never leaks: no held-out item in training, in train_valid or in any history
+    sampled = set(np.random.default_rng(3).permutation(active)[:40].tolist())  # the items held out
+    assert sampled <= held and not sampled & set(sp.train_valid.events["item_idx"].to_list())
+    for es in (sp.valid, sp.test):
+        assert len(es) == len(sp.test) > 0 and (es.targets.lengths == 1).all()  # one target per user
+        for row in range(len(es)):
+            assert not set(es.history[row].tolist()) & held
+    cold_test = cold_targets(sp.test, sp.train)
+    test_items = sp.test.targets.values
+    assert set(test_items[cold_test].tolist()) <= held
+    assert not set(test_items[~cold_test].tolist()) & held
+    assert not set(test_items[cold_test].tolist()) & set(sp.train_valid.events["item_idx"].to_list())
+    # targets are a mix, and the shares reported are the shares
+    assert 0 < cold_test.mean() < 1
+    assert sp.params["test_cold_share"] == round(float(cold_test.mean()), 4)
+    assert sp.params["valid_cold_share"] == round(float(cold_targets(sp.valid, sp.train).mean()), 4)
+    # each user's test target is their last event whatever the item, as in leave-one-out
+    loo = leave_one_out(ds)
+    assert sp.test.users.tolist() == loo.test.users.tolist()
+    assert sp.test.targets.to_lists() == loo.test.targets.to_lists()
+    assert sp.valid.targets.to_lists() == loo.valid.targets.to_lists()
+    # deterministic given the seed
+    again, other = cold_mixed(ds, cold_frac=0.2, seed=3), cold_mixed(ds, cold_frac=0.2, seed=4)
+    assert again.train.events.equals(sp.train.events) and again.params == sp.params
+    assert not other.train.events.equals(sp.train.events)
+    with pytest.raises(ValueError):
+        cold_mixed(ds, cold_frac=0.0)
+
+
+def test_the_experiment_config_accepts_cold_mixed():
+    from lmrec.experiment.config import validate
+
+    cfg = validate({"split": {"protocol": "cold-mixed", "params": {"cold_frac": 0.2, "seed": 1}}})
+    assert cfg.split.protocol == "cold-mixed" and cfg.split_params() == {"cold_frac": 0.2, "seed": 1}

@@ -38,6 +38,7 @@ def declaring(capability: type) -> list[str]:
 #: What each built-in model really has (optional packages are checked when present).
 EXPECTED = {
     "most-popular": {ColdStartItems},
+    "unseen-random": {ColdStartItems},
     "itemknn": set(),
     "userknn": set(),
     "ease": set(),

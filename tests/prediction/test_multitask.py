@@ -104,3 +104,68 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="weighting"):
         MultiTaskConfig(weighting="magic")
     assert MultiTaskConfig(heads=["rating"]).heads == ("rating",)  # a JSON list comes back as a tuple
+
+
+def test_per_head_stopping_keeps_each_heads_best_epoch_and_saves_it(
+    shop: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scripted validation losses: next item improves to the end, next type is best at epoch 2, value at
+    epoch 1. Each head predicts with the weights of its own best epoch, a stopped head leaves the objective,
+    and the folder round-trips (a folder without the per-head file, as saved before, still loads)."""
+    import copy
+
+    import torch
+
+    import lmrec.models.multitask.model as mt_model
+
+    curves = {"next_item": [5.0, 4.0, 3.0, 2.0, 1.0, 0.5], "next_type": [1.0, 0.5, 0.6, 0.7, 0.8, 0.9],
+              "value": [2.0, 2.5, 3.0, 3.5, 4.0, 4.5]}
+    seen: list[dict[str, torch.Tensor]] = []
+    active: list[set[str]] = []
+
+    def scripted(m, rows, device, batch):  # type: ignore[no-untyped-def]
+        e = len(seen)
+        seen.append(copy.deepcopy(m.network.state_dict()))
+        active.append(set(m.active))
+        return {h: c[e] for h, c in curves.items()}
+
+    monkeypatch.setattr(mt_model, "batched_losses", scripted)
+    model = MultiTask(**{**TINY, "epochs": 6, "patience": 2, "stopping": "per_head", "valid_users": 0.2,
+                         "lr": 1e-2}).fit(shop)
+    tr = model.train_result_
+    assert tr is not None and tr["best_epochs"] == {"next_item": 6, "next_type": 2, "value": 1}
+    assert tr["stopped_at"] == {"value": 3, "next_type": 4} and tr["epochs_run"] == 6
+    # value stopped after epoch 3, next type after 4: they leave the objective from the next epoch on
+    assert active[3] == {"next_item", "next_type"} and active[5] == {"next_item"}
+    for head, epoch in tr["best_epochs"].items():
+        state = model.head_networks_[head].state_dict()
+        for k, v in state.items():
+            torch.testing.assert_close(v, seen[epoch - 1][k])
+    assert model.network_ is model.head_networks_["next_item"]
+
+    users = np.arange(1, 21)
+    path = model.save(tmp_path / "per-head")
+    assert (path / mt_model.HEAD_WEIGHTS_FILE).exists()
+    loaded = load_model(path)
+    assert isinstance(loaded, MultiTask)
+    np.testing.assert_allclose(loaded.predict_next_type(users), model.predict_next_type(users))
+    np.testing.assert_allclose(loaded.predict_value(users), model.predict_value(users))
+    h = shop.sequences.take(users)
+    np.testing.assert_array_equal(loaded.score(h, users), model.score(h, users))
+    # the heads really differ: the type head's epoch-2 weights are not the next-item head's epoch-6 ones
+    assert not np.allclose(loaded.predict_next_type(users),
+                           MultiTask.predict_next_type.__get__(_one_network(loaded))(users))
+    # a folder saved before per-head stopping (no head_weights.pt) loads with one network for every head
+    (path / mt_model.HEAD_WEIGHTS_FILE).unlink()
+    old = load_model(path)
+    assert isinstance(old, MultiTask) and old.head_networks_ == {}
+    np.testing.assert_allclose(old.predict_next_type(users), _one_network(model).predict_next_type(users))
+
+
+def _one_network(model: MultiTask) -> MultiTask:
+    """The same model with every head on the next-item network (what one set of weights would predict)."""
+    import copy
+
+    m = copy.copy(model)
+    m.head_networks_ = {}
+    return m

@@ -145,3 +145,39 @@ def test_progress_reaches_a_log_one_line_per_epoch(capfd: pytest.CaptureFixture[
     assert len(lines) == 3
     assert lines[0].startswith("epoch 1/3 loss ") and "val ndcg@10 0.2500 (best 0.2500)" in lines[0]
     assert lines[-1].endswith("threads 1") and " s " in lines[-1]
+
+
+def test_per_group_early_stopping_keeps_each_groups_best_epoch() -> None:
+    """Scripted validation curves for three groups (one per head): each keeps the weights of its own best
+    epoch, stops after ``patience`` validations without improving, and training ends when all have stopped."""
+    trainer, rows = _setup(epochs=20, patience=2)
+    curves = {
+        "a": [0.1, 0.3, 0.2, 0.1, 0.0, 0.0, 0.0, 0.0],  # best at epoch 2, stops at 4
+        "b": [0.1, 0.2, 0.3, 0.4, 0.5, 0.4, 0.3, 0.3],  # best at epoch 5, stops at 7
+        "c": [0.5, 0.4, 0.3, 0.2, 0.1, 0.0, 0.0, 0.0],  # best at epoch 1, stops at 3
+    }
+    calls: list[int] = []
+    weights: list[dict[str, torch.Tensor]] = []
+    stopped: list[str] = []
+
+    def evaluate(module: torch.nn.Module) -> dict[str, float]:
+        e = len(calls)
+        calls.append(e)
+        weights.append({k: v.clone() for k, v in module.state_dict().items()})
+        out = {f"m_{g}": c[e] for g, c in curves.items()}
+        out["ndcg@10"] = sum(out.values())
+        return out
+
+    trainer.evaluate = evaluate
+    trainer.groups = {g: f"m_{g}" for g in curves}
+    trainer.on_group_stop = stopped.append
+    result = trainer.fit(rows)
+    assert result.best_epochs == {"a": 2, "b": 5, "c": 1}
+    assert result.stopped_at == {"c": 3, "a": 4, "b": 7} and stopped == ["c", "a", "b"]
+    assert result.epochs_run == 7 and result.stopped_early and result.stop_reason == "patience"
+    for g, epoch in result.best_epochs.items():
+        for k, v in trainer.group_states[g].items():
+            torch.testing.assert_close(v, weights[epoch - 1][k])  # the group's own best weights
+    a, b = trainer.group_states["a"], trainer.group_states["b"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # different epochs, different weights
+    assert trainer.group_states["a"] is not trainer.group_states["c"]

@@ -7,6 +7,7 @@ tuned on ``split.valid`` only) and tested once on ``split.test``.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from lmrec.data.dataset import Dataset
-from lmrec.data.splits import Split, make_split
+from lmrec.data.splits import PROTOCOLS, Split, make_split
 from lmrec.evaluation.evaluator import BUCKETS, EvalResult, Ranking, beyond_k, evaluate
 from lmrec.evaluation.report import write_report
 from lmrec.evaluation.stats import Interval, PairedTest, paired_test
@@ -391,8 +392,8 @@ def run_benchmark(
     if isinstance(protocol, Split):
         split = protocol
     else:
-        if protocol == "cold-item":
-            params.setdefault("seed", seed)
+        if "seed" in inspect.signature(PROTOCOLS.get(protocol, make_split)).parameters:
+            params.setdefault("seed", seed)  # random protocols (cold-item, cold-mixed) follow the run's seed
         split = make_split(dataset, protocol, **params)
     specs = [ModelSpec.of(s) for s in (models if models is not None else DEFAULT_MODELS)]
     needs_vectors = any(s.needs_item_vectors for s in specs)

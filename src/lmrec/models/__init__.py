@@ -20,7 +20,7 @@ from lmrec.models.content import ContentLM
 from lmrec.models.ease import EASE, CatalogueTooLargeError
 from lmrec.models.factorization import ALS, BPR
 from lmrec.models.itemknn import ItemKNN, UserKNN
-from lmrec.models.popularity import MostPopular
+from lmrec.models.popularity import MostPopular, UnseenRandom
 
 for _optional in ("seqrec", "multitask"):
     try:
@@ -39,6 +39,7 @@ __all__ = [
     "MostPopular",
     "NotFittedError",
     "Recommender",
+    "UnseenRandom",
     "UserKNN",
     "available_models",
     "create_model",

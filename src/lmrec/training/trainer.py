@@ -132,6 +132,10 @@ class TrainResult:
     seconds: float = 0.0
     world_size: int = 1
     threads: dict[str, int] = field(default_factory=dict)  # training steps run at each CPU thread count
+    #: Per-group early stopping (``Trainer(groups=...)``): each group's best epoch, and the epoch it stopped
+    #: improving for good (absent while it was still improving when training ended).
+    best_epochs: dict[str, int] = field(default_factory=dict)
+    stopped_at: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,15 +224,30 @@ class Trainer:
     trim_key:
         Name of a left-padded ``(rows, T)`` array (padding 0): each batch drops its all-padding leading
         columns from every 2-d array, and length bucketing uses it.
+    groups:
+        Per-group early stopping, ``{group: metric key}`` (e.g. one group per head of a multi-task model, each
+        on its own validation metric, higher is better). Every validation, each group that improves gets a
+        snapshot of the whole module's weights (:attr:`group_states`, its best epoch in
+        ``TrainResult.best_epochs``); a group that has not improved for ``patience`` validations stops for
+        good, and ``on_group_stop(group)`` is called (a model can take the group's loss out of the objective
+        there). Training ends when every group has stopped (or at ``epochs``, or the time budget); ``metric``
+        is then only tracked, never a reason to stop. The module is left with ``metric``'s best weights, as
+        without groups; callers read each group's own from :attr:`group_states`. Not resumable.
     """
 
     def __init__(self, loss_module: nn.Module, cfg: TrainConfig,
                  evaluate: Callable[[nn.Module], dict[str, float]] | None = None, metric: str = "ndcg@10",
                  meta: dict[str, Any] | None = None, ctx: DistContext | None = None,
-                 trim_key: str | None = None) -> None:
+                 trim_key: str | None = None, groups: dict[str, str] | None = None,
+                 on_group_stop: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
         self.evaluate = evaluate
         self.metric = metric
+        self.groups = dict(groups or {})
+        self.on_group_stop = on_group_stop
+        #: Per-group early stopping: each group's weights at its best validation (shared between groups
+        #: whose best epoch is the same).
+        self.group_states: dict[str, dict[str, torch.Tensor]] = {}
         self.meta = meta or {}
         device_name = resolve_device(cfg.device)
         self.ctx = ctx if ctx is not None else init_distributed(device_name)
@@ -270,6 +289,11 @@ class Trainer:
         result = TrainResult(world_size=ctx.world_size)
         start_epoch, bad_evals = 0, 0
         best_state: dict[str, torch.Tensor] | None = None
+        group_best = dict.fromkeys(self.groups, -math.inf)
+        group_bad = dict.fromkeys(self.groups, 0)
+        self.group_states = {}
+        if self.groups and cfg.resume:
+            raise ValueError("per-group early stopping cannot resume from a checkpoint")
         if cfg.resume and self.ckpt is not None and (self.ckpt / "last" / TRAINER_STATE).exists():
             start_epoch, bad_evals, result = self._load(self.ckpt / "last", opt, sched)
             if (self.ckpt / BEST_WEIGHTS).exists():
@@ -327,7 +351,12 @@ class Trainer:
                     else:
                         bad_evals += 1
                     bar.epoch_done(mean_loss, metrics, self.metric, result.best_metric, self.threads.best)
-                    if cfg.patience and bad_evals >= cfg.patience:
+                    if self.groups:
+                        self._group_validation(metrics, epoch + 1, group_best, group_bad, result)
+                        if len(result.stopped_at) == len(self.groups):
+                            result.stopped_early, result.stop_reason = True, "patience"
+                            break
+                    elif cfg.patience and bad_evals >= cfg.patience:
                         result.stopped_early, result.stop_reason = True, "patience"
                         break
                 else:
@@ -349,6 +378,28 @@ class Trainer:
         torch.set_num_threads(self.threads.best)
         barrier(ctx)
         return result
+
+    def _group_validation(self, metrics: dict[str, float], epoch: int, best: dict[str, float],
+                          bad: dict[str, int], result: TrainResult) -> None:
+        """One validation of per-group early stopping: snapshot the groups that improved, stop the ones out of
+        patience."""
+        snapshot: dict[str, torch.Tensor] | None = None
+        for group, key in self.groups.items():
+            if group in result.stopped_at:
+                continue
+            value = metrics.get(key, -math.inf)
+            if value > best[group]:
+                if snapshot is None:  # one copy for every group that improved at this epoch
+                    snapshot = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+                best[group], bad[group] = value, 0
+                self.group_states[group] = snapshot
+                result.best_epochs[group] = epoch
+            else:
+                bad[group] += 1
+                if self.cfg.patience and bad[group] >= self.cfg.patience:
+                    result.stopped_at[group] = epoch
+                    if self.on_group_stop is not None:
+                        self.on_group_stop(group)
 
     def _take(self, rows: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
         """The batch's rows; with ``trim_key``, leading columns that are padding in every row are cut off
@@ -388,9 +439,13 @@ class Trainer:
             metrics = {k: float(v) for k, v in self.evaluate(self.module).items()}
             if self.metric not in metrics:
                 raise KeyError(f"validation gave {sorted(metrics)}, not the tracked {self.metric!r}")
-        # Every process needs the tracked value to take the same early-stopping decision.
-        value = broadcast_floats([metrics.get(self.metric, 0.0)], self.ctx, self.device)[0]
-        metrics[self.metric] = value
+        # Every process needs the tracked values to take the same early-stopping decisions.
+        keys = [self.metric, *(k for k in self.groups.values() if k != self.metric)]
+        values = broadcast_floats([metrics.get(k, 0.0 if k == self.metric else -math.inf) for k in keys],
+                                  self.ctx, self.device)
+        for k, v in zip(keys, values, strict=True):
+            if k == self.metric or math.isfinite(v):
+                metrics[k] = v
         return metrics
 
     # ------------------------------------------------------------------ checkpoints

@@ -9,6 +9,7 @@ from lmrec.training.trainer import TrainConfig
 
 HEADS = ("next_item", "rating", "next_type", "value")
 WEIGHTINGS = ("fixed", "uncertainty")
+STOPPINGS = ("joint", "per_head")
 #: Warm-up share of the learning-rate schedule (not a setting; the Trainer's default is 0.02).
 WARMUP_FRAC = 0.05
 
@@ -56,9 +57,13 @@ class MultiTaskConfig:
     valid_users:
         Share of users (seeded) whose last training event is held out for early stopping (with the latest
         value cut); 0 trains for ``epochs`` without validation.
-    num_threads:
-        CPU threads for training (0: all cores). One is the default because small models on a shared machine
-        run many times faster single-threaded than with threads contending for cores.
+    stopping:
+        ``"joint"``: early stopping on the sum of the heads' validation losses (each relative to its first
+        value); one set of weights. ``"per_head"``: each head is validated on its own loss every epoch and
+        keeps a snapshot of the whole model (trunk and heads) at its best epoch; it stops after ``patience``
+        validations without improving, and its loss then leaves the objective so that the trunk serves the
+        heads still learning; training ends when every head has stopped. Each head then predicts with its
+        own snapshot (next-item scores and item embeddings with the next-item head's).
     """
 
     heads: tuple[str, ...] = HEADS
@@ -93,6 +98,7 @@ class MultiTaskConfig:
     # it (the value head overfits after ~5 epochs, docs/prediction.md).
     epochs: int = 40
     valid_users: float = 0.1
+    stopping: str = "joint"
     batch_size: int = TrainConfig.batch_size
     lr: float = TrainConfig.lr
     # Differs (TrainConfig: 0.1, SeqRec's): MultiTask's benchmarks were run with this lighter decay; kept.
@@ -113,6 +119,8 @@ class MultiTaskConfig:
             raise ValueError(f"heads must be a non-empty subset of {HEADS}, got {self.heads}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.stopping not in STOPPINGS:
+            raise ValueError(f"stopping must be one of {STOPPINGS}, got {self.stopping!r}")
         if self.value_target not in ("amount", "count"):
             raise ValueError(f"value_target must be 'amount' or 'count', got {self.value_target!r}")
 

@@ -24,11 +24,14 @@ class LossModule(nn.Module):
         self.network = network
         self.cfg = cfg
         self.register_buffer("allowed", allowed)
+        #: Heads whose loss is in the objective (per-head stopping takes a head out once it has stopped).
+        self.active: set[str] = set(network.heads)
 
     def head_losses(self, **b: torch.Tensor) -> dict[str, torch.Tensor]:
         net = self.network
         out: dict[str, torch.Tensor] = {}
-        heads = net.heads
+        # in training, a head out of the objective (per-head stopping) is not computed; validation reads all
+        heads = tuple(h for h in net.heads if h in self.active) if self.training else net.heads
         if any(h in heads for h in ("next_item", "rating", "next_type")):
             h = net.hidden(b["items"], b["tokens"], b["gaps"])  # (B, T, d)
             tgt = b["tgt_items"]  # (B, T), PAD where no target
@@ -65,6 +68,8 @@ class LossModule(nn.Module):
         losses = self.head_losses(**b)
         total = torch.zeros((), device=self.allowed.device)
         for name, loss in losses.items():
+            if name not in self.active:
+                continue
             w = self.cfg.weight(name)
             if self.cfg.weighting == "uncertainty":
                 s = self.network.log_vars[HEADS.index(name)]

@@ -41,6 +41,9 @@ log = logging.getLogger("lmrec.models.multitask")
 
 META_FILE = "multitask.json"
 WEIGHTS_FILE = "weights.pt"
+#: Per-head stopping: the weights of heads whose best epoch differs from the next-item head's (absent in
+#: folders saved before per-head stopping, and when every head predicts with ``weights.pt``).
+HEAD_WEIGHTS_FILE = "head_weights.pt"
 
 
 @register("multitask")
@@ -58,6 +61,9 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
         self.spec_: Spec | None = None
         self.events_: Events | None = None
         self.train_result_: dict[str, Any] | None = None
+        #: The network each head predicts with (per-head stopping: its best epoch's); heads not listed use
+        #: ``network_``, the next-item head's.
+        self.head_networks_: dict[str, MultiTaskNetwork] = {}
 
     @property  # type: ignore[override]
     def needs_item_vectors(self) -> bool:
@@ -136,10 +142,42 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
             return out
 
         use_valid = bool(val_rows) and cfg.valid_users > 0
-        trainer = Trainer(module, cfg.train_config(), evaluate if use_valid else None, metric="score")
+        per_head = use_valid and cfg.stopping == "per_head"
+        trainer = Trainer(module, cfg.train_config(), evaluate if use_valid else None, metric="score",
+                          groups={h: f"val_{h}_neg" for h in heads} if per_head else None,
+                          on_group_stop=module.active.discard)
+        if per_head:
+            joint = evaluate
+
+            def evaluate_heads(m: nn.Module) -> dict[str, float]:
+                out = joint(m)
+                out.update({f"{k}_neg": -v for k, v in out.items() if k.startswith("val_")})  # higher: better
+                return out
+
+            trainer.evaluate = evaluate_heads
         result = trainer.fit(train_rows)
         self.network_ = module.network.cpu().eval()
+        self.head_networks_ = {}
+        if per_head:
+            self._use_head_snapshots(trainer.group_states, text, dataset.item_popularity)
         self.train_result_ = result.to_dict()
+
+    def _use_head_snapshots(self, states: dict[str, dict[str, torch.Tensor]], text: np.ndarray | None,
+                            counts: np.ndarray) -> None:
+        """Per-head stopping: each head predicts with the network of its best epoch (one network per distinct
+        snapshot); the next-item head's becomes ``network_``. A head that never validated keeps the last."""
+        nets: dict[int, MultiTaskNetwork] = {}
+        for head, state in states.items():
+            if id(state) not in nets:
+                net = self._build_network(text, counts)
+                net.load_state_dict({k.removeprefix("network."): v.cpu() for k, v in state.items()
+                                     if k.startswith("network.")})
+                nets[id(state)] = net.eval()
+            self.head_networks_[head] = nets[id(state)]
+        assert self.spec_ is not None
+        primary = "next_item" if "next_item" in self.spec_.heads else self.spec_.heads[0]
+        if primary in self.head_networks_:
+            self.network_ = self.head_networks_[primary]
 
     def _build_network(self, text: np.ndarray | None = None,
                        counts: np.ndarray | None = None) -> MultiTaskNetwork:
@@ -156,16 +194,18 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
         return MultiTaskNetwork(net_cfg, spec, text, np.asarray(counts, dtype=np.float32))
 
     # ------------------------------------------------------------------ inference on index space
-    def _check(self) -> tuple[MultiTaskNetwork, Spec]:
+    def _check(self, head: str | None = None) -> tuple[MultiTaskNetwork, Spec]:
+        """The network ``head`` predicts with (default: next-item scores' own) and the spec."""
         self._check_fitted()
         assert self.network_ is not None and self.spec_ is not None
-        return self.network_, self.spec_
+        return self.head_networks_.get(head, self.network_) if head else self.network_, self.spec_
 
     @torch.no_grad()
-    def _last_hidden(self, ev: Events, users: np.ndarray, ends: np.ndarray,
-                     batch: int = 512) -> tuple[torch.Tensor, np.ndarray]:
-        """States after event ``ends[i] - 1`` of each user, ``(n, d)``, and the rating deviations there."""
-        net, _ = self._check()
+    def _last_hidden(self, ev: Events, users: np.ndarray, ends: np.ndarray, batch: int = 512,
+                     head: str | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """States after event ``ends[i] - 1`` of each user, ``(n, d)``, and the rating deviations there
+        (computed by ``head``'s network)."""
+        net, _ = self._check(head)
         net.eval()
         hs, devs = [], []
         for s in range(0, len(users), batch):
@@ -188,13 +228,13 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
                         context: Dataset | None = None) -> np.ndarray:
         """Rating of ``items[i]`` by ``users[i]`` (indices) given each user's events in ``context`` (the
         training data by default), clipped to the training rating range."""
-        net, spec = self._check()
+        net, spec = self._check("rating")
         if "rating" not in spec.heads:
             raise ValueError("this model has no rating head (the training data had no ratings)")
         ev = self._context(context)
         users = np.asarray(users, dtype=np.int64)
         uniq, inv = np.unique(users, return_inverse=True)
-        h, dev = self._last_hidden(ev, uniq, ev.items.lengths[uniq])
+        h, dev = self._last_hidden(ev, uniq, ev.items.lengths[uniq], head="rating")
         with torch.no_grad():
             item_t = torch.as_tensor(np.asarray(items, dtype=np.int64))
             u_t = torch.as_tensor(np.where(users < spec.n_users + 1, users, 0))
@@ -206,13 +246,13 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
         """Probabilities ``(n, n_types)`` (columns in :attr:`event_types` order) of the type of each user's
         next event: after their last event in ``context``, or after event ``ends[i] - 1`` when ``ends`` is
         given."""
-        net, spec = self._check()
+        net, spec = self._check("next_type")
         if "next_type" not in spec.heads:
             raise ValueError("this model has no next-type head (one event type only)")
         ev = self._context(context)
         users = np.asarray(users, dtype=np.int64)
         e = ev.items.lengths[users] if ends is None else np.asarray(ends, dtype=np.int64)
-        h, _ = self._last_hidden(ev, users, e)
+        h, _ = self._last_hidden(ev, users, e, head="next_type")
         with torch.no_grad():
             return torch.softmax(net.type_logits(h).float(), dim=-1).numpy().astype(np.float64)
 
@@ -221,7 +261,7 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
         """Each user's predicted value over the ``horizon_days`` after ``at`` (original scale: an amount or a
         count), from their events in ``context`` before ``at`` (default: just after the last training event or
         the newest event of ``context``, whichever is later)."""
-        net, spec = self._check()
+        net, spec = self._check("value")
         if "value" not in spec.heads:
             raise ValueError("this model has no value head (the log was too short for its horizon)")
         users = np.asarray(users, dtype=np.int64)
@@ -248,7 +288,7 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
                                    + [pl.col("recency_days").fill_null(10 * self.config.horizon_days)])
         ends = np.array([np.searchsorted(ev.times[u], at, side="left") if u < len(ev.items) else 0
                          for u in users], dtype=np.int64)
-        h, _ = self._last_hidden(ev, users, ends)
+        h, _ = self._last_hidden(ev, users, ends, head="value")
         with torch.no_grad():
             out = net.value(h, torch.from_numpy(side_features(frame, spec))).numpy().astype(np.float64)
         return np.expm1(np.maximum(out, 0.0))
@@ -377,6 +417,17 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
         net, spec = self._check()
         (path / META_FILE).write_text(json.dumps({"spec": asdict(spec), "train": self.train_result_}))
         torch.save(net.state_dict(), path / WEIGHTS_FILE)
+        # heads whose network is not the next-item one: one state per distinct network, and which head uses it
+        own = {h: n for h, n in self.head_networks_.items() if n is not net}
+        if own:
+            keys: dict[int, str] = {}
+            for h, n in own.items():
+                keys.setdefault(id(n), h)
+            torch.save({"heads": {h: keys[id(n)] for h, n in own.items()},
+                        "states": {keys[id(n)]: n.state_dict() for n in own.values()}},
+                       path / HEAD_WEIGHTS_FILE)
+        else:
+            (path / HEAD_WEIGHTS_FILE).unlink(missing_ok=True)
 
     def _load_state(self, arrays: dict[str, np.ndarray], path: Path) -> None:
         meta = json.loads((path / META_FILE).read_text())
@@ -387,3 +438,12 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
         net = self._build_network()
         net.load_state_dict(torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True))
         self.network_ = net.eval()
+        self.head_networks_ = {}
+        if (path / HEAD_WEIGHTS_FILE).exists():  # per-head stopping; older folders have one network
+            saved = torch.load(path / HEAD_WEIGHTS_FILE, map_location="cpu", weights_only=True)
+            nets: dict[str, MultiTaskNetwork] = {}
+            for key, state in saved["states"].items():
+                nets[key] = self._build_network()
+                nets[key].load_state_dict(state)
+                nets[key].eval()
+            self.head_networks_ = {h: nets[k] for h, k in saved["heads"].items()}
