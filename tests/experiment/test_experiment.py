@@ -147,3 +147,12 @@ def test_python_m_lmrec_experiment_help() -> None:
     r = subprocess.run([sys.executable, "-m", "lmrec.experiment", "--help"], capture_output=True, text=True,
                        env=env, timeout=120)
     assert r.returncode == 0 and "torchrun" in r.stdout and "--config" in r.stdout
+
+
+def test_every_seeded_protocol_gets_the_run_seed() -> None:
+    from lmrec.experiment.config import ExperimentConfig
+
+    for protocol in ("cold-item", "cold-mixed"):
+        cfg = ExperimentConfig.model_validate({"seed": 7, "split": {"protocol": protocol}})
+        assert cfg.split_params()["seed"] == 7, protocol
+    assert "seed" not in ExperimentConfig.model_validate({"split": {"protocol": "temporal"}}).split_params()

@@ -262,14 +262,18 @@ def split(
         str,
         typer.Option(
             help="leave-one-out (last event of each user is test, the one before valid) | "
-            "temporal (the latest events by time) | cold-item (held-out items never seen in training)."
+            "temporal (the latest events by time) | cold-item (held-out items never seen in training) | "
+            "cold-mixed (leave-one-out targets, a share of items held out of training)."
         ),
     ] = "leave-one-out",
     out: Annotated[Path, typer.Option(help="Folder for train/valid/test Parquet files.")] = Path("split"),
-    seed: Annotated[int, typer.Option(help="Seed for the cold-item draw.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the cold-item / cold-mixed draw.")] = 0,
     valid_frac: Annotated[float, typer.Option(help="Temporal: share of events for validation.")] = 0.1,
     test_frac: Annotated[float, typer.Option(help="Temporal: share of events for test.")] = 0.1,
-    cold_frac: Annotated[float, typer.Option(help="Cold-item: share of items held out.")] = 0.1,
+    cold_frac: Annotated[
+        float | None,
+        typer.Option(help="Cold-item / cold-mixed: share of items held out (default 0.1 / 0.2)."),
+    ] = None,
     min_events: Annotated[
         int, typer.Option(help="Leave-one-out: users with fewer events stay in training only.")
     ] = 3,
@@ -296,7 +300,7 @@ def split(
 
     with friendly_errors(), _library_errors():
         if protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {protocol!r}; choose leave-one-out, temporal or cold-item")
+            raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(sorted(PROTOCOLS))}")
         ds, _ = _load(
             source,
             store,
@@ -310,7 +314,10 @@ def split(
         elif protocol == "temporal":
             params = {"valid_frac": valid_frac, "test_frac": test_frac}
         elif protocol == "cold-item":
-            params = {"cold_frac": cold_frac, "seed": seed}
+            params = {"cold_frac": 0.1 if cold_frac is None else cold_frac, "seed": seed}
+        elif protocol == "cold-mixed":
+            params = {"cold_frac": 0.2 if cold_frac is None else cold_frac, "seed": seed,
+                      "min_events": min_events}
         if ds.n_events == 0:
             raise ValueError("the dataset has no events to split")
         sp = make_split(ds, protocol, **params)

@@ -19,6 +19,7 @@ is a setting of the model, as it always was, and so is ``model.key=value``. For 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -267,9 +268,11 @@ class ExperimentConfig(_Section):
         return self.seed if self.split.seed is None else self.split.seed
 
     def split_params(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`lmrec.data.splits.make_split` (the seed goes to cold-item only)."""
+        """Keyword arguments of :func:`lmrec.data.splits.make_split`; the seed goes to every protocol that
+        draws at random (one that takes a ``seed``: cold-item, cold-mixed)."""
         params = dict(self.split.params)
-        if self.split.protocol == "cold-item":
+        fn = PROTOCOLS.get(self.split.protocol)
+        if fn is not None and "seed" in inspect.signature(fn).parameters:
             params.setdefault("seed", self.split_seed)
         return params
 
