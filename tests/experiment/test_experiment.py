@@ -156,3 +156,13 @@ def test_every_seeded_protocol_gets_the_run_seed() -> None:
         cfg = ExperimentConfig.model_validate({"seed": 7, "split": {"protocol": protocol}})
         assert cfg.split_params()["seed"] == 7, protocol
     assert "seed" not in ExperimentConfig.model_validate({"split": {"protocol": "temporal"}}).split_params()
+
+
+def test_cold_protocols_benchmark_the_unseen_first_rule() -> None:
+    from lmrec.experiment.config import ExperimentConfig
+    from lmrec.experiment.runs import model_specs
+
+    for protocol, has in (("cold-item", True), ("cold-mixed", True), ("leave-one-out", False)):
+        cfg = ExperimentConfig.model_validate({"split": {"protocol": protocol}})
+        labels = [s.label for s in model_specs(cfg)]
+        assert ("unseen-random" in labels) is has, protocol

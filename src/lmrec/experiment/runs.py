@@ -140,6 +140,9 @@ def train(
         cleanup(ctx)
 
 
+#: Protocols whose targets include items without training events.
+COLD_PROTOCOLS = ("cold-item", "cold-mixed")
+
 #: What ``lmrec recommend --for`` can ask.
 FOR_CHOICES = ("next", "test")
 
@@ -206,11 +209,16 @@ def histories_for(model_dir: str | Path, which: str = "next", dataset: str | Non
 
 def model_specs(cfg: ExperimentConfig) -> list[ModelSpec]:
     """The models of an evaluation: ``cfg.models`` (every baseline when empty and no folders are given) with
-    :data:`~lmrec.evaluation.DEFAULT_MODELS`' settings under their own, then the ``eval.model_dirs``."""
+    :data:`~lmrec.evaluation.DEFAULT_MODELS`' settings under their own, then the ``eval.model_dirs``.
+
+    On a protocol with cold targets the baselines include ``unseen-random``, the rule that ranks items without
+    training events first: a text model must beat it for its cold-item figure to mean anything."""
 
     models = list(cfg.models)
     if not models and not cfg.eval.model_dirs:
         models = [ModelConfig(name=name, settings=dict(c)) for name, c in DEFAULT_MODELS]
+        if cfg.split.protocol in COLD_PROTOCOLS:
+            models.append(ModelConfig(name="unseen-random", settings={"seed": cfg.seed}))
     defaults = dict(DEFAULT_MODELS)
     specs = [
         ModelSpec(m.label or m.name, m.name, {**defaults.get(m.name, {}), **m.settings}) for m in models
