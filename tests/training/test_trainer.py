@@ -181,3 +181,11 @@ def test_per_group_early_stopping_keeps_each_groups_best_epoch() -> None:
     a, b = trainer.group_states["a"], trainer.group_states["b"]
     assert any(not torch.equal(a[k], b[k]) for k in a)  # different epochs, different weights
     assert trainer.group_states["a"] is not trainer.group_states["c"]
+
+
+def test_a_log_line_shows_a_validation_only_after_the_epoch_it_ran(capfd: pytest.CaptureFixture[str]) -> None:
+    trainer, rows = _setup(epochs=4, progress=True, eval_every=2)
+    trainer.evaluate = lambda module: {"ndcg@10": 0.25}
+    trainer.fit(rows)
+    lines = [x for x in capfd.readouterr().err.splitlines() if x.startswith("epoch ")]
+    assert ["val" in x for x in lines] == [False, True, False, True]

@@ -540,11 +540,12 @@ class _Bar:
         self.epoch += 1
         if metrics is not None:
             self.last_eval = f" | val {metric} {metrics[metric]:.4f} (best {best:.4f})"
-        if self.lines:
+        if self.lines:  # a validation shows on the line of the epoch it ran after, not again
             now = time.perf_counter()
             seconds, self.t_epoch = now - self.t_epoch, now
             where = f" threads {threads}" if threads else ""
-            self.console.print(f"epoch {self.epoch}/{self.epochs} loss {loss:.4f}{self.last_eval} "
+            val = self.last_eval if metrics is not None else ""
+            self.console.print(f"epoch {self.epoch}/{self.epochs} loss {loss:.4f}{val} "
                                f"{seconds:.1f} s{where}", markup=False, highlight=False, soft_wrap=True)
             return
         self.progress.update(self.task, info=f"epoch {self.epoch} loss {loss:.4f}{self.last_eval}")
