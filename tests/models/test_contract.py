@@ -198,3 +198,19 @@ def test_a_bad_setting_is_refused_when_the_model_is_built(setting: str, value: s
 def test_settings_given_as_text_are_read_by_their_type() -> None:
     m = create_model("seqrec", lr="0.002", d_model="32")
     assert m.config.lr == 0.002 and m.config.d_model == 32
+
+
+def test_text_models_warn_when_item_text_cannot_tell_items_apart(board: Dataset,
+                                                                 board_vectors: np.ndarray) -> None:
+    """Empty or identical text gives every item one vector: a text model still fits, with a warning."""
+    from lmrec.models.base import TextQualityWarning
+
+    same = np.tile(board_vectors[1], (len(board_vectors), 1))
+    same[0] = 0
+    with pytest.warns(TextQualityWarning, match="same text vector"):
+        create_model("content-lm").fit(board, item_vectors=same)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TextQualityWarning)
+        create_model("content-lm").fit(board, item_vectors=board_vectors)  # distinct texts: no warning

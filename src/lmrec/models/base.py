@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, is_dataclass
@@ -112,7 +113,29 @@ def resolve_item_vectors(
         )
     if space.dim and space.dim != vectors.shape[1]:
         raise TextSpaceError(f"{vectors.shape[1]}-d item vectors given for {space.describe()}")
+    problem = uninformative_text(vectors, dataset.item_popularity > 0)
+    if problem:
+        warnings.warn(TextQualityWarning(problem), stacklevel=3)
     return vectors, TextSpace(space.encoder, space.revision, space.template, int(vectors.shape[1]))
+
+
+class TextQualityWarning(UserWarning):
+    """A text-based model is fitted on item text that cannot tell items apart (empty or identical)."""
+
+
+def uninformative_text(vectors: np.ndarray, used: np.ndarray, share: float = 0.5) -> str | None:
+    """Why these item vectors carry little text, or ``None``: more than ``share`` of the items with events
+    (``used``, a mask over rows) have one and the same vector (empty or identical text renders the same)."""
+    rows = np.asarray(vectors)[np.flatnonzero(np.asarray(used)[: len(vectors)])]
+    if len(rows) < 2:
+        return None
+    _, counts = np.unique(np.round(rows, 5), axis=0, return_counts=True)
+    top = int(counts.max())
+    if top <= share * len(rows):
+        return None
+    return (f"{top:,} of {len(rows):,} items with events have the same text vector (empty or identical "
+            "text): text-based models cannot tell them apart; attach item titles/descriptions (e.g. --items "
+            "FILE)")
 
 
 def encode_texts(texts: Sequence[str], space: TextSpace) -> np.ndarray:
