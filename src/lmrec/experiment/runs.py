@@ -51,7 +51,13 @@ class TrainRun:
     path: Path | None = None
 
 
+#: The model ``train`` fits when none is named: the validation-fitted blend (``lmrec.models.auto``).
+DEFAULT_TRAIN_MODEL = "auto"
+
+
 def _one_model(cfg: ExperimentConfig, command: str) -> ModelConfig:
+    if cfg.model is None and command == "train":
+        return ModelConfig(name=DEFAULT_TRAIN_MODEL)
     if cfg.model is None:
         raise ValueError(f"{command} needs a model: give its name, or model.name in the config file")
     return cfg.model
