@@ -127,6 +127,7 @@ def test_lmrec_train_without_a_model_name_trains_auto(board: Dataset, tmp_path: 
     assert r.exit_code == 0, r.output
     info = json.loads((out / "training.json").read_text())
     assert info["model"] == "auto"
+    assert abs(sum(info["blend"]["weights"].values()) - 1) < 1e-6 and "alone" in info["blend"]
     assert isinstance(load_model(out), Auto)
 
 

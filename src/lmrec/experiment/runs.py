@@ -126,6 +126,9 @@ def train(
             summary.update(
                 best_epoch=result.best_epoch, valid_ndcg10=result.best_metric, epochs_run=result.epochs_run
             )
+        blend = getattr(rec, "search_", None)
+        if blend:  # auto: its components, weights, validation scores and ablation
+            summary["blend"] = {"weights": getattr(rec, "weights_", {}), **blend}
         if split is not None and len(split.valid):
             res = evaluate_model(rec, split.valid, split.train, (10,))
             summary["validation"] = {
