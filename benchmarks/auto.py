@@ -191,7 +191,11 @@ def report(rows: list[dict[str, Any]]) -> str:
             return np.mean([np.asarray(r["models"][lab]["per_user"]) for r in full], axis=0)
 
         t = paired_test(per_user("auto"), per_user(best))
-        rel = {b: (means["auto"] / means[b] - 1) * 100 for b in BASELINES if b in means}
+        rel = {
+            b: ((means["auto"] / means[b] - 1) * 100, paired_test(per_user("auto"), per_user(b)).p_value)
+            for b in BASELINES
+            if b in means and all(b in r["models"] for r in full)
+        }
         rel_best = (means["auto"] / means[best] - 1) * 100
         weights = "; ".join(
             f"seed {r['seed']}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["auto"]["weights"].items())
@@ -204,23 +208,23 @@ def report(rows: list[dict[str, Any]]) -> str:
             "",
             f"Best other model: **{best}**; auto vs it: {rel_best:+.1f} % NDCG@10, paired t-test "
             f"p = {t.p_value:.3g} (n = {t.n}). Auto vs "
-            + ", ".join(f"{b} {v:+.1f} %" for b, v in rel.items())
+            + ", ".join(f"{b} {v:+.1f} % (p = {q:.2g})" for b, (v, q) in rel.items())
             + ".",
             "",
             f"Weights chosen on validation — {weights}. Load average (1 min, start→end of each run): "
             f"{loads}.",
             "",
         ]
-        summary.append((data, best, rel_best, t.p_value, rel))
+        summary.append((data, len(full), best, rel_best, t.p_value, rel))
     lines += [
         "### Summary against the target (auto ≥ +10 % NDCG@10 over EASE, ItemKNN and ContentLM, p < 0.05)",
         "",
-        "| data | best other | auto vs best | p | vs EASE | vs ItemKNN | vs ContentLM |",
-        "|---|---|---|---|---|---|---|",
+        "| data | seeds | best other | auto vs best | p | vs EASE | vs ItemKNN | vs ContentLM |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for data, best, rb, p, rel in summary:
-        cells = [f"{rel[b]:+.1f} %" if b in rel else "–" for b in BASELINES]
-        lines.append(f"| {data} | {best} | {rb:+.1f} % | {p:.3g} | " + " | ".join(cells) + " |")
+    for data, n_seeds, best, rb, p, rel in summary:
+        cells = [f"{rel[b][0]:+.1f} % (p {rel[b][1]:.2g})" if b in rel else "–" for b in BASELINES]
+        lines.append(f"| {data} | {n_seeds} | {best} | {rb:+.1f} % | {p:.3g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
