@@ -47,6 +47,7 @@ EXPECTED = {
     "content-lm": {ItemEmbeddings, UserEmbeddings, ColdStartItems},
     "seqrec": {ItemEmbeddings, UserEmbeddings, ColdStartItems},
     "multitask": {ItemEmbeddings, PredictionHeads},
+    "auto": {ColdStartItems},
 }
 OPTIONAL = (ColdStartItems, ItemEmbeddings, UserEmbeddings, PredictionHeads)
 

@@ -69,7 +69,8 @@ def train(
     model: Annotated[
         str | None,
         typer.Argument(
-            help="A registered model name (see `lmrec evaluate --help`); or model.name in --config."
+            help="A registered model name (see `lmrec evaluate --help`); or model.name in --config. "
+            "Default: auto (the validation-fitted blend of SeqRec, EASE, ItemKNN and ContentLM)."
         ),
     ] = None,
     out: Annotated[
@@ -101,7 +102,8 @@ def train(
 ) -> None:
     """Fit a model and save it as a folder that `lmrec recommend` and `lmrec serve` load.
 
-    Example: `lmrec train ease --dataset movielens-100k --out models/ease --set lam=300`, or
+    Examples: `lmrec train --out models/auto` (auto, the default model),
+    `lmrec train ease --dataset movielens-100k --out models/ease --set lam=300`, or
     `lmrec train --config run.yaml --set model.lam=300`.
     """
     from lmrec.experiment import build_config
@@ -121,6 +123,7 @@ def train(
                 **budget,
             },
             settings,
+            defaults={"model.name": "auto"},
         )
         if cfg.out is None:
             raise ValueError("train needs --out (or out in the config file): the model folder to write")

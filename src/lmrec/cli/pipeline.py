@@ -72,6 +72,10 @@ def run_demo(out: Path, seed: int = 0, quick: bool = False) -> dict[str, Any]:
             cfg.update(epochs=6, patience=0)
         models += [("seqrec-id", "seqrec", {**cfg, "item_repr": "id"}),
                    ("seqrec-fused", "seqrec", {**cfg, "item_repr": "fused"})]
+    if "auto" in available_models():
+        # lmrec's default model: a blend of SeqRec, EASE, ItemKNN and ContentLM, weights fitted on validation
+        auto_seqrec = {"epochs": 6, "patience": 0} if quick else {}
+        models.append(("auto", "auto", {"seed": seed, "seqrec": auto_seqrec}))
     bench = run_benchmark(ds, split, models=models, ks=(5, 10, 20), out_dir=out / "report", seed=seed,
                           item_vectors=vectors, progress=True, command="lmrec demo")
     console.print(bench.table())

@@ -53,7 +53,13 @@ class TrainRun:
     path: Path | None = None
 
 
+#: The model ``train`` fits when none is named: the validation-fitted blend (``lmrec.models.auto``).
+DEFAULT_TRAIN_MODEL = "auto"
+
+
 def _one_model(cfg: ExperimentConfig, command: str) -> ModelConfig:
+    if cfg.model is None and command == "train":
+        return ModelConfig(name=DEFAULT_TRAIN_MODEL)
     if cfg.model is None:
         raise ValueError(f"{command} needs a model: give its name, or model.name in the config file")
     return cfg.model
@@ -123,6 +129,9 @@ def train(
             summary.update(
                 best_epoch=result.best_epoch, valid_ndcg10=result.best_metric, epochs_run=result.epochs_run
             )
+        blend = getattr(rec, "search_", None)
+        if blend:  # auto: its components, weights, validation scores and ablation
+            summary["blend"] = {"weights": getattr(rec, "weights_", {}), **blend}
         if split is not None and len(split.valid):
             res = evaluate_model(rec, split.valid, split.train, (10,))
             summary["validation"] = {

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,11 @@ class SeqRecConfig:
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 2
-    max_len: int = 200
+    #: Events of history read per prediction. ``"auto"`` (default) derives it from the training data when
+    #: fitting (:func:`auto_max_len`: the 90th percentile of user history lengths, rounded up to a multiple of
+    #: 8, between 8 and ``max_len_cap``); the fitted model's config holds the resolved integer.
+    max_len: int | str = "auto"
+    max_len_cap: int = 200  # the most that max_len="auto" may choose
     dropout: float = 0.3
     ff_mult: int = 1  # feed-forward width / d_model (1 as SASRec: the full softmax dominates the cost anyway)
     use_types: bool = False  # feed the event type of every input event
@@ -119,14 +123,18 @@ class SeqRecConfig:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.windows not in WINDOWS:
             raise ValueError(f"windows must be one of {WINDOWS}, got {self.windows!r}")
-        if self.max_len < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("max_len, epochs and batch_size must be positive")
+        if self.max_len != "auto" and (not isinstance(self.max_len, int) or self.max_len < 1):
+            raise ValueError(f"max_len must be a positive integer or 'auto', got {self.max_len!r}")
+        if self.max_len_cap < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("max_len_cap, epochs and batch_size must be positive")
 
     def train_config(self) -> TrainConfig:
         names = {f.name for f in fields(TrainConfig)}
         return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
 
     def network_config(self, n_items: int, text_dim: int, n_types: int) -> NetworkConfig:
+        if not isinstance(self.max_len, int):
+            raise ValueError("max_len='auto' is resolved when fitting (auto_max_len); give an integer here")
         return NetworkConfig(
             n_items=n_items, d_model=self.d_model, max_len=self.max_len, encoder=self.encoder,
             n_layers=self.n_layers, n_heads=self.n_heads, dropout=self.dropout, ff_mult=self.ff_mult,
@@ -137,6 +145,27 @@ class SeqRecConfig:
             pop_prior=self.pop_prior, pop_prior_weight=self.pop_prior_weight,
             n_types=n_types if self.use_types else 0, n_gap_buckets=self.gap_buckets,
         )
+
+
+#: Percentile of the training history lengths that ``max_len="auto"`` covers.
+AUTO_MAX_LEN_PERCENTILE = 90.0
+
+
+def auto_max_len(lengths: np.ndarray, cap: int = 200, percentile: float = AUTO_MAX_LEN_PERCENTILE) -> int:
+    """The data-derived ``max_len``: the ``percentile``-th percentile of the users' training history lengths
+    (users with no events left out), rounded up to a multiple of 8, at least 8 and at most ``cap``.
+
+    Nine users in ten then fit in one window whole; longer histories still train on all their events
+    through ``windows="all"`` and are read from their newest ``max_len`` events when scoring. On short-history
+    data (Amazon Office 2014, median 5 training events per user) this is 24 instead of 200, which cuts the
+    cost of attention and padding without losing context; on MovieLens-100K it is the cap.
+    """
+    lengths = np.asarray(lengths)
+    lengths = lengths[lengths > 0]
+    if len(lengths) == 0:
+        return min(cap, 8)
+    p = float(np.percentile(lengths, percentile))
+    return int(min(max(cap, 1), max(8, 8 * int(np.ceil(p / 8)))))
 
 
 class NextItemLoss(nn.Module):
@@ -216,6 +245,9 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, dataset: Dataset, valid: Any = None) -> None:
+        if self.config.max_len == "auto":
+            self.config = replace(self.config, max_len=auto_max_len(dataset.sequences.lengths,
+                                                                    self.config.max_len_cap))
         cfg: SeqRecConfig = self.config
         seed_everything(cfg.seed)
         text = self.item_vectors_ if cfg.item_repr != "id" else None

@@ -1,0 +1,452 @@
+"""Auto: lmrec's flagship, a blend of SeqRec, EASE (or ItemKNN alone on big catalogues), ItemKNN and ContentLM
+whose weights are fitted on validation data.
+
+No single model wins everywhere: on MovieLens SeqRec leads and EASE is weak, on short-history Amazon data EASE
+leads and the sequence model trails. Auto fits every component that suits the data, turns each component's
+row of scores into z-scores, and chooses the blend weights on the validation users by NDCG@10, so that it
+falls back to the best component where the others add nothing and combines them where they do.
+
+The rules, all data-derived or validation-chosen (none fitted to one data set):
+
+* **Components** (``components="auto"``): SeqRec always; EASE when the catalogue has at most
+  ``ease_max_items`` items (its dense inverse must fit in memory); ItemKNN always (sparse, any size);
+  ContentLM when the items have informative text (:func:`text_is_informative`: most items have a non-zero
+  text vector of their own, not one shared text such as an empty title).
+* **SeqRec's items**: ``fused`` (ids + text) when the text is informative, ``id`` otherwise.
+* **EASE's λ**: the best of ``ease_lams`` on validation NDCG@10 (EASE alone).
+* **Scales**: each component's row is z-scored over its finite scores. A score a component cannot give
+  (``-inf``, e.g. EASE on an item added after fitting, or SeqRec-id's untrained items) becomes that row's
+  lowest z-score: it neither wins nor poisons the blend. A row a component cannot score at all contributes
+  nothing from that component.
+* **Weights**: a grid over the simplex (step ``weight_step``) on at most ``valid_users`` validation users
+  (a seeded sample), each evaluated by NDCG@10 with the history excluded, on the union of each component's
+  top ``candidates`` items plus the targets. Among weightings within ``tie_tolerance`` (relative) of the
+  best, the one with the fewest components wins (ties → the simpler blend). Components with weight 0 are
+  dropped.
+* **No validation set** (``protocol none``, for serving): each user's last training event (users with at least
+  3 events) is held out, components are fitted on the rest and the weights chosen on the held-out events, then
+  (``refit``) the components that got a weight are fitted again on every event, SeqRec for the number of
+  epochs that was best on the held-out events.
+
+The model's ``repr`` and :attr:`search_` (saved as ``auto.json``) report the components, weights, each
+component's validation NDCG@10 alone and the best blend without each component (the validation ablation).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmrec.data.dataset import Dataset
+from lmrec.data.ragged import Ragged
+from lmrec.data.ranking import full_ranking_metrics, hit_matrix, ndcg, topk
+from lmrec.data.schema import PAD
+from lmrec.data.splits import leave_one_out
+from lmrec.models.base import Recommender, create_model, load_model, register, scores_for_items
+from lmrec.models.capabilities import ColdStartItems
+
+COMPONENTS = ("seqrec", "ease", "itemknn", "content-lm")
+#: Scores at or below this are "cannot rank" (SeqRec gives -1e9 to id items it has no trained vector for).
+MISSING_BELOW = -1e8
+AUTO_FILE = "auto.json"
+COMPONENTS_DIR = "components"
+
+#: SeqRec inside Auto: the settings measured in docs/benchmarks.md (section ``seqrec``), with the data-derived
+#: ``max_len`` capped at 50 so that a fit stays within minutes on a few CPU cores.
+SEQREC_DEFAULTS: dict[str, Any] = {
+    "max_len": "auto", "max_len_cap": 50, "d_model": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.3,
+    "batch_size": 64, "lr": 2e-3, "epochs": 40, "eval_every": 2, "patience": 3,
+}
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    #: ``auto`` (the rules above) or a comma-separated subset of seqrec, ease, itemknn, content-lm.
+    components: str = "auto"
+    #: Text components: ``auto`` (when the text is informative), ``on`` or ``off`` (no text vectors needed).
+    text: str = "auto"
+    #: SeqRec's item representation: ``auto`` (fused with informative text, else id), ``id``, ``text`` or
+    #: ``fused``.
+    seqrec_repr: str = "auto"
+    #: Largest catalogue for which EASE is a component (its dense inverse is O(n²) memory, O(n³) time).
+    ease_max_items: int = 20_000
+    #: EASE's λ, chosen on validation among these.
+    ease_lams: tuple[float, ...] = (100.0,)
+    #: Step of the weight grid over the simplex.
+    weight_step: float = 0.1
+    #: Validation users the weights are fitted on (a seeded sample above this).
+    valid_users: int = 5000
+    #: Items per component (its top ones) that the weight search ranks, besides the targets.
+    candidates: int = 100
+    #: Blends within this relative distance of the best validation NDCG@10 count as ties: the one with the
+    #: fewest components wins.
+    tie_tolerance: float = 0.002
+    #: Without a validation set: refit the chosen components on every event after choosing the weights.
+    refit: bool = True
+    seed: int = 0
+    #: SeqRec's training budget in seconds (0: none); ``lmrec train --time-budget``.
+    time_budget: float = 0.0
+    progress: bool = False
+    #: Keep components that got weight 0 (for ablations with :meth:`Auto.with_weights`); they are not scored.
+    keep_all: bool = False
+    #: Overrides of SeqRec's settings (on top of :data:`SEQREC_DEFAULTS`), e.g. ``{"epochs": 10}``.
+    seqrec: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.text not in ("auto", "on", "off"):
+            raise ValueError(f"text must be auto, on or off, got {self.text!r}")
+        if self.seqrec_repr not in ("auto", "id", "text", "fused"):
+            raise ValueError(f"seqrec_repr must be auto, id, text or fused, got {self.seqrec_repr!r}")
+        names = self.component_names()
+        if names is not None:
+            unknown = set(names) - set(COMPONENTS)
+            if unknown or not names:
+                raise ValueError(f"components: choose among {', '.join(COMPONENTS)} (or auto), got "
+                                 f"{self.components!r}")
+        if not 0 < self.weight_step <= 1:
+            raise ValueError(f"weight_step must be in (0, 1], got {self.weight_step}")
+        object.__setattr__(self, "ease_lams", tuple(float(x) for x in (
+            self.ease_lams if isinstance(self.ease_lams, list | tuple) else [self.ease_lams])))
+
+    def component_names(self) -> list[str] | None:
+        if self.components.strip() == "auto":
+            return None
+        return [c.strip() for c in self.components.split(",") if c.strip()]
+
+
+def text_is_informative(vectors: np.ndarray | None) -> bool:
+    """Whether most items have text of their own: at least half the items have a non-zero vector, and no
+    single vector (the one of an empty or boilerplate text) is shared by half the items or more."""
+    if vectors is None or len(vectors) <= 1:
+        return False
+    v = np.asarray(vectors[1:], dtype=np.float32)
+    nonzero = np.linalg.norm(v, axis=1) > 0
+    if nonzero.mean() < 0.5:
+        return False
+    _, counts = np.unique(np.round(v[nonzero], 5), axis=0, return_counts=True)
+    return bool(counts.max() < 0.5 * len(v))
+
+
+def normalise_rows(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row z-scores over the finite scores (column 0, padding, excluded); items a component cannot score
+    (non-finite or below :data:`MISSING_BELOW`) get the row's lowest z-score. Returns ``(z, has)``: ``has[r]``
+    is false for rows without any finite score (their ``z`` is 0)."""
+    s = np.array(scores, dtype=np.float32, copy=True)
+    ok = np.isfinite(s) & (s > MISSING_BELOW)
+    ok[:, PAD] = False
+    n = ok.sum(axis=1)
+    has = n > 0
+    safe = np.where(ok, s, 0.0)
+    mean = safe.sum(axis=1) / np.maximum(n, 1)
+    var = (np.where(ok, s - mean[:, None], 0.0) ** 2).sum(axis=1) / np.maximum(n, 1)
+    std = np.sqrt(var)
+    std[std <= 1e-12] = 1.0
+    z = np.where(ok, (s - mean[:, None]) / std[:, None], np.inf).astype(np.float32)
+    low = z.min(axis=1)
+    low[~has] = 0.0
+    z = np.where(ok, z, low[:, None]).astype(np.float32)
+    z[~has] = 0.0
+    return z, has
+
+
+def simplex_grid(n: int, step: float) -> np.ndarray:
+    """Every weight vector of ``n`` non-negative multiples of ``step`` that sum to 1 (``(points, n)``)."""
+    m = int(round(1 / step))
+    pts = [c for c in itertools.product(range(m + 1), repeat=n) if sum(c) == m]
+    return np.asarray(pts, dtype=np.float64) / m
+
+
+@register("auto")
+class Auto(Recommender, ColdStartItems):
+    """The flagship hybrid: a validation-fitted blend of SeqRec, EASE, ItemKNN and ContentLM (see the module
+    docstring for every rule). Items added after fitting are scored at once: by their text through ContentLM
+    and fused SeqRec when those are components, otherwise below every known item."""
+
+    Config = AutoConfig
+    fast_config = {"seqrec": {"d_model": 16, "n_layers": 1, "max_len": 20, "epochs": 4, "batch_size": 16,
+                              "lr": 3e-3, "text_reduced_dim": 8, "adapter_hidden": 32, "dropout": 0.1,
+                              "patience": 0}, "weight_step": 0.25}
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.components_: dict[str, Recommender] = {}
+        self.weights_: dict[str, float] = {}
+        self.search_: dict[str, Any] = {}
+
+    @property  # type: ignore[override]
+    def needs_item_vectors(self) -> bool:
+        return self.config.text != "off"
+
+    # ------------------------------------------------------------------ fitting
+    def _plan(self, dataset: Dataset) -> dict[str, dict[str, Any]]:
+        """The components to fit and their settings."""
+        cfg: AutoConfig = self.config
+        text = cfg.text == "on" or (cfg.text == "auto" and text_is_informative(self.item_vectors_))
+        if cfg.text == "on" and self.item_vectors_ is None:
+            raise ValueError("auto: text='on' needs item vectors")
+        names = cfg.component_names()
+        if names is None:
+            names = ["seqrec"]
+            if dataset.n_items <= cfg.ease_max_items:
+                names.append("ease")
+            names.append("itemknn")
+            if text:
+                names.append("content-lm")
+        if "content-lm" in names and self.item_vectors_ is None:
+            raise ValueError("auto: content-lm needs item vectors (text='off' was given)")
+        repr_ = cfg.seqrec_repr if cfg.seqrec_repr != "auto" else ("fused" if text else "id")
+        if repr_ != "id" and self.item_vectors_ is None:
+            raise ValueError(f"auto: SeqRec item_repr={repr_!r} needs item vectors")
+        plan: dict[str, dict[str, Any]] = {}
+        for name in names:
+            if name == "seqrec":
+                s = {**SEQREC_DEFAULTS, "item_repr": repr_, "seed": cfg.seed, "progress": cfg.progress,
+                     "time_budget": cfg.time_budget, **cfg.seqrec}
+                plan[name] = s
+            else:
+                plan[name] = {}
+        return plan
+
+    def _fit_one(self, name: str, settings: dict[str, Any], data: Dataset, valid: Any) -> Recommender:
+        model = create_model(name, **settings)
+        vec = self.item_vectors_ if model.needs_item_vectors else None
+        model.fit(data, valid, item_vectors=vec, vectors_meta=self.text_space_ if vec is not None else None)
+        return model
+
+    def _fit_components(self, plan: dict[str, dict[str, Any]], data: Dataset, valid: Any,
+                        timings: dict[str, float]) -> dict[str, Recommender]:
+        cfg: AutoConfig = self.config
+        out: dict[str, Recommender] = {}
+        for name, settings in plan.items():
+            t0 = time.perf_counter()
+            if name == "ease" and len(cfg.ease_lams) > 1 and valid is not None and len(valid):
+                rows = _sample_rows(len(valid), cfg.valid_users, cfg.seed)
+                sub = valid.subset(rows)
+                best, best_score, scores = None, -1.0, {}
+                for lam in cfg.ease_lams:
+                    m = self._fit_one(name, {**settings, "lam": lam}, data, valid)
+                    score = _ndcg_alone(m, sub)
+                    scores[str(lam)] = score
+                    if score > best_score:
+                        best, best_score = m, score
+                assert best is not None
+                self.search_["ease_lam"] = {"chosen": best.config.lam, "valid_ndcg10": scores}
+                plan[name] = {**settings, "lam": best.config.lam}
+                out[name] = best
+            else:
+                out[name] = self._fit_one(name, settings, data, valid)
+            timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 2)
+        return out
+
+    def _fit(self, dataset: Dataset, valid: Any = None) -> None:
+        cfg: AutoConfig = self.config
+        plan = self._plan(dataset)
+        timings: dict[str, float] = {}
+        self.search_ = {}
+        if valid is not None and len(valid):
+            comps = self._fit_components(plan, dataset, valid, timings)
+            self._choose_weights(comps, valid)
+            self.search_["fitted_on"] = "train, weights on the given validation set"
+        else:
+            inner = leave_one_out(dataset) if _has_users_to_hold_out(dataset) else None
+            if inner is None or not len(inner.test):
+                comps = self._fit_components(plan, dataset, None, timings)
+                self.weights_ = {n: 1.0 / len(comps) for n in comps}
+                self.search_["fitted_on"] = "every event; equal weights (no user has 3 events to hold out)"
+            else:
+                comps = self._fit_components(plan, inner.train_valid, inner.test, timings)
+                self._choose_weights(comps, inner.test)
+                self.search_["fitted_on"] = "every event but each user's last, weights on those last events"
+                if cfg.refit:
+                    keep = {n: s for n, s in plan.items() if self.weights_.get(n, 0) > 0}
+                    if "seqrec" in keep:
+                        tr = getattr(comps["seqrec"], "train_result_", None)
+                        if tr is not None and tr.best_epoch > 0:
+                            keep["seqrec"] = {**keep["seqrec"], "epochs": int(tr.best_epoch)}
+                    comps = self._fit_components(keep, dataset, None, timings)
+                    self.search_["fitted_on"] = ("weights on each user's held-out last event, then the "
+                                                 "components refitted on every event")
+        self.search_["fit_seconds"] = timings
+        self.search_["settings"] = plan
+        self.components_ = {n: comps[n] for n in comps if cfg.keep_all or self.weights_.get(n, 0) > 0}
+        self.weights_ = {n: w for n, w in self.weights_.items() if w > 0}
+
+    def _choose_weights(self, comps: dict[str, Recommender], valid: Any) -> None:
+        """Fit the blend weights on ``valid`` (never on test data): see the module docstring."""
+        cfg: AutoConfig = self.config
+        names = list(comps)
+        rows = _sample_rows(len(valid), cfg.valid_users, cfg.seed)
+        sub = valid.subset(rows)
+        cand, gathered, ok, targets = self._candidates(comps, sub)
+        grid = np.ones((1, 1)) if len(names) == 1 else simplex_grid(len(names), cfg.weight_step)
+        values = np.array([_blend_ndcg(w, cand, gathered, ok, targets) for w in grid])
+        best = float(values.max())
+        nnz = (grid > 0).sum(axis=1)
+        close = values >= best * (1 - cfg.tie_tolerance)
+        # fewest components among the near-best, then the best value, then the grid order
+        order = np.lexsort((-values, nnz))
+        pick = int(next(i for i in order if close[i]))
+        self.weights_ = {n: float(round(w, 6)) for n, w in zip(names, grid[pick], strict=True)}
+        alone = {n: float(values[int(np.flatnonzero(grid[:, i] == 1)[0])]) for i, n in enumerate(names)}
+        ablation = {}
+        for i, n in enumerate(names):
+            mask = grid[:, i] == 0
+            if mask.any() and len(names) > 1:
+                j = int(np.flatnonzero(mask)[np.argmax(values[mask])])
+                w_j = {m: float(round(w, 6)) for m, w in zip(names, grid[j], strict=True)}
+                ablation[n] = {"valid_ndcg10": float(values[j]), "weights": w_j}
+        self.search_.update(
+            valid_users=len(rows), grid_points=len(grid), valid_ndcg10=float(values[pick]),
+            weights=self.weights_, alone=alone, without=ablation,
+            components={n: repr(m) for n, m in comps.items()},
+        )
+
+    def _candidates(self, comps: dict[str, Recommender], ev: Any):
+        """Per row: candidate items (each component's top ``candidates`` unseen items and the targets), the
+        z-scores of every component at them ``(C, rows, W)``, which candidates are valid, and the targets."""
+        cfg: AutoConfig = self.config
+        n = len(ev)
+        max_t = int(min(50, max(1, ev.targets.lengths.max(initial=1))))
+        t_pad = ev.targets.last(max_t, pad=PAD).astype(np.int64)
+        zs: list[list[np.ndarray]] = [[] for _ in comps]
+        cands = []
+        bs = 256
+        for start in range(0, n, bs):
+            r = np.arange(start, min(start + bs, n))
+            hist, users = ev.history.take(r), ev.users[r]
+            zrows = []
+            tops = []
+            for m in comps.values():
+                z, has = normalise_rows(m.score(hist, users))
+                zrows.append(z)
+                zm = z.copy()
+                zm[:, PAD] = -np.inf
+                _mask(zm, hist)
+                zm[~has] = -np.inf
+                k = min(cfg.candidates, zm.shape[1] - 1)
+                idx, val = topk(zm, k)
+                idx[~np.isfinite(val)] = PAD
+                tops.append(idx)
+            c = np.concatenate([*tops, t_pad[r]], axis=1)
+            cands.append(c)
+            for z_list, z in zip(zs, zrows, strict=True):
+                z_list.append(np.take_along_axis(z, c, axis=1))
+        cand = np.concatenate(cands)
+        gathered = np.stack([np.concatenate(z) for z in zs])
+        # valid: not padding, not seen, first occurrence in the row
+        ok = cand != PAD
+        order = np.argsort(cand, axis=1, kind="stable")
+        sorted_c = np.take_along_axis(cand, order, axis=1)
+        dup_sorted = np.zeros_like(sorted_c, dtype=bool)
+        dup_sorted[:, 1:] = sorted_c[:, 1:] == sorted_c[:, :-1]
+        dup = np.zeros_like(dup_sorted)
+        np.put_along_axis(dup, order, dup_sorted, axis=1)
+        ok &= ~dup
+        width = np.int64(self.n_items + 1)
+        seen_keys = ev.history.row_ids().astype(np.int64) * width + ev.history.values.astype(np.int64)
+        keys = np.arange(n, dtype=np.int64)[:, None] * width + cand
+        ok &= ~np.isin(keys, seen_keys)
+        return cand, gathered, ok, ev.targets
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, histories: Ragged, users: np.ndarray | None = None,
+              items: np.ndarray | None = None) -> np.ndarray:
+        self._check_fitted()
+        out = np.zeros((len(histories), self.n_items + 1), dtype=np.float32)
+        any_has = np.zeros(len(histories), dtype=bool)
+        for name, w in self.weights_.items():
+            z, has = normalise_rows(self.components_[name].score(histories, users))
+            out += np.float32(w) * z
+            any_has |= has
+        out[~any_has] = -np.inf
+        out[:, PAD] = -np.inf
+        return scores_for_items(out, items)
+
+    def with_weights(self, weights: dict[str, float]) -> Auto:
+        """A copy that blends with other ``weights`` (for ablations); components not kept cannot be added."""
+        missing = {n for n, w in weights.items() if w > 0} - set(self.components_)
+        if missing:
+            raise ValueError(f"components {sorted(missing)} were not kept (fit with keep_all, or refit)")
+        other = copy.copy(self)
+        other.weights_ = {n: float(w) for n, w in weights.items() if w > 0}
+        return other
+
+    # ------------------------------------------------------------------ new items
+    def _on_items_added(self, indices: np.ndarray) -> None:
+        assert self.item_map is not None and self.item_categories_ is not None
+        ids = list(self.item_map.raws(indices))
+        cats = [self.item_categories_[int(i)] for i in indices]
+        vecs = None if self.item_vectors_ is None else self.item_vectors_[indices]
+        for m in self.components_.values():
+            m.add_items(ids, cats, vectors=vecs if m.item_vectors_ is not None else None)
+
+    def set_item_categories(self, indices: np.ndarray, categories: Any) -> None:
+        super().set_item_categories(indices, categories)
+        for m in self.components_.values():
+            m.set_item_categories(indices, categories)
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"weights": np.asarray(list(self.weights_.values()), dtype=np.float64)}
+
+    def _save_extra(self, path: Path) -> None:
+        for name in self.weights_:
+            self.components_[name].save(path / COMPONENTS_DIR / name)
+        (path / AUTO_FILE).write_text(json.dumps(
+            {"components": list(self.weights_), "weights": self.weights_, "search": self.search_},
+            indent=1, default=str))
+
+    def _load_state(self, arrays: dict[str, np.ndarray], path: Path) -> None:
+        info = json.loads((path / AUTO_FILE).read_text())
+        self.weights_ = {n: float(info["weights"][n]) for n in info["components"]}
+        self.search_ = info.get("search", {})
+        self.components_ = {n: load_model(path / COMPONENTS_DIR / n) for n in self.weights_}
+
+    def __repr__(self) -> str:
+        if not self.weights_:
+            return f"Auto({self.config})"
+        parts = ", ".join(f"{n}={w:.2f}" for n, w in self.weights_.items())
+        return f"Auto({parts})"
+
+
+def _has_users_to_hold_out(ds: Dataset) -> bool:
+    return bool((ds.sequences.lengths >= 3).any())
+
+
+def _sample_rows(n: int, limit: int, seed: int) -> np.ndarray:
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+def _mask(scores: np.ndarray, hist: Ragged) -> None:
+    if len(hist.values):
+        cols = hist.values.astype(np.int64)
+        keep = cols < scores.shape[1]
+        scores[hist.row_ids()[keep], cols[keep]] = -np.inf
+
+
+def _blend_ndcg(w: np.ndarray, cand: np.ndarray, gathered: np.ndarray, ok: np.ndarray,
+                targets: Ragged, k: int = 10) -> float:
+    """Mean NDCG@k of the blend ``w`` over the rows with a target, ranking each row's candidates."""
+    b = np.tensordot(w.astype(np.float32), gathered, axes=1)
+    b[~ok] = -np.inf
+    idx, val = topk(b, k)
+    ranked = np.take_along_axis(cand, idx, axis=1)
+    ranked[~np.isfinite(val)] = PAD
+    hits, n_t = hit_matrix(ranked, targets)
+    has = n_t > 0
+    return float(ndcg(hits, n_t, k)[has].mean()) if has.any() else 0.0
+
+
+def _ndcg_alone(model: Recommender, ev: Any) -> float:
+    users = np.asarray(ev.users, dtype=np.int64)
+    return full_ranking_metrics(lambda r: model.score(ev.history.take(r), users[r]), ev.history, ev.targets,
+                                k=10)["ndcg@10"]
