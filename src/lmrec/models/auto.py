@@ -49,7 +49,14 @@ from lmrec.data.ragged import Ragged
 from lmrec.data.ranking import full_ranking_metrics, hit_matrix, ndcg, topk
 from lmrec.data.schema import PAD
 from lmrec.data.splits import leave_one_out
-from lmrec.models.base import Recommender, create_model, load_model, register, scores_for_items
+from lmrec.models.base import (
+    Recommender,
+    create_model,
+    load_model,
+    register,
+    scores_for_items,
+    uninformative_text,
+)
 from lmrec.models.capabilities import ColdStartItems
 
 COMPONENTS = ("seqrec", "ease", "itemknn", "content-lm")
@@ -122,16 +129,13 @@ class AutoConfig:
 
 
 def text_is_informative(vectors: np.ndarray | None) -> bool:
-    """Whether most items have text of their own: at least half the items have a non-zero vector, and no
-    single vector (the one of an empty or boilerplate text) is shared by half the items or more."""
+    """Whether most items have text of their own: no more than half the items lack a vector, and no single
+    vector (the one of an empty or boilerplate text) is shared by more than half of them (the rule of
+    :func:`~lmrec.models.base.uninformative_text`, which also warns when a text model is fitted)."""
     if vectors is None or len(vectors) <= 1:
         return False
-    v = np.asarray(vectors[1:], dtype=np.float32)
-    nonzero = np.linalg.norm(v, axis=1) > 0
-    if nonzero.mean() < 0.5:
-        return False
-    _, counts = np.unique(np.round(v[nonzero], 5), axis=0, return_counts=True)
-    return bool(counts.max() < 0.5 * len(v))
+    every_item = np.arange(len(vectors)) > PAD
+    return uninformative_text(vectors, every_item) is None
 
 
 def normalise_rows(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

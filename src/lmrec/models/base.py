@@ -124,18 +124,21 @@ class TextQualityWarning(UserWarning):
 
 
 def uninformative_text(vectors: np.ndarray, used: np.ndarray, share: float = 0.5) -> str | None:
-    """Why these item vectors carry little text, or ``None``: more than ``share`` of the items with events
-    (``used``, a mask over rows) have one and the same vector (empty or identical text renders the same)."""
-    rows = np.asarray(vectors)[np.flatnonzero(np.asarray(used)[: len(vectors)])]
+    """Why these item vectors carry little text, or ``None``: among the items of ``used`` (a mask over rows),
+    more than ``share`` have no vector at all (zeros: no text), or more than ``share`` have one and the same
+    vector (empty or identical text renders the same)."""
+    rows = np.asarray(vectors, dtype=np.float32)[np.flatnonzero(np.asarray(used)[: len(vectors)])]
     if len(rows) < 2:
         return None
+    advice = "text-based models cannot tell them apart; attach item titles/descriptions (e.g. --items FILE)"
+    empty = int((np.linalg.norm(rows, axis=1) == 0).sum())
+    if empty > share * len(rows):
+        return f"{empty:,} of {len(rows):,} items have no text vector: {advice}"
     _, counts = np.unique(np.round(rows, 5), axis=0, return_counts=True)
     top = int(counts.max())
-    if top <= share * len(rows):
-        return None
-    return (f"{top:,} of {len(rows):,} items with events have the same text vector (empty or identical "
-            "text): text-based models cannot tell them apart; attach item titles/descriptions (e.g. --items "
-            "FILE)")
+    if top > share * len(rows):
+        return f"{top:,} of {len(rows):,} items have the same text vector (empty or identical text): {advice}"
+    return None
 
 
 def encode_texts(texts: Sequence[str], space: TextSpace) -> np.ndarray:
