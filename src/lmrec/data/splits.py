@@ -83,12 +83,22 @@ def leave_one_out(ds: Dataset, min_events: int = 3) -> Split:
     """
     if min_events < 3:
         raise ValueError("leave-one-out needs at least 3 events per evaluated user (train, valid, test)")
+    train, train_valid, valid, test = _last_two_held_out(ds, min_events)
+    return Split("leave-one-out", train, train_valid, valid, test, {"min_events": min_events})
+
+
+def _last_two_held_out(ds: Dataset, min_events: int, held_items: pl.Expr | None = None
+                       ) -> tuple[Dataset, Dataset, EvalSet, EvalSet]:
+    """Each evaluated user's last event is the test target and the one before it the validation target
+    (users with fewer than ``min_events`` events stay in training). Events matching ``held_items`` are left
+    out of training and of every history, wherever they are, but stay targets."""
     ev = _position_columns(ds.events).with_columns(pl.len().over("user_idx").alias("_n"))
     evaluated = pl.col("_n") >= min_events
     test_ev = ev.filter(evaluated & (pl.col("_from_end") == 0))
     valid_ev = ev.filter(evaluated & (pl.col("_from_end") == 1))
-    train_ev = ev.filter(~evaluated | (pl.col("_from_end") >= 2))
-    train_valid_ev = ev.filter(~evaluated | (pl.col("_from_end") >= 1))
+    kept = ev if held_items is None else ev.filter(~held_items)
+    train_ev = kept.filter(~evaluated | (pl.col("_from_end") >= 2))
+    train_valid_ev = kept.filter(~evaluated | (pl.col("_from_end") >= 1))
     cols = ds.events.columns
     train = ds.with_events(train_ev.select(cols))
     train_valid = ds.with_events(train_valid_ev.select(cols))
@@ -98,7 +108,7 @@ def leave_one_out(ds: Dataset, min_events: int = 3) -> Split:
                       valid_ev["item_idx"].to_numpy(), n_rows)
     test = _eval_set("test", users, train_valid.sequences, test_ev["user_idx"].to_numpy(),
                      test_ev["item_idx"].to_numpy(), n_rows)
-    return Split("leave-one-out", train, train_valid, valid, test, {"min_events": min_events})
+    return train, train_valid, valid, test
 
 
 def _window_targets(window: pl.DataFrame, history: Dataset, name: str, exclude_seen: bool,
@@ -206,22 +216,7 @@ def cold_mixed(ds: Dataset, cold_frac: float = 0.2, min_events: int = 3, seed: i
     n_cold = max(1, int(round(len(active) * cold_frac)))
     held_out = np.sort(rng.permutation(active)[:n_cold]).astype(np.int32)
     is_held = pl.col("item_idx").is_in(pl.Series(held_out).implode())
-    ev = _position_columns(ds.events).with_columns(pl.len().over("user_idx").alias("_n"))
-    evaluated = pl.col("_n") >= min_events
-    test_ev = ev.filter(evaluated & (pl.col("_from_end") == 0))
-    valid_ev = ev.filter(evaluated & (pl.col("_from_end") == 1))
-    kept = ev.filter(~is_held)
-    train_ev = kept.filter(~evaluated | (pl.col("_from_end") >= 2))
-    train_valid_ev = kept.filter(~evaluated | (pl.col("_from_end") >= 1))
-    cols = ds.events.columns
-    train = ds.with_events(train_ev.select(cols))
-    train_valid = ds.with_events(train_valid_ev.select(cols))
-    users = test_ev["user_idx"].to_numpy().astype(np.int64)
-    n_rows = ds.user_map.size
-    valid = _eval_set("valid", users, train.sequences, valid_ev["user_idx"].to_numpy(),
-                      valid_ev["item_idx"].to_numpy(), n_rows)
-    test = _eval_set("test", users, train_valid.sequences, test_ev["user_idx"].to_numpy(),
-                     test_ev["item_idx"].to_numpy(), n_rows)
+    train, train_valid, valid, test = _last_two_held_out(ds, min_events, is_held)
 
     def share(es: EvalSet) -> float:
         return round(float(cold_targets(es, train).mean()), 4) if len(es) else 0.0
