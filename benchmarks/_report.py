@@ -7,6 +7,7 @@ writers from losing each other's sections. Every section states the machine, the
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import platform
 import re
@@ -21,6 +22,19 @@ HEADER = """# Benchmarks
 Every number here was written by a script in `benchmarks/`; each section names its command, data, seed and
 machine. Re-run a section with its command; the script replaces only its own section.
 """
+
+
+def read_cached(cache: Path) -> list[dict]:
+    """The runs a resumable benchmark cached, one JSON object per line (none when the file is absent)."""
+    if not cache.exists():
+        return []
+    return [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
+
+
+def append_cached(cache: Path, row: dict) -> None:
+    """Cache one finished run (a line of JSON), so an interrupted benchmark resumes after it."""
+    with open(cache, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
 
 
 def machine() -> str:

@@ -31,6 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _report import append_cached, read_cached  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 DATASETS = ("ml100k", "mlsmall", "office", "office-shuffled")
@@ -121,11 +123,6 @@ def run_one(name: str, seed: int) -> dict[str, Any]:
     out["load_avg"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
     return out
 
-
-def _cached(cache: Path) -> list[dict[str, Any]]:
-    if not cache.exists():
-        return []
-    return [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
 
 
 def _ms(v: list[float]) -> str:
@@ -236,7 +233,7 @@ def main() -> None:
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     args.cache.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r["data"], r["seed"]) for r in _cached(args.cache)}
+    done = {(r["data"], r["seed"]) for r in read_cached(args.cache)}
     for data in args.only:
         for seed in args.seeds:
             if (data, seed) in done:
@@ -244,8 +241,7 @@ def main() -> None:
             t0 = time.perf_counter()
             row = run_one(data, seed)
             row["wall_s"] = round(time.perf_counter() - t0, 1)
-            with open(args.cache, "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+            append_cached(args.cache, row)
             m = row["models"]
             print(
                 f"{data} seed {seed}: "
@@ -256,7 +252,7 @@ def main() -> None:
     if args.report:
         from _report import write_section
 
-        print(write_section("auto", report(_cached(args.cache))))
+        print(write_section("auto", report(read_cached(args.cache))))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _report import append_cached, read_cached  # noqa: E402
+
 PROTOCOLS: dict[str, dict[str, Any]] = {"cold-item": {"cold_frac": 0.1}, "cold-mixed": {"cold_frac": 0.2}}
 MODELS = ["most-popular", "unseen-random", "content-lm", "itemknn", "seqrec-fused"]
 KS = (10,)
@@ -87,11 +89,6 @@ def run_one(protocol: str, model_name: str, seed: int, threads: int = 1) -> dict
         out.update(best_epoch=tr.best_epoch, epochs_run=tr.epochs_run)
     return out
 
-
-def _cached(cache: Path) -> list[dict[str, Any]]:
-    if not cache.exists():
-        return []
-    return [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
 
 
 def _ms(values: list[float]) -> str:
@@ -194,7 +191,7 @@ def main() -> None:
     args.cache.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if not args.report_only:
-        done = {(r["protocol"], r["model"], r["seed"]) for r in _cached(args.cache)}
+        done = {(r["protocol"], r["model"], r["seed"]) for r in read_cached(args.cache)}
         # cheap models first, so a run cut short still has every baseline
         jobs = [(p, m, s) for m in args.models for s in args.seeds for p in args.protocols]
         for job in jobs:
@@ -202,10 +199,9 @@ def main() -> None:
                 continue
             row = run_one(*job, threads=args.threads)
             print(json.dumps(row), flush=True)
-            with open(args.cache, "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+            append_cached(args.cache, row)
     notes = args.notes.read_text() if args.notes else ""
-    body = report(_cached(args.cache), None if args.report_only else time.perf_counter() - t0, notes)
+    body = report(read_cached(args.cache), None if args.report_only else time.perf_counter() - t0, notes)
     print(body)
     if not args.no_write:
         from _report import write_section

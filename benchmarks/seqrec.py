@@ -30,6 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _report import append_cached, read_cached  # noqa: E402
+
 #: The SeqRec settings measured here (ML-100K; see docs/seqrec.md for why). ``max_len`` is 50 rather than 200
 #: because the benchmark ran on 2 shared CPU cores; the median ML-100K user has 65 ratings.
 SEQREC_BASE: dict[str, Any] = {
@@ -162,11 +164,6 @@ def run_one(protocol: str, model_name: str, seed: int, threads: int,
         )
     return out
 
-
-def _cached(cache: Path) -> list[dict[str, Any]]:
-    if not cache.exists():
-        return []
-    return [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
 
 
 def _plan(only: list[str], seeds: list[int]) -> list[tuple[str, str, int]]:
@@ -326,18 +323,17 @@ def main() -> None:
     )
     args = ap.parse_args()
     args.cache.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r["protocol"], r["model"], r["seed"]) for r in _cached(args.cache)}
+    done = {(r["protocol"], r["model"], r["seed"]) for r in read_cached(args.cache)}
     for job in _plan(args.only, args.seeds):
         if job in done:
             continue
         row = run_one(*job, threads=args.threads)
         print(json.dumps(row), flush=True)
-        with open(args.cache, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        append_cached(args.cache, row)
     if args.report:
         from _report import write_section
 
-        body = report(_cached(args.cache))
+        body = report(read_cached(args.cache))
         print(body)
         write_section("seqrec", body)
 

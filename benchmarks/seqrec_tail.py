@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import append_cached, read_cached  # noqa: E402
 from seqrec import FUSED_VS_ID, PRIOR_SCALES, TAIL_MAX, run_one  # noqa: E402
 
 MODELS = ["seqrec-id", "seqrec-id-prior", "seqrec-id-all", "seqrec-fused-drop", "seqrec-fused-prior",
@@ -131,8 +133,7 @@ def main() -> None:
     if not (args.data / "ratings.csv").exists():
         sys.exit(f"MovieLens latest-small not found at {args.data} (pass --data)")
     args.cache.parent.mkdir(parents=True, exist_ok=True)
-    text = args.cache.read_text() if args.cache.exists() else ""
-    cached = [json.loads(x) for x in text.splitlines() if x.strip()]
+    cached = read_cached(args.cache)
     rows: dict[str, list[dict[str, Any]]] = {m: [] for m in MODELS}
     for r in cached:
         if r["model"] in rows and r["seed"] in args.seeds:
@@ -145,8 +146,7 @@ def main() -> None:
             row = run_one("loo", model, seed, args.threads, dataset=str(args.data), ks=KS)
             print(json.dumps(row), flush=True)
             rows[model].append(row)
-            with open(args.cache, "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+            append_cached(args.cache, row)
     body = report(rows, args.seeds)
     print(body)
     if not args.no_write:
