@@ -9,6 +9,7 @@ contract suite in ``tests/models/test_contract.py``. What a model can do beyond 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -151,12 +152,18 @@ def encode_texts(texts: Sequence[str], space: TextSpace) -> np.ndarray:
     return np.asarray(encoder.encode(list(texts), side="document"), dtype=np.float32)
 
 
+@functools.cache
+def _config_adapter(config_cls: type) -> pydantic.TypeAdapter[Any]:
+    """The validator of a model's config class, built once per class (building one inspects every field)."""
+    return pydantic.TypeAdapter(config_cls)
+
+
 def _build_config(model: str, config_cls: type, settings: dict[str, Any]) -> Any:
     """``config_cls(**settings)`` with every value checked against its field's type when the model is built,
     not deep inside ``fit``: ``lr="fast"`` is refused at once, ``lr="0.002"`` (as a config file or ``--set``
     may give it) becomes 0.002. The config's own ``__post_init__`` checks run as before."""
     try:
-        return pydantic.TypeAdapter(config_cls).validate_python(settings)
+        return _config_adapter(config_cls).validate_python(settings)
     except pydantic.ValidationError as exc:
         problems = "; ".join(
             (f"{'.'.join(str(p) for p in e['loc'])}={e.get('input')!r}: " if e["loc"] else "")
