@@ -46,7 +46,7 @@ import numpy as np
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
-from lmrec.data.ranking import full_ranking_metrics, hit_matrix, ndcg, topk
+from lmrec.data.ranking import full_ranking_metrics, hit_matrix, mask_items, ndcg, topk
 from lmrec.data.schema import PAD
 from lmrec.data.splits import leave_one_out
 from lmrec.models.base import (
@@ -332,7 +332,7 @@ class Auto(Recommender, ColdStartItems):
                 zrows.append(z)
                 zm = z.copy()
                 zm[:, PAD] = -np.inf
-                _mask(zm, hist)
+                mask_items(zm, hist)
                 zm[~has] = -np.inf
                 k = min(cfg.candidates, zm.shape[1] - 1)
                 idx, val = topk(zm, k)
@@ -428,13 +428,6 @@ def _sample_rows(n: int, limit: int, seed: int) -> np.ndarray:
     if n <= limit:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
-
-
-def _mask(scores: np.ndarray, hist: Ragged) -> None:
-    if len(hist.values):
-        cols = hist.values.astype(np.int64)
-        keep = cols < scores.shape[1]
-        scores[hist.row_ids()[keep], cols[keep]] = -np.inf
 
 
 def _blend_ndcg(w: np.ndarray, cand: np.ndarray, gathered: np.ndarray, ok: np.ndarray,
