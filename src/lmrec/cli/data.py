@@ -51,8 +51,12 @@ MapOpt = Annotated[list[str] | None, typer.Option(
                         "(-m user_id=customer -m item_id=sku -m timestamp=ts). Fields: user_id, item_id, "
                         "timestamp, event_type, value, event_id.")]
 OptionOpt = Annotated[list[str] | None, typer.Option(
-    "--option", "-o", help="A loader option name=value, repeatable (-o layout=pairs, -o item_key=asin, "
-                           "-o separator=';', -o default_event_type=purchase).")]
+    "--option", help="A loader option name=value, repeatable (--option layout=pairs, --option item_key=asin, "
+                     "--option separator=';', --option default_event_type=purchase).")]
+NameOpt = Annotated[str | None, typer.Option(
+    "--name", help="The dataset's name in the store (default: the source's: movielens-100k, or the file's "
+                   "stem). A store holds one dataset: importing another name into it is refused; give the "
+                   "store's name to add more of the same data from a file named otherwise.")]
 ItemsOpt = Annotated[
     Path | None,
     typer.Option(
@@ -100,6 +104,12 @@ def _library_errors() -> Iterator[None]:
     try:
         yield
     except duckdb.Error as exc:
+        from lmrec.store.duckdb_store import is_lock_error, lock_holder
+
+        if is_lock_error(exc):
+            raise RuntimeError(
+                f"the store is held by another process{lock_holder(exc)}, a running `lmrec serve` most "
+                "likely: stop it to import, or send the events through it (POST /v1/events)") from None
         raise RuntimeError(f"store: {str(exc).splitlines()[0]}") from exc
     except (pa.ArrowException, plx.PolarsError) as exc:
         raise ValueError(f"cannot read the input: {str(exc).splitlines()[0]}") from exc
@@ -125,12 +135,14 @@ def import_(
     users: UsersOpt = None,
     config: ConfigOpt = None,
     chunk_rows: ChunkOpt = 1_000_000,
+    name: NameOpt = None,
 ) -> None:
     """Import events, items and users into the store, in chunks and in one transaction.
 
     Re-importing the same data adds nothing (events are keyed by id). Every dropped row is counted by reason;
     with --strict the first bad row stops the import and nothing is written. Ctrl-C also leaves the store as
-    it was.
+    it was. A store holds one dataset: importing a different one into it is refused (use --store
+    OTHER.duckdb); train, evaluate, embed, similar... read lmrec.duckdb when it is here.
 
     Examples:
 
@@ -150,18 +162,22 @@ def import_(
     with friendly_errors(), _library_errors():
         src = open_source(source, fmt, **_options(mapping, config, option, items, users))
         cfg = replace(_cleaning(strict, 0, 0, False, event_types), default_event_type=src.default_event_type)
+        with Store(store) as st:
+            st.check_dataset(name or src.name)  # before the progress bar: a refusal is the only output
         with Store(store) as st, progress() as bar:
             total = src.n_rows
             if total is None and src.events is not None:
                 total = src.events.height
             task = bar.add_task(f"importing {src.name}", total=total, rate="")
             res = st.import_source(src, cfg, chunk_rows=chunk_rows,
-                                   on_chunk=lambda n: bar.update(task, advance=n, rate=""))
+                                   on_chunk=lambda n: bar.update(task, advance=n, rate=""), dataset=name)
             counts = st.counts()
+            held = st.dataset_name()
         _print_report(res.report.lines())
         console.print(
             f"inserted {res.events_inserted:,} events ({res.events_already_present:,} already present), "
-            f"{res.items_upserted:,} items, {res.users_upserted:,} users → {store} now holds "
+            f"{res.items_upserted:,} items, {res.users_upserted:,} users → {store} (dataset {held!r}) "
+            "now holds "
             f"{counts['events']:,} events, {counts['items']:,} items, {counts['users']:,} users"
         )
 
@@ -194,16 +210,22 @@ def print_stats(stats: DatasetStats) -> None:
 
 
 def _load(source: str | None, store: str, fmt: str | None, cfg: CleaningConfig,
-          options: dict[str, Any]) -> tuple[Dataset, CleaningReport | None]:
-    """A dataset from a source, or from the store when no source is given."""
+          options: dict[str, Any], say: bool = True) -> tuple[Dataset, CleaningReport | None]:
+    """A dataset from a source, or from the store when no source is given (read from a snapshot while a
+    running service holds it)."""
     from lmrec.data.loaders import load_dataset
-    from lmrec.store import Store
+    from lmrec.store import open_read
 
     if source is None:
         if not Path(store).exists():
             raise FileNotFoundError(f"no store at {store}: give a SOURCE or run `lmrec data import` first")
-        with Store(store, read_only=True) as st:
-            return st.to_dataset(Path(store).stem, cfg), None
+        with open_read(store) as st:
+            ds = st.to_dataset(cleaning=cfg)
+            snapshot = st.snapshot_of is not None
+        note = " — held by a running service, read from a snapshot taken now" if snapshot else ""
+        if say:
+            console.print(f"[dim]data: store {store} (dataset {ds.name!r}){note}", highlight=False)
+        return ds, None
     return load_dataset(source, fmt, cfg, **options)
 
 
@@ -240,6 +262,7 @@ def stats(
             fmt,
             _cleaning(strict, min_user_events, min_item_events, kcore, event_types),
             _options(mapping, config, option, items),
+            say=not json_out,
         )
         if json_out:
             out = ds.stats().to_dict()

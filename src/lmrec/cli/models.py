@@ -14,7 +14,17 @@ from typing import Annotated
 
 import typer
 
-from lmrec.cli.common import console, friendly_errors, progress
+from lmrec.cli.common import (
+    DataOpt,
+    DatasetAlias,
+    DataStoreOpt,
+    choose_data,
+    console,
+    data_config,
+    friendly_errors,
+    progress,
+    say_data,
+)
 
 ConfigOpt = Annotated[
     Path | None,
@@ -23,15 +33,6 @@ ConfigOpt = Annotated[
         "-c",
         help="Experiment file (.yaml or .toml: data, split, model(s), eval, tune, seed, out); "
         "flags and --set override it.",
-    ),
-]
-DatasetOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--dataset",
-        "-d",
-        help="A built-in dataset (movielens-100k), a data file/folder, or a saved dataset folder.",
-        show_default="movielens-100k",
     ),
 ]
 ProtocolOpt = Annotated[
@@ -76,7 +77,9 @@ def train(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Model folder to write (required; or out in --config).")
     ] = None,
-    dataset: DatasetOpt = None,
+    data: DataOpt = None,
+    store: DataStoreOpt = None,
+    dataset: DatasetAlias = None,
     protocol: Annotated[
         str | None,
         typer.Option(
@@ -102,8 +105,10 @@ def train(
 ) -> None:
     """Fit a model and save it as a folder that `lmrec recommend` and `lmrec serve` load.
 
+    Reads the store (lmrec.duckdb here, or --store) unless --data names other data.
+
     Examples: `lmrec train --out models/auto` (auto, the default model),
-    `lmrec train ease --dataset movielens-100k --out models/ease --set lam=300`, or
+    `lmrec train ease --data movielens-100k --out models/ease --set lam=300`, or
     `lmrec train --config run.yaml --set model.lam=300`.
     """
     from lmrec.experiment import build_config
@@ -112,21 +117,24 @@ def train(
 
     with friendly_errors():
         budget = {"model.time_budget": parse_duration(time_budget)} if time_budget else {}
+        choice = choose_data(data, store, dataset)
+        data_flags, data_defaults = data_config(choice)
         cfg = build_config(
             config,
             {
                 "model.name": model,
                 "out": out,
-                "data.dataset": dataset,
+                **data_flags,
                 "split.protocol": protocol,
                 "seed": seed,
                 **budget,
             },
             settings,
-            defaults={"model.name": "auto"},
+            defaults={"model.name": "auto", **data_defaults},
         )
         if cfg.out is None:
             raise ValueError("train needs --out (or out in the config file): the model folder to write")
+        say_data(cfg.data.dataset, choice, config)
 
         def spinner(label: str):  # type: ignore[no-untyped-def]
             bar = progress(transient=True)
@@ -147,12 +155,16 @@ def _evaluate(
     flags: dict[str, object],
     settings: list[str] | None,
     benchmark: bool,
+    data: tuple[str | None, str | None, str | None],
 ) -> None:
     from lmrec.experiment import benchmark as run_benchmark
     from lmrec.experiment import build_config
     from lmrec.experiment import evaluate as run_evaluate
 
-    cfg = build_config(config, flags, settings, several=True)
+    choice = choose_data(*data)
+    data_flags, data_defaults = data_config(choice)
+    cfg = build_config(config, {**flags, **data_flags}, settings, several=True, defaults=data_defaults)
+    say_data(cfg.data.dataset, choice, config)
     command = "lmrec " + " ".join(sys.argv[1:])
     res = (run_benchmark if benchmark else run_evaluate)(cfg, command=command)
     console.print(res.table())
@@ -169,7 +181,9 @@ def _names(models: list[str] | None) -> list[str] | None:
 
 def evaluate_cmd(
     models: Annotated[list[str] | None, typer.Argument(help="Model names (default: every baseline).")] = None,
-    dataset: DatasetOpt = None,
+    data: DataOpt = None,
+    store: DataStoreOpt = None,
+    dataset: DatasetAlias = None,
     protocol: ProtocolOpt = None,
     ks: KOpt = None,
     ranking: RankingOpt = None,
@@ -193,7 +207,6 @@ def evaluate_cmd(
     with friendly_errors():
         flags = {
             "models": _names(models),
-            "data.dataset": dataset,
             "split.protocol": protocol,
             "eval.ks": ks,
             "eval.ranking": ranking,
@@ -201,15 +214,17 @@ def evaluate_cmd(
             "out": out,
             "seed": seed,
         }
-        _evaluate(config, flags, settings, benchmark=False)
+        _evaluate(config, flags, settings, benchmark=False, data=(data, store, dataset))
 
 
 def benchmark(
-    dataset: DatasetOpt = None,
+    data: DataOpt = None,
+    store: DataStoreOpt = None,
+    dataset: DatasetAlias = None,
     protocol: ProtocolOpt = None,
     models: Annotated[
         str | None,
-        typer.Option("--models", "-m", help="Comma-separated model names (default: every baseline)."),
+        typer.Option("--models", help="Comma-separated model names (default: every baseline)."),
     ] = None,
     ks: KOpt = None,
     ranking: RankingOpt = None,
@@ -226,12 +241,12 @@ def benchmark(
 ) -> None:
     """Every baseline on one dataset and protocol, with a full report (Markdown, HTML with plots, JSON).
 
-    The report folder defaults to `reports/benchmark-DATASET-PROTOCOL`.
+    Reads the store (lmrec.duckdb here, or --store) unless --data names other data. The report folder
+    defaults to `reports/benchmark-DATASET-PROTOCOL`.
     """
     with friendly_errors():
         flags = {
             "models": _names([models] if models else None),
-            "data.dataset": dataset,
             "split.protocol": protocol,
             "eval.ks": ks,
             "eval.ranking": ranking,
@@ -239,7 +254,7 @@ def benchmark(
             "seed": seed,
             "tune.grids": "default" if tune else None,
         }
-        _evaluate(config, flags, settings, benchmark=True)
+        _evaluate(config, flags, settings, benchmark=True, data=(data, store, dataset))
 
 
 def recommend(
@@ -264,24 +279,41 @@ def recommend(
             "so the lists can be re-scored with any metric code.",
         ),
     ] = "next",
-    dataset: Annotated[
+    data: Annotated[
         str | None,
-        typer.Option("--dataset", "-d",
-                     help="The data the model was fitted on (default: from its training.json)."),
+        typer.Option("--data", "-d",
+                     help="The data the model was fitted on, if it moved (default: from its training.json)."),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="The store the model was fitted on, if it moved (as --data)."),
+    ] = None,
+    dataset: DatasetAlias = None,
+    unknown: Annotated[
+        str,
+        typer.Option(
+            "--unknown",
+            help="Users in --users the model has never seen: 'error' (the default: named in the error) or "
+            "'popular' (they get the most popular items, and the count is printed).",
+        ),
+    ] = "error",
 ) -> None:
     """Write every user's top-K (raw ids, best first, with scores) to Parquet, CSV or TSV.
 
     TSV lines are `user<TAB>item item ...`; Parquet/CSV rows are (user_id, rank, item_id, score). With
-    `--for test`, `OUT.targets.csv` holds (user_id, item_id) of each test target.
+    `--for test`, `OUT.targets.csv` holds (user_id, item_id) of each test target. A user in --users the model
+    has never seen is an error, unless `--unknown popular` (docs/serving.md: one unknown-user policy).
     """
     from lmrec.experiment import histories_for
     from lmrec.models import load_model
+    from lmrec.models.base import check_unknown_policy
     from lmrec.models.export import read_user_file, write_recommendations
 
     with friendly_errors():
+        check_unknown_policy(unknown)
+        choice = choose_data(data, store, dataset)
         model = load_model(model_dir)
-        which = histories_for(model_dir, for_, dataset)
+        which = histories_for(model_dir, for_, choice.spec if choice.explicit else None)
         console.print(which.note)
         user_list = which.users
         hist = which.histories
@@ -307,8 +339,16 @@ def recommend(
                 exclude_seen=not include_seen,
                 histories=hist,
                 on_progress=lambda m: bar.update(task, advance=m),
+                unknown=unknown,
             )
         console.print(f"wrote top-{k} for {n:,} users to [bold]{out}[/]")
+        if user_list is not None:
+            given = dict(zip(user_list, hist, strict=True)) if hist is not None else {}
+            fell_back = [u for u in model.unknown_users(user_list) if not given.get(u)]
+            if fell_back:
+                shown = ", ".join(fell_back[:5]) + (" ..." if len(fell_back) > 5 else "")
+                console.print(f"[yellow]fallback:[/] {len(fell_back):,} users unknown to the model got the "
+                              f"most popular items (--unknown popular): {shown}")
         if which.targets is not None and which.users is not None:
             import polars as pl
 

@@ -16,7 +16,7 @@ from rich.table import Table
 from lmrec.cli.common import console, friendly_errors
 
 UsersArg = Annotated[list[str], typer.Argument(help="One or more raw user ids known to the model.")]
-ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="A saved multitask model folder.")]
+ModelOpt = Annotated[Path, typer.Option("--model", help="A saved multitask model folder.")]
 ItemsOpt = Annotated[str, typer.Option("--items", "-i",
                                        help="Raw item ids to predict ratings for, comma-separated.")]
 KOpt = Annotated[int, typer.Option("--k", "-k", help="Length of the next-item list.")]

@@ -98,7 +98,7 @@ def _open_store(path: str) -> Iterator[Any]:
 def create(
     name: Annotated[str, typer.Argument(help="Who or what the key is for.")],
     scope: Annotated[list[str] | None, typer.Option(
-        "--scope", "-s", help="read, write or admin (repeat for several; admin implies the others).")] = None,
+        "--scope", help="read, write or admin (repeat for several; admin implies the others).")] = None,
     rate: Annotated[float | None, typer.Option(
         "--rate", help="Requests per second this key may send (default: the service's "
                        "LMREC_RATE_LIMIT_PER_S).",

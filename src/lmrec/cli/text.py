@@ -10,7 +10,17 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from lmrec.cli.common import console, friendly_errors
+from lmrec.cli.common import (
+    BUILTIN_DEFAULT,
+    DataChoice,
+    DataOpt,
+    DataStoreOpt,
+    SourceAlias,
+    choose_data,
+    console,
+    friendly_errors,
+    say_data,
+)
 
 embed_app = typer.Typer(help="Encode item and user text with a language model (cached), and fine-tune it.",
                         no_args_is_help=True)
@@ -20,12 +30,8 @@ ModelOpt = Annotated[str | None, typer.Option(
 TemplateOpt = Annotated[str | None, typer.Option(
     "--template", help="Item fields in order, field[:Label] comma-separated: 'title, categories:Genres'.")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Cut each item text to this many tokens.")]
-SourceOpt = Annotated[str | None, typer.Option(
-    "--source", help="A built-in dataset (movielens-100k) or a file/folder; default movielens-100k.")]
-StoreFileOpt = Annotated[Path | None, typer.Option(
-    "--store", help="Read items/users/events from this lmrec store (and cache vectors in it).")]
 CacheOpt = Annotated[Path | None, typer.Option(
-    "--cache", help="Embedding cache file (default: the store given with --store, else embeddings.duckdb in "
+    "--cache", help="Embedding cache file (default: the store the data comes from, else embeddings.duckdb in "
     "lmrec's cache directory).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Texts per forward pass.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps...")]
@@ -35,20 +41,27 @@ OutOpt = Annotated[Path | None, typer.Option(
     "--out", help="Also write the vectors by index to a .npy file (with a .json file naming the rows).")]
 
 
-def _dataset(source: str | None, store: Path | None) -> Any:
-    """The dataset named by ``--source`` or held by ``--store`` (exactly one may be given)."""
-    if source and store:
-        raise ValueError("give --source or --store, not both")
-    if store is not None:
-        from lmrec.store import Store
+def _dataset(data: str | None, store: str | None, source: str | None) -> tuple[Any, Path | None]:
+    """The dataset to read (--data, --store, the store here, else MovieLens-100K), said on the console, and
+    the store to cache vectors in: the data's store when this process can write it (not while a service holds
+    it, when the data is read from a snapshot and vectors go to the default cache)."""
+    choice: DataChoice = choose_data(data, store, source)
+    spec = choice.spec or BUILTIN_DEFAULT
+    say_data(spec, choice)
+    from lmrec.store import is_store_file, open_read
 
-        if not store.exists():
-            raise FileNotFoundError(f"{store}: no such store file")
-        with Store(store, read_only=True) as st:
-            return st.to_dataset(name=store.stem)
-    from lmrec.data.loaders import load_dataset
+    if is_store_file(spec):
+        with open_read(spec) as st:
+            ds = st.to_dataset()
+            held = st.snapshot_of is not None
+        if held:
+            console.print(f"[yellow]{spec} is held by a running service: read from a snapshot; vectors are "
+                          "cached in the default cache[/]")
+            return ds, None
+        return ds, Path(spec)
+    from lmrec.experiment import load_data
 
-    return load_dataset(source or "movielens-100k")[0]
+    return load_data(spec), None
 
 
 def _encoder(model: str | None, batch_size: int, device: str, allow_download: bool) -> Any:
@@ -66,24 +79,26 @@ def _save(out: Path, vectors: np.ndarray, ids: list[str], meta: dict[str, Any]) 
 
 @embed_app.command("items")
 def items(model: ModelOpt = None, template: TemplateOpt = None, max_tokens: MaxTokensOpt = 128,
-          source: SourceOpt = None, store: StoreFileOpt = None, cache: CacheOpt = None,
+          data: DataOpt = None, store: DataStoreOpt = None, source: SourceAlias = None,
+          cache: CacheOpt = None,
           batch_size: BatchOpt = 64, device: DeviceOpt = "auto", dtype: DtypeOpt = "float32",
           allow_download: DownloadOpt = False,
           out: OutOpt = None) -> None:
     """Encode every item's text (cached: only new or changed texts are encoded).
 
-    Examples: `lmrec embed items`, `lmrec embed items --model BAAI/bge-small-en-v1.5 --template
+    Reads the store (lmrec.duckdb here, or --store) unless --data names other data; MovieLens-100K when there
+    is neither. Examples: `lmrec embed items`, `lmrec embed items --model BAAI/bge-small-en-v1.5 --template
     'title, categories:Genres, description:About'`, `lmrec embed items --store shop.duckdb --out items.npy`.
     """
     from lmrec.text import ItemTemplate, embed_dataset_items
 
     with friendly_errors():
-        ds = _dataset(source, store)
+        ds, own = _dataset(data, store, source)
         enc = _encoder(model, batch_size, device, allow_download)
         tpl = ItemTemplate.parse(template, max_tokens=max_tokens)
         console.print(f"{ds.n_items:,} items of {ds.name}, encoder {enc.name} (revision {enc.revision}), "
                       f"template [cyan]{tpl}[/] ≤ {max_tokens} tokens")
-        vecs, stats = embed_dataset_items(ds, encoder=enc, template=tpl, store=cache or store, progress=True,
+        vecs, stats = embed_dataset_items(ds, encoder=enc, template=tpl, store=cache or own, progress=True,
                                           dtype=dtype)  # type: ignore[arg-type]
         console.print(str(stats))
         if out is not None:
@@ -95,7 +110,8 @@ def items(model: ModelOpt = None, template: TemplateOpt = None, max_tokens: MaxT
 def users(model: ModelOpt = None, text: Annotated[str, typer.Option(
               "--text", help="profile (attributes), history (last titles, newest first) or both.")] = "both",
           last_n: Annotated[int, typer.Option("--last-n", help="Titles in a history text.")] = 10,
-          source: SourceOpt = None, store: StoreFileOpt = None, cache: CacheOpt = None,
+          data: DataOpt = None, store: DataStoreOpt = None, source: SourceAlias = None,
+          cache: CacheOpt = None,
           batch_size: BatchOpt = 64, device: DeviceOpt = "auto", allow_download: DownloadOpt = False,
           out: OutOpt = None) -> None:
     """Encode every user's text on the query side: profile, history of titles, or both joined."""
@@ -104,7 +120,7 @@ def users(model: ModelOpt = None, text: Annotated[str, typer.Option(
     with friendly_errors():
         if text not in ("profile", "history", "both"):
             raise ValueError(f"--text must be profile, history or both, not {text!r}")
-        ds = _dataset(source, store)
+        ds, own = _dataset(data, store, source)
         enc = _encoder(model, batch_size, device, allow_download)
         users_tbl = ds.users.sort("user_idx")
         profiles = [profile_text(a, p) for a, p in zip(users_tbl["attributes"].to_list(),
@@ -115,7 +131,7 @@ def users(model: ModelOpt = None, text: Annotated[str, typer.Option(
         kind = f"user-{text}:last{last_n}"
         example = texts[0][:120].replace("[", r"\[")
         console.print(f"{len(texts):,} users of {ds.name}, encoder {enc.name}; e.g. [cyan]{example}[/]")
-        vecs, stats = encode_cached(texts, encoder=enc, store=cache or store, template=kind, side="query",
+        vecs, stats = encode_cached(texts, encoder=enc, store=cache or own, template=kind, side="query",
                                     progress=True, description="users")
         console.print(str(stats))
         if out is not None:
@@ -127,7 +143,8 @@ def users(model: ModelOpt = None, text: Annotated[str, typer.Option(
 
 @embed_app.command("finetune")
 def finetune(out: Annotated[Path, typer.Option("--out", help="Folder for the fine-tuned model.")],
-             base: ModelOpt = None, source: SourceOpt = None, store: StoreFileOpt = None,
+             base: ModelOpt = None, data: DataOpt = None, store: DataStoreOpt = None,
+             source: SourceAlias = None,
              pairs: Annotated[int, typer.Option("--pairs", help="Training pairs to sample.")] = 4000,
              epochs: Annotated[int, typer.Option("--epochs")] = 1,
              batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per batch.")] = 64,
@@ -144,7 +161,7 @@ def finetune(out: Annotated[Path, typer.Option("--out", help="Folder for the fin
     from lmrec.text.finetune import FinetuneConfig, finetune_encoder
 
     with friendly_errors():
-        ds = _dataset(source, store)
+        ds, _ = _dataset(data, store, source)
         split = leave_one_out(ds)
         cfg = FinetuneConfig(max_pairs=pairs, epochs=epochs, batch_size=batch_size, max_length=max_length,
                              learning_rate=lr, seed=seed)
@@ -209,18 +226,22 @@ def import_(path: Annotated[Path, typer.Argument(help="A file written by `lmrec 
 
 def similar(item: Annotated[str, typer.Argument(help="An item id (or, if no id matches, part of a title).")],
             k: Annotated[int, typer.Option("--k", help="How many neighbours.")] = 10, model: ModelOpt = None,
-            template: TemplateOpt = None, max_tokens: MaxTokensOpt = 128, source: SourceOpt = None,
-            store: StoreFileOpt = None, cache: CacheOpt = None, device: DeviceOpt = "auto",
-            allow_download: DownloadOpt = False) -> None:
-    """Print the items whose text is nearest to ITEM's (cosine similarity of cached text vectors)."""
+            template: TemplateOpt = None, max_tokens: MaxTokensOpt = 128, data: DataOpt = None,
+            store: DataStoreOpt = None, source: SourceAlias = None, cache: CacheOpt = None,
+            device: DeviceOpt = "auto", allow_download: DownloadOpt = False) -> None:
+    """Print the items whose text is nearest to ITEM's (cosine similarity of cached text vectors).
+
+    Reads the store (lmrec.duckdb here, or --store) unless --data names other data; MovieLens-100K when there
+    is neither. Works while `lmrec serve` holds the store (it reads a snapshot).
+    """
     from lmrec.text import ItemTemplate, item_vectors
 
     with friendly_errors():
-        ds = _dataset(source, store)
+        ds, own = _dataset(data, store, source)
         idx = _find_item(ds, item)
         enc = _encoder(model, 64, device, allow_download)
         vecs = item_vectors(ds, encoder=enc, template=ItemTemplate.parse(template, max_tokens=max_tokens),
-                            store=cache or store)
+                            store=cache or own)
         ids, scores = nearest(vecs, idx, k)
         titles = ds.item_titles()
         t = Table(title=f"nearest to {ds.item_map.raw(idx)}: {titles[idx]} ({enc.name})")

@@ -15,17 +15,20 @@ from typing import Annotated, Any
 
 import typer
 
-from lmrec.cli.common import console, friendly_errors
+from lmrec.cli.common import (
+    DataOpt,
+    DatasetAlias,
+    DataStoreOpt,
+    choose_data,
+    console,
+    data_config,
+    friendly_errors,
+    say_data,
+)
 from lmrec.cli.models import ConfigOpt
 
 seqrec_app = typer.Typer(help="Train SeqRec (alone or distributed) and export it.", no_args_is_help=True)
 
-DatasetOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--dataset", "-d", help="Built-in name, data file or dataset folder.", show_default="movielens-100k"
-    ),
-]
 ProtocolOpt = Annotated[
     str | None,
     typer.Option(
@@ -61,7 +64,9 @@ def tune(
         list[str] | None,
         typer.Option("--space", help="key=v1,v2,… candidate values (repeatable; or tune.space in --config)."),
     ] = None,
-    dataset: DatasetOpt = None,
+    data: DataOpt = None,
+    store: DataStoreOpt = None,
+    dataset: DatasetAlias = None,
     protocol: ProtocolOpt = None,
     mode: Annotated[str | None, typer.Option(help="random or grid.", show_default="random")] = None,
     trials: Annotated[
@@ -86,12 +91,14 @@ def tune(
     from lmrec.experiment import tune as run_tune
 
     with friendly_errors():
+        choice = choose_data(data, store, dataset)
+        data_flags, data_defaults = data_config(choice)
         cfg = build_config(
             config,
             {
                 "model.name": model,
                 "tune.space": parse_space(space),
-                "data.dataset": dataset,
+                **data_flags,
                 "split.protocol": protocol,
                 "tune.mode": mode,
                 "tune.trials": trials,
@@ -100,7 +107,9 @@ def tune(
                 "out": out,
             },
             settings,
+            defaults=data_defaults,
         )
+        say_data(cfg.data.dataset, choice, config)
         keys = list(cfg.tune.space)
 
         def show(i: int, trial: dict[str, object], score: float) -> None:
@@ -119,7 +128,9 @@ def train_seqrec(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Model folder to write (required; or out in --config).")
     ] = None,
-    dataset: DatasetOpt = None,
+    data: DataOpt = None,
+    store: DataStoreOpt = None,
+    dataset: DatasetAlias = None,
     protocol: ProtocolOpt = None,
     settings: SetOpt = None,
     seed: Annotated[int | None, typer.Option(show_default="0")] = None,
@@ -140,11 +151,15 @@ def train_seqrec(
     from lmrec.experiment import train as run_train
 
     with friendly_errors():
-        flags = {"data.dataset": dataset, "split.protocol": protocol, "out": out, "seed": seed}
+        choice = choose_data(data, store, dataset)
+        data_flags, data_defaults = data_config(choice)
         # checked here, before any process starts
-        cfg = build_config(config, {**flags, "model.name": "seqrec"}, settings)
+        cfg = build_config(config, {**data_flags, "split.protocol": protocol, "out": out, "seed": seed,
+                                    "model.name": "seqrec"}, settings, defaults=data_defaults)
         if cfg.out is None:
             raise ValueError("seqrec train needs --out (or out in the config file): the folder to write")
+        say_data(cfg.data.dataset, choice, config)
+        flags = {"data.dataset": cfg.data.dataset, "split.protocol": protocol, "out": out, "seed": seed}
         if distributed:
             cmd = [
                 sys.executable,

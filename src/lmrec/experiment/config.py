@@ -128,7 +128,8 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """Where the events come from."""
 
-    #: A built-in dataset (``movielens-100k``), a data file/folder a loader reads, or a saved dataset folder.
+    #: A built-in dataset (``movielens-100k``), a data file/folder a loader reads, a saved dataset folder, or
+    #: an lmrec store (``lmrec.duckdb``, filled by ``lmrec data import``).
     dataset: str = "movielens-100k"
 
 

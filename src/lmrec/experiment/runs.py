@@ -29,6 +29,7 @@ from lmrec.evaluation.tuning import tune as search
 from lmrec.experiment.config import ExperimentConfig, ModelConfig, model_fields
 from lmrec.models import create_model, load_model
 from lmrec.models.base import Recommender
+from lmrec.store import is_store_file, open_read
 from lmrec.training.distributed import cleanup, init_distributed
 
 #: A message for the user (Rich markup allowed); the CLI prints it, library callers may drop it.
@@ -36,8 +37,13 @@ Log = Callable[[str], None]
 
 
 def load_data(spec: str) -> Dataset:
-    """A saved dataset folder (``dataset.json``), a built-in name, or a file/folder a loader understands."""
+    """An lmrec store (a ``.duckdb`` file filled by ``lmrec data import``; read from a snapshot while a
+    service holds it), a saved dataset folder (``dataset.json``), a built-in name, or a file/folder a loader
+    understands."""
 
+    if is_store_file(spec):
+        with open_read(spec) as st:
+            return st.to_dataset()
     if (Path(spec) / "dataset.json").exists():
         return Dataset.load(spec)
     ds, _ = load_dataset(spec)
@@ -271,7 +277,9 @@ def evaluate(cfg: ExperimentConfig, *, command: str | None = None, progress: boo
 
 def default_report_dir(cfg: ExperimentConfig) -> Path:
     """``reports/benchmark-DATASET-PROTOCOL``."""
-    return Path("reports") / f"benchmark-{Path(cfg.data.dataset).name}-{cfg.split.protocol}"
+    spec = Path(cfg.data.dataset)
+    name = spec.stem if is_store_file(cfg.data.dataset) else spec.name
+    return Path("reports") / f"benchmark-{name}-{cfg.split.protocol}"
 
 
 def benchmark(cfg: ExperimentConfig, *, command: str | None = None, progress: bool = True) -> BenchmarkResult:

@@ -23,7 +23,7 @@ import numpy as np
 import pydantic
 
 from lmrec.data.dataset import Dataset
-from lmrec.data.idmap import IdMap
+from lmrec.data.idmap import IdMap, UnknownIdError
 from lmrec.data.ragged import Ragged
 from lmrec.data.ranking import NEG_INF, mask_items, top_unseen, topk  # noqa: F401  (topk: models API)
 from lmrec.data.schema import PAD
@@ -178,6 +178,32 @@ class NoConfig:
 
 class NotFittedError(RuntimeError):
     pass
+
+
+#: What happens to a user id the model has never seen (and that comes without a history), in Python, the CLI
+#: (``lmrec recommend --unknown``) and HTTP (``?unknown=``) alike: ``error`` (the default) names the unknown
+#: users; ``popular`` gives them the most popular items, marked as a fallback
+#: (:meth:`Recommender.unknown_users` in Python, a printed count in the CLI, ``"fallback": "unknown-user"``
+#: over HTTP).
+UNKNOWN_USER_POLICIES = ("error", "popular")
+
+
+class UnknownUserError(UnknownIdError):
+    """User ids the model has never seen, asked for without a history and without ``unknown="popular"``."""
+
+    def __init__(self, users: Sequence[str],
+                 hint: str = "pass unknown='popular' for the most popular items") -> None:
+        super().__init__("user", str(users[0]))
+        self.users = list(users)
+        shown = ", ".join(repr(u) for u in self.users[:5]) + (" ..." if len(self.users) > 5 else "")
+        noun = "user" if len(self.users) == 1 else "users"
+        self.args = (f"{len(self.users)} {noun} unknown to the model: {shown}; {hint}",)
+
+
+def check_unknown_policy(unknown: str) -> str:
+    if unknown not in UNKNOWN_USER_POLICIES:
+        raise ValueError(f"unknown must be one of {', '.join(UNKNOWN_USER_POLICIES)}, got {unknown!r}")
+    return unknown
 
 
 class Recommender(CatalogueUpdates, ABC):
@@ -470,10 +496,13 @@ class Recommender(CatalogueUpdates, ABC):
         categories: Sequence[str] | None = None,
         exclude_categories: Sequence[str] | None = None,
         batch_size: int | None = None,
+        unknown: str = "error",
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` raw item ids and scores for raw user ids and/or raw histories.
 
-        Give ``users`` (known users use their training history; unknown ones fall back to popularity), or
+        Give ``users`` (known users use their training history; a user the model has never seen is an
+        :class:`UnknownUserError` naming it, or, with ``unknown="popular"``, gets the most popular items:
+        :meth:`unknown_users` says which did), or
         ``histories`` (anonymous sessions: lists of raw item ids, oldest first; unknown items are ignored), or
         both (the histories are then the users' current sequences). ``categories`` keeps only items in at
         least one of them; ``exclude_categories`` drops items in any of them.
@@ -487,8 +516,14 @@ class Recommender(CatalogueUpdates, ABC):
         user_list = [users] if isinstance(users, str) else (list(users) if users is not None else None)
         if user_list is None and histories is None:
             raise ValueError("give users, histories or both")
+        check_unknown_policy(unknown)
         if user_list is not None:
             uidx = self.user_map.indices(user_list, strict=False)
+            if unknown == "error":
+                given = [len(h) > 0 for h in histories] if histories is not None else [False] * len(uidx)
+                missing = [u for u, i, g in zip(user_list, uidx, given, strict=False) if i == PAD and not g]
+                if missing:
+                    raise UnknownUserError(missing)
         else:
             uidx = np.zeros(len(histories or []), dtype=np.int64)
         if histories is not None:
@@ -517,6 +552,13 @@ class Recommender(CatalogueUpdates, ABC):
         if single:
             return ids[0], sc[0]
         return ids, sc
+
+    def unknown_users(self, users: Iterable[str]) -> list[str]:
+        """The ids among ``users`` the model has never seen: those :meth:`recommend` refuses, or, with
+        ``unknown="popular"``, gives the popularity fallback (unless their history is given)."""
+        self._check_fitted()
+        assert self.user_map is not None
+        return [str(u) for u in users if str(u) not in self.user_map]
 
     def category_mask(
         self, include: Sequence[str] | None, exclude: Sequence[str] | None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmrec.models.base import Recommender
+from lmrec.models.base import Recommender, UnknownUserError, check_unknown_policy
 
 FORMATS = ("parquet", "csv", "tsv")
 
@@ -52,12 +52,15 @@ def write_recommendations(
     exclude_seen: bool = True,
     histories: Sequence[Sequence[str]] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    unknown: str = "error",
 ) -> int:
     """Top-``k`` items for each user, best first, written as they are computed.
 
     ``users=None`` means every user the model knows. Parquet and CSV get one row per (user, rank):
     ``user_id``, ``rank`` (1 = best), ``item_id``, ``score``; TSV gets one line per user:
-    ``user<TAB>item item ...``. Unknown users get the popularity fallback. The file appears complete or not at
+    ``user<TAB>item item ...``. Users the model has never seen are an error naming them before anything is
+written, or get the popularity fallback with ``unknown="popular"`` (see
+:data:`~lmrec.models.base.UNKNOWN_USER_POLICIES`). The file appears complete or not at
     all (written under a temporary name, then renamed). Returns the number of users written.
 
     ``histories`` (raw item ids per user, aligned with ``users``) replaces the model's training histories:
@@ -76,6 +79,13 @@ def write_recommendations(
     all_users = list(model.user_map.raw_ids) if users is None else [str(u) for u in users]
     if histories is not None and len(histories) != len(all_users):
         raise ValueError(f"{len(histories)} histories for {len(all_users)} users")
+    check_unknown_policy(unknown)
+    if unknown == "error":
+        missing = [u for i, u in enumerate(all_users)
+                   if u not in model.user_map and not (histories is not None and len(histories[i]))]
+        if missing:
+            raise UnknownUserError(missing, "pass --unknown popular (unknown='popular') for the most popular "
+                                            "items")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     schema = pa.schema(
@@ -91,7 +101,8 @@ def write_recommendations(
             for start in range(0, len(all_users), batch_size):
                 chunk = all_users[start : start + batch_size]
                 hist = None if histories is None else histories[start : start + batch_size]
-                ids, scores = model.recommend(chunk, k=k, exclude_seen=exclude_seen, histories=hist)
+                ids, scores = model.recommend(chunk, k=k, exclude_seen=exclude_seen, histories=hist,
+                                               unknown=unknown)
                 if kind == "tsv":
                     lines = [
                         f"{u}\t{' '.join(i for i in row if i)}\n" for u, row in zip(chunk, ids, strict=True)

@@ -72,6 +72,8 @@ class Recommendations:
     model_version: str
     strategy: str  # "model", "ann+rescore", "profile-text", "popularity"
     ignored_items: list[str] = field(default_factory=list)
+    #: Why a fallback answered instead of the user's own history: ``"unknown-user"`` (``unknown=popular``).
+    fallback: str | None = None
 
 
 @dataclass
@@ -108,6 +110,9 @@ class RecRequest:
     exclude_categories: tuple[str, ...] = ()
     diversity: float = 0.0
     explain: bool = False
+    #: A user the service does not know: ``error`` (404, the default) or ``popular`` (the most popular items,
+    #: marked ``fallback="unknown-user"``); the policy of :data:`lmrec.models.base.UNKNOWN_USER_POLICIES`.
+    unknown: str = "error"
 
 
 class Engine:
@@ -211,9 +216,21 @@ class Engine:
 
     # ------------------------------------------------------------------ recommendations
     def user_recommendations(self, user_id: str, req: RecRequest) -> Recommendations:
-        """Top-k for a known user: training or stored history plus everything ingested since."""
-        state = self._user_state(user_id)
+        """Top-k for a known user: training or stored history plus everything ingested since.
+
+        An unknown (or erased) user is a 404, or, with ``req.unknown == "popular"``, gets the most popular
+        items marked ``fallback="unknown-user"``: the same policy as ``Recommender.recommend`` and
+        ``lmrec recommend --unknown``.
+        """
+        state = self.overlay.get(user_id)
         b = self.bundle
+        if state is None:
+            if req.unknown != "popular":
+                raise NotFoundError(f"unknown user {user_id!r}; ask with unknown=popular for the most "
+                                    "popular items")
+            out = self._recommend(b, 0, UserState(), req)
+            out.fallback = "unknown-user"
+            return out
         return self._recommend(b, self._user_index(b, user_id), state, req)
 
     def session_recommendations(self, items: list[str], profile: str | None,

@@ -59,11 +59,14 @@ class RecommendationsOut(BaseModel):
     items: list[ItemOut]
     ignored_items: list[str] = Field(default_factory=list,
                                      description="Session items the model does not know.")
+    fallback: str | None = Field(None, description="Set when a fallback answered instead of the user's own "
+                                                   "history: 'unknown-user' (asked with unknown=popular).")
 
     @classmethod
     def of(cls, recs: eng.Recommendations, user_id: str | None = None) -> RecommendationsOut:
         return cls(user_id=user_id, model_version=recs.model_version, strategy=recs.strategy,
-                   items=[ItemOut.of(i) for i in recs.items], ignored_items=recs.ignored_items)
+                   items=[ItemOut.of(i) for i in recs.items], ignored_items=recs.ignored_items,
+                   fallback=recs.fallback)
 
 
 class SessionRequest(_Body):

@@ -1,5 +1,12 @@
 """The embedded store: the only module in lmrec that speaks SQL."""
 
-from lmrec.store.duckdb_store import ImportResult, Store
+from lmrec.store.duckdb_store import (
+    DatasetMismatchError,
+    ImportResult,
+    Store,
+    StoreLockedError,
+    is_store_file,
+    open_read,
+)
 
-__all__ = ["ImportResult", "Store"]
+__all__ = ["DatasetMismatchError", "ImportResult", "Store", "StoreLockedError", "is_store_file", "open_read"]

@@ -11,12 +11,22 @@ Guarantees:
 * **All or nothing.** An import runs in one transaction; an error, a Ctrl-C or a killed process leaves the
   store as it was before the import began.
 * **Bounded memory.** Imports stream chunk by chunk; DuckDB spills to disk past ``memory_limit``.
+* **One dataset per store.** The first import names the store's dataset (``meta.dataset``); importing a source
+  of another name is refused (:class:`DatasetMismatchError`) instead of mixing two datasets' ids in one
+  catalogue. More of the same data (a new month of clicks) is imported under the same name.
+* **Readable while served.** DuckDB lets one process hold a file for writing and no other process open it,
+  even read-only. :func:`open_read` opens the file read-only, and when a running service holds it, reads a
+  snapshot copy taken now (checked against concurrent checkpoints) instead of failing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -48,6 +58,54 @@ _DDL = [
 ]
 #: Columns the store keeps for itself and never returns.
 _INTERNAL = ("updated_at", "seq")
+
+
+#: First bytes of a DuckDB database file (bytes 8-11 of its header).
+_MAGIC = b"DUCK"
+#: Suffixes taken for a store file without reading its header.
+STORE_SUFFIXES = (".duckdb", ".ddb")
+
+
+class DatasetMismatchError(ValueError):
+    """An import would mix a second dataset into a store that holds another one."""
+
+
+class StoreLockedError(RuntimeError):
+    """Another process (a running ``lmrec serve``) holds the store file, and no snapshot could be read."""
+
+
+def is_store_file(path: str | Path) -> bool:
+    """Whether ``path`` names an lmrec store: a ``duckdb://`` address, a ``.duckdb`` file, or any file with a
+    DuckDB header."""
+    p = str(path)
+    if p.startswith("duckdb://"):
+        return True
+    f = Path(p).expanduser()
+    if f.suffix in STORE_SUFFIXES:
+        return True
+    try:
+        with open(f, "rb") as fh:
+            return fh.read(12)[8:12] == _MAGIC
+    except OSError:
+        return False
+
+
+def _plain_path(path: str | Path) -> str:
+    p = str(path)
+    return p[len("duckdb://"):] if p.startswith("duckdb://") else p
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    """A DuckDB error saying that another process holds the file."""
+    text = str(exc).lower()
+    return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+def lock_holder(exc: BaseException) -> str:
+    """``" (PID 1234)"`` from DuckDB's lock message, or ``""``."""
+
+    m = re.search(r"PID (\d+)", str(exc))
+    return f" (pid {m.group(1)})" if m else ""
 
 
 @dataclass
@@ -85,6 +143,9 @@ class Store:
         if p != ":memory:":
             Path(p).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.path = p
+        #: The store file this one is a snapshot copy of (see :func:`open_read`), else ``None``.
+        self.snapshot_of: str | None = None
+        self._tmpdir: str | None = None
         self._con = duckdb.connect(p, read_only=read_only)
         # One connection, used from one thread at a time: DuckDB connections are not safe to share unguarded.
         self._lock = threading.RLock()
@@ -117,6 +178,9 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._con.close()
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
 
     def __enter__(self) -> Store:
         return self
@@ -259,8 +323,13 @@ class Store:
 
     def import_source(self, source: Source, cleaning: CleaningConfig | None = None, *,
                       chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                      on_chunk: Callable[[int], None] | None = None) -> ImportResult:
+                      on_chunk: Callable[[int], None] | None = None,
+                      dataset: str | None = None) -> ImportResult:
         """Import a loader's source chunk by chunk in one transaction (all or nothing).
+
+        ``dataset`` names the data (default: the source's name). A store holds one dataset: importing a
+        different name into a store that holds another is refused (:class:`DatasetMismatchError`) before
+        anything is written.
 
         Row-level cleaning runs per chunk; duplicate events (same id, within the file or already stored) are
         skipped by the primary key and counted. ``on_chunk(rows)`` is called after each chunk (for
@@ -270,7 +339,10 @@ class Store:
         report = CleaningReport(source=source.origin or source.name)
         result = ImportResult(report)
 
+        name = dataset or source.name
+
         def run() -> None:
+            self._claim_dataset(name)
             if source.items is not None:
                 result.items_upserted = self._upsert("items", "item_id", source.items, ITEMS_SCHEMA)
             if source.users is not None:
@@ -301,6 +373,39 @@ class Store:
         self.transaction(run)
         report.notes.extend(source.notes)
         return result
+
+    def dataset_name(self) -> str | None:
+        """The name of the dataset this store holds (set by its first import), or ``None``."""
+        return self.get_meta("dataset")  # type: ignore[no-any-return]
+
+    def check_dataset(self, name: str) -> None:
+        """Raise :class:`DatasetMismatchError` when importing dataset ``name`` would mix it with another one
+        (:meth:`import_source` checks again inside its transaction; this lets a caller fail before it
+        starts)."""
+        held = self.dataset_name()
+        if held == name:
+            return
+        where = "the store" if self.path == ":memory:" else self.path
+        other = Path(self.path).with_name(f"{_safe_stem(name)}.duckdb") if self.path != ":memory:" else None
+        own = f" (--store {other})" if other is not None else ""
+        if held is not None:
+            raise DatasetMismatchError(
+                f"{where} holds dataset {held!r}; importing {name!r} would mix two datasets in one store. "
+                f"Import it into a store of its own{own}, or, if it is more of {held!r}, pass --name {held}")
+        counts = self.counts()
+        if counts["events"] or counts["items"]:
+            raise DatasetMismatchError(
+                f"{where} already holds {counts['events']:,} events and {counts['items']:,} items of an "
+                f"unnamed dataset; import {name!r} into a store of its own{own}, or pass --name NAME to add "
+                "it to this one under that name")
+
+    def _claim_dataset(self, name: str) -> None:
+        """Record ``name`` as the store's dataset, or refuse when the store holds another one. Caller holds
+        the lock (inside the import's transaction)."""
+        self.check_dataset(name)
+        if self.dataset_name() == name:
+            return
+        self.set_meta("dataset", name)
 
     def delete_user(self, user_id: str) -> dict[str, int]:
         """Erase a user: every event and the profile row. Returns the rows removed per table."""
@@ -345,9 +450,10 @@ class Store:
         )
         return rows.to_dicts()[0] if rows.height else None
 
-    def to_dataset(self, name: str = "store", cleaning: CleaningConfig | None = None) -> Dataset:
+    def to_dataset(self, name: str | None = None, cleaning: CleaningConfig | None = None) -> Dataset:
         """Build a :class:`Dataset` from everything in the store (table-level cleaning, e.g. k-core,
-        applies)."""
+        applies), named ``name`` or the store's dataset name."""
+        name = name or self.dataset_name() or Path(self.snapshot_of or self.path).stem or "store"
         ev = self.events()
         if cleaning is not None and (cleaning.min_user_events or cleaning.min_item_events):
             report = CleaningReport(source=self.path)
@@ -385,6 +491,65 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.path!r})"
+
+
+def _safe_stem(name: str) -> str:
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "dataset"
+
+
+def open_read(path: str | Path, *, memory_limit: str | None = "2GB", attempts: int = 3) -> Store:
+    """Open a store for reading, also while another process (a running ``lmrec serve``) holds it.
+
+    The file is opened read-only. When another process holds it for writing, DuckDB refuses any other
+    connection, so a snapshot is read instead: the file and its write-ahead log are copied to a temporary
+    folder (removed on :meth:`Store.close`) and the copy is opened; a copy during which the file changed (a
+    checkpoint) is taken again. The returned store's ``snapshot_of`` names the original. A missing file is a
+    :class:`FileNotFoundError`; a snapshot that cannot be read, a :class:`StoreLockedError`.
+    """
+    import duckdb
+
+    p = _plain_path(path)
+    if p != ":memory:" and not Path(p).expanduser().exists():
+        raise FileNotFoundError(f"no store at {p}: run `lmrec data import ...` first, or give --data")
+    try:
+        return Store(p, read_only=True, memory_limit=memory_limit)
+    except duckdb.Error as exc:
+        if not is_lock_error(exc):
+            raise
+        held = exc
+    src = Path(p).expanduser()
+    wal = src.with_name(src.name + ".wal")
+    last: BaseException = held
+    for _ in range(attempts):
+        tmp = tempfile.mkdtemp(prefix="lmrec-snapshot-")
+        try:
+            before = _stamp(src), _stamp(wal)
+            copy = Path(tmp) / src.name
+            shutil.copyfile(src, copy)
+            if wal.exists():
+                shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+            if (_stamp(src), _stamp(wal)) != before:
+                raise OSError("the store changed while it was copied")
+            st = Store(copy, read_only=True, memory_limit=memory_limit)
+        except (OSError, duckdb.Error) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            last = exc
+            continue
+        st.snapshot_of, st._tmpdir = p, tmp
+        return st
+    raise StoreLockedError(
+        f"{p} is held by another process{lock_holder(held)}, a running `lmrec serve` most likely, and no "
+        f"snapshot of it could be read ({str(last).splitlines()[0]}); stop the service or ask it "
+        "(--url http://HOST:PORT)")
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def chunks_of(df: pl.DataFrame, size: int) -> Iterable[pl.DataFrame]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
@@ -26,9 +26,12 @@ def user_recommendations(
                                 Query(description="Drop items in these categories.")] = None,
     diversity: Annotated[float | None, Query(ge=0.0, le=1.0, description="MMR diversity weight.")] = None,
     explain: Annotated[bool, Query(description="Say why each item was recommended.")] = False,
+    unknown: Annotated[Literal["error", "popular"], Query(
+        description="A user the service does not know: 'error' (404) or 'popular' (the most popular items, "
+                    "marked fallback='unknown-user').")] = "error",
 ) -> RecommendationsOut:
     req = RecRequest(k, exclude_seen, tuple(category or ()), tuple(exclude_category or ()),
-                     settings.diversity if diversity is None else diversity, explain)
+                     settings.diversity if diversity is None else diversity, explain, unknown)
     return RecommendationsOut.of(engine.user_recommendations(user_id, req), user_id)
 
 
