@@ -83,7 +83,7 @@ def test_strict_import_error_is_one_clean_line_and_writes_nothing(files):
     (["data", "import", "{tmp}/clicks.csv"], "missing column"),
     (["data", "import", "{tmp}/clicks.csv", "-f", "nope"], "unknown format 'nope'"),
     (["data", "import", "{tmp}/clicks.csv", "-m", "user_id"], "expects name=value"),
-    (["data", "import", "{tmp}/clicks.csv", "-o", "layout=pairs"], "does not take option"),
+    (["data", "import", "{tmp}/clicks.csv", "--option", "layout=pairs"], "does not take option"),
     (["data", "stats", "--store", "{tmp}/missing.duckdb"], "no store at"),
     (["data", "split", "{tmp}/clicks.csv", *MAP, "--protocol", "random"], "unknown protocol"),
     (["data", "import", "{tmp}/notparquet.parquet"], "not a Parquet file"),

@@ -88,7 +88,15 @@ def test_train_then_recommend_then_evaluate(board_dir: Path, tmp_path: Path) -> 
     r = runner.invoke(
         app, ["recommend", str(model_dir), "--users", str(users), "--k", "4", "--out", str(out)]
     )
+    # one unknown-user policy: an unknown user is an error naming it, unless --unknown popular
+    assert r.exit_code == 1 and "1 user unknown to the model: 'nobody'" in " ".join(r.output.split())
+    assert not out.exists()
+    r = runner.invoke(
+        app, ["recommend", str(model_dir), "--users", str(users), "--k", "4", "--out", str(out),
+              "--unknown", "popular"]
+    )
     assert r.exit_code == 0, r.output
+    assert "fallback: 1 users unknown to the model got the most popular items" in " ".join(r.output.split())
     lines = out.read_text().splitlines()
     assert [line.split("\t")[0] for line in lines] == ["u0", "u31", "nobody"]
     assert lines[0].split("\t")[1].split(" ")[0] == "i0"

@@ -15,6 +15,7 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models import NotFittedError, Recommender, available_models, create_model, load_model, model_class
+from lmrec.models.base import UnknownUserError
 from tests.models.conftest import HELD_OUT_ITEM, HELD_OUT_USER
 
 MODELS = available_models()
@@ -116,8 +117,15 @@ def test_unknown_user_and_empty_history_fall_back_to_popularity(model: Recommend
     pop = board.item_popularity
     order = sorted(range(1, len(pop)), key=lambda i: (-pop[i], i))
     expected = list(board.item_map.raws(order[:5]))
-    ids, _ = model.recommend("someone-new", k=5)
+    # the unknown-user policy: an error naming the user, or the popular items when asked for
+    with pytest.raises(UnknownUserError, match="someone-new"):
+        model.recommend([HELD_OUT_USER, "someone-new"], k=5)
+    ids, _ = model.recommend("someone-new", k=5, unknown="popular")
     assert list(ids) == expected
+    assert model.unknown_users([HELD_OUT_USER, "someone-new"]) == ["someone-new"]
+    # an unknown id that comes with a history is scored from that history, not refused
+    ids_h, _ = model.recommend(["someone-new"], k=5, histories=[board.user_sequence(HELD_OUT_USER)])
+    assert ids_h[0][0] == HELD_OUT_ITEM
     ids2, _ = model.recommend(histories=[[]], k=5)
     assert list(ids2[0]) == expected
     # an anonymous history of unknown items is an empty history

@@ -96,8 +96,9 @@ def test_recency_decayed_popularity_prefers_what_is_popular_now() -> None:
             rows, schema=["event_id", "user_id", "item_id", "timestamp", "event_type", "value"], orient="row"
         )
     )
-    plain, _ = create_model("most-popular").fit(ds).recommend("nobody", k=2)
-    decayed, _ = create_model("most-popular", half_life_days=7).fit(ds).recommend("nobody", k=2)
+    plain, _ = create_model("most-popular").fit(ds).recommend("nobody", k=2, unknown="popular")
+    decayed, _ = create_model("most-popular", half_life_days=7).fit(ds).recommend("nobody", k=2,
+                                                                                  unknown="popular")
     assert list(plain) == ["old", "new"] and list(decayed) == ["new", "old"]
 
 

@@ -163,7 +163,8 @@ def import_(
         src = open_source(source, fmt, **_options(mapping, config, option, items, users))
         cfg = replace(_cleaning(strict, 0, 0, False, event_types), default_event_type=src.default_event_type)
         with Store(store) as st:
-            st.check_dataset(name or src.name)  # before the progress bar: a refusal is the only output
+            # before the progress bar: a refusal is the only output
+            st.check_dataset(name or src.name, named=name is not None)
         with Store(store) as st, progress() as bar:
             total = src.n_rows
             if total is None and src.events is not None:

@@ -342,7 +342,7 @@ class Store:
         name = dataset or source.name
 
         def run() -> None:
-            self._claim_dataset(name)
+            self._claim_dataset(name, named=dataset is not None)
             if source.items is not None:
                 result.items_upserted = self._upsert("items", "item_id", source.items, ITEMS_SCHEMA)
             if source.users is not None:
@@ -378,10 +378,11 @@ class Store:
         """The name of the dataset this store holds (set by its first import), or ``None``."""
         return self.get_meta("dataset")  # type: ignore[no-any-return]
 
-    def check_dataset(self, name: str) -> None:
+    def check_dataset(self, name: str, *, named: bool = False) -> None:
         """Raise :class:`DatasetMismatchError` when importing dataset ``name`` would mix it with another one
         (:meth:`import_source` checks again inside its transaction; this lets a caller fail before it
-        starts)."""
+        starts). ``named``: the caller named the dataset itself, which may then claim a store filled without
+        a name."""
         held = self.dataset_name()
         if held == name:
             return
@@ -393,16 +394,16 @@ class Store:
                 f"{where} holds dataset {held!r}; importing {name!r} would mix two datasets in one store. "
                 f"Import it into a store of its own{own}, or, if it is more of {held!r}, pass --name {held}")
         counts = self.counts()
-        if counts["events"] or counts["items"]:
+        if not named and (counts["events"] or counts["items"]):
             raise DatasetMismatchError(
                 f"{where} already holds {counts['events']:,} events and {counts['items']:,} items of an "
                 f"unnamed dataset; import {name!r} into a store of its own{own}, or pass --name NAME to add "
                 "it to this one under that name")
 
-    def _claim_dataset(self, name: str) -> None:
+    def _claim_dataset(self, name: str, named: bool) -> None:
         """Record ``name`` as the store's dataset, or refuse when the store holds another one. Caller holds
         the lock (inside the import's transaction)."""
-        self.check_dataset(name)
+        self.check_dataset(name, named=named)
         if self.dataset_name() == name:
             return
         self.set_meta("dataset", name)
