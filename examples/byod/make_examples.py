@@ -18,8 +18,8 @@ HERE = Path(__file__).parent
 DEPARTMENTS = {
     "Running|Shoes": ["Trail running shoe", "Road running shoe", "Racing flat", "Running sock pack",
                       "Insoles for runners", "Reflective running vest", "Hydration belt", "Shoe laces"],
-    "Kitchen|Coffee": ["Arabica coffee beans 1 kg", "Hand coffee grinder", "Pour-over dripper", "Paper filters",
-                       "Gooseneck kettle", "Milk frother", "Espresso cups", "Coffee scale"],
+    "Kitchen|Coffee": ["Arabica coffee beans 1 kg", "Hand coffee grinder", "Pour-over dripper",
+                       "Paper filters", "Gooseneck kettle", "Milk frother", "Espresso cups", "Coffee scale"],
     "Games|Board games": ["Cooperative island game", "Trading card starter set", "Chess set, wooden",
                           "Word puzzle game", "Dice tower", "Card sleeves", "Strategy game of railways",
                           "Party quiz game"],
