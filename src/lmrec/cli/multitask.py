@@ -1,6 +1,6 @@
 """``lmrec predict USER --model DIR``: every prediction of a multi-task model for a user.
 
-Train one with ``lmrec train multitask --dataset synthetic-ecommerce --out models/mt --protocol none`` (or in
+Train one with ``lmrec train multitask --data synthetic-ecommerce --out models/mt --protocol none`` (or in
 Python, ``MultiTask(...).fit(ds).save(path)``).
 """
 

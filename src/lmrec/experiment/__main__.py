@@ -1,7 +1,7 @@
 """Train a model from the command line, alone or as one process of a ``torchrun`` job.
 
-    python -m lmrec.experiment --dataset movielens-100k --out models/seqrec --set item_repr=fused
-    torchrun --nproc_per_node=2 -m lmrec.experiment --dataset movielens-100k --out models/seqrec
+    python -m lmrec.experiment --data movielens-100k --out models/seqrec --set item_repr=fused
+    torchrun --nproc_per_node=2 -m lmrec.experiment --data movielens-100k --out models/seqrec
     torchrun --nproc_per_node=2 -m lmrec.experiment --config run.yaml --set model.d_model=64
 
 Every process loads the same data and split and builds the same model; :class:`~lmrec.training.Trainer` joins
@@ -29,7 +29,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--config", "-c", type=Path, default=None, help="experiment file (.yaml or .toml)")
     ap.add_argument("--model", default=None, help="registered model name (default seqrec)")
     ap.add_argument(
-        "--dataset", "-d", default=None, help="built-in name, data file or dataset folder (movielens-100k)"
+        "--data", "--dataset", "-d", dest="dataset", default=None,
+        help="built-in name, data file, dataset folder or store file (movielens-100k)"
     )
     ap.add_argument(
         "--protocol", "-p", default=None, help="leave-one-out (default), temporal, cold-item or none"
