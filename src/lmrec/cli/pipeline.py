@@ -47,7 +47,7 @@ def run_demo(out: Path, seed: int = 0, quick: bool = False) -> dict[str, Any]:
     t = _stage(1, "data: MovieLens-100K → store → dataset → leave-one-out split")
     source = open_source(DEFAULT_DATASET)
     with Store(store_path) as store:
-        res = store.import_source(source)
+        res = store.import_source(source, dataset=DEFAULT_DATASET)
         console.print(f"store {store_path}: {res.events_inserted:,} new events "
                       f"({res.events_already_present:,} already there)")
         ds = store.to_dataset(DEFAULT_DATASET)
