@@ -165,3 +165,20 @@ def test_store_api_refuses_a_second_dataset_before_writing(tmp_path: Path) -> No
             st.import_source(src("b", "u2"))
         st.import_source(src("b", "u2"), dataset="mine")
         assert st.dataset_name() == "mine"
+
+
+def test_serve_says_which_store_and_warns_when_the_model_was_fitted_on_another_dataset(
+        here: Path, monkeypatch) -> None:
+    import lmrec.serving as serving
+
+    started = []
+    monkeypatch.setattr(serving, "serve", lambda settings, **kw: started.append(settings.store))
+    run("data", "import", "clicks.csv", *MAP)
+    run("train", "most-popular", "--protocol", "none", "--out", "m")
+    out = run("serve", "m", "--dev")
+    assert "store: lmrec.duckdb (dataset 'clicks')" in out and "warning" not in out
+    run("data", "import", "other.csv", "--store", "other.duckdb")
+    out = run("serve", "m", "--dev", "--store", "other.duckdb")
+    assert "warning: m was fitted on 'clicks' but other.duckdb holds 'other'" in out
+    assert "store: new.duckdb (new" in run("serve", "m", "--dev", "--store", "new.duckdb")
+    assert len(started) == 3

@@ -45,7 +45,30 @@ def serve(
             overrides["text_encoder"] = text_encoder
         if not (model_dir / "model.json").exists():
             raise FileNotFoundError(f"{model_dir} is not a trained lmrec model folder (no model.json)")
+        _say_store(store, model_dir)
         run(ServingSettings(**overrides), host=host, port=port, log_level=log_level)  # type: ignore[arg-type]
+
+
+def _say_store(store: str, model_dir: Path) -> None:
+    """Print which store the service uses and its dataset; warn when the model was fitted on another one."""
+    from lmrec.store import open_read
+
+    if not Path(store).exists():
+        console.print(f"store: [bold]{store}[/] (new: events sent to the service are stored there)")
+        return
+    try:
+        with open_read(store) as st:
+            held = st.dataset_name()
+    except Exception as exc:  # noqa: BLE001 (the service reports its own error when it opens the file)
+        console.print(f"store: [bold]{store}[/] ({str(exc).splitlines()[0]})")
+        return
+    console.print(f"store: [bold]{store}[/]" + (f" (dataset {held!r})" if held else ""))
+    info = model_dir / "training.json"
+    fitted_on = json.loads(info.read_text()).get("dataset") if info.exists() else None
+    if held and fitted_on and fitted_on != held:
+        console.print(f"[yellow]warning:[/] {model_dir} was fitted on {fitted_on!r} but {store} holds "
+                      f"{held!r}: its users and items may not be the store's (give the model's store with "
+                      "--store)")
 
 
 UrlOpt = Annotated[str | None, typer.Option(
