@@ -2,8 +2,8 @@
 
 Layers, low → high (:data:`LAYERS`):
 
-0. ``config``, ``interrupt``, ``data`` (and the root package ``lmrec``, which re-exports ``Dataset``,
-   ``PAD``)
+0. ``config``, ``interrupt``, ``privacy``, ``data`` (and the root package ``lmrec``, which re-exports
+   ``Dataset``, ``PAD``)
 1. ``store``
 2. ``text``
 3. ``training`` — generic only (the loop, losses, distributed runs): nothing model-specific
@@ -43,7 +43,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: Subpackages (and top-level modules) by layer, low → high. A new subpackage must be placed here.
 LAYERS: list[set[str]] = [
-    {"lmrec", "config", "interrupt", "data"},
+    {"lmrec", "config", "interrupt", "privacy", "data"},
     {"store"},
     {"text"},
     {"training"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,17 +50,20 @@ def start(models_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Served]]:
     stack: list[tuple[object, Store, httpx.Client]] = []
 
     def _start(*, text: bool = True, version: str = "v1", **overrides: object) -> Served:
+        # Each server gets its own copy of the registry: an erasure patches every folder in it.
+        registry = tmp_path / f"models{len(stack)}"
+        shutil.copytree(models_dir, registry)
         store = Store(tmp_path / f"store{len(stack)}.duckdb")
         store.upsert_items(ITEMS)
         store.append_events(make_events())
-        settings = ServingSettings(model_dir=models_dir / version, store=str(store.path),
+        settings = ServingSettings(model_dir=registry / version, store=str(store.path),
                                    **{"dev_mode": True, **overrides})  # type: ignore[arg-type]
         app = create_app(settings, store=store, encoder=HashingEncoder() if text else None)
         cm = run_server(app)
         url = cm.__enter__()
         client = httpx.Client(base_url=url, timeout=30)
         stack.append((cm, store, client))
-        return Served(url, client, store, models_dir, app)
+        return Served(url, client, store, registry, app)
 
     yield _start
     for cm, store, client in reversed(stack):

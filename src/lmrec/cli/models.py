@@ -320,7 +320,9 @@ def recommend(
         if users != "all":
             if for_ == "test":
                 raise ValueError("--for test writes the protocol's test users; drop --users")
-            wanted = read_user_file(Path(users))
+            from lmrec.privacy import user_key
+
+            wanted = [user_key(u) for u in read_user_file(Path(users))]  # pseudonyms when on
             if hist is not None and user_list is not None:
                 by_user = dict(zip(user_list, hist, strict=True))
                 hist = [by_user.get(u, []) for u in wanted]

@@ -45,7 +45,9 @@ def predict(users: UsersArg, model: ModelOpt, items: ItemsOpt = "", k: KOpt = 10
             raise ValueError(f"--items asks for ratings, but this model has no rating head (its heads: "
                              f"{', '.join(m.heads)}; the rating head is dropped when the training data has "
                              "no ratings)")
-        out = m.predict(users, items=wanted or None, k=k, at=at)
+        from lmrec.privacy import user_key
+
+        out = m.predict([user_key(u) for u in users], items=wanted or None, k=k, at=at)
     if as_json:
         console.print_json(json.dumps(out))
         return

@@ -74,6 +74,15 @@ class Ragged:
         pos = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
         return Ragged(offsets, self.values[pos])
 
+    def emptied(self, rows: np.ndarray | Sequence[int]) -> Ragged:
+        """The same rows, with the given ones left empty (their values removed, not just hidden)."""
+        drop = np.zeros(len(self), dtype=bool)
+        drop[np.asarray(rows, dtype=np.int64)] = True
+        lengths = np.where(drop, 0, self.lengths)
+        offsets = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return Ragged(offsets, self.values[~np.repeat(drop, self.lengths)])
+
     def row_ids(self) -> np.ndarray:
         """The row of every value: ``[0, 0, 1, 2, 2, 2, ...]``."""
         return np.repeat(np.arange(len(self), dtype=np.int64), self.lengths)

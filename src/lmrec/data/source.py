@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
 
 from lmrec.data.cleaning import ROW
+from lmrec.privacy import pseudonymiser
 
 #: Rows per chunk when a loader streams a file.
 DEFAULT_CHUNK_ROWS = 1_000_000
@@ -55,3 +56,20 @@ class Source:
 def with_row_numbers(df: pl.DataFrame, offset: int = 1) -> pl.DataFrame:
     """Add the 1-based ``_row`` column the cleaning report refers to."""
     return df.with_row_index(ROW, offset=offset).with_columns(pl.col(ROW).cast(pl.Int64))
+
+
+def pseudonymised(source: Source) -> Source:
+    """``source`` with every user id replaced by its pseudonym when pseudonyms are on
+    (:func:`lmrec.privacy.pseudonymiser`), unchanged otherwise: what a loader hands on never holds a raw
+    id."""
+    p = pseudonymiser()
+    if p is None:
+        return source
+    chunks = source.event_chunks
+
+    def keyed_chunks(chunk_rows: int) -> Iterator[pl.DataFrame]:
+        for chunk in chunks(chunk_rows):
+            yield p.frame(chunk)
+
+    return replace(source, events=p.frame(source.events), users=p.frame(source.users),
+                   event_chunks=keyed_chunks if chunks is not None else None)

@@ -400,6 +400,10 @@ class Auto(Recommender, ColdStartItems):
     def _state(self) -> dict[str, np.ndarray]:
         return {"weights": np.asarray(list(self.weights_.values()), dtype=np.float64)}
 
+    def _forget_rows(self, rows: np.ndarray, raw_ids: list[str]) -> None:
+        for m in self.components_.values():
+            m.forget_users(raw_ids)
+
     def _save_extra(self, path: Path) -> None:
         for name in self.weights_:
             self.components_[name].save(path / COMPONENTS_DIR / name)

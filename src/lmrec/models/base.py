@@ -34,6 +34,8 @@ from lmrec.text.space import TextSpace, TextSpaceError
 MODEL_FILE = "model.json"
 ARRAYS_FILE = "arrays.npz"
 FORMAT_VERSION = 1
+#: The placeholder id of an erased user's index (a NUL byte: no imported or API id can hold one).
+ERASED_ID_PREFIX = "\x00erased:"
 
 #: Every model by name. Importing this module runs ``lmrec/models/__init__.py`` first (Python imports a
 #: package before its modules), and that registers the built-in models, so the registry is complete
@@ -577,6 +579,30 @@ class Recommender(CatalogueUpdates, ABC):
         )
         mask[PAD] = False
         return mask
+
+    # ------------------------------------------------------------------ erasure
+    def forget_users(self, raw_ids: Iterable[str]) -> int:
+        """Drop these users' ids and training histories from the fitted model (an erasure); returns how many
+        of them the model knew. Their index is kept (other users' indices do not move) under a placeholder id
+        that no real id can take. What the model *learned* from them (item similarities, weights) stays until
+        it is retrained: ``lmrec models forget --retrain``."""
+        self._check_fitted()
+        assert self.user_map is not None and self.user_histories_ is not None
+        ids = [str(r) for r in raw_ids if str(r) in self.user_map]
+        idx = self.user_map.indices(ids) if ids else np.zeros(0, dtype=np.int64)
+        if ids:
+            raw = self.user_map.raw_ids
+            for i in idx.tolist():
+                raw[i - 1] = f"{ERASED_ID_PREFIX}{i}"
+            self.user_map = IdMap(raw, kind="user")
+            if len(self.user_histories_) > int(idx.max()):
+                self.user_histories_ = self.user_histories_.emptied(idx)
+        self._forget_rows(idx, ids)
+        return len(ids)
+
+    def _forget_rows(self, rows: np.ndarray, raw_ids: list[str]) -> None:  # noqa: B027 - optional hook
+        """Models with per-user state of their own (beyond the id map and the histories) drop ``rows`` here;
+        a model made of other models passes ``raw_ids`` on to them."""
 
     # ------------------------------------------------------------------ persistence: a folder, no pickles
     def save(self, path: str | Path) -> Path:

@@ -7,7 +7,6 @@ text encoder.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -23,6 +22,8 @@ from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models.base import MODEL_FILE, NEG_INF, load_model, topk
 from lmrec.models.capabilities import PredictionHeads
+from lmrec.models.erasure import forget_in_folder, forget_in_model, model_folders
+from lmrec.privacy import user_tag
 from lmrec.serving import heads
 from lmrec.serving.bundle import (
     ModelBundle,
@@ -42,6 +43,7 @@ from lmrec.serving.settings import ServingSettings
 from lmrec.serving.text import Encoder, encode_for_model, encode_items, encode_query
 from lmrec.store.audit import AuditEntry, AuditLog
 from lmrec.store.duckdb_store import Store
+from lmrec.store.embeddings import EmbeddingTable
 from lmrec.store.keys import (
     KeyStore,
     ReadCursor,
@@ -526,6 +528,7 @@ class Engine:
             if self.overlay.load_locked(user_id) is None:
                 raise NotFoundError(f"unknown user {user_id!r}")
             self.writer.drop_user(user_id)
+            _, profile = user_profile(self.store, user_id)
             removed = self.store.delete_user(user_id)
             self.keys.mark_erased(user_id)
             self._erased.add(user_id)
@@ -533,8 +536,31 @@ class Engine:
         left = user_row_counts(self.store, user_id)
         if any(left.values()):  # a concurrent ingest slipped in between; erase again
             self.store.delete_user(user_id)
-        log.info("erased user %s", hashlib.sha256(user_id.encode()).hexdigest()[:12])
+        if profile:
+            EmbeddingTable(self.store).forget_texts([profile])
+        removed["models"] = self._forget_in_models(user_id)
+        if self.settings.erasure_compaction:
+            with self._swap_lock, self.reader.paused():
+                removed["compacted_bytes"] = self.store.compact()["bytes_after"]
+        log.info("erased user %s", user_tag(user_id))
         return removed
+
+    def _forget_in_models(self, user_id: str) -> int:
+        """Drop the user from the model in memory and from every saved model folder; returns how many folders
+        knew them."""
+        with self._swap_lock:
+            b = self.bundle
+            active = Path(b.path).resolve() if b.path else None
+            n = 0
+            if b.path and (Path(b.path) / MODEL_FILE).is_file():
+                n += bool(forget_in_model(b.model, b.path, [user_id]))
+            else:
+                b.model.forget_users([user_id])
+            root = self.settings.resolved_models_dir()
+            for folder in model_folders(root) if root is not None else []:
+                if folder.resolve() != active:
+                    n += bool(forget_in_folder(folder, [user_id]))
+            return n
 
     # ------------------------------------------------------------------ model versions
     def versions(self) -> list[str]:

@@ -128,7 +128,9 @@ class ServiceMiddleware:
                 await self._respond(send_wrapped, 413, "payload_too_large",
                                     f"request body is larger than {self.max_body} bytes", rid)
         except Exception:
-            log.exception("request %s %s failed (request id %s)", scope.get("method"), scope.get("path"), rid)
+            # the route's template, not the path: a path can carry a user id, and logs must not
+            route = getattr(scope.get("route"), "path", None) or "unmatched route"
+            log.exception("request %s %s failed (request id %s)", scope.get("method"), route, rid)
             if not status["started"]:
                 await self._respond(send_wrapped, 500, "internal_error",
                                     "internal server error; quote the request id when reporting it", rid)

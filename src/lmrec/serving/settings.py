@@ -39,6 +39,11 @@ class ServingSettings(BaseSettings):
         False, description="Answer events requests before their commit (fire and forget): faster, and a "
                            "killed process loses what was acknowledged but not yet committed.")
     ingest_timeout_s: float = Field(30.0, gt=0, description="Longest wait for an events commit (then 503).")
+    erasure_compaction: bool = Field(
+        True, description="After erasing a user, rewrite the store file so that the deleted rows leave no "
+                          "bytes behind (writes wait meanwhile; docs/privacy.md has the cost). Off: the "
+                          "bytes stay in freed blocks until DuckDB reuses them or `lmrec privacy compact` "
+                          "runs.")
     rate_limit_per_s: float = Field(
         0.0, ge=0, description="Requests per second each API key may send (0: no limit); a key's own limit "
                                "(`lmrec keys create --rate`) overrides it. Excess requests get 429.")

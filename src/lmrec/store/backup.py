@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lmrec.store.audit import AuditLog
-from lmrec.store.duckdb_store import Store
+from lmrec.store.duckdb_store import Store, StoreKeyError, parquet_encryption
 from lmrec.store.keys import KeyStore
 
 #: Tables a backup carries (those that exist in the store).
@@ -56,8 +56,6 @@ def backup(store: Store, out: str | Path, models_dir: str | Path | None = None) 
     Safe while a service writes to the store: the tables are read in one read transaction on a separate
     connection. Returns the manifest.
     """
-    import duckdb
-
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder for the backup")
@@ -65,18 +63,27 @@ def backup(store: Store, out: str | Path, models_dir: str | Path | None = None) 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     own = store.path != ":memory:"
-    con = duckdb.connect(store.path) if own else None
+    con = store.cursor() if own else None  # a connection of its own: its transaction does not stop writers
     try:
         def snapshot(c: Any) -> dict[str, Any]:
-            have = {r[0] for r in c.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            have = {r[0] for r in c.execute("SELECT table_name FROM information_schema.tables "
+                                            "WHERE table_catalog = current_database()").fetchall()}
             tables = {}
             for t in TABLES:
                 if t not in have:
                     continue
-                c.execute(f"COPY (SELECT * FROM {t}) TO {_literal(tmp / (t + '.parquet'))} (FORMAT PARQUET)")
+                c.execute(f"COPY (SELECT * FROM {t}) TO {_literal(tmp / (t + '.parquet'))} "
+                          f"(FORMAT PARQUET{encrypt})")
                 tables[t] = fingerprint(c, t)
             return tables
 
+        # An encrypted store's backup is encrypted too (set up outside the transaction: a failed LOAD
+        # aborts it)
+        if con is not None:
+            encrypt, _ = parquet_encryption(con)
+        else:
+            with store._lock:  # noqa: SLF001
+                encrypt, _ = parquet_encryption(store._con)  # noqa: SLF001
         if con is not None:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -95,7 +102,7 @@ def backup(store: Store, out: str | Path, models_dir: str | Path | None = None) 
             shutil.copytree(version, tmp / "models" / version.name)
             models.append(version.name)
     manifest = {"format": 1, "created_at": time.time(), "store": str(store.path), "tables": tables,
-                "models": models}
+                "models": models, "encrypted": store.encrypted}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     if out.exists():
         out.rmdir()
@@ -125,14 +132,18 @@ def restore(folder: str | Path, store_path: str | Path, models_dir: str | Path |
     with Store(tmp) as st:
         KeyStore(st)
         AuditLog(st)
+        if manifest.get("encrypted") and not st.encrypted:
+            raise StoreKeyError("this backup is encrypted: set LMREC_STORE_KEY (or LMREC_STORE_KEY_FILE) to "
+                                "the key of the store it was taken from")
         with st._lock:  # noqa: SLF001
             con = st._con  # noqa: SLF001
+            _, decrypt = parquet_encryption(con) if manifest.get("encrypted") else ("", "")
             con.execute("BEGIN TRANSACTION")
             try:
                 for t in manifest["tables"]:
                     con.execute(f"DELETE FROM {t}")
                     con.execute(f"INSERT INTO {t} BY NAME SELECT * FROM read_parquet("
-                                f"{_literal(folder / (t + '.parquet'))})")
+                                f"{_literal(folder / (t + '.parquet'))}{decrypt})")
                 got = {t: fingerprint(con, t) for t in manifest["tables"]}
                 if got != manifest["tables"]:
                     bad = [t for t in manifest["tables"] if got.get(t) != manifest["tables"][t]]

@@ -41,6 +41,7 @@ from lmrec.data.cleaning import ROW, CleaningConfig, CleaningReport, DataError, 
 from lmrec.data.dataset import Dataset, conform
 from lmrec.data.loaders.base import DEFAULT_CHUNK_ROWS, Source, known_item_ids
 from lmrec.data.schema import EVENTS_SCHEMA, ITEMS_SCHEMA, USERS_SCHEMA
+from lmrec.privacy import store_key
 
 SCHEMA_VERSION = 1
 
@@ -107,6 +108,112 @@ def lock_holder(exc: BaseException) -> str:
     m = re.search(r"PID (\d+)", str(exc))
     return f" (pid {m.group(1)})" if m else ""
 
+#: The catalogue name an encrypted store is attached under (a plain store keeps DuckDB's default name).
+_ATTACHED = "lmrec_store"
+#: Opt-in for DuckDB's built-in (MbedTLS) crypto when the OpenSSL-backed httpfs extension cannot be loaded.
+UNSAFE_CRYPTO_ENV = "LMREC_STORE_ENCRYPTION_UNSAFE_MBEDTLS"
+
+
+class StoreKeyError(RuntimeError):
+    """The store's encryption key is missing, wrong, or cannot be used."""
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _key_option(read_only: bool = False) -> str:
+    key = store_key()
+    opts = []
+    if key is not None:
+        opts.append(f"ENCRYPTION_KEY {_quote(key)}")
+    if read_only:
+        opts.append("READ_ONLY")
+    return f" ({', '.join(opts)})" if opts else ""
+
+
+def _load_crypto(con: Any) -> None:
+    """Make DuckDB able to write encrypted files: its httpfs extension brings OpenSSL. Tried in order: an
+    installed extension, the ``duckdb-extension-httpfs`` PyPI package built for this DuckDB version, and, only
+    with ``LMREC_STORE_ENCRYPTION_UNSAFE_MBEDTLS=1``, DuckDB's built-in MbedTLS (which DuckDB itself calls not
+    secure for writing)."""
+    import duckdb
+
+    try:
+        con.execute("LOAD httpfs")
+        return
+    except duckdb.Error:
+        pass
+    try:
+        import duckdb_extension_httpfs  # type: ignore[import-not-found]
+
+        ext = (Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+               / "httpfs.duckdb_extension")
+        if ext.is_file():
+            con.execute(f"LOAD {_quote(str(ext))}")
+            return
+    except ImportError:
+        pass
+    if os.environ.get(UNSAFE_CRYPTO_ENV, "").lower() in ("1", "true", "yes"):
+        con.execute("SET force_mbedtls_unsafe = 'true'")
+        return
+    raise StoreKeyError(
+        f"an encrypted store needs DuckDB's httpfs extension (OpenSSL) for DuckDB {duckdb.__version__}: run "
+        "`INSTALL httpfs` once with network access, or `pip install duckdb-extension-httpfs` built for this "
+        f"DuckDB version; or set {UNSAFE_CRYPTO_ENV}=1 to accept DuckDB's built-in crypto, which DuckDB "
+        "does not consider secure for writing (docs/privacy.md)")
+
+
+def parquet_encryption(con: Any) -> tuple[str, str]:
+    """For files that copy an encrypted store (backups): ``(COPY option, read_parquet argument)`` that encrypt
+    and decrypt Parquet with a key derived from the store key, registered on ``con``; two empty strings for a
+    plain store."""
+    import base64
+    import hashlib
+
+    key = store_key()
+    if key is None:
+        return "", ""
+    _load_crypto(con)
+    derived = base64.b64encode(hashlib.sha256(f"lmrec-backup\0{key}".encode()).digest()).decode()
+    con.execute(f"PRAGMA add_parquet_key('lmrec_backup', {_quote(derived)})")
+    return (", ENCRYPTION_CONFIG {footer_key: 'lmrec_backup'}",
+            ", encryption_config = {footer_key: 'lmrec_backup'}")
+
+
+def connect(path: str, *, read_only: bool = False, memory_limit: str | None = None) -> Any:
+    """A DuckDB connection to an lmrec store file, encrypted when a store key is configured
+    (:func:`lmrec.privacy.store_key`). A wrong or missing key is a :class:`StoreKeyError`, never a new empty
+    store."""
+    import duckdb
+
+    key = store_key()
+    if key is None or path == ":memory:":
+        try:
+            con = duckdb.connect(path, read_only=read_only)
+        except duckdb.Error as exc:
+            if "encrypt" in str(exc).lower():
+                raise StoreKeyError(f"{path} is an encrypted lmrec store: set LMREC_STORE_KEY or "
+                                    "LMREC_STORE_KEY_FILE to its key") from None
+            raise
+    else:
+        con = duckdb.connect()
+        if not read_only:
+            _load_crypto(con)
+        try:
+            con.execute(f"ATTACH {_quote(path)} AS {_ATTACHED}{_key_option(read_only)}")
+        except duckdb.Error as exc:
+            con.close()
+            text = str(exc).lower()
+            if "key" in text or "encrypt" in text or "decrypt" in text or "not a valid" in text:
+                raise StoreKeyError(f"cannot open {path} with the configured store key: the key is wrong, or "
+                                    f"the file is not an encrypted lmrec store ({exc})") from None
+            raise
+        con.execute(f"USE {_ATTACHED}")
+    if memory_limit:
+        con.execute(f"SET memory_limit='{memory_limit}'")
+    return con
+
 
 @dataclass
 class ImportResult:
@@ -135,8 +242,6 @@ class Store:
 
     def __init__(self, path: str | Path = "lmrec.duckdb", *, read_only: bool = False,
                  memory_limit: str | None = "2GB") -> None:
-        import duckdb
-
         p = str(path)
         if p.startswith("duckdb://"):
             p = p[len("duckdb://"):]
@@ -146,11 +251,12 @@ class Store:
         #: The store file this one is a snapshot copy of (see :func:`open_read`), else ``None``.
         self.snapshot_of: str | None = None
         self._tmpdir: str | None = None
-        self._con = duckdb.connect(p, read_only=read_only)
+        self.read_only = read_only
+        self._memory_limit = memory_limit
+        self.encrypted = store_key() is not None and p != ":memory:"
+        self._con = connect(p, read_only=read_only, memory_limit=memory_limit)
         # One connection, used from one thread at a time: DuckDB connections are not safe to share unguarded.
         self._lock = threading.RLock()
-        if memory_limit:
-            self._con.execute(f"SET memory_limit='{memory_limit}'")
         if not read_only:
             with self._lock:
                 for ddl in _DDL:
@@ -181,6 +287,51 @@ class Store:
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+
+    def cursor(self) -> Any:
+        """A second connection to the same database (DuckDB runs its reads concurrently with this store's
+        writes, MVCC). Close every cursor before :meth:`compact`."""
+        with self._lock:
+            con = self._con.cursor()
+            if self.encrypted:
+                con.execute(f"USE {_ATTACHED}")
+            return con
+
+    def compact(self) -> dict[str, int]:
+        """Rewrite the database file so that deleted rows leave no bytes behind.
+
+        DuckDB reuses the blocks of deleted rows but does not wipe them, so after an erasure the old bytes
+        (ids, texts) stay readable in the file until overwritten. Compaction copies every table into a fresh
+        file (``COPY FROM DATABASE``), swaps it in atomically and removes the write-ahead log; the store is
+        locked meanwhile (writes wait, nothing is lost). Every :meth:`cursor` must be closed first (the
+        service pauses its reader). Returns the file sizes before and after, in bytes.
+        """
+        if self.path == ":memory:":
+            return {"bytes_before": 0, "bytes_after": 0}
+        if self.read_only:
+            raise PermissionError(f"{self.path} is open read-only; it cannot be compacted")
+        path = Path(self.path)
+        tmp = path.with_name(path.name + ".compact")
+        with self._lock:
+            for leftover in (tmp, Path(str(tmp) + ".wal")):
+                leftover.unlink(missing_ok=True)
+            self._con.execute("CHECKPOINT")
+            before = path.stat().st_size
+            src = self._con.execute("SELECT current_database()").fetchall()[0][0]
+            self._con.execute(f"ATTACH {_quote(str(tmp))} AS lmrec_compact{_key_option()}")
+            try:
+                self._con.execute(f'COPY FROM DATABASE "{src}" TO lmrec_compact')
+                self._con.execute("DETACH lmrec_compact")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self._con.execute("DETACH lmrec_compact")
+                tmp.unlink(missing_ok=True)
+                raise
+            self._con.close()
+            os.replace(tmp, path)
+            Path(str(path) + ".wal").unlink(missing_ok=True)
+            self._con = connect(self.path, read_only=False, memory_limit=self._memory_limit)
+            return {"bytes_before": before, "bytes_after": path.stat().st_size}
 
     def __enter__(self) -> Store:
         return self
@@ -407,6 +558,40 @@ class Store:
         if self.dataset_name() == name:
             return
         self.set_meta("dataset", name)
+
+    def rekey_users(self, new_id: Callable[[str], str], marker: str) -> int:
+        """Replace every user id in events and users by ``new_id(id)`` in one transaction (a pseudonym
+        rotation), then compact so that the old ids leave the file. ``marker`` names the rotation: a store
+        that already carries it is left alone, so an interrupted rotation can be run again. Returns the users
+        re-keyed."""
+        done = self.get_meta("pseudonym_rotations") or []
+        if marker in done:
+            return 0
+
+        def run() -> int:
+            ids = [r[0] for r in self._con.execute(
+                "SELECT user_id FROM events UNION SELECT user_id FROM users").fetchall()]
+            mapping = pa.table({"old": pa.array(ids, pa.string()),
+                                "new": pa.array([new_id(u) for u in ids], pa.string())})
+            self._register("_lmrec_rekey", mapping)
+            try:
+                self._con.execute("UPDATE events SET user_id = m.new FROM _lmrec_rekey m "
+                                  "WHERE events.user_id = m.old")
+                # user_id is the users' primary key, which DuckDB does not update in place: rewrite the rows
+                self._con.execute("CREATE TEMP TABLE _lmrec_users AS SELECT u.* REPLACE (m.new AS user_id) "
+                                  "FROM users u JOIN _lmrec_rekey m ON u.user_id = m.old")
+                self._con.execute("DELETE FROM users")
+                self._con.execute("INSERT INTO users SELECT * FROM _lmrec_users")
+                self._con.execute("DROP TABLE _lmrec_users")
+            finally:
+                self._unregister("_lmrec_rekey")
+            self._con.execute("INSERT INTO meta VALUES ('pseudonym_rotations', ?) ON CONFLICT (key) "
+                              "DO UPDATE SET value = excluded.value", [json.dumps([*done, marker])])
+            return len(ids)
+
+        n = int(self.transaction(run))
+        self.compact()
+        return n
 
     def delete_user(self, user_id: str) -> dict[str, int]:
         """Erase a user: every event and the profile row. Returns the rows removed per table."""

@@ -152,6 +152,16 @@ class EmbeddingTable:
 
         return int(self.store.transaction(run))
 
+    def forget_texts(self, texts: Sequence[str]) -> int:
+        """Remove the cached vectors of these texts in every space (an erased user's profile); returns how
+        many rows went."""
+        hashes = text_hashes([t for t in texts if t])
+        if not hashes:
+            return 0
+        marks = ", ".join("?" * len(hashes))
+        rows = self.store.execute(f"DELETE FROM embeddings WHERE text_hash IN ({marks})", hashes)
+        return int(rows[0][0]) if rows else 0
+
     # ------------------------------------------------------------------ reads and writes
     def lookup(self, space: EmbeddingSpace, hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Cached vectors of the given text hashes, with one query.

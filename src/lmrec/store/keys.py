@@ -5,19 +5,25 @@ secret is 32 random bytes, so a fast hash is safe (slow hashes such as scrypt pr
 and would cost tens of milliseconds on every request). Verification compares digests in constant time.
 
 An erased user leaves no row with their id: the tombstone that keeps a trained model from serving their
-training history again holds only a salted hash of the id.
+training history again holds only ``HMAC(erasure secret, id)`` (:mod:`lmrec.privacy`). The secret is never
+in the store, so the store alone does not let anyone test candidate ids against its tombstones. Stores
+written before keyed tombstones kept a salt in ``meta``; their old tombstones are still honoured, new ones
+are keyed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from lmrec.privacy import erasure_secret, keyed_hash
 from lmrec.store.duckdb_store import Store
 
 #: Scopes a key can hold. ``admin`` implies ``write``, which implies ``read``.
@@ -80,11 +86,9 @@ class KeyStore:
         for ddl in _DDL:
             store.execute(ddl)
         store.execute("ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS rate_limit DOUBLE")
-        salt = store.get_meta("erasure_salt")
-        if salt is None:
-            salt = secrets.token_hex(16)
-            store.set_meta("erasure_salt", salt)
-        self._erasure_salt = str(salt)
+        store.execute("ALTER TABLE erased_users ADD COLUMN IF NOT EXISTS keyed BOOLEAN DEFAULT false")
+        legacy = store.get_meta("erasure_salt")  # stores from before keyed tombstones
+        self._legacy_salt = None if legacy is None else str(legacy)
 
     # ------------------------------------------------------------------ keys
     def create(self, name: str, scopes: list[str] | tuple[str, ...],
@@ -144,16 +148,24 @@ class KeyStore:
         return ApiKey(key_id, name, tuple(scopes), created, revoked, rate)
 
     # ------------------------------------------------------------------ erasure tombstones
-    def _user_hash(self, user_id: str) -> str:
-        return hashlib.sha256(f"{self._erasure_salt}:{user_id}".encode()).hexdigest()
+    @staticmethod
+    def _user_hash(user_id: str) -> str:
+        return keyed_hash(erasure_secret(), str(user_id), "tombstone")
+
+    def _hashes(self, user_id: str) -> list[str]:
+        found = [self._user_hash(user_id)]
+        if self._legacy_salt is not None:
+            found.append(hashlib.sha256(f"{self._legacy_salt}:{user_id}".encode()).hexdigest())
+        return found
 
     def mark_erased(self, user_id: str) -> None:
-        self.store.execute("INSERT OR IGNORE INTO erased_users (user_hash) VALUES (?)",
+        self.store.execute("INSERT OR IGNORE INTO erased_users (user_hash, keyed) VALUES (?, true)",
                            [self._user_hash(user_id)])
 
     def is_erased(self, user_id: str) -> bool:
-        return bool(self.store.execute("SELECT 1 FROM erased_users WHERE user_hash = ?",
-                                       [self._user_hash(user_id)]))
+        hashes = self._hashes(user_id)
+        marks = ", ".join("?" * len(hashes))
+        return bool(self.store.execute(f"SELECT 1 FROM erased_users WHERE user_hash IN ({marks})", hashes))
 
 
 class ReadCursor:
@@ -165,16 +177,31 @@ class ReadCursor:
     """
 
     def __init__(self, store: Store) -> None:
+        self.store = store
+        self._con: Any = None
+        self._lock = threading.Lock()
+        self.reopen()
+
+    def reopen(self) -> None:
+        """(Re)connect to the store's file, e.g. after :meth:`Store.compact`."""
         import duckdb
 
-        self.store = store
-        self._con = None
-        self._lock = threading.Lock()
-        if store.path != ":memory:":
-            try:
-                self._con = duckdb.connect(store.path)  # the same database instance within this process
-            except duckdb.Error:
-                self._con = None
+        with self._lock:
+            if self._con is None and self.store.path != ":memory:":
+                try:
+                    self._con = self.store.cursor()  # the same database instance, its own connection
+                except duckdb.Error:
+                    self._con = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Read through the store itself while the block runs (:meth:`Store.compact` needs every other
+        connection closed), then reconnect."""
+        self.close()
+        try:
+            yield
+        finally:
+            self.reopen()
 
     def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         if self._con is None:

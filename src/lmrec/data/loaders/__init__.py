@@ -23,6 +23,7 @@ from lmrec.data.loaders.registry import (
     register_detector,
     register_format,
 )
+from lmrec.data.source import pseudonymised
 
 # The loader modules register their formats and detectors on import, in this order (detectors are tried
 # in registration order; the generic table reader's are fallbacks, tried last whatever the order).
@@ -51,7 +52,7 @@ def open_source(spec: str | Path, fmt: str | None = None, **options: Any) -> Sou
     key = str(spec)
     if fmt is None and key in BUILTIN:
         _check_options(key, BUILTIN[key], options)
-        return BUILTIN[key](**options)
+        return pseudonymised(BUILTIN[key](**options))
     path = Path(key).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{spec}: no such file or folder, and not a built-in dataset "
@@ -62,7 +63,7 @@ def open_source(spec: str | Path, fmt: str | None = None, **options: Any) -> Sou
     except KeyError:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(sorted(FORMATS))}") from None
     _check_options(fmt, loader, options)
-    return loader(path, **options)
+    return pseudonymised(loader(path, **options))
 
 
 def _check_options(fmt: str, loader: Callable[..., Source], options: dict[str, Any]) -> None:

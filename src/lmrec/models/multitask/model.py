@@ -429,6 +429,13 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
         else:
             (path / HEAD_WEIGHTS_FILE).unlink(missing_ok=True)
 
+    def _forget_rows(self, rows: np.ndarray, raw_ids: list[str]) -> None:
+        """Erased users' event rows (items, times, ratings, values) go with their histories."""
+        if self.events_ is None or len(rows) == 0:
+            return
+        keep = rows[rows < len(self.events_.items)]
+        self.events_ = Events(*(getattr(self.events_, k).emptied(keep) for k in EVENT_ARRAYS))
+
     def _load_state(self, arrays: dict[str, np.ndarray], path: Path) -> None:
         meta = json.loads((path / META_FILE).read_text())
         self.spec_ = Spec(**meta["spec"])

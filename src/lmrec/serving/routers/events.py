@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 
+from lmrec.privacy import user_key
 from lmrec.serving.deps import EngineDep, GuardedRoute, WriteAccess, audit_of
 from lmrec.serving.schemas import ERRORS, EventsIn, EventsOut
 
@@ -15,4 +18,9 @@ def ingest_events(body: EventsIn, request: Request, engine: EngineDep, _: WriteA
     entry = audit_of(request)
     if entry is not None:
         entry.count, entry.status = len(body.events), 200  # committed with the events
-    return EventsOut.of(engine.ingest([e.model_dump() for e in body.events], audit=entry))
+    return EventsOut.of(engine.ingest([_keyed(e.model_dump()) for e in body.events], audit=entry))
+
+
+def _keyed(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its user id as lmrec stores it (a pseudonym when pseudonyms are on)."""
+    return {**event, "user_id": user_key(event["user_id"])} if event.get("user_id") is not None else event

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
+from lmrec.privacy import user_key
 from lmrec.serving.deps import EngineDep, GuardedRoute, ReadAccess, SettingsDep
 from lmrec.serving.engine import RecRequest
 from lmrec.serving.schemas import ERRORS, RecommendationsOut, SessionRequest
@@ -32,7 +33,7 @@ def user_recommendations(
 ) -> RecommendationsOut:
     req = RecRequest(k, exclude_seen, tuple(category or ()), tuple(exclude_category or ()),
                      settings.diversity if diversity is None else diversity, explain, unknown)
-    return RecommendationsOut.of(engine.user_recommendations(user_id, req), user_id)
+    return RecommendationsOut.of(engine.user_recommendations(user_key(user_id), req), user_id)
 
 
 @router.post("/recommendations", response_model=RecommendationsOut,

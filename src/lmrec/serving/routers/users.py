@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
+from lmrec.privacy import user_key, user_tag
 from lmrec.serving.deps import AdminAccess, EngineDep, GuardedRoute, ReadAccess, audit_of
 from lmrec.serving.schemas import ERRORS, ErasureOut, PredictionsOut
 
@@ -23,7 +24,7 @@ def predictions(
     heads: Annotated[list[Literal["rating", "next_action", "value"]] | None, Query(
         description="Which predictions; default: every head the model has.")] = None,
 ) -> PredictionsOut:
-    p, version = engine.predictions(user_id, list(items or []), list(heads or []) or None)
+    p, version = engine.predictions(user_key(user_id), list(items or []), list(heads or []) or None)
     return PredictionsOut(user_id=user_id, model_version=version, ratings=p.ratings,
                           next_action=p.next_action,
                           value=p.value)
@@ -33,8 +34,8 @@ def predictions(
                summary="Erase a user: events, profile and all cached state; afterwards the user is unknown")
 def erase_user(user_id: UserId, request: Request, engine: EngineDep, _: AdminAccess) -> ErasureOut:
     if (entry := audit_of(request)) is not None:
-        entry.target = user_id
-    removed = engine.erase_user(user_id)
+        entry.target = user_tag(user_key(user_id))  # never the raw id: the audit log outlives the erasure
+    removed = engine.erase_user(user_key(user_id))
     return ErasureOut(user_id=user_id, events_deleted=removed["events"],
                       profile_deleted=bool(removed["users"]),
                       cache_cleared=bool(removed["cached"]))
