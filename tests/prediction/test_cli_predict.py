@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -51,3 +52,26 @@ def test_items_without_a_rating_head_are_an_error_not_ignored(model_dir: Path) -
     assert "rating" not in load_model(model_dir).heads
     res = CliRunner().invoke(app, ["predict", "u3", "--model", str(model_dir), "--items", "i1,i2"])
     assert res.exit_code == 1 and "no rating head" in res.output
+
+
+def test_predict_reads_the_users_current_events_from_a_store(model_dir: Path, tmp_path: Path) -> None:
+    """--store: the history is the user's events in the store (here: only their first two), not the
+    training events in the model, so the predictions change; every head still answers."""
+    from lmrec.store import Store
+
+    shop = generate_ecommerce(n_users=80, n_items=40, days=120, seed=2)
+    first_two = shop.events.filter(pl.col("user_id") == "u3").sort("timestamp").head(2)
+    with Store(tmp_path / "s.duckdb") as st:
+        st.append_events(first_two)
+    runner = CliRunner()
+    trained = json.loads(runner.invoke(app, ["predict", "u3", "--model", str(model_dir), "--json"]).output)
+    res = runner.invoke(app, ["predict", "u3", "--model", str(model_dir), "--json", "--store",
+                              str(tmp_path / "s.duckdb")])
+    assert res.exit_code == 0, res.output
+    current = json.loads(res.output)
+    assert current[0]["next_type"] != trained[0]["next_type"]
+    assert current[0]["next_items"] != trained[0]["next_items"]
+    res = runner.invoke(app, ["predict", "u3", "--model", str(model_dir), "--store", str(tmp_path / "s.duckdb")])
+    assert res.exit_code == 0 and "data: store" in res.output, res.output
+    res = runner.invoke(app, ["predict", "u4", "--model", str(model_dir), "--store", str(tmp_path / "s.duckdb")])
+    assert res.exit_code == 1 and "has events" in res.output

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lmrec.cli.common import console, friendly_errors
+from lmrec.cli.common import DataStoreOpt, choose_data, console, friendly_errors, say_data
 
 UsersArg = Annotated[list[str], typer.Argument(help="One or more raw user ids known to the model.")]
 ModelOpt = Annotated[Path, typer.Option("--model", help="A saved multitask model folder.")]
@@ -23,11 +23,17 @@ KOpt = Annotated[int, typer.Option("--k", "-k", help="Length of the next-item li
 AtOpt = Annotated[int | None, typer.Option(
     "--at", help="Start of the value window (Unix seconds); default: just after the last training event.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+PredictDataOpt = Annotated[str | None, typer.Option(
+    "--data", "-d", help="A store file (.duckdb) whose events are the users' current history.")]
+PredictStoreOpt = DataStoreOpt
 
 
 def predict(users: UsersArg, model: ModelOpt, items: ItemsOpt = "", k: KOpt = 10, at: AtOpt = None,
-            as_json: JsonOpt = False) -> None:
+            as_json: JsonOpt = False, data: PredictDataOpt = None, store: PredictStoreOpt = None) -> None:
     """Next items, ratings of given items, next action type probabilities and predicted value of USER(s).
+
+    The users' history is their events in the store (lmrec.duckdb here, or --store / --data FILE.duckdb, also
+    while `lmrec serve` holds it), or, with no store, their training events in the model.
 
     Example: `lmrec predict u12 --model models/mt --items i3,i40 -k 5`.
     """
@@ -47,7 +53,17 @@ def predict(users: UsersArg, model: ModelOpt, items: ItemsOpt = "", k: KOpt = 10
                              "no ratings)")
         from lmrec.privacy import user_key
 
-        out = m.predict([user_key(u) for u in users], items=wanted or None, k=k, at=at)
+        keyed = [user_key(u) for u in users]
+        choice = choose_data(data, store)
+        context = None
+        if choice.spec is not None:
+            context = _store_context(m, choice.spec, keyed)
+            if not as_json:
+                say_data(choice.spec, choice)
+        elif not as_json:
+            console.print("history: the users' training events in the model (no store here; --store reads "
+                          "their current events)")
+        out = m.predict(keyed, items=wanted or None, k=k, at=at, context=context)
     if as_json:
         console.print_json(json.dumps(out))
         return
@@ -65,6 +81,27 @@ def predict(users: UsersArg, model: ModelOpt, items: ItemsOpt = "", k: KOpt = 10
             v = res["value"]
             t.add_row(f"value, next {v['horizon_days']:g} days", f"{v['predicted']:.2f} ({v['kind']})")
         console.print(t)
+
+
+def _store_context(m: object, spec: str, users: list[str]) -> object:
+    """The users' current events in the store ``spec``, in the model's vocabularies."""
+    import polars as pl
+
+    from lmrec.serving.heads import context_for
+    from lmrec.store import is_store_file, open_read
+
+    if not is_store_file(spec):
+        raise ValueError(f"`lmrec predict` reads the users' current events from a store; {spec} is not one "
+                         "(give --store FILE.duckdb, or no data to use the training events in the model)")
+    st = open_read(spec)
+    try:
+        marks = ", ".join("?" * len(users))
+        events = st.events(f"user_id IN ({marks})", list(users))
+    finally:
+        st.close()
+    if events.height == 0:
+        raise ValueError(f"none of {', '.join(users)} has events in {spec}")
+    return context_for(m, events.filter(pl.col("user_id").is_in(m.user_map.raw_ids)))  # type: ignore[attr-defined]
 
 
 def register(app: typer.Typer) -> None:

@@ -357,7 +357,7 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
         return np.pad(table, ((0, self.n_items + 1 - len(table)), (0, 0)))
 
     def predict(self, users: str | list[str], items: list[str] | None = None, k: int = 10,
-                at: int | None = None) -> list[dict[str, Any]]:
+                at: int | None = None, context: Dataset | None = None) -> list[dict[str, Any]]:
         """Every prediction for known users (raw ids), next to their next-item list.
 
         Parameters
@@ -370,6 +370,10 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
             Length of the next-item list.
         at:
             Time (seconds) the value window starts; just after the last training event by default.
+        context:
+            The users' current events (e.g. a store's, built with the model's vocabularies:
+            :func:`lmrec.serving.heads.context_for`) instead of their training events; items the model does
+            not know are left out.
 
         Returns
         -------
@@ -382,24 +386,30 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
         assert self.user_map is not None and self.item_map is not None
         user_list = [users] if isinstance(users, str) else list(users)
         uidx = self.user_map.indices(user_list)  # unknown users are an error that names them
-        ids, scores = self.recommend(user_list, k=k)
+        if context is None:
+            ids, scores = self.recommend(user_list, k=k)
+        else:
+            seqs = context.sequences
+            hist = [self.item_map.raws(seqs[u]).tolist() if u < len(seqs) else [] for u in uidx.tolist()]
+            ids, scores = self.recommend(user_list, k=k, histories=hist)
         out: list[dict[str, Any]] = []
         for r, u in enumerate(user_list):
             out.append({"user": u, "next_items": [{"item": str(i), "score": float(s)} for i, s in
                                                   zip(ids[r], scores[r], strict=True) if i != ""]})
         if items and "rating" in spec.heads:
             iidx = self.item_map.indices(items)
-            rat = self.predict_ratings(np.repeat(uidx, len(iidx)), np.tile(iidx, len(uidx)))
+            rat = self.predict_ratings(np.repeat(uidx, len(iidx)), np.tile(iidx, len(uidx)), context=context)
             for r in range(len(user_list)):
                 out[r]["ratings"] = {it: float(v) for it, v in
                                      zip(items, rat[r * len(iidx):(r + 1) * len(iidx)], strict=True)}
         if "next_type" in spec.heads:
-            p = self.predict_next_type(uidx)
+            p = self.predict_next_type(uidx, context=context)
             for r in range(len(user_list)):
                 out[r]["next_type"] = {t: float(v) for t, v in zip(spec.event_types, p[r], strict=True)}
         if "value" in spec.heads:
-            start = spec.value_cut_end if at is None else int(at)
-            v = self.predict_value(uidx, at=start)
+            start = (max(spec.value_cut_end, end_time(context)) if context is not None else spec.value_cut_end
+                     ) if at is None else int(at)
+            v = self.predict_value(uidx, context=context, at=start)
             for r in range(len(user_list)):
                 out[r]["value"] = {"predicted": float(v[r]), "kind": self.config.value_target,
                                    "horizon_days": self.config.horizon_days, "from": start}
