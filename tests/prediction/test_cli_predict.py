@@ -71,7 +71,8 @@ def test_predict_reads_the_users_current_events_from_a_store(model_dir: Path, tm
     current = json.loads(res.output)
     assert current[0]["next_type"] != trained[0]["next_type"]
     assert current[0]["next_items"] != trained[0]["next_items"]
-    res = runner.invoke(app, ["predict", "u3", "--model", str(model_dir), "--store", str(tmp_path / "s.duckdb")])
+    store = str(tmp_path / "s.duckdb")
+    res = runner.invoke(app, ["predict", "u3", "--model", str(model_dir), "--store", store])
     assert res.exit_code == 0 and "data: store" in res.output, res.output
-    res = runner.invoke(app, ["predict", "u4", "--model", str(model_dir), "--store", str(tmp_path / "s.duckdb")])
+    res = runner.invoke(app, ["predict", "u4", "--model", str(model_dir), "--store", store])
     assert res.exit_code == 1 and "has events" in res.output
