@@ -37,3 +37,7 @@ def main() -> None:
     except (Interrupted, KeyboardInterrupt):
         sys.stderr.write(MESSAGE + "\n")
         sys.exit(130)
+
+
+if __name__ == "__main__":  # python -m lmrec.entry (how torchrun starts the command's worker processes)
+    main()

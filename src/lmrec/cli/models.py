@@ -297,6 +297,10 @@ def recommend(
             "'popular' (they get the most popular items, and the count is printed).",
         ),
     ] = "error",
+    nproc: Annotated[int, typer.Option(
+        "--nproc", min=1, help="Processes to shard the users over (torchrun; each writes its part, then the "
+                               "parts are joined into exactly one process's output). Under torchrun itself, "
+                               "its processes are used.")] = 1,
 ) -> None:
     """Write every user's top-K (raw ids, best first, with scores) to Parquet, CSV or TSV.
 
@@ -307,8 +311,15 @@ def recommend(
     from lmrec.experiment import histories_for
     from lmrec.models import load_model
     from lmrec.models.base import check_unknown_policy
-    from lmrec.models.export import read_user_file, write_recommendations
+    from lmrec.models.export import merge_parts, read_user_file, write_recommendations
+    from lmrec.training.distributed import barrier, cleanup, init_distributed, launched_by_torchrun
 
+    if nproc > 1 and not launched_by_torchrun():
+        _relaunch_under_torchrun(nproc)
+        return
+    ctx = init_distributed("cpu")  # batch scoring shards users; each process scores on its own CPU threads
+    if not ctx.is_main:
+        console.quiet = True
     with friendly_errors():
         check_unknown_policy(unknown)
         choice = choose_data(data, store, dataset)
@@ -329,6 +340,7 @@ def recommend(
             user_list = wanted
         assert model.user_map is not None
         total = len(model.user_map) if user_list is None else len(user_list)
+        shard = (ctx.rank, ctx.world_size) if ctx.enabled else None
         with progress() as bar:
             task = bar.add_task(f"recommending with {model.name}", total=total, rate="")
             n = write_recommendations(
@@ -342,7 +354,17 @@ def recommend(
                 histories=hist,
                 on_progress=lambda m: bar.update(task, advance=m),
                 unknown=unknown,
+                shard=shard,
             )
+        if shard is not None:
+            barrier(ctx)
+            if ctx.is_main:
+                merge_parts(out, ctx.world_size, fmt)
+                n = total
+            cleanup(ctx)
+            if not ctx.is_main:
+                return
+            console.print(f"{ctx.world_size} processes wrote their parts; joined in order")
         console.print(f"wrote top-{k} for {n:,} users to [bold]{out}[/]")
         if user_list is not None:
             given = dict(zip(user_list, hist, strict=True)) if hist is not None else {}
@@ -360,6 +382,30 @@ def recommend(
                 schema=["user_id", "item_id"], orient="row",
             ).write_csv(targets)
             console.print(f"wrote their test targets to [bold]{targets}[/]")
+
+
+def _relaunch_under_torchrun(nproc: int) -> None:
+    """Run this same command as ``nproc`` processes under torchrun (one machine), and exit with its status."""
+    import subprocess
+
+    args = list(sys.argv[1:])
+    if "recommend" not in args:
+        raise ValueError("--nproc re-runs the command line under torchrun; from Python, call "
+                         "lmrec.models.export.write_recommendations(shard=...) in each process instead")
+    for i, a in enumerate(args):  # drop --nproc N / --nproc=N: the workers see torchrun's environment instead
+        if a == "--nproc":
+            del args[i:i + 2]
+            break
+        if a.startswith("--nproc="):
+            del args[i]
+            break
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "lmrec.entry", *args]
+    console.print(f"[dim]running {nproc} processes: torchrun --nproc_per_node={nproc} -m lmrec.entry "
+                  f"{' '.join(args)}[/]")
+    rc = subprocess.call(cmd)
+    if rc:
+        raise typer.Exit(rc)
 
 
 def register(app: typer.Typer) -> None:

@@ -53,8 +53,13 @@ def write_recommendations(
     histories: Sequence[Sequence[str]] | None = None,
     on_progress: Callable[[int], None] | None = None,
     unknown: str = "error",
+    shard: tuple[int, int] | None = None,
 ) -> int:
     """Top-``k`` items for each user, best first, written as they are computed.
+
+    ``shard=(rank, world)``: write only this process's contiguous share of the users, to
+    :func:`part_path` (``torchrun`` batch jobs; :func:`merge_parts` then joins the parts, in rank order, into
+    exactly the file one process writes).
 
     ``users=None`` means every user the model knows. Parquet and CSV get one row per (user, rank):
     ``user_id``, ``rank`` (1 = best), ``item_id``, ``score``; TSV gets one line per user:
@@ -86,6 +91,11 @@ written, or get the popularity fallback with ``unknown="popular"`` (see
         if missing:
             raise UnknownUserError(missing, "pass --unknown popular (unknown='popular') for the most popular "
                                             "items")
+    if shard is not None:
+        lo, hi = shard_range(len(all_users), *shard)
+        all_users = all_users[lo:hi]
+        histories = None if histories is None else list(histories)[lo:hi]
+        out = part_path(out, *shard)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     schema = pa.schema(
@@ -134,3 +144,53 @@ written, or get the popularity fallback with ``unknown="popular"`` (see
         if tmp.exists():
             tmp.unlink()
     return len(all_users)
+
+
+def shard_range(n: int, rank: int, world: int) -> tuple[int, int]:
+    """The contiguous rows ``[lo, hi)`` of ``n`` that process ``rank`` of ``world`` takes (sizes differ by at
+    most one; concatenated in rank order they are ``0..n``)."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is outside 0..{world - 1}")
+    base, extra = divmod(n, world)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (rank < extra)
+
+
+def part_path(out: str | Path, rank: int, world: int) -> Path:
+    """Where process ``rank`` of ``world`` writes its part of ``out``."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.part-{rank:05d}-of-{world:05d}")
+
+
+def merge_parts(out: str | Path, world: int, fmt: str | None = None) -> Path:
+    """Join the ``world`` parts of ``out`` in rank order into ``out`` (written under a temporary name, then
+    renamed) and remove them: the rows one process writes, in the same order."""
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    kind = format_for(out, fmt)
+    parts = [part_path(out, r, world) for r in range(world)]
+    missing = [str(p) for p in parts if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"parts missing: {', '.join(missing)}")
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "wb") as fh:
+        if kind == "parquet":
+            writer = None
+            for p in parts:
+                table = pq.read_table(p)
+                if writer is None:
+                    writer = pq.ParquetWriter(fh, table.schema)
+                writer.write_table(table)
+            assert writer is not None
+            writer.close()
+        else:
+            for r, p in enumerate(parts):
+                data = p.read_bytes()
+                if kind == "csv" and r > 0:  # one header: the first part's
+                    data = data.split(b"\n", 1)[1] if b"\n" in data else b""
+                fh.write(data)
+    os.replace(tmp, out)
+    for p in parts:
+        p.unlink()
+    return out
