@@ -1,8 +1,10 @@
-"""`lmrec recommend --nproc 2`: two torchrun processes each write their share of the users, and the joined
-file holds exactly the rows one process writes, in the same order."""
+"""`lmrec recommend` and `lmrec embed items` with `--nproc 2`: two torchrun processes each do their share of
+the work, and the joined output is what one process writes (the same rows in the same order; the same
+vectors)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +57,26 @@ def test_two_processes_write_what_one_writes(tmp_path: Path, suffix: str) -> Non
     else:
         assert (tmp_path / "one.tsv").read_bytes() == (tmp_path / "two.tsv").read_bytes()
     assert not list(tmp_path.glob(".two*"))  # no part left behind
+
+
+@pytest.mark.slow
+def test_two_processes_embed_the_items_one_embeds(tmp_path: Path) -> None:
+    """`lmrec embed items --nproc 2`: each process encodes its share into the cache, the first assembles every
+    vector; the vectors equal one process's (float tolerance: batches are composed differently)."""
+    import numpy as np
+
+    with Store(tmp_path / "s.duckdb") as st:
+        st.upsert_items(ITEMS)
+        st.append_events(make_events())
+    cmd = [sys.executable, "-m", "lmrec.entry", "embed", "items", "--store", str(tmp_path / "s.duckdb")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    one = subprocess.run([*cmd, "--cache", str(tmp_path / "c1.duckdb"), "--out", str(tmp_path / "one.npy")],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert one.returncode == 0, one.stdout + one.stderr
+    two = subprocess.run([*cmd, "--cache", str(tmp_path / "c2.duckdb"), "--out", str(tmp_path / "two.npy"),
+                          "--nproc", "2"], capture_output=True, text=True, timeout=600, env=env)
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert "2 processes encoded" in two.stdout
+    a, b = np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy")
+    assert a.shape == b.shape == (len(ITEMS) + 1, a.shape[1])
+    np.testing.assert_allclose(a, b, atol=1e-4)

@@ -159,3 +159,35 @@ def data_config(choice: DataChoice) -> tuple[dict[str, str], dict[str, str]]:
         return {}, {}
     entry = {"data.dataset": choice.spec}
     return (entry, {}) if choice.explicit else ({}, entry)
+
+
+NprocOpt = Annotated[int, typer.Option(
+    "--nproc", min=1, help="Processes to shard the work over (torchrun; each writes its part, then the parts "
+                           "are joined into exactly one process's output). Under torchrun itself, its "
+                           "processes are used.")]
+
+
+def relaunch_under_torchrun(nproc: int, command: str) -> None:
+    """Run this same command line as ``nproc`` processes under torchrun (one machine); exit with its
+    status."""
+    import subprocess
+    import sys
+
+    args = list(sys.argv[1:])
+    if command not in args:
+        raise ValueError(f"--nproc re-runs the `lmrec {command}` command line under torchrun; from Python, "
+                         "shard the work with lmrec.models.export.shard_range in each process instead")
+    for i, a in enumerate(args):  # drop --nproc N / --nproc=N: the workers see torchrun's environment instead
+        if a == "--nproc":
+            del args[i:i + 2]
+            break
+        if a.startswith("--nproc="):
+            del args[i]
+            break
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "lmrec.entry", *args]
+    console.print(f"[dim]running {nproc} processes: torchrun --nproc_per_node={nproc} -m lmrec.entry "
+                  f"{' '.join(args)}[/]")
+    rc = subprocess.call(cmd)
+    if rc:
+        raise typer.Exit(rc)

@@ -18,11 +18,13 @@ from lmrec.cli.common import (
     DataOpt,
     DatasetAlias,
     DataStoreOpt,
+    NprocOpt,
     choose_data,
     console,
     data_config,
     friendly_errors,
     progress,
+    relaunch_under_torchrun,
     say_data,
 )
 
@@ -297,10 +299,7 @@ def recommend(
             "'popular' (they get the most popular items, and the count is printed).",
         ),
     ] = "error",
-    nproc: Annotated[int, typer.Option(
-        "--nproc", min=1, help="Processes to shard the users over (torchrun; each writes its part, then the "
-                               "parts are joined into exactly one process's output). Under torchrun itself, "
-                               "its processes are used.")] = 1,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Write every user's top-K (raw ids, best first, with scores) to Parquet, CSV or TSV.
 
@@ -315,7 +314,7 @@ def recommend(
     from lmrec.training.distributed import barrier, cleanup, init_distributed, launched_by_torchrun
 
     if nproc > 1 and not launched_by_torchrun():
-        _relaunch_under_torchrun(nproc)
+        relaunch_under_torchrun(nproc, "recommend")
         return
     ctx = init_distributed("cpu")  # batch scoring shards users; each process scores on its own CPU threads
     if not ctx.is_main:
@@ -382,30 +381,6 @@ def recommend(
                 schema=["user_id", "item_id"], orient="row",
             ).write_csv(targets)
             console.print(f"wrote their test targets to [bold]{targets}[/]")
-
-
-def _relaunch_under_torchrun(nproc: int) -> None:
-    """Run this same command as ``nproc`` processes under torchrun (one machine), and exit with its status."""
-    import subprocess
-
-    args = list(sys.argv[1:])
-    if "recommend" not in args:
-        raise ValueError("--nproc re-runs the command line under torchrun; from Python, call "
-                         "lmrec.models.export.write_recommendations(shard=...) in each process instead")
-    for i, a in enumerate(args):  # drop --nproc N / --nproc=N: the workers see torchrun's environment instead
-        if a == "--nproc":
-            del args[i:i + 2]
-            break
-        if a.startswith("--nproc="):
-            del args[i]
-            break
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "lmrec.entry", *args]
-    console.print(f"[dim]running {nproc} processes: torchrun --nproc_per_node={nproc} -m lmrec.entry "
-                  f"{' '.join(args)}[/]")
-    rc = subprocess.call(cmd)
-    if rc:
-        raise typer.Exit(rc)
 
 
 def register(app: typer.Typer) -> None:

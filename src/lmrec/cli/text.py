@@ -15,10 +15,12 @@ from lmrec.cli.common import (
     DataChoice,
     DataOpt,
     DataStoreOpt,
+    NprocOpt,
     SourceAlias,
     choose_data,
     console,
     friendly_errors,
+    relaunch_under_torchrun,
     say_data,
 )
 
@@ -83,22 +85,46 @@ def items(model: ModelOpt = None, template: TemplateOpt = None, max_tokens: MaxT
           cache: CacheOpt = None,
           batch_size: BatchOpt = 64, device: DeviceOpt = "auto", dtype: DtypeOpt = "float32",
           allow_download: DownloadOpt = False,
-          out: OutOpt = None) -> None:
+          out: OutOpt = None, nproc: NprocOpt = 1) -> None:
     """Encode every item's text (cached: only new or changed texts are encoded).
+
+    With `--nproc N` (or under torchrun) each process encodes its share of the items into the cache, then one
+    process assembles every vector from it: the same vectors as one process.
 
     Reads the store (lmrec.duckdb here, or --store) unless --data names other data; MovieLens-100K when there
     is neither. Examples: `lmrec embed items`, `lmrec embed items --model BAAI/bge-small-en-v1.5 --template
     'title, categories:Genres, description:About'`, `lmrec embed items --store shop.duckdb --out items.npy`.
     """
-    from lmrec.text import ItemTemplate, embed_dataset_items
+    from lmrec.models.export import shard_range
+    from lmrec.text import ItemTemplate, embed_dataset_items, embed_items
+    from lmrec.training.distributed import barrier, cleanup, init_distributed, launched_by_torchrun
 
+    if nproc > 1 and not launched_by_torchrun():
+        relaunch_under_torchrun(nproc, "embed")
+        return
+    ctx = init_distributed("cpu")
+    if not ctx.is_main:
+        console.quiet = True
     with friendly_errors():
         ds, own = _dataset(data, store, source)
         enc = _encoder(model, batch_size, device, allow_download)
         tpl = ItemTemplate.parse(template, max_tokens=max_tokens)
         console.print(f"{ds.n_items:,} items of {ds.name}, encoder {enc.name} (revision {enc.revision}), "
                       f"template [cyan]{tpl}[/] ≤ {max_tokens} tokens")
-        vecs, stats = embed_dataset_items(ds, encoder=enc, template=tpl, store=cache or own, progress=True,
+        target = cache or own
+        if ctx.enabled:
+            # Each process encodes its contiguous share into the cache (opened only around each lookup and
+            # write, so the processes take turns on the file); then the first assembles every vector from it.
+            lo, hi = shard_range(ds.items.height, ctx.rank, ctx.world_size)
+            shard = ds.items.sort("item_idx").slice(lo, hi - lo)
+            _, part = embed_items(shard, encoder=enc, template=tpl, store=target, progress=False,
+                                  dtype=dtype)  # type: ignore[arg-type]
+            barrier(ctx)
+            cleanup(ctx)
+            if not ctx.is_main:
+                return
+            console.print(f"{ctx.world_size} processes encoded their shares (the first: {part})")
+        vecs, stats = embed_dataset_items(ds, encoder=enc, template=tpl, store=target, progress=True,
                                           dtype=dtype)  # type: ignore[arg-type]
         console.print(str(stats))
         if out is not None:
