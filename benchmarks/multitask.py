@@ -98,6 +98,13 @@ def _type_metrics(labels: np.ndarray, proba: np.ndarray, per_event: bool = False
     return row
 
 
+def _selected(label: str, variants: str) -> bool:
+    """Whether ``--variants`` selects a row: any of its ``|``-separated parts is in the label (``=part``: is
+    the label)."""
+    return not variants or any(label == v[1:] if v.startswith("=") else v in label
+                               for v in variants.split("|"))
+
+
 def _model(heads: tuple[str, ...], seed: int, quick: bool, **kw: Any) -> MultiTask:
     base: dict[str, Any] = {**MODEL, "seed": seed, "progress": False}
     if quick:
@@ -152,7 +159,7 @@ def movielens(seed: int, quick: bool, variants: str = "") -> list[Row]:
                      "RMSE": M.rmse(test.ratings, pred), "MAE": M.mae(test.ratings, pred)})
 
     for label, heads, kw in ML_VARIANTS:
-        if variants and not any(v in label for v in variants.split("|")):
+        if not _selected(label, variants):
             continue
         t0 = time.perf_counter()
         m = _model(heads, seed, quick, **kw).fit(hist)
@@ -224,7 +231,7 @@ def ecommerce(seed: int, quick: bool, variants: str = "") -> list[Row]:
         runs.insert(1, ("multi-task, uncertainty weights (seed 0)", ("next_item", "next_type", "value"),
                             {**OLD, "weighting": "uncertainty"}))
     for label, heads, kw in runs:
-        if only and not any(v in label for v in only.split("|")):
+        if not _selected(label, only):
             continue
         t0 = time.perf_counter()
         m = _model(heads, seed, quick, **kw).fit(hist)
@@ -446,7 +453,8 @@ def main(argv: list[str] | None = None) -> None:
                          "running")
     ap.add_argument("--notes", type=Path, default=None, help="Markdown appended to the section")
     ap.add_argument("--variants", default="",
-                    help="run only the model variants whose label contains this (several: 'a|b')")
+                    help="run only the model variants whose label contains this (several: 'a|b'; '=label': "
+                         "that label exactly)")
     ap.add_argument("--section", default="multitask",
                     help="docs section to write ('multitask-per-head': the per-head stopping comparison)")
     ap.add_argument("--no-write", action="store_true",
