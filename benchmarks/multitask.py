@@ -98,6 +98,26 @@ def _type_metrics(labels: np.ndarray, proba: np.ndarray, per_event: bool = False
     return row
 
 
+def _val_losses(tr: dict[str, Any]) -> dict[str, float]:
+    """Each head's validation loss, for the weights it predicts with: the best joint epoch's (one early
+    stop), its own best epoch's (per-head stopping), or the fine-tuned weights' when the fine-tune phase kept
+    them. What the stopping settings are chosen on."""
+    by_epoch = {int(m["epoch"]): m for m in tr.get("metrics", [])}
+    if not by_epoch:
+        return {}
+    best = tr.get("best_epochs") or {}
+    out = {}
+    for key in by_epoch[next(iter(by_epoch))]:
+        if not key.startswith("val_") or key.endswith("_neg"):
+            continue
+        head = key[4:]
+        out[head] = float(by_epoch[best.get(head, tr["best_epoch"])][key])
+        ft = (tr.get("finetune") or {}).get(head)
+        if ft and ft["kept"]:
+            out[head] = float(ft["val_after"])
+    return out
+
+
 def _selected(label: str, variants: str) -> bool:
     """Whether ``--variants`` selects a row: any of its ``|``-separated parts is in the label (``=part``: is
     the label)."""
@@ -166,6 +186,7 @@ def movielens(seed: int, quick: bool, variants: str = "") -> list[Row]:
         row: Row = {"dataset": "ml-100k", "seed": seed, "model": label,
                     "epochs": m.train_result_["epochs_run"],
                     "fit_s": time.perf_counter() - t0}
+        row["val_loss"] = _val_losses(m.train_result_)
         if m.train_result_.get("best_epochs"):
             row["best_epochs"] = m.train_result_["best_epochs"]
         if m.train_result_.get("finetune"):
@@ -238,6 +259,7 @@ def ecommerce(seed: int, quick: bool, variants: str = "") -> list[Row]:
         row: Row = {"dataset": "synthetic", "seed": seed, "model": label,
                     "epochs": m.train_result_["epochs_run"],
                     "fit_s": time.perf_counter() - t0}
+        row["val_loss"] = _val_losses(m.train_result_)
         if m.train_result_.get("best_epochs"):
             row["best_epochs"] = m.train_result_["best_epochs"]
         if m.train_result_.get("finetune"):
@@ -374,6 +396,8 @@ def per_head_report(rows: list[Row], seeds: list[int], extra: str = "") -> str:
              "per-head + fine-tune (new) | new − single | paired t-test |",
              "|---|---|---|---|---|---|---|---|---|"]
     cost = ["| data | model | epochs | fit_s |", "|---|---|---|---|"]
+    valid = ["| data | head | single task | joint, one stop (old) | per-head stopping | "
+             "per-head + fine-tune (new) | seeds new ≤ single |", "|---|---|---|---|---|---|---|"]
     for data, metrics in HEAD_METRICS.items():
         sub = [r for r in rows if r["dataset"] == data]
         if not sub:
@@ -395,6 +419,17 @@ def per_head_report(rows: list[Row], seeds: list[int], extra: str = "") -> str:
             name = metric + ("" if higher else " ↓")
             lines.append(f"| {data} | {head} | {name} | {cell(s)} | {cell(vals(old, metric))} | "
                          f"{cell(vals(per_head, metric))} | {cell(n)} | {diff} | {test} |")
+        for head in dict.fromkeys(h for h, _, _ in metrics):
+            key = head.replace(" ", "_")
+
+            def val(model: str, key: str = key, sub: list[Row] = sub) -> np.ndarray:
+                return np.array([r["val_loss"][key] for r in sub if r["model"] == model
+                                 and key in r.get("val_loss", {})], dtype=np.float64)
+
+            vs, vn = val(SINGLE[head]), val(new)
+            wins = "—" if not (vs.size and vn.size) else f"{int((vn <= vs).sum())} of {min(vs.size, vn.size)}"
+            valid.append(f"| {data} | {head} | {cell(vs)} | {cell(val(old))} | {cell(val(per_head))} | "
+                         f"{cell(vn)} | {wins} |")
         for model in dict.fromkeys([*(SINGLE[h] for h, _, _ in metrics), old, per_head, new]):
             if vals(model, "fit_s").size:
                 ep, fit = cell(vals(model, "epochs")), cell(vals(model, "fit_s"))
@@ -425,6 +460,13 @@ schedule, early stopping on its validation loss) and keeps the result only if it
 single": difference of the means (↓: lower is better); the paired t-test pools the per-user (next item),
 per-event (type) or per-example squared-error (rating, value) values of all seeds, pairs within a seed;
 capture, Spearman and AUC are set-level metrics with no per-user value and get no test.
+
+Validation loss of each head (what the settings are chosen on; the weights each head predicts with; lower
+is better; the same held-out events and value cut for every model of a seed):
+
+{chr(10).join(valid)}
+
+Test:
 
 {chr(10).join(lines)}
 
