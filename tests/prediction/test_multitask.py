@@ -130,8 +130,8 @@ def test_per_head_stopping_keeps_each_heads_best_epoch_and_saves_it(
         return {h: c[e] for h, c in curves.items()}
 
     monkeypatch.setattr(mt_model, "batched_losses", scripted)
-    model = MultiTask(**{**TINY, "epochs": 6, "patience": 2, "stopping": "per_head", "valid_users": 0.2,
-                         "lr": 1e-2}).fit(shop)
+    model = MultiTask(**{**TINY, "epochs": 6, "patience": 2, "stopping": "per_head", "head_finetune": False,
+                         "valid_users": 0.2, "lr": 1e-2}).fit(shop)
     tr = model.train_result_
     assert tr is not None and tr["best_epochs"] == {"next_item": 6, "next_type": 2, "value": 1}
     assert tr["stopped_at"] == {"value": 3, "next_type": 4} and tr["epochs_run"] == 6
