@@ -204,7 +204,7 @@ FT_CURVES = [{"next_item": a, "next_type": b, "value": c} for a, b, c in
 
 
 def test_finetune_phase_keeps_each_heads_best_and_never_degrades_a_head(
-    shop: Dataset, monkeypatch: pytest.MonkeyPatch
+    shop: Dataset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import torch
 
@@ -228,6 +228,14 @@ def test_finetune_phase_keeps_each_heads_best_and_never_degrades_a_head(
     assert model.network_ is model.head_networks_["next_item"]
     # the fine-tuned networks moved away from their joint snapshots
     assert any(not torch.equal(v, seen[2][k]) for k, v in model.network_.state_dict().items())
+    # each head's own network survives a save/load round trip
+    loaded = load_model(model.save(tmp_path / "finetuned"))
+    assert isinstance(loaded, MultiTask)
+    users = np.arange(1, 21)
+    np.testing.assert_allclose(loaded.predict_next_type(users), model.predict_next_type(users))
+    np.testing.assert_allclose(loaded.predict_value(users), model.predict_value(users))
+    np.testing.assert_array_equal(loaded.score(shop.sequences.take(users), users),
+                                  model.score(shop.sequences.take(users), users))
 
 
 def test_finetune_phase_starts_from_each_heads_own_snapshot(shop: Dataset, monkeypatch: pytest.MonkeyPatch
