@@ -61,11 +61,22 @@ SHOP: dict[str, Any] = {"n_users": 1000, "n_items": 500, "days": 180}
 Row = dict[str, Any]
 
 
+#: Per-user (or per-event) values behind a mean metric, kept in a row under ``PER_UNIT + metric`` for the
+#: paired tests; the tables skip them.
+PER_UNIT = "_per "
+
+
+def _units(values: np.ndarray) -> list[float]:
+    return [round(float(v), 6) for v in values]
+
+
 def _next_item_metrics(model: MultiTask, hist: Dataset, users: np.ndarray, targets: np.ndarray) -> Row:
-    """HR@10 / NDCG@10 of one target per user, full ranking, history excluded."""
+    """HR@10 / NDCG@10 of one target per user, full ranking, history excluded (and the per-user values)."""
     idx, _ = model.recommend_indices(hist.sequences.take(users), users, k=10)
     hits, n_t = hit_matrix(idx, Ragged.from_lists([[t] for t in targets]))
-    return {"HR@10": float(hit_rate(hits, 10).mean()), "NDCG@10": float(ndcg(hits, n_t, 10).mean())}
+    hr, nd = hit_rate(hits, 10), ndcg(hits, n_t, 10)
+    return {"HR@10": float(hr.mean()), "NDCG@10": float(nd.mean()),
+            PER_UNIT + "HR@10": _units(hr), PER_UNIT + "NDCG@10": _units(nd)}
 
 
 def _first_new_item(hist: Dataset, future: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -78,9 +89,40 @@ def _first_new_item(hist: Dataset, future: pl.DataFrame) -> tuple[np.ndarray, np
     return first["user_idx"].to_numpy().astype(np.int64), first["item_idx"].to_numpy().astype(np.int64)
 
 
-def _type_metrics(labels: np.ndarray, proba: np.ndarray) -> Row:
-    return {"type log loss": M.log_loss(labels, proba), "type macro AUC": M.macro_auc(labels, proba),
-            "type accuracy": M.accuracy(labels, proba)}
+def _type_metrics(labels: np.ndarray, proba: np.ndarray, per_event: bool = False) -> Row:
+    row: Row = {"type log loss": M.log_loss(labels, proba), "type macro AUC": M.macro_auc(labels, proba),
+                "type accuracy": M.accuracy(labels, proba)}
+    if per_event:  # each event's log loss (as M.log_loss computes it), for the paired tests
+        p = np.clip(proba / proba.sum(axis=1, keepdims=True), 1e-15, 1 - 1e-15)
+        row[PER_UNIT + "type log loss"] = _units(-np.log(p[np.arange(len(labels)), labels]))
+    return row
+
+
+def _val_losses(tr: dict[str, Any]) -> dict[str, float]:
+    """Each head's validation loss, for the weights it predicts with: the best joint epoch's (one early
+    stop), its own best epoch's (per-head stopping), or the fine-tuned weights' when the fine-tune phase kept
+    them. What the stopping settings are chosen on."""
+    by_epoch = {int(m["epoch"]): m for m in tr.get("metrics", [])}
+    if not by_epoch:
+        return {}
+    best = tr.get("best_epochs") or {}
+    out = {}
+    for key in by_epoch[next(iter(by_epoch))]:
+        if not key.startswith("val_") or key.endswith("_neg"):
+            continue
+        head = key[4:]
+        out[head] = float(by_epoch[best.get(head, tr["best_epoch"])][key])
+        ft = (tr.get("finetune") or {}).get(head)
+        if ft and ft["kept"]:
+            out[head] = float(ft["val_after"])
+    return out
+
+
+def _selected(label: str, variants: str) -> bool:
+    """Whether ``--variants`` selects a row: any of its ``|``-separated parts is in the label (``=part``: is
+    the label)."""
+    return not variants or any(label == v[1:] if v.startswith("=") else v in label
+                               for v in variants.split("|"))
 
 
 def _model(heads: tuple[str, ...], seed: int, quick: bool, **kw: Any) -> MultiTask:
@@ -94,11 +136,20 @@ def _model(heads: tuple[str, ...], seed: int, quick: bool, **kw: Any) -> MultiTa
 # ---------------------------------------------------------------------- MovieLens-100K
 #: MovieLens variants: (label, heads, extra settings). ``user_factors`` adds the biased-MF user term to the
 #: rating head; the others read the rating from the history alone.
+#: The stopping settings before issue 18 (one early stop for every head), stated so the rows keep meaning it
+#: whatever the defaults are.
+OLD: dict[str, Any] = {"stopping": "joint", "head_finetune": False}
+#: Per-head stopping as it was first added (issue 18): each head's snapshot, no fine-tune phase.
+PER_HEAD: dict[str, Any] = {"stopping": "per_head", "head_finetune": False}
+#: Per-head stopping followed by the per-head fine-tune phase.
+FINETUNE: dict[str, Any] = {"stopping": "per_head", "head_finetune": True}
 ML_VARIANTS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
-    ("multi-task (item+rating)", ("next_item", "rating"), {}),
+    ("multi-task (item+rating)", ("next_item", "rating"), OLD),
+    ("multi-task (item+rating), per-head stopping", ("next_item", "rating"), PER_HEAD),
+    ("multi-task (item+rating), per-head stopping + fine-tune", ("next_item", "rating"), FINETUNE),
     ("single: next item", ("next_item",), {}),
     ("single: rating", ("rating",), {}),
-    ("multi-task (item+rating) + user factors", ("next_item", "rating"), {"user_factors": 32}),
+    ("multi-task (item+rating) + user factors", ("next_item", "rating"), {**OLD, "user_factors": 32}),
     ("single: rating + user factors", ("rating",), {"user_factors": 32}),
 ]
 
@@ -128,16 +179,22 @@ def movielens(seed: int, quick: bool, variants: str = "") -> list[Row]:
                      "RMSE": M.rmse(test.ratings, pred), "MAE": M.mae(test.ratings, pred)})
 
     for label, heads, kw in ML_VARIANTS:
-        if variants and not any(v in label for v in variants.split("|")):
+        if not _selected(label, variants):
             continue
         t0 = time.perf_counter()
         m = _model(heads, seed, quick, **kw).fit(hist)
         row: Row = {"dataset": "ml-100k", "seed": seed, "model": label,
                     "epochs": m.train_result_["epochs_run"],
                     "fit_s": time.perf_counter() - t0}
+        row["val_loss"] = _val_losses(m.train_result_)
+        if m.train_result_.get("best_epochs"):
+            row["best_epochs"] = m.train_result_["best_epochs"]
+        if m.train_result_.get("finetune"):
+            row["finetune"] = m.train_result_["finetune"]
         if "rating" in heads:
             pred = m.predict_ratings(test.users, test.items, context=hist)
             row.update(RMSE=M.rmse(test.ratings, pred), MAE=M.mae(test.ratings, pred))
+            row[PER_UNIT + "RMSE"] = _units((pred - test.ratings) ** 2)  # squared errors (paired test)
         if "next_item" in heads:
             row.update(_next_item_metrics(m, hist, nx_users, nx_items))
         rows.append(row)
@@ -180,34 +237,41 @@ def ecommerce(seed: int, quick: bool, variants: str = "") -> list[Row]:
 
     only = variants
     runs: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
-        ("multi-task (item+type+value)", ("next_item", "next_type", "value"), {}),
+        ("multi-task (item+type+value)", ("next_item", "next_type", "value"), OLD),
         ("multi-task, value weight 0.2, patience 4", ("next_item", "next_type", "value"),
-         {"w_value": 0.2, "patience": 4}),
+         {**OLD, "w_value": 0.2, "patience": 4}),
         # each head stops on its own validation loss and predicts with its own best epoch's weights
-        ("multi-task, per-head stopping", ("next_item", "next_type", "value"), {"stopping": "per_head"}),
+        ("multi-task, per-head stopping", ("next_item", "next_type", "value"), PER_HEAD),
+        # ... and is then fine-tuned alone from that snapshot (kept only if it validates better)
+        ("multi-task, per-head stopping + fine-tune", ("next_item", "next_type", "value"), FINETUNE),
         ("single: next item", ("next_item",), {}),
         ("single: next type", ("next_type",), {}),
         ("single: value", ("value",), {}),
     ]
     if seed == 0:  # uncertainty weighting once, for lack of CPU time
         runs.insert(1, ("multi-task, uncertainty weights (seed 0)", ("next_item", "next_type", "value"),
-                            {"weighting": "uncertainty"}))
+                            {**OLD, "weighting": "uncertainty"}))
     for label, heads, kw in runs:
-        if only and not any(v in label for v in only.split("|")):
+        if not _selected(label, only):
             continue
         t0 = time.perf_counter()
         m = _model(heads, seed, quick, **kw).fit(hist)
         row: Row = {"dataset": "synthetic", "seed": seed, "model": label,
                     "epochs": m.train_result_["epochs_run"],
                     "fit_s": time.perf_counter() - t0}
+        row["val_loss"] = _val_losses(m.train_result_)
         if m.train_result_.get("best_epochs"):
             row["best_epochs"] = m.train_result_["best_epochs"]
+        if m.train_result_.get("finetune"):
+            row["finetune"] = m.train_result_["finetune"]
         if "value" in m.heads:
             pred = m.predict_value(test_v.users, context=hist, at=test_cut)
             row.update({k: v for k, v in value_row(label, pred).items() if k.startswith("value")})
+            err = np.log1p(np.maximum(pred, 0.0)) - np.log1p(test_v.target)
+            row[PER_UNIT + "value RMSE(log)"] = _units(err ** 2)  # squared errors (paired test)
         if "next_type" in m.heads:
             p = m.predict_next_type(test_t.users, context=ds, ends=test_t.positions)
-            row.update(_type_metrics(test_t.labels, p))
+            row.update(_type_metrics(test_t.labels, p, per_event=True))
         if "next_item" in m.heads:
             row.update(_next_item_metrics(m, hist, nx_users, nx_items))
         rows.append(row)
@@ -284,58 +348,133 @@ Every event in the future window, predicted from all events before it.
 """
 
 
-#: Per head: (metric, higher is better) compared between joint training and the head trained alone.
-HEAD_METRICS: list[tuple[str, str, bool]] = [
-    ("next item", "HR@10", True), ("next item", "NDCG@10", True),
-    ("next type", "type macro AUC", True), ("next type", "type log loss", False),
-    ("value", "value capture@10%", True), ("value", "value Spearman", True),
-    ("value", "value RMSE(log)", False),
-]
-SINGLE = {"next item": "single: next item", "next type": "single: next type", "value": "single: value"}
+#: Per dataset and head: (metric, higher is better) compared between joint training and the head alone.
+HEAD_METRICS: dict[str, list[tuple[str, str, bool]]] = {
+    "synthetic": [("next item", "HR@10", True), ("next item", "NDCG@10", True),
+                  ("next type", "type macro AUC", True), ("next type", "type log loss", False),
+                  ("value", "value capture@10%", True), ("value", "value Spearman", True),
+                  ("value", "value RMSE(log)", False)],
+    "ml-100k": [("next item", "HR@10", True), ("next item", "NDCG@10", True), ("rating", "RMSE", False),
+                ("rating", "MAE", False)],
+}
+#: Per dataset: the head trained alone, and the joint models (old single stop, per-head stopping, new).
+SINGLE = {"next item": "single: next item", "next type": "single: next type", "value": "single: value",
+          "rating": "single: rating"}
+JOINT = {"synthetic": ("multi-task (item+type+value)", "multi-task, per-head stopping",
+                       "multi-task, per-head stopping + fine-tune"),
+         "ml-100k": ("multi-task (item+rating)", "multi-task (item+rating), per-head stopping",
+                     "multi-task (item+rating), per-head stopping + fine-tune")}
+
+
+def _paired(sub: list[Row], a: str, b: str, metric: str) -> tuple[float, float, int] | None:
+    """Paired t-test of model ``a`` against ``b`` on ``metric``'s per-user (per-event, per-rating) values,
+    pooled over the seeds both ran (pairs within a seed): mean difference, p-value, pairs."""
+    from lmrec.evaluation.stats import paired_test
+
+    key = PER_UNIT + metric
+    xs, ys = [], []
+    for seed in sorted({r["seed"] for r in sub}):
+        ra = [r for r in sub if r["model"] == a and r["seed"] == seed and key in r]
+        rb = [r for r in sub if r["model"] == b and r["seed"] == seed and key in r]
+        if ra and rb:
+            xs.append(np.asarray(ra[0][key]))
+            ys.append(np.asarray(rb[0][key]))
+    if not xs:
+        return None
+    t = paired_test(np.concatenate(xs), np.concatenate(ys), "t")
+    return t.mean_difference, t.p_value, t.n
 
 
 def per_head_report(rows: list[Row], seeds: list[int], extra: str = "") -> str:
-    """Per head and metric: joint training (equal weights; per-head stopping) against the head alone."""
-    sub = [r for r in rows if r["dataset"] == "synthetic"]
-
-    def vals(model: str, metric: str) -> np.ndarray:
-        return np.array([r[metric] for r in sub if r["model"] == model and metric in r], dtype=np.float64)
+    """Per dataset, head and metric: the head alone, joint training with one early stop (the old default),
+    per-head stopping, and per-head stopping + fine-tune; the new one against the head alone, paired."""
 
     def cell(v: np.ndarray) -> str:
         return "—" if not v.size else (f"{v.mean():.4f} ± {v.std():.4f}" if v.size > 1 else f"{v[0]:.4f}")
 
-    joint, per_head = "multi-task (item+type+value)", "multi-task, per-head stopping"
-    lines = ["| head | metric | joint stopping | per-head stopping | single task | per-head ≥ single? |",
-             "|---|---|---|---|---|---|"]
-    for head, metric, higher in HEAD_METRICS:
-        j, p, s = vals(joint, metric), vals(per_head, metric), vals(SINGLE[head], metric)
-        verdict = "—"
-        if p.size and s.size:
-            ok = p.mean() >= s.mean() if higher else p.mean() <= s.mean()
-            diff = p.mean() - s.mean()
-            verdict = f"{'yes' if ok else 'no'} ({diff:+.4f})"
-        name = metric + ("" if higher else " (lower better)")
-        lines.append(f"| {head} | {name} | {cell(j)} | {cell(p)} | {cell(s)} | {verdict} |")
-    best = "; ".join(f"seed {r['seed']}: "
-                     + ", ".join(f"{h} {e}" for h, e in r.get("best_epochs", {}).items())
-                     + f" (ran {r['epochs']})" for r in sub if r["model"] == per_head)
-    m = MODEL
-    return f"""## Multi-task heads: per-head early stopping (issue 18 part 6)
+    lines = ["| data | head | metric | single task | joint, one stop (old) | per-head stopping | "
+             "per-head + fine-tune (new) | new − single | paired t-test |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    cost = ["| data | model | epochs | fit_s |", "|---|---|---|---|"]
+    valid = ["| data | head | single task | joint, one stop (old) | per-head stopping | "
+             "per-head + fine-tune (new) | seeds new ≤ single |", "|---|---|---|---|---|---|---|"]
+    for data, metrics in HEAD_METRICS.items():
+        sub = [r for r in rows if r["dataset"] == data]
+        if not sub:
+            continue
 
-Synthetic shop ({SHOP["n_users"]:,} users, {SHOP["n_items"]} items, {SHOP["days"]} days), seeds {seeds} (the
-generator and the model), mean ± std over seeds; protocols and metrics as in "Multi-task heads" above. Model:
-`multitask`, {m["n_layers"]} layers, d = {m["d_model"]}, last {m["max_len"]} events, lr {m["lr"]}, batch
-{m["batch_size"]}, at most {m["epochs"]} epochs, patience {m["patience"]}, equal loss weights. *Joint
-stopping*: one early stop on the sum of the heads' relative validation losses (the default,
-`stopping="joint"`).
-*Per-head stopping* (`stopping="per_head"`): every epoch each head is validated on its own loss and keeps a
-snapshot of the whole model (trunk and heads) at its best epoch; after {m["patience"]} validations without
-improving a head stops and leaves the objective; training ends when every head has stopped, and each head
-predicts with its own snapshot. Single task: the head trained alone with the same settings.
+        def vals(model: str, metric: str, sub: list[Row] = sub) -> np.ndarray:
+            return np.array([r[metric] for r in sub if r["model"] == model and metric in r], dtype=np.float64)
+
+        old, per_head, new = JOINT[data]
+        for head, metric, higher in metrics:
+            single = SINGLE[head]
+            s, n = vals(single, metric), vals(new, metric)
+            diff = f"{n.mean() - s.mean():+.4f}" if n.size and s.size else "—"
+            test = "—"
+            t = _paired(sub, new, single, metric)
+            if t is not None:
+                unit = "squared errors" if metric.startswith(("RMSE", "value RMSE")) else "per unit"
+                test = f"p = {t[1]:.2g} (n = {t[2]:,}, {unit})"
+            name = metric + ("" if higher else " ↓")
+            lines.append(f"| {data} | {head} | {name} | {cell(s)} | {cell(vals(old, metric))} | "
+                         f"{cell(vals(per_head, metric))} | {cell(n)} | {diff} | {test} |")
+        for head in dict.fromkeys(h for h, _, _ in metrics):
+            key = head.replace(" ", "_")
+
+            def val(model: str, key: str = key, sub: list[Row] = sub) -> np.ndarray:
+                return np.array([r["val_loss"][key] for r in sub if r["model"] == model
+                                 and key in r.get("val_loss", {})], dtype=np.float64)
+
+            vs, vn = val(SINGLE[head]), val(new)
+            wins = "—" if not (vs.size and vn.size) else f"{int((vn <= vs).sum())} of {min(vs.size, vn.size)}"
+            valid.append(f"| {data} | {head} | {cell(vs)} | {cell(val(old))} | {cell(val(per_head))} | "
+                         f"{cell(vn)} | {wins} |")
+        for model in dict.fromkeys([*(SINGLE[h] for h, _, _ in metrics), old, per_head, new]):
+            if vals(model, "fit_s").size:
+                ep, fit = cell(vals(model, "epochs")), cell(vals(model, "fit_s"))
+                cost.append(f"| {data} | {model} | {ep} | {fit} |")
+    notes = []
+    for r in rows:
+        if r["model"] in {j[2] for j in JOINT.values()} and r.get("finetune"):
+            ft = ", ".join(f"{h} {f['val_before']:.4f} → {f['val_after']:.4f}"
+                           + ("" if f["kept"] else " (snapshot kept)") for h, f in r["finetune"].items())
+            best = ", ".join(f"{h} {e}" for h, e in r.get("best_epochs", {}).items())
+            notes.append(f"* {r['dataset']}, seed {r['seed']}: best joint epoch per head {best}; validation "
+                         f"loss before → after fine-tune: {ft}.")
+    m = MODEL
+    return f"""## Multi-task heads: per-head stopping and fine-tuning (issue 18 part 6)
+
+Seeds {seeds} (the model; for the synthetic shop also the generator), mean ± std over seeds; protocols and
+metrics as in "Multi-task heads" above (synthetic shop: {SHOP["n_users"]:,} users, {SHOP["n_items"]} items,
+{SHOP["days"]} days; MovieLens-100K: each user's last 20% of ratings held out, rating read from the history
+alone). Model: `multitask`, {m["n_layers"]} layers, d = {m["d_model"]}, last {m["max_len"]} events,
+lr {m["lr"]}, batch {m["batch_size"]}, at most {m["epochs"]} epochs (each phase), patience {m["patience"]},
+equal loss weights.
+*Single task*: the head trained alone. *Joint, one stop (old)*: `stopping="joint"`, one early stop on the sum
+of the heads' relative validation losses. *Per-head stopping*: `stopping="per_head", head_finetune=False`,
+each head keeps the whole model's snapshot at its own best validation epoch and leaves the objective after
+{m["patience"]} epochs without improving. *Per-head + fine-tune (new)*: `stopping="per_head",
+head_finetune=True`: after that, each head is trained alone from its own snapshot (fresh optimiser and
+schedule, early stopping on its validation loss) and keeps the result only if it validates better. "new −
+single": difference of the means (↓: lower is better); the paired t-test pools the per-user (next item),
+per-event (type) or per-example squared-error (rating, value) values of all seeds, pairs within a seed;
+capture, Spearman and AUC are set-level metrics with no per-user value and get no test.
+
+Validation loss of each head (what the settings are chosen on; the weights each head predicts with; lower
+is better; the same held-out events and value cut for every model of a seed):
+
+{chr(10).join(valid)}
+
+Test:
 
 {chr(10).join(lines)}
 
-Best epoch per head with per-head stopping: {best or "—"}.
+Cost (epochs: joint phase; the fine-tune phase's are in the notes):
+
+{chr(10).join(cost)}
+
+{chr(10).join(notes)}
 {extra}"""
 
 
@@ -356,7 +495,8 @@ def main(argv: list[str] | None = None) -> None:
                          "running")
     ap.add_argument("--notes", type=Path, default=None, help="Markdown appended to the section")
     ap.add_argument("--variants", default="",
-                    help="run only the model variants whose label contains this (several: 'a|b')")
+                    help="run only the model variants whose label contains this (several: 'a|b'; '=label': "
+                         "that label exactly)")
     ap.add_argument("--section", default="multitask",
                     help="docs section to write ('multitask-per-head': the per-head stopping comparison)")
     ap.add_argument("--no-write", action="store_true",

@@ -130,8 +130,8 @@ def test_per_head_stopping_keeps_each_heads_best_epoch_and_saves_it(
         return {h: c[e] for h, c in curves.items()}
 
     monkeypatch.setattr(mt_model, "batched_losses", scripted)
-    model = MultiTask(**{**TINY, "epochs": 6, "patience": 2, "stopping": "per_head", "valid_users": 0.2,
-                         "lr": 1e-2}).fit(shop)
+    model = MultiTask(**{**TINY, "epochs": 6, "patience": 2, "stopping": "per_head", "head_finetune": False,
+                         "valid_users": 0.2, "lr": 1e-2}).fit(shop)
     tr = model.train_result_
     assert tr is not None and tr["best_epochs"] == {"next_item": 6, "next_type": 2, "value": 1}
     assert tr["stopped_at"] == {"value": 3, "next_type": 4} and tr["epochs_run"] == 6
@@ -169,3 +169,89 @@ def _one_network(model: MultiTask) -> MultiTask:
     m = copy.copy(model)
     m.head_networks_ = {}
     return m
+
+
+def _scripted_fit(shop: Dataset, monkeypatch: pytest.MonkeyPatch, curves: list[dict[str, float]],
+                  **settings: object) -> tuple[MultiTask, list[dict], list[set[str]]]:
+    """Fit with per-head stopping + fine-tune where the i-th validation returns ``curves[i]``; returns the
+    model and, per validation, the network's weights and the heads in the objective."""
+    import copy
+
+    import lmrec.models.multitask.model as mt_model
+
+    seen: list[dict] = []
+    active: list[set[str]] = []
+
+    def scripted(m, rows, device, batch):  # type: ignore[no-untyped-def]
+        seen.append(copy.deepcopy(m.network.state_dict()))
+        active.append(set(m.active))
+        return curves[len(seen) - 1]
+
+    monkeypatch.setattr(mt_model, "batched_losses", scripted)
+    model = MultiTask(**{**TINY, "epochs": 3, "patience": 5, "stopping": "per_head", "head_finetune": True,
+                         "valid_users": 0.2, "lr": 1e-2, **settings}).fit(shop)
+    return model, seen, active
+
+
+#: Scripted validation losses: three joint epochs (best: next item 3, next type 2, value 1), then three epochs
+#: of each head's fine-tune (in head order): next item improves on its snapshot at fine-tune epoch 2, next
+#: type never does, value does at epoch 1.
+FT_CURVES = [{"next_item": a, "next_type": b, "value": c} for a, b, c in
+             [(5.0, 1.0, 2.0), (4.0, 0.5, 2.5), (3.0, 0.6, 3.0)]] + [
+    {"next_item": v, "next_type": 9.0, "value": 9.0} for v in (2.9, 2.5, 2.7)] + [
+    {"next_item": 9.0, "next_type": v, "value": 9.0} for v in (0.7, 0.55, 0.6)] + [
+    {"next_item": 9.0, "next_type": 9.0, "value": v} for v in (1.9, 2.1, 2.2)]
+
+
+def test_finetune_phase_keeps_each_heads_best_and_never_degrades_a_head(
+    shop: Dataset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import torch
+
+    model, seen, active = _scripted_fit(shop, monkeypatch, FT_CURVES)
+    tr = model.train_result_
+    assert tr is not None and tr["best_epochs"] == {"next_item": 3, "next_type": 2, "value": 1}
+    assert len(seen) == 3 + 3 * 3
+    assert active[:3] == [{"next_item", "next_type", "value"}] * 3  # the joint phase
+    for k, head in enumerate(("next_item", "next_type", "value")):  # each fine-tune trains its head alone
+        assert active[3 + 3 * k: 6 + 3 * k] == [{head}] * 3
+    ft = tr["finetune"]
+    assert {h: f["kept"] for h, f in ft.items()} == {"next_item": True, "next_type": False, "value": True}
+    assert ft["next_item"]["val_before"] == 3.0 and ft["next_item"]["val_after"] == 2.5
+    assert ft["next_type"]["val_before"] == 0.5 and ft["next_type"]["best_epoch"] == 2
+    # improved heads: the weights of their best fine-tune epoch; the type head, which never beat its snapshot,
+    # predicts with that snapshot (joint epoch 2) bit for bit: a head that stops improving does not degrade
+    expected = {"next_item": seen[3 + 1], "next_type": seen[1], "value": seen[9]}
+    for head, state in expected.items():
+        for k, v in model.head_networks_[head].state_dict().items():
+            torch.testing.assert_close(v, state[k], rtol=0, atol=0)
+    assert model.network_ is model.head_networks_["next_item"]
+    # the fine-tuned networks moved away from their joint snapshots
+    assert any(not torch.equal(v, seen[2][k]) for k, v in model.network_.state_dict().items())
+    # each head's own network survives a save/load round trip
+    loaded = load_model(model.save(tmp_path / "finetuned"))
+    assert isinstance(loaded, MultiTask)
+    users = np.arange(1, 21)
+    np.testing.assert_allclose(loaded.predict_next_type(users), model.predict_next_type(users))
+    np.testing.assert_allclose(loaded.predict_value(users), model.predict_value(users))
+    np.testing.assert_array_equal(loaded.score(shop.sequences.take(users), users),
+                                  model.score(shop.sequences.take(users), users))
+
+
+def test_finetune_phase_starts_from_each_heads_own_snapshot(shop: Dataset, monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """With a zero fine-tune learning rate the weights cannot move, so every validation of a head's fine-tune
+    sees exactly the snapshot of that head's best joint epoch."""
+    import torch
+
+    _, seen, _ = _scripted_fit(shop, monkeypatch, FT_CURVES, finetune_lr=0.0)
+    for k, best in enumerate((3, 2, 1)):  # next item, next type, value
+        for state in seen[3 + 3 * k: 6 + 3 * k]:
+            for key, v in state.items():
+                torch.testing.assert_close(v, seen[best - 1][key], rtol=0, atol=0)
+
+
+def test_one_head_has_no_finetune_phase(shop: Dataset) -> None:
+    model = MultiTask(**{**TINY, "epochs": 1, "heads": ("next_type",), "stopping": "per_head",
+                         "head_finetune": True, "valid_users": 0.2}).fit(shop)
+    assert model.train_result_ is not None and "finetune" not in model.train_result_

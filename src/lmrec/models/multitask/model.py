@@ -35,7 +35,7 @@ from lmrec.models.multitask.features import (
 from lmrec.models.multitask.loss import LossModule, batched_losses
 from lmrec.models.multitask.network import MultiTaskNetwork
 from lmrec.models.seqrec.network import gap_buckets
-from lmrec.training.trainer import Trainer, seed_everything
+from lmrec.training.trainer import Trainer, TrainResult, seed_everything
 
 log = logging.getLogger("lmrec.models.multitask")
 
@@ -156,11 +156,47 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
 
             trainer.evaluate = evaluate_heads
         result = trainer.fit(train_rows)
+        states = trainer.group_states
+        finetuned: dict[str, dict[str, Any]] = {}
+        if per_head and cfg.head_finetune and len(heads) > 1:  # one head alone has nothing to move away from
+            states, finetuned = self._finetune_heads(module, states, train_rows, evaluate, result)
         self.network_ = module.network.cpu().eval()
         self.head_networks_ = {}
         if per_head:
-            self._use_head_snapshots(trainer.group_states, text, dataset.item_popularity)
+            self._use_head_snapshots(states, text, dataset.item_popularity)
         self.train_result_ = result.to_dict()
+        if finetuned:
+            self.train_result_["finetune"] = finetuned
+
+    def _finetune_heads(self, module: LossModule, states: dict[str, dict[str, torch.Tensor]],
+                        rows: dict[str, np.ndarray], evaluate: Any, result: TrainResult
+                        ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, Any]]]:
+        """The fine-tune phase: each head, from its own snapshot, trained on its loss alone with early
+        stopping on its validation loss; it keeps the fine-tuned weights only if they validate better than
+        the snapshot. Returns the heads' states and, per head, what the phase did."""
+        cfg = self.config
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        info: dict[str, dict[str, Any]] = {}
+        for head, state in states.items():
+            key = f"val_{head}"
+            start = next(m[key] for m in result.metrics if m["epoch"] == result.best_epochs[head])
+            module.load_state_dict(state)
+            module.active = {head}
+
+            def evaluate_one(m: nn.Module, key: str = key) -> dict[str, float]:
+                loss = evaluate(m)[key]
+                return {key: loss, "score": -loss}
+
+            ft = Trainer(module, cfg.train_config(cfg.finetune_lr), evaluate_one, metric="score")
+            r = ft.fit(rows)
+            kept = -r.best_metric < start
+            out[head] = {k: v.detach().clone() for k, v in module.state_dict().items()} if kept else state
+            info[head] = {"val_before": start, "val_after": -r.best_metric, "best_epoch": r.best_epoch,
+                          "epochs_run": r.epochs_run, "kept": kept}
+            log.info("fine-tune %s: validation loss %.4f -> %.4f (epoch %d of %d)%s", head, start,
+                     -r.best_metric, r.best_epoch, r.epochs_run, "" if kept else "; snapshot kept")
+        module.active = set(module.network.heads)
+        return out, info
 
     def _use_head_snapshots(self, states: dict[str, dict[str, torch.Tensor]], text: np.ndarray | None,
                             counts: np.ndarray) -> None:
