@@ -19,7 +19,17 @@ from lmrec.serving.bundle import ModelBundle
 from lmrec.serving.engine import Engine
 from lmrec.serving.errors import RateLimitedError, ServingError
 from lmrec.serving.observability import LiveStats, Metrics, ServiceMiddleware
-from lmrec.serving.routers import admin, admin_ops, dashboard, events, health, items, recommendations, users
+from lmrec.serving.routers import (
+    admin,
+    admin_ops,
+    dashboard,
+    events,
+    health,
+    items,
+    onboarding,
+    recommendations,
+    users,
+)
 from lmrec.serving.security import Authenticator, AuthError
 from lmrec.serving.settings import ServingSettings
 from lmrec.serving.text import Encoder, load_encoder
@@ -144,7 +154,7 @@ def create_app(settings: ServingSettings | None = None, *, store: Store | None =
     app.state.metrics = metrics
     app.state.stats = stats
     app.state.engine = None
-    for module in (recommendations, items, events, users, admin, admin_ops, health, dashboard):
+    for module in (recommendations, items, events, users, onboarding, admin, admin_ops, health, dashboard):
         app.include_router(module.router)
     _install_handlers(app)
     app.add_middleware(ServiceMiddleware, metrics=metrics, stats=stats,  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models.base import Recommender
 from lmrec.models.capabilities import ItemEmbeddings, UserEmbeddings
+from lmrec.models.onboarding import Onboarding
 from lmrec.serving.retrieval import VectorIndex, normalise
 from lmrec.serving.settings import ServingSettings
 from lmrec.serving.text import Encoder, encode_for_model, encode_items
@@ -132,6 +133,13 @@ class ModelBundle:
     loaded_at: float = field(default_factory=time.time)
     lock: RWLock = field(default_factory=RWLock)
     _masks: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = field(default_factory=dict)
+    _onboarding: Any | None = None  # built on the first onboarding request (lmrec.models.onboarding)
+
+    def onboarding(self) -> Any:
+        """The :class:`~lmrec.models.onboarding.Onboarding` of this model version (built once, on demand)."""
+        if self._onboarding is None:
+            self._onboarding = Onboarding(self.model)
+        return self._onboarding
 
     @property
     def n_items(self) -> int:

@@ -521,6 +521,38 @@ class Engine:
         return UpsertResult(created=len(created), updated=len(ids) - len(created),
                             encoded=0 if vecs is None else len(vecs), catalogue_size=b.n_items)
 
+    # ------------------------------------------------------------------ onboarding
+    def onboarding(self, answers: dict[str, bool], n: int, k: int,
+                   user_id: str | None = None) -> tuple[list[RecommendedItem], list[RecommendedItem], int]:
+        """The next ``n`` questions for a new user given their answers so far (``{item id: chose it}``), the
+        first ``k`` recommendations from those answers (empty before any answer), and, with ``user_id``, how
+        many "yes" answers were stored as ``like`` events of that user (so their next recommendations follow
+        from them at once). Items the model does not know are ignored."""
+        b = self.bundle
+        ob = b.onboarding()
+        known = {i: v for i, v in answers.items() if i in b.model.item_map}
+        with b.lock.read():
+            questions = [RecommendedItem(q, 0.0, b.title(b.model.item_map.index(q)),
+                                         b.categories(b.model.item_map.index(q)))
+                         for q in ob.next_questions(known, n)]
+            recs: list[RecommendedItem] = []
+            if known:
+                scores = ob.consistent_scores(known)
+                scores[PAD] = NEG_INF
+                scores[b.model.item_map.indices(list(known))] = NEG_INF
+                idx, sc = topk(scores[None, :], k)
+                recs = [RecommendedItem(str(b.model.item_map.raw(int(i))), float(s), b.title(int(i)),
+                                        b.categories(int(i)))
+                        for i, s in zip(idx[0], sc[0], strict=True) if np.isfinite(s)]
+        added = 0
+        if user_id is not None:
+            liked = [i for i, v in known.items() if v]
+            now = int(time.time())
+            res = self.ingest([{"event_id": f"onboarding:{user_id}:{i}", "user_id": user_id, "item_id": i,
+                                "timestamp": now, "event_type": "like"} for i in liked]) if liked else None
+            added = res.accepted if res is not None else 0
+        return questions, recs, added
+
     # ------------------------------------------------------------------ erasure
     def erase_user(self, user_id: str) -> dict[str, int]:
         """Erase a user's events, profile and every cached trace; afterwards the user is unknown (404)."""

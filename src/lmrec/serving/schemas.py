@@ -270,3 +270,27 @@ class BackupOut(BaseModel):
     path: str
     tables: dict[str, dict[str, int | str]] = Field(description="Rows and content hash per table.")
     models: list[str] = Field(description="Model versions copied.")
+
+
+# ---------------------------------------------------------------------- onboarding
+class AnswerIn(_Body):
+    item_id: str = _ID
+    chose: bool = Field(description="Whether the user picked (knows, likes) the item asked about.")
+
+
+class OnboardingIn(_Body):
+    answers: list[AnswerIn] = Field(default_factory=list, max_length=200,
+                                    description="The answers so far, in the order they were given.")
+    n: int = Field(5, ge=1, le=50, description="How many questions to return, most informative first.")
+    k: int = Field(10, ge=1, le=1000, description="How many first recommendations, from the answers.")
+    user_id: str | None = Field(None, min_length=1, max_length=256,
+                                description="Store the 'yes' answers as `like` events of this user, so "
+                                            "their recommendations follow from them at once.")
+
+
+class OnboardingOut(BaseModel):
+    model_version: str
+    questions: list[ItemOut] = Field(description="Items to ask about next (score 0: not a ranking).")
+    recommendations: list[ItemOut] = Field(description="First recommendations from the answers (none before "
+                                                       "the first answer).")
+    events_added: int = Field(description="'yes' answers stored as like events of user_id.")
