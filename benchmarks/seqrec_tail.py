@@ -164,6 +164,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--section", default=None,
+                    help="docs/benchmarks.md section to write (default: the data set's, e.g. seqrec-tail)")
     args = ap.parse_args()
     source, section, _, _ = DATA[args.data]
     if args.data == "latest-small" and not (Path(source) / "ratings.csv").exists():
@@ -191,7 +193,7 @@ def main() -> None:
     if not args.no_write:
         from _report import write_section
 
-        write_section(section, body)
+        write_section(args.section or section, body)
 
 
 if __name__ == "__main__":
