@@ -37,7 +37,7 @@ from seqrec import FUSED_VS_ID, PRIOR_SCALES, SEQREC_BASE, TAIL_MAX, run_one  # 
 
 MODELS = ["seqrec-id", "seqrec-id-prior", "seqrec-id-all", "seqrec-fused-drop", "seqrec-fused-prior",
           "seqrec-fused-all", "seqrec-fused-all-p1", "seqrec-fused-all-learned", "seqrec-fused-all-nogate",
-          "itemknn"]
+          "seqrec-fused-all-residual", "itemknn"]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: --data names: (folder or loader name, section id, title, text)
 DATA = {
@@ -56,6 +56,8 @@ LABELS = {
     "seqrec-fused-all-p1": "seqrec-fused, every window, id gate ½ at 1 event (fuse_pivot 1)",
     "seqrec-fused-all-learned": "seqrec-fused, every window, learned per-item id gate (fuse_gate learned)",
     "seqrec-fused-all-nogate": "seqrec-fused, every window, no id gate (fuse_gate none)",
+    "seqrec-fused-all-residual": "seqrec-fused, every window, ids as zero-started residuals of text, no gate "
+                                 "(fuse_gate residual)",
     "itemknn": "itemknn (best baseline on ML-100K)",
 }
 KS = (10, 100)

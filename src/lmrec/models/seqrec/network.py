@@ -33,7 +33,7 @@ ITEM_REPRS = ("id", "text", "fused")
 ENCODERS = ("transformer", "gru", "lstm")
 TEXT_ADAPTERS = ("whiten", "pca", "none")
 POP_PRIORS = ("none", "fixed", "user")
-FUSE_GATES = ("count", "learned", "none")
+FUSE_GATES = ("count", "learned", "none", "residual")
 #: Ridge penalty of the text → log-popularity regression that gives new items their prior.
 RIDGE_PRIOR = 1.0
 
@@ -254,6 +254,9 @@ class ItemEncoder(nn.Module):
             nn.init.normal_(self.id_emb.weight, std=cfg.d_model ** -0.5)
             with torch.no_grad():
                 self.id_emb.weight[PAD].zero_()
+                if cfg.item_repr == "fused" and cfg.fuse_gate == "residual":
+                    # The item vector starts as its text vector; ids learn only the residual events ask for.
+                    self.id_emb.weight.zero_()
         if cfg.uses_text:
             if text_vectors is None:
                 raise ValueError(f"item_repr={cfg.item_repr!r} needs text_vectors")
@@ -326,7 +329,7 @@ class ItemEncoder(nn.Module):
             return torch.ones_like(counts)
         if self.cfg.item_repr == "text":
             return torch.zeros_like(counts)
-        if self.cfg.fuse_gate == "none":
+        if self.cfg.fuse_gate in ("none", "residual"):
             g = torch.ones_like(counts)
         else:
             logit = self.gate_scale * (torch.log1p(counts) - self.gate_shift)
