@@ -74,14 +74,17 @@ def _mean(rows: list[dict[str, Any]], key: str) -> float:
     return statistics.mean(r[key] for r in rows)
 
 
-def report(rows: dict[str, list[dict[str, Any]]], seeds: list[int], data: str = "latest-small") -> str:
-    """The markdown section from the cached runs (``rows[model]``: one dict per seed)."""
-    _, _, title, described = DATA[data]
+def report(rows: dict[str, list[dict[str, Any]]], seeds: list[int], data: str = "latest-small",
+           section: str | None = None) -> str:
+    """The markdown section from the cached runs (``rows[model]``: one dict per seed); ``section``: the
+    section written when it is not the data set's own."""
+    _, default_section, title, described = DATA[data]
     present = [m for m in MODELS if rows.get(m)]
     first = rows[present[0]][0]
     settings = ("max_len 50" if data == "latest-small" else 'max_len "auto" (24 here)')
     lines = [
-        f"## SeqRec on tail and head targets ({title})",
+        f"## SeqRec on tail and head targets ({title})" if section in (None, default_section)
+        else f"## SeqRec on tail and head targets: id gate designs ({title})",
         "",
         f"{described}, leave-one-out, full ranking, seen items filtered; {first['users']} test users, of "
         f"whom **{first['tail_users']} have a tail target** (≤ {TAIL_MAX} training events) and "
@@ -128,6 +131,8 @@ def report(rows: dict[str, list[dict[str, Any]]], seeds: list[int], data: str = 
                 cells = " | ".join(_ms([s[c] for s in sub]) for c in COLUMNS)
                 lines.append(f"| {LABELS[m]} | {scale} | {cells} |")
     flag = "" if data == "latest-small" else f" --data {data}"
+    if section not in (None, default_section):
+        flag += f" --section {section}"
     lines += ["", *_checks(rows), "", f"Command: `python benchmarks/seqrec_tail.py{flag}` (resumes from "
               f"`benchmarks/out/{DATA[data][1].replace('-', '_')}.jsonl`); `fit s` is the mean training time "
               "and `load` the mean 1-minute load average at the start of each run (2 shared cores)."]
@@ -190,7 +195,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             rows[model].append(row)
             append_cached(cache, row)
-    body = report(rows, args.seeds, args.data)
+    body = report(rows, args.seeds, args.data, args.section)
     print(body)
     if not args.no_write:
         from _report import write_section
