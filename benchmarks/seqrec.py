@@ -73,8 +73,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # control for the windows: the last window only, trained for as many steps as "all" takes on ML-100K
     "seqrec-id-long": {"item_repr": "id", "epochs": 100, "windows": "last"},
 }
-# Every fused variant without its own gate keeps the count gate it was measured with before the learned gate
-# became the default (issue 18), so the cached rows keep their meaning.
+# A fused variant without its own gate is pinned to the count gate it was measured with, so cached rows
+# keep their meaning whatever the default of fuse_gate becomes.
 for _v in VARIANTS.values():
     if _v["item_repr"] == "fused":
         _v.setdefault("fuse_gate", "count")

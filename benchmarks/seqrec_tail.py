@@ -52,10 +52,9 @@ LABELS = {
     "seqrec-fused-drop": "seqrec-fused (id dropout 0.5, min 0.3), no prior",
     "seqrec-fused-prior": "seqrec-fused + popularity prior",
     "seqrec-id-all": "seqrec-id, every window of each history",
-    "seqrec-fused-all": "seqrec-fused, every window of each history (count gate, default before issue 18)",
+    "seqrec-fused-all": "seqrec-fused, every window of each history (count gate, the default)",
     "seqrec-fused-all-p1": "seqrec-fused, every window, id gate ½ at 1 event (fuse_pivot 1)",
-    "seqrec-fused-all-learned": "seqrec-fused, every window, learned per-item id gate (fuse_gate learned, "
-                                "the default)",
+    "seqrec-fused-all-learned": "seqrec-fused, every window, learned per-item id gate (fuse_gate learned)",
     "seqrec-fused-all-nogate": "seqrec-fused, every window, no id gate (fuse_gate none)",
     "seqrec-fused-all-residual": "seqrec-fused, every window, ids as zero-started residuals of text, no gate "
                                  "(fuse_gate residual)",

@@ -87,10 +87,10 @@ class SeqRecConfig:
     text_reduced_dim: int = 128
     adapter_hidden: int = 256
     fuse_pivot: float = 5.0  # fused: training count at which the id gate starts at one half
-    #: fused: how much of an item's id part is used. "learned" (default since issue 18, the tail): the count
-    #: gate plus a per-item term from the item's text, trained end to end; "count": a gate of log(1 + count)
-    #: only; "none": gate 1; "residual": gate 1 with ids started at zero (item vector = text vector at first).
-    fuse_gate: str = "learned"
+    #: fused: how much of an item's id part is used. "count" (default): a gate of log(1 + count); "learned":
+    #: that plus a per-item term from the item's text, trained end to end; "none": gate 1; "residual": gate 1
+    #: with ids started at zero (item vector = text vector at first). See docs/seqrec.md for why count stays.
+    fuse_gate: str = "count"
     id_dropout: float = 0.5  # fused: drop a rare item's id part in training w.p. id_dropout * (1 - gate)
     id_dropout_min: float = 0.3  # fused: floor of that probability for every item (helps cold items)
     id_init_from_text: bool = False  # fused: start the id table from reduced text vectors
