@@ -63,9 +63,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # less shrinkage of rare items' id part: the gate is 0.5 at 1 training event instead of 5
     "seqrec-fused-all-p1": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3, "windows": "all",
                             "fuse_pivot": 1.0},
+    # issue 18, the tail: the id gate learned per item (log count + a text term), or no gate at all
+    "seqrec-fused-all-learned": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3,
+                                 "windows": "all", "fuse_gate": "learned"},
+    "seqrec-fused-all-nogate": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3,
+                                "windows": "all", "fuse_gate": "none"},
+    "seqrec-fused-all-residual": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3,
+                                  "windows": "all", "fuse_gate": "residual"},
     # control for the windows: the last window only, trained for as many steps as "all" takes on ML-100K
     "seqrec-id-long": {"item_repr": "id", "epochs": 100, "windows": "last"},
 }
+# A fused variant without its own gate is pinned to the count gate it was measured with, so cached rows
+# keep their meaning whatever the default of fuse_gate becomes.
+for _v in VARIANTS.values():
+    if _v["item_repr"] == "fused":
+        _v.setdefault("fuse_gate", "count")
 #: prior_at_scoring values also measured for models trained with a popularity prior (1 = as trained)
 PRIOR_SCALES = (0.75, 0.5, 0.25, 0.0)
 BASELINES = ["most-popular", "itemknn", "userknn", "ease", "als", "bpr", "content-lm"]
@@ -78,26 +90,36 @@ FUSED_VS_ID: dict[str, tuple[str, ...]] = {
     "seqrec-fused-prior": ("seqrec-id", "seqrec-id-prior"),
     "seqrec-fused-all": ("seqrec-id-all",),
     "seqrec-fused-all-p1": ("seqrec-id-all",),
+    "seqrec-fused-all-learned": ("seqrec-id-all",),
+    "seqrec-fused-all-nogate": ("seqrec-id-all",),
+    "seqrec-fused-all-residual": ("seqrec-id-all",),
 }
+OFFICE = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-office-2014"
 
 
 def _split(protocol: str, dataset: str = "movielens-100k"):  # -> Split
     from lmrec.data.loaders import load_dataset
     from lmrec.data.splits import cold_item, leave_one_out
 
-    ds, _ = load_dataset(dataset)
+    if dataset == "office":  # Amazon Office 2014 (../shared/data), as benchmarks/auto.py loads it
+        ds, _ = load_dataset(str(OFFICE / "Office.inter.tsv"), mapping={"user_id": "user_idx"},
+                             items=str(OFFICE / "Office.items.jsonl"))
+    else:
+        ds, _ = load_dataset(dataset)
     return ds, (leave_one_out(ds) if protocol == "loo" else cold_item(ds, cold_frac=0.1, seed=0))
 
 
-def _metrics(model, split, protocol: str, ks: tuple[int, ...]) -> dict[str, Any]:
-    """Test metrics of a fitted model: overall, and under leave-one-out for tail and head targets."""
+def _metrics(model, split, protocol: str, ks: tuple[int, ...], part: str = "test") -> dict[str, Any]:
+    """Metrics of a fitted model on ``split.test`` (``part="test"``) or ``split.valid``: overall, and under
+    leave-one-out for tail and head targets."""
     from lmrec.evaluation.evaluator import evaluate
 
-    res = evaluate(model, split.test, split.train, ks=ks)
+    eval_set = split.test if part == "test" else split.valid
+    res = evaluate(model, eval_set, split.train, ks=ks)
     out: dict[str, Any] = {f"{m}@{k}": res.mean(f"{m}@{k}") for k in ks for m in ("NDCG", "HR")}
     if protocol == "loo":
         pop = split.train.item_popularity
-        first = split.test.targets.values[split.test.targets.offsets[:-1]]
+        first = eval_set.targets.values[eval_set.targets.offsets[:-1]]
         tail = pop[first] <= TAIL_MAX
         for name, mask in (("tail", tail), ("head", ~tail)):
             out[f"{name}_users"] = int(mask.sum())
@@ -108,10 +130,13 @@ def _metrics(model, split, protocol: str, ks: tuple[int, ...]) -> dict[str, Any]
 
 
 def run_one(protocol: str, model_name: str, seed: int, threads: int,
-            dataset: str = "movielens-100k", ks: tuple[int, ...] = (10,)) -> dict[str, Any]:
-    """Fit one model on one split with one seed; return its test metrics (overall, tail, head) at ``ks``;
+            dataset: str = "movielens-100k", ks: tuple[int, ...] = (10,), valid: bool = False,
+            base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit one model on one split with one seed; return its test metrics (overall, tail, head) at ``ks``
+    (and, with ``valid``, the same on the validation targets under ``"valid"``: what choices are made on);
     models trained with a popularity prior are also measured at each scale of :data:`PRIOR_SCALES`
-    (``"prior_at_scoring"``: ``{scale: metrics}``)."""
+    (``"prior_at_scoring"``: ``{scale: metrics}``). ``base`` replaces :data:`SEQREC_BASE`; ``dataset`` is a
+    name or folder for ``load_dataset``, or ``"office"``."""
     from dataclasses import replace
 
     import torch
@@ -123,7 +148,8 @@ def run_one(protocol: str, model_name: str, seed: int, threads: int,
     ds, split = _split(protocol, dataset)
     vectors = text.item_vectors(ds, progress=False)
     if model_name.startswith("seqrec"):
-        cfg = {**SEQREC_BASE, **VARIANTS[model_name], "seed": seed, "num_threads": threads}
+        cfg = {**(SEQREC_BASE if base is None else base), **VARIANTS[model_name], "seed": seed,
+               "num_threads": threads}
         if protocol == "cold":
             cfg["epochs"] = COLD_EPOCHS
         model = create_model("seqrec", **cfg)
@@ -147,6 +173,8 @@ def run_one(protocol: str, model_name: str, seed: int, threads: int,
     fit_s = time.perf_counter() - t0
     out: dict[str, Any] = {"protocol": protocol, "model": model_name, "seed": seed, "fit_s": round(fit_s, 1),
                            "users": len(split.test), **_metrics(model, split, protocol, ks)}
+    if valid:
+        out["valid"] = _metrics(model, split, protocol, ks, part="valid")
     if getattr(model.config, "pop_prior", "none") != "none":
         trained = model.config
         out["prior_at_scoring"] = {}

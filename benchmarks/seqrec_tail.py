@@ -1,4 +1,5 @@
-"""SeqRec on tail and head targets where the tail is large enough to measure: MovieLens latest-small.
+"""SeqRec on tail and head targets where the tail is large enough to measure: MovieLens latest-small and the
+Amazon Office 2014 set (``--data office``).
 
 On MovieLens-100K only 16 of 943 leave-one-out test users have a tail target (≤ 5 training events), too few to
 compare models there. MovieLens latest-small (../shared/data/ml-latest-small: 671 users, 9,125 movies with
@@ -10,35 +11,53 @@ it for any model and HR@100 says which model brings it closer), and, for models 
 prior (``pop_prior="fixed"``, logit adjustment), the same metrics with that prior scaled down at scoring time
 (``prior_at_scoring``), the knob that trades head accuracy for tail reach without retraining.
 
-Every run is cached as one JSON line in ``--cache``, so the benchmark resumes where it stopped.
+Every run also records the same metrics on the validation targets (``valid``), which is what designs are
+chosen on (never the test targets). On Office the settings are the same except ``max_len="auto"`` (24 there:
+users have about 7 events). Every run is cached as one JSON line in ``--cache`` (one file per data set by
+default), so the benchmark resumes where it stopped.
 
-    python benchmarks/seqrec_tail.py [--data ../shared/data/ml-latest-small] [--seeds 0 1 2]
+    python benchmarks/seqrec_tail.py [--data latest-small|office|FOLDER] [--seeds 0 1 2] [--models ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import append_cached, read_cached  # noqa: E402
-from seqrec import FUSED_VS_ID, PRIOR_SCALES, TAIL_MAX, run_one  # noqa: E402
+from seqrec import FUSED_VS_ID, PRIOR_SCALES, SEQREC_BASE, TAIL_MAX, run_one  # noqa: E402
 
 MODELS = ["seqrec-id", "seqrec-id-prior", "seqrec-id-all", "seqrec-fused-drop", "seqrec-fused-prior",
-          "seqrec-fused-all", "seqrec-fused-all-p1", "itemknn"]
+          "seqrec-fused-all", "seqrec-fused-all-p1", "seqrec-fused-all-learned", "seqrec-fused-all-nogate",
+          "seqrec-fused-all-residual", "itemknn"]
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: --data names: (folder or loader name, section id, title, text)
+DATA = {
+    "latest-small": (str(SHARED / "ml-latest-small"), "seqrec-tail", "MovieLens latest-small",
+                     "MovieLens latest-small (671 users, 9,125 movies; text = title + genres)"),
+    "office": ("office", "seqrec-tail-office", "Amazon Office 2014",
+               "Amazon Office 2014 (about 7 events per user; text = title, brand, categories, description)"),
+}
 LABELS = {
     "seqrec-id": "seqrec-id",
     "seqrec-id-prior": "seqrec-id + popularity prior",
     "seqrec-fused-drop": "seqrec-fused (id dropout 0.5, min 0.3), no prior",
     "seqrec-fused-prior": "seqrec-fused + popularity prior",
     "seqrec-id-all": "seqrec-id, every window of each history",
-    "seqrec-fused-all": "seqrec-fused, every window of each history",
+    "seqrec-fused-all": "seqrec-fused, every window of each history (count gate, the default)",
     "seqrec-fused-all-p1": "seqrec-fused, every window, id gate ½ at 1 event (fuse_pivot 1)",
+    "seqrec-fused-all-learned": "seqrec-fused, every window, learned per-item id gate (fuse_gate learned)",
+    "seqrec-fused-all-nogate": "seqrec-fused, every window, no id gate (fuse_gate none)",
+    "seqrec-fused-all-residual": "seqrec-fused, every window, ids as zero-started residuals of text, no gate "
+                                 "(fuse_gate residual)",
     "itemknn": "itemknn (best baseline on ML-100K)",
 }
 KS = (10, 100)
@@ -55,26 +74,47 @@ def _mean(rows: list[dict[str, Any]], key: str) -> float:
     return statistics.mean(r[key] for r in rows)
 
 
-def report(rows: dict[str, list[dict[str, Any]]], seeds: list[int]) -> str:
-    """The markdown section from the cached runs (``rows[model]``: one dict per seed)."""
+def report(rows: dict[str, list[dict[str, Any]]], seeds: list[int], data: str = "latest-small",
+           section: str | None = None) -> str:
+    """The markdown section from the cached runs (``rows[model]``: one dict per seed); ``section``: the
+    section written when it is not the data set's own."""
+    _, default_section, title, described = DATA[data]
     present = [m for m in MODELS if rows.get(m)]
     first = rows[present[0]][0]
+    settings = ("max_len 50" if data == "latest-small" else 'max_len "auto" (24 here)')
     lines = [
-        "## SeqRec on tail and head targets (MovieLens latest-small)",
+        f"## SeqRec on tail and head targets ({title})" if section in (None, default_section)
+        else f"## SeqRec on tail and head targets: id gate designs ({title})",
         "",
-        "MovieLens latest-small (671 users, 9,125 movies; text = title + genres), leave-one-out, full "
-        f"ranking, seen items filtered; {first['users']} test users, of whom "
-        f"**{first['tail_users']} have a tail target** (≤ {TAIL_MAX} training events; 6,058 of the 9,125 "
-        f"items are tail items) and {first['head_users']} a head target. SeqRec settings as in the "
-        f"`seqrec` section (max_len 50, up to 40 epochs, early stopping on validation NDCG@10); seeds "
-        f"{seeds} (itemknn is deterministic: one run). Mean ± std over seeds.",
+        f"{described}, leave-one-out, full ranking, seen items filtered; {first['users']} test users, of "
+        f"whom **{first['tail_users']} have a tail target** (≤ {TAIL_MAX} training events) and "
+        f"{first['head_users']} a head target. SeqRec settings as in the `seqrec` section ({settings}, up "
+        f"to 40 epochs, early stopping on validation NDCG@10); seeds {seeds} (itemknn is deterministic: one "
+        "run). Mean ± std over seeds.",
         "",
-        "| model | runs | " + " | ".join(c.replace("_", " ") for c in COLUMNS) + " |",
-        "| --- | ---: | " + " | ".join("---:" for _ in COLUMNS) + " |",
+        "| model | runs | " + " | ".join(c.replace("_", " ") for c in COLUMNS) + " | fit s | load |",
+        "| --- | ---: | " + " | ".join("---:" for _ in COLUMNS) + " | ---: | ---: |",
     ]
     for m in present:
         cells = " | ".join(_ms([r[c] for r in rows[m]]) for c in COLUMNS)
-        lines.append(f"| {LABELS[m]} | {len(rows[m])} | {cells} |")
+        fit = statistics.mean(r["fit_s"] for r in rows[m])
+        loads = [r["load"] for r in rows[m] if "load" in r]
+        load = f"{statistics.mean(loads):.1f}" if loads else "–"
+        lines.append(f"| {LABELS[m]} | {len(rows[m])} | {cells} | {fit:.0f} | {load} |")
+    validated = [m for m in present if "valid" in rows[m][0]]
+    if validated:
+        lines += [
+            "",
+            "The same runs on the **validation** targets (each user's second-to-last event; tail = ≤ "
+            f"{TAIL_MAX} training events), what the design was chosen on:",
+            "",
+            "| model | runs | " + " | ".join(c.replace("_", " ") for c in COLUMNS) + " |",
+            "| --- | ---: | " + " | ".join("---:" for _ in COLUMNS) + " |",
+        ]
+        for m in validated:
+            vr = [r["valid"] for r in rows[m] if "valid" in r]
+            cells = " | ".join(_ms([r[c] for r in vr]) for c in COLUMNS)
+            lines.append(f"| {LABELS[m]} | {len(vr)} | {cells} |")
     swept = [m for m in present if "prior_at_scoring" in rows[m][0]]
     if swept:
         lines += [
@@ -90,8 +130,12 @@ def report(rows: dict[str, list[dict[str, Any]]], seeds: list[int]) -> str:
                 sub = [r["prior_at_scoring"][str(scale)] for r in rows[m]]
                 cells = " | ".join(_ms([s[c] for s in sub]) for c in COLUMNS)
                 lines.append(f"| {LABELS[m]} | {scale} | {cells} |")
-    lines += ["", *_checks(rows), "", "Command: `python benchmarks/seqrec_tail.py` (resumes from "
-              "`benchmarks/out/seqrec_tail.jsonl`)."]
+    flag = "" if data == "latest-small" else f" --data {data}"
+    if section not in (None, default_section):
+        flag += f" --section {section}"
+    lines += ["", *_checks(rows), "", f"Command: `python benchmarks/seqrec_tail.py{flag}` (resumes from "
+              f"`benchmarks/out/{DATA[data][1].replace('-', '_')}.jsonl`); `fit s` is the mean training time "
+              "and `load` the mean 1-minute load average at the start of each run (2 shared cores)."]
     return "\n".join(lines)
 
 
@@ -121,21 +165,23 @@ def _checks(rows: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
-    ap.add_argument("--data", type=Path, default=default)
+    ap.add_argument("--data", default="latest-small", choices=sorted(DATA))
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     ap.add_argument("--models", nargs="*", default=MODELS, choices=MODELS)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cache", type=Path,
-                    default=Path(__file__).resolve().parent / "out" / "seqrec_tail.jsonl")
+    ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--section", default=None,
+                    help="docs/benchmarks.md section to write (default: the data set's, e.g. seqrec-tail)")
     args = ap.parse_args()
-    if not (args.data / "ratings.csv").exists():
-        sys.exit(f"MovieLens latest-small not found at {args.data} (pass --data)")
-    args.cache.parent.mkdir(parents=True, exist_ok=True)
-    cached = read_cached(args.cache)
+    source, section, _, _ = DATA[args.data]
+    if args.data == "latest-small" and not (Path(source) / "ratings.csv").exists():
+        sys.exit(f"MovieLens latest-small not found at {source}")
+    base = dict(SEQREC_BASE) if args.data == "latest-small" else {**SEQREC_BASE, "max_len": "auto"}
+    cache = args.cache or Path(__file__).resolve().parent / "out" / f"{section.replace('-', '_')}.jsonl"
+    cache.parent.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[dict[str, Any]]] = {m: [] for m in MODELS}
-    for r in cached:
+    for r in read_cached(cache):
         if r["model"] in rows and r["seed"] in args.seeds:
             rows[r["model"]].append(r)
     for model in args.models:
@@ -143,16 +189,18 @@ def main() -> None:
         for seed in seeds:
             if any(r["seed"] == seed for r in rows[model]):
                 continue
-            row = run_one("loo", model, seed, args.threads, dataset=str(args.data), ks=KS)
+            load, t0 = os.getloadavg()[0], time.perf_counter()
+            row = run_one("loo", model, seed, args.threads, dataset=source, ks=KS, valid=True, base=base)
+            row.update(load=round(load, 2), wall_s=round(time.perf_counter() - t0, 1))
             print(json.dumps(row), flush=True)
             rows[model].append(row)
-            append_cached(args.cache, row)
-    body = report(rows, args.seeds)
+            append_cached(cache, row)
+    body = report(rows, args.seeds, args.data, args.section)
     print(body)
     if not args.no_write:
         from _report import write_section
 
-        write_section("seqrec-tail", body)
+        write_section(args.section or section, body)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,23 @@ def test_save_load_roundtrip(fused: SeqRec, data, tmp_path: Path) -> None:
     assert loaded.text_source()["vectors_sha256"] == fused.text_source()["vectors_sha256"]
 
 
+@pytest.mark.parametrize("gate", ["learned", "none"])
+def test_fuse_gates_learn_and_round_trip(data, gate: str, tmp_path: Path) -> None:
+    """Fused SeqRec with a learned per-item id gate (or none) learns the rule and saves/loads exactly."""
+    ds, split, vec = data
+    m = create_model("seqrec", item_repr="fused", fuse_gate=gate, **FAST).fit(split.train, split.valid,
+                                                                                item_vectors=vec)
+    assert _hit_rate(m, ds) >= 0.7
+    hist, users = split.test.history.take(np.arange(6)), split.test.users[:6]
+    loaded = load_model(m.save(tmp_path / "m"))
+    assert loaded.network_.cfg.fuse_gate == gate
+    np.testing.assert_allclose(loaded.score(hist, users), m.score(hist, users), rtol=1e-5, atol=1e-5)
+    if gate == "learned":
+        w = m.network_.item_encoder.gate_text.weight
+        assert float(w.abs().sum()) > 0  # trained end to end (it starts at zero)
+        torch.testing.assert_close(loaded.network_.item_encoder.gate_text.weight, w)
+
+
 def test_cold_item_added_with_text_is_recommended(data) -> None:
     """An item added after training, whose text says it follows item k, is ranked after k by text alone."""
     ds, split, vec = data

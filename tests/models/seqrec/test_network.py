@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -124,6 +126,46 @@ def test_fused_gate_and_cold_items() -> None:
     cold = int(np.flatnonzero(counts[1:] == 0)[0]) + 1
     text_only = enc.adapter(enc.text[cold])
     torch.testing.assert_close(enc(torch.tensor([cold]))[0], text_only)
+
+
+def test_fuse_gate_none_uses_the_whole_id_part_of_trained_items() -> None:
+    cfg = NetworkConfig(n_items=N_ITEMS, d_model=8, item_repr="fused", text_dim=TEXT_DIM, text_reduced_dim=6,
+                        fuse_gate="none")
+    counts = _counts()
+    enc = ItemEncoder(cfg, _text(), counts).eval()
+    g = enc.id_gate(torch.tensor([0.0, 1.0, 5.0, 500.0]))
+    assert g.tolist() == [0.0, 1.0, 1.0, 1.0]  # rare items keep their id part; never-trained ids stay out
+    rare = int(np.flatnonzero(counts[1:] == 1)[0]) + 1
+    want = enc.adapter(enc.text[rare]) + enc.id_emb.weight[rare]
+    torch.testing.assert_close(enc(torch.tensor([rare]))[0], want)
+
+
+def test_learned_gate_starts_at_the_count_gate_and_learns_per_item() -> None:
+    torch.manual_seed(0)
+    base = NetworkConfig(n_items=N_ITEMS, d_model=8, item_repr="fused", text_dim=TEXT_DIM, text_reduced_dim=6)
+    counts = _counts()
+    by_count = ItemEncoder(base, _text(), counts).eval()
+    learned = ItemEncoder(replace(base, fuse_gate="learned"), _text(), counts).eval()
+    items = torch.arange(N_ITEMS + 1)
+    c = learned.counts[items]
+    # at the start: exactly the count gate, for every item
+    torch.testing.assert_close(learned.id_gate(c, items), by_count.id_gate(c))
+    # trained end to end: a loss that wants the id part of rare items moves the text term, and items with the
+    # same count then get different gates (the text says which ones the id helps)
+    opt = torch.optim.SGD(learned.parameters(), lr=0.5)
+    rare = (c > 0) & (c <= 2)
+    for _ in range(20):
+        opt.zero_grad()
+        (-learned.id_gate(c, items)[rare].sum()).backward()
+        opt.step()
+    g = learned.id_gate(c, items).detach()
+    assert torch.all((g >= 0) & (g <= 1))
+    assert torch.all(g[c == 0] == 0)  # never-trained ids stay out whatever the text says
+    assert float(g[rare].mean()) > float(by_count.id_gate(c)[rare].mean().detach()) + 0.1
+    same = (c == 3).nonzero().flatten()
+    assert len(same) > 1 and float(g[same].std()) > 1e-4
+    with pytest.raises(ValueError, match="fuse_gate"):
+        replace(base, fuse_gate="sometimes")
 
 
 def test_add_items_and_init_from_text() -> None:

@@ -87,6 +87,10 @@ class SeqRecConfig:
     text_reduced_dim: int = 128
     adapter_hidden: int = 256
     fuse_pivot: float = 5.0  # fused: training count at which the id gate starts at one half
+    #: fused: how much of an item's id part is used. "count" (default): a gate of log(1 + count); "learned":
+    #: that plus a per-item term from the item's text, trained end to end; "none": gate 1; "residual": gate 1
+    #: with ids started at zero (item vector = text vector at first). See docs/seqrec.md for why count stays.
+    fuse_gate: str = "count"
     id_dropout: float = 0.5  # fused: drop a rare item's id part in training w.p. id_dropout * (1 - gate)
     id_dropout_min: float = 0.3  # fused: floor of that probability for every item (helps cold items)
     id_init_from_text: bool = False  # fused: start the id table from reduced text vectors
@@ -140,7 +144,8 @@ class SeqRecConfig:
             n_layers=self.n_layers, n_heads=self.n_heads, dropout=self.dropout, ff_mult=self.ff_mult,
             item_repr=self.item_repr,
             text_dim=text_dim, text_adapter=self.text_adapter, text_reduced_dim=self.text_reduced_dim,
-            adapter_hidden=self.adapter_hidden, fuse_pivot=self.fuse_pivot, id_dropout=self.id_dropout,
+            adapter_hidden=self.adapter_hidden, fuse_pivot=self.fuse_pivot,
+            fuse_gate=self.fuse_gate, id_dropout=self.id_dropout,
             id_dropout_min=self.id_dropout_min,
             pop_prior=self.pop_prior, pop_prior_weight=self.pop_prior_weight,
             n_types=n_types if self.use_types else 0, n_gap_buckets=self.gap_buckets,

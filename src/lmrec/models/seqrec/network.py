@@ -33,6 +33,7 @@ ITEM_REPRS = ("id", "text", "fused")
 ENCODERS = ("transformer", "gru", "lstm")
 TEXT_ADAPTERS = ("whiten", "pca", "none")
 POP_PRIORS = ("none", "fixed", "user")
+FUSE_GATES = ("count", "learned", "none", "residual")
 #: Ridge penalty of the text → log-popularity regression that gives new items their prior.
 RIDGE_PRIOR = 1.0
 
@@ -105,6 +106,7 @@ class NetworkConfig:
     text_reduced_dim: int = 128
     adapter_hidden: int = 256
     fuse_pivot: float = 5.0
+    fuse_gate: str = "count"
     id_dropout: float = 0.0
     id_dropout_min: float = 0.0
     pop_prior: str = "none"
@@ -123,6 +125,8 @@ class NetworkConfig:
             raise ValueError(f"text_adapter must be one of {TEXT_ADAPTERS}, got {self.text_adapter!r}")
         if self.item_repr != "id" and self.text_dim <= 0:
             raise ValueError(f"item_repr={self.item_repr!r} needs text vectors (text_dim > 0)")
+        if self.fuse_gate not in FUSE_GATES:
+            raise ValueError(f"fuse_gate must be one of {FUSE_GATES}, got {self.fuse_gate!r}")
         if self.pop_prior not in POP_PRIORS:
             raise ValueError(f"pop_prior must be one of {POP_PRIORS}, got {self.pop_prior!r}")
         if self.encoder == "transformer" and self.d_model % self.n_heads:
@@ -250,6 +254,9 @@ class ItemEncoder(nn.Module):
             nn.init.normal_(self.id_emb.weight, std=cfg.d_model ** -0.5)
             with torch.no_grad():
                 self.id_emb.weight[PAD].zero_()
+                if cfg.item_repr == "fused" and cfg.fuse_gate == "residual":
+                    # The item vector starts as its text vector; ids learn only the residual events ask for.
+                    self.id_emb.weight.zero_()
         if cfg.uses_text:
             if text_vectors is None:
                 raise ValueError(f"item_repr={cfg.item_repr!r} needs text_vectors")
@@ -267,6 +274,11 @@ class ItemEncoder(nn.Module):
             # gate(count) = sigmoid(scale * (log1p(count) - shift)); starts at 0.5 for `fuse_pivot` events.
             self.gate_scale = nn.Parameter(torch.tensor(2.0))
             self.gate_shift = nn.Parameter(torch.tensor(math.log1p(cfg.fuse_pivot)))
+            if cfg.fuse_gate == "learned":
+                # A per-item term from the item's whitened text, zero at the start (the count gate) and kept
+                # near it by weight decay: which kinds of items the id part helps is learned end to end.
+                self.gate_text = nn.Linear(self.adapter.proj.shape[1], 1, bias=False)
+                nn.init.zeros_(self.gate_text.weight)
 
     @property
     def n_rows(self) -> int:
@@ -310,13 +322,21 @@ class ItemEncoder(nn.Module):
         z = z / z.std().clamp_min(1e-6) * self.cfg.d_model ** -0.5
         self.id_emb.weight[1:] = z.to(self.id_emb.weight.dtype)
 
-    def id_gate(self, counts: torch.Tensor) -> torch.Tensor:
-        """How much of the id vector an item with ``counts`` training events uses, in ``[0, 1]``."""
+    def id_gate(self, counts: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """How much of the id vector an item with ``counts`` training events uses, in ``[0, 1]`` (``items``:
+        their indices, needed by the learned gate's text term)."""
         if self.cfg.item_repr == "id":
             return torch.ones_like(counts)
         if self.cfg.item_repr == "text":
             return torch.zeros_like(counts)
-        g = torch.sigmoid(self.gate_scale * (torch.log1p(counts) - self.gate_shift))
+        if self.cfg.fuse_gate in ("none", "residual"):
+            g = torch.ones_like(counts)
+        else:
+            logit = self.gate_scale * (torch.log1p(counts) - self.gate_shift)
+            if self.cfg.fuse_gate == "learned" and items is not None:
+                z = (self.text[items] - self.adapter.mean) @ self.adapter.proj  # (…, k)
+                logit = logit + self.gate_text(z).squeeze(-1)
+            g = torch.sigmoid(logit)
         return torch.where(counts > 0, g, torch.zeros_like(g))  # never-trained ids stay out
 
     def forward(self, items: torch.Tensor | None = None) -> torch.Tensor:
@@ -328,7 +348,7 @@ class ItemEncoder(nn.Module):
         if self.cfg.uses_ids:
             e = self.id_emb(idx)  # (…, d)
             if self.cfg.item_repr == "fused":
-                g = self.id_gate(self.counts[idx])  # (…,)
+                g = self.id_gate(self.counts[idx], idx)  # (…,)
                 if self.training and (self.cfg.id_dropout > 0 or self.cfg.id_dropout_min > 0):
                     p = (self.cfg.id_dropout * (1 - g.detach())).clamp_min(self.cfg.id_dropout_min)
                     keep = torch.rand_like(g) >= p
