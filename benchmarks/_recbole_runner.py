@@ -96,14 +96,17 @@ def main() -> None:
             interaction = interaction.to(config["device"])
             scores = model.full_sort_predict(interaction)
             scores[:, 0] = float("-inf")
-            tops.append(torch.topk(scores, k, dim=1).indices.cpu().numpy())
+            val, idx = torch.topk(scores, min(k, scores.shape[1] - 1), dim=1)
+            tops.append(torch.where(torch.isinf(val), 0, idx).cpu().numpy())  # 0: no item (too few left)
             users.append(interaction[config["USER_ID_FIELD"]].cpu().numpy())
             targets.append(interaction[config["ITEM_ID_FIELD"]].cpu().numpy())
     top = np.concatenate(tops)
+    top_tokens = dataset.id2token(config["ITEM_ID_FIELD"], top.ravel())
+    top_tokens = np.where(top.ravel() == 0, "-1", top_tokens).astype(np.int64).reshape(top.shape)
     np.savez(out / "topk.npz",
              users=dataset.id2token(config["USER_ID_FIELD"], np.concatenate(users)).astype(np.int64),
              targets=dataset.id2token(config["ITEM_ID_FIELD"], np.concatenate(targets)).astype(np.int64),
-             topk=dataset.id2token(config["ITEM_ID_FIELD"], top.ravel()).astype(np.int64).reshape(top.shape))
+             topk=top_tokens)
     best_epoch = int(np.argmax(valid_scores)) + 1 if valid_scores else 0
     result = {
         "fit_seconds": fit_seconds, "epochs_run": len(train_s), "best_epoch": best_epoch,

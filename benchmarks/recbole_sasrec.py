@@ -156,7 +156,8 @@ def run_lmrec(split, name: str, threads: int, smoke: bool) -> dict:
     targets = np.array([t[0] for t in split.test.targets], dtype=np.int64)
     res = evaluate(m, split.test, split.train, (K,))
     return {
-        "model": name, "settings": settings, "max_len": m.config.max_len,
+        "model": name, "settings": settings, "max_len": m.config.max_len, "n_test": len(split.test),
+        "n_items": split.train.n_items, "n_events": split.train.n_events,
         "batch_size": m.config.batch_size, "lr": m.config.lr, "dropout": m.config.dropout,
         "fit_seconds": r.seconds, "epochs_run": r.epochs_run, "best_epoch": r.best_epoch,
         "stop_reason": r.stop_reason, "s_per_epoch": r.seconds / max(1, r.epochs_run),
@@ -229,8 +230,9 @@ def run_recbole(split, max_len: int, threads: int, smoke: bool, epochs: int, lm:
 # ---------------------------------------------------------------- the section
 
 PREAMBLE = (
-    "Same leave-one-out split (lmrec's `leave_one_out`: last event test, the one before validation; 4,905 "
-    "test users, 2,420 items), written as RecBole atomic files (`benchmark_filename`). Full ranking over "
+    "Same leave-one-out split (lmrec's `leave_one_out`: last event test, the one before validation; "
+    "{n_test:,} test users, {n_items:,} items, {n_events:,} training events), written as RecBole atomic "
+    "files (`benchmark_filename`). Full ranking over "
     "every item with the user's history removed, for both (RecBole's SASRec ranks history items for "
     "sequential models, so the benchmark's `MaskedSASRec` sets their scores to −inf; it changes nothing "
     "else). Each model stops by its own early stopping on validation NDCG@10 (patience 10 validations, one "
@@ -254,7 +256,9 @@ def report(rows: list[dict], threads: int) -> str:
         "## lmrec SeqRec vs RecBole SASRec (Amazon Office 2014, issue 18)",
         "",
         PREAMBLE.format(dropout=lm["dropout"] if lm else 0.3, max_len=lm["max_len"] if lm else "?",
-                        batch=lm["batch_size"] if lm else "?", lr=lm["lr"] if lm else "?", threads=threads),
+                        batch=lm["batch_size"] if lm else "?", lr=lm["lr"] if lm else "?", threads=threads,
+                        n_test=lm["n_test"] if lm else 0, n_items=lm["n_items"] if lm else 0,
+                        n_events=lm["n_events"] if lm else 0),
         "",
         "| model | s/epoch | epochs run (best) | time to converge s | NDCG@10 | HR@10 | NDCG@10 reported "
         "| HR@10 reported | load avg start→end |",
