@@ -5,11 +5,12 @@ Runs inside RecBole's own virtual environment (``benchmarks/.recbole-venv``; it 
     TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 benchmarks/.recbole-venv/bin/python \
         benchmarks/_recbole_runner.py job.json
 
-``job.json`` holds ``data_path`` (the folder that contains the ``Office`` folder), ``out`` (where the result
-goes), ``threads``, ``topk`` and ``config`` (RecBole settings, merged over RecBole's own defaults). Writes
-``out/result.json`` (epoch times, validation scores, RecBole's own test result) and ``out/topk.npz`` (each
-test row's user token, target token and top-``topk`` item tokens, history excluded) so the caller can re-score
-the rankings with its own metric function.
+``job.json`` holds ``data_path`` (the folder that contains the ``Office`` folder), ``out`` (where the
+result goes), ``threads``, ``topk``, ``budget_s`` (optional: stop after the epoch that spends it) and
+``config`` (RecBole settings, merged over RecBole's own defaults). Writes ``out/result.json`` (epoch times,
+validation scores, RecBole's own test result) and ``out/topk.npz`` (each test row's user token, target token
+and top-``topk`` item tokens, history excluded) so the caller can re-score the rankings with its own metric
+function.
 
 RecBole's full ranking for sequential models does not remove the history (it ranks every item); lmrec's
 evaluation does. ``MaskedSASRec`` is RecBole's SASRec unchanged except that ``full_sort_predict`` gives the
@@ -32,6 +33,10 @@ from recbole.data import create_dataset, data_preparation
 from recbole.model.sequential_recommender import SASRec
 from recbole.trainer import Trainer
 from recbole.utils import init_logger, init_seed
+
+
+class OutOfTime(Exception):
+    """Raised after an epoch's validation (and checkpoint) once the time budget is spent."""
 
 
 class MaskedSASRec(SASRec):
@@ -81,10 +86,21 @@ def main() -> None:
               f"NDCG@10 {r[0]:.4f} load {os.getloadavg()[0]:.1f}", flush=True)
         return r
 
+    budget = float(job.get("budget_s", 0))
+
+    def check_budget(epoch_idx, valid_score):  # called by RecBole after the epoch's checkpoint is saved
+        if budget > 0 and time.perf_counter() - t0 >= budget:
+            raise OutOfTime
+
     trainer._train_epoch, trainer._valid_epoch = timed_train, timed_valid
     t0 = time.perf_counter()
-    best_valid, best_valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    try:
+        trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=check_budget)
+        out_of_time = False
+    except OutOfTime:
+        out_of_time = True
     fit_seconds = time.perf_counter() - t0
+    best_valid, best_valid_result = trainer.best_valid_score, trainer.best_valid_result
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
 
     # the best weights are loaded now: export each test row's top-k (history removed) as tokens
@@ -110,6 +126,7 @@ def main() -> None:
     best_epoch = int(np.argmax(valid_scores)) + 1 if valid_scores else 0
     result = {
         "fit_seconds": fit_seconds, "epochs_run": len(train_s), "best_epoch": best_epoch,
+        "out_of_time": out_of_time, "budget_s": budget,
         "train_seconds": train_s, "valid_seconds": valid_s, "valid_ndcg10": valid_scores,
         "best_valid": float(best_valid),
         "best_valid_result": {k: float(v) for k, v in best_valid_result.items()},
