@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -312,6 +313,8 @@ def main() -> None:
     ap.add_argument("--recbole-epochs", type=int, default=200, help="RecBole's epoch cap (200, as lmrec)")
     ap.add_argument("--recbole-budget", type=float, default=0.0,
                     help="seconds of RecBole training after which it stops at the end of the epoch (0: none)")
+    ap.add_argument("--recbole-until", default="",
+                    help="HH:MM UTC: sets --recbole-budget when RecBole starts, to end its training by then")
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--smoke", action="store_true", help="1 epoch each, 500 test users; nothing is cached")
     ap.add_argument("--report", action="store_true", help="only rewrite the section from the cache")
@@ -330,8 +333,14 @@ def main() -> None:
             if name == "recbole-sasrec":
                 if lm is None:
                     raise SystemExit("run lmrec-seqrec-id first: RecBole takes its sizes from it")
+                budget = args.recbole_budget
+                if args.recbole_until:
+                    now = datetime.now(UTC)
+                    hh, mm = map(int, args.recbole_until.split(":"))
+                    budget = max(300.0, (now.replace(hour=hh, minute=mm, second=0) - now).total_seconds())
+                    print(f"RecBole budget: {budget:.0f} s (until {args.recbole_until} UTC)", flush=True)
                 row = run_recbole(split, lm["max_len"], args.threads, args.smoke,
-                                  1 if args.smoke else args.recbole_epochs, lm, args.recbole_budget)
+                                  1 if args.smoke else args.recbole_epochs, lm, budget)
             else:
                 row = run_lmrec(split, name, args.threads, args.smoke)
                 if name == "lmrec-seqrec-id":
