@@ -18,6 +18,7 @@ from lmrec.data.schema import (
     EVENT_COLUMNS,
     EVENTS_SCHEMA,
     ITEMS_SCHEMA,
+    SPLIT_COLUMN,
     USERS_SCHEMA,
 )
 
@@ -170,6 +171,11 @@ class Dataset:
 
     # ------------------------------------------------------------------ sizes and views
     @property
+    def has_split(self) -> bool:
+        """Whether the events carry a given split (a ``split`` column: train / valid / test)."""
+        return SPLIT_COLUMN in self.events.columns
+
+    @property
     def n_users(self) -> int:
         return len(self.user_map)
 
@@ -260,7 +266,8 @@ class Dataset:
         """Write the dataset as a folder of Parquet tables and a JSON manifest (no pickles)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.events.select(list(EVENT_COLUMNS)).write_parquet(path / "events.parquet")
+        keep = [*EVENT_COLUMNS, *([SPLIT_COLUMN] if self.has_split else [])]
+        self.events.select(keep).write_parquet(path / "events.parquet")
         self.items.drop("item_idx").write_parquet(path / "items.parquet")
         self.users.drop("user_idx").write_parquet(path / "users.parquet")
         manifest = {
