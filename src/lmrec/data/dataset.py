@@ -63,6 +63,13 @@ def _index_of(col: str, vocabulary: list[str], first: int, dtype: pl.DataType) -
     return pl.col(col).replace_strict(vocabulary, range(first, first + len(vocabulary)), return_dtype=dtype)
 
 
+def text_coverage_line(with_text: int, total: int) -> str:
+    """``text for 2,380 of 2,420 items (98 %)``: how many items text-based models can tell apart by their
+    text."""
+    share = f" ({100 * with_text / total:.0f} %)" if total else ""
+    return f"text for {with_text:,} of {total:,} items{share}"
+
+
 @dataclass(frozen=True)
 class DatasetStats:
     """Summary statistics, printed by ``lmrec data stats``."""
@@ -221,6 +228,16 @@ class Dataset:
     def user_sequence(self, user_id: str) -> list[str]:
         """A user's items as raw ids, oldest first."""
         return self.item_map.raws(self.sequences[self.user_map.index(user_id)]).tolist()
+
+    def text_coverage(self) -> tuple[int, int]:
+        """``(items with text, items)`` among the items that have events: text is a non-empty title or
+        description, what text-based models read (:func:`text_coverage_line` words it)."""
+        active = self.item_popularity[1:] > 0
+        has_text = np.zeros(len(active), dtype=bool)
+        for col in ("title", "description"):
+            values = self.items[col].cast(pl.String).str.strip_chars().fill_null("")
+            has_text |= (values.str.len_chars() > 0).to_numpy()
+        return int((has_text & active).sum()), int(active.sum())
 
     def item_titles(self) -> list[str]:
         """Titles in index order, with ``""`` for padding (index 0) and for items without a title."""

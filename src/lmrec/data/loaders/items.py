@@ -85,8 +85,9 @@ def _header_fields(path: Path) -> list[str]:
 def read_items(path: str | Path, *, mapping: Mapping[str, str] | None = None,
                category_separator: str = "|") -> tuple[pl.DataFrame, bool]:
     """An item file of any kind (see the module) as lmrec's items table; also whether it is a whole
-    catalogue (a table or a RecBole file: events on other items are dropped as ``unknown_item``) or only text
-    for some items (an ``item_id<TAB>text`` file: no event is lost for a missing title)."""
+    catalogue (a table or a RecBole ``.item`` file: events on other items are dropped as ``unknown_item``) or
+    only text for some items (a ``.text`` or ``item_id<TAB>text`` file: no event is lost for a missing
+    title)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such item file")
@@ -96,7 +97,7 @@ def read_items(path: str | Path, *, mapping: Mapping[str, str] | None = None,
         return read_item_table(path, mapping, kind=kind, category_separator=category_separator), True
     head = first_line(path)
     if _is_recbole_header(head):
-        return read_item_file(path, mapping), True
+        return read_item_file(path, mapping), suffix == ".item"  # a .text file is text for some items
     if kind in ("csv", "tsv"):
         return read_item_table(path, mapping, kind=kind, category_separator=category_separator), True
     fields = _header_fields(path)
