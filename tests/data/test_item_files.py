@@ -100,8 +100,8 @@ def test_id_map_and_item_file_errors_are_located(tmp_path):
 
 
 def test_text_coverage_line():
-    assert text_coverage_line(2380, 2420) == "text for 2,380 of 2,420 items (98 %)"
-    assert text_coverage_line(0, 0) == "text for 0 of 0 items"
+    assert text_coverage_line(2380, 2420) == "text for 2,380 of 2,420 items with events (98 %)"
+    assert text_coverage_line(0, 0) == "text for 0 of 0 items with events"
 
 
 def test_item_mapping_without_items_keeps_the_loaders_own(tmp_path):

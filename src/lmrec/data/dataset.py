@@ -64,10 +64,10 @@ def _index_of(col: str, vocabulary: list[str], first: int, dtype: pl.DataType) -
 
 
 def text_coverage_line(with_text: int, total: int) -> str:
-    """``text for 2,380 of 2,420 items (98 %)``: how many items text-based models can tell apart by their
-    text."""
+    """``text for 2,380 of 2,420 items with events (98 %)``: how many items text-based models can tell apart
+    by their text."""
     share = f" ({100 * with_text / total:.0f} %)" if total else ""
-    return f"text for {with_text:,} of {total:,} items{share}"
+    return f"text for {with_text:,} of {total:,} items with events{share}"
 
 
 @dataclass(frozen=True)
