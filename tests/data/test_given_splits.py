@@ -227,3 +227,22 @@ def test_a_dataset_with_a_split_saves_and_loads_it(tmp_path):
     assert np.array_equal(given(back).test.targets.values, given(ds).test.targets.values)
     saved = pl.read_parquet(tmp_path / "saved" / "events.parquet")
     assert saved["split"].to_list() == ["train", "valid", "test"]
+
+
+def test_office_prefix_files_rebuild_every_users_sequence(tmp_path):
+    """The Amazon Office set written as RecBole prefix files with histories cut at 20 items (its longest user
+    has 94 events) rebuilds to the same 53,258 events, and 'given' equals leave-one-out on it."""
+    from tests.conftest import SHARED_DATA
+
+    office = SHARED_DATA / "amazon-office-2014" / "Office.inter.tsv"
+    if not office.exists():
+        pytest.skip(f"Amazon Office 2014 not found at {office} (set LMREC_SHARED_DATA)")
+    ds, _ = load_dataset(office, mapping={"user_id": "user_idx"})
+    sequences = {u: ds.user_sequence(u) for u in ds.user_map.raw_ids}
+    folder = write_recbole_split(tmp_path / "office", sequences, max_len=20)
+    back, report = load_dataset(folder)
+    assert back.n_events == report.rows_kept == ds.n_events == 53_258
+    assert all(back.user_sequence(u) == seq for u, seq in sequences.items())
+    assert per_user(given(back), back) == per_user(leave_one_out(ds), ds)
+    # The Office file's own split column is the same leave-one-out.
+    assert per_user(given(ds), ds) == per_user(leave_one_out(ds), ds)
