@@ -110,3 +110,15 @@ def test_strict_flag_reaches_the_experiment_config(split_csv: Path) -> None:
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"dataset": str(f)})})
     with pytest.raises(ValueError, match="an error under --strict"):
         run_train(cfg)
+
+
+def test_a_sequence_files_stated_protocol_through_data_options(tmp_path: Path) -> None:
+    f = tmp_path / "Beauty.txt"
+    f.write_text("".join(f"{u} " + " ".join(f"{(u + k) % 9}" for k in range(5)) + "\n" for u in range(12)))
+    model_dir = tmp_path / "pop"
+    result, out = _run("train", "most-popular", "--dataset", str(f), "--protocol", "given",
+                       "--set", "data.options.split=leave-one-out", "--out", str(model_dir))
+    assert result.exit_code == 0, out
+    assert "given: train 36 events, valid 12 users, test 12 users" in out
+    hist = histories_for(model_dir, "test")  # the loader options are recorded with the model
+    assert hist.targets == [[str((u + 4) % 9)] for u in range(12)]

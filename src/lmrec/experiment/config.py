@@ -135,6 +135,9 @@ class DataConfig(_Section):
     #: An item file read with the events, of any kind (a table, RecBole ``.item``/``.text``, ``id<TAB>text``
     #: lines; see :mod:`lmrec.data.loaders.items`).
     items: str | None = None
+    #: Options of the data's loader, as ``lmrec data import -o`` takes them: ``{split: leave-one-out}`` for a
+    #: sequence file published with that protocol, ``{layout: pairs}``, ``{mapping: {user_id: visitor}}``...
+    options: dict[str, Any] = Field(default_factory=dict)
     #: Data problems that are warnings become errors: a text-based model fitted on item text that cannot
     #: tell the items apart (:class:`~lmrec.models.base.TextQualityWarning`).
     strict: bool = False

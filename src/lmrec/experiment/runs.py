@@ -36,14 +36,21 @@ from lmrec.training.distributed import cleanup, init_distributed
 Log = Callable[[str], None]
 
 
-def load_data(spec: str, items: str | None = None) -> Dataset:
+def load_data(spec: str, items: str | None = None, options: dict[str, Any] | None = None) -> Dataset:
     """A saved dataset folder (``dataset.json``), a built-in name, or a file/folder a loader understands;
-    ``items``: an item file of any kind read with it."""
+    ``items``: an item file of any kind read with it; ``options``: the loader's options."""
 
-    if (Path(spec) / "dataset.json").exists() and items is None:
+    opts = dict(options or {})
+    if items is not None:
+        opts["items"] = items
+    if (Path(spec) / "dataset.json").exists() and not opts:
         return Dataset.load(spec)
-    ds, _ = load_dataset(spec, **({"items": items} if items is not None else {}))
+    ds, _ = load_dataset(spec, **opts)
     return ds
+
+
+def _load(cfg: ExperimentConfig) -> Dataset:
+    return load_data(cfg.data.dataset, cfg.data.items, cfg.data.options)
 
 
 @contextlib.contextmanager
@@ -114,13 +121,14 @@ def train(
     say: Log = log if (log is not None and ctx.is_main) else (lambda _text: None)
     try:
         rec = create_model(spec.name, **settings)
-        ds = load_data(cfg.data.dataset, cfg.data.items)
+        ds = _load(cfg)
         summary: dict[str, Any] = {
             "model": spec.name,
             "config": settings,
             "dataset": ds.name,
             "data": cfg.data.dataset,  # the spec it was loaded from (name, file or folder)
             **({"items": cfg.data.items} if cfg.data.items else {}),
+            **({"data_options": cfg.data.options} if cfg.data.options else {}),
             "protocol": cfg.split.protocol,
             "seed": cfg.seed,
         }
@@ -214,7 +222,7 @@ def histories_for(model_dir: str | Path, which: str = "next", dataset: str | Non
     spec = dataset or info.get("data") or info.get("dataset")
     if not spec:
         raise ValueError(f"{info_file} does not say which data the model was fitted on; pass --dataset")
-    ds = load_data(spec, None if dataset else info.get("items"))
+    ds = load_data(spec, None if dataset else info.get("items"), info.get("data_options"))
     split = make_split(ds, protocol, **info.get("split_params", {}))
     items, users = ds.item_map, ds.user_map
     if which == "test":
@@ -272,7 +280,7 @@ def evaluate(cfg: ExperimentConfig, *, command: str | None = None, progress: boo
     is set), test once on the test part, and write the report to ``cfg.out`` when it is set."""
 
     _needs_split(cfg, "evaluate")
-    ds = load_data(cfg.data.dataset, cfg.data.items)
+    ds = _load(cfg)
     specs = model_specs(cfg)
     with text_checks(cfg.data.strict):
         return run_benchmark(
@@ -313,7 +321,7 @@ def tune(
     _needs_split(cfg, "tune")
     if not cfg.tune.space:
         raise ValueError("tune needs a search space: --space key=v1,v2 or tune.space in the config file")
-    ds = load_data(cfg.data.dataset, cfg.data.items)
+    ds = _load(cfg)
     split = make_split(ds, cfg.split.protocol, **cfg.split_params())
     base = dict(spec.settings)
     if "progress" in model_fields(spec.name):
