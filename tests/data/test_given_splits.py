@@ -246,3 +246,14 @@ def test_office_prefix_files_rebuild_every_users_sequence(tmp_path):
     assert per_user(given(back), back) == per_user(leave_one_out(ds), ds)
     # The Office file's own split column is the same leave-one-out.
     assert per_user(given(ds), ds) == per_user(leave_one_out(ds), ds)
+
+
+def test_split_parts_of_a_dotted_name_find_their_item_file(tmp_path):
+    head = "user_id:token\titem_id:token\ttimestamp:float\n"
+    for part, rows in (("train", "1\ta\t1\n1\tb\t2\n"), ("valid", "1\tc\t3\n"), ("test", "1\td\t4\n")):
+        (tmp_path / f"amazon.beauty.{part}.inter").write_text(head + rows)
+    (tmp_path / "amazon.beauty.item").write_text("item_id:token\ttitle:token_seq\na\tA\nb\tB\nc\tC\nd\tD\n")
+    ds, _ = load_dataset(tmp_path)
+    assert ds.name == "amazon.beauty" and ds.item_titles()[1:] == ["A", "B", "C", "D"]
+    alone, report = load_dataset(tmp_path / "amazon.beauty.train.inter")
+    assert any("one part of a given split" in n for n in report.notes) and alone.n_events == 2

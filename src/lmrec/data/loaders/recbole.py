@@ -276,7 +276,9 @@ def load_recbole(path: str | Path, *, mapping: Mapping[str, str] | None = None,
         )
     given = files[0][1] is not None
     stem = inter.name[: -len(".inter")]
-    base = stem.split(".")[0]  # ml-1m.train.inter → ml-1m.item
+    head, _, part_name = stem.rpartition(".")
+    # ml-1m.train.inter → ml-1m.item (and amazon.beauty.test.inter → amazon.beauty.item)
+    base = head if head and part_name in SPLIT_PARTS else stem.split(".")[0]
     rebuilt: list[pl.DataFrame] = []
 
     def chunks(chunk_rows: int) -> Iterator[pl.DataFrame]:
