@@ -166,3 +166,36 @@ def test_ctrl_c_during_import_leaves_the_store_as_it_was(files, monkeypatch):
     assert result.exit_code == 130 and "interrupted" in out and "Traceback" not in out
     with Store(store, read_only=True) as st:
         assert st.counts()["events"] == 0  # the two chunks written before Ctrl-C were rolled back
+
+
+def test_import_of_a_recbole_split_with_item_text_reports_text_and_split(tmp_path):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    head = "user_id:token\titem_id_list:token_seq\titem_id:token\n"
+    (folder / "toy.train.inter").write_text(head + "u\ta\tb\nu\ta b\tc\nv\tb\tc\n")
+    (folder / "toy.valid.inter").write_text(head + "u\tb c\td\nv\tb c\ta\n")
+    (folder / "toy.test.inter").write_text(head + "u\tc d\te\nv\tc a\td\n")
+    (folder / "toy.text").write_text("item_id:token\ttext:token_seq\na\tApple\nb\tBanana\nc\tCherry\n")
+    store = str(tmp_path / "s.duckdb")
+    result, out = _run("data", "import", str(folder), "--items", str(folder / "toy.text"), "--store", store)
+    assert result.exit_code == 0, out
+    assert "inserted 9 events" in out  # 5 + 4 events, rebuilt from the prefix rows of the three files
+    assert "text for 3 of 5 items with events (60 %)" in out
+    assert "the store keeps events, not their split" in out and "--protocol given" in out
+    with Store(store, read_only=True) as st:
+        assert "item_id" not in st.items()["item_id"].to_list()  # the .text header is not an item
+    result, out = _run("data", "stats", str(folder), "--items", str(folder / "toy.text"))
+    assert result.exit_code == 0, out
+    assert "text for 3 of 5 items with events (60 %)" in out and "given split" in out
+
+
+def test_split_given_writes_the_datas_own_split(tmp_path):
+    f = tmp_path / "c.csv"
+    f.write_text("user_id,item_id,timestamp,split\n"
+                 + "".join(f"u{u},i{k},{k},{'test' if k == 4 else 'valid' if k == 3 else 'train'}\n"
+                           for u in range(3) for k in range(5)))
+    result, out = _run("data", "split", str(f), "--protocol", "given", "--out", str(tmp_path / "sp"))
+    assert result.exit_code == 0, out
+    assert "given: train 9 events, valid 3 users, test 3 users" in out
+    test = pl.read_parquet(tmp_path / "sp" / "test.parquet")
+    assert sorted(test["item_id"].to_list()) == ["i4", "i4", "i4"]

@@ -61,7 +61,9 @@ ItemsOpt = Annotated[
     Path | None,
     typer.Option(
         "--items",
-        help="An item file to read with the events (generic item table, item-text file, Amazon metadata).",
+        help="An item file to read with the events, for every format: a CSV/TSV/Parquet/JSONL table, a "
+        "RecBole .item/.text file, item_id<TAB>text lines (header detected), Amazon metadata; an item2index "
+        "file beside it (or -o item_map=FILE) maps its ids when they are not the events'.",
     ),
 ]
 UsersOpt = Annotated[
@@ -156,6 +158,7 @@ def import_(
 
       lmrec data import Beauty.txt -f sequences --items Beauty_item_text.txt
     """
+    from lmrec.data.dataset import text_coverage_line
     from lmrec.data.loaders import open_source
     from lmrec.store import Store
 
@@ -174,6 +177,7 @@ def import_(
                                    on_chunk=lambda n: bar.update(task, advance=n, rate=""), dataset=name)
             counts = st.counts()
             held = st.dataset_name()
+            coverage = st.text_coverage()
         _print_report(res.report.lines())
         console.print(
             f"inserted {res.events_inserted:,} events ({res.events_already_present:,} already present), "
@@ -181,6 +185,12 @@ def import_(
             "now holds "
             f"{counts['events']:,} events, {counts['items']:,} items, {counts['users']:,} users"
         )
+        console.print(f"{store}: {text_coverage_line(*coverage)}")
+        if src.has_split:
+            console.print(
+                "[yellow]note:[/] the store keeps events, not their split (train/valid/test); to evaluate on "
+                f"the given split, read the files: lmrec evaluate --dataset {source} --protocol given"
+            )
 
 
 def print_stats(stats: DatasetStats) -> None:
@@ -256,6 +266,8 @@ def stats(
     Examples: `lmrec data stats movielens-100k`, `lmrec data stats` (the store),
     `lmrec data stats ratings.csv --kcore --min-user-events 5 --min-item-events 5 --json`.
     """
+    from lmrec.data.dataset import text_coverage_line
+
     with friendly_errors(), _library_errors():
         ds, report = _load(
             source,
@@ -274,6 +286,8 @@ def stats(
         if report is not None:
             _print_report(report.lines())
         print_stats(ds.stats())
+        console.print(text_coverage_line(*ds.text_coverage())
+                      + ("; the events carry a given split (--protocol given)" if ds.has_split else ""))
 
 
 @data_app.command("split")
@@ -287,7 +301,8 @@ def split(
         typer.Option(
             help="leave-one-out (last event of each user is test, the one before valid) | "
             "temporal (the latest events by time) | cold-item (held-out items never seen in training) | "
-            "cold-mixed (leave-one-out targets, a share of items held out of training)."
+            "cold-mixed (leave-one-out targets, a share of items held out of training) | "
+            "given (the split the data carries: a split column, RecBole X.train/valid/test.inter)."
         ),
     ] = "leave-one-out",
     out: Annotated[Path, typer.Option(help="Folder for train/valid/test Parquet files.")] = Path("split"),

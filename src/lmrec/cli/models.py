@@ -40,7 +40,27 @@ ConfigOpt = Annotated[
 ProtocolOpt = Annotated[
     str | None,
     typer.Option(
-        "--protocol", "-p", help="leave-one-out, temporal or cold-item.", show_default="leave-one-out"
+        "--protocol",
+        "-p",
+        help="leave-one-out, temporal, cold-item, cold-mixed, or given (the split the data carries: a split "
+        "column, RecBole X.train/valid/test.inter, -o split=leave-one-out sequence files).",
+        show_default="leave-one-out",
+    ),
+]
+ItemsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--items",
+        help="An item file read with the data, of any kind: CSV/TSV/Parquet/JSONL table, RecBole "
+        ".item/.text, item_id<TAB>text lines (an item2index file beside it maps other ids).",
+    ),
+]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Stop on data problems that are otherwise warnings: a text-based model on item text that is "
+        "mostly empty or identical.",
     ),
 ]
 SeedOpt = Annotated[
@@ -87,12 +107,15 @@ def train(
         typer.Option(
             "--protocol",
             "-p",
-            help="Fit on this protocol's training part (leave-one-out, temporal, cold-item) "
+            help="Fit on this protocol's training part (leave-one-out, temporal, cold-item, cold-mixed, "
+            "given) "
             "so the folder can be tested honestly, or 'none' to fit on every event "
             "(for serving).",
             show_default="leave-one-out",
         ),
     ] = None,
+    items: ItemsOpt = None,
+    strict: StrictOpt = False,
     settings: SetOpt = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
@@ -127,6 +150,8 @@ def train(
                 "model.name": model,
                 "out": out,
                 **data_flags,
+                "data.items": str(items) if items else None,
+                "data.strict": True if strict else None,
                 "split.protocol": protocol,
                 "seed": seed,
                 **budget,
@@ -196,6 +221,8 @@ def evaluate_cmd(
             "--model-dir", help="Also evaluate a saved model folder (fitted on this dataset's protocol)."
         ),
     ] = None,
+    items: ItemsOpt = None,
+    strict: StrictOpt = False,
     settings: SetOpt = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
@@ -209,6 +236,8 @@ def evaluate_cmd(
     with friendly_errors():
         flags = {
             "models": _names(models),
+            "data.items": str(items) if items else None,
+            "data.strict": True if strict else None,
             "split.protocol": protocol,
             "eval.ks": ks,
             "eval.ranking": ranking,
@@ -237,6 +266,8 @@ def benchmark(
             help="Grid-search each model's main settings on the validation split first (never on test)."
         ),
     ] = False,
+    items: ItemsOpt = None,
+    strict: StrictOpt = False,
     settings: SetOpt = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
@@ -249,6 +280,8 @@ def benchmark(
     with friendly_errors():
         flags = {
             "models": _names([models] if models else None),
+            "data.items": str(items) if items else None,
+            "data.strict": True if strict else None,
             "split.protocol": protocol,
             "eval.ks": ks,
             "eval.ranking": ranking,

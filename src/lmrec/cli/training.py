@@ -32,7 +32,10 @@ seqrec_app = typer.Typer(help="Train SeqRec (alone or distributed) and export it
 ProtocolOpt = Annotated[
     str | None,
     typer.Option(
-        "--protocol", "-p", help="leave-one-out, temporal or cold-item.", show_default="leave-one-out"
+        "--protocol",
+        "-p",
+        help="leave-one-out, temporal, cold-item, cold-mixed or given (the data's own split).",
+        show_default="leave-one-out",
     ),
 ]
 SetOpt = Annotated[

@@ -16,7 +16,14 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from lmrec.data.schema import EVENT_TYPE_ALIASES, KNOWN_EVENT_TYPES, normalise_event_type
+from lmrec.data.schema import (
+    EVENT_TYPE_ALIASES,
+    KNOWN_EVENT_TYPES,
+    SPLIT_ALIASES,
+    SPLIT_COLUMN,
+    SPLIT_NAMES,
+    normalise_event_type,
+)
 
 #: Numeric timestamps above this are taken as milliseconds when the unit is "auto" (1e11 s is the year 5138).
 _MS_THRESHOLD = 100_000_000_000
@@ -246,7 +253,8 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
 
     ``df`` must carry :data:`ROW`; ``event_type``, ``value`` and ``event_id`` may be missing. Returns the rows
     kept, typed (ids as text, timestamp as Int64 seconds, value as Float64) and with an ``event_id`` for every
-    row.
+    row. A ``split`` column (a given split) is kept, normalised to ``train``/``valid``/``test``; a row with
+    another value is dropped as ``bad_split``.
     """
     report.rows_read += df.height
     have = [c for c in df.columns if c != ROW]
@@ -257,7 +265,7 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
             raise DataError("missing column", source=report.source, field=col,
                             expected=f"columns user_id, item_id, timestamp (have {have})")
     if df.height == 0:
-        return _typed_empty()
+        return _typed_empty(SPLIT_COLUMN in df.columns)
     for col in ("user_id", "item_id", "timestamp", "event_type", "value", "event_id"):
         if col in df.columns and (df[col].dtype.is_nested() or df[col].dtype == pl.Binary
                                   or df[col].dtype == pl.Object):
@@ -333,6 +341,14 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
         df = _fail_or_drop(df, unknown, "unknown_event_type", cfg, report, "event_type",
                            f"one of {accepted} (declare others with event_types)", raw=df["event_type"])
 
+    if SPLIT_COLUMN in df.columns:
+        # A given split (train / valid / test per event): normalised, and a row without a known part is bad.
+        part = df[SPLIT_COLUMN].cast(pl.String).str.strip_chars().str.to_lowercase().replace(SPLIT_ALIASES)
+        df = df.with_columns(part.alias(SPLIT_COLUMN))
+        unknown_part = ~part.is_in(list(SPLIT_NAMES)).fill_null(False)
+        df = _fail_or_drop(df, unknown_part, "bad_split", cfg, report, SPLIT_COLUMN,
+                           f"one of {list(SPLIT_NAMES)} (or {sorted(SPLIT_ALIASES)})", raw=df[SPLIT_COLUMN])
+
     # A stable id for events that come without one, so that importing the same file twice adds nothing.
     derived = pl.concat_str(
         [pl.col("user_id"), pl.col("item_id"), pl.col("timestamp").cast(pl.String), pl.col("event_type"),
@@ -340,13 +356,14 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
         separator="|",
     )
     df = df.with_columns(pl.coalesce(pl.col("event_id"), derived).alias("event_id"))
-    return df.select(["event_id", "user_id", "item_id", "timestamp", "event_type", "value", ROW])
+    split = [SPLIT_COLUMN] if SPLIT_COLUMN in df.columns else []
+    return df.select(["event_id", "user_id", "item_id", "timestamp", "event_type", "value", *split, ROW])
 
 
-def _typed_empty() -> pl.DataFrame:
+def _typed_empty(split: bool = False) -> pl.DataFrame:
     return pl.DataFrame(schema={"event_id": pl.String, "user_id": pl.String, "item_id": pl.String,
                                 "timestamp": pl.Int64, "event_type": pl.String, "value": pl.Float64,
-                                ROW: pl.Int64})
+                                **({SPLIT_COLUMN: pl.String} if split else {}), ROW: pl.Int64})
 
 
 # ---------------------------------------------------------------------- table-level rules

@@ -46,6 +46,13 @@ EVENT_TYPE_ALIASES: dict[str, str] = {
 #: Feedback that says "not this": serving removes or lowers such items (see issue on serving).
 NEGATIVE_EVENT_TYPES: frozenset[str] = frozenset({"dislike", "skip", "remove_from_cart"})
 
+#: A given split travels as an optional ``split`` column of the events (``train`` / ``valid`` / ``test``);
+#: other spellings are read as these.
+SPLIT_COLUMN = "split"
+SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test")
+SPLIT_ALIASES: dict[str, str] = {"training": "train", "validation": "valid", "val": "valid", "dev": "valid",
+                                 "testing": "test"}
+
 EVENTS_SCHEMA = pa.schema(
     [
         pa.field("event_id", pa.string(), nullable=False),

@@ -41,6 +41,9 @@ class Source:
     notes: list[str] = field(default_factory=list)
     items_complete: bool = True
     n_rows: int | None = None  # event rows, when known without reading them (Parquet metadata); for progress
+    #: Whether the events carry a given split (a ``split`` column: train / valid / test), which the ``given``
+    #: protocol (:func:`lmrec.data.splits.given`) evaluates on.
+    has_split: bool = False
 
     def iter_events(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pl.DataFrame]:
         if self.event_chunks is not None:

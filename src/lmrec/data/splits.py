@@ -1,5 +1,5 @@
-"""Evaluation splits: leave-one-out, global temporal, cold-item and cold-mixed. Deterministic given the data
-and the seed.
+"""Evaluation splits: leave-one-out, global temporal, cold-item, cold-mixed, and the split the data came with
+(``given``). Deterministic given the data and the seed.
 
 Every split keeps the dataset's vocabularies, so indices mean the same item in train, validation and test; a
 model fitted on ``split.train`` scores the targets of ``split.valid`` and ``split.test`` directly. Validation
@@ -16,6 +16,7 @@ import polars as pl
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
+from lmrec.data.schema import SPLIT_COLUMN
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ class Split:
     def describe(self) -> str:
         p = ", ".join(f"{k}={v}" for k, v in self.params.items())
         return (
-            f"{self.protocol} ({p}): train {self.train.n_events:,} events, valid {len(self.valid):,} users, "
-            f"test {len(self.test):,} users"
+            f"{self.protocol}{f' ({p})' if p else ''}: train {self.train.n_events:,} events, "
+            f"valid {len(self.valid):,} users, test {len(self.test):,} users"
         )
 
 
@@ -244,17 +245,56 @@ def cold_targets(eval_set: EvalSet, train: Dataset) -> np.ndarray:
     return out
 
 
+def given(ds: Dataset) -> Split:
+    """The split the data came with: events marked ``train`` are what models fit on, ``valid`` events are the
+    validation targets and ``test`` events the test targets (see :data:`~lmrec.data.schema.SPLIT_COLUMN`).
+
+    Such data comes from a table with a ``split`` column, RecBole's ``X.train.inter`` / ``X.valid.inter`` /
+    ``X.test.inter``, a sequence file read with a stated protocol (``-o split=leave-one-out``) or a folder
+    written by :func:`lmrec.data.split_io.write_split`. Every user with a validation (test) event is evaluated
+    on the distinct items of those events, from their training history (training plus validation events for
+    test), as RecBole and SASRec do; ``train_valid`` is every event not marked ``test``. The other protocols
+    ignore the column: they cut all events, whatever their mark.
+    """
+    if not ds.has_split:
+        raise ValueError(
+            "protocol 'given' needs data that carries its split: a table with a split column "
+            "(train/valid/test), RecBole X.train.inter/X.valid.inter/X.test.inter files, a sequence file "
+            "read with -o split=leave-one-out, or a folder written by `lmrec data split`; "
+            f"{ds.name} has none (choose another protocol)"
+        )
+    ev = ds.events
+    cols = ev.columns
+    part = pl.col(SPLIT_COLUMN)
+    train = ds.with_events(ev.filter(part == "train").select(cols))
+    train_valid = ds.with_events(ev.filter(part != "test").select(cols))
+    n_rows = ds.user_map.size
+
+    def targets(name: str, history: Dataset) -> EvalSet:
+        w = ev.filter(part == name).select("user_idx", "item_idx").unique(maintain_order=True)
+        users = w["user_idx"].unique(maintain_order=True).to_numpy().astype(np.int64)
+        return _eval_set(name, users, history.sequences, w["user_idx"].to_numpy(), w["item_idx"].to_numpy(),
+                         n_rows)
+
+    valid, test = targets("valid", train), targets("test", train_valid)
+    if len(test) == 0:
+        raise ValueError(f"protocol 'given': {ds.name} has no event marked test")
+    return Split("given", train, train_valid, valid, test)
+
+
 PROTOCOLS = {
     "leave-one-out": leave_one_out,
     "loo": leave_one_out,
     "temporal": temporal,
     "cold-item": cold_item,
     "cold-mixed": cold_mixed,
+    "given": given,
 }
 
 
 def make_split(ds: Dataset, protocol: str, **params: Any) -> Split:
-    """Apply a protocol by name (``leave-one-out``, ``temporal``, ``cold-item``, ``cold-mixed``)."""
+    """Apply a protocol by name (``leave-one-out``, ``temporal``, ``cold-item``, ``cold-mixed``,
+    ``given``)."""
     try:
         fn = PROTOCOLS[protocol]
     except KeyError:

@@ -4,8 +4,10 @@ The sections, each validated on construction (unknown keys are an error that nam
 
     seed: 0                      # splits (cold-item), sampled negatives, bootstrap, model initialisation
     out: models/seqrec           # train: model folder; evaluate/benchmark: report folder; tune: trials JSON
-    data:  {dataset: movielens-100k}            # built-in name, data file/folder or saved dataset folder
-    split: {protocol: leave-one-out, seed: null, params: {}}   # leave-one-out | temporal | cold-item | none
+    data:  {dataset: movielens-100k, items: null, strict: false}  # built-in name, data file/folder or saved
+                                                # dataset folder; an item file of any kind; strict: errors
+    split: {protocol: leave-one-out, seed: null, params: {}}   # leave-one-out | temporal | cold-item |
+                                                               # cold-mixed | given | none
     model: {name: seqrec, d_model: 64}          # one model (train, tune): name + its own Config's settings
     models: [ease, {name: itemknn, k: 50}]      # several models (evaluate, benchmark); empty: every baseline
     eval:  {ks: [5, 10, 20], ranking: full, metric: NDCG@10, model_dirs: []}
@@ -131,12 +133,23 @@ class DataConfig(_Section):
     #: A built-in dataset (``movielens-100k``), a data file/folder a loader reads, a saved dataset folder, or
     #: an lmrec store (``lmrec.duckdb``, filled by ``lmrec data import``).
     dataset: str = "movielens-100k"
+    #: An item file read with the events, of any kind (a table, RecBole ``.item``/``.text``, ``id<TAB>text``
+    #: lines; see :mod:`lmrec.data.loaders.items`).
+    items: str | None = None
+    #: Options of the data's loader, as ``lmrec data import -o`` takes them: ``{split: leave-one-out}`` for a
+    #: sequence file published with that protocol, ``{layout: pairs}``, ``{mapping: {user_id: visitor}}``...
+    options: dict[str, Any] = Field(default_factory=dict)
+    #: Data problems that are warnings become errors: a text-based model fitted on item text that cannot
+    #: tell the items apart (:class:`~lmrec.models.base.TextQualityWarning`).
+    strict: bool = False
 
 
 class SplitConfig(_Section):
     """The evaluation protocol."""
 
-    #: ``leave-one-out``, ``temporal``, ``cold-item``, or ``none`` (train on every event; train only).
+    #: ``leave-one-out``, ``temporal``, ``cold-item``, ``cold-mixed``, ``given`` (the split the data
+    #: carries: a split column, RecBole ``X.train/valid/test.inter``...), or ``none`` (train on every event;
+    #: train only).
     protocol: str = "leave-one-out"
     #: Seed of a random protocol (cold-item); ``None`` uses the experiment's ``seed``.
     seed: int | None = None

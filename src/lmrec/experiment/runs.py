@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lmrec.config import resolve_device
-from lmrec.data.dataset import Dataset
+from lmrec.data.dataset import Dataset, text_coverage_line
 from lmrec.data.loaders import load_dataset
 from lmrec.data.splits import make_split
 from lmrec.evaluation import evaluate as evaluate_model
@@ -28,7 +29,7 @@ from lmrec.evaluation.tuning import TuningResult
 from lmrec.evaluation.tuning import tune as search
 from lmrec.experiment.config import ExperimentConfig, ModelConfig, model_fields
 from lmrec.models import create_model, load_model
-from lmrec.models.base import Recommender
+from lmrec.models.base import Recommender, TextQualityWarning
 from lmrec.store import is_store_file, open_read
 from lmrec.training.distributed import cleanup, init_distributed
 
@@ -36,18 +37,44 @@ from lmrec.training.distributed import cleanup, init_distributed
 Log = Callable[[str], None]
 
 
-def load_data(spec: str) -> Dataset:
+def load_data(spec: str, items: str | None = None, options: dict[str, Any] | None = None) -> Dataset:
     """An lmrec store (a ``.duckdb`` file filled by ``lmrec data import``; read from a snapshot while a
     service holds it), a saved dataset folder (``dataset.json``), a built-in name, or a file/folder a loader
-    understands."""
+    understands; ``items``: an item file of any kind read with it; ``options``: the loader's options (not for
+    a store, whose items are its own)."""
 
+    opts = dict(options or {})
+    if items is not None:
+        opts["items"] = items
     if is_store_file(spec):
+        if opts:
+            raise ValueError(f"{spec} is a store: its items are its own and it takes no loader options "
+                             f"({', '.join(sorted(opts))}); import the item file into it instead")
         with open_read(spec) as st:
             return st.to_dataset()
-    if (Path(spec) / "dataset.json").exists():
+    if (Path(spec) / "dataset.json").exists() and not opts:
         return Dataset.load(spec)
-    ds, _ = load_dataset(spec)
+    ds, _ = load_dataset(spec, **opts)
     return ds
+
+
+def _load(cfg: ExperimentConfig) -> Dataset:
+    return load_data(cfg.data.dataset, cfg.data.items, cfg.data.options)
+
+
+@contextlib.contextmanager
+def text_checks(strict: bool) -> Iterator[None]:
+    """Within: a :class:`~lmrec.models.base.TextQualityWarning` is an error (``ValueError``) when ``strict``,
+    else the warning it always was."""
+    if not strict:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TextQualityWarning)
+        try:
+            yield
+        except TextQualityWarning as exc:
+            raise ValueError(f"item text: {exc} (an error under --strict / data.strict)") from None
 
 
 @dataclass
@@ -103,15 +130,20 @@ def train(
     say: Log = log if (log is not None and ctx.is_main) else (lambda _text: None)
     try:
         rec = create_model(spec.name, **settings)
-        ds = load_data(cfg.data.dataset)
+        ds = _load(cfg)
         summary: dict[str, Any] = {
             "model": spec.name,
             "config": settings,
             "dataset": ds.name,
             "data": cfg.data.dataset,  # the spec it was loaded from (name, file or folder)
+            **({"items": cfg.data.items} if cfg.data.items else {}),
+            **({"data_options": cfg.data.options} if cfg.data.options else {}),
             "protocol": cfg.split.protocol,
             "seed": cfg.seed,
         }
+        coverage = ds.text_coverage()
+        summary["text_coverage"] = list(coverage)
+        say(f"{ds.name}: {text_coverage_line(*coverage)}")
         if cfg.split.protocol == "none":
             train_ds, valid, split = ds, None, None
         else:
@@ -124,7 +156,7 @@ def train(
             f"({'all events' if split is None else split.describe()})"
         )
         t0 = time.perf_counter()
-        with (fitting or _nothing)(f"fit {spec.name}"):
+        with (fitting or _nothing)(f"fit {spec.name}"), text_checks(cfg.data.strict):
             rec.fit(train_ds, valid)
         if not ctx.is_main:
             return TrainRun({})
@@ -199,7 +231,7 @@ def histories_for(model_dir: str | Path, which: str = "next", dataset: str | Non
     spec = dataset or info.get("data") or info.get("dataset")
     if not spec:
         raise ValueError(f"{info_file} does not say which data the model was fitted on; pass --dataset")
-    ds = load_data(spec)
+    ds = load_data(spec, None if dataset else info.get("items"), info.get("data_options"))
     split = make_split(ds, protocol, **info.get("split_params", {}))
     items, users = ds.item_map, ds.user_map
     if which == "test":
@@ -257,22 +289,23 @@ def evaluate(cfg: ExperimentConfig, *, command: str | None = None, progress: boo
     is set), test once on the test part, and write the report to ``cfg.out`` when it is set."""
 
     _needs_split(cfg, "evaluate")
-    ds = load_data(cfg.data.dataset)
+    ds = _load(cfg)
     specs = model_specs(cfg)
-    return run_benchmark(
-        ds,
-        cfg.split.protocol,
-        specs,
-        ks=cfg.eval.ks,
-        out_dir=cfg.out,
-        seed=cfg.seed,
-        progress=progress,
-        ranking=cfg.eval.ranking,
-        protocol_params=cfg.split_params(),
-        tune=_grids(cfg, specs),
-        main_metric=cfg.eval.metric,
-        command=command,
-    )
+    with text_checks(cfg.data.strict):
+        return run_benchmark(
+            ds,
+            cfg.split.protocol,
+            specs,
+            ks=cfg.eval.ks,
+            out_dir=cfg.out,
+            seed=cfg.seed,
+            progress=progress,
+            ranking=cfg.eval.ranking,
+            protocol_params=cfg.split_params(),
+            tune=_grids(cfg, specs),
+            main_metric=cfg.eval.metric,
+            command=command,
+        )
 
 
 def default_report_dir(cfg: ExperimentConfig) -> Path:
@@ -299,23 +332,24 @@ def tune(
     _needs_split(cfg, "tune")
     if not cfg.tune.space:
         raise ValueError("tune needs a search space: --space key=v1,v2 or tune.space in the config file")
-    ds = load_data(cfg.data.dataset)
+    ds = _load(cfg)
     split = make_split(ds, cfg.split.protocol, **cfg.split_params())
     base = dict(spec.settings)
     if "progress" in model_fields(spec.name):
         base.setdefault("progress", False)  # one line per trial instead of a bar per fit
-    res = search(
-        spec.name,
-        cfg.tune.space,
-        split,
-        mode=cfg.tune.mode,
-        n_trials=cfg.tune.trials,
-        seed=cfg.seed,
-        base=base,
-        metric=cfg.tune.metric,
-        ks=cfg.eval.ks,
-        on_trial=on_trial,
-    )
+    with text_checks(cfg.data.strict):
+        res = search(
+            spec.name,
+            cfg.tune.space,
+            split,
+            mode=cfg.tune.mode,
+            n_trials=cfg.tune.trials,
+            seed=cfg.seed,
+            base=base,
+            metric=cfg.tune.metric,
+            ks=cfg.eval.ks,
+            on_trial=on_trial,
+        )
     if cfg.out is not None:
         cfg.out.write_text(
             json.dumps(

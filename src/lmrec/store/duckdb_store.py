@@ -636,6 +636,16 @@ class Store:
         )
         return rows.to_dicts()[0] if rows.height else None
 
+    def text_coverage(self) -> tuple[int, int]:
+        """``(items with text, items)`` among the items that have events, as
+        :meth:`lmrec.data.dataset.Dataset.text_coverage` counts them (a non-empty title or description)."""
+        row = self.execute(
+            "SELECT count(*) FILTER (WHERE coalesce(trim(i.title), '') <> '' "
+            "OR coalesce(trim(i.description), '') <> ''), count(*) "
+            "FROM (SELECT DISTINCT item_id FROM events) e LEFT JOIN items i USING (item_id)"
+        )[0]
+        return int(row[0]), int(row[1])
+
     def to_dataset(self, name: str | None = None, cleaning: CleaningConfig | None = None) -> Dataset:
         """Build a :class:`Dataset` from everything in the store (table-level cleaning, e.g. k-core,
         applies), named ``name`` or the store's dataset name."""

@@ -6,6 +6,7 @@ afterwards, in :func:`~lmrec.data.loaders.base.read_dataset` or in the store's i
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,14 @@ from lmrec.data.source import pseudonymised
 
 # The loader modules register their formats and detectors on import, in this order (detectors are tried
 # in registration order; the generic table reader's are fallbacks, tried last whatever the order).
-from lmrec.data.loaders import amazon, sequences, recbole, generic, ecommerce  # noqa: F401  # isort: skip
+from lmrec.data.loaders import amazon, given, sequences, recbole, generic, ecommerce  # noqa: F401  # isort: skip
+from lmrec.data.loaders.items import attach_items  # noqa: E402  # isort: skip
+
+#: Formats whose own ``items`` option reads a file kind of theirs (Amazon's metadata dumps); every other
+#: format's ``items`` is read by :func:`~lmrec.data.loaders.items.attach_items`, whatever the file's kind.
+NATIVE_ITEMS = frozenset({"amazon"})
+#: Options about the item file that :func:`open_source` takes for every format.
+ITEM_OPTIONS = ("items", "item_map", "item_mapping", "category_separator")
 
 
 def detect_format(path: Path) -> str:
@@ -48,29 +56,55 @@ def detect_format(path: Path) -> str:
 
 
 def open_source(spec: str | Path, fmt: str | None = None, **options: Any) -> Source:
-    """A built-in dataset name (``movielens-100k``) or a path, in ``fmt`` or a detected format."""
+    """A built-in dataset name (``movielens-100k``) or a path, in ``fmt`` or a detected format.
+
+    Every format takes ``items`` (an item file of any kind: a table, a RecBole ``.item``/``.text`` file or
+    ``item_id<TAB>text`` lines) and ``item_map`` (an ``item2index`` file, for item files keyed by another id
+    than the events): see :mod:`lmrec.data.loaders.items`.
+    """
     key = str(spec)
     if fmt is None and key in BUILTIN:
-        _check_options(key, BUILTIN[key], options)
-        return pseudonymised(BUILTIN[key](**options))
-    path = Path(key).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"{spec}: no such file or folder, and not a built-in dataset "
-                                f"({', '.join(sorted(BUILTIN))})")
-    fmt = fmt or detect_format(path)
+        loader, name, path = BUILTIN[key], key, None
+    else:
+        path = Path(key).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"{spec}: no such file or folder, and not a built-in dataset "
+                                    f"({', '.join(sorted(BUILTIN))})")
+        name = fmt = fmt or detect_format(path)
+        try:
+            loader = FORMATS[fmt]
+        except KeyError:
+            raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(sorted(FORMATS))}") from None
+    item_opts = _item_options(name, loader, options)
+    _check_options(name, loader, options)
+    source = loader(**options) if path is None else loader(path, **options)
+    if item_opts.get("items") is not None or item_opts.get("item_map") is not None:
+        attach_items(source, item_opts.get("items"), item_map=item_opts.get("item_map"),
+                     mapping=item_opts.get("item_mapping"),
+                     category_separator=item_opts.get("category_separator") or "|")
+    return pseudonymised(source)
+
+
+def _item_options(fmt: str, loader: Callable[..., Source], options: dict[str, Any]) -> dict[str, Any]:
+    """Take the item-file options out of ``options`` (in place) when :func:`attach_items` reads the file
+    rather than the loader: always ``items`` and ``item_map`` (except for :data:`NATIVE_ITEMS`), and the
+    loader's ``item_mapping``/``category_separator`` when an item file is given or the loader lacks them."""
+    if fmt in NATIVE_ITEMS:
+        return {}
     try:
-        loader = FORMATS[fmt]
-    except KeyError:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(sorted(FORMATS))}") from None
-    _check_options(fmt, loader, options)
-    return pseudonymised(loader(path, **options))
+        params = set(inspect.signature(loader).parameters)
+    except (TypeError, ValueError):
+        params = set()
+    taken = {k: options.pop(k) for k in ("items", "item_map") if k in options}
+    for k in ("item_mapping", "category_separator"):
+        if k in options and (taken.get("items") is not None or k not in params):
+            taken[k] = options.pop(k)
+    return taken
 
 
 def _check_options(fmt: str, loader: Callable[..., Source], options: dict[str, Any]) -> None:
     """A clear error for an option the format does not take (``--map`` given to MovieLens, a typo in a
     config)."""
-    import inspect
-
     try:
         params = inspect.signature(loader).parameters
     except (TypeError, ValueError):

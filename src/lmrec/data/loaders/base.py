@@ -44,7 +44,7 @@ def read_dataset(source: Source, cleaning: CleaningConfig | None = None,
         cfg = replace(cleaning, default_event_type=source.default_event_type)
     report = CleaningReport(source=source.origin or source.name)
     kept = [clean_rows(chunk, cfg, report) for chunk in source.iter_events(chunk_rows)]
-    events = pl.concat(kept) if kept else clean_rows(pl.DataFrame(), cfg, report)
+    events = pl.concat(kept, how="diagonal_relaxed") if kept else clean_rows(pl.DataFrame(), cfg, report)
     item_ids = known_item_ids(source)
     events = clean_table(events, cfg, report, item_ids=item_ids)
     report.notes.extend(source.notes)

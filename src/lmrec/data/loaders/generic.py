@@ -75,6 +75,7 @@ EVENT_ALIASES: dict[str, tuple[str, ...]] = {
     "event_type": ("event_type", "event", "action", "behavior", "behaviour", "interaction"),
     "value": ("value", "rating", "score"),
     "event_id": ("event_id", "eventId"),
+    "split": ("split",),  # a given split: train / valid / test per event (protocol ``given``)
 }
 ITEM_FIELDS = ("item_id", "title", "description", "categories")
 USER_FIELDS = ("user_id", "profile")
@@ -222,9 +223,10 @@ def _catalogue(
     key: str,
     separator: str | None,
     category_separator: str,
+    kind: str | None = None,
 ) -> pl.DataFrame:
     """An item or user table in lmrec's columns; every other column goes into the ``attributes`` JSON."""
-    raw = read_table(path, None, separator)
+    raw = read_table(path, kind, separator)
     cols = resolve_columns(raw.columns, mapping, aliases, (key,), path)
     out = raw.select([pl.col(src).alias(dst) for dst, src in cols.items() if dst in fields])
     out = out.with_columns(pl.col(key).cast(pl.String).str.strip_chars())
@@ -243,6 +245,15 @@ def _catalogue(
         row = int(bad.arg_true()[0]) + 1
         raise DataError("missing id", source=str(path), row=row, field=cols[key], expected="a non-empty id")
     return out
+
+
+def read_item_table(path: Path, mapping: Mapping[str, str] | None = None, *, kind: str | None = None,
+                    separator: str | None = None, category_separator: str = "|") -> pl.DataFrame:
+    """An item table (CSV/TSV/Parquet/JSON lines, with a header) in lmrec's columns: ``item_id``, ``title``,
+    ``description``, ``categories`` found by their common names or named by ``mapping``; other columns become
+    the ``attributes`` JSON."""
+    return _catalogue(path, mapping, ITEM_ALIASES, ITEM_FIELDS, "item_id", separator, category_separator,
+                      kind)
 
 
 def _merge_attributes(existing: pl.Series, extra: pl.DataFrame) -> pl.Series:
@@ -356,7 +367,7 @@ def load_table(
                              category_separator) if users is not None else None)
     source = Source(name or _stem(path), event_chunks=chunks, items=item_table, users=user_table,
                     default_event_type=default_event_type, origin=str(path),
-                    n_rows=parquet_rows(path) if kind == "parquet" else None)
+                    n_rows=parquet_rows(path) if kind == "parquet" else None, has_split="split" in columns)
     mapped = ", ".join(f"{dst}←{src}" for dst, src in columns.items() if dst != src)
     if mapped:
         source.notes.append(f"columns: {mapped}")
@@ -399,4 +410,5 @@ for _kind in ("csv", "tsv", "parquet", "jsonl"):
 # Last resort: any other format recognising a file first wins (Amazon JSON lines, RecBole files...).
 register_detector("generic", _is_table, fallback=True)
 
-__all__ = ["EVENT_ALIASES", "load_table", "read_table", "resolve_columns", "table_kind"]
+__all__ = ["EVENT_ALIASES", "KINDS", "load_table", "read_item_table", "read_table", "resolve_columns",
+           "table_kind"]

@@ -8,7 +8,9 @@
 
 These files hold no times. Each interaction gets a synthetic timestamp: its position in the file (1, 2, 3...),
 which keeps every user's order, so leave-one-out splits are exact; a *temporal* split on such data is
-meaningless and the source's notes say so. The files are read ``chunk_rows`` events at a time, never whole.
+meaningless and the source's notes say so. The files are read ``chunk_rows`` events at a time, never whole,
+unless read with the protocol they were published with (``split="leave-one-out"``: the events then carry
+their part for ``--protocol given``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from lmrec.data.cleaning import DataError
 from lmrec.data.loaders._io import PARSE_ROWS, base_suffix, first_line, iter_line_chunks, open_text, regroup
 from lmrec.data.loaders.base import Source
 from lmrec.data.loaders.generic import _stem
+from lmrec.data.loaders.given import mark_last_two, stated_split
+from lmrec.data.loaders.items import read_item_text, read_items
 from lmrec.data.loaders.registry import register_detector, register_format
 
 _ID = re.compile(r"^[\w\-.:/@#+]+$")
@@ -48,7 +52,8 @@ def detect_layout(path: Path, separator: str | None = None, probe_lines: int = 1
 
 
 def load_sequences(path: str | Path, *, layout: str = "auto", items: str | Path | None = None,
-                   separator: str | None = None, event_type: str = "view", name: str | None = None) -> Source:
+                   separator: str | None = None, event_type: str = "view", split: str = "none",
+                   name: str | None = None) -> Source:
     """A sequence or pairs file (and optional item-text file) as a streaming :class:`Source`.
 
     Parameters
@@ -59,14 +64,21 @@ def load_sequences(path: str | Path, *, layout: str = "auto", items: str | Path 
         ``"sequence"`` (``user item item ...``), ``"pairs"`` (``user item``) or ``"auto"`` (look at the first
         lines).
     items:
-        An ``item_id<TAB>text`` file; the text becomes the item's title.
+        An ``item_id<TAB>text`` file (the text becomes the item's title), or any item file
+        :func:`~lmrec.data.loaders.items.read_items` reads.
     separator:
         Field separator; any run of whitespace by default.
     event_type:
         The type of every interaction (these formats do not say; ``view`` by default).
+    split:
+        The protocol the file was published with, which the events then carry (``--protocol given``):
+        ``"none"`` (default) or ``"leave-one-out"`` (S3-Rec's and SASRec's: each user's last item is test, the
+        one before validation, the rest training; users with fewer than 3 items are all training). The file is
+        then read whole, since a user's last item is known only at the end.
     name:
         The dataset's name (the file's stem by default, e.g. ``Beauty``).
     """
+    split = stated_split(split)
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -109,17 +121,29 @@ def load_sequences(path: str | Path, *, layout: str = "auto", items: str | Path 
         if buf["_row"]:
             yield 0, pl.DataFrame(buf, schema=_SCHEMA)
 
+    marked: list[pl.DataFrame] = []
+
     def chunks(chunk_rows: int) -> Iterator[pl.DataFrame]:
+        if split == "leave-one-out":
+            if not marked:
+                frames = [df for _, df in pieces(PARSE_ROWS)]
+                marked.append(mark_last_two(pl.concat(frames) if frames else pl.DataFrame(schema=_SCHEMA)))
+            for offset in range(0, max(marked[0].height, 1), chunk_rows):
+                yield marked[0].slice(offset, chunk_rows)
+            return
         # Row numbers travel in the _row column (a line's number), so regroup's own numbering is not used.
         for _, df in regroup(pieces(min(chunk_rows, PARSE_ROWS)), chunk_rows):
             yield df
 
-    item_table = read_item_text(Path(items).expanduser()) if items is not None else None
-    # The item-text file names items, it does not bound the catalogue: an item without text keeps its events.
+    item_table, complete = read_items(items) if items is not None else (None, False)
+    # An item-text file names items, it does not bound the catalogue: an item without text keeps its events.
     source = Source(name or _stem(path), event_chunks=chunks, items=item_table, default_event_type=event_type,
-                    origin=str(path), items_complete=False)
+                    origin=str(path), items_complete=complete, has_split=split != "none")
     source.notes.append(f"{layout} layout; timestamps are positions in the file (order only, not real times: "
                         "use leave-one-out, not a temporal split)")
+    if split != "none":
+        source.notes.append("the stated leave-one-out split (each user's last item test, the one before "
+                            "valid): use --protocol given to evaluate on it")
     return source
 
 
@@ -131,34 +155,13 @@ def _emit(buf: dict[str, list], chunk_rows: int) -> Iterator[pl.DataFrame]:
             del v[:chunk_rows]
 
 
-def read_item_text(path: Path) -> pl.DataFrame:
-    """An ``item_id<TAB>text`` file as items with a title; a header line (``item_id<TAB>...``) is skipped."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such item text file")
-    ids: list[str] = []
-    titles: list[str | None] = []
-    for start, lines in iter_line_chunks(path, 100_000):
-        for offset, line in enumerate(lines):
-            if not line.strip():
-                continue
-            item, sep, text = line.partition("\t")
-            row = start + offset
-            if row == 1 and item.strip().lower() in ("item_id", "item", "itemid", "id"):
-                continue
-            if not sep:
-                raise DataError("malformed line", source=str(path), row=row,
-                                expected="item_id<TAB>text", got=line[:200])
-            ids.append(item.strip())
-            titles.append(text.strip() or None)
-    return pl.DataFrame(
-        {"item_id": ids, "title": titles}, schema={"item_id": pl.String, "title": pl.String}
-    ).unique("item_id", keep="last", maintain_order=True)
-
-
 def load_item_text(path: str | Path, name: str | None = None) -> Source:
-    """An ``item_id<TAB>text`` file alone, as a source with items and no events (to add titles to a store)."""
+    """An item file alone (``item_id<TAB>text`` lines or any kind :func:`read_items` reads), as a source with
+    items and no events (to add titles to a store)."""
     path = Path(path).expanduser()
-    return Source(name or _stem(path), events=pl.DataFrame(), items=read_item_text(path), origin=str(path))
+    items, complete = read_items(path)
+    return Source(name or _stem(path), events=pl.DataFrame(), items=items, origin=str(path),
+                  items_complete=complete)
 
 
 def _detect(path: Path) -> bool:
