@@ -201,3 +201,16 @@ def test_recommend_for_test_lists_rescore_to_the_evaluate_figure(board_dir: Path
     runner.invoke(app, ["train", "ease", "--dataset", str(board_dir), "--out", str(full), "-p", "none"])
     r = runner.invoke(app, ["recommend", str(full), "--for", "test", "--out", str(tmp_path / "x.csv")])
     assert r.exit_code == 1 and "no test part" in r.output
+
+
+def test_recommend_for_test_after_a_temporal_fit(board_dir: Path, tmp_path: Path) -> None:
+    """The recorded temporal split holds its derived cut-off times beside its settings; recommend rebuilds
+    the split from the settings alone (it used to pass the cut-offs back and fail)."""
+    model_dir = tmp_path / "ease-temporal"
+    r = runner.invoke(app, ["train", "ease", "--dataset", str(board_dir), "--protocol", "temporal", "--out",
+                            str(model_dir)])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "temporal.parquet"
+    r = runner.invoke(app, ["recommend", str(model_dir), "--for", "test", "--k", "5", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert pl.read_parquet(out).height > 0 and (tmp_path / "temporal.targets.csv").is_file()

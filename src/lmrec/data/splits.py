@@ -292,6 +292,18 @@ PROTOCOLS = {
 }
 
 
+def split_settings(protocol: str, recorded: dict[str, Any]) -> dict[str, Any]:
+    """The settings in a split's recorded :attr:`Split.params` (which also holds what the protocol derived,
+    e.g. temporal's cut-off times), so that :func:`make_split` makes the same split again."""
+    import inspect
+
+    fn = PROTOCOLS.get(protocol)
+    if fn is None:
+        return dict(recorded)
+    accepted = inspect.signature(fn).parameters  # type: ignore[arg-type]
+    return {k: v for k, v in recorded.items() if k in accepted and k != "ds"}
+
+
 def make_split(ds: Dataset, protocol: str, **params: Any) -> Split:
     """Apply a protocol by name (``leave-one-out``, ``temporal``, ``cold-item``, ``cold-mixed``,
     ``given``)."""

@@ -21,7 +21,7 @@ import numpy as np
 from lmrec.config import resolve_device
 from lmrec.data.dataset import Dataset, text_coverage_line
 from lmrec.data.loaders import load_dataset
-from lmrec.data.splits import make_split
+from lmrec.data.splits import make_split, split_settings
 from lmrec.evaluation import evaluate as evaluate_model
 from lmrec.evaluation import run_benchmark
 from lmrec.evaluation.benchmark import DEFAULT_MODELS, TUNING_GRIDS, BenchmarkResult, ModelSpec
@@ -232,7 +232,7 @@ def histories_for(model_dir: str | Path, which: str = "next", dataset: str | Non
     if not spec:
         raise ValueError(f"{info_file} does not say which data the model was fitted on; pass --dataset")
     ds = load_data(spec, None if dataset else info.get("items"), info.get("data_options"))
-    split = make_split(ds, protocol, **info.get("split_params", {}))
+    split = make_split(ds, protocol, **split_settings(protocol, info.get("split_params", {})))
     items, users = ds.item_map, ds.user_map
     if which == "test":
         ev = split.test
