@@ -21,7 +21,8 @@ TemplateOpt = Annotated[str | None, typer.Option(
     "--template", help="Item fields in order, field[:Label] comma-separated: 'title, categories:Genres'.")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Cut each item text to this many tokens.")]
 SourceOpt = Annotated[str | None, typer.Option(
-    "--source", help="A built-in dataset (movielens-100k) or a file/folder; default movielens-100k.")]
+    "--source", help="A built-in dataset (movielens-100k), a file/folder, a saved dataset folder or a store "
+    "file (.duckdb, from `lmrec data import`); default movielens-100k.")]
 StoreFileOpt = Annotated[Path | None, typer.Option(
     "--store", help="Read items/users/events from this lmrec store (and cache vectors in it).")]
 CacheOpt = Annotated[Path | None, typer.Option(
@@ -46,9 +47,9 @@ def _dataset(source: str | None, store: Path | None) -> Any:
             raise FileNotFoundError(f"{store}: no such store file")
         with Store(store, read_only=True) as st:
             return st.to_dataset(name=store.stem)
-    from lmrec.data.loaders import load_dataset
+    from lmrec.experiment.runs import load_data
 
-    return load_dataset(source or "movielens-100k")[0]
+    return load_data(source or "movielens-100k")
 
 
 def _encoder(model: str | None, batch_size: int, device: str, allow_download: bool) -> Any:
@@ -129,16 +130,26 @@ def users(model: ModelOpt = None, text: Annotated[str, typer.Option(
 def finetune(out: Annotated[Path, typer.Option("--out", help="Folder for the fine-tuned model.")],
              base: ModelOpt = None, source: SourceOpt = None, store: StoreFileOpt = None,
              pairs: Annotated[int, typer.Option("--pairs", help="Training pairs to sample.")] = 4000,
+             pairs_from: Annotated[str, typer.Option(
+                 "--pairs-from", help="The query of a pair: 'item' (the previous item's text) or 'history' "
+                 "(the last 5 titles); the positive is always the next item's text.")] = "history",
+             steps: Annotated[int | None, typer.Option(
+                 "--steps", help="Stop after this many optimiser steps (default: one pass over the pairs).")
+             ] = None,
              epochs: Annotated[int, typer.Option("--epochs")] = 1,
              batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per batch.")] = 64,
              max_length: Annotated[int, typer.Option("--max-length", help="Tokens per text.")] = 64,
              lr: Annotated[float, typer.Option("--lr")] = 5e-5,
+             check: Annotated[bool, typer.Option(
+                 "--check/--no-check", help="Score the validation users with the text recommender before and "
+                 "after (the held-out check).")] = True,
              seed: Annotated[int, typer.Option("--seed")] = 0, device: DeviceOpt = "auto") -> None:
-    """Fine-tune the encoder on (history text → next item) pairs from the training part of a leave-one-out
-    split.
+    """Fine-tune the encoder on (query → next item) pairs from the training part of a leave-one-out split.
 
-    The new model gets its own revision, so cached vectors of the base model are kept apart. Use it with
-    `--model FOLDER` in the other commands.
+    The validation and test events are never trained on; the held-out check reports the validation NDCG@10
+    of the text-only recommender with the base and the fine-tuned model. The new model gets its own
+    revision, so cached vectors of the base model are kept apart. Use it with `--model FOLDER` in the other
+    `lmrec embed` commands and `lmrec train --encoder FOLDER`.
     """
     from lmrec.data.splits import leave_one_out
     from lmrec.text.finetune import FinetuneConfig, finetune_encoder
@@ -146,13 +157,20 @@ def finetune(out: Annotated[Path, typer.Option("--out", help="Folder for the fin
     with friendly_errors():
         ds = _dataset(source, store)
         split = leave_one_out(ds)
-        cfg = FinetuneConfig(max_pairs=pairs, epochs=epochs, batch_size=batch_size, max_length=max_length,
-                             learning_rate=lr, seed=seed)
-        console.print(f"fine-tuning on {split.describe()}")
-        res = finetune_encoder(split, out, base=base, config=cfg, device=device, progress=True)
+        cfg = FinetuneConfig(max_pairs=pairs, pairs=pairs_from, max_steps=steps, epochs=epochs,
+                             batch_size=batch_size, max_length=max_length, learning_rate=lr, seed=seed)
+        console.print(f"fine-tuning on {split.describe()} ({pairs_from} → next item pairs)")
+        res = finetune_encoder(split, out, base=base, config=cfg, device=device, progress=True, check=check,
+                               store=store)
         loss = f"{res.train_loss:.3f}" if res.train_loss is not None else "n/a"
         console.print(f"wrote {res.path}: encoder [bold]{res.name}[/] revision {res.revision}, "
                       f"{res.n_pairs:,} pairs, training loss {loss}, {res.seconds:.0f}s")
+        if res.validation is not None:
+            v = res.validation
+            verdict = "better" if v["fine-tuned"] > v["base"] else "[red]not better[/]"
+            console.print(f"held-out check, validation NDCG@10 of the text recommender "
+                          f"({int(v['users']):,} users): base {v['base']:.4f} → fine-tuned "
+                          f"{v['fine-tuned']:.4f} ({verdict})")
 
 
 @embed_app.command("spaces")

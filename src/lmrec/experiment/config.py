@@ -128,8 +128,12 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """Where the events come from."""
 
-    #: A built-in dataset (``movielens-100k``), a data file/folder a loader reads, or a saved dataset folder.
+    #: A built-in dataset (``movielens-100k``), a data file/folder a loader reads, a saved dataset folder, or
+    #: an lmrec store file (``.duckdb``, e.g. from ``lmrec data import``).
     dataset: str = "movielens-100k"
+    #: The text encoder of models that read item text vectors (``None``: the default MiniLM): a name
+    #: ``get_encoder`` knows or a model folder, e.g. one written by ``lmrec embed finetune``.
+    encoder: str | None = None
 
 
 class SplitConfig(_Section):

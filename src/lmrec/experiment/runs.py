@@ -29,6 +29,7 @@ from lmrec.evaluation.tuning import tune as search
 from lmrec.experiment.config import ExperimentConfig, ModelConfig, model_fields
 from lmrec.models import create_model, load_model
 from lmrec.models.base import Recommender
+from lmrec.store import Store
 from lmrec.training.distributed import cleanup, init_distributed
 
 #: A message for the user (Rich markup allowed); the CLI prints it, library callers may drop it.
@@ -36,10 +37,14 @@ Log = Callable[[str], None]
 
 
 def load_data(spec: str) -> Dataset:
-    """A saved dataset folder (``dataset.json``), a built-in name, or a file/folder a loader understands."""
+    """A saved dataset folder (``dataset.json``), an lmrec store file (``.duckdb``), a built-in name, or a
+    file/folder a loader understands."""
 
     if (Path(spec) / "dataset.json").exists():
         return Dataset.load(spec)
+    if Path(spec).suffix == ".duckdb" and Path(spec).is_file():
+        with Store(spec, read_only=True) as st:
+            return st.to_dataset(name=Path(spec).stem)
     ds, _ = load_dataset(spec)
     return ds
 
@@ -118,8 +123,11 @@ def train(
             f"({'all events' if split is None else split.describe()})"
         )
         t0 = time.perf_counter()
+        text = {"vectors_meta": {"encoder": cfg.data.encoder}} if cfg.data.encoder else {}
+        if text:
+            summary["encoder"] = cfg.data.encoder
         with (fitting or _nothing)(f"fit {spec.name}"):
-            rec.fit(train_ds, valid)
+            rec.fit(train_ds, valid, **text)
         if not ctx.is_main:
             return TrainRun({})
         summary["fit_seconds"] = round(time.perf_counter() - t0, 3)
