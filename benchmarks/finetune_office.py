@@ -153,10 +153,11 @@ def run(args) -> None:
         best = max(trials, key=lambda r: r["valid_ft"])["pairs"]
         return cached(kind="finetune", seed=seed, pairs=best) or step(finetune(split, args, seed, best))
 
-    plan: list[tuple[str, int]] = []
-    for seed in args.seeds:
+    # The first seed's comparisons (base, fine-tuned, static) first, then the other seeds.
+    first = args.seeds[0]
+    plan = [("minilm", first), ("minilm-ft", first)] + [("static", s) for s in args.static_seeds]
+    for seed in args.seeds[1:]:
         plan += [("minilm", seed), ("minilm-ft", seed)]
-    plan += [("static", seed) for seed in args.static_seeds]
     for label, seed in plan:
         if cached(kind="fit", encoder=label, seed=seed):
             continue
@@ -269,7 +270,7 @@ def main() -> None:
     ap.add_argument("--static-seeds", type=int, nargs="*", default=[0])
     ap.add_argument("--pairs", nargs="+", default=["item", "history"],
                     help="pair kinds tried at the first seed")
-    ap.add_argument("--max-steps", type=int, default=150)
+    ap.add_argument("--max-steps", type=int, default=120)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=48)
     ap.add_argument("--lr", type=float, default=1e-4)

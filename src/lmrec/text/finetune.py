@@ -41,6 +41,7 @@ from lmrec.data.splits import Split
 from lmrec.text.encoders import (
     REVISION_FILE,
     SentenceTransformerEncoder,
+    TextEncoder,
     folder_revision,
     get_encoder,
     register_encoder,
@@ -256,7 +257,9 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
     pairs = HFDataset.from_dict({"anchor": [q_prompt + q for q in queries],
                                  "positive": [d_prompt + d for d in docs]})
     split = train if isinstance(train, Split) and check else None
-    base_valid = _check(base_enc, split, store) if split is not None else None
+    # The check encodes items as users will (the encoder's default options, not the training length), with
+    # the base model and then with the saved folder.
+    base_valid = _check(get_encoder(base, device=device), split, store) if split is not None else None
     model = base_enc.load()
     model.max_seq_length = cfg.max_length
     torch.manual_seed(cfg.seed)
@@ -292,9 +295,7 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
     revision = "ft-" + folder_revision(output)
     validation = None
     if split is not None and base_valid is not None:
-        # Encode with a fresh encoder on the saved folder: what users of the folder will get.
-        opts = base_enc.options
-        tuned = get_encoder(str(output), device=device, batch_size=opts.batch_size, threads=opts.threads)
+        tuned = get_encoder(str(output), device=device)
         validation = {"base": base_valid, "fine-tuned": _check(tuned, split, store),
                       "users": float(len(split.valid))}
     # Unique per run (two fine-tunes of one base on one dataset differ), and findable by get_encoder(name).
@@ -311,6 +312,6 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
                           float(loss) if loss is not None else None, cfg, validation)
 
 
-def _check(encoder: SentenceTransformerEncoder, split: Split, store: Any) -> float:
+def _check(encoder: TextEncoder, split: Split, store: Any) -> float:
     """:func:`validation_ndcg` of ``encoder``'s item vectors (default template; cached in ``store``)."""
     return validation_ndcg(item_vectors(split.train, encoder=encoder, store=store, progress=False), split)
