@@ -199,9 +199,14 @@ def report(args) -> str:
         f"MultipleNegativesRankingLoss with in-batch negatives, {cfg.get('max_steps')} steps of "
         f"{cfg.get('batch_size')} pairs (one pass), lr {cfg.get('lr')}, {cfg.get('max_length')} tokens per "
         "text, pairs sampled from the **training** events only (never a validation or test target); one "
-        "fine-tune per seed (the seed draws the pairs and their order). The kind of pair was chosen on "
-        f"validation at seed {first}: the held-out check each fine-tune reports (validation NDCG@10 of the "
-        "text-only recommender, base → fine-tuned):",
+        "fine-tune per seed (the seed draws the pairs and their order). "
+        + (f"The kind of pair was chosen on validation at seed {first} with the held-out check"
+           if len({r['pairs'] for r in trials}) > 1 else
+           "One kind of pair was tried, fixed before the run (item → next item: item vectors are what "
+           "ContentLM and SeqRec's text input compare); it is judged on validation only, by the held-out "
+           "check")
+        + " that each fine-tune reports (validation NDCG@10 of the text-only recommender, ContentLM's rule, "
+        "base → fine-tuned):",
         "",
         "| pairs | seed | training s | loss | validation NDCG@10 base → fine-tuned |",
         "|---|---|---|---|---|",
@@ -258,7 +263,8 @@ def report(args) -> str:
         "",
         "Run: `python benchmarks/finetune_office.py --seeds "
         f"{' '.join(str(s) for s in sorted({r['seed'] for r in by['minilm']}))} --static-seeds "
-        f"{' '.join(str(s) for s in sorted({r['seed'] for r in by['static']}))}` (one cached line per "
+        f"{' '.join(str(s) for s in sorted({r['seed'] for r in by['static']}))} --pairs "
+        f"{' '.join(sorted({r['pairs'] for r in trials}))}` (one cached line per "
         "fine-tune and per fit), then `--report`.",
     ]
     return "\n".join(lines)
