@@ -166,3 +166,22 @@ def test_cold_protocols_benchmark_the_unseen_first_rule() -> None:
         cfg = ExperimentConfig.model_validate({"split": {"protocol": protocol}})
         labels = [s.label for s in model_specs(cfg)]
         assert ("unseen-random" in labels) is has, protocol
+
+
+def test_a_store_file_is_a_dataset_and_the_encoder_is_a_data_setting(tmp_path):
+    """`lmrec train --dataset shop.duckdb --encoder X`: a store (`lmrec data import`) is the dataset."""
+    import polars as pl
+
+    from lmrec.experiment.runs import load_data
+    from lmrec.store import Store
+
+    path = tmp_path / "shop.duckdb"
+    with Store(path) as st:
+        st.upsert_items(pl.DataFrame({"item_id": ["i1", "i2", "i3"], "title": ["A", "B", "C"]}))
+        st.append_events(pl.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["i1", "i2", "i3"],
+                                       "timestamp": [1, 2, 3], "event_type": ["view"] * 3}))
+    ds = load_data(str(path))
+    assert ds.name == "shop" and ds.n_events == 3 and ds.n_items == 3
+    cfg = build_config(None, {"data.dataset": str(path), "data.encoder": "tokenlearn-static-model"})
+    assert cfg.data.encoder == "tokenlearn-static-model"
+    assert build_config(None, {}).data.encoder is None

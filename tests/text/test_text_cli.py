@@ -89,3 +89,39 @@ def test_export_then_import_into_another_cache(shop, tmp_path, minilm):
         items = st.items()
     _, stats = embed_items(items, encoder=minilm, store=other)
     assert stats.n_encoded == 0 and stats.n_cached == 4
+
+
+def test_embed_items_reads_a_store_given_as_source_with_a_packaged_static_encoder(shop, tmp_path):
+    pytest.importorskip("model2vec")
+    pytest.importorskip("static_model")
+    out = tmp_path / "vecs.npy"
+    res = CliRunner().invoke(app, ["embed", "items", "--source", str(shop), "--model",
+                                   "tokenlearn-static-model", "--cache", str(tmp_path / "cache.duckdb"),
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    vecs = np.load(out)
+    assert vecs.shape == (5, 64) and not vecs[0].any()
+    assert json.loads(out.with_suffix(".json").read_text())["encoder"] == "tokenlearn-static-model"
+
+
+@pytest.mark.slow
+def test_embed_finetune_on_item_pairs_reports_the_held_out_check(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMREC_CACHE_DIR", str(tmp_path / "cache"))
+    store = tmp_path / "shop.duckdb"
+    seqs = {"u1": "abcde", "u2": "fgabc", "u3": "gfedc"}
+    with Store(store) as st:
+        titles = ["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf"]
+        st.upsert_items(pl.DataFrame({"item_id": list("abcdefg"), "title": titles}))
+        st.append_events(pl.DataFrame({
+            "user_id": [u for u, s in seqs.items() for _ in s],
+            "item_id": [i for s in seqs.values() for i in s],
+            "timestamp": [t for s in seqs.values() for t in range(len(s))], "event_type": ["view"] * 15}))
+    out = tmp_path / "ft"
+    res = CliRunner().invoke(app, ["embed", "finetune", "--store", str(store), "--out", str(out),
+                                   "--pairs-from", "item", "--steps", "1", "--batch-size", "4",
+                                   "--max-length", "16", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "held-out check" in res.output and "6 pairs" in res.output
+    saved = json.loads((out / "lmrec_revision.json").read_text())
+    assert saved["config"]["pairs"] == "item" and saved["config"]["max_steps"] == 1
+    assert set(saved["validation"]) == {"base", "fine-tuned", "users"}

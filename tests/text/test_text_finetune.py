@@ -52,7 +52,7 @@ def test_finetuned_encoder_has_its_own_revision_and_cache(ml100k, tmp_path, mini
 
     split = leave_one_out(ml100k)
     cfg = FinetuneConfig(max_pairs=32, batch_size=16, max_length=16, learning_rate=1e-4)
-    res = finetune_encoder(split, tmp_path / "ft", config=cfg, progress=False)
+    res = finetune_encoder(split, tmp_path / "ft", config=cfg, progress=False, check=False)
     assert res.n_pairs == 32 and res.revision.startswith("ft-")
     assert (res.path / "lmrec_revision.json").exists()
     ft = res.encoder()
@@ -68,3 +68,77 @@ def test_finetuned_encoder_has_its_own_revision_and_cache(ml100k, tmp_path, mini
     assert np.abs(base_vecs - ft_vecs).max() > 1e-4
     with pytest.raises(FileExistsError):
         finetune_encoder(split, res.path, config=cfg, progress=False)
+
+
+def test_item_pairs_use_only_the_training_part(tiny):
+    split = leave_one_out(tiny)
+    texts = [""] + [TITLES[i] for i in tiny.item_map.raw_ids]
+    queries, docs = training_pairs(split, item_texts=texts, max_pairs=100, kind="item")
+    # The previous item's text -> the next item's text, inside each user's training events only:
+    # u1 = a b c | d e, u2 = f g a | b c, u3 = g f e | d c (validation and test targets after the bar).
+    assert set(zip(queries, docs, strict=True)) == {
+        ("Alpha", "Bravo"), ("Bravo", "Charlie"), ("Foxtrot", "Golf"), ("Golf", "Alpha"),
+        ("Golf", "Foxtrot"), ("Foxtrot", "Echo")}
+    # u3's validation pair (Echo -> Delta) and every test pair (e.g. Delta -> Echo for u1) are absent.
+
+
+def test_unknown_pair_kind_is_refused(tiny):
+    with pytest.raises(ValueError, match="pairs must be one of"):
+        FinetuneConfig(pairs="users")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        training_pairs(tiny, item_texts=[""] * 8, kind="users")
+    with pytest.raises(ValueError, match="max_steps"):
+        FinetuneConfig(max_steps=0)
+
+
+def test_held_out_check_scores_like_content_lm(tiny):
+    """The check's text recommender is ContentLM's rule: the same validation NDCG@10 for the same vectors."""
+    from lmrec.evaluation.evaluator import evaluate
+    from lmrec.models import create_model
+    from lmrec.text.finetune import validation_ndcg
+
+    split = leave_one_out(tiny)
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((tiny.item_map.size, 16)).astype(np.float32)
+    vecs[0] = 0.0
+    model = create_model("content-lm").fit(split.train, split.valid, item_vectors=vecs)
+    expected = evaluate(model, split.valid, split.train, ks=(10,)).mean("NDCG@10")
+    assert validation_ndcg(vecs, split) == pytest.approx(expected, abs=1e-6)
+    # Vectors that put every validation target next to the user's last item score higher than random ones.
+    aligned = vecs.copy()
+    for h, t in zip(split.valid.history, split.valid.targets, strict=True):
+        aligned[int(t[0])] = aligned[int(h[-1])] + 0.01 * aligned[int(t[0])]
+    assert validation_ndcg(aligned, split) >= validation_ndcg(vecs, split)
+
+
+@pytest.mark.slow
+def test_finetune_reports_the_held_out_check_and_the_folder_trains_a_model(tiny, tmp_path, monkeypatch):
+    """Item pairs, a step budget and the held-out check; then the folder is the encoder of `lmrec train`."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from lmrec.cli import app
+    from lmrec.models import load_model
+
+    monkeypatch.setenv("LMREC_CACHE_DIR", str(tmp_path / "cache"))
+    split = leave_one_out(tiny)
+    cfg = FinetuneConfig(pairs="item", max_steps=1, batch_size=4, max_length=16, learning_rate=1e-4)
+    res = finetune_encoder(split, tmp_path / "ft", config=cfg, progress=False, device="cpu")
+    assert res.validation is not None and res.validation["users"] == len(split.valid)
+    assert 0.0 <= res.validation["base"] <= 1.0 and 0.0 <= res.validation["fine-tuned"] <= 1.0
+    saved = json.loads((res.path / "lmrec_revision.json").read_text())
+    assert saved["validation"] == res.validation and saved["config"]["pairs"] == "item"
+
+    data = tmp_path / "tiny"
+    tiny.save(data)
+    out = tmp_path / "model"
+    r = CliRunner().invoke(app, ["train", "content-lm", "--dataset", str(data), "--encoder", str(res.path),
+                                 "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    model = load_model(out)
+    assert model.text_space_.encoder == res.name and model.text_space_.revision == res.revision
+    assert json.loads((out / "training.json").read_text())["encoder"] == str(res.path)
+    # New items are encoded with the fine-tuned encoder, found again by its registered name.
+    idx = model.add_items(["new"], texts=["Alpha"])
+    assert np.linalg.norm(model.item_vectors_[idx[0]]) > 0

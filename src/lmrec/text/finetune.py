@@ -1,14 +1,20 @@
-"""Fine-tune the sentence encoder on behaviour: a user's recent items (as text) should retrieve the next item.
+"""Fine-tune the sentence encoder on behaviour: what a user just bought (as text) should find the next item.
 
-Each training pair is (history text, next item's text): the titles of a user's last few items, newest first,
-and the item that came next. The loss is MultipleNegativesRankingLoss, i.e. softmax cross-entropy of each
-query against every positive in the batch (in-batch negatives), trained with sentence-transformers' own
-``SentenceTransformerTrainer``. Batches never hold the same text twice (``NO_DUPLICATES``), so a popular item
-is not its own negative.
+Each training pair is a query and the text of the item that came next. The query is either the user's
+history text (``pairs="history"``: the titles of the last few items, newest first, on the query side) or
+the full text of the item just before (``pairs="item"``: both sides are item documents, which is what an
+item-vector recommender compares: ContentLM's cosine, SeqRec's text input). The loss is
+MultipleNegativesRankingLoss, i.e. softmax cross-entropy of each query against every positive in the batch
+(in-batch negatives), trained with sentence-transformers' own ``SentenceTransformerTrainer``. Batches never
+hold the same text twice (``NO_DUPLICATES``), so a popular item is not its own negative.
 
 Pairs are drawn **only from the training part** of a split: pass ``split.train`` (or the split itself); the
-validation and test targets are never seen. The result is a new model folder with an ``lmrec_revision.json``
-naming its revision, so the embedding cache keeps its vectors apart from the base model's.
+validation and test targets are never seen (:func:`training_pairs` takes every pair inside one user's
+training events). Given a split, :func:`finetune_encoder` also reports a held-out check: the validation
+NDCG@10 of a text-only recommender (the centred, recency-weighted history vector against every item's
+vector) with the base and the fine-tuned model, so a fine-tune that does not help is seen before it is
+used. The result is a new model folder with an ``lmrec_revision.json`` naming its revision, so the
+embedding cache keeps its vectors apart from the base model's.
 
 References
 ----------
@@ -30,16 +36,19 @@ from typing import Any
 import numpy as np
 
 from lmrec.data.dataset import Dataset
+from lmrec.data.ranking import full_ranking_metrics
 from lmrec.data.splits import Split
 from lmrec.text.encoders import (
     REVISION_FILE,
     SentenceTransformerEncoder,
+    TextEncoder,
     folder_revision,
     get_encoder,
     register_encoder,
 )
 from lmrec.text.templates import ItemTemplate
-from lmrec.text.users import history_text
+from lmrec.text.users import history_text, user_history_vectors
+from lmrec.text.vectors import item_vectors
 
 
 @dataclass(frozen=True)
@@ -50,8 +59,14 @@ class FinetuneConfig:
     ----------
     max_pairs:
         Training pairs sampled (uniformly over all (user, position) pairs of the training sequences).
+    pairs:
+        ``"history"`` (history text → next item text) or ``"item"`` (previous item's text → next item's
+        text, both as documents).
     epochs:
         Passes over the pairs.
+    max_steps:
+        Stop after this many optimiser steps (``None``: ``epochs`` passes); the learning-rate schedule is
+        fitted to the steps actually taken.
     batch_size:
         Pairs per batch; each query sees ``batch_size - 1`` in-batch negatives.
     learning_rate, warmup_ratio, weight_decay:
@@ -69,7 +84,9 @@ class FinetuneConfig:
     """
 
     max_pairs: int = 4000
+    pairs: str = "history"
     epochs: int = 1
+    max_steps: int | None = None
     batch_size: int = 64
     learning_rate: float = 5e-5
     warmup_ratio: float = 0.1
@@ -79,6 +96,16 @@ class FinetuneConfig:
     scale: float = 20.0
     template: str | None = None
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.pairs not in PAIR_KINDS:
+            raise ValueError(f"pairs must be one of {', '.join(PAIR_KINDS)}, got {self.pairs!r}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be positive, got {self.max_steps}")
+
+
+#: What a training pair's query is: the user's history text, or the previous item's own text.
+PAIR_KINDS = ("history", "item")
 
 
 @dataclass(frozen=True)
@@ -92,6 +119,9 @@ class FinetuneResult:
     seconds: float
     train_loss: float | None
     config: FinetuneConfig
+    #: The held-out check (given a split): validation NDCG@10 of the text-only recommender with the base and
+    #: the fine-tuned model (``{"base": .., "fine-tuned": .., "users": ..}``); ``None`` without a split.
+    validation: dict[str, float] | None = None
 
     def encoder(self, **options: Any) -> SentenceTransformerEncoder:
         """The fine-tuned model as an encoder (its revision keeps its cached vectors apart)."""
@@ -101,8 +131,12 @@ class FinetuneResult:
 
 
 def training_pairs(train: Dataset | Split, *, item_texts: list[str], last_n: int = 5, max_pairs: int = 4000,
-                   seed: int = 0) -> tuple[list[str], list[str]]:
-    """``(history texts, next-item texts)`` sampled from the training sequences.
+                   seed: int = 0, kind: str = "history") -> tuple[list[str], list[str]]:
+    """``(queries, next-item texts)`` sampled from the training sequences.
+
+    Only events of ``train`` are read: a pair is (something before position ``p`` in one user's training
+    sequence, the item at ``p``), so held-out events (a split's validation and test targets, which are not in
+    ``split.train``) never appear on either side.
 
     Parameters
     ----------
@@ -111,15 +145,19 @@ def training_pairs(train: Dataset | Split, *, item_texts: list[str], last_n: int
     item_texts:
         Text per item index (entry 0, padding, unused).
     last_n:
-        Titles per history text (the item titles come from ``train.item_titles()``).
+        Titles per history text (``kind="history"``; the titles come from ``train.item_titles()``).
     max_pairs:
         How many pairs to sample without replacement; every pair when there are fewer.
     seed:
         Seeds the sample.
+    kind:
+        ``"history"``: the query is the history text; ``"item"``: the previous item's text.
     """
+    if kind not in PAIR_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(PAIR_KINDS)}, got {kind!r}")
     ds = train.train if isinstance(train, Split) else train
     seqs = ds.sequences
-    titles = ds.item_titles()
+    titles = ds.item_titles() if kind == "history" else None
     # Every position that has at least one item before it in its row is a candidate target.
     row_start = np.repeat(seqs.offsets[:-1], seqs.lengths)
     candidates = np.flatnonzero(np.arange(len(seqs.values)) > row_start)
@@ -128,19 +166,40 @@ def training_pairs(train: Dataset | Split, *, item_texts: list[str], last_n: int
         candidates = np.sort(rng.choice(candidates, size=max_pairs, replace=False))
     queries, docs = [], []
     for p in candidates:
-        q = history_text(seqs.values[row_start[p]:p], titles, last_n=last_n)
+        if titles is not None:
+            q = history_text(seqs.values[row_start[p]:p], titles, last_n=last_n)
+        else:
+            q = item_texts[int(seqs.values[p - 1])]
         d = item_texts[int(seqs.values[p])]
-        if q and d:
+        if q and d and q != d:
             queries.append(q)
             docs.append(d)
     return queries, docs
 
 
+def validation_ndcg(item_vecs: np.ndarray, split: Split, k: int = 10, half_life: float = 3.0) -> float:
+    """Validation NDCG@k of the text-only recommender on ``item_vecs``: the catalogue mean is removed, the
+    vectors normalised, a user is the recency-weighted mean of their history's vectors (ContentLM's rule), and
+    every item is ranked, the history excluded. The held-out check of :func:`finetune_encoder`."""
+    v = np.asarray(item_vecs, dtype=np.float32).copy()
+    has = np.linalg.norm(v, axis=1) > 0
+    has[0] = False
+    if has.any():
+        v[has] -= v[has].mean(axis=0)
+    v[~has] = 0.0
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    v = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+    valid = split.valid
+    users = user_history_vectors(v, valid.history, "recency", half_life=half_life)
+    res = full_ranking_metrics(lambda rows: users[rows] @ v.T, valid.history, valid.targets, k=k)
+    return res[f"ndcg@{k}"]
+
+
 def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | None = None,
                      config: FinetuneConfig | None = None, device: str = "auto",
-                     progress: bool = True, on_log: Callable[[dict[str, float]], None] | None = None
-                     ) -> FinetuneResult:
-    """Contrastively fine-tune a sentence encoder on (history text → next item text) pairs of ``train``.
+                     progress: bool = True, on_log: Callable[[dict[str, float]], None] | None = None,
+                     check: bool = True, store: Any = None) -> FinetuneResult:
+    """Contrastively fine-tune a sentence encoder on (query → next item text) pairs of ``train``.
 
     Parameters
     ----------
@@ -158,11 +217,18 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
         Show the trainer's progress bar.
     on_log:
         Called with the trainer's log records (loss, learning rate...).
+    check:
+        When ``train`` is a :class:`~lmrec.data.splits.Split`, score its validation users with the text-only
+        recommender before and after (:func:`validation_ndcg`, items encoded with the default template); the
+        result's ``validation`` and the folder's ``lmrec_revision.json`` record it.
+    store:
+        Embedding cache for the check's item vectors (``None``: lmrec's default cache).
 
     Returns
     -------
     FinetuneResult
-        The folder, the new encoder name and revision, the pair count, the time and the final training loss.
+        The folder, the new encoder name and revision, the pair count, the time, the final training loss and
+        the held-out check.
     """
     import torch
     from datasets import Dataset as HFDataset
@@ -182,13 +248,18 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
     template = ItemTemplate.parse(cfg.template, max_tokens=cfg.max_length)
     texts = [""] + template.render(ds.items.sort("item_idx"), base_enc.tokenizer)
     queries, docs = training_pairs(ds, item_texts=texts, last_n=cfg.history_last_n, max_pairs=cfg.max_pairs,
-                                   seed=cfg.seed)
+                                   seed=cfg.seed, kind=cfg.pairs)
     if len(queries) < 2:
         raise ValueError(f"{ds.name}: fewer than 2 training pairs; in-batch negatives need more users/events")
     # Prompts are part of what the model learns: train with the texts the encoder will see at encode time.
-    q_prompt, d_prompt = base_enc.prompt("query"), base_enc.prompt("document")
+    d_prompt = base_enc.prompt("document")
+    q_prompt = base_enc.prompt("query") if cfg.pairs == "history" else d_prompt
     pairs = HFDataset.from_dict({"anchor": [q_prompt + q for q in queries],
                                  "positive": [d_prompt + d for d in docs]})
+    split = train if isinstance(train, Split) and check else None
+    # The check encodes items as users will (the encoder's default options, not the training length), with
+    # the base model and then with the saved folder.
+    base_valid = _check(get_encoder(base, device=device), split, store) if split is not None else None
     model = base_enc.load()
     model.max_seq_length = cfg.max_length
     torch.manual_seed(cfg.seed)
@@ -206,10 +277,12 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
               else {"warmup_ratio": cfg.warmup_ratio})
     with tempfile.TemporaryDirectory() as tmp:
         args = SentenceTransformerTrainingArguments(
-            output_dir=tmp, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+            output_dir=tmp, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
+            per_device_train_batch_size=cfg.batch_size,
             learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, **warmup,
             batch_sampler=BatchSamplers.NO_DUPLICATES, seed=cfg.seed, data_seed=cfg.seed, save_strategy="no",
-            logging_steps=max(1, len(queries) // cfg.batch_size // 10), report_to="none",
+            logging_steps=max(1, (cfg.max_steps or len(queries) * cfg.epochs // cfg.batch_size) // 10),
+            report_to="none",
             disable_tqdm=not progress, dataloader_num_workers=0,
             use_cpu=not str(model.device).startswith("cuda"),
         )
@@ -220,15 +293,25 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
     output.mkdir(parents=True, exist_ok=True)
     model.save(str(output))
     revision = "ft-" + folder_revision(output)
+    validation = None
+    if split is not None and base_valid is not None:
+        tuned = get_encoder(str(output), device=device)
+        validation = {"base": base_valid, "fine-tuned": _check(tuned, split, store),
+                      "users": float(len(split.valid))}
     # Unique per run (two fine-tunes of one base on one dataset differ), and findable by get_encoder(name).
     name = f"{base_enc.name}-ft-{ds.name}-{revision[3:11]}"
     meta = {"revision": revision, "name": name, "base": base_enc.name, "base_revision": base_enc.revision,
             "dataset": ds.name, "n_pairs": len(queries), "config": asdict(cfg),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "training": "MultipleNegativesRankingLoss on (history text -> next item text) pairs from the "
-                        "training split only"}
+            "training": f"MultipleNegativesRankingLoss on ({cfg.pairs} text -> next item text) pairs from "
+                        "the training split only", "validation": validation}
     (output / REVISION_FILE).write_text(json.dumps(meta, indent=2))
     register_encoder(name, output)
     loss = getattr(out, "training_loss", None)
     return FinetuneResult(output, name, revision, len(queries), time.perf_counter() - t0,
-                          float(loss) if loss is not None else None, cfg)
+                          float(loss) if loss is not None else None, cfg, validation)
+
+
+def _check(encoder: TextEncoder, split: Split, store: Any) -> float:
+    """:func:`validation_ndcg` of ``encoder``'s item vectors (default template; cached in ``store``)."""
+    return validation_ndcg(item_vectors(split.train, encoder=encoder, store=store, progress=False), split)
