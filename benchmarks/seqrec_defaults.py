@@ -2,10 +2,10 @@
 trainer chose, validation and test NDCG@10 (leave-one-out, full ranking), on the Amazon Office 2014 dev set
 and MovieLens-100K, on a quiet machine or beside CPU-burning processes.
 
-    python benchmarks/seqrec_defaults.py --data office --seed 0            # one fit, cached
-    python benchmarks/seqrec_defaults.py --data ml-100k --burners 2        # beside two CPU-burning processes
-    python benchmarks/seqrec_defaults.py --data ml-100k --set schedule=cosine --set max_len_cap=50  # a variant
-    python benchmarks/seqrec_defaults.py --report                          # docs/benchmarks.md, seqrec-defaults
+    python benchmarks/seqrec_defaults.py --data office --seed 0        # one fit, cached
+    python benchmarks/seqrec_defaults.py --data ml-100k --burners 2    # beside two CPU-burning processes
+    python benchmarks/seqrec_defaults.py --data ml-100k --set schedule=cosine --set max_len_cap=50
+    python benchmarks/seqrec_defaults.py --report                      # docs/benchmarks.md, seqrec-defaults
 
 Each fit appends one line to ``benchmarks/.cache/seqrec_defaults.jsonl`` (a fit already cached with the same
 data, seed, settings and burners is skipped), so the report gathers runs made at different times; every row
@@ -127,21 +127,23 @@ def report() -> None:
         "",
         "### Every fit",
         "",
-        "| data | variant | seed | burners | schedule | max_len | s | epochs (best) | stop | LR drops at epoch "
-        "| load mean / max | valid NDCG@10 | test NDCG@10 |",
+        "| data | variant | seed | burners | schedule | max_len | s | epochs (best) | stop "
+        "| LR drops at epoch | load mean / max | valid NDCG@10 | test NDCG@10 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["data"], _variant(r), r["burners"], r["seed"])):
         drops = ", ".join(str(e) for e in r.get("lr_drops", [])) or "–"
         lines.append(
-            f"| {r['data']} | {_variant(r)} | {r['seed']} | {r['burners']} | {r['schedule']} | {r['max_len']} "
-            f"| {r['seconds']:.0f} | {r['epochs']} ({r['best_epoch']}) | {r['stop_reason']} | {drops} "
-            f"| {r['load_mean']:.1f} / {r['load_max']:.1f} | {r['valid_ndcg10']:.4f} | {r['test_ndcg10']:.4f} |")
+            f"| {r['data']} | {_variant(r)} | {r['seed']} | {r['burners']} | {r['schedule']} "
+            f"| {r['max_len']} | {r['seconds']:.0f} | {r['epochs']} ({r['best_epoch']}) | {r['stop_reason']} "
+            f"| {drops} | {r['load_mean']:.1f} / {r['load_max']:.1f} | {r['valid_ndcg10']:.4f} "
+            f"| {r['test_ndcg10']:.4f} |")
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[r["data"], _variant(r), r["burners"]].append(r)
     lines += ["", "### Means over seeds", "",
-              "| data | variant | burners | seeds | s (mean, max) | epochs (mean) | valid NDCG@10 | test NDCG@10 |",
+              "| data | variant | burners | seeds | s (mean, max) | epochs (mean) | valid NDCG@10 "
+              "| test NDCG@10 |",
               "|---|---|---|---|---|---|---|---|"]
     for (data, variant, burners), rs in sorted(groups.items()):
         def mean_sd(key: str, rs: list[dict] = rs) -> str:

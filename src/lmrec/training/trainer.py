@@ -3,8 +3,9 @@
 A model hands the :class:`Trainer` a *loss module* (an ``nn.Module`` whose ``forward(**batch)`` returns the
 summed loss of a batch and how many targets it had), the training rows as numpy arrays, and a validation
 function. The trainer owns everything else: AdamW with a learning-rate schedule (warm-up, then cosine decay
-over ``epochs``, or constant until validation plateaus, then reduced), gradient clipping, mixed precision on CUDA, DistributedDataParallel under ``torchrun``, early stopping on the validation metric, Rich
-progress, and resumable checkpoint folders.
+over ``epochs``, or constant until validation plateaus, then reduced), gradient clipping, mixed precision on
+CUDA, DistributedDataParallel under ``torchrun``, early stopping on the validation metric, Rich progress, and
+resumable checkpoint folders.
 
 Distributed runs are exact: every process draws the same epoch permutation (seeded by ``seed + epoch``, as
 :class:`torch.utils.data.DistributedSampler` does) and takes a disjoint slice of each *global* batch, and the
@@ -65,10 +66,10 @@ class TrainConfig:
     lr, weight_decay:
         AdamW settings (decay is not applied to biases, norms and embeddings' padding row is zero anyway).
     schedule:
-        The learning rate's course. ``"cosine"``: linear warm-up over ``warmup_frac`` of all ``epochs``' steps,
-        then cosine decay to ``lr * min_lr_ratio`` at the last epoch (so capping ``epochs`` also shortens
-        warm-up and decay). ``"plateau"``: linear warm-up over ``warmup_steps`` steps (at most the first
-        epoch), then constant, multiplied by ``plateau_factor`` whenever the validation metric has not
+        The learning rate's course. ``"cosine"``: linear warm-up over ``warmup_frac`` of all ``epochs``'
+        steps, then cosine decay to ``lr * min_lr_ratio`` at the last epoch (so capping ``epochs`` also
+        shortens warm-up and decay). ``"plateau"``: linear warm-up over ``warmup_steps`` steps (at most the
+        first epoch), then constant, multiplied by ``plateau_factor`` whenever the validation metric has not
         improved for more than ``plateau_patience`` validations in a row (never below ``lr * min_lr_ratio``;
         :class:`torch.optim.lr_scheduler.ReduceLROnPlateau`); nothing depends on ``epochs``, which only caps
         the run, and early stopping (``patience``) or the time budget end it. Without a validation function,
@@ -143,7 +144,8 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if not 0 < self.plateau_factor < 1 or self.plateau_patience < 0 or self.warmup_steps < 0:
-            raise ValueError("plateau_factor must lie in (0, 1); plateau_patience and warmup_steps must be >= 0")
+            raise ValueError("plateau_factor must lie in (0, 1); plateau_patience and warmup_steps must be "
+                             ">= 0")
 
 
 @dataclass
@@ -253,7 +255,7 @@ class LRSchedule:
         else:
             self.warmup = max(1, min(cfg.warmup_steps, steps_per_epoch))
             warmup = self.warmup
-            self.lambda_lr = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+            self.lambda_lr = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
             self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 opt, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience, threshold=0.0,
                 threshold_mode="abs", min_lr=[g["initial_lr"] * cfg.min_lr_ratio for g in opt.param_groups])
@@ -416,6 +418,7 @@ class Trainer:
                 mean_loss = float(all_reduce_sum(loss_sum, ctx) / all_reduce_sum(count_sum, ctx).clamp_min(1))
                 result.losses.append(mean_loss)
                 lr_in_epoch = sched.lr
+                result.lrs.append(lr_in_epoch)
                 result.epochs_run = epoch + 1
 
                 # rank 0's clock decides for every process
@@ -450,7 +453,6 @@ class Trainer:
                 else:
                     bar.epoch_done(mean_loss, None, self.metric, result.best_metric, self.threads.best,
                                    lr_in_epoch)
-                result.lrs.append(lr_in_epoch)
                 if self.ckpt is not None:
                     self._save(self.ckpt / "last", epoch + 1, bad_evals, result, opt, sched)
                 if out_of_time:
@@ -556,7 +558,8 @@ class Trainer:
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
 
-    def _load(self, path: Path, opt: torch.optim.Optimizer, sched: LRSchedule) -> tuple[int, int, TrainResult]:
+    def _load(self, path: Path, opt: torch.optim.Optimizer,
+              sched: LRSchedule) -> tuple[int, int, TrainResult]:
         saved_meta = json.loads((path / CONFIG).read_text())
         if saved_meta.get("config") != self.meta.get("config"):
             raise ValueError(f"cannot resume from {path}: it was trained with another configuration")
@@ -582,7 +585,7 @@ class _Bar:
     On a terminal with no other live display: one Rich bar over all steps, showing the running loss and the
     last validation. Otherwise (output to a log or a pipe, or the caller already shows a spinner around the
     fit): one line per epoch on stderr, ``epoch 3/200 loss 7.1234 lr 0.001 val ndcg@10 0.0512 (best 0.0512)
-    3.1 s threads 1`` (the learning rate used in that epoch's last step), so a log shows where a long fit stands.
+    3.1 s threads 1`` (the learning rate at the epoch's end), so a log shows where a long fit stands.
     """
 
     def __init__(self, enabled: bool, epochs: int, steps_per_epoch: int, start_epoch: int) -> None:
