@@ -155,6 +155,21 @@ def report() -> None:
             f"| {data} | {variant} | {burners} | {len(rs)} | {statistics.fmean(secs):.0f}, {max(secs):.0f} "
             f"| {statistics.fmean(r['epochs'] for r in rs):.1f} | {mean_sd('valid_ndcg10')} "
             f"| {mean_sd('test_ndcg10')} |")
+    lines += ["", "### Schedule: plateau against cosine (quiet runs, seeds both have)", ""]
+    for data in DATA:
+        by = {sch: {r["seed"]: r for r in rows if r["data"] == data and r["burners"] == 0
+                    and r["sets"] == {"schedule": sch}} for sch in ("cosine", "plateau")}
+        seeds = sorted(set(by["cosine"]) & set(by["plateau"]))
+        if not seeds:
+            continue
+        v = {sch: statistics.fmean(by[sch][s]["valid_ndcg10"] for s in seeds) for sch in by}
+        sec = {sch: statistics.fmean(by[sch][s]["seconds"] for s in seeds) for sch in by}
+        ep = {sch: statistics.fmean(by[sch][s]["epochs"] for s in seeds) for sch in by}
+        better = "plateau" if v["plateau"] >= v["cosine"] else "cosine"
+        lines.append(f"- {data}, seed(s) {', '.join(map(str, seeds))}: validation NDCG@10 plateau "
+                     f"{v['plateau']:.4f} vs cosine {v['cosine']:.4f} ({better} at least as good); "
+                     f"{ep['plateau']:.0f} vs {ep['cosine']:.0f} epochs, {sec['plateau']:.0f} s vs "
+                     f"{sec['cosine']:.0f} s.")
     lines += ["", "Commands (one per fit, then the report): "
               + "; ".join(sorted({f"`{r['command']}`" for r in rows}))]
     print(write_section("seqrec-defaults", "\n".join(lines)))
