@@ -11,7 +11,7 @@ import torch
 
 from lmrec.models.seqrec import NextItemLoss, SeqRecConfig, SeqRecNetwork
 from lmrec.models.seqrec.rows import sequence_rows
-from lmrec.training.trainer import TrainConfig, Trainer, epoch_batches, warmup_cosine
+from lmrec.training.trainer import LRSchedule, TrainConfig, Trainer, epoch_batches, warmup_cosine
 from tests.training.synthetic import cyclic_dataset
 
 
@@ -189,3 +189,109 @@ def test_a_log_line_shows_a_validation_only_after_the_epoch_it_ran(capfd: pytest
     trainer.fit(rows)
     lines = [x for x in capfd.readouterr().err.splitlines() if x.startswith("epoch ")]
     assert ["val" in x for x in lines] == [False, True, False, True]
+
+
+# ---------------------------------------------------------------------------------------- plateau schedule
+def _plateau_opt(lr: float = 1e-2, **cfg: object) -> tuple[torch.optim.Optimizer, TrainConfig]:
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=lr)
+    return opt, TrainConfig(**{"lr": lr, "schedule": "plateau", **cfg})  # type: ignore[arg-type]
+
+
+def test_plateau_warms_up_over_warmup_steps_but_never_past_the_first_epoch() -> None:
+    opt, cfg = _plateau_opt(warmup_steps=4)
+    sched = LRSchedule(opt, cfg, steps_per_epoch=10)
+    seen = [sched.lr]
+    for _ in range(8):
+        opt.step()
+        sched.step()
+        seen.append(sched.lr)
+    assert seen == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01])
+    opt, cfg = _plateau_opt(warmup_steps=100)
+    sched = LRSchedule(opt, cfg, steps_per_epoch=2)  # a 2-step epoch: warm-up ends with it
+    seen = [sched.lr]
+    for _ in range(2):
+        opt.step()
+        sched.step()
+        seen.append(sched.lr)
+    assert seen == pytest.approx([0.005, 0.01, 0.01])
+
+
+def test_plateau_reduces_after_plateau_patience_validations_down_to_the_floor() -> None:
+    opt, cfg = _plateau_opt(warmup_steps=1, plateau_factor=0.5, plateau_patience=2, min_lr_ratio=0.2)
+    sched = LRSchedule(opt, cfg, steps_per_epoch=5)
+    # improves, improves, then flat: the third validation in a row without a gain reduces the rate; an
+    # improvement restarts the count; the rate never goes below lr * min_lr_ratio
+    metrics = [0.1, 0.2, 0.2, 0.1, 0.15, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+    drops, lrs = [], []
+    for i, m in enumerate(metrics, start=1):
+        if sched.validated(m):
+            drops.append(i)
+        lrs.append(sched.lr)
+    assert drops == [5, 9, 12]  # the third drop hits the floor (0.0025 -> 0.002); then none
+    assert lrs[4] == pytest.approx(0.005) and lrs[8] == pytest.approx(0.0025)
+    assert lrs[-1] == pytest.approx(0.002)
+
+
+def test_the_lr_sequence_of_a_plateau_run() -> None:
+    """A fit with a scripted validation metric: warm-up, constant rate, halved after each plateau of three
+    validations, early stopping after ``patience``; ``lrs`` and ``lr_drops`` record it."""
+    trainer, rows = _setup(epochs=50, patience=6, schedule="plateau", warmup_steps=2, plateau_factor=0.5,
+                           plateau_patience=2, min_lr_ratio=0.1, lr=1e-3)
+    script = iter([0.1, 0.2, 0.3, 0.3, 0.3, 0.3, 0.35, 0.35, 0.35, 0.35, 0.35, 0.35, 0.35] + [0.0] * 40)
+    trainer.evaluate = lambda module: {"ndcg@10": next(script)}
+    result = trainer.fit(rows)
+    assert result.lr_drops == [6, 10, 13]  # the last with the sixth validation without a gain, which stops
+    expected = [1e-3] * 6 + [5e-4] * 4 + [2.5e-4] * 3
+    assert result.lrs == pytest.approx(expected)
+    assert result.stop_reason == "patience" and result.epochs_run == 13 and result.best_epoch == 7
+
+
+def test_epochs_only_caps_a_plateau_run_but_reshapes_a_cosine_one() -> None:
+    def lrs(schedule: str, epochs: int) -> list[float]:
+        trainer, rows = _setup(epochs=epochs, patience=0, schedule=schedule, warmup_steps=2)
+        script = iter([0.1, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2])
+        trainer.evaluate = lambda module: {"ndcg@10": next(script)}
+        result = trainer.fit(rows)
+        assert result.stop_reason == "epochs" and result.epochs_run == epochs
+        return result.lrs
+
+    short, long = lrs("plateau", 4), lrs("plateau", 12)
+    assert short == long[:4]  # the same run, only cut
+    assert long[5] < long[4]  # and it was reduced by the plateau, not by the epoch count
+    short, long = lrs("cosine", 4), lrs("cosine", 12)
+    assert short[:3] != pytest.approx(long[:3])  # the cosine decay stretches with epochs
+
+
+def test_plateau_state_is_checkpointed_and_resumed(tmp_path: Path) -> None:
+    curve = [0.1, 0.2, 0.2, 0.2, 0.2, 0.2, 0.3, 0.3]
+    full, rows = _setup(epochs=8, patience=0, schedule="plateau", warmup_steps=2, plateau_patience=1)
+    script = iter(curve)
+    full.evaluate = lambda m: {"ndcg@10": next(script)}
+    full_result = full.fit(rows)
+    assert full_result.lr_drops == [4, 6]
+
+    first, _ = _setup(tmp_path, epochs=8, patience=0, schedule="plateau", warmup_steps=2, plateau_patience=1)
+    script = iter(curve[:5])  # dies at the sixth validation, after saving epoch 5 (1 reduction, 1 bad eval)
+    first.evaluate = lambda m: {"ndcg@10": next(script)}
+    with pytest.raises(StopIteration):
+        first.fit(rows)
+    state = torch.load(tmp_path / "last" / "optimizer.pt", weights_only=True)["scheduler"]
+    assert state["plateau"]["num_bad_epochs"] == 1 and state["plateau"]["best"] == pytest.approx(0.2)
+
+    resumed, _ = _setup(tmp_path, epochs=8, patience=0, schedule="plateau", warmup_steps=2,
+                        plateau_patience=1, resume=True)
+    script = iter(curve[5:])
+    resumed.evaluate = lambda m: {"ndcg@10": next(script)}
+    result = resumed.fit(rows)
+    assert result.lr_drops == full_result.lr_drops  # the second reduction came at the same epoch
+    assert result.lrs == pytest.approx(full_result.lrs)
+    np.testing.assert_allclose(result.losses, full_result.losses, rtol=1e-4)
+    for k, v in resumed.module.state_dict().items():
+        torch.testing.assert_close(v, full.module.state_dict()[k], rtol=1e-4, atol=1e-5)
+
+
+def test_schedule_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="plateau_factor"):
+        TrainConfig(plateau_factor=1.0)

@@ -2,9 +2,10 @@
 
 A model hands the :class:`Trainer` a *loss module* (an ``nn.Module`` whose ``forward(**batch)`` returns the
 summed loss of a batch and how many targets it had), the training rows as numpy arrays, and a validation
-function. The trainer owns everything else: AdamW with warm-up + cosine decay, gradient clipping, mixed
-precision on CUDA, DistributedDataParallel under ``torchrun``, early stopping on the validation metric, Rich
-progress, and resumable checkpoint folders.
+function. The trainer owns everything else: AdamW with a learning-rate schedule (warm-up, then cosine decay
+over ``epochs``, or constant until validation plateaus, then reduced), gradient clipping, mixed precision on
+CUDA, DistributedDataParallel under ``torchrun``, early stopping on the validation metric, Rich progress, and
+resumable checkpoint folders.
 
 Distributed runs are exact: every process draws the same epoch permutation (seeded by ``seed + epoch``, as
 :class:`torch.utils.data.DistributedSampler` does) and takes a disjoint slice of each *global* batch, and the
@@ -42,6 +43,8 @@ from lmrec.training.distributed import (
 )
 from lmrec.training.threads import ThreadGovernor
 
+#: The learning-rate schedules (:class:`TrainConfig` ``schedule``).
+SCHEDULES = ("cosine", "plateau")
 WEIGHTS = "weights.pt"
 BEST_WEIGHTS = "best.pt"
 OPTIMIZER = "optimizer.pt"
@@ -56,15 +59,31 @@ class TrainConfig:
     Parameters
     ----------
     epochs:
-        Upper bound on passes over the training rows; early stopping usually ends sooner.
+        Upper bound on passes over the training rows; early stopping usually ends sooner. With
+        ``schedule="cosine"`` it also sets the length of the decay; with ``"plateau"`` it is only a cap.
     batch_size:
         Global batch (rows per optimiser step, summed over processes).
     lr, weight_decay:
         AdamW settings (decay is not applied to biases, norms and embeddings' padding row is zero anyway).
+    schedule:
+        The learning rate's course. ``"cosine"``: linear warm-up over ``warmup_frac`` of all ``epochs``'
+        steps, then cosine decay to ``lr * min_lr_ratio`` at the last epoch (so capping ``epochs`` also
+        shortens warm-up and decay). ``"plateau"``: linear warm-up over ``warmup_steps`` steps (at most the
+        first epoch), then constant, multiplied by ``plateau_factor`` whenever the validation metric has not
+        improved for more than ``plateau_patience`` validations in a row (never below ``lr * min_lr_ratio``;
+        :class:`torch.optim.lr_scheduler.ReduceLROnPlateau`); nothing depends on ``epochs``, which only caps
+        the run, and early stopping (``patience``) or the time budget end it. Without a validation function,
+        ``"plateau"`` keeps the rate constant after warm-up.
     warmup_frac:
-        Fraction of all steps spent warming the learning rate up linearly from 0.
+        ``"cosine"``: fraction of all steps spent warming the learning rate up linearly from 0.
+    warmup_steps:
+        ``"plateau"``: steps of linear warm-up (fewer when the first epoch has fewer steps).
+    plateau_factor, plateau_patience:
+        ``"plateau"``: the factor applied to the learning rate, and how many validations in a row without
+        improvement are tolerated before it is (the count restarts after each reduction).
     min_lr_ratio:
-        Cosine decay ends at ``lr * min_lr_ratio``.
+        The learning rate's floor, as a fraction of ``lr``: where cosine decay ends, and below which plateau
+        reductions stop.
     grad_clip:
         Max global gradient norm (0 disables).
     eval_every:
@@ -94,15 +113,19 @@ class TrainConfig:
     time_budget:
         Seconds of training after which the fit stops (0: no budget): the epoch in progress ends at once, is
         validated, and the best weights so far are kept. The learning-rate schedule still spans ``epochs``,
-        so a budgeted run is a shortened run, not a compressed one; ``TrainResult.stop_reason`` says which
-        limit ended it.
+        so a budgeted run is a shortened run, not a compressed one (with ``schedule="plateau"`` it is the same
+        run, cut where the budget ran out); ``TrainResult.stop_reason`` says which limit ended it.
     """
 
     epochs: int = 200
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.1
+    schedule: str = "cosine"
     warmup_frac: float = 0.02
+    warmup_steps: int = 100
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     eval_every: int = 1
@@ -116,6 +139,13 @@ class TrainConfig:
     progress: bool = True
     bucket_by_length: bool = True
     time_budget: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0 < self.plateau_factor < 1 or self.plateau_patience < 0 or self.warmup_steps < 0:
+            raise ValueError("plateau_factor must lie in (0, 1); plateau_patience and warmup_steps must be "
+                             ">= 0")
 
 
 @dataclass
@@ -136,6 +166,10 @@ class TrainResult:
     #: improving for good (absent while it was still improving when training ended).
     best_epochs: dict[str, int] = field(default_factory=dict)
     stopped_at: dict[str, int] = field(default_factory=dict)
+    #: The learning rate at the end of each epoch (before that epoch's validation), and the epochs after
+    #: whose validation it was reduced (``schedule="plateau"``).
+    lrs: list[float] = field(default_factory=list)
+    lr_drops: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -199,6 +233,60 @@ def warmup_cosine(total_steps: int, warmup_frac: float, min_ratio: float) -> Cal
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
     return f
+
+
+class LRSchedule:
+    """The learning rate's course over a fit (:class:`TrainConfig` ``schedule``): :meth:`step` after every
+    optimiser step, :meth:`validated` after every validation; its state goes into checkpoints.
+
+    ``"cosine"`` is one :class:`~torch.optim.lr_scheduler.LambdaLR` over all ``epochs``' steps
+    (:func:`warmup_cosine`). ``"plateau"`` is a linear warm-up (a ``LambdaLR`` stepped only while warming
+    up, so it never overrides a reduction) followed by :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau`
+    on the validation metric (any increase counts as an improvement, as for early stopping).
+    """
+
+    def __init__(self, opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> None:
+        self.kind = cfg.schedule
+        self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+        if self.kind == "cosine":
+            self.warmup = 0
+            self.lambda_lr = torch.optim.lr_scheduler.LambdaLR(
+                opt, warmup_cosine(steps_per_epoch * cfg.epochs, cfg.warmup_frac, cfg.min_lr_ratio))
+        else:
+            self.warmup = max(1, min(cfg.warmup_steps, steps_per_epoch))
+            warmup = self.warmup
+            self.lambda_lr = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience, threshold=0.0,
+                threshold_mode="abs", min_lr=[g["initial_lr"] * cfg.min_lr_ratio for g in opt.param_groups])
+        self.opt = opt
+
+    def step(self) -> None:
+        if self.plateau is None or self.lambda_lr.last_epoch < self.warmup - 1:
+            self.lambda_lr.step()
+
+    def validated(self, value: float) -> bool:
+        """Feed one validation's metric; True when the learning rate was reduced."""
+        if self.plateau is None:
+            return False
+        before = self.lr
+        self.plateau.step(value)
+        return self.lr < before
+
+    @property
+    def lr(self) -> float:
+        return float(self.opt.param_groups[0]["lr"])
+
+    def state_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"lambda": self.lambda_lr.state_dict()}
+        if self.plateau is not None:
+            out["plateau"] = self.plateau.state_dict()
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lambda_lr.load_state_dict(state["lambda"])
+        if self.plateau is not None:
+            self.plateau.load_state_dict(state["plateau"])
 
 
 class Trainer:
@@ -275,7 +363,6 @@ class Trainer:
             raise ValueError(f"batch_size {cfg.batch_size} must divide by the {ctx.world_size} processes")
         lengths = None if self.trim_key is None else (rows[self.trim_key] != 0).sum(1)
         steps_per_epoch = math.ceil(n / cfg.batch_size)
-        total = steps_per_epoch * cfg.epochs
 
         model: nn.Module = self.module
         if ctx.enabled:
@@ -283,8 +370,7 @@ class Trainer:
                 self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         opt = torch.optim.AdamW(_param_groups(self.module, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98),
                                 fused=self.device.type == "cuda")
-        lr_at = warmup_cosine(total, cfg.warmup_frac, cfg.min_lr_ratio)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+        sched = LRSchedule(opt, cfg, steps_per_epoch)
 
         result = TrainResult(world_size=ctx.world_size)
         start_epoch, bad_evals = 0, 0
@@ -331,6 +417,8 @@ class Trainer:
                         break
                 mean_loss = float(all_reduce_sum(loss_sum, ctx) / all_reduce_sum(count_sum, ctx).clamp_min(1))
                 result.losses.append(mean_loss)
+                lr_in_epoch = sched.lr
+                result.lrs.append(lr_in_epoch)
                 result.epochs_run = epoch + 1
 
                 # rank 0's clock decides for every process
@@ -350,7 +438,10 @@ class Trainer:
                             _atomic_save(best_state, self.ckpt / BEST_WEIGHTS)
                     else:
                         bad_evals += 1
-                    bar.epoch_done(mean_loss, metrics, self.metric, result.best_metric, self.threads.best)
+                    if sched.validated(value):
+                        result.lr_drops.append(epoch + 1)
+                    bar.epoch_done(mean_loss, metrics, self.metric, result.best_metric, self.threads.best,
+                                   lr_in_epoch)
                     if self.groups:
                         self._group_validation(metrics, epoch + 1, group_best, group_bad, result)
                         if len(result.stopped_at) == len(self.groups):
@@ -360,7 +451,8 @@ class Trainer:
                         result.stopped_early, result.stop_reason = True, "patience"
                         break
                 else:
-                    bar.epoch_done(mean_loss, None, self.metric, result.best_metric, self.threads.best)
+                    bar.epoch_done(mean_loss, None, self.metric, result.best_metric, self.threads.best,
+                                   lr_in_epoch)
                 if self.ckpt is not None:
                     self._save(self.ckpt / "last", epoch + 1, bad_evals, result, opt, sched)
                 if out_of_time:
@@ -450,7 +542,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _save(self, path: Path, epoch: int, bad_evals: int, result: TrainResult, opt: torch.optim.Optimizer,
-              sched: torch.optim.lr_scheduler.LRScheduler) -> None:
+              sched: LRSchedule) -> None:
         if not self.ctx.is_main:
             return
         tmp = path.with_name(path.name + ".tmp")
@@ -467,7 +559,7 @@ class Trainer:
         os.replace(tmp, path)
 
     def _load(self, path: Path, opt: torch.optim.Optimizer,
-              sched: torch.optim.lr_scheduler.LRScheduler) -> tuple[int, int, TrainResult]:
+              sched: LRSchedule) -> tuple[int, int, TrainResult]:
         saved_meta = json.loads((path / CONFIG).read_text())
         if saved_meta.get("config") != self.meta.get("config"):
             raise ValueError(f"cannot resume from {path}: it was trained with another configuration")
@@ -492,8 +584,8 @@ class _Bar:
 
     On a terminal with no other live display: one Rich bar over all steps, showing the running loss and the
     last validation. Otherwise (output to a log or a pipe, or the caller already shows a spinner around the
-    fit): one line per epoch on stderr, ``epoch 3/200 loss 7.1234 val ndcg@10 0.0512 (best 0.0512) 3.1 s
-    threads 1``, so a log shows where a long fit stands.
+    fit): one line per epoch on stderr, ``epoch 3/200 loss 7.1234 lr 0.001 val ndcg@10 0.0512 (best 0.0512)
+    3.1 s threads 1`` (the learning rate at the epoch's end), so a log shows where a long fit stands.
     """
 
     def __init__(self, enabled: bool, epochs: int, steps_per_epoch: int, start_epoch: int) -> None:
@@ -534,7 +626,7 @@ class _Bar:
                              info=f"epoch {self.epoch + 1} loss {self.ema:.4f}{self.last_eval}")
 
     def epoch_done(self, loss: float, metrics: dict[str, float] | None, metric: str, best: float,
-                   threads: int = 0) -> None:
+                   threads: int = 0, lr: float = 0.0) -> None:
         if not self.enabled:
             return
         self.epoch += 1
@@ -545,7 +637,8 @@ class _Bar:
             seconds, self.t_epoch = now - self.t_epoch, now
             where = f" threads {threads}" if threads else ""
             val = self.last_eval if metrics is not None else ""
-            self.console.print(f"epoch {self.epoch}/{self.epochs} loss {loss:.4f}{val} "
+            rate = f" lr {lr:.2g}" if lr else ""
+            self.console.print(f"epoch {self.epoch}/{self.epochs} loss {loss:.4f}{rate}{val} "
                                f"{seconds:.1f} s{where}", markup=False, highlight=False, soft_wrap=True)
             return
         self.progress.update(self.task, info=f"epoch {self.epoch} loss {loss:.4f}{self.last_eval}")

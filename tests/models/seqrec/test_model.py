@@ -155,6 +155,30 @@ def test_bad_settings() -> None:
         create_model("seqrec", windows="every")
     with pytest.raises(TypeError):
         create_model("seqrec", no_such_setting=1)
+    with pytest.raises(ValueError, match="schedule"):
+        create_model("seqrec", schedule="linear")
+    with pytest.raises(ValueError, match="plateau_factor"):
+        create_model("seqrec", plateau_factor=2.0)
+
+
+def test_each_schedule_reaches_the_trainer_and_auto_keeps_the_cosine_it_was_measured_with() -> None:
+    from lmrec.models.auto import SEQREC_DEFAULTS
+
+    for schedule in ("cosine", "plateau"):
+        cfg = create_model("seqrec", schedule=schedule, warmup_steps=7).config
+        assert cfg.train_config().schedule == schedule and cfg.train_config().warmup_steps == 7
+    assert SEQREC_DEFAULTS["schedule"] == "cosine"
+
+
+def test_a_plateau_fit_learns_and_records_its_rates(data) -> None:
+    ds, split, vec = data
+    m = create_model("seqrec", **{**FAST, "item_repr": "id", "schedule": "plateau", "eval_every": 1,
+                                  "plateau_patience": 1, "patience": 6, "epochs": 40})
+    m.fit(split.train, split.valid)
+    r = m.train_result_
+    assert _hit_rate(m, ds) >= 0.7
+    assert len(r.lrs) == r.epochs_run and r.lrs[0] == pytest.approx(FAST["lr"])
+    assert all(r.lrs[e] < r.lrs[e - 1] for e in r.lr_drops if e < len(r.lrs))  # each drop lowers the next
 
 
 def test_id_model_ranks_untrained_items_last(data) -> None:

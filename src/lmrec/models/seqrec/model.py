@@ -106,7 +106,11 @@ class SeqRecConfig:
     batch_size: int = TrainConfig.batch_size
     lr: float = TrainConfig.lr
     weight_decay: float = TrainConfig.weight_decay
+    schedule: str = TrainConfig.schedule
     warmup_frac: float = TrainConfig.warmup_frac
+    warmup_steps: int = TrainConfig.warmup_steps
+    plateau_factor: float = TrainConfig.plateau_factor
+    plateau_patience: int = TrainConfig.plateau_patience
     min_lr_ratio: float = TrainConfig.min_lr_ratio
     grad_clip: float = TrainConfig.grad_clip
     eval_every: int = TrainConfig.eval_every
@@ -131,6 +135,7 @@ class SeqRecConfig:
             raise ValueError(f"max_len must be a positive integer or 'auto', got {self.max_len!r}")
         if self.max_len_cap < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("max_len_cap, epochs and batch_size must be positive")
+        self.train_config()  # the trainer's own checks (schedule, plateau settings)
 
     def train_config(self) -> TrainConfig:
         names = {f.name for f in fields(TrainConfig)}
