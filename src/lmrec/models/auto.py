@@ -13,6 +13,9 @@ The rules, all data-derived or validation-chosen (none fitted to one data set):
   ContentLM when the items have informative text (:func:`text_is_informative`: most items have a non-zero
   text vector of their own, not one shared text such as an empty title).
 * **SeqRec's items**: ``fused`` (ids + text) when the text is informative, ``id`` otherwise.
+* **SeqRec's loss**: ``loss="auto"`` (:func:`~lmrec.models.seqrec.model.auto_loss`): the full softmax while
+  one batch's logits (batch × window × items, float32) fit in 512 MiB, the log-Q corrected sampled softmax
+  beyond (with Auto's batch of 64 windows of at most 50 events: above about 42,000 items).
 * **EASE's λ**: the best of ``ease_lams`` on validation NDCG@10 (EASE alone).
 * **Scales**: each component's row is z-scored over its finite scores. A score a component cannot give
   (``-inf``, e.g. EASE on an item added after fitting, or SeqRec-id's untrained items) becomes that row's
@@ -69,7 +72,7 @@ COMPONENTS_DIR = "components"
 #: ``max_len`` capped at 50 so that a fit stays within minutes on a few CPU cores.
 SEQREC_DEFAULTS: dict[str, Any] = {
     "max_len": "auto", "max_len_cap": 50, "d_model": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.3,
-    "batch_size": 64, "lr": 2e-3, "epochs": 40, "eval_every": 2, "patience": 3,
+    "batch_size": 64, "lr": 2e-3, "epochs": 40, "eval_every": 2, "patience": 3, "loss": "auto",
 }
 
 
