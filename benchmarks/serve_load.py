@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,23 @@ REPO = Path(__file__).resolve().parents[1]
 # ---------------------------------------------------------------------- data and model
 def build(folder: Path, n_items: int, n_users: int, events_per_user: int, model: str,
           seed: int) -> tuple[Path, str]:
-    """Write the store and a trained model folder; returns the model folder and a line on the fitted model."""
+    """Write the store and a trained model folder; returns the model folder and a line on the fitted model.
+
+    A ``folder`` that already holds both (from an earlier run with the same settings, recorded in
+    ``build.json``) is reused: the store is copied afresh from the one built then (``pristine.duckdb``), so
+    that events sent by an earlier run are not in it."""
+    path = folder / "models" / "v1"
+    record = folder / "build.json"
+    settings = {"items": n_items, "users": n_users, "events_per_user": events_per_user, "model": model,
+                "seed": seed}
+    if record.is_file() and (path / "model.json").is_file():
+        done = json.loads(record.read_text())
+        if done["settings"] != settings:
+            raise SystemExit(f"{folder} holds a build with other settings ({done['settings']}); "
+                             "use a new --workdir")
+        (folder / "store.duckdb.wal").unlink(missing_ok=True)
+        shutil.copyfile(folder / "pristine.duckdb", folder / "store.duckdb")
+        return path, done["about"]
     import polars as pl
 
     from lmrec.models import create_model
@@ -63,16 +80,26 @@ def build(folder: Path, n_items: int, n_users: int, events_per_user: int, model:
         "timestamp": (1_600_000_000 + np.arange(n)).tolist(),
         "event_type": "view",
     })
+    for name in ("store.duckdb", "store.duckdb.wal", "pristine.duckdb"):
+        (folder / name).unlink(missing_ok=True)
     with Store(folder / "store.duckdb") as st:
         st.upsert_items(items)
         st.append_events(events)
         ds = st.to_dataset()
-    path = folder / "models" / "v1"
+    fitted = create_model(model)
+    encoded = ""
+    if fitted.needs_item_vectors:  # encode the titles first (lmrec's cache keeps them), to time both apart
+        from lmrec.text import get_encoder, item_vectors
+
+        t0 = time.perf_counter()
+        item_vectors(ds, encoder=get_encoder(None), progress=False)
+        secs = time.perf_counter() - t0
+        encoded = f"; the item text vectors (default encoder, through lmrec's cache) took {secs:.0f} s before"
     t0 = time.perf_counter()
-    fitted = create_model(model).fit(ds)
+    fitted.fit(ds)
     seconds = time.perf_counter() - t0
     fitted.save(path)
-    about = f"`{fitted!r}` trained in {seconds:.0f} s (item text vectors from the cache included)"
+    about = f"`{fitted!r}` trained in {seconds:.0f} s{encoded}"
     search = getattr(fitted, "search_", None)
     if search and "fit_seconds" in search:
         parts = ", ".join(f"{k} {v:.0f} s" for k, v in search["fit_seconds"].items())
@@ -82,6 +109,8 @@ def build(folder: Path, n_items: int, n_users: int, events_per_user: int, model:
         if seq is not None:
             about += (f"; SeqRec loss `{seq.config.loss}` (setting `{loss}`), max_len {seq.config.max_len}, "
                       f"{seq.config.epochs} epochs in the refit")
+    shutil.copyfile(folder / "store.duckdb", folder / "pristine.duckdb")  # closed and checkpointed above
+    record.write_text(json.dumps({"settings": settings, "about": about}))
     return path, about
 
 
