@@ -195,6 +195,8 @@ def audit(
 
 def _download(url: str, key: str | None, path: str, out: Path) -> dict[str, Any]:
     """Stream a backup archive from the running service into the new folder ``out``; returns its manifest."""
+    import tarfile
+
     import httpx
 
     from lmrec.store.backup import unpack
@@ -211,8 +213,9 @@ def _download(url: str, key: str | None, path: str, out: Path) -> dict[str, Any]
                     detail = r.text[:200]
                 raise RuntimeError(f"the service answered {r.status_code}: {detail}")
             return unpack(r.iter_bytes(), out)
-    except httpx.HTTPError as exc:
-        raise RuntimeError(f"cannot download the backup from {url}: {exc}") from None
+    except (httpx.HTTPError, tarfile.TarError) as exc:
+        raise RuntimeError(f"cannot download the backup from {url} (nothing was written to {out}): "
+                           f"{exc}") from None
 
 
 def backup(

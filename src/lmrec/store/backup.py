@@ -117,10 +117,11 @@ ARCHIVE_CHUNK = 1 << 20
 
 def archive(folder: str | Path) -> Iterator[bytes]:
     """The backup ``folder`` as an uncompressed tar stream (member names relative to it), in chunks of at most
-    about :data:`ARCHIVE_CHUNK` bytes: files are read piece by piece, never whole into memory."""
+    about :data:`ARCHIVE_CHUNK` bytes: files are read piece by piece, never whole into memory. The manifest
+    comes last, so a stream cut short never carries it."""
     root = Path(folder)
     read_manifest(root)  # only backups are streamed
-    for path in sorted(root.rglob("*")):
+    for path in sorted(root.rglob("*"), key=lambda p: (p == root / MANIFEST, p)):
         if path.is_symlink() or not (path.is_file() or path.is_dir()):
             continue
         rel = path.relative_to(root).as_posix()
@@ -178,6 +179,9 @@ def unpack(chunks: Iterable[bytes], out: str | Path) -> dict[str, Any]:
         with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks)), mode="r|") as tar:
             tar.extractall(tmp, filter="data")  # refuses absolute paths, links out of tmp, devices
         manifest = verify(tmp)
+    except (tarfile.TarError, FileNotFoundError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(f"the backup stream is incomplete or not an lmrec backup: {exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
