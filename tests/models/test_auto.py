@@ -178,3 +178,31 @@ def test_seqrec_resolves_auto_max_len_when_fitting(board: Dataset) -> None:
     assert model.config.max_len == auto_max_len(board.sequences.lengths)
     with pytest.raises(ValueError, match="max_len"):
         create_model("seqrec", max_len="long")
+
+
+def test_early_stopping_validates_on_a_sample_bounded_by_score_cells(board: Dataset, monkeypatch) -> None:
+    import lmrec.models.auto as auto_module
+
+    split = leave_one_out(board)
+    n_valid, n_items = len(split.valid), split.train.n_items
+    seen: list[int] = []
+    real = auto_module.Auto._fit_one
+
+    def spy(self, name, settings, data, valid):  # noqa: ANN001, ANN202
+        if name == "seqrec":
+            seen.append(len(valid))
+        return real(self, name, settings, data, valid)
+
+    monkeypatch.setattr(auto_module.Auto, "_fit_one", spy)
+    monkeypatch.setattr(auto_module, "MIN_STOP_USERS", 3)
+    # Enough cells for every validation user: SeqRec validates on all of them (as before the rule).
+    full = _auto(text="off", components="seqrec,itemknn").fit(split.train, split.valid)
+    assert seen[-1] == n_valid and full.search_["early_stopping_users"] == n_valid
+    # Cells for 5 users' full rankings: a sample of 5; never fewer than the floor.
+    small = _auto(text="off", components="seqrec,itemknn", valid_cells=5 * n_items)
+    small.fit(split.train, split.valid)
+    assert seen[-1] == 5 < n_valid and small.search_["early_stopping_users"] == 5
+    _auto(text="off", components="seqrec,itemknn", valid_cells=1).fit(split.train, split.valid)
+    assert seen[-1] == 3
+    # The weights are still chosen on the validation users (up to valid_users), not on the sample.
+    assert small.search_["valid_users"] == full.search_["valid_users"] == n_valid

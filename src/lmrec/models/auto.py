@@ -16,6 +16,10 @@ The rules, all data-derived or validation-chosen (none fitted to one data set):
 * **SeqRec's loss**: ``loss="auto"`` (:func:`~lmrec.models.seqrec.model.auto_loss`): the full softmax while
   one batch's logits (batch × window × items, float32) fit in 512 MiB, the log-Q corrected sampled softmax
   beyond (with Auto's batch of 64 windows of at most 50 events: above about 42,000 items).
+* **Early stopping** (SeqRec's validation every ``eval_every`` epochs) ranks the whole catalogue for each
+  validation user: it uses a seeded sample of at most ``valid_cells`` / items users (never fewer than
+  :data:`MIN_STOP_USERS`, never more than ``valid_users``), so that its cost stays bounded on big catalogues
+  (on 100,000 items: 2,500 users instead of every user).
 * **EASE's λ**: the best of ``ease_lams`` on validation NDCG@10 (EASE alone).
 * **Scales**: each component's row is z-scored over its finite scores. A score a component cannot give
   (``-inf``, e.g. EASE on an item added after fitting, or SeqRec-id's untrained items) becomes that row's
@@ -66,6 +70,8 @@ COMPONENTS = ("seqrec", "ease", "itemknn", "content-lm")
 #: Scores at or below this are "cannot rank" (SeqRec gives -1e9 to id items it has no trained vector for).
 MISSING_BELOW = -1e8
 AUTO_FILE = "auto.json"
+#: The fewest validation users a component's early stopping is given (when there are that many).
+MIN_STOP_USERS = 1000
 COMPONENTS_DIR = "components"
 
 #: SeqRec inside Auto: the settings measured in docs/benchmarks.md (section ``seqrec``), with the data-derived
@@ -93,6 +99,10 @@ class AutoConfig:
     weight_step: float = 0.1
     #: Validation users the weights are fitted on (a seeded sample above this).
     valid_users: int = 5000
+    #: Score cells (users × items) of one early-stopping validation of a component: its users are a seeded
+    #: sample of at most ``valid_cells // n_items`` of them (at least :data:`MIN_STOP_USERS`, at most
+    #: ``valid_users``). 250 million float32 cells are 1 GB of scores, ranked in blocks.
+    valid_cells: int = 250_000_000
     #: Items per component (its top ones) that the weight search ranks, besides the targets.
     candidates: int = 100
     #: Blends within this relative distance of the best validation NDCG@10 count as ties: the one with the
@@ -236,6 +246,12 @@ class Auto(Recommender, ColdStartItems):
                         timings: dict[str, float]) -> dict[str, Recommender]:
         cfg: AutoConfig = self.config
         out: dict[str, Recommender] = {}
+        stop_valid = valid
+        if valid is not None and len(valid):
+            limit = min(cfg.valid_users, max(MIN_STOP_USERS, cfg.valid_cells // max(1, data.n_items)))
+            if len(valid) > limit:
+                stop_valid = valid.subset(_sample_rows(len(valid), limit, cfg.seed))
+            self.search_["early_stopping_users"] = len(stop_valid)
         for name, settings in plan.items():
             t0 = time.perf_counter()
             if name == "ease" and len(cfg.ease_lams) > 1 and valid is not None and len(valid):
@@ -253,7 +269,7 @@ class Auto(Recommender, ColdStartItems):
                 plan[name] = {**settings, "lam": best.config.lam}
                 out[name] = best
             else:
-                out[name] = self._fit_one(name, settings, data, valid)
+                out[name] = self._fit_one(name, settings, data, stop_valid)
             timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 2)
         return out
 
