@@ -1,15 +1,19 @@
 """Load test of `lmrec serve`: a fixed request rate from a second process on loopback, latency percentiles.
 
-Data: a seeded synthetic catalogue (default 100,000 items, 10,000 users, Zipf-skewed popularity, 30 events per
-user on average) in a fresh DuckDB store; a model trained on it (MostPopular by default) and served with
-``lmrec serve`` in its own process. The load generator is another process: an asyncio HTTP/1.1 keep-alive
-client that sends requests on a fixed schedule (open loop: a slow answer does not delay the next request, and
-latency is measured from the scheduled send time, so queueing is counted, not hidden).
+Data: a seeded synthetic catalogue (default 100,000 items with titles and a category, 10,000 users, Zipf-
+skewed popularity, 30 events per user on average) in a fresh DuckDB store; a model trained on it (``auto``,
+lmrec's default flagship, by default) and served with ``lmrec serve`` in its own process. The load generator
+is another process: an asyncio HTTP/1.1 keep-alive client that sends requests on a fixed schedule (open loop:
+a slow answer does not delay the next request, and latency is measured from the scheduled send time, so
+queueing is counted, not hidden).
 
-Phases, each ``--duration`` seconds at ``--rate`` requests/s: user recommendations
-(``GET /v1/users/{id}/recommendations?k=10``), then event ingestion (``POST /v1/events``, one event each).
+Phases, each ``--duration`` seconds at ``--rate`` requests/s in all: ``mixed`` (the default: user
+recommendations ``GET /v1/users/{id}/recommendations?k=10`` and one-event writes ``POST /v1/events``
+interleaved, half each), ``recommendations`` alone, ``events`` alone. Latency percentiles are reported per
+phase and, for the mixed phase, per route. Events are acknowledged once committed (the service's default).
 
-    python benchmarks/serve_load.py               # 60 s per phase at 200 req/s; writes docs/benchmarks.md
+    python benchmarks/serve_load.py               # auto, mixed, 60 s at 200 req/s; writes docs/benchmarks.md
+    python benchmarks/serve_load.py --model itemknn --phases mixed,recommendations,events
     python benchmarks/serve_load.py --duration 10 --no-write
 """
 
@@ -19,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,8 +36,25 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------- data and model
-def build(folder: Path, n_items: int, n_users: int, events_per_user: int, model: str, seed: int) -> Path:
-    """Write the store and a trained model folder; returns the model folder."""
+def build(folder: Path, n_items: int, n_users: int, events_per_user: int, model: str,
+          seed: int) -> tuple[Path, str]:
+    """Write the store and a trained model folder; returns the model folder and a line on the fitted model.
+
+    A ``folder`` that already holds both (from an earlier run with the same settings, recorded in
+    ``build.json``) is reused: the store is copied afresh from the one built then (``pristine.duckdb``), so
+    that events sent by an earlier run are not in it."""
+    path = folder / "models" / "v1"
+    record = folder / "build.json"
+    settings = {"items": n_items, "users": n_users, "events_per_user": events_per_user, "model": model,
+                "seed": seed}
+    if record.is_file() and (path / "model.json").is_file():
+        done = json.loads(record.read_text())
+        if done["settings"] != settings:
+            raise SystemExit(f"{folder} holds a build with other settings ({done['settings']}); "
+                             "use a new --workdir")
+        (folder / "store.duckdb.wal").unlink(missing_ok=True)
+        shutil.copyfile(folder / "pristine.duckdb", folder / "store.duckdb")
+        return path, done["about"]
     import polars as pl
 
     from lmrec.models import create_model
@@ -58,13 +80,38 @@ def build(folder: Path, n_items: int, n_users: int, events_per_user: int, model:
         "timestamp": (1_600_000_000 + np.arange(n)).tolist(),
         "event_type": "view",
     })
+    for name in ("store.duckdb", "store.duckdb.wal", "pristine.duckdb"):
+        (folder / name).unlink(missing_ok=True)
     with Store(folder / "store.duckdb") as st:
         st.upsert_items(items)
         st.append_events(events)
         ds = st.to_dataset()
-    path = folder / "models" / "v1"
-    create_model(model).fit(ds).save(path)
-    return path
+    fitted = create_model(model)
+    encoded = ""
+    if fitted.needs_item_vectors:  # encode the titles first (lmrec's cache keeps them), to time both apart
+        from lmrec.text import get_encoder, item_vectors
+
+        t0 = time.perf_counter()
+        item_vectors(ds, encoder=get_encoder(None), progress=False)
+        secs = time.perf_counter() - t0
+        encoded = f"; the item text vectors (default encoder, through lmrec's cache) took {secs:.0f} s before"
+    t0 = time.perf_counter()
+    fitted.fit(ds)
+    seconds = time.perf_counter() - t0
+    fitted.save(path)
+    about = f"`{fitted!r}` trained in {seconds:.0f} s{encoded}"
+    search = getattr(fitted, "search_", None)
+    if search and "fit_seconds" in search:
+        parts = ", ".join(f"{k} {v:.0f} s" for k, v in search["fit_seconds"].items())
+        loss = search.get("settings", {}).get("seqrec", {}).get("loss")
+        about += f"; component fits (inner and refit together): {parts}"
+        seq = getattr(fitted, "components_", {}).get("seqrec")
+        if seq is not None:
+            about += (f"; SeqRec loss `{seq.config.loss}` (setting `{loss}`), max_len {seq.config.max_len}, "
+                      f"{seq.config.epochs} epochs in the refit")
+    shutil.copyfile(folder / "store.duckdb", folder / "pristine.duckdb")  # closed and checkpointed above
+    record.write_text(json.dumps({"settings": settings, "about": about}))
+    return path, about
 
 
 # ---------------------------------------------------------------------- the load generator (second process)
@@ -202,7 +249,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--users", type=int, default=10_000)
     ap.add_argument("--events-per-user", type=int, default=30)
-    ap.add_argument("--model", default="itemknn", help="A personalised model by default (item-kNN).")
+    ap.add_argument("--model", default="auto", help="The model served (default: auto, the flagship).")
     ap.add_argument("--phases", default="mixed",
                     help="Comma-separated: mixed (half recommendations, half one-event writes), "
                          "recommendations, events.")
@@ -217,9 +264,9 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory(prefix="lmrec-serve-load-")
     folder = args.workdir or Path(tmp.name)
     folder.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    model_dir = build(folder, args.items, args.users, args.events_per_user, args.model, args.seed)
-    print(f"data and model ready in {time.perf_counter() - t0:.0f}s", flush=True)
+    wall0 = t0 = time.perf_counter()
+    model_dir, about = build(folder, args.items, args.users, args.events_per_user, args.model, args.seed)
+    print(f"data and model ready in {time.perf_counter() - t0:.0f}s: {about}", flush=True)
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -229,7 +276,7 @@ def main() -> None:
          "--store", str(folder / "store.duckdb"),
          "--port", str(port), "--dev", "--log-level", "warning"], env=env, cwd=REPO)
     results = []
-    load_before = os.getloadavg()[0]
+    load_before = os.getloadavg()
     try:
         t0 = time.perf_counter()
         _wait_ready(url, server)
@@ -246,7 +293,9 @@ def main() -> None:
         server.wait(timeout=30)
         tmp.cleanup()
 
-    load_after = os.getloadavg()[0]
+    load_after = os.getloadavg()
+    wall = time.perf_counter() - wall0
+    print(f"load average before {load_before}, after {load_after}; wall {wall:.0f}s", flush=True)
     if not args.no_write:
         sys.path.insert(0, str(REPO / "benchmarks"))
         from _report import write_section
@@ -263,7 +312,8 @@ def main() -> None:
         body = (
             "## Serving load (`lmrec serve`)\n\n"
             f"{args.items:,} items, {args.users:,} users, ~{args.events_per_user} events per user "
-            f"(synthetic, Zipf popularity, seed {args.seed}); model `{args.model}`; one uvicorn process; "
+            f"(synthetic, Zipf popularity, seed {args.seed}); model `{args.model}`: {about}. "
+            "One uvicorn process; "
             "load from a second process "
             f"(asyncio keep-alive HTTP/1.1 client, open loop) at {args.rate:.0f} requests/s for "
             f"{args.duration:.0f} s per phase after {args.warmup:.0f} s of warm-up, on loopback. Latency is "
@@ -273,9 +323,10 @@ def main() -> None:
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n" + rows + "\n\n"
             "Events are acknowledged only once committed (the default, group commit). "
             "Goal: at 200 requests/s mixed, recommendations p99 ≤ 15 ms and events p99 ≤ 25 ms, 0 errors. "
-            "The server and the load generator share the "
-            f"machine's CPU; its 1-minute load average was {load_before:.1f} before and {load_after:.1f} "
-            f"after the run ({os.cpu_count()} cores): well above the core count means other work competed.")
+            "The server and the load generator share the machine's CPU; its load average (1, 5, 15 min) was "
+            f"{' '.join(f'{x:.2f}' for x in load_before)} before the phases and "
+            f"{' '.join(f'{x:.2f}' for x in load_after)} after them ({os.cpu_count()} cores): well above the "
+            f"core count means other work competed. Wall time of the whole run: {wall:.0f} s.")
         print(f"wrote {write_section('serving', body)}")
 
 

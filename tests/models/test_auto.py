@@ -74,6 +74,40 @@ def test_a_component_that_cannot_score_does_not_break_the_blend() -> None:
     assert np.allclose(w.sum(axis=1), 1) and len(w) == 6
 
 
+def test_normalise_rows_is_the_plain_z_score_formula_bit_for_bit() -> None:
+    """The fast z-scores (fewer passes; every request runs them) equal the plain formula exactly."""
+
+    def plain(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = np.array(scores, dtype=np.float32, copy=True)
+        ok = np.isfinite(s) & (s > -1e8)
+        ok[:, 0] = False
+        n = ok.sum(axis=1)
+        mean = np.where(ok, s, 0.0).sum(axis=1) / np.maximum(n, 1)
+        var = (np.where(ok, s - mean[:, None], 0.0) ** 2).sum(axis=1) / np.maximum(n, 1)
+        std = np.sqrt(var)
+        std[std <= 1e-12] = 1.0
+        z = np.where(ok, (s - mean[:, None]) / std[:, None], np.inf).astype(np.float32)
+        low = z.min(axis=1)
+        low[n == 0] = 0.0
+        z = np.where(ok, z, low[:, None]).astype(np.float32)
+        z[n == 0] = 0.0
+        return z, n > 0
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 5_001), (40, 3_001), (3, 2)]:
+        s = (rng.standard_normal(shape) * 37.0 + 5.0).astype(np.float32)
+        s[:, 0] = -np.inf
+        if shape[0] > 4:
+            s[1] = 2.5  # constant row
+            s[2, 1] = np.nan
+            s[3] = -np.inf
+            s[4, 2:] = -1e9
+            s[5, 7] = np.inf
+        want, want_has = plain(s)
+        got, has = normalise_rows(s)
+        assert got.dtype == np.float32 and np.array_equal(got, want) and np.array_equal(has, want_has)
+
+
 def test_new_items_blend_without_poisoning(board: Dataset) -> None:
     """Without text every component scores a new item -inf (EASE, ItemKNN) or -1e9 (SeqRec-id): the blend
     still ranks every known item, and the new one after them with a finite score."""
@@ -144,3 +178,31 @@ def test_seqrec_resolves_auto_max_len_when_fitting(board: Dataset) -> None:
     assert model.config.max_len == auto_max_len(board.sequences.lengths)
     with pytest.raises(ValueError, match="max_len"):
         create_model("seqrec", max_len="long")
+
+
+def test_early_stopping_validates_on_a_sample_bounded_by_score_cells(board: Dataset, monkeypatch) -> None:
+    import lmrec.models.auto as auto_module
+
+    split = leave_one_out(board)
+    n_valid, n_items = len(split.valid), split.train.n_items
+    seen: list[int] = []
+    real = auto_module.Auto._fit_one
+
+    def spy(self, name, settings, data, valid):  # noqa: ANN001, ANN202
+        if name == "seqrec":
+            seen.append(len(valid))
+        return real(self, name, settings, data, valid)
+
+    monkeypatch.setattr(auto_module.Auto, "_fit_one", spy)
+    monkeypatch.setattr(auto_module, "MIN_STOP_USERS", 3)
+    # Enough cells for every validation user: SeqRec validates on all of them (as before the rule).
+    full = _auto(text="off", components="seqrec,itemknn").fit(split.train, split.valid)
+    assert seen[-1] == n_valid and full.search_["early_stopping_users"] == n_valid
+    # Cells for 5 users' full rankings: a sample of 5; never fewer than the floor.
+    small = _auto(text="off", components="seqrec,itemknn", valid_cells=5 * n_items)
+    small.fit(split.train, split.valid)
+    assert seen[-1] == 5 < n_valid and small.search_["early_stopping_users"] == 5
+    _auto(text="off", components="seqrec,itemknn", valid_cells=1).fit(split.train, split.valid)
+    assert seen[-1] == 3
+    # The weights are still chosen on the validation users (up to valid_users), not on the sample.
+    assert small.search_["valid_users"] == full.search_["valid_users"] == n_valid

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from lmrec.privacy import user_tag
 from lmrec.serving import ServingSettings, create_app
 from lmrec.store import Store
-from lmrec.store.backup import fingerprints, restore
+from lmrec.store.backup import fingerprints, restore, verify
 from lmrec.store.keys import KeyStore, existing_event_ids
 from tests.serving.serving_helpers import run_server
 
@@ -161,6 +161,7 @@ def test_every_write_and_admin_call_is_audited_without_secrets(start, tmp_path: 
         ("POST", "/v1/admin/keys", {"json": {"name": "x", "scopes": ["read"]}}, 201),
         ("GET", "/v1/admin/keys", {}, 200),
         ("POST", "/v1/admin/backup", {"json": {"name": "b"}}, 200),
+        ("GET", "/v1/admin/backups/b", {}, 200),
     ]
     for method, path, kw, status in calls:
         assert s.client.request(method, path, headers=h, **kw).status_code == status, path
@@ -170,7 +171,8 @@ def test_every_write_and_admin_call_is_audited_without_secrets(start, tmp_path: 
     seen = {(e["method"], e["route"], e["status"]) for e in log}
     for method, path, _, status in calls:
         route = {"/v1/users/u2": "/v1/users/{user_id}",
-                 "/v1/admin/models/v2/activate": "/v1/admin/models/{version}/activate"}.get(path, path)
+                 "/v1/admin/models/v2/activate": "/v1/admin/models/{version}/activate",
+                 "/v1/admin/backups/b": "/v1/admin/backups/{name}"}.get(path, path)
         assert (method, route, status) in seen, (method, route)
     assert ("POST", "/v1/events", 422) in seen and ("POST", "/v1/events", 401) in seen
     ev = next(e for e in log if e["route"] == "/v1/events" and e["status"] == 200)
@@ -197,7 +199,10 @@ def test_backup_while_serving_restores_identical_tables_and_answers(start, tmp_p
     assert manifest["path"] == str(tmp_path / "backups" / "backup")
     assert manifest["models"] == ["v1", "v2"]
     assert set(manifest["tables"]) >= {"events", "items", "users", "api_keys", "erased_users", "audit_log"}
-    assert manifest["tables"] == fingerprints(s.store)  # nothing was written since
+    # Nothing was written since, but the backup call's own audit entry (written once it had finished).
+    now = fingerprints(s.store)
+    assert {t: v for t, v in manifest["tables"].items() if t != "audit_log"} == {
+        t: v for t, v in now.items() if t != "audit_log"}
 
     restored = tmp_path / "restored.duckdb"
     restore(tmp_path / "backups" / "backup", restored, tmp_path / "models")
@@ -219,6 +224,73 @@ def test_backup_while_serving_restores_identical_tables_and_answers(start, tmp_p
         restore(tmp_path / "backups" / "backup", restored)
     assert s.client.post("/v1/admin/backup", json={"name": "backup"}).status_code == 422  # never overwritten
     assert s.client.post("/v1/admin/backup", json={"name": "../up"}).status_code == 422
+
+
+def _backup_entries(s, h, name: str) -> list[dict]:  # noqa: ANN001
+    log = s.get("/v1/admin/audit", params={"target": name}, headers=h).json()
+    return [e for e in log if e["route"] == "/v1/admin/backup"]
+
+
+def test_the_audit_entry_of_a_backup_has_its_final_status(start, monkeypatch) -> None:
+    s = start(dev_mode=False)
+    h = {"X-API-Key": _admin(s)}
+    assert s.client.post("/v1/admin/backup", json={"name": "ok"}, headers=h).status_code == 200
+    assert [e["status"] for e in _backup_entries(s, h, "ok")] == [200]
+    # The entry is written after the snapshot: the backup holds the calls before it, not a premature "200".
+    import duckdb
+
+    saved = Path(s.store.path).parent / "backups" / "ok" / "audit_log.parquet"
+    with duckdb.connect() as con:
+        got = con.execute(f"SELECT count(*) FROM read_parquet('{saved}') WHERE target = 'ok'").fetchall()
+    assert got == [(0,)]
+
+    import lmrec.serving.routers.admin_ops as ops
+
+    def full_disk(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ops, "backup", full_disk)
+    r = s.client.post("/v1/admin/backup", json={"name": "failed"}, headers=h)
+    assert r.status_code == 422 and "No space left" in r.text
+    assert [e["status"] for e in _backup_entries(s, h, "failed")] == [422]
+
+    def bug(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("simulated fault")
+
+    monkeypatch.setattr(ops, "backup", bug)
+    assert s.client.post("/v1/admin/backup", json={"name": "crashed"}, headers=h).status_code == 500
+    assert [e["status"] for e in _backup_entries(s, h, "crashed")] == [500]
+
+
+def test_backup_through_a_running_service_lands_where_the_cli_runs(start, tmp_path: Path) -> None:
+    from lmrec.cli import app as cli
+
+    s = start(dev_mode=False)
+    admin = _admin(s)
+    s.client.post("/v1/events", json={"events": [{"user_id": "u1", "item_id": "heat", "event_id": "cli-b"}]},
+                  headers={"X-API-Key": admin})
+    out = tmp_path / "elsewhere" / "nightly"  # not under the service's backup folder
+    r = CliRunner().invoke(cli, ["backup", str(out), "--url", s.url, "--key", admin])
+    assert r.exit_code == 0, r.output
+    assert (out / "manifest.json").is_file() and (out / "events.parquet").is_file()
+    manifest = verify(out)  # every table's rows and hash, read back from the files on this side
+    served = tmp_path / "backups" / "nightly"  # the service's own copy, under its backup folder
+    assert manifest == verify(served)
+    assert not (tmp_path / "elsewhere" / "nightly.partial").exists()
+    restored = tmp_path / "from-client.duckdb"
+    restore(out, restored)
+    with Store(restored) as st:
+        assert stored(st, "cli-b") and fingerprints(st) == manifest["tables"]
+    # A folder that is not empty is refused before the service is asked; so is a name the service cannot use.
+    again = CliRunner().invoke(cli, ["backup", str(out), "--url", s.url, "--key", admin])
+    assert again.exit_code == 1 and "not empty" in again.output and "Traceback" not in again.output
+    bad = CliRunner().invoke(cli, ["backup", str(tmp_path / "has space"), "--url", s.url, "--key", admin])
+    assert bad.exit_code == 1 and "names the backup on the service" in " ".join(bad.output.split())
+    assert not (tmp_path / "backups" / "has space").exists()
+    # The download route: admin only, 404 for an unknown backup, 422 for a name that is not one.
+    assert s.client.get("/v1/admin/backups/nightly").status_code == 401
+    assert s.client.get("/v1/admin/backups/nope", headers={"X-API-Key": admin}).status_code == 404
+    assert s.client.get("/v1/admin/backups/..", headers={"X-API-Key": admin}).status_code in (404, 422)
 
 
 # ---------------------------------------------------------------------- HTTP edges

@@ -216,9 +216,33 @@ def audit(
         console.print(table)
 
 
+def _download(url: str, key: str | None, path: str, out: Path) -> dict[str, Any]:
+    """Stream a backup archive from the running service into the new folder ``out``; returns its manifest."""
+    import tarfile
+
+    import httpx
+
+    from lmrec.store.backup import unpack
+
+    headers = {"X-API-Key": key} if key else {}
+    try:
+        with httpx.stream("GET", url.rstrip("/") + path, headers=headers,
+                          timeout=httpx.Timeout(60, read=600)) as r:
+            if r.status_code >= 400:
+                r.read()
+                try:
+                    detail = r.json().get("detail")
+                except ValueError:
+                    detail = r.text[:200]
+                raise RuntimeError(f"the service answered {r.status_code}: {detail}")
+            return unpack(r.iter_bytes(), out)
+    except (httpx.HTTPError, tarfile.TarError) as exc:
+        raise RuntimeError(f"cannot download the backup from {url} (nothing was written to {out}): "
+                           f"{exc}") from None
+
+
 def backup(
-    out: Annotated[Path, typer.Argument(help="A new folder for the backup (with --url: a name; the service "
-                                             "writes it under its LMREC_BACKUP_DIR).")],
+    out: Annotated[Path, typer.Argument(help="A new (or empty) folder for the backup, on this machine.")],
     store: StoreOpt = DEFAULT_STORE, url: UrlOpt = None, key: AdminKeyOpt = None,
     models_dir: Annotated[Path | None, typer.Option(
         "--models-dir",
@@ -227,21 +251,34 @@ def backup(
     """Back up the store and model registry consistently, while the service keeps serving.
 
     Events, items, users, API keys, erasure tombstones and the audit log, with row counts and content hashes.
-    With --url the running service writes the backup under its backup folder (LMREC_BACKUP_DIR).
+    The backup lands in OUT, where this command runs. With --url the running service writes it under its
+    backup folder (LMREC_BACKUP_DIR/NAME, NAME being OUT's last part, which must be new there; the service
+    keeps that copy) and this command downloads it into OUT and checks it against its manifest.
     """
+    import re
+
+    from lmrec.serving.schemas import BACKUP_NAME_PATTERN
     from lmrec.store.backup import backup as run
 
     with friendly_errors():
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ValueError(f"{out} exists and is not empty; choose a new folder for the backup")
         if url:
-            manifest = _api(url, key, "POST", "/v1/admin/backup", json={"name": out.name})
-            out = Path(manifest["path"])
+            if not re.fullmatch(BACKUP_NAME_PATTERN, out.name):
+                raise ValueError(f"with --url, OUT's last part {out.name!r} names the backup on the service: "
+                                 "use letters, digits, '.', '_' and '-' (at most 128, not starting with '.')")
+            made = _api(url, key, "POST", "/v1/admin/backup", json={"name": out.name})
+            manifest = _download(url, key, f"/v1/admin/backups/{out.name}", out)
+            if manifest["tables"] != made["tables"]:
+                raise ValueError(f"the downloaded backup in {out} is not the one the service wrote")
         else:
             with _open_store(store) as st:
                 manifest = run(st, out, models_dir)
         for t, fp in manifest["tables"].items():
             console.print(f"{t}: {fp['rows']:,} rows")
         console.print(f"models: {', '.join(manifest['models']) or 'none'}")
-        console.print(f"[green]backup written to {out}[/]")
+        console.print(f"[green]backup written to {out}[/]" + (
+            f" (checked against its manifest; the service keeps a copy at {made['path']})" if url else ""))
 
 
 def restore(

@@ -13,6 +13,13 @@ The rules, all data-derived or validation-chosen (none fitted to one data set):
   ContentLM when the items have informative text (:func:`text_is_informative`: most items have a non-zero
   text vector of their own, not one shared text such as an empty title).
 * **SeqRec's items**: ``fused`` (ids + text) when the text is informative, ``id`` otherwise.
+* **SeqRec's loss**: ``loss="auto"`` (:func:`~lmrec.models.seqrec.model.auto_loss`): the full softmax while
+  one batch's logits (batch × window × items, float32) fit in 512 MiB, the log-Q corrected sampled softmax
+  beyond (with Auto's batch of 64 windows of at most 50 events: above about 42,000 items).
+* **Early stopping** (SeqRec's validation every ``eval_every`` epochs) ranks the whole catalogue for each
+  validation user: it uses a seeded sample of at most ``valid_cells`` / items users (never fewer than
+  :data:`MIN_STOP_USERS`, never more than ``valid_users``), so that its cost stays bounded on big catalogues
+  (on 100,000 items: 2,500 users instead of every user).
 * **EASE's λ**: the best of ``ease_lams`` on validation NDCG@10 (EASE alone).
 * **Scales**: each component's row is z-scored over its finite scores. A score a component cannot give
   (``-inf``, e.g. EASE on an item added after fitting, or SeqRec-id's untrained items) becomes that row's
@@ -63,6 +70,8 @@ COMPONENTS = ("seqrec", "ease", "itemknn", "content-lm")
 #: Scores at or below this are "cannot rank" (SeqRec gives -1e9 to id items it has no trained vector for).
 MISSING_BELOW = -1e8
 AUTO_FILE = "auto.json"
+#: The fewest validation users a component's early stopping is given (when there are that many).
+MIN_STOP_USERS = 1000
 COMPONENTS_DIR = "components"
 
 #: SeqRec inside Auto: the settings measured in docs/benchmarks.md (section ``seqrec``), with the data-derived
@@ -71,6 +80,7 @@ COMPONENTS_DIR = "components"
 SEQREC_DEFAULTS: dict[str, Any] = {
     "max_len": "auto", "max_len_cap": 50, "d_model": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.3,
     "batch_size": 64, "lr": 2e-3, "epochs": 40, "eval_every": 2, "patience": 3, "schedule": "cosine",
+    "loss": "auto",
 }
 
 
@@ -91,6 +101,10 @@ class AutoConfig:
     weight_step: float = 0.1
     #: Validation users the weights are fitted on (a seeded sample above this).
     valid_users: int = 5000
+    #: Score cells (users × items) of one early-stopping validation of a component: its users are a seeded
+    #: sample of at most ``valid_cells // n_items`` of them (at least :data:`MIN_STOP_USERS`, at most
+    #: ``valid_users``). 250 million float32 cells are 1 GB of scores, ranked in blocks.
+    valid_cells: int = 250_000_000
     #: Items per component (its top ones) that the weight search ranks, besides the targets.
     candidates: int = 100
     #: Blends within this relative distance of the best validation NDCG@10 count as ties: the one with the
@@ -143,20 +157,25 @@ def normalise_rows(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-row z-scores over the finite scores (column 0, padding, excluded); items a component cannot score
     (non-finite or below :data:`MISSING_BELOW`) get the row's lowest z-score. Returns ``(z, has)``: ``has[r]``
     is false for rows without any finite score (their ``z`` is 0)."""
-    s = np.array(scores, dtype=np.float32, copy=True)
-    ok = np.isfinite(s) & (s > MISSING_BELOW)
+    # The arithmetic of the plain formula (float64 mean and variance over the finite scores), in fewer passes
+    # over the row: this runs for every component on every request.
+    s = np.asarray(scores, dtype=np.float32)
+    ok = s > MISSING_BELOW  # false for NaN and -inf too
+    ok &= s < np.inf
     ok[:, PAD] = False
-    n = ok.sum(axis=1)
+    n = np.count_nonzero(ok, axis=1)
     has = n > 0
-    safe = np.where(ok, s, 0.0)
-    mean = safe.sum(axis=1) / np.maximum(n, 1)
-    var = (np.where(ok, s - mean[:, None], 0.0) ** 2).sum(axis=1) / np.maximum(n, 1)
+    mean = np.where(ok, s, np.float32(0)).sum(axis=1) / np.maximum(n, 1)
+    d = np.subtract(s, mean[:, None])  # float64
+    np.copyto(d, 0.0, where=~ok)
+    var = (d * d).sum(axis=1) / np.maximum(n, 1)
     std = np.sqrt(var)
     std[std <= 1e-12] = 1.0
-    z = np.where(ok, (s - mean[:, None]) / std[:, None], np.inf).astype(np.float32)
-    low = z.min(axis=1)
+    d /= std[:, None]
+    z = d.astype(np.float32)
+    low = np.where(ok, z, np.float32(np.inf)).min(axis=1)
     low[~has] = 0.0
-    z = np.where(ok, z, low[:, None]).astype(np.float32)
+    np.copyto(z, low[:, None], where=~ok)
     z[~has] = 0.0
     return z, has
 
@@ -229,6 +248,12 @@ class Auto(Recommender, ColdStartItems):
                         timings: dict[str, float]) -> dict[str, Recommender]:
         cfg: AutoConfig = self.config
         out: dict[str, Recommender] = {}
+        stop_valid = valid
+        if valid is not None and len(valid):
+            limit = min(cfg.valid_users, max(MIN_STOP_USERS, cfg.valid_cells // max(1, data.n_items)))
+            if len(valid) > limit:
+                stop_valid = valid.subset(_sample_rows(len(valid), limit, cfg.seed))
+            self.search_["early_stopping_users"] = len(stop_valid)
         for name, settings in plan.items():
             t0 = time.perf_counter()
             if name == "ease" and len(cfg.ease_lams) > 1 and valid is not None and len(valid):
@@ -246,7 +271,7 @@ class Auto(Recommender, ColdStartItems):
                 plan[name] = {**settings, "lam": best.config.lam}
                 out[name] = best
             else:
-                out[name] = self._fit_one(name, settings, data, valid)
+                out[name] = self._fit_one(name, settings, data, stop_valid)
             timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 2)
         return out
 
@@ -368,7 +393,8 @@ class Auto(Recommender, ColdStartItems):
         any_has = np.zeros(len(histories), dtype=bool)
         for name, w in self.weights_.items():
             z, has = normalise_rows(self.components_[name].score(histories, users))
-            out += np.float32(w) * z
+            z *= np.float32(w)
+            out += z
             any_has |= has
         out[~any_has] = -np.inf
         out[:, PAD] = -np.inf

@@ -96,12 +96,16 @@ class ContentLM(Recommender, UserEmbeddings, ColdStartItems):
         self, histories: Ragged, users: np.ndarray | None = None, items: np.ndarray | None = None
     ) -> np.ndarray:
         u = self.user_embeddings(histories)
-        cols = np.arange(len(self.unit_vectors_)) if items is None else np.asarray(items, dtype=np.int64)
-        s = u @ self.unit_vectors_[cols].T
-        s[:, ~self.has_vector_[cols]] = NO_VECTOR_SCORE
+        if items is None:  # the whole table as it is (indexing it with every column would copy it first)
+            cols, table, has = None, self.unit_vectors_, self.has_vector_
+        else:
+            cols = np.asarray(items, dtype=np.int64)
+            table, has = self.unit_vectors_[cols], self.has_vector_[cols]
+        s = u @ table.T
+        s[:, ~has] = NO_VECTOR_SCORE
         s[np.linalg.norm(u, axis=1) == 0] = -np.inf  # nothing to go on: the base falls back to popularity
         s = s.astype(np.float32, copy=False)
-        if items is None:
+        if cols is None:
             return scores_for_items(s, None)
         s[:, cols == 0] = -np.inf
         return s

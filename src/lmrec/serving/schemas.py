@@ -261,8 +261,12 @@ class AuditOut(BaseModel):
     request_id: str | None
 
 
+#: A backup's name: one folder name under the service's backup_dir (no path, no leading dot).
+BACKUP_NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"
+
+
 class BackupIn(_Body):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$",
+    name: str = Field(pattern=BACKUP_NAME_PATTERN,
                       description="A new folder name under the service's backup_dir.")
 
 

@@ -61,6 +61,11 @@ class ServingSettings(BaseSettings):
     backup_dir: Path | None = Field(
         None, description="Where `POST /v1/admin/backup` writes backups (default: a 'backups' folder next to "
                           "the store file).")
+    model_threads: int = Field(
+        1, ge=1, le=1024,
+        description="Threads a request's model inference may use (torch intra-op threads; `lmrec serve` "
+                    "sets them). One request scores one user: more threads only wait for each other, and on "
+                    "a busy machine their spin-waits multiply the latency.")
     stats_window: int = Field(2_000, ge=10,
                               description="Recent requests kept for the dashboard's live stats.")
 

@@ -5,15 +5,23 @@ log, metadata), a copy of the model registry (``models/``) and ``manifest.json``
 and content hash. The tables are read in one DuckDB transaction on a connection of their own, so the snapshot
 is consistent (MVCC) and writers are not stopped. :func:`restore` rebuilds a store file from it, checks every
 count and hash against the manifest, and only then moves the file into place.
+
+A backup taken by a running service (``POST /v1/admin/backup``) lies on the service's machine; :func:`archive`
+streams such a folder as an uncompressed tar (``GET /v1/admin/backups/{name}``) and :func:`unpack` writes that
+stream into a new folder on the client's side and checks it with :func:`verify`, so that ``lmrec backup OUT
+--url ...`` leaves the backup at ``OUT`` where the command runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
+import tarfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +115,113 @@ def backup(store: Store, out: str | Path, models_dir: str | Path | None = None) 
     if out.exists():
         out.rmdir()
     os.replace(tmp, out)
+    return manifest
+
+
+#: Bytes read from a file per chunk of an archive stream.
+ARCHIVE_CHUNK = 1 << 20
+
+
+def archive(folder: str | Path) -> Iterator[bytes]:
+    """The backup ``folder`` as an uncompressed tar stream (member names relative to it), in chunks of at most
+    about :data:`ARCHIVE_CHUNK` bytes: files are read piece by piece, never whole into memory. The manifest
+    comes last, so a stream cut short never carries it."""
+    root = Path(folder)
+    read_manifest(root)  # only backups are streamed
+    for path in sorted(root.rglob("*"), key=lambda p: (p == root / MANIFEST, p)):
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            continue
+        rel = path.relative_to(root).as_posix()
+        info = tarfile.TarInfo(rel)
+        info.mtime = int(path.stat().st_mtime)
+        if path.is_dir():
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            yield info.tobuf(format=tarfile.PAX_FORMAT)
+            continue
+        info.size, info.mode = path.stat().st_size, 0o644
+        yield info.tobuf(format=tarfile.PAX_FORMAT)
+        sent = 0
+        with open(path, "rb") as fh:
+            while sent < info.size and (chunk := fh.read(min(ARCHIVE_CHUNK, info.size - sent))):
+                sent += len(chunk)
+                yield chunk
+        if sent != info.size:
+            raise OSError(f"{path} changed size while it was archived")
+        if info.size % tarfile.BLOCKSIZE:
+            yield b"\0" * (tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE)
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)  # end of archive
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only file over an iterable of byte chunks (for :mod:`tarfile`'s stream mode)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it = iter(chunks)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            try:
+                self._buf = next(self._it)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n], self._buf = self._buf[:n], self._buf[n:]
+        return n
+
+
+def unpack(chunks: Iterable[bytes], out: str | Path) -> dict[str, Any]:
+    """Write a tar stream made by :func:`archive` into the new folder ``out`` and :func:`verify` it; the
+    folder appears only once the whole backup is there and checked. Returns its manifest."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not empty; choose a new folder for the backup")
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks)), mode="r|") as tar:
+            tar.extractall(tmp, filter="data")  # refuses absolute paths, links out of tmp, devices
+        manifest = verify(tmp)
+    except (tarfile.TarError, FileNotFoundError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(f"the backup stream is incomplete or not an lmrec backup: {exc}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        out.rmdir()
+    os.replace(tmp, out)
+    return manifest
+
+
+def verify(folder: str | Path) -> dict[str, Any]:
+    """Check a backup folder against its manifest: every table's Parquet file has the recorded row count and
+    content hash (read by an in-memory DuckDB), and every model version is there. Returns the manifest."""
+    import duckdb
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    con = duckdb.connect(":memory:")
+    try:
+        for t, expected in manifest["tables"].items():
+            file = folder / f"{t}.parquet"
+            if not file.is_file():
+                raise ValueError(f"the backup {folder} lacks {file.name}")
+            con.execute(f"CREATE TABLE {t} AS SELECT * FROM read_parquet({_literal(file)})")
+            got = fingerprint(con, t)
+            if got != expected:
+                raise ValueError(f"{file.name} of the backup {folder} does not match its manifest "
+                                 f"({got['rows']:,} rows, hash {got['hash']}; expected "
+                                 f"{expected['rows']:,} rows, hash {expected['hash']})")
+    finally:
+        con.close()
+    missing = [v for v in manifest.get("models", []) if not (folder / "models" / v / "model.json").is_file()]
+    if missing:
+        raise ValueError(f"the backup {folder} lacks the model version(s) {missing}")
     return manifest
 
 

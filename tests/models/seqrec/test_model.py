@@ -214,3 +214,30 @@ def test_popularity_prior_trains_scores_and_saves(data, kind: str, tmp_path: Pat
         beta = diff[:, 1:][:, log_pop[2:] > 0] / log_pop[2:][log_pop[2:] > 0]
         assert np.allclose(beta, beta[:, :1], atol=1e-3)
 
+
+
+def test_auto_loss_keeps_the_full_softmax_while_one_batch_of_logits_fits() -> None:
+    from lmrec.models.seqrec.model import auto_loss
+
+    mib = 2**20
+    assert auto_loss(1_682, 64, 50) == "ce"  # MovieLens-100K in Auto: 21 MB of logits
+    assert auto_loss(9_125, 64, 50) == "ce"  # latest-small in Auto: 117 MB
+    assert auto_loss(100_000, 64, 40) == "sampled"  # 1 GB: the 100k-item catalogue
+    # The boundary is the budget itself: 64 × 50 × (n + 1) × 4 bytes against 512 MiB.
+    n = 512 * mib // (4 * 64 * 50) - 1
+    assert auto_loss(n, 64, 50) == "ce" and auto_loss(n + 1, 64, 50) == "sampled"
+    assert auto_loss(100, 16, 8, budget_bytes=16 * 8 * 101 * 4) == "ce"
+    assert auto_loss(101, 16, 8, budget_bytes=16 * 8 * 101 * 4) == "sampled"
+
+
+def test_loss_auto_is_resolved_when_fitting_and_saved(data, tmp_path: Path) -> None:
+    ds, split, _ = data
+    logits = 4 * FAST["batch_size"] * FAST["max_len"] * (ds.n_items + 1)
+    quick = {**FAST, "epochs": 2, "item_repr": "id", "loss": "auto", "n_negatives": 12}
+    small = create_model("seqrec", **quick, full_softmax_bytes=logits).fit(split.train)
+    big = create_model("seqrec", **quick, full_softmax_bytes=logits - 1).fit(split.train)
+    assert small.config.loss == "ce" and big.config.loss == "sampled"
+    assert load_model(big.save(tmp_path / "m")).config.loss == "sampled"
+    assert create_model("seqrec").config.loss == "ce"  # SeqRec's own default is unchanged
+    with pytest.raises(ValueError, match="loss"):
+        create_model("seqrec", loss="softmax")

@@ -98,7 +98,11 @@ class SeqRecConfig:
     pop_prior_weight: float = 1.0  # the fixed β (or the starting β of "user")
     prior_at_scoring: float = 1.0  # scale of that prior when scoring: 1 as trained, < 1 favours rare items
     # --- loss
-    loss: str = "ce"  # ce (full softmax) | sampled (log-Q corrected) | bce (one negative, as SASRec)
+    #: ce (full softmax) | sampled (log-Q corrected) | bce (one negative, as SASRec) | auto
+    #: (:func:`auto_loss`: ce while one batch's full-softmax logits fit in ``full_softmax_bytes``, else
+    #: sampled; the fitted model's config holds the resolved loss)
+    loss: str = "ce"
+    full_softmax_bytes: int = 512 * 2**20  # loss="auto": the largest logits block of one batch for ce
     n_negatives: int = 256  # sampled softmax: negatives shared by a batch
     sampling_alpha: float = 0.75  # sampled softmax: proposal ∝ count^alpha
     # --- training: the trainer's own settings and defaults (one source of truth, one flat --set namespace)
@@ -127,8 +131,8 @@ class SeqRecConfig:
     eval_batch: int = 512
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.loss not in (*LOSSES, "auto"):
+            raise ValueError(f"loss must be one of {(*LOSSES, 'auto')}, got {self.loss!r}")
         if self.windows not in WINDOWS:
             raise ValueError(f"windows must be one of {WINDOWS}, got {self.windows!r}")
         if self.max_len != "auto" and (not isinstance(self.max_len, int) or self.max_len < 1):
@@ -176,6 +180,21 @@ def auto_max_len(lengths: np.ndarray, cap: int = 200, percentile: float = AUTO_M
         return min(cap, 8)
     p = float(np.percentile(lengths, percentile))
     return int(min(max(cap, 1), max(8, 8 * int(np.ceil(p / 8)))))
+
+
+def auto_loss(n_items: int, batch_size: int, max_len: int, budget_bytes: int = 512 * 2**20) -> str:
+    """The data-derived loss: ``"ce"`` (full softmax) while one batch's logits, ``batch_size × max_len ×
+    (n_items + 1)`` float32, fit in ``budget_bytes``, else ``"sampled"`` (log-Q corrected sampled softmax).
+
+    The full softmax's cost grows with the catalogue: one step materialises that logits block, and its
+    backward pass the softmax and the gradient of the same size (about three times the block at the peak),
+    with ``2 · d`` multiply-adds per logit each way. At the default budget (512 MiB: about 2 GiB at the peak,
+    134 million logits, some 50 GFLOP a step at ``d = 64``) a batch of 64 windows of 50 events keeps the full
+    softmax up to about 42,000 items, and 128 windows of 200 events up to about 5,200; beyond, the step's
+    memory and time grow with the catalogue while the sampled softmax stays at ``n_negatives`` items a batch.
+    """
+    logits_bytes = 4 * int(batch_size) * int(max_len) * (int(n_items) + 1)
+    return "ce" if logits_bytes <= budget_bytes else "sampled"
 
 
 class NextItemLoss(nn.Module):
@@ -258,6 +277,10 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
         if self.config.max_len == "auto":
             self.config = replace(self.config, max_len=auto_max_len(dataset.sequences.lengths,
                                                                     self.config.max_len_cap))
+        if self.config.loss == "auto":
+            self.config = replace(self.config, loss=auto_loss(dataset.n_items, self.config.batch_size,
+                                                              int(self.config.max_len),
+                                                              self.config.full_softmax_bytes))
         cfg: SeqRecConfig = self.config
         seed_everything(cfg.seed)
         text = self.item_vectors_ if cfg.item_repr != "id" else None

@@ -5,15 +5,27 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import StreamingResponse
 
 from lmrec.serving.deps import AdminAccess, EngineDep, GuardedRoute, audit_of
 from lmrec.serving.errors import CapabilityError, InvalidRequestError, NotFoundError
-from lmrec.serving.schemas import ERRORS, AuditOut, BackupIn, BackupOut, KeyIn, KeyOut, NewKeyOut
-from lmrec.store.backup import backup
+from lmrec.serving.schemas import (
+    BACKUP_NAME_PATTERN,
+    ERRORS,
+    AuditOut,
+    BackupIn,
+    BackupOut,
+    KeyIn,
+    KeyOut,
+    NewKeyOut,
+)
+from lmrec.store.backup import MANIFEST, archive, backup
 
 router = APIRouter(route_class=GuardedRoute, prefix="/v1/admin", tags=["admin"], responses=ERRORS)
 
 KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$", description="A key's id (`GET /v1/admin/keys`).")]
+BackupName = Annotated[str, Path(pattern=BACKUP_NAME_PATTERN,
+                                 description="A backup's name (as given to `POST /v1/admin/backup`).")]
 
 
 @router.get("/keys", response_model=list[KeyOut], summary="API keys (ids, names, scopes, state; no secrets)")
@@ -61,16 +73,31 @@ def audit(engine: EngineDep, _: AdminAccess,
 @router.post("/backup", response_model=BackupOut,
              summary="Write a consistent backup of the store and the model registry to backup_dir/NAME")
 def make_backup(body: BackupIn, request: Request, engine: EngineDep, _: AdminAccess) -> BackupOut:
+    # The call's audit entry is written once the backup has finished, with its real status (the middleware
+    # records it after the answer): a backup therefore holds the entries of the calls before it, not its own.
+    if (entry := audit_of(request)) is not None:
+        entry.target = body.name
     path = engine.settings.resolved_backup_dir() / body.name
     if path.exists():
         raise InvalidRequestError(f"a backup named {body.name!r} exists; choose a new name")
-    if (entry := audit_of(request)) is not None:
-        entry.target = body.name
-        entry.status = 200
-        engine.writer.record(entry)  # so the backup holds its own entry
-    engine.writer.flush()
+    engine.writer.flush()  # every call acknowledged before this one is in the snapshot
     try:
         manifest = backup(engine.store, path, engine.settings.resolved_models_dir())
     except OSError as exc:
         raise InvalidRequestError(f"cannot write the backup {body.name!r}: {exc}") from None
     return BackupOut(path=str(path), tables=manifest["tables"], models=manifest["models"])
+
+
+@router.get("/backups/{name}", response_class=StreamingResponse,
+            responses={200: {"content": {"application/x-tar": {}},
+                             "description": "The backup folder as an uncompressed tar (relative names)."}},
+            summary="Download a backup written by POST /v1/admin/backup, as a tar stream")
+def download_backup(name: BackupName, request: Request, engine: EngineDep,
+                    _: AdminAccess) -> StreamingResponse:
+    if (entry := audit_of(request)) is not None:
+        entry.target = name
+    path = engine.settings.resolved_backup_dir() / name
+    if not (path / MANIFEST).is_file():
+        raise NotFoundError(f"no backup named {name!r}")
+    return StreamingResponse(archive(path), media_type="application/x-tar",
+                             headers={"Content-Disposition": f'attachment; filename="{name}.tar"'})
