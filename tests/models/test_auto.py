@@ -47,7 +47,7 @@ def test_weights_are_fitted_on_validation_only(board: Dataset, board_vectors: np
     guarded = Split(real.protocol, real.train, real.train_valid, real.valid, _Untouchable(len(real.test)),  # type: ignore[arg-type]
                     real.params)
     monkeypatch.setattr(runs, "make_split", lambda *a, **k: guarded)
-    monkeypatch.setattr(runs, "load_data", lambda spec: board)
+    monkeypatch.setattr(runs, "load_data", lambda *a, **k: board)
     cfg = build_config(None, {"out": tmp_path / "m"}, [f"seqrec={json.dumps(TINY_SEQREC)}", "text=off",
                                                        "weight_step=0.25"], defaults={"model.name": "auto"})
     run = runs.train(cfg)
