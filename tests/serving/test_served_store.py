@@ -4,7 +4,6 @@ Python (an error by default; the popular items, marked as a fallback, when asked
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -13,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
 from lmrec.cli import app
+from tests.cli.test_data_path import HashEncoder  # the same seeded hash vectors as the CLI tests
 from tests.serving.serving_helpers import free_port
 
 pytestmark = pytest.mark.slow
@@ -31,15 +30,6 @@ ITEMS = "item_id,title\n" + "".join(f"t{i},Thing number {i}\n" for i in range(9)
 MAP = ["-m", "user_id=who", "-m", "item_id=what", "-m", "timestamp=at"]
 
 
-class HashEncoder:
-    name, revision, dim = "hash-test", "1", 8
-
-    def encode(self, texts, *, side: str = "document") -> np.ndarray:
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
-            out[i] = np.random.default_rng(seed).standard_normal(self.dim)
-        return out
 
 
 def cli(*args: str) -> tuple[int, str]:
