@@ -442,8 +442,8 @@ def per_head_report(rows: list[Row], seeds: list[int], extra: str = "") -> str:
             if vals(model, "fit_s").size:
                 ep, fit = cell(vals(model, "epochs")), cell(vals(model, "fit_s"))
                 ph = [r.get("phase_s", {}) for r in sub if r["model"] == model]
-                phases = " / ".join(f"{np.mean([p.get(k, 0.0) for p in ph]):.1f}"
-                                    for k in ("joint", "finetune", "alone")) if any(ph) else "—"
+                phases = " / ".join(f"{np.mean([p[k] for p in ph if k in p]):.1f}" if any(k in p for p in ph)
+                                    else "—" for k in ("joint", "finetune", "alone")) if any(ph) else "—"
                 cost.append(f"| {data} | {model} | {ep} | {fit} | {phases} |")
     notes = []
     for r in rows:
@@ -485,7 +485,8 @@ Test:
 
 {chr(10).join(lines)}
 
-Cost (fit_s: the whole fit; phases: the new default's joint, fine-tune and alone phases):
+Cost (fit_s: the whole fit, s; phases: its joint, fine-tune and alone phases, s, where the model recorded
+them):
 
 {chr(10).join(cost)}
 

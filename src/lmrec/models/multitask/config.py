@@ -114,12 +114,13 @@ class MultiTaskConfig:
     valid_users: float = 0.1
     # Per-head stopping, then each head fine-tuned alone from its snapshot (issue 18): chosen on the heads'
     # validation losses over joint stopping and per-head stopping without the fine-tune (docs/benchmarks.md,
-    # "per-head stopping and fine-tuning"); finetune_lr 1.0 validated better than 0.3.
+    # section multitask-per-head); finetune_lr 1.0 validated better than 0.3.
     stopping: str = "per_head"
     head_finetune: bool = True
     finetune_lr: float = 1.0
     # Each head's own single-task fit as a candidate (issue 18): it can only lower each head's validation loss
-    # (docs/benchmarks.md, "per-head stopping and fine-tuning", for the figures and the fit-time cost).
+    # (it did for value, rating and next type; docs/benchmarks.md, section multitask-per-head, also for the
+    # fit-time cost: one single-task fit per head, +50-64 %).
     head_alone: bool = True
     batch_size: int = TrainConfig.batch_size
     lr: float = TrainConfig.lr
