@@ -252,9 +252,9 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
         info: dict[str, dict[str, Any]] = {}
         for head in self.spec_.heads:
             t0 = time.perf_counter()
+            # the same item vectors (not encoded again)
             alone = MultiTask(replace(cfg, heads=(head,)))
-            alone.fit(dataset, item_vectors=self.item_vectors_ if self.spec_.item_repr != "id" else None,
-                      vectors_meta=self.text_space_)
+            alone.fit(dataset, item_vectors=self.item_vectors_, vectors_meta=self.text_space_)
             assert alone.train_result_ is not None and alone.network_ is not None
             loss = head_val_losses(alone.train_result_).get(head, math.inf)
             joint = val.get(head, math.inf)
