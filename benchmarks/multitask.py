@@ -39,6 +39,7 @@ from lmrec.data.dataset import Dataset  # noqa: E402
 from lmrec.data.ragged import Ragged  # noqa: E402
 from lmrec.evaluation.metrics import hit_matrix, hit_rate, ndcg  # noqa: E402
 from lmrec.models.multitask import MultiTask  # noqa: E402
+from lmrec.models.multitask.model import head_val_losses  # noqa: E402
 from lmrec.prediction import metrics as M  # noqa: E402
 from lmrec.prediction import tasks  # noqa: E402
 from lmrec.prediction.baselines import (  # noqa: E402
@@ -102,20 +103,9 @@ def _val_losses(tr: dict[str, Any]) -> dict[str, float]:
     """Each head's validation loss, for the weights it predicts with: the best joint epoch's (one early
     stop), its own best epoch's (per-head stopping), or the fine-tuned weights' when the fine-tune phase kept
     them. What the stopping settings are chosen on."""
-    by_epoch = {int(m["epoch"]): m for m in tr.get("metrics", [])}
-    if not by_epoch:
-        return {}
-    best = tr.get("best_epochs") or {}
-    out = {}
-    for key in by_epoch[next(iter(by_epoch))]:
-        if not key.startswith("val_") or key.endswith("_neg"):
-            continue
-        head = key[4:]
-        out[head] = float(by_epoch[best.get(head, tr["best_epoch"])][key])
-        ft = (tr.get("finetune") or {}).get(head)
-        if ft and ft["kept"]:
-            out[head] = float(ft["val_after"])
-    return out
+    if "val_loss" in tr:  # the model's own record (also names an alone candidate a head predicts with)
+        return {h: float(v) for h, v in tr["val_loss"].items()}
+    return head_val_losses(tr)  # rows of models fitted before that record
 
 
 def _selected(label: str, variants: str) -> bool:
@@ -138,15 +128,18 @@ def _model(heads: tuple[str, ...], seed: int, quick: bool, **kw: Any) -> MultiTa
 #: rating head; the others read the rating from the history alone.
 #: The stopping settings before issue 18 (one early stop for every head), stated so the rows keep meaning it
 #: whatever the defaults are.
-OLD: dict[str, Any] = {"stopping": "joint", "head_finetune": False}
+OLD: dict[str, Any] = {"stopping": "joint", "head_finetune": False, "head_alone": False}
 #: Per-head stopping as it was first added (issue 18): each head's snapshot, no fine-tune phase.
-PER_HEAD: dict[str, Any] = {"stopping": "per_head", "head_finetune": False}
-#: Per-head stopping followed by the per-head fine-tune phase.
-FINETUNE: dict[str, Any] = {"stopping": "per_head", "head_finetune": True}
+PER_HEAD: dict[str, Any] = {"stopping": "per_head", "head_finetune": False, "head_alone": False}
+#: Per-head stopping followed by the per-head fine-tune phase (the default before the alone candidates).
+FINETUNE: dict[str, Any] = {"stopping": "per_head", "head_finetune": True, "head_alone": False}
+#: ... and each head's own single-task fit as a candidate, kept where it validates better (the default).
+ALONE: dict[str, Any] = {"stopping": "per_head", "head_finetune": True, "head_alone": True}
 ML_VARIANTS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
     ("multi-task (item+rating)", ("next_item", "rating"), OLD),
     ("multi-task (item+rating), per-head stopping", ("next_item", "rating"), PER_HEAD),
     ("multi-task (item+rating), per-head stopping + fine-tune", ("next_item", "rating"), FINETUNE),
+    ("multi-task (item+rating), + alone candidates", ("next_item", "rating"), ALONE),
     ("single: next item", ("next_item",), {}),
     ("single: rating", ("rating",), {}),
     ("multi-task (item+rating) + user factors", ("next_item", "rating"), {**OLD, "user_factors": 32}),
@@ -189,8 +182,9 @@ def movielens(seed: int, quick: bool, variants: str = "") -> list[Row]:
         row["val_loss"] = _val_losses(m.train_result_)
         if m.train_result_.get("best_epochs"):
             row["best_epochs"] = m.train_result_["best_epochs"]
-        if m.train_result_.get("finetune"):
-            row["finetune"] = m.train_result_["finetune"]
+        for key in ("finetune", "alone", "head_from", "phase_s"):
+            if m.train_result_.get(key):
+                row[key] = m.train_result_[key]
         if "rating" in heads:
             pred = m.predict_ratings(test.users, test.items, context=hist)
             row.update(RMSE=M.rmse(test.ratings, pred), MAE=M.mae(test.ratings, pred))
@@ -244,6 +238,8 @@ def ecommerce(seed: int, quick: bool, variants: str = "") -> list[Row]:
         ("multi-task, per-head stopping", ("next_item", "next_type", "value"), PER_HEAD),
         # ... and is then fine-tuned alone from that snapshot (kept only if it validates better)
         ("multi-task, per-head stopping + fine-tune", ("next_item", "next_type", "value"), FINETUNE),
+        # ... and each head's single-task fit as a candidate, kept where it validates better
+        ("multi-task, + alone candidates", ("next_item", "next_type", "value"), ALONE),
         ("single: next item", ("next_item",), {}),
         ("single: next type", ("next_type",), {}),
         ("single: value", ("value",), {}),
@@ -262,8 +258,9 @@ def ecommerce(seed: int, quick: bool, variants: str = "") -> list[Row]:
         row["val_loss"] = _val_losses(m.train_result_)
         if m.train_result_.get("best_epochs"):
             row["best_epochs"] = m.train_result_["best_epochs"]
-        if m.train_result_.get("finetune"):
-            row["finetune"] = m.train_result_["finetune"]
+        for key in ("finetune", "alone", "head_from", "phase_s"):
+            if m.train_result_.get(key):
+                row[key] = m.train_result_[key]
         if "value" in m.heads:
             pred = m.predict_value(test_v.users, context=hist, at=test_cut)
             row.update({k: v for k, v in value_row(label, pred).items() if k.startswith("value")})
@@ -360,10 +357,12 @@ HEAD_METRICS: dict[str, list[tuple[str, str, bool]]] = {
 #: Per dataset: the head trained alone, and the joint models (old single stop, per-head stopping, new).
 SINGLE = {"next item": "single: next item", "next type": "single: next type", "value": "single: value",
           "rating": "single: rating"}
-JOINT = {"synthetic": ("multi-task (item+type+value)", "multi-task, per-head stopping",
-                       "multi-task, per-head stopping + fine-tune"),
-         "ml-100k": ("multi-task (item+rating)", "multi-task (item+rating), per-head stopping",
-                     "multi-task (item+rating), per-head stopping + fine-tune")}
+#: Per dataset, the joint models compared: the old single stop, the previous default (per-head stopping +
+#: fine-tune) and the new one (+ each head's alone candidate).
+JOINT = {"synthetic": ("multi-task (item+type+value)", "multi-task, per-head stopping + fine-tune",
+                       "multi-task, + alone candidates"),
+         "ml-100k": ("multi-task (item+rating)", "multi-task (item+rating), per-head stopping + fine-tune",
+                     "multi-task (item+rating), + alone candidates")}
 
 
 def _paired(sub: list[Row], a: str, b: str, metric: str) -> tuple[float, float, int] | None:
@@ -387,17 +386,28 @@ def _paired(sub: list[Row], a: str, b: str, metric: str) -> tuple[float, float, 
 
 def per_head_report(rows: list[Row], seeds: list[int], extra: str = "") -> str:
     """Per dataset, head and metric: the head alone, joint training with one early stop (the old default),
-    per-head stopping, and per-head stopping + fine-tune; the new one against the head alone, paired."""
+    per-head stopping + fine-tune (the previous default) and the new default (+ alone candidates); the new
+    one against the head alone and against the previous default, paired."""
 
     def cell(v: np.ndarray) -> str:
         return "—" if not v.size else (f"{v.mean():.4f} ± {v.std():.4f}" if v.size > 1 else f"{v[0]:.4f}")
 
-    lines = ["| data | head | metric | single task | joint, one stop (old) | per-head stopping | "
-             "per-head + fine-tune (new) | new − single | paired t-test |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    cost = ["| data | model | epochs | fit_s |", "|---|---|---|---|"]
-    valid = ["| data | head | single task | joint, one stop (old) | per-head stopping | "
-             "per-head + fine-tune (new) | seeds new ≤ single |", "|---|---|---|---|---|---|---|"]
+    lines = ["| data | head | metric | single task | joint, one stop (old) | per-head + fine-tune "
+             "(previous) | + alone candidates (new) | new − single | paired t-test vs single | vs previous |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    cost = ["| data | model | epochs (joint phase) | fit_s | joint / fine-tune / alone phases, s |",
+            "|---|---|---|---|---|"]
+    valid = ["| data | head | single task | joint, one stop (old) | per-head + fine-tune (previous) | "
+             "+ alone candidates (new) | seeds new ≤ single | served alone |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def ptest(sub: list[Row], a: str, b: str, metric: str) -> str:
+        t = _paired(sub, a, b, metric)
+        if t is None:
+            return "—"
+        unit = "sq. errors" if metric.startswith(("RMSE", "value RMSE")) else "per unit"
+        return f"p = {t[1]:.2g} (n = {t[2]:,}, {unit})"
+
     for data, metrics in HEAD_METRICS.items():
         sub = [r for r in rows if r["dataset"] == data]
         if not sub:
@@ -406,19 +416,15 @@ def per_head_report(rows: list[Row], seeds: list[int], extra: str = "") -> str:
         def vals(model: str, metric: str, sub: list[Row] = sub) -> np.ndarray:
             return np.array([r[metric] for r in sub if r["model"] == model and metric in r], dtype=np.float64)
 
-        old, per_head, new = JOINT[data]
+        old, prev, new = JOINT[data]
         for head, metric, higher in metrics:
             single = SINGLE[head]
             s, n = vals(single, metric), vals(new, metric)
             diff = f"{n.mean() - s.mean():+.4f}" if n.size and s.size else "—"
-            test = "—"
-            t = _paired(sub, new, single, metric)
-            if t is not None:
-                unit = "squared errors" if metric.startswith(("RMSE", "value RMSE")) else "per unit"
-                test = f"p = {t[1]:.2g} (n = {t[2]:,}, {unit})"
             name = metric + ("" if higher else " ↓")
             lines.append(f"| {data} | {head} | {name} | {cell(s)} | {cell(vals(old, metric))} | "
-                         f"{cell(vals(per_head, metric))} | {cell(n)} | {diff} | {test} |")
+                         f"{cell(vals(prev, metric))} | {cell(n)} | {diff} | "
+                         f"{ptest(sub, new, single, metric)} | {ptest(sub, new, prev, metric)} |")
         for head in dict.fromkeys(h for h, _, _ in metrics):
             key = head.replace(" ", "_")
 
@@ -428,22 +434,30 @@ def per_head_report(rows: list[Row], seeds: list[int], extra: str = "") -> str:
 
             vs, vn = val(SINGLE[head]), val(new)
             wins = "—" if not (vs.size and vn.size) else f"{int((vn <= vs).sum())} of {min(vs.size, vn.size)}"
-            valid.append(f"| {data} | {head} | {cell(vs)} | {cell(val(old))} | {cell(val(per_head))} | "
-                         f"{cell(vn)} | {wins} |")
-        for model in dict.fromkeys([*(SINGLE[h] for h, _, _ in metrics), old, per_head, new]):
+            served = [r.get("head_from", {}).get(key) for r in sub if r["model"] == new]
+            alone = f"{served.count('alone')} of {len(served)}" if served else "—"
+            valid.append(f"| {data} | {head} | {cell(vs)} | {cell(val(old))} | {cell(val(prev))} | "
+                         f"{cell(vn)} | {wins} | {alone} |")
+        for model in dict.fromkeys([*(SINGLE[h] for h, _, _ in metrics), old, prev, new]):
             if vals(model, "fit_s").size:
                 ep, fit = cell(vals(model, "epochs")), cell(vals(model, "fit_s"))
-                cost.append(f"| {data} | {model} | {ep} | {fit} |")
+                ph = [r.get("phase_s", {}) for r in sub if r["model"] == model]
+                phases = " / ".join(f"{np.mean([p[k] for p in ph if k in p]):.1f}" if any(k in p for p in ph)
+                                    else "—" for k in ("joint", "finetune", "alone")) if any(ph) else "—"
+                cost.append(f"| {data} | {model} | {ep} | {fit} | {phases} |")
     notes = []
     for r in rows:
-        if r["model"] in {j[2] for j in JOINT.values()} and r.get("finetune"):
+        if r["model"] in {j[2] for j in JOINT.values()} and r.get("alone"):
+            cand = ", ".join(f"{h} {a['val_joint']:.4f} vs {a['val_alone']:.4f}"
+                             + (" (alone)" if a["kept"] else "") for h, a in r["alone"].items())
             ft = ", ".join(f"{h} {f['val_before']:.4f} → {f['val_after']:.4f}"
-                           + ("" if f["kept"] else " (snapshot kept)") for h, f in r["finetune"].items())
+                           + ("" if f["kept"] else " (snapshot kept)")
+                           for h, f in r.get("finetune", {}).items())
             best = ", ".join(f"{h} {e}" for h, e in r.get("best_epochs", {}).items())
-            notes.append(f"* {r['dataset']}, seed {r['seed']}: best joint epoch per head {best}; validation "
-                         f"loss before → after fine-tune: {ft}.")
+            notes.append(f"* {r['dataset']}, seed {r['seed']}: best joint epoch per head {best}; fine-tune "
+                         f"(validation loss before → after): {ft}; joint phases vs alone: {cand}.")
     m = MODEL
-    return f"""## Multi-task heads: per-head stopping and fine-tuning (issue 18 part 6)
+    return f"""## Multi-task heads: per-head stopping, fine-tuning and alone candidates (issue 18 part 6)
 
 Seeds {seeds} (the model; for the synthetic shop also the generator), mean ± std over seeds; protocols and
 metrics as in "Multi-task heads" above (synthetic shop: {SHOP["n_users"]:,} users, {SHOP["n_items"]} items,
@@ -451,18 +465,19 @@ metrics as in "Multi-task heads" above (synthetic shop: {SHOP["n_users"]:,} user
 alone). Model: `multitask`, {m["n_layers"]} layers, d = {m["d_model"]}, last {m["max_len"]} events,
 lr {m["lr"]}, batch {m["batch_size"]}, at most {m["epochs"]} epochs (each phase), patience {m["patience"]},
 equal loss weights.
-*Single task*: the head trained alone. *Joint, one stop (old)*: `stopping="joint"`, one early stop on the sum
-of the heads' relative validation losses. *Per-head stopping*: `stopping="per_head", head_finetune=False`,
-each head keeps the whole model's snapshot at its own best validation epoch and leaves the objective after
-{m["patience"]} epochs without improving. *Per-head + fine-tune (new)*: `stopping="per_head",
-head_finetune=True`: after that, each head is trained alone from its own snapshot (fresh optimiser and
-schedule, early stopping on its validation loss) and keeps the result only if it validates better. "new −
-single": difference of the means (↓: lower is better); the paired t-test pools the per-user (next item),
-per-event (type) or per-example squared-error (rating, value) values of all seeds, pairs within a seed;
-capture, Spearman and AUC are set-level metrics with no per-user value and get no test.
+*Single task*: the head trained alone (`heads=(head,)`). *Joint, one stop (old)*: `stopping="joint"`, one
+early stop on the sum of the heads' relative validation losses. *Per-head + fine-tune (previous default)*:
+`stopping="per_head", head_finetune=True, head_alone=False`: each head keeps the whole model's snapshot at
+its own best validation epoch and leaves the objective after {m["patience"]} epochs without improving, then is
+trained alone from that snapshot (fresh optimiser and schedule) and keeps the result if it validates better.
+*+ alone candidates (new default)*: `head_alone=True` as well: each head is also trained alone from scratch
+(exactly the single-task model) and predicts with whichever validates better on its own loss. "new − single":
+difference of the means (↓: lower is better); the paired t-tests pool the per-user (next item), per-event
+(type) or per-example squared-error (rating, value) values of all seeds, pairs within a seed; capture,
+Spearman and AUC are set-level metrics with no per-user value and get no test.
 
 Validation loss of each head (what the settings are chosen on; the weights each head predicts with; lower
-is better; the same held-out events and value cut for every model of a seed):
+is better; each head's mean over the same held-out targets for every model of a seed):
 
 {chr(10).join(valid)}
 
@@ -470,7 +485,8 @@ Test:
 
 {chr(10).join(lines)}
 
-Cost (epochs: joint phase; the fine-tune phase's are in the notes):
+Cost (fit_s: the whole fit, s; phases: its joint, fine-tune and alone phases, s, where the model recorded
+them):
 
 {chr(10).join(cost)}
 

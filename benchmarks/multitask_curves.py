@@ -8,7 +8,7 @@ names ``single_item``, ``single_type`` and ``single_value`` train one head, othe
 settings give ``heads``.
 
 Run: ``python benchmarks/multitask_curves.py 0 'single_item;joint:{"stopping": "per_head",
-"head_finetune": false}'``
+"head_finetune": false, "head_alone": false}'``
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ def main(seed: int, variants: list[str]) -> None:
             kept = "" if f["kept"] else ", snapshot kept"
             print(f"  fine-tune {head}: {f['val_before']:.4f} -> {f['val_after']:.4f} "
                   f"(epoch {f['best_epoch']} of {f['epochs_run']}){kept}")
+        for head, a in (tr.get("alone") or {}).items():
+            print(f"  alone {head}: {a['val_alone']:.4f} (epoch {a['best_epoch']} of {a['epochs_run']}) "
+                  f"vs joint phases {a['val_joint']:.4f}{', served alone' if a['kept'] else ''}")
         if "next_item" in m.heads:
             r = B._next_item_metrics(m, hist, nx_users, nx_items)
             print(f"  test HR@10 {r['HR@10']:.4f} NDCG@10 {r['NDCG@10']:.4f}", flush=True)

@@ -131,7 +131,7 @@ def test_per_head_stopping_keeps_each_heads_best_epoch_and_saves_it(
 
     monkeypatch.setattr(mt_model, "batched_losses", scripted)
     model = MultiTask(**{**TINY, "epochs": 6, "patience": 2, "stopping": "per_head", "head_finetune": False,
-                         "valid_users": 0.2, "lr": 1e-2}).fit(shop)
+                         "head_alone": False, "valid_users": 0.2, "lr": 1e-2}).fit(shop)
     tr = model.train_result_
     assert tr is not None and tr["best_epochs"] == {"next_item": 6, "next_type": 2, "value": 1}
     assert tr["stopped_at"] == {"value": 3, "next_type": 4} and tr["epochs_run"] == 6
@@ -173,8 +173,9 @@ def _one_network(model: MultiTask) -> MultiTask:
 
 def _scripted_fit(shop: Dataset, monkeypatch: pytest.MonkeyPatch, curves: list[dict[str, float]],
                   **settings: object) -> tuple[MultiTask, list[dict], list[set[str]]]:
-    """Fit with per-head stopping + fine-tune where the i-th validation returns ``curves[i]``; returns the
-    model and, per validation, the network's weights and the heads in the objective."""
+    """Fit with per-head stopping + fine-tune (no alone candidates unless ``settings`` ask) where the i-th
+    validation returns ``curves[i]``; returns the model and, per validation, the network's weights and the
+    heads in the objective."""
     import copy
 
     import lmrec.models.multitask.model as mt_model
@@ -189,7 +190,7 @@ def _scripted_fit(shop: Dataset, monkeypatch: pytest.MonkeyPatch, curves: list[d
 
     monkeypatch.setattr(mt_model, "batched_losses", scripted)
     model = MultiTask(**{**TINY, "epochs": 3, "patience": 5, "stopping": "per_head", "head_finetune": True,
-                         "valid_users": 0.2, "lr": 1e-2, **settings}).fit(shop)
+                         "head_alone": False, "valid_users": 0.2, "lr": 1e-2, **settings}).fit(shop)
     return model, seen, active
 
 
@@ -253,5 +254,117 @@ def test_finetune_phase_starts_from_each_heads_own_snapshot(shop: Dataset, monke
 
 def test_one_head_has_no_finetune_phase(shop: Dataset) -> None:
     model = MultiTask(**{**TINY, "epochs": 1, "heads": ("next_type",), "stopping": "per_head",
-                         "head_finetune": True, "valid_users": 0.2}).fit(shop)
+                         "head_finetune": True, "head_alone": True, "valid_users": 0.2}).fit(shop)
     assert model.train_result_ is not None and "finetune" not in model.train_result_
+    assert "alone" not in model.train_result_ and model.train_result_["head_from"] == {"next_type": "joint"}
+
+
+#: Scripted validation losses: three joint epochs (best: next item 3.0, next type 0.5, value 2.0), then each
+#: head's alone fit, three epochs each in head order: next item alone validates worse than its joint weights
+#: (3.1), next type better (0.45 at epoch 2), value better (1.8 at epoch 1).
+ALONE_CURVES = [{"next_item": a, "next_type": b, "value": c} for a, b, c in
+                [(5.0, 1.0, 2.0), (4.0, 0.5, 2.5), (3.0, 0.6, 3.0)]] + [
+    {"next_item": v, "next_type": 9.0, "value": 9.0} for v in (3.5, 3.2, 3.1)] + [
+    {"next_item": 9.0, "next_type": v, "value": 9.0} for v in (0.6, 0.45, 0.55)] + [
+    {"next_item": 9.0, "next_type": 9.0, "value": v} for v in (1.8, 1.9, 2.2)]
+
+
+def test_a_head_whose_alone_fit_validates_better_is_served_from_it(
+    shop: Dataset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import torch
+
+    import lmrec.models.multitask.model as mt_model
+
+    model, seen, active = _scripted_fit(shop, monkeypatch, ALONE_CURVES, head_finetune=False, head_alone=True)
+    tr = model.train_result_
+    assert tr is not None and len(seen) == 3 + 3 * 3
+    for k, head in enumerate(("next_item", "next_type", "value")):  # each alone fit trains its head only
+        assert active[3 + 3 * k: 6 + 3 * k] == [{head}] * 3
+    assert tr["head_from"] == {"next_item": "joint", "next_type": "alone", "value": "alone"}
+    assert tr["val_loss"] == {"next_item": 3.0, "next_type": 0.45, "value": 1.8}
+    alone = tr["alone"]
+    assert {h: a["kept"] for h, a in alone.items()} == {"next_item": False, "next_type": True, "value": True}
+    assert alone["next_item"]["val_joint"] == 3.0 and alone["next_item"]["val_alone"] == 3.1
+    assert alone["next_type"]["best_epoch"] == 2 and alone["value"]["best_epoch"] == 1
+    assert set(tr["phase_s"]) == {"joint", "alone"}
+    # each head predicts with its chosen network: next item its joint epoch 3, next type its alone fit's
+    # epoch 2, value its alone fit's epoch 1, bit for bit
+    expected = {"next_item": seen[2], "next_type": seen[3 + 3 + 1], "value": seen[3 + 6]}
+    for head, state in expected.items():
+        for k, v in model.head_networks_[head].state_dict().items():
+            torch.testing.assert_close(v, state[k], rtol=0, atol=0)
+    assert model.network_ is model.head_networks_["next_item"]
+    # the alone candidate is the single-task model: the same fit with heads=(value,) gives the same weights
+    single, _, _ = _scripted_fit(shop, monkeypatch, ALONE_CURVES[-3:], head_finetune=False, heads=("value",))
+    assert single.network_ is not None
+    for k, v in single.network_.state_dict().items():
+        torch.testing.assert_close(model.head_networks_["value"].state_dict()[k], v, rtol=0, atol=0)
+    users = np.arange(1, 21)
+    np.testing.assert_array_equal(model.predict_value(users), single.predict_value(users))
+    # the chosen networks survive a save/load round trip
+    path = model.save(tmp_path / "alone")
+    assert (path / mt_model.HEAD_WEIGHTS_FILE).exists()
+    loaded = load_model(path)
+    assert isinstance(loaded, MultiTask)
+    np.testing.assert_allclose(loaded.predict_next_type(users), model.predict_next_type(users))
+    np.testing.assert_allclose(loaded.predict_value(users), model.predict_value(users))
+    np.testing.assert_array_equal(loaded.score(shop.sequences.take(users), users),
+                                  model.score(shop.sequences.take(users), users))
+    assert not np.allclose(loaded.predict_next_type(users),
+                           MultiTask.predict_next_type.__get__(_one_network(loaded))(users))
+
+
+def test_next_item_served_alone_moves_the_item_scores_but_no_other_head(
+    shop: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One early stop (``stopping="joint"``, one network) and next item better alone: next-item scores and
+    item vectors come from the alone network, the other heads keep the joint one."""
+    import torch
+
+    curves = [{"next_item": 3.0, "next_type": 0.5, "value": 2.0}] * 3 + [
+        {"next_item": v, "next_type": 9.0, "value": 9.0} for v in (2.5, 2.4, 2.6)] + [
+        {"next_item": 9.0, "next_type": 0.9, "value": 9.0}] * 3 + [
+        {"next_item": 9.0, "next_type": 9.0, "value": 2.5}] * 3
+    model, seen, _ = _scripted_fit(shop, monkeypatch, curves, stopping="joint", head_finetune=False,
+                                   head_alone=True)
+    tr = model.train_result_
+    assert tr is not None
+    assert tr["head_from"] == {"next_item": "alone", "next_type": "joint", "value": "joint"}
+    joint = model.head_networks_["next_type"]
+    assert model.head_networks_["value"] is joint and model.network_ is model.head_networks_["next_item"]
+    assert model.network_ is not joint
+    for k, v in model.network_.state_dict().items():  # the alone fit's epoch 2
+        torch.testing.assert_close(v, seen[3 + 1][k], rtol=0, atol=0)
+    emb = model.item_embeddings()
+    with torch.no_grad():
+        np.testing.assert_allclose(emb[: len(model.network_.item_table())],
+                                   model.network_.item_table().numpy())
+
+
+def test_a_heads_validation_loss_does_not_depend_on_the_other_heads(fitted: MultiTask, shop: Dataset) -> None:
+    """Validation rows pair the held-out events with the value examples without repeating either, so the
+    next-item and next-type losses on the joint rows equal those on the sequence rows alone (each held-out
+    event counts once), as a single-task model computes them."""
+    import copy
+
+    import torch
+
+    from lmrec.models.multitask.features import train_rows
+    from lmrec.models.multitask.loss import LossModule, batched_losses
+
+    assert fitted.spec_ is not None and fitted.events_ is not None and fitted.network_ is not None
+    cfg = fitted.config
+    _, joint_rows = train_rows(shop, fitted.events_, copy.deepcopy(fitted.spec_), cfg)
+    seq_spec = copy.deepcopy(fitted.spec_)
+    seq_spec.heads = ["next_item", "next_type"]
+    _, seq_rows = train_rows(shop, fitted.events_, seq_spec, cfg)
+    n_joint, n_seq = len(joint_rows["items"]), len(seq_rows["items"])
+    assert n_joint > n_seq  # the value examples outnumber the held-out events: the rows were filled
+    assert (joint_rows["tgt_items"][n_seq:] == 0).all() and joint_rows["val_ok"].all()
+    module = LossModule(fitted.network_, cfg, torch.ones(fitted.spec_.n_items + 1, dtype=torch.bool)).eval()
+    with torch.no_grad():
+        a = batched_losses(module, joint_rows, torch.device("cpu"), 16)
+        b = batched_losses(module, seq_rows, torch.device("cpu"), 16)
+    for head in ("next_item", "next_type"):
+        assert a[head] == pytest.approx(b[head], rel=1e-5)

@@ -22,9 +22,12 @@ Each event's value enters the input: the type embedding is indexed by (type, val
 
 The heads are trained jointly with fixed weights (``w_*``), or with learned homoscedastic-uncertainty weights
 (Kendall, Gal & Cipolla, CVPR 2018: ``Σ exp(-s_k) L_k + s_k``, ``weighting="uncertainty"``), or one at a time
-(``heads=("rating",)``). Early stopping watches the sum of the active heads' validation losses, each relative
-to its first value; validation holds out the last training event of a seeded share of users (and the latest
-value cut).
+(``heads=("rating",)``). Validation holds out the last training event of a seeded share of users (and the
+latest value cut). By default each head stops on its own validation loss and keeps its best epoch's weights,
+is then fine-tuned alone from them, and is also trained alone from scratch (the single-task model); each head
+predicts with whichever of these validates best, so no head validates worse than the same head trained alone
+(``stopping``, ``head_finetune``, ``head_alone``). ``stopping="joint"`` is one early stop on the sum of the
+heads' validation losses, each relative to its first value.
 
 Modules: :mod:`~lmrec.models.multitask.config` (settings and the fitted spec),
 :mod:`~lmrec.models.multitask.features` (event arrays, windows, training rows),

@@ -72,6 +72,12 @@ class MultiTaskConfig:
         has no fine-tune phase.
     finetune_lr:
         Learning rate of the fine-tune phase, as a multiple of ``lr``.
+    head_alone:
+        After the joint phases, train each head alone from scratch as well (its own trunk: exactly the
+        single-task model ``heads=(head,)`` with every other setting the same), and let each head predict with
+        whichever of the two validates better on its own loss, so that no head ends worse on validation than
+        the head trained alone. Costs one single-task fit per head; needs validation (``valid_users > 0``); a
+        model with one head has no such phase.
     """
 
     heads: tuple[str, ...] = HEADS
@@ -108,10 +114,14 @@ class MultiTaskConfig:
     valid_users: float = 0.1
     # Per-head stopping, then each head fine-tuned alone from its snapshot (issue 18): chosen on the heads'
     # validation losses over joint stopping and per-head stopping without the fine-tune (docs/benchmarks.md,
-    # "per-head stopping and fine-tuning"); finetune_lr 1.0 validated better than 0.3.
+    # section multitask-per-head); finetune_lr 1.0 validated better than 0.3.
     stopping: str = "per_head"
     head_finetune: bool = True
     finetune_lr: float = 1.0
+    # Each head's own single-task fit as a candidate (issue 18): it can only lower each head's validation loss
+    # (it did for value, rating and next type; docs/benchmarks.md, section multitask-per-head, also for the
+    # fit-time cost: one single-task fit per head, +50-64 %).
+    head_alone: bool = True
     batch_size: int = TrainConfig.batch_size
     lr: float = TrainConfig.lr
     # Differs (TrainConfig: 0.1, SeqRec's): MultiTask's benchmarks were run with this lighter decay; kept.

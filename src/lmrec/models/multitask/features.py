@@ -152,7 +152,7 @@ def train_rows(ds: Dataset, ev: Events, spec: Spec, cfg: MultiTaskConfig) -> tup
     tr = sequence_rows(ev, users, ends, cfg, last_only=False) if len(users) else None
     va = sequence_rows(ev, val_users, lengths[val_users], cfg, last_only=True) if len(val_users) else None
     vtr, vva = value_rows(ds, ev, spec, cfg)
-    return merge_rows(tr, vtr, cfg.seed), merge_rows(va, vva, cfg.seed)
+    return merge_rows(tr, vtr, cfg.seed), merge_rows(va, vva, cfg.seed, cycle=False)
 
 
 def side_features(frame: pl.DataFrame, spec: Spec) -> np.ndarray:
@@ -190,9 +190,11 @@ def value_rows(ds: Dataset, ev: Events, spec: Spec, cfg: MultiTaskConfig) -> tup
     return rows(cuts), rows([val_cut])
 
 
-def merge_rows(seq: Rows | None, val: Rows | None, seed: int) -> Rows:
-    """Pair sequence windows with value examples row by row (the shorter list is cycled, in a seeded order),
-    so the Trainer sees one array per field with a shared first dimension."""
+def merge_rows(seq: Rows | None, val: Rows | None, seed: int, cycle: bool = True) -> Rows:
+    """Pair sequence windows with value examples row by row, so the Trainer sees one array per field with a
+    shared first dimension: the shorter list is cycled in a seeded order (training), or, with ``cycle=False``
+    (validation), filled with copies of its first row whose targets are masked, so that every held-out target
+    counts once and a head's validation loss is the same whichever other heads share the rows."""
     if seq is None and val is None:
         return {}
     n = max(len(next(iter(d.values()))) for d in (seq, val) if d)
@@ -202,9 +204,16 @@ def merge_rows(seq: Rows | None, val: Rows | None, seed: int) -> Rows:
         if d is None:
             continue
         m = len(next(iter(d.values())))
-        idx = np.concatenate([np.arange(m), rng.integers(0, m, n - m)]) if n > m else np.arange(n)
+        fill = rng.integers(0, m, n - m) if cycle else np.zeros(n - m, dtype=np.int64)
+        idx = np.concatenate([np.arange(m), fill]) if n > m else np.arange(n)
         out.update({k: v[idx] for k, v in d.items()})
         out[ok_key] = np.ones(n, dtype=bool)
+        if not cycle and n > m:  # the filler rows carry no target
+            out[ok_key][m:] = False
+            if ok_key == "seq_ok":
+                out["tgt_items"][m:] = PAD
+                out["tgt_types"][m:] = -1
+                out["tgt_ratings"][m:] = np.nan
     if "val_ok" not in out:
         out["val_ok"] = np.zeros(n, dtype=bool)
     if seq is None:  # value only: empty sequence fields so the loss module's signature holds

@@ -79,13 +79,26 @@ class LossModule(nn.Module):
         return total, torch.ones((), device=total.device)
 
 
+def target_counts(b: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Each head's number of targets in batch ``b`` (what its mean loss there averages over)."""
+    return {"next_item": int((b["tgt_items"] != PAD).sum()), "next_type": int((b["tgt_types"] >= 0).sum()),
+            "rating": int((~torch.isnan(b["tgt_ratings"])).sum()), "value": int(b["val_ok"].sum())}
+
+
 def batched_losses(m: LossModule, rows: dict[str, np.ndarray], device: torch.device,
-                    batch: int) -> dict[str, float]:
-    """Per-head validation losses (means over batches weighted by batch size)."""
+                   batch: int) -> dict[str, float]:
+    """Per-head validation losses: each head's mean over all its targets (batch means weighted by the
+    batch's targets of that head, so the loss does not depend on how the rows were batched or padded); 0 for
+    a head with no target."""
     n = len(next(iter(rows.values())))
     sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for s in range(0, n, batch):
         b = {k: torch.from_numpy(v[s:s + batch]).to(device) for k, v in rows.items()}
+        c = target_counts(b)
         for k, v in m.head_losses(**b).items():
-            sums[k] = sums.get(k, 0.0) + float(v) * len(b["items"])
-    return {k: v / max(1, n) for k, v in sums.items() if math.isfinite(v)}
+            if c[k]:
+                sums[k] = sums.get(k, 0.0) + float(v) * c[k]
+            counts[k] = counts.get(k, 0) + c[k]
+    return {k: sums.get(k, 0.0) / c if c else 0.0 for k, c in counts.items()
+            if math.isfinite(sums.get(k, 0.0))}

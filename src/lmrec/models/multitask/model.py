@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+import math
+import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,27 @@ WEIGHTS_FILE = "weights.pt"
 #: Per-head stopping: the weights of heads whose best epoch differs from the next-item head's (absent in
 #: folders saved before per-head stopping, and when every head predicts with ``weights.pt``).
 HEAD_WEIGHTS_FILE = "head_weights.pt"
+
+
+def head_val_losses(train_result: dict[str, Any]) -> dict[str, float]:
+    """Each head's validation loss for the weights the joint phases give it: the best joint epoch's (one early
+    stop), its own best epoch's (per-head stopping), or the fine-tuned weights' when the fine-tune phase kept
+    them. Empty without validation."""
+    by_epoch = {int(m["epoch"]): m for m in train_result.get("metrics", [])}
+    if not by_epoch:
+        return {}
+    best = train_result.get("best_epochs") or {}
+    out: dict[str, float] = {}
+    for key in by_epoch[next(iter(by_epoch))]:
+        if not key.startswith("val_") or key.endswith("_neg"):
+            continue
+        head = key[4:]
+        epoch = best.get(head, train_result["best_epoch"])
+        out[head] = float(by_epoch[epoch][key]) if epoch in by_epoch else math.inf
+        ft = (train_result.get("finetune") or {}).get(head)
+        if ft and ft["kept"]:
+            out[head] = float(ft["val_after"])
+    return out
 
 
 @register("multitask")
@@ -155,11 +178,15 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
                 return out
 
             trainer.evaluate = evaluate_heads
+        t0 = time.perf_counter()
         result = trainer.fit(train_rows)
+        phase_s = {"joint": time.perf_counter() - t0}
         states = trainer.group_states
         finetuned: dict[str, dict[str, Any]] = {}
         if per_head and cfg.head_finetune and len(heads) > 1:  # one head alone has nothing to move away from
+            t0 = time.perf_counter()
             states, finetuned = self._finetune_heads(module, states, train_rows, evaluate, result)
+            phase_s["finetune"] = time.perf_counter() - t0
         self.network_ = module.network.cpu().eval()
         self.head_networks_ = {}
         if per_head:
@@ -167,6 +194,16 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
         self.train_result_ = result.to_dict()
         if finetuned:
             self.train_result_["finetune"] = finetuned
+        if use_valid:
+            self.train_result_["val_loss"] = head_val_losses(self.train_result_)
+            self.train_result_["head_from"] = {
+                h: "finetune" if finetuned.get(h, {}).get("kept") else "joint"
+                for h in self.train_result_["val_loss"]}
+            if cfg.head_alone and len(heads) > 1:
+                t0 = time.perf_counter()
+                self.train_result_["alone"] = self._alone_heads(dataset, text, dataset.item_popularity)
+                phase_s["alone"] = time.perf_counter() - t0
+        self.train_result_["phase_s"] = phase_s
 
     def _finetune_heads(self, module: LossModule, states: dict[str, dict[str, torch.Tensor]],
                         rows: dict[str, np.ndarray], evaluate: Any, result: TrainResult
@@ -197,6 +234,49 @@ class MultiTask(Recommender, ItemEmbeddings, PredictionHeads):
                      -r.best_metric, r.best_epoch, r.epochs_run, "" if kept else "; snapshot kept")
         module.active = set(module.network.heads)
         return out, info
+
+    def _alone_heads(self, dataset: Dataset, text: np.ndarray | None, counts: np.ndarray
+                     ) -> dict[str, dict[str, Any]]:
+        """The alone candidates (``head_alone``): each head trained from scratch on its own, exactly the
+        single-task model (``heads=(head,)``, every other setting the same: same seed, rows, validation and
+        stopping); a head predicts with it when its validation loss is below that of the weights the joint
+        phases gave the head. Both losses are the head's mean over the same held-out targets
+        (:func:`~lmrec.models.multitask.loss.batched_losses`), so no head ends worse on validation than the
+        head trained alone. Updates ``head_networks_``, ``network_`` and ``train_result_`` (``val_loss``,
+        ``head_from``); returns, per head, what the candidate did."""
+        assert self.spec_ is not None and self.train_result_ is not None
+        cfg = self.config
+        val, origin = self.train_result_["val_loss"], self.train_result_["head_from"]
+        for head in self.spec_.heads:  # every head names its network, so moving network_ moves no other head
+            self.head_networks_.setdefault(head, self.network_)  # type: ignore[arg-type]
+        info: dict[str, dict[str, Any]] = {}
+        for head in self.spec_.heads:
+            t0 = time.perf_counter()
+            # the same item vectors (not encoded again)
+            alone = MultiTask(replace(cfg, heads=(head,)))
+            alone.fit(dataset, item_vectors=self.item_vectors_, vectors_meta=self.text_space_)
+            assert alone.train_result_ is not None and alone.network_ is not None
+            loss = head_val_losses(alone.train_result_).get(head, math.inf)
+            joint = val.get(head, math.inf)
+            kept = loss < joint
+            info[head] = {"val_joint": joint, "val_alone": loss, "kept": kept,
+                          "best_epoch": (alone.train_result_.get("best_epochs") or {}).get(
+                              head, alone.train_result_["best_epoch"]),
+                          "epochs_run": alone.train_result_["epochs_run"], "fit_s": time.perf_counter() - t0}
+            log.info("alone %s: validation loss %.4f (joint phases %.4f)%s", head, loss, joint,
+                     "; kept" if kept else "")
+            if kept:
+                net = self._build_network(text, counts)
+                # a head-alone network lacks the parameters of heads it does not have (the rating head's user
+                # terms); they keep their initial values and this head never reads them
+                missing, unexpected = net.load_state_dict(alone.network_.state_dict(), strict=False)
+                if unexpected or any(not k.startswith(("user_", "item_vec")) for k in missing):
+                    raise RuntimeError(f"alone {head} network does not fit: {missing} {unexpected}")
+                self.head_networks_[head] = net.eval()
+                val[head], origin[head] = loss, "alone"
+        primary = "next_item" if "next_item" in self.spec_.heads else self.spec_.heads[0]
+        self.network_ = self.head_networks_[primary]
+        return info
 
     def _use_head_snapshots(self, states: dict[str, dict[str, torch.Tensor]], text: np.ndarray | None,
                             counts: np.ndarray) -> None:
