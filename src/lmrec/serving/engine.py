@@ -8,6 +8,7 @@ text encoder.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -117,6 +118,16 @@ class RecRequest:
     unknown: str = "error"
 
 
+def model_concurrency(settings: ServingSettings) -> int:
+    """How many requests may run model inference at once: the setting, or one per usable CPU core."""
+    if settings.model_concurrency > 0:
+        return int(settings.model_concurrency)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class Engine:
     """All serving operations over one store and the active model.
 
@@ -153,6 +164,7 @@ class Engine:
         self.id_filter = IdFilter.of_store(store)  # new event ids are told apart without a store scan
         log.info("indexed %d event ids in %.1fs", self.id_filter.count, time.perf_counter() - t0)
         self._ingest_lock = threading.Lock()
+        self._model_gate = threading.BoundedSemaphore(model_concurrency(settings))
         self.started_at = time.time()
         if settings.preload_users:
             t0 = time.perf_counter()
@@ -261,11 +273,12 @@ class Engine:
             mask = b.category_mask(req.categories, req.exclude_categories)
             n_fetch = req.k if req.diversity <= 0 else max(3 * req.k, req.k + 20)
             profile_match = None
-            if not len(hist) and not uidx and state.profile and b.text_index is not None and self.encoder:
-                idx, sc, strategy = self._by_profile(b, state.profile, n_fetch, mask, neg)
-                profile_match = sc
-            else:
-                idx, sc, strategy = self._by_model(b, hist, uidx, n_fetch, req.exclude_seen, mask, neg)
+            with self._model_gate:  # CPU-bound: at most one request per core scores at a time
+                if not len(hist) and not uidx and state.profile and b.text_index is not None and self.encoder:
+                    idx, sc, strategy = self._by_profile(b, state.profile, n_fetch, mask, neg)
+                    profile_match = sc
+                else:
+                    idx, sc, strategy = self._by_model(b, hist, uidx, n_fetch, req.exclude_seen, mask, neg)
             keep = (idx > 0) & np.isfinite(sc)  # fewer rankable items than asked for
             idx, sc = idx[keep], sc[keep]
             if profile_match is not None:

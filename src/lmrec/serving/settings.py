@@ -66,6 +66,12 @@ class ServingSettings(BaseSettings):
         description="Threads a request's model inference may use (torch intra-op threads; `lmrec serve` "
                     "sets them). One request scores one user: more threads only wait for each other, and on "
                     "a busy machine their spin-waits multiply the latency.")
+    model_concurrency: int = Field(
+        0, ge=0, le=1024,
+        description="Requests that may run model inference at the same time (0: one per CPU core this "
+                    "process may use). The others wait their turn: scoring is CPU-bound, so running more at "
+                    "once only makes every one of them slower (the web server's thread pool would start "
+                    "dozens).")
     stats_window: int = Field(2_000, ge=10,
                               description="Recent requests kept for the dashboard's live stats.")
 
