@@ -55,6 +55,42 @@ SetOpt = Annotated[
     ),
 ]
 KOpt = Annotated[str | None, typer.Option("--k", help="Cut-offs, comma-separated.", show_default="5,10,20")]
+ByOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--by",
+        help="Break NDCG@10 down by these user attributes (comma-separated, e.g. gender,age; age:6 sets the "
+        "buckets of a numeric one): per-group mean ± CI, the best−worst gap, and each item group's exposure "
+        "share against its catalogue and interaction share.",
+    ),
+]
+ItemGroupsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--item-groups",
+        help="Item groups for exposure shares and --max-group-share: categories, an item attribute key "
+        "(brand), or none.",
+        show_default="categories when the items have some",
+    ),
+]
+MaxGroupOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-group-share",
+        help="Exposure re-ranking: no item group (category, brand) above this share of a list, chosen "
+        "greedily from a longer candidate list (1 = off).",
+        show_default="1",
+    ),
+]
+MinTailOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-tail-share",
+        help="Exposure re-ranking: at least this share of each list from the long tail (the least popular "
+        "items holding the last third of training events; 0 = off).",
+        show_default="0",
+    ),
+]
 RankingOpt = Annotated[
     str | None,
     typer.Option(
@@ -168,10 +204,24 @@ def _evaluate(
     command = "lmrec " + " ".join(sys.argv[1:])
     res = (run_benchmark if benchmark else run_evaluate)(cfg, command=command)
     console.print(res.table())
+    if res.exposure != "none":
+        console.print(f"exposure re-ranking: {res.exposure}")
+    if res.fairness:
+        from rich.markdown import Markdown
+
+        from lmrec.evaluation.fairness import fairness_markdown
+
+        console.print(Markdown(fairness_markdown(res.fairness)))
     if res.report_html is not None:
         console.print(
             f"report: [bold]{res.report_html}[/] (Markdown {res.report_md}, numbers {res.report_json})"
         )
+
+
+def _fairness_flags(by: str | None, item_groups: str | None, max_group_share: float | None,
+                    min_tail_share: float | None) -> dict[str, object]:
+    return {"eval.by": by, "eval.item_groups": item_groups, "eval.max_group_share": max_group_share,
+            "eval.min_tail_share": min_tail_share}
 
 
 def _names(models: list[str] | None) -> list[str] | None:
@@ -194,6 +244,10 @@ def evaluate_cmd(
             "--model-dir", help="Also evaluate a saved model folder (fitted on this dataset's protocol)."
         ),
     ] = None,
+    by: ByOpt = None,
+    item_groups: ItemGroupsOpt = None,
+    max_group_share: MaxGroupOpt = None,
+    min_tail_share: MinTailOpt = None,
     settings: SetOpt = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
@@ -202,7 +256,9 @@ def evaluate_cmd(
 
     Examples: `lmrec evaluate itemknn ease --out reports/ml100k`,
     `lmrec evaluate --protocol cold-item content-lm most-popular`,
-    `lmrec evaluate ease --ranking sampled` (labelled "sampled (100 negatives)").
+    `lmrec evaluate ease --ranking sampled` (labelled "sampled (100 negatives)"),
+    `lmrec evaluate ease itemknn --by gender,age` (fairness by user group and item genre),
+    `lmrec evaluate ease --max-group-share 0.3` (what a 30% cap per genre costs).
     """
     with friendly_errors():
         flags = {
@@ -213,6 +269,7 @@ def evaluate_cmd(
             "eval.model_dirs": model_dir or None,
             "out": out,
             "seed": seed,
+            **_fairness_flags(by, item_groups, max_group_share, min_tail_share),
         }
         _evaluate(config, flags, settings, benchmark=False, data=(data, store, dataset))
 
@@ -235,6 +292,10 @@ def benchmark(
             help="Grid-search each model's main settings on the validation split first (never on test)."
         ),
     ] = False,
+    by: ByOpt = None,
+    item_groups: ItemGroupsOpt = None,
+    max_group_share: MaxGroupOpt = None,
+    min_tail_share: MinTailOpt = None,
     settings: SetOpt = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
@@ -253,6 +314,7 @@ def benchmark(
             "out": out,
             "seed": seed,
             "tune.grids": "default" if tune else None,
+            **_fairness_flags(by, item_groups, max_group_share, min_tail_share),
         }
         _evaluate(config, flags, settings, benchmark=True, data=(data, store, dataset))
 

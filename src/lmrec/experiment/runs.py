@@ -19,6 +19,7 @@ import numpy as np
 
 from lmrec.config import resolve_device
 from lmrec.data.dataset import Dataset
+from lmrec.data.exposure import ExposurePolicy
 from lmrec.data.loaders import load_dataset
 from lmrec.data.splits import make_split
 from lmrec.evaluation import evaluate as evaluate_model
@@ -272,6 +273,9 @@ def evaluate(cfg: ExperimentConfig, *, command: str | None = None, progress: boo
         tune=_grids(cfg, specs),
         main_metric=cfg.eval.metric,
         command=command,
+        by=cfg.eval.by,
+        item_groups=cfg.eval.item_groups,
+        exposure=ExposurePolicy(cfg.eval.max_group_share, cfg.eval.min_tail_share),
     )
 
 
