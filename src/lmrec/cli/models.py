@@ -359,6 +359,17 @@ def recommend(
             "'popular' (they get the most popular items, and the count is printed).",
         ),
     ] = "error",
+    max_group_share: Annotated[
+        float,
+        typer.Option("--max-group-share", help="Exposure re-ranking: no category above this share of a list, "
+                     "chosen greedily from the model's top 5×k (1 = off)."),
+    ] = 1.0,
+    min_tail_share: Annotated[
+        float,
+        typer.Option("--min-tail-share", help="Exposure re-ranking: at least this share of each list from "
+                     "the long tail (the least popular items holding the last third of training events; "
+                     "0 = off)."),
+    ] = 0.0,
 ) -> None:
     """Write every user's top-K (raw ids, best first, with scores) to Parquet, CSV or TSV.
 
@@ -366,6 +377,7 @@ def recommend(
     `--for test`, `OUT.targets.csv` holds (user_id, item_id) of each test target. A user in --users the model
     has never seen is an error, unless `--unknown popular` (docs/serving.md: one unknown-user policy).
     """
+    from lmrec.data.exposure import ExposurePolicy
     from lmrec.experiment import histories_for
     from lmrec.models import load_model
     from lmrec.models.base import check_unknown_policy
@@ -373,6 +385,7 @@ def recommend(
 
     with friendly_errors():
         check_unknown_policy(unknown)
+        policy = ExposurePolicy(max_group_share, min_tail_share)
         choice = choose_data(data, store, dataset)
         model = load_model(model_dir)
         which = histories_for(model_dir, for_, choice.spec if choice.explicit else None)
@@ -402,8 +415,10 @@ def recommend(
                 histories=hist,
                 on_progress=lambda m: bar.update(task, advance=m),
                 unknown=unknown,
+                exposure=policy,
             )
-        console.print(f"wrote top-{k} for {n:,} users to [bold]{out}[/]")
+        console.print(f"wrote top-{k} for {n:,} users to [bold]{out}[/]"
+                      + (f" (exposure re-ranking: {policy.describe()})" if policy.active else ""))
         if user_list is not None:
             given = dict(zip(user_list, hist, strict=True)) if hist is not None else {}
             fell_back = [u for u in model.unknown_users(user_list) if not given.get(u)]
