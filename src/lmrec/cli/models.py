@@ -362,7 +362,7 @@ def recommend(
     max_group_share: Annotated[
         float,
         typer.Option("--max-group-share", help="Exposure re-ranking: no category above this share of a list, "
-                     "chosen greedily from the model's top 5×k (1 = off)."),
+                     "chosen greedily from the model's top 10×k (1 = off)."),
     ] = 1.0,
     min_tail_share: Annotated[
         float,

@@ -162,7 +162,7 @@ class ExposurePolicy:
 
     max_group_share: float = 1.0
     min_tail_share: float = 0.0
-    pool: int = 5
+    pool: int = 10
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_group_share <= 1.0:
@@ -215,8 +215,10 @@ def rerank(candidates: np.ndarray, k: int, policy: ExposurePolicy, groups: ItemG
     Returns
     -------
     ``int64 (min(k, real candidates),)`` positions. Greedy: each slot takes the best remaining candidate
-    that keeps every group within the cap and leaves enough slots for the tail minimum; when none does, the
-    tail rule is kept and the cap relaxed, then both (a list is never cut short by the rules).
+    that keeps every group within the cap and leaves enough slots for the tail minimum. When no candidate
+    fits, the tail rule is kept and the cap bent as little as possible (the candidate that pushes the fewest
+    groups over it); without a tail candidate left, the tail rule gives way. A list is never cut short by the
+    rules.
     """
     cand = np.asarray(candidates, dtype=np.int64)
     real = np.flatnonzero(cand != PAD)
@@ -238,14 +240,15 @@ def rerank(candidates: np.ndarray, k: int, policy: ExposurePolicy, groups: ItemG
     available = np.ones(len(items), dtype=bool)
     picked: list[int] = []
     n_tail = 0
+    order = np.arange(len(items), dtype=np.float64)
     for slot in range(n_pick):
         must_tail = need_tail - n_tail >= n_pick - slot and n_tail < need_tail
-        tail_ok = is_tail if must_tail else np.ones(len(items), dtype=bool)
-        fits = ~(m[:, counts >= cap].any(axis=1)) if use_cap else np.ones(len(items), dtype=bool)
-        for ok in (available & tail_ok & fits, available & tail_ok, available):
-            if ok.any():
-                best = int(np.argmax(ok))
-                break
+        # groups the candidate would push over the cap (0: it fits); the best fitting candidate wins, and
+        # when none fits, the one that breaks the fewest groups
+        over = (m[:, counts >= cap].sum(axis=1) if use_cap else np.zeros(len(items)))
+        key = over * len(items) + order
+        pool = available & is_tail if must_tail and (available & is_tail).any() else available
+        best = int(np.argmin(np.where(pool, key, np.inf)))
         picked.append(best)
         available[best] = False
         n_tail += int(is_tail[best])
