@@ -183,6 +183,14 @@ def train(
             console.print(
                 f"validation (full ranking): NDCG@10 {valid['NDCG@10']:.4f}, HR@10 {valid['HR@10']:.4f}"
             )
+        dp = run.summary.get("privacy")
+        if dp:
+            console.print(
+                f"differential privacy: ε = {dp['epsilon']:.3g} spent at δ = {dp['delta']:.3g} "
+                f"per {dp['unit']} "
+                f"(target ε {dp['target_epsilon']:g}; noise σ {dp['noise_multiplier']:.3g}, clip "
+                f"{dp['max_grad_norm']:g}, sample rate {dp['sample_rate']:.3g}, {dp['steps']} steps, "
+                f"{dp['accountant']} accountant; docs/privacy.md says what it covers)")
         console.print(f"saved {run.model!r} to [bold]{run.path}[/] in {run.summary['fit_seconds']:.1f} s")
 
 

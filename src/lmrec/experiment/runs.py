@@ -136,6 +136,8 @@ def train(
             summary.update(
                 best_epoch=result.best_epoch, valid_ndcg10=result.best_metric, epochs_run=result.epochs_run
             )
+            if getattr(result, "privacy", None):
+                summary["privacy"] = result.privacy
         blend = getattr(rec, "search_", None)
         if blend:  # auto: its components, weights, validation scores and ablation
             summary["blend"] = {"weights": getattr(rec, "weights_", {}), **blend}
