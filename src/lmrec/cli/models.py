@@ -190,7 +190,7 @@ def train(
                 f"per {dp['unit']} "
                 f"(target ε {dp['target_epsilon']:g}; noise σ {dp['noise_multiplier']:.3g}, clip "
                 f"{dp['max_grad_norm']:g}, sample rate {dp['sample_rate']:.3g}, {dp['steps']} steps, "
-                f"{dp['accountant']} accountant; docs/privacy.md says what it covers)")
+                f"{dp['accountant']} accountant; what it covers: docs/seqrec.md, Differential privacy)")
         console.print(f"saved {run.model!r} to [bold]{run.path}[/] in {run.summary['fit_seconds']:.1f} s")
 
 

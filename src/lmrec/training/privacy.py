@@ -21,7 +21,7 @@ Learning with Differential Privacy", CCS 2016). Every step:
 
 What the guarantee covers: the trained weights, with respect to adding or removing one unit's rows (all of a
 user's training windows when the caller groups rows by user). It does not cover what is computed from the
-data outside these steps (see ``docs/privacy.md``).
+data outside these steps (see ``docs/seqrec.md``, "Differential privacy").
 """
 
 from __future__ import annotations
