@@ -117,7 +117,7 @@ class SeqRecConfig:
     progress: bool = TrainConfig.progress
     bucket_by_length: bool = TrainConfig.bucket_by_length
     time_budget: float = TrainConfig.time_budget  # seconds of training (0: none); lmrec train --time-budget
-    # --- differential privacy (DP-SGD through Opacus, per user: see docs/privacy.md)
+    # --- differential privacy (DP-SGD through Opacus, per user: docs/seqrec.md, "Differential privacy")
     dp_epsilon: float = TrainConfig.dp_epsilon  # target ε (0: off); needs pip install 'lmrec[dp]'
     dp_delta: float = TrainConfig.dp_delta  # δ (0: 1 / (10 · users with training rows))
     dp_max_grad_norm: float = TrainConfig.dp_max_grad_norm  # each user's gradient is clipped to this norm
