@@ -40,6 +40,7 @@ from lmrec.training.distributed import (
     init_distributed,
     process_device,
 )
+from lmrec.training.privacy import PrivateSteps
 from lmrec.training.threads import ThreadGovernor
 
 WEIGHTS = "weights.pt"
@@ -409,8 +410,6 @@ class Trainer:
         outside the accounting): the model is the one after the last step, and validations run only to be
         shown. The learning-rate schedule and AdamW are as without DP (post-processing of noisy gradients).
         """
-        from lmrec.training.privacy import PrivateSteps
-
         cfg, ctx = self.cfg, self.ctx
         if ctx.enabled:
             raise ValueError("differentially private training runs in one process (no torchrun)")
