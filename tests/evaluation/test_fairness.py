@@ -107,3 +107,22 @@ def test_benchmark_reports_fairness_and_the_cost_of_reranking(ml100k, tmp_path) 
     assert capped.exposure.startswith("≤30%")
     cost = plain.result("itemknn").mean("NDCG@10") - r.mean("NDCG@10")
     assert np.isfinite(cost)
+
+
+def test_cli_evaluate_by_prints_and_writes_fairness(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from lmrec.cli import app
+
+    out = tmp_path / "rep"
+    r = CliRunner().invoke(app, ["evaluate", "most-popular", "--data", "movielens-100k", "--by",
+                                 "gender,age:3", "--k", "10", "--max-group-share", "0.5", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "NDCG@10 by user gender" in said and "Exposure share of top-10 slots by item categories" in said
+    assert "exposure re-ranking: ≤50% of a list per item group" in said
+    saved = json.loads((out / "results.json").read_text())
+    assert len(saved["fairness"]["users"]["age"]["most-popular"]["groups"]) == 3
+    assert saved["exposure_reranking"].startswith("≤50%")
+    r = CliRunner().invoke(app, ["evaluate", "most-popular", "--data", "movielens-100k", "--by", "income"])
+    assert r.exit_code == 1 and "no user has an attribute 'income'" in " ".join(r.output.split())
