@@ -202,8 +202,8 @@ def report(rows: list[dict[str, Any]]) -> str:
     lines += ["", "### Exposure share of top-10 slots by genre", "",
               "Share of all top-10 slots (seed-averaged), against the genre's share of the catalogue and of "
               "the training events; an item in several genres counts a fraction to each, so every column "
-              "sums to 100 %. TV: total variation distance between exposure and interaction shares "
-              "(0: exposure follows interactions).", ""]
+              "sums to 100 %. TV: total variation distance between exposure shares and interaction (or "
+              "catalogue) shares (0: exposure follows them).", ""]
     shares: dict[tuple[str, str], dict[str, Any]] = {}
     for m in order:
         for p in ("none", AFTER):
@@ -213,6 +213,7 @@ def report(rows: list[dict[str, Any]]) -> str:
                 "groups": {lab: float(np.mean([s["groups"][lab]["exposure"] for s in per_seed]))
                            for lab in groups.labels},
                 "tv": float(np.mean([s["tv_exposure_vs_interactions"] for s in per_seed])),
+                "tv_cat": float(np.mean([s["tv_exposure_vs_catalogue"] for s in per_seed])),
                 "ref": per_seed[0]["groups"],
             }
     ref = shares[(order[0], "none")]["ref"]
@@ -224,6 +225,8 @@ def report(rows: list[dict[str, Any]]) -> str:
         lines.append("| " + " | ".join([lab, *shares_ref, *cells]) + " |")
     lines.append("| **TV vs interactions** | | | "
                  + " | ".join(f"{shares[(m, p)]['tv']:.3f}" for m in order for p in ("none", AFTER)) + " |")
+    tv_cat = [f"{shares[(m, p)]['tv_cat']:.3f}" for m in order for p in ("none", AFTER)]
+    lines.append("| **TV vs catalogue** | | | " + " | ".join(tv_cat) + " |")
 
     loads = "; ".join(f"{r['model']} seed {r['seed']}: {r['load_avg'][0]}→{r['load_avg'][1]} "
                       f"({r['wall_s']:.0f} s wall for the seed's fit + evaluations)"

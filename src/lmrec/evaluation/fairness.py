@@ -220,11 +220,14 @@ def fairness_markdown(fair: dict[str, Any], top_groups: int = 0) -> str:
         tv = ["**TV distance to interactions**", "", "",
               *[f"{items[m]['tv_exposure_vs_interactions']:.3f}" for m in models]]
         lines.append("| " + " | ".join(tv) + " |")
+        tv_cat = ["**TV distance to catalogue**", "", "",
+                  *[f"{items[m]['tv_exposure_vs_catalogue']:.3f}" for m in models]]
+        lines.append("| " + " | ".join(tv_cat) + " |")
         title = f"### Exposure share of top-{first['k']} slots by item {first['by']}"
         parts.append(f"{title}\n\n" + "\n".join(lines)
                      + "\n\nShares of all top-K slots, of the catalogue and of training events; an item in "
                        "several groups counts a fraction to each. TV distance: half the summed absolute "
-                       "difference between exposure and interaction shares.")
+                       "difference between exposure shares and interaction (or catalogue) shares.")
     return "\n\n".join(parts)
 
 
