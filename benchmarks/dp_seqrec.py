@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Settings shared by every run (the private ones add dp_epsilon).
 SETTINGS: dict[str, Any] = {
     "item_repr": "id", "max_len": 50, "d_model": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.1,
-    "windows": "last", "batch_size": 256, "lr": 5e-3, "epochs": 40, "eval_every": 5, "patience": 3,
+    "windows": "last", "batch_size": 256, "lr": 5e-3, "epochs": 30, "eval_every": 5, "patience": 3,
     "dp_max_grad_norm": 1.0, "progress": False,
 }
 
