@@ -230,7 +230,8 @@ def rerank(candidates: np.ndarray, k: int, policy: ExposurePolicy, groups: ItemG
     items = cand[real]
     if use_cap:
         assert groups is not None
-        m = groups.padded(int(items.max()) + 1).membership[items].toarray() > 0  # (n, G)
+        known = np.where(items < groups.membership.shape[0], items, PAD)  # items added later: no group
+        m = groups.membership[known].toarray() > 0  # (n, G); row PAD is empty
     else:
         m = np.zeros((len(items), 0), dtype=bool)
     is_tail = (np.asarray(tail, dtype=bool)[np.minimum(items, len(tail) - 1)] & (items < len(tail))
@@ -265,8 +266,6 @@ def rerank_rows(candidates: np.ndarray, scores: np.ndarray | None, k: int, polic
     sc = (np.zeros(cand.shape, dtype=np.float32) if scores is None else np.asarray(scores, dtype=np.float32))
     out_i = np.zeros((len(cand), k), dtype=np.int64)
     out_s = np.full((len(cand), k), -np.inf, dtype=np.float32)
-    if groups is not None and len(cand):
-        groups = groups.padded(max(groups.membership.shape[0], int(cand.max(initial=0)) + 1))
     for r in range(len(cand)):
         pos = rerank(cand[r], k, policy, groups, tail)
         out_i[r, : len(pos)] = cand[r, pos]
