@@ -149,7 +149,8 @@ def report(rows: list[dict[str, Any]]) -> str:
         "### Accuracy cost of the re-ranking",
         "",
         "Mean ± std over the n seeds (a single run: its value) of NDCG@10, HR@10, Tail@10 (share of "
-        "long-tail items in the lists) and Coverage@10; Δ NDCG: relative change against no re-ranking, with a paired t-test on per-user "
+        "long-tail items in the lists) and Coverage@10; Δ NDCG: relative change against no re-ranking, "
+        "with a paired t-test on per-user "
         "NDCG@10 (seed-averaged).",
         "",
         "| model | n | re-ranking | NDCG@10 | Δ NDCG@10 (p) | HR@10 | Tail@10 | Coverage@10 |",
