@@ -214,3 +214,40 @@ def test_recommend_for_test_after_a_temporal_fit(board_dir: Path, tmp_path: Path
     r = runner.invoke(app, ["recommend", str(model_dir), "--for", "test", "--k", "5", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert pl.read_parquet(out).height > 0 and (tmp_path / "temporal.targets.csv").is_file()
+
+
+def test_recommend_with_an_exposure_cap(board: Dataset, board_dir: Path, tmp_path: Path) -> None:
+    """Batch lists go through the one re-ranking function (the service's too): every written list is
+    `rerank` of the model's plain candidates, and the cap changes some lists."""
+    import numpy as np
+
+    from lmrec.data.exposure import ExposurePolicy, rerank
+
+    model = create_model("itemknn", k=10).fit(board)
+    policy = ExposurePolicy(max_group_share=0.5)
+    out = tmp_path / "capped.csv"
+    write_recommendations(model, None, 4, out, exposure=policy)
+    df = pl.read_csv(out, schema_overrides={"user_id": pl.String, "item_id": pl.String})
+    users = list(model.user_map.raw_ids)
+    plain, _ = model.recommend(users, k=policy.candidates(4))
+    groups, tail = model.exposure_groups()
+    changed = 0
+    for u, row in zip(users, plain, strict=True):
+        row = np.array([i for i in row if i])
+        want = row[rerank(model.item_map.indices(row), 4, policy, groups, tail)].tolist()
+        got = df.filter(pl.col("user_id") == u).sort("rank")["item_id"].to_list()
+        assert got == want, u
+        changed += got != row[:4].tolist()
+    assert changed > 0
+
+    model_dir = tmp_path / "m"
+    r = runner.invoke(app, ["train", "itemknn", "--data", str(board_dir), "--out", str(model_dir)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["recommend", str(model_dir), "--k", "4", "--out", str(tmp_path / "r.tsv"),
+                            "--max-group-share", "0.5", "--min-tail-share", "0.25"])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "exposure re-ranking: ≤50% of a list per item group, ≥25% long-tail items" in said
+    r = runner.invoke(app, ["recommend", str(model_dir), "--out", str(tmp_path / "x.tsv"),
+                            "--max-group-share", "0"])
+    assert r.exit_code == 1 and "max_group_share must be in (0, 1]" in r.output

@@ -285,3 +285,28 @@ def test_iso_timestamps_are_read_as_an_import_reads_them(start) -> None:
     soon = {**events[0], "event_id": "iso-4", "timestamp": "soon"}
     bad = s.client.post("/v1/events", json={"events": [soon]})
     assert bad.status_code == 422 and "timestamp" in bad.text
+
+
+def test_exposure_reranking_is_the_batch_function(start, models_dir) -> None:
+    """The service re-ranks with the function batch recommendations use: its list equals `rerank` applied to
+    the plain list, a category cap holds, and bad values are refused."""
+    import numpy as np
+
+    from lmrec.data.exposure import ExposurePolicy, rerank
+    from lmrec.models import load_model
+
+    s = start(version="v2")
+    model = load_model(models_dir / "v2")
+    assert model.item_map is not None
+    plain = rec_ids(s.get("/v1/users/u3/recommendations", params={"k": 10}))
+    capped = s.get("/v1/users/u3/recommendations", params={"k": 4, "max_group_share": 0.25})
+    assert capped.status_code == 200
+    groups, tail = model.exposure_groups()
+    expected = np.asarray(plain)[rerank(model.item_map.indices(plain), 4, ExposurePolicy(0.25), groups, tail)]
+    assert rec_ids(capped) == expected.tolist()
+    # the batch path gives the same list for the same history
+    ids, _ = model.recommend(["u3"], k=4, exposure=ExposurePolicy(0.25))
+    assert [i for i in ids[0] if i] == rec_ids(capped)
+    r = s.client.post("/v1/recommendations", json={"items": ["heat"], "k": 3, "min_tail_share": 0.5})
+    assert r.status_code == 200 and len(rec_ids(r)) == 3
+    assert s.get("/v1/users/u3/recommendations", params={"max_group_share": 0}).status_code == 422

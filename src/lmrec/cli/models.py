@@ -77,6 +77,42 @@ SetOpt = Annotated[
     ),
 ]
 KOpt = Annotated[str | None, typer.Option("--k", help="Cut-offs, comma-separated.", show_default="5,10,20")]
+ByOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--by",
+        help="Break NDCG@10 down by these user attributes (comma-separated, e.g. gender,age; age:6 sets the "
+        "buckets of a numeric one): per-group mean ± CI, the best−worst gap, and each item group's exposure "
+        "share against its catalogue and interaction share.",
+    ),
+]
+ItemGroupsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--item-groups",
+        help="Item groups for exposure shares and --max-group-share: categories, an item attribute key "
+        "(brand), or none.",
+        show_default="categories when the items have some",
+    ),
+]
+MaxGroupOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-group-share",
+        help="Exposure re-ranking: no item group (category, brand) above this share of a list, chosen "
+        "greedily from a longer candidate list (1 = off).",
+        show_default="1",
+    ),
+]
+MinTailOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-tail-share",
+        help="Exposure re-ranking: at least this share of each list from the long tail (the least popular "
+        "items holding the last third of training events; 0 = off).",
+        show_default="0",
+    ),
+]
 RankingOpt = Annotated[
     str | None,
     typer.Option(
@@ -184,6 +220,14 @@ def train(
             console.print(
                 f"validation (full ranking): NDCG@10 {valid['NDCG@10']:.4f}, HR@10 {valid['HR@10']:.4f}"
             )
+        dp = run.summary.get("privacy")
+        if dp:
+            console.print(
+                f"differential privacy: ε = {dp['epsilon']:.3g} spent at δ = {dp['delta']:.3g} "
+                f"per {dp['unit']} "
+                f"(target ε {dp['target_epsilon']:g}; noise σ {dp['noise_multiplier']:.3g}, clip "
+                f"{dp['max_grad_norm']:g}, sample rate {dp['sample_rate']:.3g}, {dp['steps']} steps, "
+                f"{dp['accountant']} accountant; what it covers: docs/seqrec.md, Differential privacy)")
         console.print(f"saved {run.model!r} to [bold]{run.path}[/] in {run.summary['fit_seconds']:.1f} s")
 
 
@@ -205,10 +249,24 @@ def _evaluate(
     command = "lmrec " + " ".join(sys.argv[1:])
     res = (run_benchmark if benchmark else run_evaluate)(cfg, command=command)
     console.print(res.table())
+    if res.exposure != "none":
+        console.print(f"exposure re-ranking: {res.exposure}")
+    if res.fairness:
+        from rich.markdown import Markdown
+
+        from lmrec.evaluation.fairness import fairness_markdown
+
+        console.print(Markdown(fairness_markdown(res.fairness)))
     if res.report_html is not None:
         console.print(
             f"report: [bold]{res.report_html}[/] (Markdown {res.report_md}, numbers {res.report_json})"
         )
+
+
+def _fairness_flags(by: str | None, item_groups: str | None, max_group_share: float | None,
+                    min_tail_share: float | None) -> dict[str, object]:
+    return {"eval.by": by, "eval.item_groups": item_groups, "eval.max_group_share": max_group_share,
+            "eval.min_tail_share": min_tail_share}
 
 
 def _names(models: list[str] | None) -> list[str] | None:
@@ -233,6 +291,10 @@ def evaluate_cmd(
     ] = None,
     items: ItemsOpt = None,
     strict: StrictOpt = False,
+    by: ByOpt = None,
+    item_groups: ItemGroupsOpt = None,
+    max_group_share: MaxGroupOpt = None,
+    min_tail_share: MinTailOpt = None,
     settings: SetOpt = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
@@ -241,7 +303,9 @@ def evaluate_cmd(
 
     Examples: `lmrec evaluate itemknn ease --out reports/ml100k`,
     `lmrec evaluate --protocol cold-item content-lm most-popular`,
-    `lmrec evaluate ease --ranking sampled` (labelled "sampled (100 negatives)").
+    `lmrec evaluate ease --ranking sampled` (labelled "sampled (100 negatives)"),
+    `lmrec evaluate ease itemknn --by gender,age` (fairness by user group and item genre),
+    `lmrec evaluate ease --max-group-share 0.3` (what a 30% cap per genre costs).
     """
     with friendly_errors():
         flags = {
@@ -254,6 +318,7 @@ def evaluate_cmd(
             "eval.model_dirs": model_dir or None,
             "out": out,
             "seed": seed,
+            **_fairness_flags(by, item_groups, max_group_share, min_tail_share),
         }
         _evaluate(config, flags, settings, benchmark=False, data=(data, store, dataset))
 
@@ -278,6 +343,10 @@ def benchmark(
     ] = False,
     items: ItemsOpt = None,
     strict: StrictOpt = False,
+    by: ByOpt = None,
+    item_groups: ItemGroupsOpt = None,
+    max_group_share: MaxGroupOpt = None,
+    min_tail_share: MinTailOpt = None,
     settings: SetOpt = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
@@ -298,6 +367,7 @@ def benchmark(
             "out": out,
             "seed": seed,
             "tune.grids": "default" if tune else None,
+            **_fairness_flags(by, item_groups, max_group_share, min_tail_share),
         }
         _evaluate(config, flags, settings, benchmark=True, data=(data, store, dataset))
 
@@ -343,6 +413,17 @@ def recommend(
         ),
     ] = "error",
     nproc: NprocOpt = 1,
+    max_group_share: Annotated[
+        float,
+        typer.Option("--max-group-share", help="Exposure re-ranking: no category above this share of a list, "
+                     "chosen greedily from the model's top 10×k (1 = off)."),
+    ] = 1.0,
+    min_tail_share: Annotated[
+        float,
+        typer.Option("--min-tail-share", help="Exposure re-ranking: at least this share of each list from "
+                     "the long tail (the least popular items holding the last third of training events; "
+                     "0 = off)."),
+    ] = 0.0,
 ) -> None:
     """Write every user's top-K (raw ids, best first, with scores) to Parquet, CSV or TSV.
 
@@ -350,6 +431,7 @@ def recommend(
     `--for test`, `OUT.targets.csv` holds (user_id, item_id) of each test target. A user in --users the model
     has never seen is an error, unless `--unknown popular` (docs/serving.md: one unknown-user policy).
     """
+    from lmrec.data.exposure import ExposurePolicy
     from lmrec.experiment import histories_for
     from lmrec.models import load_model
     from lmrec.models.base import check_unknown_policy
@@ -364,6 +446,7 @@ def recommend(
         console.quiet = True
     with friendly_errors():
         check_unknown_policy(unknown)
+        policy = ExposurePolicy(max_group_share, min_tail_share)
         choice = choose_data(data, store, dataset)
         model = load_model(model_dir)
         which = histories_for(model_dir, for_, choice.spec if choice.explicit else None)
@@ -397,6 +480,7 @@ def recommend(
                 on_progress=lambda m: bar.update(task, advance=m),
                 unknown=unknown,
                 shard=shard,
+                exposure=policy,
             )
         if shard is not None:
             barrier(ctx)
@@ -407,7 +491,8 @@ def recommend(
             if not ctx.is_main:
                 return
             console.print(f"{ctx.world_size} processes wrote their parts; joined in order")
-        console.print(f"wrote top-{k} for {n:,} users to [bold]{out}[/]")
+        console.print(f"wrote top-{k} for {n:,} users to [bold]{out}[/]"
+                      + (f" (exposure re-ranking: {policy.describe()})" if policy.active else ""))
         if user_list is not None:
             given = dict(zip(user_list, hist, strict=True)) if hist is not None else {}
             fell_back = [u for u in model.unknown_users(user_list) if not given.get(u)]

@@ -17,8 +17,10 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from lmrec.data.dataset import Dataset
+from lmrec.data.exposure import ExposurePolicy
 from lmrec.data.splits import PROTOCOLS, Split, make_split
 from lmrec.evaluation.evaluator import BUCKETS, EvalResult, Ranking, beyond_k, evaluate
+from lmrec.evaluation.fairness import fairness_report, item_groups_for, parse_by
 from lmrec.evaluation.report import write_report
 from lmrec.evaluation.stats import Interval, PairedTest, paired_test
 from lmrec.evaluation.tuning import tune as tune_fn
@@ -127,6 +129,11 @@ class BenchmarkResult:
     user_ids: np.ndarray | None = field(default=None, repr=False)
     #: ``{model: {"best": config, "score": validation score, "trials": [[config, score], ...]}}`` when tuned.
     tuning: dict[str, Any] = field(default_factory=dict)
+    #: Group fairness (:func:`lmrec.evaluation.fairness.fairness_report`): accuracy by user attribute,
+    #: exposure by item group; empty unless asked for (``by=`` / ``item_groups=``).
+    fairness: dict[str, Any] = field(default_factory=dict)
+    #: The exposure re-ranking every list went through (``"none"`` when off).
+    exposure: str = "none"
     _summaries: dict[str, dict[str, Interval]] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ numbers
@@ -292,6 +299,8 @@ class BenchmarkResult:
             "paired_test": self.test_method,
             "command": self.command,
             "tuning_on_validation": self.tuning,
+            "exposure_reranking": self.exposure,
+            "fairness": self.fairness,
             "models": models,
         }
 
@@ -346,6 +355,9 @@ def run_benchmark(
     n_boot: int = 1000,
     test_method: str = "t",
     command: str | None = None,
+    by: str | Sequence[str] | None = None,
+    item_groups: str | None = None,
+    exposure: ExposurePolicy | None = None,
 ) -> BenchmarkResult:
     """Fit every model on the protocol's training data, evaluate it once on the test set, and report.
 
@@ -377,6 +389,16 @@ def run_benchmark(
         metric) before the test; the test set is never used to choose.
     main_metric:
         The metric for "best model" and the paired tests.
+    by:
+        User attributes to break the main metric down by (``"gender,age"``; ``age:6`` for six buckets of a
+        numeric attribute): per-group mean ± CI and the best−worst gap, in the report's fairness section.
+    item_groups:
+        ``"categories"``, an item attribute key (``"brand"``), ``"auto"`` (categories when items have any; the
+        default when ``by`` is given) or ``"none"``: each group's exposure share against its catalogue and
+        interaction shares.
+    exposure:
+        An exposure re-ranking applied to every model's lists before they are scored
+        (:func:`lmrec.data.exposure.rerank`), so the report shows what it costs.
 
     Returns
     -------
@@ -405,6 +427,14 @@ def run_benchmark(
                 raise
             specs = [s for s in specs if not s.needs_item_vectors]
             _say(progress, f"[yellow]no text vectors ({exc}); content-lm left out[/]")
+    by_list = parse_by(by)
+    default_groups = "auto" if by_list else None
+    groups = item_groups_for(dataset, item_groups if item_groups is not None else default_groups)
+    if exposure is not None and exposure.active and exposure.max_group_share < 1.0 and groups is None:
+        groups = item_groups_for(dataset, "auto")
+        if groups is None:
+            raise ValueError("a cap per item group needs item groups: the items have no categories; "
+                             "pass item_groups= an attribute key")
     tuning: dict[str, Any] = {}
     if tune:
         specs = _apply_tuning(specs, tune, split, main_metric, item_vectors, progress, tuning)
@@ -437,6 +467,8 @@ def run_benchmark(
                 item_vectors=item_vectors,
                 on_progress=(lambda n, t=task: bar.update(t, advance=n)) if task is not None else None,
                 name=label,
+                exposure=exposure,
+                item_groups=groups,
             )
             res.fit_seconds = fit_s
             res.config = {**res.config, "_name": model.name}
@@ -460,7 +492,12 @@ def run_benchmark(
         train_popularity=split.train.item_popularity.copy(),
         user_ids=dataset.user_map.raws(split.test.users),
         tuning=tuning,
+        exposure=exposure.describe() if exposure is not None and exposure.active else "none",
     )
+    if by_list or groups is not None:
+        out.fairness = fairness_report(results, dataset, split.train.item_popularity, by=by_list,
+                                       item_groups=groups, metric=main_metric,
+                                       k=int(main_metric.rsplit("@", 1)[1]), n_boot=n_boot, seed=seed)
     if out_dir is not None:
         out.write_report(out_dir)
     return out

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lmrec.data.dataset import Dataset
+from lmrec.data.exposure import ExposurePolicy, ItemGroups, popularity_buckets, rerank_rows
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.data.splits import EvalSet
@@ -62,26 +63,6 @@ class Ranking:
             n = spec.removeprefix("sampled").lstrip("-:") or "100"
             return cls("sampled", int(n), seed)
         raise ValueError(f"unknown ranking {spec!r}: use 'full' or 'sampled' / 'sampled-N'")
-
-
-def popularity_buckets(popularity: np.ndarray) -> np.ndarray:
-    """``0`` head / ``1`` torso / ``2`` tail per item index, by training popularity.
-
-    Items are sorted by events, most first; the head is the most popular items that hold the first third of
-    all training events, the torso the next third, the tail the rest (including items with no events). Padding
-    is tail.
-    """
-    pop = np.asarray(popularity, dtype=np.float64).copy()
-    pop[PAD] = 0.0
-    order = np.argsort(-pop, kind="stable")
-    total = pop.sum()
-    out = np.full(len(pop), 2, dtype=np.int8)
-    if total <= 0:
-        return out
-    before = np.concatenate([[0.0], np.cumsum(pop[order])[:-1]]) / total  # share held by more popular items
-    out[order] = np.where(before < 1 / 3, 0, np.where(before < 2 / 3, 1, 2))
-    out[pop == 0] = 2
-    return out
 
 
 @dataclass
@@ -204,6 +185,8 @@ def evaluate(
     batch_size: int | None = None,
     on_progress: Callable[[int], None] | None = None,
     name: str | None = None,
+    exposure: ExposurePolicy | None = None,
+    item_groups: ItemGroups | None = None,
 ) -> EvalResult:
     """Evaluate a fitted ``model`` on ``eval_set`` (validation or test).
 
@@ -224,6 +207,10 @@ def evaluate(
         ``(n_items + 1, d)`` text vectors for intra-list diversity (omitted when ``None``).
     on_progress:
         Called with the number of users done after each chunk.
+    exposure:
+        Re-rank each list with :func:`lmrec.data.exposure.rerank` (a cap per item group of ``item_groups``,
+        a minimum long-tail share by training popularity) over the model's top ``exposure.pool × max K``
+        candidates, so its accuracy cost is measured with the same code batch and served lists use.
 
     Returns
     -------
@@ -245,13 +232,21 @@ def evaluate(
     negatives = (
         _sample_negatives(eval_set, n_items, rk.n_negatives, rk.seed) if rk.mode == "sampled" else None
     )
+    policy = exposure if exposure is not None and exposure.active else None
+    n_fetch = policy.candidates(max_k) if policy is not None else max_k
+    tail = popularity_buckets(_aligned(train.item_popularity, n_items + 1)) == 2
+    if policy is not None and policy.max_group_share < 1.0 and item_groups is None:
+        raise ValueError("a cap per item group needs the item groups (item_groups=)")
     for start in range(0, n, bs):
         rows = np.arange(start, min(start + bs, n))
         h, u = eval_set.history.take(rows), eval_set.users[rows]
         if negatives is None:
-            ranked[rows], _ = model.recommend_indices(h, u, max_k, exclude_seen=True, batch_size=bs)
+            cand, _ = model.recommend_indices(h, u, n_fetch, exclude_seen=True, batch_size=bs)
         else:
-            ranked[rows] = _rank_sampled(model, h, u, eval_set.targets.take(rows), negatives[rows], max_k)
+            cand = _rank_sampled(model, h, u, eval_set.targets.take(rows), negatives[rows], n_fetch)
+        if policy is not None:
+            cand, _ = rerank_rows(cand, None, max_k, policy, item_groups, tail)
+        ranked[rows] = cand[:, :max_k]
         if on_progress is not None:
             on_progress(len(rows))
     seconds = time.perf_counter() - t0
@@ -295,7 +290,7 @@ def evaluate(
         seconds=seconds,
         hits=hits,
         n_targets=n_targets,
-        config=_config_dict(model),
+        config=_config_dict(model) | ({"_exposure": policy.describe()} if policy is not None else {}),
     )
 
 

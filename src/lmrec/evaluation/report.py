@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lmrec.evaluation.evaluator import BUCKETS, beyond_k
+from lmrec.evaluation.fairness import fairness_markdown
 
 if TYPE_CHECKING:
     from lmrec.evaluation.benchmark import BenchmarkResult
@@ -206,6 +207,7 @@ def write_report(bench: BenchmarkResult, out_dir: Path) -> dict[str, Path]:
     beyond = bench.markdown_table(bench.beyond_metrics(), with_p=False)
     headline = bench.markdown_table()
     groups_md = _group_markdown(bench)
+    fair_md = fairness_markdown(bench.fairness) if bench.fairness else ""
     timing = "\n".join(
         ["| model | fit s | eval s | users/s |", "|---|---|---|---|"]
         + [
@@ -222,6 +224,8 @@ def write_report(bench: BenchmarkResult, out_dir: Path) -> dict[str, Path]:
         f"(**{bench.best()}**)."
     )
     cmd = f"\n\nCommand: `{bench.command}`" if bench.command else ""
+    if bench.exposure != "none":
+        cmd += f"\n\nExposure re-ranking applied to every list: {bench.exposure}."
     if bench.tuning:
         cmd += "\n\nTuned on the validation split (never on test): " + "; ".join(
             f"{m}: {t['best']} ({t['metric']} {t['score']:.4f}, {len(t['trials'])} settings tried)"
@@ -234,7 +238,9 @@ def write_report(bench: BenchmarkResult, out_dir: Path) -> dict[str, Path]:
         "training events of recommended items; Novelty: mean self-information (bits); Tail: share of "
         "recommended items from the long tail (the least popular items holding the last third of events); "
         "ILD: 1 − mean pairwise cosine of the items' text vectors.\n\n"
-        f"## Groups\n\n{groups_md}\n\n## Time\n\n{timing}\n\n"
+        f"## Groups\n\n{groups_md}\n\n"
+        + (f"## Fairness\n\n{fair_md}\n\n" if fair_md else "")
+        + f"## Time\n\n{timing}\n\n"
         "Plots are in `report.html`; every number is in `results.json`, per-user values in "
         "`per_user.parquet`.\n"
     )
@@ -267,6 +273,14 @@ def write_report(bench: BenchmarkResult, out_dir: Path) -> dict[str, Path]:
     for block in groups_md.split("### ")[1:]:
         title, tbl = block.split("\n", 1)
         body += [f"<h3>{html.escape(title)}</h3>", _md_to_html_table(tbl)]
+    if fair_md:
+        body.append("<h2>Fairness</h2>")
+        for block in fair_md.split("### ")[1:]:
+            title, rest = block.split("\n", 1)
+            tbl, _, note = rest.strip().partition("\n\n")
+            body += [f"<h3>{html.escape(title)}</h3>", _md_to_html_table(tbl)]
+            if note:
+                body.append(f"<p class='meta'>{html.escape(note)}</p>")
     body += ["<h2>Time</h2>", _md_to_html_table(timing)]
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(bench.title())}</title>"

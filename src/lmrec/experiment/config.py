@@ -220,6 +220,22 @@ class EvalConfig(_Section):
     metric: str = "NDCG@10"
     #: Saved model folders to evaluate beside ``models`` (fitted on this dataset's protocol).
     model_dirs: tuple[Path, ...] = ()
+    #: User attributes to break the main metric down by (``"gender,age"``; ``age:6`` sets a numeric
+    #: attribute's bucket count): the report's fairness section.
+    by: tuple[str, ...] = ()
+    #: Item groups for exposure shares and the per-group cap: ``categories``, an item attribute key
+    #: (``brand``), ``auto`` (categories when items have any; the default when ``by`` is set) or ``none``.
+    item_groups: str | None = None
+    #: Exposure re-ranking of every list before it is scored (1 and 0: off): no item group above this share
+    #: of a list, and at least this share of long-tail items (:mod:`lmrec.data.exposure`).
+    max_group_share: float = Field(1.0, gt=0.0, le=1.0)
+    min_tail_share: float = Field(0.0, ge=0.0, le=1.0)
+
+    @field_validator("by", mode="before")
+    @classmethod
+    def _by(cls, v: Any) -> tuple[str, ...]:
+        items = v.split(",") if isinstance(v, str) else list(v or [])
+        return tuple(s.strip() for s in items if str(s).strip())
 
     @field_validator("ks", mode="before")
     @classmethod

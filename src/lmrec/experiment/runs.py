@@ -20,6 +20,7 @@ import numpy as np
 
 from lmrec.config import resolve_device
 from lmrec.data.dataset import Dataset, text_coverage_line
+from lmrec.data.exposure import ExposurePolicy
 from lmrec.data.loaders import load_dataset
 from lmrec.data.splits import make_split, split_settings
 from lmrec.evaluation import evaluate as evaluate_model
@@ -170,6 +171,8 @@ def train(
             summary.update(
                 best_epoch=result.best_epoch, valid_ndcg10=result.best_metric, epochs_run=result.epochs_run
             )
+            if getattr(result, "privacy", None):
+                summary["privacy"] = result.privacy
         blend = getattr(rec, "search_", None)
         if blend:  # auto: its components, weights, validation scores and ablation
             summary["blend"] = {"weights": getattr(rec, "weights_", {}), **blend}
@@ -308,6 +311,9 @@ def evaluate(cfg: ExperimentConfig, *, command: str | None = None, progress: boo
             tune=_grids(cfg, specs),
             main_metric=cfg.eval.metric,
             command=command,
+            by=cfg.eval.by,
+            item_groups=cfg.eval.item_groups,
+            exposure=ExposurePolicy(cfg.eval.max_group_share, cfg.eval.min_tail_share),
         )
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pydantic
 
 from lmrec.data.dataset import Dataset
+from lmrec.data.exposure import ExposurePolicy, ItemGroups, rerank_rows, tail_items
 from lmrec.data.idmap import IdMap, UnknownIdError
 from lmrec.data.ragged import Ragged
 from lmrec.data.ranking import NEG_INF, mask_items, top_unseen, topk  # noqa: F401  (topk: models API)
@@ -431,8 +432,12 @@ class Recommender(CatalogueUpdates, ABC):
         candidates: np.ndarray | None = None,
         item_mask: np.ndarray | None = None,
         batch_size: int | None = None,
+        exposure: ExposurePolicy | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` item indices and scores per row, in index space (the evaluation path).
+
+        ``exposure`` re-ranks each row's top ``exposure.pool × k`` with :func:`lmrec.data.exposure.rerank`
+        (groups: the items' categories; long tail: by training popularity; see :meth:`exposure_groups`).
 
         ``exclude`` adds per-row items to drop; ``candidates`` restricts ranking to these indices (shared by
         all rows); ``item_mask`` (``(n_items + 1,)`` bool) keeps only allowed items. Rows with no history and
@@ -448,6 +453,13 @@ class Recommender(CatalogueUpdates, ABC):
         if len(users_arr) != n_rows:
             raise ValueError(f"{len(users_arr)} users for {n_rows} histories")
         batch_size = batch_size or default_batch_size(self.n_items + 1)
+        if exposure is not None and exposure.active:
+            groups, tail = self.exposure_groups()
+            idx, sc = self.recommend_indices(histories, users_arr, exposure.candidates(k),
+                                             exclude_seen=exclude_seen, exclude=exclude,
+                                             candidates=candidates, item_mask=item_mask,
+                                             batch_size=batch_size)
+            return rerank_rows(idx, sc, k, exposure, groups, tail)
         out_idx = np.zeros((n_rows, k), dtype=np.int64)
         out_score = np.full((n_rows, k), NEG_INF, dtype=np.float32)
         if candidates is not None:
@@ -467,6 +479,20 @@ class Recommender(CatalogueUpdates, ABC):
             out_idx[rows], out_score[rows] = idx, sc
         out_idx[~np.isfinite(out_score)] = PAD
         return out_idx, out_score
+
+    def exposure_groups(self) -> tuple[ItemGroups, np.ndarray]:
+        """The item groups (categories) and long-tail flags (by training popularity) the exposure re-ranking
+        uses, rebuilt when the catalogue or its categories change."""
+        self._check_fitted()
+        assert self.item_categories_ is not None and self.popularity_ is not None
+        key = (id(self.item_categories_), len(self.item_categories_), id(self.popularity_))
+        cached = getattr(self, "_exposure_cache", None)
+        if cached is None or cached[0] != key:
+            pop = np.zeros(len(self.item_categories_), dtype=np.float64)
+            pop[: len(self.popularity_)] = self.popularity_[: len(pop)]
+            cached = (key, ItemGroups.from_lists(self.item_categories_), tail_items(pop))
+            self._exposure_cache = cached
+        return cached[1], cached[2]
 
     def _scores_with_fallback(self, histories: Ragged, users: np.ndarray) -> np.ndarray:
         """``score`` for every row, with popularity for rows that have nothing to go on.
@@ -499,6 +525,7 @@ class Recommender(CatalogueUpdates, ABC):
         exclude_categories: Sequence[str] | None = None,
         batch_size: int | None = None,
         unknown: str = "error",
+        exposure: ExposurePolicy | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` raw item ids and scores for raw user ids and/or raw histories.
 
@@ -549,6 +576,7 @@ class Recommender(CatalogueUpdates, ABC):
             candidates=cand,
             item_mask=mask,
             batch_size=batch_size,
+            exposure=exposure,
         )
         ids = self.item_map.raws(idx)
         if single:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmrec.data.exposure import ExposurePolicy
 from lmrec.models.base import Recommender, UnknownUserError, check_unknown_policy
 
 FORMATS = ("parquet", "csv", "tsv")
@@ -54,6 +55,7 @@ def write_recommendations(
     on_progress: Callable[[int], None] | None = None,
     unknown: str = "error",
     shard: tuple[int, int] | None = None,
+    exposure: ExposurePolicy | None = None,
 ) -> int:
     """Top-``k`` items for each user, best first, written as they are computed.
 
@@ -69,7 +71,8 @@ written, or get the popularity fallback with ``unknown="popular"`` (see
     all (written under a temporary name, then renamed). Returns the number of users written.
 
     ``histories`` (raw item ids per user, aligned with ``users``) replaces the model's training histories:
-    the events to score from and, with ``exclude_seen``, the items left out.
+    the events to score from and, with ``exclude_seen``, the items left out. ``exposure`` re-ranks every
+    list (a cap per category, a long-tail minimum: :mod:`lmrec.data.exposure`), as the service does.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -112,7 +115,7 @@ written, or get the popularity fallback with ``unknown="popular"`` (see
                 chunk = all_users[start : start + batch_size]
                 hist = None if histories is None else histories[start : start + batch_size]
                 ids, scores = model.recommend(chunk, k=k, exclude_seen=exclude_seen, histories=hist,
-                                               unknown=unknown)
+                                               unknown=unknown, exposure=exposure)
                 if kind == "tsv":
                     lines = [
                         f"{u}\t{' '.join(i for i in row if i)}\n" for u, row in zip(chunk, ids, strict=True)

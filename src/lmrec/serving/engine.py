@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from lmrec.data.exposure import ExposurePolicy, rerank
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models.base import MODEL_FILE, NEG_INF, load_model, topk
@@ -116,6 +117,13 @@ class RecRequest:
     #: A user the service does not know: ``error`` (404, the default) or ``popular`` (the most popular items,
     #: marked ``fallback="unknown-user"``); the policy of :data:`lmrec.models.base.UNKNOWN_USER_POLICIES`.
     unknown: str = "error"
+    #: Exposure re-ranking (:mod:`lmrec.data.exposure`): no category above this share of the list, at least
+    #: this share of long-tail items; 1 and 0 are off.
+    max_group_share: float = 1.0
+    min_tail_share: float = 0.0
+
+    def exposure(self) -> ExposurePolicy:
+        return ExposurePolicy(self.max_group_share, self.min_tail_share)
 
 
 def model_concurrency(settings: ServingSettings) -> int:
@@ -271,7 +279,9 @@ class Engine:
             neg = model.item_map.indices(sorted(state.negatives), strict=False)
             neg = neg[neg > 0]
             mask = b.category_mask(req.categories, req.exclude_categories)
+            policy = req.exposure()
             n_fetch = req.k if req.diversity <= 0 else max(3 * req.k, req.k + 20)
+            n_fetch = max(n_fetch, policy.candidates(req.k))
             profile_match = None
             with self._model_gate:  # CPU-bound: at most one request per core scores at a time
                 if not len(hist) and not uidx and state.profile and b.text_index is not None and self.encoder:
@@ -286,10 +296,17 @@ class Engine:
             if req.diversity > 0 and len(idx) > req.k:
                 vecs = self._diversity_vectors(b, idx)
                 if vecs is not None:
-                    order = mmr(sc, vecs, req.k, req.diversity)
+                    # with exposure rules too, MMR orders every candidate and the rules pick from that order
+                    order = mmr(sc, vecs, len(idx) if policy.active else req.k, req.diversity)
                     idx, sc = idx[order], sc[order]
                     if profile_match is not None:
                         profile_match = profile_match[order]
+            if policy.active and len(idx) > 0:
+                groups, tail = model.exposure_groups()
+                order = rerank(idx, req.k, policy, groups, tail)
+                idx, sc = idx[order], sc[order]
+                if profile_match is not None:
+                    profile_match = profile_match[order]
             idx, sc = idx[: req.k], sc[: req.k]
             if profile_match is not None:
                 profile_match = profile_match[: req.k]

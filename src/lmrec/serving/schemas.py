@@ -82,6 +82,12 @@ class SessionRequest(_Body):
     exclude_categories: list[str] = Field(default_factory=list, max_length=50)
     diversity: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False,
                                     description="MMR weight; default from settings.")
+    max_group_share: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
+                                          description="No category above this share of the list (1 = off); "
+                                                      "default from settings.")
+    min_tail_share: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False,
+                                         description="At least this share of long-tail items (0 = off); "
+                                                     "default from settings.")
     explain: bool = False
 
 

@@ -56,6 +56,11 @@ class ServingSettings(BaseSettings):
     hnsw_m: int = Field(32, ge=4, description="HNSW graph degree.")
     hnsw_ef_search: int = Field(128, ge=8, description="HNSW search breadth (recall vs speed).")
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="Default MMR diversity weight (0 = off).")
+    max_group_share: float = Field(
+        1.0, gt=0.0, le=1.0, description="Default exposure cap: no category above this share of a list "
+                                         "(1 = off; lmrec.data.exposure).")
+    min_tail_share: float = Field(
+        0.0, ge=0.0, le=1.0, description="Default minimum share of long-tail items in a list (0 = off).")
     key_cache_seconds: float = Field(2.0, ge=0.0,
                                      description="How long a verified API key is trusted in memory.")
     backup_dir: Path | None = Field(

@@ -41,6 +41,7 @@ from lmrec.training.distributed import (
     init_distributed,
     process_device,
 )
+from lmrec.training.privacy import PrivateSteps
 from lmrec.training.threads import ThreadGovernor
 
 #: The learning-rate schedules (:class:`TrainConfig` ``schedule``).
@@ -115,6 +116,16 @@ class TrainConfig:
         validated, and the best weights so far are kept. The learning-rate schedule still spans ``epochs``,
         so a budgeted run is a shortened run, not a compressed one (with ``schedule="plateau"`` it is the same
         run, cut where the budget ran out); ``TrainResult.stop_reason`` says which limit ended it.
+    dp_epsilon:
+        Train with differential privacy (DP-SGD, :mod:`lmrec.training.privacy`) to this target ε; 0 is off.
+        Needs Opacus (``pip install 'lmrec[dp]'``).
+    dp_delta:
+        The δ of the guarantee; 0 (default) is ``1 / (10 · n)`` for ``n`` privacy units (users).
+    dp_max_grad_norm:
+        Each unit's gradient is clipped to this L2 norm before noise is added.
+    dp_accountant:
+        ``"rdp"`` (Rényi DP, Mironov 2017) or ``"prv"`` (privacy random variables, Gopi et al. 2021): how ε is
+        computed from the noise, the sampling rate and the steps.
     """
 
     epochs: int = 200
@@ -139,6 +150,10 @@ class TrainConfig:
     progress: bool = True
     bucket_by_length: bool = True
     time_budget: float = 0.0
+    dp_epsilon: float = 0.0
+    dp_delta: float = 0.0
+    dp_max_grad_norm: float = 1.0
+    dp_accountant: str = "rdp"
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -170,6 +185,9 @@ class TrainResult:
     #: whose validation it was reduced (``schedule="plateau"``).
     lrs: list[float] = field(default_factory=list)
     lr_drops: list[int] = field(default_factory=list)
+    #: Differentially private training (:class:`lmrec.training.privacy.PrivacyReport` as a dict): ε spent
+    #: at δ, the noise, the clipping, the sampling rate, the steps and what one unit is; empty without DP.
+    privacy: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -353,9 +371,15 @@ class Trainer:
         self.trim_key = trim_key
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, rows: dict[str, np.ndarray]) -> TrainResult:
-        """Train on ``rows`` (arrays sharing their first dimension; one row = one training example)."""
+    def fit(self, rows: dict[str, np.ndarray], units: np.ndarray | None = None) -> TrainResult:
+        """Train on ``rows`` (arrays sharing their first dimension; one row = one training example).
+
+        ``units`` (one id per row) says whose each row is, for differential privacy (``cfg.dp_epsilon``): the
+        guarantee covers each unit's rows together (a user's windows); by default each row is its own unit.
+        """
         cfg, ctx = self.cfg, self.ctx
+        if cfg.dp_epsilon > 0:
+            return self._fit_private(rows, units)
         n = len(next(iter(rows.values())))
         if n == 0:
             raise ValueError("no training rows: every user has fewer than two training events")
@@ -469,6 +493,78 @@ class Trainer:
         result.threads = {str(k): v for k, v in self.threads.steps.items() if v}
         torch.set_num_threads(self.threads.best)
         barrier(ctx)
+        return result
+
+    def _fit_private(self, rows: dict[str, np.ndarray], units: np.ndarray | None) -> TrainResult:
+        """DP-SGD: Poisson-sampled units, per-unit clipped gradients plus Gaussian noise, an accountant.
+
+        No early stopping and no choice of the best epoch on validation (that choice would read private data
+        outside the accounting): the model is the one after the last step, and validations run only to be
+        shown. The learning-rate schedule and AdamW are as without DP (post-processing of noisy gradients).
+        """
+        cfg, ctx = self.cfg, self.ctx
+        if ctx.enabled:
+            raise ValueError("differentially private training runs in one process (no torchrun)")
+        if cfg.resume:
+            raise ValueError("differentially private training cannot resume (the accountant starts anew)")
+        n = len(next(iter(rows.values())))
+        if n == 0:
+            raise ValueError("no training rows: every user has fewer than two training events")
+        private = PrivateSteps(self.module, cfg, n, units)
+        opt = torch.optim.AdamW(_param_groups(self.module, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
+        total = private.steps_per_epoch * cfg.epochs
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, cfg.warmup_frac,
+                                                                     cfg.min_lr_ratio))
+        dp_opt = private.optimizer(opt)
+        result = TrainResult(world_size=1)
+        torch.manual_seed(cfg.seed * 1000)
+        t0 = time.perf_counter()
+        bar = _Bar(cfg.progress, cfg.epochs, private.steps_per_epoch, 0)
+        try:
+            for epoch in range(cfg.epochs):
+                self.module.train()
+                loss_sum, count_sum = 0.0, 0.0
+                for idx, unit_of_row in private.batches(epoch):
+                    batch = {k: torch.from_numpy(v).to(self.device) for k, v in self._take(rows, idx).items()}
+                    self.threads.before_step()
+                    t_step = time.perf_counter()
+                    loss, cnt = private.step(batch, unit_of_row, dp_opt)
+                    self.threads.after_step(time.perf_counter() - t_step, float(max(1, len(idx))))
+                    sched.step()
+                    loss_sum += loss
+                    count_sum += cnt
+                    bar.step(loss / max(1.0, cnt))
+                    if cfg.time_budget > 0 and time.perf_counter() - t0 >= cfg.time_budget:
+                        break
+                mean_loss = loss_sum / max(1.0, count_sum)
+                result.losses.append(mean_loss)
+                result.epochs_run = epoch + 1
+                out_of_time = cfg.time_budget > 0 and time.perf_counter() - t0 >= cfg.time_budget
+                due = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs or out_of_time
+                metrics = None
+                if self.evaluate is not None and due:
+                    torch.set_num_threads(self.threads.best)
+                    metrics = self._validate()
+                    metrics["epoch"] = float(epoch + 1)
+                    result.metrics.append(metrics)
+                    if metrics[self.metric] > result.best_metric:
+                        result.best_metric, result.best_epoch = metrics[self.metric], epoch + 1
+                bar.epoch_done(mean_loss, metrics, self.metric, result.best_metric, self.threads.best)
+                if out_of_time:
+                    result.stopped_early, result.stop_reason = True, "time budget"
+                    break
+            else:
+                result.stop_reason = "epochs"
+        finally:
+            bar.close()
+        # the released weights are the last ones: report their epoch, not the best validation's
+        result.best_epoch = result.epochs_run
+        if result.metrics:
+            result.best_metric = result.metrics[-1][self.metric]
+        result.seconds = time.perf_counter() - t0
+        result.threads = {str(k): v for k, v in self.threads.steps.items() if v}
+        result.privacy = private.report().to_dict()
+        torch.set_num_threads(self.threads.best)
         return result
 
     def _group_validation(self, metrics: dict[str, float], epoch: int, best: dict[str, float],

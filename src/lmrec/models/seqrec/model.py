@@ -30,8 +30,8 @@ from lmrec.data.ranking import full_ranking_metrics
 from lmrec.data.schema import PAD
 from lmrec.models.base import Recommender, register, scores_for_items
 from lmrec.models.capabilities import ColdStartItems, UserEmbeddings
-from lmrec.models.seqrec.network import NetworkConfig, SeqRecNetwork
-from lmrec.models.seqrec.rows import WINDOWS, sequence_rows, side_inputs_for
+from lmrec.models.seqrec.network import CausalSelfAttention, NetworkConfig, SeqRecNetwork
+from lmrec.models.seqrec.rows import WINDOWS, sequence_rows, side_inputs_for, window_bounds
 from lmrec.training.losses import (
     LOSSES,
     bce_one_negative,
@@ -39,6 +39,7 @@ from lmrec.training.losses import (
     popularity_proposal,
     sampled_softmax_logq,
 )
+from lmrec.training.privacy import require_opacus
 from lmrec.training.trainer import TrainConfig, Trainer, TrainResult, seed_everything
 
 WEIGHTS_FILE = "seqrec.pt"
@@ -128,6 +129,11 @@ class SeqRecConfig:
     progress: bool = TrainConfig.progress
     bucket_by_length: bool = TrainConfig.bucket_by_length
     time_budget: float = TrainConfig.time_budget  # seconds of training (0: none); lmrec train --time-budget
+    # --- differential privacy (DP-SGD through Opacus, per user: docs/seqrec.md, "Differential privacy")
+    dp_epsilon: float = TrainConfig.dp_epsilon  # target ε (0: off); needs pip install 'lmrec[dp]'
+    dp_delta: float = TrainConfig.dp_delta  # δ (0: 1 / (10 · users with training rows))
+    dp_max_grad_norm: float = TrainConfig.dp_max_grad_norm  # each user's gradient is clipped to this norm
+    dp_accountant: str = TrainConfig.dp_accountant  # rdp | prv
     eval_batch: int = 512
 
     def __post_init__(self) -> None:
@@ -140,6 +146,19 @@ class SeqRecConfig:
         if self.max_len_cap < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("max_len_cap, epochs and batch_size must be positive")
         self.train_config()  # the trainer's own checks (schedule, plateau settings)
+        if self.dp_epsilon < 0:
+            raise ValueError(f"dp_epsilon must be >= 0 (0: no differential privacy), got {self.dp_epsilon}")
+        if self.dp_epsilon > 0:
+            # Only what the DP-SGD steps compute is covered: settings reading the data otherwise are refused.
+            refused = {
+                "item_repr": (self.item_repr, "id", "text/fused gate and whiten on training item counts"),
+                "pop_prior": (self.pop_prior, "none", "the prior is computed from training item counts"),
+                "loss": (self.loss, "ce", "sampled/bce negatives are drawn by training popularity"),
+                "encoder": (self.encoder, "transformer", "per-sample gradients are implemented for it"),
+            }
+            for key, (value, need, why) in refused.items():
+                if value != need:
+                    raise ValueError(f"dp_epsilon > 0 needs {key}={need!r}, not {value!r} ({why})")
 
     def train_config(self) -> TrainConfig:
         names = {f.name for f in fields(TrainConfig)}
@@ -219,12 +238,31 @@ class NextItemLoss(nn.Module):
             self.register_buffer("proposal", popularity_proposal(counts, alpha), persistent=False)
         if loss == "bce":
             self.register_buffer("candidates", torch.nonzero(counts > 0).flatten(), persistent=False)
+        #: Compute the loss without data-dependent shapes (every position, padding weighted 0), so that
+        #: ``torch.func.vmap`` can take per-row gradients (differential privacy); full softmax only.
+        self.dense = False
+
+    def _dense_ce(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Summed full-softmax cross-entropy over the real targets of ``(B, T, d)`` states, padding masked by
+        weight rather than by indexing."""
+        mask = targets != PAD
+        raw = h @ self.network.item_table().T  # (B, T, n_items + 1)
+        beta = self.network.prior_weights(h)
+        if beta is not None:
+            raw = raw + beta.unsqueeze(-1) * self.network.log_popularity()
+        target_logit = raw.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # finite, even for padding
+        lse = torch.logsumexp(raw.masked_fill(~self.allowed, float("-inf")).float(), dim=-1)
+        return torch.where(mask, lse - target_logit.float(), torch.zeros_like(lse)).sum()
 
     def forward(self, items: torch.Tensor, types: torch.Tensor | None = None,
                 gaps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = items[:, :-1], items[:, 1:]  # (B, T) each
         h = self.network(inputs, None if types is None else types[:, :-1],
                          None if gaps is None else gaps[:, :-1])  # (B, T, d)
+        if self.dense:
+            if self.loss != "ce":
+                raise ValueError(f"per-sample gradients need the full softmax (loss='ce'), not {self.loss!r}")
+            return self._dense_ce(h, targets), (targets != PAD).sum()
         mask = targets != PAD  # (B, T): left padding, so a real target always has a real input
         h, y = h[mask], targets[mask]  # (N, d), (N,)
         enc = self.network.item_encoder
@@ -274,9 +312,14 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, dataset: Dataset, valid: Any = None) -> None:
+        private = self.config.dp_epsilon > 0
+        if private:
+            require_opacus()
         if self.config.max_len == "auto":
-            self.config = replace(self.config, max_len=auto_max_len(dataset.sequences.lengths,
-                                                                    self.config.max_len_cap))
+            # under DP the window is the cap: a percentile of the users' history lengths would read the data
+            # outside the private steps
+            self.config = replace(self.config, max_len=self.config.max_len_cap if private else
+                                  auto_max_len(dataset.sequences.lengths, self.config.max_len_cap))
         if self.config.loss == "auto":
             self.config = replace(self.config, loss=auto_loss(dataset.n_items, self.config.batch_size,
                                                               int(self.config.max_len),
@@ -286,7 +329,13 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
         text = self.item_vectors_ if cfg.item_repr != "id" else None
         net_cfg = cfg.network_config(dataset.n_items, 0 if text is None else text.shape[1],
                                      len(dataset.event_types))
-        network = SeqRecNetwork(net_cfg, text, dataset.item_popularity)
+        counts = dataset.item_popularity
+        if private:
+            # no item counts in the network (they are statistics of the private data): every catalogue item
+            # is a softmax alternative and is scored by its learned vector
+            counts = np.ones_like(counts)
+            counts[PAD] = 0
+        network = SeqRecNetwork(net_cfg, text, counts)
         if cfg.id_init_from_text and cfg.item_repr == "fused":
             network.item_encoder.init_ids_from_text()
         self.network_ = network
@@ -295,12 +344,25 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
         rows = sequence_rows(dataset, cfg.max_len, with_types=cfg.use_types, gap_buckets=cfg.gap_buckets,
                              windows=cfg.windows)
         loss_module = NextItemLoss(network, cfg.loss, cfg.n_negatives, cfg.sampling_alpha)
+        units = None
+        if private:
+            loss_module.dense = True  # per-user gradients through vmap need shapes that do not depend on data
+            for m in network.modules():
+                if isinstance(m, CausalSelfAttention):
+                    m.explicit = True
+            units, _ = window_bounds(dataset.sequences.lengths, cfg.max_len, cfg.windows)  # user of each row
         evaluate = None
         if valid is not None and len(valid) > 0:
             evaluate = self._validator(valid)
         trainer = Trainer(loss_module, cfg.train_config(), evaluate, metric="ndcg@10",
                           meta=self._checkpoint_meta(net_cfg), trim_key="items")
-        self.train_result_ = trainer.fit(rows)
+        self.train_result_ = trainer.fit(rows, units)
+        if private:
+            self.train_result_.privacy["unit"] = "user"
+            loss_module.dense = False
+            for m in network.modules():
+                if isinstance(m, CausalSelfAttention):
+                    m.explicit = False
         network.to("cpu").eval()
 
     def _validator(self, valid: Any):  # -> Callable[[nn.Module], dict[str, float]]

@@ -419,13 +419,20 @@ class CausalSelfAttention(nn.Module):
         # No dropout on the attention probabilities: on CPU it costs a (B, heads, T, T) random mask per layer
         # for little gain over the residual and embedding dropout.
         self.resid_drop = nn.Dropout(cfg.dropout)
+        #: Attention written out (softmax of masked q·k) instead of the fused kernel: the same function, but
+        #: one that ``torch.func.vmap`` batches (per-sample gradients for differential privacy).
+        self.explicit = False
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) → (B, heads, T, C / heads)
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, T, C / heads)
+        if self.explicit:
+            att = (q @ k.transpose(-2, -1)) * (C // self.n_heads) ** -0.5  # (B, heads, T, T)
+            y = att.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, T, C / heads)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_drop(self.out(y))
 

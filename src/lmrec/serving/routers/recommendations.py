@@ -27,12 +27,20 @@ def user_recommendations(
                                 Query(description="Drop items in these categories.")] = None,
     diversity: Annotated[float | None, Query(ge=0.0, le=1.0, description="MMR diversity weight.")] = None,
     explain: Annotated[bool, Query(description="Say why each item was recommended.")] = False,
+    max_group_share: Annotated[float | None, Query(
+        gt=0.0, le=1.0, description="Exposure cap: no category above this share of the list (1 = off).",
+    )] = None,
+    min_tail_share: Annotated[float | None, Query(
+        ge=0.0, le=1.0, description="At least this share of long-tail items in the list (0 = off).",
+    )] = None,
     unknown: Annotated[Literal["error", "popular"], Query(
         description="A user the service does not know: 'error' (404) or 'popular' (the most popular items, "
                     "marked fallback='unknown-user').")] = "error",
 ) -> RecommendationsOut:
     req = RecRequest(k, exclude_seen, tuple(category or ()), tuple(exclude_category or ()),
-                     settings.diversity if diversity is None else diversity, explain, unknown)
+                     settings.diversity if diversity is None else diversity, explain, unknown,
+                     settings.max_group_share if max_group_share is None else max_group_share,
+                     settings.min_tail_share if min_tail_share is None else min_tail_share)
     return RecommendationsOut.of(engine.user_recommendations(user_key(user_id), req), user_id)
 
 
@@ -41,5 +49,9 @@ def user_recommendations(
 def session_recommendations(body: SessionRequest, engine: EngineDep, settings: SettingsDep,
                             _: ReadAccess) -> RecommendationsOut:
     req = RecRequest(body.k, body.exclude_seen, tuple(body.categories), tuple(body.exclude_categories),
-                     settings.diversity if body.diversity is None else body.diversity, body.explain)
+                     settings.diversity if body.diversity is None else body.diversity, body.explain,
+                     max_group_share=(settings.max_group_share if body.max_group_share is None
+                                      else body.max_group_share),
+                     min_tail_share=(settings.min_tail_share if body.min_tail_share is None
+                                     else body.min_tail_share))
     return RecommendationsOut.of(engine.session_recommendations(body.items, body.profile, req))
