@@ -47,8 +47,7 @@ def main() -> None:
     from lmrec.data.ragged import window_bounds
     from lmrec.data.ranking import full_ranking_metrics
     from lmrec.data.splits import leave_one_out
-    from lmrec.models import create_model
-    from lmrec.models import load_model
+    from lmrec.models import create_model, load_model
     from lmrec.models.seqrec.inference import export_forms, quantized, use_runtime
 
     torch.set_num_threads(args.threads)

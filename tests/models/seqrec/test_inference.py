@@ -185,7 +185,8 @@ def test_auto_serves_its_seqrec_component_compressed(tmp_path: Path) -> None:
     """An ``auto`` folder's SeqRec component (``components/seqrec``) gets the forms; the blend scores through
     them."""
     split = leave_one_out(cyclic_dataset())
-    auto = create_model("auto", components="seqrec", text="off", seqrec=dict(FAST)).fit(split.train, split.valid)
+    auto = create_model("auto", components="seqrec", text="off", seqrec=dict(FAST))
+    auto.fit(split.train, split.valid)
     folder = auto.save(tmp_path / "auto")
     export_folder(folder, ["int8"])
     assert (folder / "components" / "seqrec" / INT8_FILE).is_file()
