@@ -259,7 +259,8 @@ def load_runtime(model: SeqRec, folder: str | Path, runtime: str) -> Int8Runtime
     body = int8_body(net)
     # Quantised GRU/LSTM weights are packed in torchbind objects (torch.ScriptObject), which weights-only
     # loading rebuilds through torch's own registered classes only; nothing else is unpickled.
-    with torch.serialization.safe_globals([torch.ScriptObject]):
+    with torch.serialization.safe_globals([torch.ScriptObject]), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's own note on TypedStorage inside packed params
         state = torch.load(folder / FORM_FILES["int8"], map_location="cpu", weights_only=True)
     body.load_state_dict(state)
     return Int8Runtime(body)
