@@ -209,3 +209,17 @@ def test_use_runtime_defaults_to_the_folder(model_and_data, folder: Path) -> Non
     assert read_serving(folder)["runtime"] == "torch"
     assert use_runtime(fresh, folder).runtime == "torch"
     assert use_runtime(fresh, folder, "int8").runtime == "int8"
+
+
+@needs_onnx
+def test_side_inputs_go_through_every_runtime(tmp_path: Path) -> None:
+    """Time-gap (and event-type) inputs are embedded by the float network, so compressed forms cover them."""
+    split = leave_one_out(cyclic_dataset())
+    m = create_model("seqrec", **FAST, gap_buckets=8, use_types=True).fit(split.train, split.valid)
+    h, users = split.test.history, split.test.users
+    full = m.score(h, users)
+    folder = m.save(tmp_path / "side")
+    export_forms(m, folder, ["int8", "onnx"])
+    onnx = load_for_serving(folder, "onnx")
+    np.testing.assert_allclose(onnx.score(h, users)[:, 1:], full[:, 1:], atol=ONNX_ATOL)
+    _assert_int8_close(load_for_serving(folder, "int8").score(h, users), full)
