@@ -196,12 +196,14 @@ def loadgen_main(argv: list[str]) -> None:
     url, rate, seconds, seed, users_file = argv
     users = json.loads(Path(users_file).read_text())
     rng = np.random.default_rng(int(seed))
-    chosen = rng.choice(users, size=int(float(rate) * float(seconds)))
+    # "all": every user once, in random order (the warm-up: every history in the server's memory)
+    n = len(users) if seconds == "all" else int(float(rate) * float(seconds))
+    chosen = rng.permutation(users) if seconds == "all" else rng.choice(users, size=n)
     paths = [f"/v1/users/{u}/recommendations?k=10" for u in chosen]
     print(json.dumps(asyncio.run(_drive(url, paths, float(rate)))))
 
 
-def http_latency(folder: Path, rate: float, seconds: float, warmup: float, seed: int) -> dict[str, dict]:
+def http_latency(folder: Path, rate: float, seconds: float, seed: int) -> dict[str, dict]:
     from serve_load import _free_port, _wait_ready
 
     from lmrec.data.loaders import load_dataset
@@ -225,8 +227,8 @@ def http_latency(folder: Path, rate: float, seconds: float, warmup: float, seed:
                 env=env, cwd=REPO)
             try:
                 _wait_ready(url, server)
-                for phase, secs in (("warmup", warmup), ("measure", seconds)):
-                    res = subprocess.run([sys.executable, __file__, "--_loadgen", url, str(rate), str(secs),
+                for phase, secs in (("warmup", "all"), ("measure", str(seconds))):
+                    res = subprocess.run([sys.executable, __file__, "--_loadgen", url, str(rate), secs,
                                           str(seed if phase == "measure" else seed + 1000), str(users_file)],
                                          capture_output=True, text=True, check=True)
                 out[rt] = json.loads(res.stdout.strip().splitlines()[-1])
@@ -267,7 +269,7 @@ def main() -> None:
     acc = accuracy(folder)
     lat = engine_latency(folder, args.requests, args.seed)
     print(json.dumps(lat), flush=True)
-    http = (http_latency(folder, args.http_rate, args.http_seconds, 5.0, args.seed)
+    http = (http_latency(folder, args.http_rate, args.http_seconds, args.seed)
             if args.http_seconds > 0 else {})
     wall = time.perf_counter() - wall0
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
@@ -311,7 +313,8 @@ def main() -> None:
         "three runtimes interleaved request by request; score: `model.score` alone on the same history "
         f"(the part the runtime changes; 1,683 scores). {args.threads} torch/onnxruntime thread(s)."
         + (" HTTP: `lmrec serve --runtime R` in its own process, user recommendations at "
-           f"{args.http_rate:.0f} requests/s for {args.http_seconds:.0f} s (after 5 s of warm-up) from a "
+           f"{args.http_rate:.0f} requests/s for {args.http_seconds:.0f} s (after a warm-up of one request "
+           "per user at that rate) from a "
            "second process, open loop, latency from the scheduled send time." if http else ""),
         "",
         "| runtime | NDCG@10 | HR@10 | top-10 overlap | size on disk | score p50 ms | score p99 ms | "

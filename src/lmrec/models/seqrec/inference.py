@@ -203,7 +203,7 @@ def export_forms(model: SeqRec, folder: str | Path, forms: list[str], runtime: s
     recorded: dict[str, Any] = dict(info.get("forms", {}))
     digest = body_digest(_network(model))
     for form in forms:
-        if form == "onnx" and not onnx_available():
+        if form == "onnx" and not (onnx_available() and importlib.util.find_spec("onnx") is not None):
             # the graph can be written without onnxruntime, but it could not be checked or served here
             raise ServingFormError("exporting to ONNX needs onnx and onnxruntime: pip install 'lmrec[onnx]'")
         write = export_int8 if form == "int8" else export_onnx
