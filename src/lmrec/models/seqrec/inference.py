@@ -207,7 +207,9 @@ def export_forms(model: SeqRec, folder: str | Path, forms: list[str], runtime: s
             # the graph can be written without onnxruntime, but it could not be checked or served here
             raise ServingFormError("exporting to ONNX needs onnx and onnxruntime: pip install 'lmrec[onnx]'")
         write = export_int8 if form == "int8" else export_onnx
-        write(model, folder / FORM_FILES[form])
+        tmp = folder / f".{FORM_FILES[form]}.tmp"
+        write(model, tmp)
+        os.replace(tmp, folder / FORM_FILES[form])  # a service loading the folder meanwhile sees old or new
         recorded[form] = {"file": FORM_FILES[form], "body_sha256": digest}
     chosen = runtime or (forms[-1] if forms else info.get("runtime", "torch"))
     if chosen != "torch" and chosen not in recorded:
