@@ -261,6 +261,7 @@ def main() -> None:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the serving processes started below
     torch.set_num_threads(args.threads)
     wall0 = time.perf_counter()
+    load_start = os.getloadavg()[0]
     folder, fit_seconds = trained_folder(args.model_dir, args.seed)
     t0 = time.perf_counter()
     export_forms(load_model(folder), folder, ["int8", "onnx"], runtime="torch")  # type: ignore[arg-type]
@@ -272,7 +273,7 @@ def main() -> None:
     http = (http_latency(folder, args.http_rate, args.http_seconds, args.seed)
             if args.http_seconds > 0 else {})
     wall = time.perf_counter() - wall0
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    load, load5, cores = os.getloadavg()[0], os.getloadavg()[1], os.cpu_count() or 1
 
     def change(rt: str, key: str) -> str:
         base = acc["torch"][key]
@@ -322,9 +323,10 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|" + http_rule,
         *rows,
         "",
-        f"Wall time {wall / 60:.1f} min. 1-minute load average at the end: {load:.1f} on {cores} cores"
-        + (" (above the core count: other work competed, so latencies are upper bounds)." if load > cores
-           else "."),
+        f"Wall time {wall / 60:.1f} min. Load average on {cores} cores: 1-minute {load_start:.1f} at the start "
+        f"and {load:.1f} at the end, 5-minute {load5:.1f} at the end"
+        + (" (above the core count: other work competed, so the tails are upper bounds)."
+           if max(load_start, load, load5) > cores else "."),
     ])
     print(body)
     if not args.no_write:

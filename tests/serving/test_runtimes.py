@@ -59,6 +59,18 @@ def test_the_folder_forms_are_written_and_recorded(models_dir: Path) -> None:
     assert not (models_dir / "plain" / SERVING_FILE).exists()
 
 
+def test_export_switches_and_refuses(models_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "seq"
+    shutil.copytree(models_dir / "seq", folder)
+    out = runner.invoke(app, ["seqrec", "export", str(folder), "--runtime", "int8"])  # switch, no rewrite
+    assert out.exit_code == 0 and json.loads((folder / SERVING_FILE).read_text())["runtime"] == "int8"
+    out = runner.invoke(app, ["seqrec", "export", str(folder)])
+    assert out.exit_code == 1 and "nothing to do" in out.output
+    shutil.copytree(models_dir / "plain", tmp_path / "plain")
+    out = runner.invoke(app, ["seqrec", "export", str(tmp_path / "plain"), "--runtime", "onnx"])
+    assert out.exit_code == 1 and "has no onnx form" in " ".join(out.output.split())
+
+
 def test_service_answers_through_onnx_and_int8_like_float(start) -> None:
     fp32 = start(version="seq", runtime="torch", text=False)
     onnx = start(version="seq", text=False)  # the folder's serving.json: onnx
