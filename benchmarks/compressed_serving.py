@@ -295,8 +295,11 @@ def main() -> None:
                     f"{e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {e['mean_ms']:.2f}{http_cells} |")
     http_head = " HTTP p50 ms | HTTP p99 ms | HTTP errors |" if http else ""
     http_rule = "---|---|---|" if http else ""
+    tr = load_model(folder).train_result_  # type: ignore[attr-defined]
     trained = (f"trained here in {fit_seconds:.0f} s" if fit_seconds is not None
-               else f"reused from `{args.model_dir}`")
+               else f"trained by an earlier run of this command into `{args.model_dir}` and reused"
+               + (f" (training: {tr.seconds:.0f} s, {tr.epochs_run} epochs, best at epoch {tr.best_epoch}, "
+                  f"validation NDCG@10 {tr.best_metric:.4f})" if tr is not None else ""))
     body = "\n".join([
         "## Compressed SeqRec in serving (MovieLens-100K, leave-one-out)",
         "",
@@ -316,15 +319,16 @@ def main() -> None:
         + (" HTTP: `lmrec serve --runtime R` in its own process, user recommendations at "
            f"{args.http_rate:.0f} requests/s for {args.http_seconds:.0f} s (after a warm-up of one request "
            "per user at that rate) from a "
-           "second process, open loop, latency from the scheduled send time." if http else ""),
+           "second process, open loop, latency from the scheduled send time; the runtimes run one after the "
+           "other here, so a change of machine load shows in their tails." if http else ""),
         "",
         "| runtime | NDCG@10 | HR@10 | top-10 overlap | size on disk | score p50 ms | score p99 ms | "
         "engine p50 ms | engine p99 ms | engine mean ms |" + http_head,
         "|---|---|---|---|---|---|---|---|---|---|" + http_rule,
         *rows,
         "",
-        f"Wall time {wall / 60:.1f} min. Load average on {cores} cores: 1-minute {load_start:.1f} at the start "
-        f"and {load:.1f} at the end, 5-minute {load5:.1f} at the end"
+        f"Wall time {wall / 60:.1f} min. Load average on {cores} cores: 1-minute {load_start:.1f} at the "
+        f"start and {load:.1f} at the end, 5-minute {load5:.1f} at the end"
         + (" (above the core count: other work competed, so the tails are upper bounds)."
            if max(load_start, load, load5) > cores else "."),
     ])
