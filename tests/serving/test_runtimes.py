@@ -127,3 +127,12 @@ def test_a_hot_swap_to_a_folder_without_the_form_is_refused(start) -> None:
     assert r.status_code == 409 and "model.int8.pt" in r.json()["detail"]
     assert s.get("/v1/dashboard/stats").json()["model_version"] == "seq"  # still serving
     assert _recs(s, "u0")
+
+
+def test_a_hot_swap_takes_the_new_folder_runtime(start) -> None:
+    s = start(version="plain", text=False)
+    assert s.get("/v1/dashboard/stats").json()["runtimes"] == {"seqrec": "torch"}
+    before = _recs(s, "u1")
+    assert s.client.post("/v1/admin/models/seq/activate").status_code == 200
+    assert s.get("/v1/dashboard/stats").json()["runtimes"] == {"seqrec": "onnx"}
+    assert [i for i, _ in _recs(s, "u1")] == [i for i, _ in before]  # same weights, same answer
