@@ -47,8 +47,8 @@ def main() -> None:
     from lmrec.data.ragged import window_bounds
     from lmrec.data.ranking import full_ranking_metrics
     from lmrec.data.splits import leave_one_out
-    from lmrec.models import create_model
-    from lmrec.models.seqrec.inference import OnnxScorer, export_onnx, quantized
+    from lmrec.models import create_model, load_model
+    from lmrec.models.seqrec.inference import export_forms, quantized, use_runtime
 
     torch.set_num_threads(args.threads)
     ds, _ = load_dataset("movielens-100k")
@@ -83,9 +83,10 @@ def main() -> None:
         q50, q99 = _latency(lambda q=q, one=one: q.score(one), args.calls)
         q_ndcg = ndcg(lambda r, q=q: q.score(test.history.take(r)))
         with tempfile.TemporaryDirectory() as tmp:
-            scorer = OnnxScorer(export_onnx(m, Path(tmp) / "m.onnx"), max_len=max_len, threads=args.threads)
-            o50, o99 = _latency(lambda s=scorer, one=one: s.score(one), args.calls)
-            o_ndcg = ndcg(lambda r, s=scorer: s.score(test.history.take(r)))
+            export_forms(m, m.save(tmp), ["onnx"])
+            o = use_runtime(load_model(tmp), tmp, "onnx")  # type: ignore[arg-type]
+            o50, o99 = _latency(lambda o=o, one=one: o.score(one), args.calls)
+            o_ndcg = ndcg(lambda r, o=o: o.score(test.history.take(r)))
         n_windows = len(window_bounds(split.train.sequences.lengths, max_len, m.config.windows)[0])
         rows.append((max_len, n_windows, per_epoch, p50, p99, base, q50, q99, q_ndcg, o50, o99, o_ndcg))
         print(rows[-1], flush=True)

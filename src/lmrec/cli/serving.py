@@ -27,11 +27,15 @@ def serve(
     text_encoder: Annotated[str | None, typer.Option(
         help="'default', a model name/path, or 'none' (default: $LMREC_TEXT_ENCODER or 'default').")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    runtime: Annotated[str | None, typer.Option(
+        help="How SeqRec scores: torch, int8 or onnx (default: $LMREC_RUNTIME, else the model folder's "
+             "serving.json from `lmrec seqrec export`, else torch).")] = None,
 ) -> None:
     """Serve a trained model over HTTP: recommendations, similar items, events, items, erasure, dashboard.
 
     Other settings come from LMREC_* environment variables (see docs/serving.md). Open /dashboard or /docs.
     """
+    from lmrec.models.serving_forms import resolve_runtimes
     from lmrec.serving import ServingSettings
     from lmrec.serving import serve as run
 
@@ -43,10 +47,17 @@ def serve(
             overrides["models_dir"] = models_dir
         if text_encoder is not None:
             overrides["text_encoder"] = text_encoder
+        if runtime is not None:
+            overrides["runtime"] = runtime
         if not (model_dir / "model.json").exists():
             raise FileNotFoundError(f"{model_dir} is not a trained lmrec model folder (no model.json)")
+        settings = ServingSettings(**overrides)  # type: ignore[arg-type]
+        # checked before the server starts: a runtime the folder cannot give is an error now, not at a request
+        chosen = resolve_runtimes(model_dir, settings.runtime)
         _say_store(store, model_dir)
-        run(ServingSettings(**overrides), host=host, port=port, log_level=log_level)  # type: ignore[arg-type]
+        if chosen:
+            console.print("runtime: " + ", ".join(f"[bold]{p}[/] {r}" for p, r in chosen.items()))
+        run(settings, host=host, port=port, log_level=log_level)
 
 
 def _say_store(store: str, model_dir: Path) -> None:

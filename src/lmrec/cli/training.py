@@ -194,17 +194,29 @@ def train_seqrec(
 
 @seqrec_app.command("export")
 def export_seqrec(
-    model_dir: Annotated[Path, typer.Argument(help="A saved SeqRec folder.")],
-    onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
+    model_dir: Annotated[Path, typer.Argument(help="A saved SeqRec folder, or an auto folder with a SeqRec "
+                                                   "component.")],
+    int8: Annotated[bool, typer.Option("--int8", help="Write model.int8.pt (int8 encoder body).")] = False,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Write model.onnx (the encoder body for onnxruntime).")
+                    ] = False,
+    runtime: Annotated[str | None, typer.Option(
+        help="What `lmrec serve` uses for this folder: torch, int8 or onnx (default: the last form written; "
+             "alone, it only switches).")] = None,
 ) -> None:
-    """Export a saved SeqRec to ONNX (history → scores over the catalogue) for onnxruntime serving."""
-    from lmrec.models import load_model
-    from lmrec.models.seqrec.inference import export_onnx
+    """Write SeqRec's compressed forms into its model folder and choose the one `lmrec serve` uses.
+
+    Example: `lmrec seqrec export models/seqrec --int8 --onnx --runtime onnx`. The choice is recorded in the
+    folder's serving.json; `lmrec serve --runtime` (or LMREC_RUNTIME) overrides it.
+    """
+    from lmrec.models.serving_forms import export_folder
 
     with friendly_errors():
-        model = load_model(model_dir)
-        path = export_onnx(model, onnx)  # type: ignore[arg-type]
-        console.print(f"wrote [bold]{path}[/]")
+        forms = [f for f, on in (("int8", int8), ("onnx", onnx)) if on]
+        if not forms and runtime is None:
+            raise ValueError("nothing to do: give --int8, --onnx and/or --runtime")
+        for part, info in export_folder(model_dir, forms, runtime).items():
+            files = ", ".join(sorted(f["file"] for f in info["forms"].values())) or "none"
+            console.print(f"[bold]{part}[/]: forms {files}; serves with [bold]{info['runtime']}[/]")
 
 
 def register(app: typer.Typer) -> None:

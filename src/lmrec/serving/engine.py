@@ -22,9 +22,11 @@ import polars as pl
 from lmrec.data.exposure import ExposurePolicy, rerank
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
-from lmrec.models.base import MODEL_FILE, NEG_INF, load_model, topk
+from lmrec.models.base import MODEL_FILE, NEG_INF, topk
 from lmrec.models.capabilities import PredictionHeads
 from lmrec.models.erasure import forget_in_folder, forget_in_model, model_folders
+from lmrec.models.seqrec.inference import ServingFormError
+from lmrec.models.serving_forms import load_for_serving, runtimes_of
 from lmrec.privacy import user_tag
 from lmrec.serving import heads
 from lmrec.serving.bundle import (
@@ -191,8 +193,9 @@ class Engine:
         path = Path(settings.model_dir)
         if not (path / MODEL_FILE).exists():
             raise FileNotFoundError(f"{path} is not a trained lmrec model folder (no {MODEL_FILE})")
+        model = load_for_serving(path, settings.runtime)  # a runtime the folder cannot give fails here
         store = store if store is not None else Store(settings.store)
-        bundle = build_bundle(load_model(path), path.name, path, store.items(), encoder, settings, store)
+        bundle = build_bundle(model, path.name, path, store.items(), encoder, settings, store)
         return cls(settings, store, bundle, encoder, on_activate)
 
     @property
@@ -641,7 +644,10 @@ class Engine:
         if not (path / MODEL_FILE).is_file():
             raise NotFoundError(f"unknown model version {version!r}; available: {', '.join(self.versions())}")
         with self._swap_lock:
-            model = load_model(path)
+            try:
+                model = load_for_serving(path, self.settings.runtime)
+            except ServingFormError as exc:
+                raise CapabilityError(f"model version {version!r} cannot be served: {exc}") from None
             bundle = build_bundle(model, version, path, self.store.items(), self.encoder, self.settings,
                                   self.store)
             self._bundle = bundle  # atomic: requests already running finish on the old bundle
@@ -664,5 +670,6 @@ class Engine:
                 "behaviour": "vectors" if b.behaviour_index is not None else
                 ("co-occurrence" if b.cooc is not None else "none"),
                 "prediction_heads": heads.available_heads(b.model),
+                "runtimes": runtimes_of(b.model),
                 "events_committed": self.writer.committed,
                 "loaded_at": b.loaded_at, "started_at": self.started_at}

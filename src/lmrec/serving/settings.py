@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,10 @@ class ServingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LMREC_", extra="forbid")
 
     model_dir: Path | None = Field(None, description="The trained model folder to serve first.")
+    runtime: Literal["torch", "int8", "onnx"] | None = Field(
+        None, description="How SeqRec models (and auto's SeqRec components) score: 'torch' (float), 'int8' "
+                          "or 'onnx', for every model version served; default: each model folder's "
+                          "serving.json (written by `lmrec seqrec export`), else torch.")
     models_dir: Path | None = Field(
         None, description="Folder of model versions (one sub-folder each) for hot swaps; default: the parent "
                           "of model_dir.")

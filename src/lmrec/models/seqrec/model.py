@@ -18,7 +18,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -47,6 +47,18 @@ WEIGHTS_FILE = "seqrec.pt"
 UNTRAINED_SCORE = -1e9
 NETWORK_FILE = "network.json"
 TRAINING_FILE = "train_result.json"
+
+
+class BodyRuntime(Protocol):
+    """How the encoder body runs when scoring (:mod:`lmrec.models.seqrec.inference`: int8, ONNX).
+
+    ``last_state(x, valid)`` maps embedded inputs ``(B, T, d)`` and their padding mask ``(B, T)`` to the state
+    after the newest event ``(B, d)``, as ``network.sequence_encoder`` does in float.
+    """
+
+    name: str
+
+    def last_state(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -305,6 +317,8 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
         self.train_result_: TrainResult | None = None
         self._known: SideInfo | None = None  # training types and times, for side inputs of known users
         self._table: torch.Tensor | None = None  # cached item table for inference
+        #: The encoder body's runtime when scoring (``None``: the float network; see :meth:`set_runtime`).
+        self._runtime: BodyRuntime | None = None
 
     @property  # type: ignore[override]
     def needs_item_vectors(self) -> bool:
@@ -341,6 +355,7 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
         self.network_ = network
         self._known = SideInfo(dataset.sequences, dataset.type_sequences, dataset.timestamps)
         self._table = None
+        self._runtime = None  # a compressed form belongs to the weights it was made from
         rows = sequence_rows(dataset, cfg.max_len, with_types=cfg.use_types, gap_buckets=cfg.gap_buckets,
                              windows=cfg.windows)
         loss_module = NextItemLoss(network, cfg.loss, cfg.n_negatives, cfg.sampling_alpha)
@@ -410,7 +425,12 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
                                gap_buckets=cfg.gap_buckets)
         types = torch.as_tensor(side["types"], device=device) if "types" in side else None
         gaps = torch.as_tensor(side["gaps"], device=device) if "gaps" in side else None
-        return net(items, types, gaps)[:, -1]  # (rows, d): the state after the newest event
+        if self._runtime is None or net.training:
+            return net(items, types, gaps)[:, -1]  # (rows, d): the state after the newest event
+        # Inputs are embedded by the float network (so new items and side inputs work as in float); only the
+        # encoder body runs in the chosen runtime.
+        x = net.sequence_encoder.embed(items, types, gaps)
+        return self._runtime.last_state(x, items != PAD).to(device=device, dtype=x.dtype)
 
     def _scores_tensor(self, net: SeqRecNetwork, histories: Ragged, users: np.ndarray | None,
                        table: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -485,6 +505,17 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
                 out[rows] = self._hidden(net, histories.take(rows), u, device).float().cpu().numpy()
         out[histories.lengths == 0] = 0.0
         return out
+
+    @property
+    def runtime(self) -> str:
+        """The runtime of the encoder body when scoring: ``"torch"`` (float), ``"int8"`` or ``"onnx"``."""
+        return "torch" if self._runtime is None else self._runtime.name
+
+    def set_runtime(self, runtime: BodyRuntime | None) -> SeqRec:
+        """Score through ``runtime`` (built by :mod:`lmrec.models.seqrec.inference`); ``None``: the float
+        network. Everything else (item table, popularity prior, new items, masks) stays the float model's."""
+        self._runtime = runtime
+        return self
 
     def to(self, device: str | torch.device) -> SeqRec:
         """Move the network (for scoring) to ``device``."""

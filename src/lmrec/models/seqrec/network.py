@@ -535,21 +535,53 @@ class SequenceEncoder(nn.Module):
         gaps:
             ``(B, T)`` long gap buckets (:func:`gap_buckets`), or ``None``.
         """
-        x = self.embed(items, types, gaps)  # (B, T, d)
-        valid = items != PAD  # (B, T)
-        if self.rnn is not None:
-            # Padding comes first and its input is zero, so the recurrence starts (nearly) from rest.
-            h, _ = self.rnn(x)
-            return self.ln_f(h)
-        t = torch.arange(items.shape[1], device=items.device)
-        # Index comparisons rather than tril/eye, so the graph exports to ONNX with plain ops.
-        causal = t.unsqueeze(1) >= t.unsqueeze(0)  # (T, T) query × key
-        mask = causal.unsqueeze(0) & valid.unsqueeze(1)  # (B, T, T): never attend to a padded key
-        # A padded query would see no key at all (a NaN softmax): let every position attend to itself.
-        mask = (mask | (t.unsqueeze(1) == t.unsqueeze(0))).unsqueeze(1)  # (B, 1, T, T)
-        for block in self.blocks:
-            x = block(x, mask)
-        return self.ln_f(x)
+        blocks = None if self.rnn is not None else self.blocks
+        return encode_body(self.embed(items, types, gaps), items != PAD, blocks, self.rnn, self.ln_f)
+
+    def body(self) -> EncoderBody:
+        """The layers after the input embedding, sharing this encoder's modules (see :class:`EncoderBody`)."""
+        return EncoderBody(None if self.rnn is not None else self.blocks, self.rnn, self.ln_f)
+
+
+class EncoderBody(nn.Module):
+    """The part of :class:`SequenceEncoder` after the input embedding: Transformer blocks (or the RNN) and
+    the final layer norm, ``(x (B, T, d), valid (B, T) bool) → (B, T, d)``.
+
+    It is what the serving runtimes replace (:mod:`lmrec.models.seqrec.runtime`): int8 quantises its linear
+    layers, ONNX runs it as a graph. Item vectors, inputs and the output layer stay those of the float
+    network, so new items and the popularity prior work alike in every runtime.
+    """
+
+    def __init__(self, blocks: nn.ModuleList | None, rnn: nn.GRU | nn.LSTM | None,
+                 ln_f: nn.LayerNorm) -> None:
+        super().__init__()
+        if (blocks is None) == (rnn is None):
+            raise ValueError("an encoder body has Transformer blocks or an RNN, not both")
+        self.blocks = blocks
+        self.rnn = rnn
+        self.ln_f = ln_f
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return encode_body(x, valid, self.blocks, self.rnn, self.ln_f)
+
+
+def encode_body(x: torch.Tensor, valid: torch.Tensor, blocks: nn.ModuleList | None,
+                rnn: nn.GRU | nn.LSTM | None, ln_f: nn.Module) -> torch.Tensor:
+    """Embedded inputs ``(B, T, d)`` and their padding mask ``(B, T)`` → hidden states ``(B, T, d)``."""
+    if rnn is not None:
+        # Padding comes first and its input is zero, so the recurrence starts (nearly) from rest.
+        h, _ = rnn(x)
+        return ln_f(h)
+    assert blocks is not None
+    t = torch.arange(x.shape[1], device=x.device)
+    # Index comparisons rather than tril/eye, so the graph exports to ONNX with plain ops.
+    causal = t.unsqueeze(1) >= t.unsqueeze(0)  # (T, T) query × key
+    mask = causal.unsqueeze(0) & valid.unsqueeze(1)  # (B, T, T): never attend to a padded key
+    # A padded query would see no key at all (a NaN softmax): let every position attend to itself.
+    mask = (mask | (t.unsqueeze(1) == t.unsqueeze(0))).unsqueeze(1)  # (B, 1, T, T)
+    for block in blocks:
+        x = block(x, mask)
+    return ln_f(x)
 
 
 class SeqRecNetwork(nn.Module):
