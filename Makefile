@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.txt | cksum
 # disk; a loose `torch` would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt -e '.[dev,onnx,encoders]'
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt -e '.[dev,onnx,encoders,dp]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
