@@ -47,18 +47,13 @@ def erase(
             return
         from lmrec.models.erasure import forget_in_folder, model_folders
         from lmrec.privacy import user_key
-        from lmrec.store.embeddings import EmbeddingTable
-        from lmrec.store.keys import KeyStore, user_profile
+        from lmrec.store.keys import KeyStore
 
         keyed = [user_key(u) for u in users]
         with _open_store(store) as st:
-            keys, cache = KeyStore(st), EmbeddingTable(st)
+            keys = KeyStore(st)
             for u in keyed:
-                _, profile = user_profile(st, u)
-                removed = st.delete_user(u)
-                keys.mark_erased(u)
-                if profile:
-                    cache.forget_texts([profile])
+                removed = keys.erase_user(u)
                 console.print(f"erased a user: {removed['events']} events, profile "
                               f"{'deleted' if removed['users'] else 'absent'}")
             if compact:

@@ -47,7 +47,6 @@ from lmrec.serving.settings import ServingSettings
 from lmrec.serving.text import Encoder, encode_for_model, encode_items, encode_query
 from lmrec.store.audit import AuditEntry, AuditLog
 from lmrec.store.duckdb_store import Store
-from lmrec.store.embeddings import EmbeddingTable
 from lmrec.store.keys import (
     KeyStore,
     ReadCursor,
@@ -593,16 +592,12 @@ class Engine:
             if self.overlay.load_locked(user_id) is None:
                 raise NotFoundError(f"unknown user {user_id!r}")
             self.writer.drop_user(user_id)
-            _, profile = user_profile(self.store, user_id)
-            removed = self.store.delete_user(user_id)
-            self.keys.mark_erased(user_id)
+            removed = self.keys.erase_user(user_id)
             self._erased.add(user_id)
             removed["cached"] = int(self.overlay.forget(user_id))
         left = user_row_counts(self.store, user_id)
         if any(left.values()):  # a concurrent ingest slipped in between; erase again
             self.store.delete_user(user_id)
-        if profile:
-            EmbeddingTable(self.store).forget_texts([profile])
         removed["models"] = self._forget_in_models(user_id)
         if self.settings.erasure_compaction:
             with self._swap_lock, self.reader.paused():

@@ -25,6 +25,7 @@ from typing import Any
 
 from lmrec.privacy import erasure_secret, keyed_hash
 from lmrec.store.duckdb_store import Store
+from lmrec.store.embeddings import EmbeddingTable
 
 #: Scopes a key can hold. ``admin`` implies ``write``, which implies ``read``.
 SCOPES: tuple[str, ...] = ("read", "write", "admin")
@@ -157,6 +158,16 @@ class KeyStore:
         if self._legacy_salt is not None:
             found.append(hashlib.sha256(f"{self._legacy_salt}:{user_id}".encode()).hexdigest())
         return found
+
+    def erase_user(self, user_id: str) -> dict[str, int]:
+        """Erase a user from the store: events and profile row (one transaction), the cached vector of their
+        profile text, and a keyed tombstone. Returns the rows removed per table (``events``, ``users``) and
+        ``vectors``. The file still holds the deleted bytes until :meth:`Store.compact`."""
+        _, profile = user_profile(self.store, user_id)
+        removed = self.store.delete_user(user_id)
+        self.mark_erased(user_id)
+        removed["vectors"] = EmbeddingTable(self.store).forget_texts([profile]) if profile else 0
+        return removed
 
     def mark_erased(self, user_id: str) -> None:
         self.store.execute("INSERT OR IGNORE INTO erased_users (user_hash, keyed) VALUES (?, true)",
