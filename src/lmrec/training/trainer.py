@@ -307,6 +307,11 @@ class LRSchedule:
             self.plateau.load_state_dict(state["plateau"])
 
 
+def _budget_clock(budget: float, t0: float) -> Callable[[], bool]:
+    """Whether ``budget`` seconds (0: none) have passed since ``t0``."""
+    return lambda: budget > 0 and time.perf_counter() - t0 >= budget
+
+
 class Trainer:
     """Train a loss module on row arrays with early stopping on a validation metric.
 
@@ -413,10 +418,7 @@ class Trainer:
         torch.manual_seed(cfg.seed * 1000 + ctx.rank + start_epoch)
 
         t0 = time.perf_counter()
-
-        def over_budget() -> bool:
-            return cfg.time_budget > 0 and time.perf_counter() - t0 >= cfg.time_budget
-
+        over_budget = _budget_clock(cfg.time_budget, t0)
         bar = _Bar(cfg.progress and ctx.is_main, cfg.epochs, steps_per_epoch, start_epoch)
         try:
             for epoch in range(start_epoch, cfg.epochs):
@@ -489,9 +491,7 @@ class Trainer:
         if best_state is not None and self.evaluate is not None:
             # Early stopping: the returned model is the best one on validation, never the last.
             self.module.load_state_dict(best_state)
-        result.seconds = time.perf_counter() - t0
-        result.threads = {str(k): v for k, v in self.threads.steps.items() if v}
-        torch.set_num_threads(self.threads.best)
+        self._finish(result, t0)
         barrier(ctx)
         return result
 
@@ -519,6 +519,7 @@ class Trainer:
         result = TrainResult(world_size=1)
         torch.manual_seed(cfg.seed * 1000)
         t0 = time.perf_counter()
+        over_budget = _budget_clock(cfg.time_budget, t0)
         bar = _Bar(cfg.progress, cfg.epochs, private.steps_per_epoch, 0)
         try:
             for epoch in range(cfg.epochs):
@@ -534,12 +535,12 @@ class Trainer:
                     loss_sum += loss
                     count_sum += cnt
                     bar.step(loss / max(1.0, cnt))
-                    if cfg.time_budget > 0 and time.perf_counter() - t0 >= cfg.time_budget:
+                    if over_budget():
                         break
                 mean_loss = loss_sum / max(1.0, count_sum)
                 result.losses.append(mean_loss)
                 result.epochs_run = epoch + 1
-                out_of_time = cfg.time_budget > 0 and time.perf_counter() - t0 >= cfg.time_budget
+                out_of_time = over_budget()
                 due = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs or out_of_time
                 metrics = None
                 if self.evaluate is not None and due:
@@ -561,11 +562,15 @@ class Trainer:
         result.best_epoch = result.epochs_run
         if result.metrics:
             result.best_metric = result.metrics[-1][self.metric]
+        result.privacy = private.report().to_dict()
+        self._finish(result, t0)
+        return result
+
+    def _finish(self, result: TrainResult, t0: float) -> None:
+        """Record the run's wall time and the thread counts it tried, and leave torch on the best count."""
         result.seconds = time.perf_counter() - t0
         result.threads = {str(k): v for k, v in self.threads.steps.items() if v}
-        result.privacy = private.report().to_dict()
         torch.set_num_threads(self.threads.best)
-        return result
 
     def _group_validation(self, metrics: dict[str, float], epoch: int, best: dict[str, float],
                           bad: dict[str, int], result: TrainResult) -> None:
