@@ -66,6 +66,16 @@ def command() -> str:
     return " ".join(shlex.quote(a) for a in [python, *sys.argv])
 
 
+def wall_and_load(t0: float) -> str:
+    """The line a report ends with: wall time since ``t0`` (``time.perf_counter()``) and the load average."""
+    import os
+    import time
+
+    load = os.getloadavg()
+    return (f"Wall time {time.perf_counter() - t0:.0f} s; load average at the end {load[0]:.1f} / "
+            f"{load[1]:.1f} / {load[2]:.1f} (1/5/15 min).")
+
+
 def write_section(name: str, body: str, doc: Path = DOC) -> Path:
     """Replace (or append) section ``name`` with ``body`` and a footer: date, machine and command."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -12,7 +12,6 @@ store lock, so this is also how long event writes wait after an erasure.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import write_section  # noqa: E402
+from _report import wall_and_load, write_section  # noqa: E402
 
 USER = "zq-erase-me-7781"
 
@@ -84,7 +83,6 @@ def main() -> None:
             r = measure(n, Path(tmp))
             print(r, flush=True)
             rows.append(r)
-    load = os.getloadavg()
     lines = [
         "## Erasure compaction (issue 16: no byte left behind)",
         "",
@@ -100,8 +98,7 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['events']:,} | {r['deleted']} | {r['delete_s']:.3f} | {r['compact_s']:.2f} | "
                      f"{r['mb_before']:.1f} → {r['mb_after']:.1f} | {r['hits_before']} | {r['hits_after']} |")
-    lines += ["", f"Wall time {time.perf_counter() - t_all:.0f} s; load average at the end "
-                  f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)."]
+    lines += ["", wall_and_load(t_all)]
     print("\n".join(lines))
     if not args.no_write:
         write_section("erasure-compaction", "\n".join(lines))

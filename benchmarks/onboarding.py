@@ -26,7 +26,6 @@ strategies vs popular and vs random with paired t-tests per user (all seeds pool
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import write_section  # noqa: E402
+from _report import wall_and_load, write_section  # noqa: E402
 
 K = 10
 ANSWERS = (3, 5, 10)
@@ -152,9 +151,7 @@ def main() -> None:
                                  f"(p = {h.p_value:.2g}), NDCG@10 {t.mean_difference:+.4f} "
                                  f"(p = {t.p_value:.2g}); paired t-tests over {t.n} users")
             print("\n".join(lines[-3:]), flush=True)
-    load = os.getloadavg()
-    lines += ["", *tests, "", f"Wall time {time.perf_counter() - t0:.0f} s; load average at the end "
-              f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}."]
+    lines += ["", *tests, "", wall_and_load(t0)]
     print("\n".join(lines))
     if not args.no_write:
         write_section("onboarding", "\n".join(lines))
