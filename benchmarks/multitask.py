@@ -99,6 +99,16 @@ def _type_metrics(labels: np.ndarray, proba: np.ndarray, per_event: bool = False
     return row
 
 
+def _fit_row(dataset: str, seed: int, label: str, m: Any, fit_s: float) -> Row:
+    """What every row records of a fit: epochs, time, each head's validation loss and the stopping details."""
+    row: Row = {"dataset": dataset, "seed": seed, "model": label, "epochs": m.train_result_["epochs_run"],
+                "fit_s": fit_s, "val_loss": _val_losses(m.train_result_)}
+    for key in ("best_epochs", "finetune", "alone", "head_from", "phase_s"):
+        if m.train_result_.get(key):
+            row[key] = m.train_result_[key]
+    return row
+
+
 def _val_losses(tr: dict[str, Any]) -> dict[str, float]:
     """Each head's validation loss, for the weights it predicts with: the best joint epoch's (one early
     stop), its own best epoch's (per-head stopping), or the fine-tuned weights' when the fine-tune phase kept
@@ -176,15 +186,7 @@ def movielens(seed: int, quick: bool, variants: str = "") -> list[Row]:
             continue
         t0 = time.perf_counter()
         m = _model(heads, seed, quick, **kw).fit(hist)
-        row: Row = {"dataset": "ml-100k", "seed": seed, "model": label,
-                    "epochs": m.train_result_["epochs_run"],
-                    "fit_s": time.perf_counter() - t0}
-        row["val_loss"] = _val_losses(m.train_result_)
-        if m.train_result_.get("best_epochs"):
-            row["best_epochs"] = m.train_result_["best_epochs"]
-        for key in ("finetune", "alone", "head_from", "phase_s"):
-            if m.train_result_.get(key):
-                row[key] = m.train_result_[key]
+        row = _fit_row("ml-100k", seed, label, m, time.perf_counter() - t0)
         if "rating" in heads:
             pred = m.predict_ratings(test.users, test.items, context=hist)
             row.update(RMSE=M.rmse(test.ratings, pred), MAE=M.mae(test.ratings, pred))
@@ -252,15 +254,7 @@ def ecommerce(seed: int, quick: bool, variants: str = "") -> list[Row]:
             continue
         t0 = time.perf_counter()
         m = _model(heads, seed, quick, **kw).fit(hist)
-        row: Row = {"dataset": "synthetic", "seed": seed, "model": label,
-                    "epochs": m.train_result_["epochs_run"],
-                    "fit_s": time.perf_counter() - t0}
-        row["val_loss"] = _val_losses(m.train_result_)
-        if m.train_result_.get("best_epochs"):
-            row["best_epochs"] = m.train_result_["best_epochs"]
-        for key in ("finetune", "alone", "head_from", "phase_s"):
-            if m.train_result_.get(key):
-                row[key] = m.train_result_[key]
+        row = _fit_row("synthetic", seed, label, m, time.perf_counter() - t0)
         if "value" in m.heads:
             pred = m.predict_value(test_v.users, context=hist, at=test_cut)
             row.update({k: v for k, v in value_row(label, pred).items() if k.startswith("value")})
