@@ -170,7 +170,6 @@ NprocOpt = Annotated[int, typer.Option(
 def relaunch_under_torchrun(nproc: int, command: str) -> None:
     """Run this same command line as ``nproc`` processes under torchrun (one machine); exit with its
     status."""
-    import subprocess
     import sys
 
     args = list(sys.argv[1:])
@@ -184,10 +183,18 @@ def relaunch_under_torchrun(nproc: int, command: str) -> None:
         if a.startswith("--nproc="):
             del args[i]
             break
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "lmrec.entry", *args]
-    console.print(f"[dim]running {nproc} processes: torchrun --nproc_per_node={nproc} -m lmrec.entry "
-                  f"{' '.join(args)}[/]")
-    rc = subprocess.call(cmd)
+    rc = run_torchrun(nproc, "lmrec.entry", args)
     if rc:
         raise typer.Exit(rc)
+
+
+def run_torchrun(nproc: int, module: str, args: list[str]) -> int:
+    """Run ``python -m module args`` as ``nproc`` processes under torchrun on this machine (standalone
+    rendezvous), show the command, and return its exit status."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", module, *args]
+    console.print(f"[dim]{' '.join(cmd)}[/]")
+    return subprocess.call(cmd)

@@ -8,8 +8,6 @@ The commands build an :class:`~lmrec.experiment.ExperimentConfig` and call :func
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +21,7 @@ from lmrec.cli.common import (
     console,
     data_config,
     friendly_errors,
+    run_torchrun,
     say_data,
 )
 from lmrec.cli.models import ConfigOpt
@@ -164,27 +163,16 @@ def train_seqrec(
         say_data(cfg.data.dataset, choice, config)
         flags = {"data.dataset": cfg.data.dataset, "split.protocol": protocol, "out": out, "seed": seed}
         if distributed:
-            cmd = [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--standalone",
-                f"--nproc_per_node={nproc}",
-                "-m",
-                "lmrec.experiment",
-                "--model",
-                "seqrec",
-            ]
+            args = ["--model", "seqrec"]
             if config is not None:
-                cmd += ["--config", str(config)]
+                args += ["--config", str(config)]
             names = ("--dataset", "--protocol", "--out", "--seed")
             for flag, value in zip(names, flags.values(), strict=True):
                 if value is not None:
-                    cmd += [flag, str(value)]
+                    args += [flag, str(value)]
             for s in settings or []:
-                cmd += ["--set", s]
-            console.print(f"[dim]{' '.join(cmd)}")
-            rc = subprocess.call(cmd)
+                args += ["--set", s]
+            rc = run_torchrun(nproc, "lmrec.experiment", args)
             if rc:
                 raise RuntimeError(f"torchrun exited with status {rc}")
             return
