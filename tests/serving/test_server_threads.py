@@ -22,3 +22,15 @@ def test_model_threads_default_to_one_and_are_applied(monkeypatch) -> None:
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_store_queries_use_one_duckdb_thread_once_serving(start, tmp_path) -> None:
+    """After start-up the service's store runs its small queries on one DuckDB thread (``store_threads``),
+    also after a compaction reopens the file; 0 leaves DuckDB's default."""
+    served = start()
+    assert served.store.execute("SELECT current_setting('threads')") == [(1,)]
+    served.store.compact()
+    assert served.store.execute("SELECT current_setting('threads')") == [(1,)]
+    default = start(store_threads=0)
+    assert default.store._threads is None  # never set: DuckDB's own default
+    assert ServingSettings().store_threads == 1

@@ -180,6 +180,8 @@ class Engine:
             recent = recent_histories(store, settings.max_cached_users, settings.history_limit)
             n = self.overlay.preload(recent)
             log.info("loaded the recent history of %d users in %.1fs", n, time.perf_counter() - t0)
+        if settings.store_threads:  # after the start-up scans, which do use every core
+            store.set_threads(settings.store_threads)
         if on_activate is not None:
             on_activate(bundle)
 
