@@ -77,9 +77,9 @@ class ServingSettings(BaseSettings):
                     "sets them). One request scores one user: more threads only wait for each other, and on "
                     "a busy machine their spin-waits multiply the latency.")
     store_threads: int = Field(
-        1, ge=0, description="DuckDB threads for the store's queries once the service has started (0: DuckDB's "
-                             "default, one per core). Serving queries are small: one thread saves CPU per commit."
-    )
+        1, ge=0, description="DuckDB threads for the store's queries once the service has started (0: "
+                             "DuckDB's default, one per core). Serving queries are small: one thread "
+                             "saves CPU per commit.")
     model_concurrency: int = Field(
         0, ge=0, le=1024,
         description="Requests that may run model inference at the same time (0: one per CPU core this "
