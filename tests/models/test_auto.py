@@ -206,3 +206,40 @@ def test_early_stopping_validates_on_a_sample_bounded_by_score_cells(board: Data
     assert seen[-1] == 3
     # The weights are still chosen on the validation users (up to valid_users), not on the sample.
     assert small.search_["valid_users"] == full.search_["valid_users"] == n_valid
+
+
+@pytest.mark.parametrize("text", ["on", "off"])
+def test_candidates_blend_every_kind_of_component_as_score_does(text: str, board: Dataset,
+                                                                board_vectors: np.ndarray) -> None:
+    """Candidates from SeqRec's and ContentLM's spaces (inner products), ItemKNN's sparse rows and EASE's
+    full scores carry the blend's scores of them without scoring the catalogue per component, also for a
+    new item that some components cannot rank (it takes the lowest z-score among the candidates)."""
+    split = leave_one_out(board)
+    vectors = board_vectors if text == "on" else None
+    model = _auto(text=text, keep_all=True).fit(split.train, split.valid, item_vectors=vectors)
+    names = ["seqrec", "ease", "itemknn"] + (["content-lm"] if text == "on" else [])
+    model = model.with_weights({n: 1.0 / len(names) for n in names})
+    spaces = model.retrieval_spaces()
+    assert set(spaces) == ({"seqrec", "content-lm"} if text == "on" else {"seqrec"})
+
+    def search(space: str, q: np.ndarray, n: int) -> np.ndarray:
+        table, scorable = spaces[space]
+        s = q @ (table * scorable[:, None]).T
+        s[:, 0] = -np.inf
+        return np.argsort(-s, axis=1, kind="stable")[:, :n]
+
+    users = np.arange(1, 9)
+    hist = board.sequences.take(users)
+    full = model.score(hist, users)
+    for (items, scores), row in zip(model.candidates(hist, users, model.n_items, search), full, strict=True):
+        assert len(items) == model.n_items  # every item is someone's candidate here
+        np.testing.assert_allclose(scores, row[items], rtol=1e-5, atol=1e-5)
+    few = model.candidates(hist, users, 3, search)
+    assert all(3 <= len(items) < model.n_items for items, _ in few)
+    vec = None if vectors is None else board_vectors[[1]]
+    new = model.add_items(["late"], [["even"]], vectors=vec)[0]
+    spaces = model.retrieval_spaces()
+    full = model.score(hist, users)
+    for (items, scores), row in zip(model.candidates(hist, users, model.n_items, search), full, strict=True):
+        assert new in items
+        np.testing.assert_allclose(scores, row[items], rtol=1e-5, atol=1e-5)

@@ -19,10 +19,13 @@ from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models import create_model, load_model, model_class
 from lmrec.models.capabilities import (
+    CandidateRetrieval,
     CatalogueUpdates,
     ColdStartItems,
     ItemEmbeddings,
+    LinearScores,
     PredictionHeads,
+    SparseScores,
     UserEmbeddings,
 )
 from lmrec.serving.heads import available_heads
@@ -39,17 +42,18 @@ def declaring(capability: type) -> list[str]:
 EXPECTED = {
     "most-popular": {ColdStartItems},
     "unseen-random": {ColdStartItems},
-    "itemknn": set(),
+    "itemknn": {SparseScores},
     "userknn": set(),
     "ease": set(),
     "als": {ItemEmbeddings, UserEmbeddings},
     "bpr": {ItemEmbeddings},
-    "content-lm": {ItemEmbeddings, UserEmbeddings, ColdStartItems},
-    "seqrec": {ItemEmbeddings, UserEmbeddings, ColdStartItems},
+    "content-lm": {ItemEmbeddings, UserEmbeddings, LinearScores, ColdStartItems},
+    "seqrec": {ItemEmbeddings, UserEmbeddings, LinearScores, ColdStartItems},
     "multitask": {ItemEmbeddings, PredictionHeads},
-    "auto": {ColdStartItems},
+    "auto": {ColdStartItems, CandidateRetrieval},
 }
-OPTIONAL = (ColdStartItems, ItemEmbeddings, UserEmbeddings, PredictionHeads)
+OPTIONAL = (ColdStartItems, ItemEmbeddings, UserEmbeddings, PredictionHeads, LinearScores, SparseScores,
+            CandidateRetrieval)
 
 
 @pytest.mark.parametrize("name", [n for n in EXPECTED if n in MODELS])
@@ -101,6 +105,66 @@ def test_user_dot_item_is_the_score(name: str, board: Dataset, board_vectors: np
     dots = model.user_embeddings(board.sequences.take([row]), np.array([row]))[0] @ v.T  # type: ignore[attr-defined]
     unseen = np.setdiff1d(cols, board.sequences[row])
     assert board.item_map.raw(int(unseen[np.argmax(dots[unseen])])) == HELD_OUT_ITEM
+
+
+# ---------------------------------------------------------------------- LinearScores / SparseScores
+@pytest.mark.parametrize("name", declaring(LinearScores))
+@pytest.mark.parametrize("added", [False, True])
+def test_query_dot_table_is_the_score(name: str, added: bool, board: Dataset,
+                                      board_vectors: np.ndarray) -> None:
+    """Every item's score is ``query · table`` or its fixed score, also after items were added."""
+    model = fitted(name, board, board_vectors)
+    if added:
+        model = copy.deepcopy(model)
+        model.add_items(["late"], [["even"]],
+                        vectors=board_vectors[[1]] if model.item_vectors_ is not None else None)
+    users = np.arange(1, 9)
+    hist = board.sequences.take(users)
+    table, fixed = model.linear_table()  # type: ignore[attr-defined]
+    q = model.linear_queries(hist, users)  # type: ignore[attr-defined]
+    assert table.shape[0] == fixed.shape[0] == model.n_items + 1 and q.shape == (len(users), table.shape[1])
+    assert fixed[PAD] == -np.inf and model.linear_table()[0] is table  # cached while unchanged
+    expected = np.where(np.isnan(fixed)[None, :], q @ table.T, fixed[None, :])
+    np.testing.assert_allclose(expected, model.score(hist, users), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", declaring(SparseScores))
+def test_sparse_row_is_the_score(name: str, board: Dataset, board_vectors: np.ndarray) -> None:
+    model = fitted(name, board, board_vectors)
+    users = np.arange(1, 9)
+    hist = board.sequences.take(users)
+    rows = model.sparse_scores(hist, users)  # type: ignore[attr-defined]
+    scores = model.score(hist, users)
+    n = rows.shape[1]
+    np.testing.assert_allclose(rows.toarray()[:, 1:], scores[:, 1:n], rtol=1e-5, atol=1e-6)
+    assert rows.nnz < rows.shape[0] * n  # really sparse: most items share nothing with a history
+
+
+@pytest.mark.parametrize("name", declaring(CandidateRetrieval))
+def test_candidates_are_scored_as_the_model_scores_them(name: str, board: Dataset,
+                                                        board_vectors: np.ndarray) -> None:
+    """Candidates from exact indexes of the retrieval spaces carry the model's own scores, and with enough
+    of them the best ones are the model's top items."""
+    model = fitted(name, board, board_vectors)
+    spaces = model.retrieval_spaces()  # type: ignore[attr-defined]
+
+    def search(space: str, q: np.ndarray, n: int) -> np.ndarray:
+        table, scorable = spaces[space]
+        s = q @ (table * scorable[:, None]).T
+        s[:, PAD] = -np.inf
+        return np.argsort(-s, axis=1, kind="stable")[:, :n]
+
+    users = np.arange(1, 9)
+    hist = board.sequences.take(users)
+    full = model.score(hist, users)
+    got = model.candidates(hist, users, 5, search)  # type: ignore[attr-defined]
+    assert len(got) == len(users)
+    for r, (items, scores) in enumerate(got):
+        assert len(items) >= 5 and PAD not in items and len(np.unique(items)) == len(items)
+        np.testing.assert_allclose(scores, full[r, items], rtol=1e-4, atol=1e-4)
+    everything = model.candidates(hist, users, model.n_items, search)  # type: ignore[attr-defined]
+    for r, (items, scores) in enumerate(everything):
+        assert items[np.argmax(scores)] == np.argmax(full[r])
 
 
 # ---------------------------------------------------------------------- CatalogueUpdates / ColdStartItems

@@ -137,6 +137,37 @@ def test_engine_retrieves_with_the_index_and_rescores_exactly(content_engine: En
     assert "Crime" in got.items[0].explanation.shared_categories
 
 
+def test_engine_serves_a_blend_from_candidates(tmp_path: Path) -> None:
+    """Auto on a catalogue above the ANN threshold: each component's candidates (SeqRec's and ContentLM's
+    indexes, ItemKNN's sparse rows, EASE's scores) blended exactly give the lists of full scoring; an item
+    created while serving joins the indexes and can be recommended."""
+    tiny = {"d_model": 16, "n_layers": 1, "max_len": 8, "epochs": 2, "batch_size": 16, "text_reduced_dim": 8,
+            "adapter_hidden": 32, "patience": 0}
+    store, enc = text_model_store(tmp_path, "auto", {"encoder": HashingEncoder.name}, seqrec=tiny, text="on",
+                                  weight_step=0.5)
+    settings = ServingSettings(model_dir=tmp_path / "m", store=str(store.path), ann_threshold=4,
+                               ann_candidates=4, dev_mode=True)
+    eng = Engine.open(settings, store, enc)
+    try:
+        b = eng.bundle
+        assert set(b.space_indexes) == set(b.model.retrieval_spaces()) and b.space_indexes
+        for items in (["heat"], ["toy", "up"], ["alien", "ronin", "brazil"]):
+            got = eng._recommend(b, 0, UserState(items=items, types=["view"] * len(items)), RecRequest(k=3))
+            assert got.strategy == "candidates"
+            exact = b.model.recommend(histories=[items], k=3)
+            assert [i.item_id for i in got.items] == list(exact[0][0])
+            np.testing.assert_allclose([i.score for i in got.items], exact[1][0], rtol=1e-5, atol=1e-6)
+        eng.upsert_items([{"item_id": "heat2", "title": "Heat 2 (2025)",
+                           "description": "crime heist thriller detectives sequel", "categories": ["Crime"]}])
+        assert all(ix.n_items == b.model.n_items for ix in b.space_indexes.values())
+        got = eng._recommend(b, 0, UserState(items=["heat"], types=["view"]), RecRequest(k=9))
+        exact = b.model.recommend(histories=[["heat"]], k=9)
+        assert [i.item_id for i in got.items] == list(exact[0][0])
+    finally:
+        eng.close()
+        store.close()
+
+
 def test_engine_adds_text_items_to_a_text_model(content_engine: Engine) -> None:
     eng = content_engine
     out = eng.upsert_items([{"item_id": "heat2", "title": "Heat 2 (2026)",

@@ -45,6 +45,7 @@ import copy
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,12 @@ from lmrec.models.base import (
     scores_for_items,
     uninformative_text,
 )
-from lmrec.models.capabilities import ColdStartItems
+from lmrec.models.capabilities import (
+    CandidateRetrieval,
+    ColdStartItems,
+    LinearScores,
+    SparseScores,
+)
 
 COMPONENTS = ("seqrec", "ease", "itemknn", "content-lm")
 #: Scores at or below this are "cannot rank" (SeqRec gives -1e9 to id items it has no trained vector for).
@@ -188,7 +194,7 @@ def simplex_grid(n: int, step: float) -> np.ndarray:
 
 
 @register("auto")
-class Auto(Recommender, ColdStartItems):
+class Auto(Recommender, CandidateRetrieval, ColdStartItems):
     """The flagship hybrid: a validation-fitted blend of SeqRec, EASE, ItemKNN and ContentLM (see the module
     docstring for every rule). Items added after fitting are scored at once: by their text through ContentLM
     and fused SeqRec when those are components, otherwise below every known item."""
@@ -203,6 +209,7 @@ class Auto(Recommender, ColdStartItems):
         self.components_: dict[str, Recommender] = {}
         self.weights_: dict[str, float] = {}
         self.search_: dict[str, Any] = {}
+        self._moments: dict[str, tuple[np.ndarray, _Moments]] = {}  # by component: (table, its moments)
 
     @property  # type: ignore[override]
     def needs_item_vectors(self) -> bool:
@@ -400,6 +407,117 @@ class Auto(Recommender, ColdStartItems):
         out[:, PAD] = -np.inf
         return scores_for_items(out, items)
 
+    # ------------------------------------------------------------------ candidates (large catalogues)
+    def retrieval_spaces(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The inner-product space of every blended component whose scores are one (SeqRec, ContentLM):
+        its table, with the items whose score does not depend on the history marked not scorable."""
+        out = {}
+        for name in self.weights_:
+            m = self.components_[name]
+            if isinstance(m, LinearScores):
+                table, fixed = m.linear_table()
+                out[name] = (table, np.isnan(fixed))
+        return out
+
+    def candidates(
+        self, histories: Ragged, users: np.ndarray | None, n: int,
+        search: Callable[[str, np.ndarray, int], np.ndarray],
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per row, the union of every blended component's top ``n`` (from the caller's index of its space:
+        SeqRec, ContentLM; from its sparse row: ItemKNN; by scoring the catalogue: the others) and the
+        blend's scores of them, as :meth:`score` gives them, without scoring the catalogue: each
+        component's normalisation over every item comes from its table's moments or its sparse row. One
+        difference: an item a component cannot rank gets the lowest z-score among the row's candidates,
+        not among every item."""
+        self._check_fitted()
+        parts: dict[str, tuple[str, Any]] = {}
+        found: list[list[np.ndarray]] = [[] for _ in range(len(histories))]
+        for name in self.weights_:
+            m = self.components_[name]
+            if isinstance(m, LinearScores):
+                q = m.linear_queries(histories, users)
+                parts[name] = ("linear", q)
+                idx: Any = search(name, q, n)
+            elif isinstance(m, SparseScores):
+                rows = m.sparse_scores(histories, users)
+                parts[name] = ("sparse", rows)
+                idx = _sparse_top(rows, n)
+            else:
+                full = m.score(histories, users)
+                parts[name] = ("full", normalise_rows(full))
+                idx = topk(full, n)[0]
+            for r in range(len(histories)):
+                found[r].append(np.asarray(idx[r], dtype=np.int64))
+        out = []
+        for r in range(len(histories)):
+            items = np.setdiff1d(np.concatenate(found[r]), [PAD])
+            out.append((items, self._blend_row(parts, r, items)))
+        return out
+
+    def _blend_row(self, parts: dict[str, tuple[str, Any]], r: int, items: np.ndarray) -> np.ndarray:
+        total = np.zeros(len(items), dtype=np.float64)
+        any_has = False
+        for name, (kind, data) in parts.items():
+            if kind == "full":
+                z_full, has_full = data
+                z, has = z_full[r, items], bool(has_full[r])
+            else:
+                z, has = self._z_on(name, kind, data, r, items)
+            if has:
+                total += self.weights_[name] * z
+                any_has = True
+        if not any_has:
+            return np.full(len(items), -np.inf, dtype=np.float32)
+        return total.astype(np.float32)
+
+    def _z_on(self, name: str, kind: str, data: Any, r: int, items: np.ndarray) -> tuple[np.ndarray, bool]:
+        """One component's z-scores of ``items`` for row ``r``, and whether the row has any finite score."""
+        if kind == "linear":
+            m = self.components_[name]
+            assert isinstance(m, LinearScores)
+            table, fixed = m.linear_table()
+            mom = self._moments_of(name, table, fixed)
+            q = data[r].astype(np.float64)
+            if not q.any():
+                return np.zeros(len(items)), False
+            s = table[items].astype(np.float64) @ q
+            f = fixed[items]
+            s = np.where(np.isnan(f), s, f)
+            count = mom.count
+            total, squares = q @ mom.sums + mom.const_sum, q @ mom.gram @ q + mom.const_squares
+        else:
+            row = data[r]
+            width = row.shape[1]
+            vals = row.toarray().ravel().astype(np.float64)
+            inside = items < width
+            s = np.full(len(items), -np.inf)
+            s[inside] = vals[items[inside]]
+            count = width - 1  # every fitted item but padding; items added later cannot be ranked
+            total, squares = float(vals[1:].sum()), float((vals[1:] ** 2).sum())
+        if count <= 0:
+            return np.zeros(len(items)), False
+        mean = total / count
+        std = float(np.sqrt(max(squares / count - mean * mean, 0.0)))
+        std = std if std > 1e-12 else 1.0
+        ok = (s > MISSING_BELOW) & (s < np.inf) & (items != PAD)
+        z = (s - mean) / std
+        low = float(z[ok].min()) if ok.any() else 0.0
+        return np.where(ok, z, low), True
+
+    def _moments_of(self, name: str, table: np.ndarray, fixed: np.ndarray) -> _Moments:
+        cached = self._moments.get(name)
+        if cached is not None and cached[0] is table:
+            return cached[1]
+        free = np.isnan(fixed)
+        free[PAD] = False
+        const = fixed[~free]
+        const = const[(const > MISSING_BELOW) & (const < np.inf)].astype(np.float64)
+        t = table[free].astype(np.float64)
+        mom = _Moments(count=int(free.sum()) + len(const), sums=t.sum(axis=0), gram=t.T @ t,
+                       const_sum=float(const.sum()), const_squares=float((const ** 2).sum()))
+        self._moments[name] = (table, mom)
+        return mom
+
     def with_weights(self, weights: dict[str, float]) -> Auto:
         """A copy that blends with other ``weights`` (for ablations); components not kept cannot be added."""
         missing = {n for n, w in weights.items() if w > 0} - set(self.components_)
@@ -449,6 +567,33 @@ class Auto(Recommender, ColdStartItems):
             return f"Auto({self.config})"
         parts = ", ".join(f"{n}={w:.2f}" for n, w in self.weights_.items())
         return f"Auto({parts})"
+
+
+@dataclass(frozen=True)
+class _Moments:
+    """What the mean and spread of ``query · table[i]`` over every rankable item need: their count, the sum
+    and Gram matrix of the free rows, and the sum and squares of the items with a fixed score."""
+
+    count: int
+    sums: np.ndarray
+    gram: np.ndarray
+    const_sum: float
+    const_squares: float
+
+
+def _sparse_top(rows: Any, n: int) -> list[np.ndarray]:
+    """Per row of a sparse score matrix, its ``n`` largest listed items (padding never)."""
+    out = []
+    for r in range(rows.shape[0]):
+        row = rows.getrow(r)
+        idx, val = row.indices.astype(np.int64), row.data
+        keep = idx != PAD
+        idx, val = idx[keep], val[keep]
+        if len(idx) > n:
+            part = np.argpartition(-val, n - 1)[:n]
+            idx = idx[part]
+        out.append(idx)
+    return out
 
 
 def _has_users_to_hold_out(ds: Dataset) -> bool:

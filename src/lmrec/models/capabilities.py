@@ -14,16 +14,23 @@ A model lists the capabilities it really has among its base classes; callers (th
   dot product with an item's vector is the model's score of that item (up to a per-item term such as a
   popularity prior). An inner-product index over the item vectors then proposes candidates, which the caller
   re-scores exactly with ``score(..., items=candidates)``.
+* :class:`LinearScores` — scores that are exactly inner products ``query · table[item]``: their mean and
+  spread over the catalogue follow from the table's moments, and an inner-product index finds the top items.
+* :class:`SparseScores` — scores that are zero for every item outside a sparse row (neighbour models).
+* :class:`CandidateRetrieval` — the top items can be found among candidates (from inner-product indexes the
+  caller holds, and from what the model finds cheaply itself), which ``score(..., items=candidates)`` then
+  scores exactly without scoring the whole catalogue: what large catalogues need per request.
 * :class:`PredictionHeads` — predictions beyond ranking: rating, next action type, user value.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy.sparse as sp
 
 from lmrec.data.ragged import Ragged
 
@@ -72,6 +79,54 @@ class UserEmbeddings(ItemEmbeddings):
     def user_embeddings(self, histories: Ragged, users: np.ndarray | None = None) -> np.ndarray:
         """``float32 (len(histories), d)``; ``users`` as in :meth:`~lmrec.models.base.Recommender.score`.
         A row with nothing to go on (empty history) may be zeros."""
+
+
+class LinearScores(ABC):
+    """``score(histories)[r, i] == linear_queries(histories)[r] · table[i]`` for every item ``i`` whose
+    ``fixed[i]`` is NaN; the others score ``fixed[i]`` whatever the history (``-inf`` for padding, a floor for
+    items the model has no representation of). A query row of zeros means the model cannot rank anything for
+    that history (every score ``-inf``)."""
+
+    @abstractmethod
+    def linear_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(table float32 (n_items + 1, d), fixed float32 (n_items + 1,))``. The same array objects are
+        returned until the table changes (callers may cache what they derive from them by identity)."""
+
+    @abstractmethod
+    def linear_queries(self, histories: Ragged, users: np.ndarray | None = None) -> np.ndarray:
+        """``float32 (len(histories), d)``; ``users`` as in :meth:`~lmrec.models.base.Recommender.score`."""
+
+
+class SparseScores(ABC):
+    """``score(histories)[:, :n]`` equals the dense form of :meth:`sparse_scores` (zero where it lists
+    nothing, every one of those ``n`` columns finite); items from ``n`` on (added after fitting) cannot be
+    ranked."""
+
+    @abstractmethod
+    def sparse_scores(self, histories: Ragged, users: np.ndarray | None = None) -> sp.csr_matrix:
+        """``(len(histories), n)`` with ``n <= n_items + 1``."""
+
+
+class CandidateRetrieval(ABC):
+    """Top items found among candidates instead of over the whole catalogue.
+
+    :meth:`retrieval_spaces` names inner-product spaces in which the caller keeps an index (exact or
+    approximate); :meth:`candidates` proposes items per row, asking those indexes through ``search``, and
+    scores them as ``score`` would, at a cost that grows with the number of candidates, not with the
+    catalogue."""
+
+    @abstractmethod
+    def retrieval_spaces(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Name → ``(table (n_items + 1, d), scorable (n_items + 1,))`` to index by inner product."""
+
+    @abstractmethod
+    def candidates(
+        self, histories: Ragged, users: np.ndarray | None, n: int,
+        search: Callable[[str, np.ndarray, int], np.ndarray],
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per row, ``(items, scores)``: distinct candidate item indices (about ``n`` from each source,
+        padding never) and their scores. ``search(space, queries, n)`` returns ``(rows, n)`` item indices
+        from the caller's index of that space (0 where fewer were found)."""
 
 
 class PredictionHeads(ABC):

@@ -9,16 +9,17 @@ import numpy as np
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
+from lmrec.data.schema import PAD
 from lmrec.models._linalg import recency_weights
 from lmrec.models.base import Recommender, register, scores_for_items
-from lmrec.models.capabilities import ColdStartItems, UserEmbeddings
+from lmrec.models.capabilities import ColdStartItems, LinearScores, UserEmbeddings
 
 #: Score of items without a text vector: below any cosine, so they rank last but are not filtered out.
 NO_VECTOR_SCORE = np.float32(-2.0)
 
 
 @register("content-lm")
-class ContentLM(Recommender, UserEmbeddings, ColdStartItems):
+class ContentLM(Recommender, UserEmbeddings, LinearScores, ColdStartItems):
     """Rank items by the cosine between their language-model text vector and the user's history vector.
 
     The history vector is the (recency-weighted) mean of the normalised vectors of the history's items.
@@ -35,6 +36,8 @@ class ContentLM(Recommender, UserEmbeddings, ColdStartItems):
     """
 
     needs_item_vectors = True
+    #: (unit vectors it was made from, fixed scores) of :meth:`linear_table`
+    _linear: tuple[np.ndarray, np.ndarray] | None = None
 
     @dataclass(frozen=True)
     class Config:
@@ -109,6 +112,18 @@ class ContentLM(Recommender, UserEmbeddings, ColdStartItems):
             return scores_for_items(s, None)
         s[:, cols == 0] = -np.inf
         return s
+
+    def linear_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Scores as inner products (:class:`LinearScores`): the unit item vectors; items without a vector
+        score ``NO_VECTOR_SCORE``."""
+        if self._linear is None or self._linear[0] is not self.unit_vectors_:
+            fixed = np.where(self.has_vector_, np.float32(np.nan), NO_VECTOR_SCORE).astype(np.float32)
+            fixed[PAD] = -np.inf
+            self._linear = (self.unit_vectors_, fixed)
+        return self._linear
+
+    def linear_queries(self, histories: Ragged, users: np.ndarray | None = None) -> np.ndarray:
+        return np.asarray(self.user_embeddings(histories), dtype=np.float32)
 
     def _on_items_added(self, indices: np.ndarray) -> None:
         # The base class has already appended the new items' vectors (zeros when none were given).

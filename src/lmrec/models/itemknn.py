@@ -18,10 +18,11 @@ from lmrec.models._linalg import (
     topk_sparse_similarity,
 )
 from lmrec.models.base import Recommender, register, scores_for_items
+from lmrec.models.capabilities import SparseScores
 
 
 @register("itemknn")
-class ItemKNN(Recommender):
+class ItemKNN(Recommender, SparseScores):
     """Item-based collaborative filtering with shrunk cosine similarity.
 
     ``sim(i, j) = |U_i ∩ U_j| / (sqrt(|U_i|) sqrt(|U_j|) + shrink)`` over the binary user-item matrix, pruned
@@ -59,12 +60,16 @@ class ItemKNN(Recommender):
     def score(
         self, histories: Ragged, users: np.ndarray | None = None, items: np.ndarray | None = None
     ) -> np.ndarray:
+        s = np.asarray(self.sparse_scores(histories, users).todense(), dtype=np.float32)
+        return scores_for_items(self._pad_new_items(s), items)
+
+    def sparse_scores(self, histories: Ragged, users: np.ndarray | None = None) -> sp.csr_matrix:
+        """``(rows, fitted items + 1)``: the history's similarity sums (:class:`SparseScores`)."""
         n_fit = self.similarity_.shape[0]
         h = history_matrix(histories, n_fit, binary=True)
         if self.config.half_life > 0:
             h = _weighted(histories, n_fit, self.config.half_life)
-        s = np.asarray((h @ self.similarity_).todense(), dtype=np.float32)
-        return scores_for_items(self._pad_new_items(s), items)
+        return sp.csr_matrix(h @ self.similarity_)
 
     def _state(self) -> dict[str, np.ndarray]:
         return save_csr("sim", self.similarity_)

@@ -36,7 +36,7 @@ import polars as pl
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models.base import Recommender
-from lmrec.models.capabilities import ItemEmbeddings, UserEmbeddings
+from lmrec.models.capabilities import CandidateRetrieval, ItemEmbeddings, UserEmbeddings
 from lmrec.models.onboarding import Onboarding
 from lmrec.serving.retrieval import VectorIndex, normalise
 from lmrec.serving.settings import ServingSettings
@@ -130,6 +130,9 @@ class ModelBundle:
     factor_index: VectorIndex | None  # raw model item vectors, for dot-product candidate retrieval
     cooc: Any | None  # items × users binary CSR from training histories (when no item vectors)
     cooc_norms: np.ndarray | None
+    #: For a model that finds its top items among candidates (auto) on a catalogue above ``ann_threshold``:
+    #: an inner-product index per retrieval space (:class:`~lmrec.models.capabilities.CandidateRetrieval`).
+    space_indexes: dict[str, VectorIndex] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
     lock: RWLock = field(default_factory=RWLock)
     _masks: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = field(default_factory=dict)
@@ -279,7 +282,18 @@ def build_bundle(model: Recommender, version: str, path: Path | None, items: pl.
         ui.data[:] = 1.0
         cooc = ui.T.tocsr()  # (items, users)
         cooc_norms = np.asarray(cooc.sum(axis=1), dtype=np.float64).ravel()
+    spaces = retrieval_indexes(model, settings)
     log.info("model %s (%s, %d items) ready in %.1fs", version, model.name, model.n_items,
              time.perf_counter() - t0)
     return ModelBundle(version, model, path, titles, text_index, behaviour_index, factor_index, cooc,
-                       cooc_norms)
+                       cooc_norms, spaces)
+
+
+def retrieval_indexes(model: Recommender, settings: ServingSettings) -> dict[str, VectorIndex]:
+    """One inner-product index per retrieval space of a :class:`CandidateRetrieval` model whose catalogue is
+    above ``ann_threshold`` (below it, scoring every item is cheap enough); items whose score does not
+    depend on the user are left out of the index (zero vectors)."""
+    if not isinstance(model, CandidateRetrieval) or model.n_items <= settings.ann_threshold:
+        return {}
+    return {name: _index(table * scorable[:, None], settings)
+            for name, (table, scorable) in model.retrieval_spaces().items()}

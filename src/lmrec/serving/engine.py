@@ -23,7 +23,7 @@ from lmrec.data.exposure import ExposurePolicy, rerank
 from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models.base import MODEL_FILE, NEG_INF, topk
-from lmrec.models.capabilities import PredictionHeads
+from lmrec.models.capabilities import CandidateRetrieval, PredictionHeads
 from lmrec.models.erasure import forget_in_folder, forget_in_model, model_folders
 from lmrec.models.seqrec.inference import ServingFormError
 from lmrec.models.serving_forms import load_for_serving, runtimes_of
@@ -75,7 +75,7 @@ class RecommendedItem:
 class Recommendations:
     items: list[RecommendedItem]
     model_version: str
-    strategy: str  # "model", "ann+rescore", "profile-text", "popularity"
+    strategy: str  # "model", "ann+rescore", "candidates", "profile-text", "popularity"
     ignored_items: list[str] = field(default_factory=list)
     #: Why a fallback answered instead of the user's own history: ``"unknown-user"`` (``unknown=popular``).
     fallback: str | None = None
@@ -328,13 +328,27 @@ class Engine:
         model = b.model
         histories = Ragged.from_lists([hist])
         users = np.array([uidx], dtype=np.int64)
+        banned = np.concatenate([neg, hist]) if exclude_seen else neg
+        if b.space_indexes and isinstance(model, CandidateRetrieval) and (len(hist) or uidx):
+            # a blend on a large catalogue: each component's top items from its index or its sparse row, and
+            # the blend's exact scores of them (models/auto.py), instead of scoring every item
+            indexes = b.space_indexes
+            want = self.settings.ann_candidates + n + len(banned)
+            [(cand, scores)] = model.candidates(histories, users, want,
+                                                lambda name, q, k: indexes[name].candidates(q, k))
+            keep = ~np.isin(cand, banned) & np.isfinite(scores)
+            if mask is not None:
+                keep &= (cand < len(mask)) & mask[np.minimum(cand, len(mask) - 1)]
+            cand, scores = cand[keep], scores[keep]
+            if len(cand) >= n:
+                idx, sc = topk(scores[None, :], n)
+                return cand[idx[0]], sc[0], "candidates"
         if b.factor_index is not None and b.factor_index.uses_ann and (len(hist) or uidx):
             uvec = model_user_vectors(model, histories, users)
             if uvec is not None:
                 n_banned = len(neg) + (len(hist) if exclude_seen else 0)
                 cand = b.factor_index.candidates(uvec, self.settings.ann_candidates + n + n_banned)[0]
                 cand = np.unique(cand[cand > 0])
-                banned = np.concatenate([neg, hist]) if exclude_seen else neg
                 cand = cand[~np.isin(cand, banned)]
                 if mask is not None:
                     cand = cand[cand < len(mask)]
@@ -552,6 +566,11 @@ class Engine:
                         b.behaviour_index.upsert(idx, normalise(iv[idx]))
                     if b.factor_index is not None:
                         b.factor_index.upsert(idx, iv[idx])
+                if b.space_indexes and isinstance(model, CandidateRetrieval):
+                    spaces = model.retrieval_spaces()
+                    for name, index in b.space_indexes.items():
+                        table, scorable = spaces[name]
+                        index.upsert(idx, table[idx] * scorable[idx, None])
         return UpsertResult(created=len(created), updated=len(ids) - len(created),
                             encoded=0 if vecs is None else len(vecs), catalogue_size=b.n_items)
 

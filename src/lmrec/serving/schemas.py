@@ -55,7 +55,9 @@ class ItemOut(BaseModel):
 class RecommendationsOut(BaseModel):
     user_id: str | None = None
     model_version: str
-    strategy: str = Field(description="model, ann+rescore, profile-text or popularity")
+    strategy: str = Field(description="model, ann+rescore (one model: index candidates scored exactly), "
+                                      "candidates (a blend: each component's candidates, blended exactly), "
+                                      "profile-text or popularity")
     items: list[ItemOut]
     ignored_items: list[str] = Field(default_factory=list,
                                      description="Session items the model does not know.")

@@ -29,7 +29,7 @@ from lmrec.data.ragged import Ragged
 from lmrec.data.ranking import full_ranking_metrics
 from lmrec.data.schema import PAD
 from lmrec.models.base import Recommender, register, scores_for_items
-from lmrec.models.capabilities import ColdStartItems, UserEmbeddings
+from lmrec.models.capabilities import ColdStartItems, LinearScores, UserEmbeddings
 from lmrec.models.seqrec.network import CausalSelfAttention, NetworkConfig, SeqRecNetwork
 from lmrec.models.seqrec.rows import WINDOWS, sequence_rows, side_inputs_for, window_bounds
 from lmrec.training.losses import (
@@ -290,7 +290,7 @@ class NextItemLoss(nn.Module):
 
 
 @register("seqrec")
-class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
+class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems):
     """Sequential recommender: a causal Transformer (SASRec line) or GRU/LSTM over a user's last events.
 
     Items are represented by ids, by their language-model text vectors through a whitening adapter, or by both
@@ -317,6 +317,8 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
         self.train_result_: TrainResult | None = None
         self._known: SideInfo | None = None  # training types and times, for side inputs of known users
         self._table: torch.Tensor | None = None  # cached item table for inference
+        # (item table it was made from, the table with the prior's column, fixed scores): see linear_table
+        self._linear: tuple[torch.Tensor, np.ndarray, np.ndarray] | None = None
         #: The encoder body's runtime when scoring (``None``: the float network; see :meth:`set_runtime`).
         self._runtime: BodyRuntime | None = None
 
@@ -505,6 +507,59 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
                 out[rows] = self._hidden(net, histories.take(rows), u, device).float().cpu().numpy()
         out[histories.lengths == 0] = 0.0
         return out
+
+    def linear_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Scores as inner products (:class:`LinearScores`): the item table, with the popularity prior's item
+        side as one more column when the model scores with a prior; items an ``id`` model never trained on
+        score ``UNTRAINED_SCORE`` whatever the history."""
+        self._check_fitted()
+        net = self.network_
+        assert net is not None
+        table = self._item_table()
+        if self._linear is not None and self._linear[0] is table:
+            return self._linear[1], self._linear[2]
+        with torch.inference_mode():
+            t = table.float().cpu()
+            if self._prior_scale() is not None:
+                t = torch.cat([t, net.log_popularity()[: t.shape[0]].float().cpu().unsqueeze(1)], dim=1)
+            arr = t.numpy().astype(np.float32, copy=True)
+        fixed = np.full(len(arr), np.nan, dtype=np.float32)
+        if not net.cfg.uses_text:
+            fixed[net.item_encoder.counts.cpu().numpy()[: len(arr)] <= 0] = UNTRAINED_SCORE
+        fixed[PAD] = -np.inf
+        self._linear = (table, arr, fixed)
+        return arr, fixed
+
+    def linear_queries(self, histories: Ragged, users: np.ndarray | None = None) -> np.ndarray:
+        """The hidden state after each history's newest event, with the prior's weight ``β(h)`` as one more
+        column when the model scores with a prior: ``query · linear_table()[0][i]`` scores item ``i``."""
+        self._check_fitted()
+        net = self.network_
+        assert net is not None
+        if net.training:
+            net.eval()
+        device = next(net.parameters()).device
+        scale = self._prior_scale()
+        parts = []
+        with torch.inference_mode():
+            bs = max(1, self.config.eval_batch)
+            for start in range(0, len(histories), bs):
+                rows = np.arange(start, min(start + bs, len(histories)))
+                u = None if users is None else np.asarray(users)[rows]
+                h = self._hidden(net, histories.take(rows), u, device).float()
+                if scale is not None:
+                    beta = net.prior_weights(h)
+                    assert beta is not None
+                    h = torch.cat([h, (scale * beta.float()).unsqueeze(1)], dim=1)
+                parts.append(h.cpu().numpy())
+        d = net.cfg.d_model + (scale is not None)
+        return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, d), np.float32)
+
+    def _prior_scale(self) -> float | None:
+        """The popularity prior's scale when scoring, ``None`` when scores have no prior term."""
+        assert self.network_ is not None
+        scale = float(self.config.prior_at_scoring)
+        return scale if self.network_.cfg.pop_prior != "none" and scale else None
 
     @property
     def runtime(self) -> str:
