@@ -3,6 +3,7 @@ answers recorded and joined to the events that follow them, stop, erasure, and t
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -36,7 +37,7 @@ def test_create_read_stop_need_an_admin_key_and_valid_definitions(start) -> None
 
     h = {"X-API-Key": admin}
     bad = [
-        ({**body, "name": "dup"} | {"arms": [{**ARMS[0], "share": 0.7}, {**ARMS[1], "share": 0.4}]}, "add up"),
+        ({**body, "name": "big", "arms": [{**ARMS[0], "share": 0.7}, {**ARMS[1], "share": 0.4}]}, "add up"),
         ({**body, "name": "nover", "arms": [ARMS[0], {**ARMS[1], "version": "v9"}]}, "v9"),
         ({**body, "name": "same", "arms": [ARMS[0], {**ARMS[1], "name": "popular"}]}, "differ"),
         (body, "exists"),
@@ -130,7 +131,8 @@ def test_metrics_join_answers_to_the_events_that_follow_them(start) -> None:
         # none of these counts: an item that was not recommended, an event before the answer, one after the
         # window
         other = next(i for i in ("toy", "aladdin", "lion", "heat", "ronin", "alien") if i not in items)
-        events += [{"user_id": u, "item_id": other, "event_type": "purchase", "timestamp": now, "value": 99.0},
+        events += [{"user_id": u, "item_id": other, "event_type": "purchase", "timestamp": now,
+                    "value": 99.0},
                    {"user_id": u, "item_id": top, "event_type": "purchase", "timestamp": now - 600,
                     "value": 99.0},
                    {"user_id": u, "item_id": top, "event_type": "purchase", "timestamp": now + 7200,
@@ -167,8 +169,8 @@ def test_erasure_removes_a_users_answers_and_the_dashboard_shows_the_loop(start)
     s.client.post("/v1/admin/experiments", json={"name": "ab", "salt": "s1", "arms": ARMS})
     for u in USERS[:8]:
         s.get(f"/v1/users/{u}/recommendations")
-    s.client.post("/v1/events", json={"events": [{"user_id": "u1", "item_id": "heat", "event_type": "purchase",
-                                                  "value": 12.5}]})
+    bought = {"user_id": "u1", "item_id": "heat", "event_type": "purchase", "value": 12.5}
+    s.client.post("/v1/events", json={"events": [bought]})
     exps = s.get("/v1/dashboard/experiments").json()
     assert exps[0]["name"] == "ab" and sum(a["answers"] for a in exps[0]["arms"]) == 8
     versions = s.get("/v1/dashboard/versions").json()
@@ -192,3 +194,46 @@ def test_erasure_removes_a_users_answers_and_the_dashboard_shows_the_loop(start)
     assert s.client.delete("/v1/users/u1").status_code == 200
     left = ExperimentTable(s.store).exposures("ab")
     assert "u1" not in left["user_id"].to_list() and left.height == 7
+
+
+def test_cli_creates_shows_and_stops_experiments_in_a_store_or_through_the_service(start, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from lmrec.cli import app
+
+    runner = CliRunner()
+    db = str(tmp_path / "cli.duckdb")
+    out = runner.invoke(app, ["experiments", "create", "offline", "--arm", "a=v1:0.5", "--arm", "b=v2:0.5",
+                              "--window", "2", "--store", db])
+    assert out.exit_code == 0, out.output
+    bad = runner.invoke(app, ["experiments", "create", "x", "--arm", "a=v1:0.7", "--arm", "b=v2:0.7",
+                              "--store", db])
+    assert bad.exit_code != 0 and "add up" in bad.output
+    assert runner.invoke(app, ["experiments", "create", "y", "--arm", "a-v1-0.5", "--arm", "b=v2:0.5",
+                               "--store", db]).exit_code != 0
+    listed = runner.invoke(app, ["experiments", "list", "--store", db])
+    assert "offline" in listed.output and "a=v1 50%" in listed.output and "2 h" in listed.output
+    shown = runner.invoke(app, ["experiments", "show", "offline", "--json", "--store", db])
+    assert shown.exit_code == 0, shown.output
+    rep = json.loads(shown.output)
+    assert rep["window_s"] == 7200 and [a["arm"] for a in rep["arms"]] == ["a", "b"]
+    assert runner.invoke(app, ["experiments", "stop", "offline", "--store", db]).exit_code == 0
+    assert runner.invoke(app, ["experiments", "stop", "offline", "--store", db]).exit_code != 0
+
+    s = start(dev_mode=False, key_cache_seconds=0)
+    admin, _ = KeyStore(s.store).create("ops", ["admin"])
+    via = ["--url", s.url, "--key", admin]
+    out = runner.invoke(app, ["experiments", "create", "live", "--arm", "popular=v1:0.5", "--arm",
+                              "knn=v2:0.5", "--salt", "s1", *via])
+    assert out.exit_code == 0, out.output
+    h = {"X-API-Key": admin}
+    for u in USERS:
+        s.get(f"/v1/users/{u}/recommendations", headers=h)
+    shown = runner.invoke(app, ["experiments", "show", "live", *via])
+    assert shown.exit_code == 0 and "click-through" in shown.output and "popular" in shown.output
+    assert "Welch" in shown.output or "two-proportion" in shown.output
+    assert "live" in runner.invoke(app, ["experiments", "list", *via]).output
+    assert runner.invoke(app, ["experiments", "create", "bad", "--arm", "a=v1:0.5", "--arm", "b=v9:0.5",
+                               *via]).exit_code != 0
+    assert runner.invoke(app, ["experiments", "stop", "live", *via]).exit_code == 0
+    assert s.get("/v1/users/u0/recommendations", headers=h).json()["experiment"] is None

@@ -261,8 +261,10 @@ async function loadExperiments() {
       tests.appendChild(row(["metric", "arm vs control", "test", ["difference", "num"], "interval",
                              ["p", "num"], ["p (adjusted)", "num"], "result"]));
       for (const s of x.tests) {
-        const fmt = s.metric === "revenue_per_user" ? (v) => num(v) : (v) => num(v === null ? null : 100 * v, 2) + " pt";
-        const verdict = el("span", s.significant ? "significant" : "not significant", "tag " + (s.significant ? "sig" : "ns"));
+        const fmt = s.metric === "revenue_per_user" ? (v) => num(v)
+                                                    : (v) => num(v === null ? null : 100 * v, 2) + " pt";
+        const verdict = el("span", s.significant ? "significant" : "not significant",
+                           "tag " + (s.significant ? "sig" : "ns"));
         tests.appendChild(row([s.metric, s.arm + " vs " + s.control, s.test, [fmt(s.difference), "num"],
                                "[" + fmt(s.low) + ", " + fmt(s.high) + "]", [num(s.p_value, 4), "num"],
                                [num(s.p_adjusted, 4), "num"], verdict]));
@@ -280,7 +282,8 @@ async function loadVersions() {
     const v = await getJSON("/v1/dashboard/versions");
     body.replaceChildren();
     for (const x of v.versions) {
-      const off = Object.entries(x.offline).map(([k, val]) => k + " " + (typeof val === "number" ? num(val, 4) : val)).join(" · ");
+      const off = Object.entries(x.offline)
+        .map(([k, val]) => k + " " + (typeof val === "number" ? num(val, 4) : val)).join(" · ");
       const on = el("div");
       for (const o of x.online) {
         on.appendChild(el("div", o.experiment + "/" + o.arm + " · " + o.users + " users · " +
@@ -300,10 +303,12 @@ async function loadUser(user) {
   const note = $("user-note"), out = $("out"), tl = $("timeline");
   note.className = "muted"; note.textContent = "loading…";
   try {
-    const d = await getJSON("/v1/dashboard/users/" + encodeURIComponent(user) + "/timeline?k=" + $("k").value);
+    const d = await getJSON("/v1/dashboard/users/" + encodeURIComponent(user) + "/timeline?k=" +
+                            $("k").value);
     tl.replaceChildren();
     for (const e of d.events) {
-      const item = el("span"); item.append(el("b", e.title || e.item_id), el("span", "  " + e.item_id, "muted"));
+      const item = el("span");
+      item.append(el("b", e.title || e.item_id), el("span", "  " + e.item_id, "muted"));
       tl.appendChild(row([e.time, [e.event_type, "type-" + e.event_type], item,
                           [e.value === null ? "" : num(e.value), "num"]]));
     }
@@ -359,7 +364,8 @@ async function loadActivity() {
 }
 
 // ---------------------------------------------------------------- navigation
-const LOADERS = {service: refresh, experiments: loadExperiments, versions: loadVersions, activity: loadActivity,
+const LOADERS = {service: refresh, experiments: loadExperiments, versions: loadVersions,
+                 activity: loadActivity,
                  user: () => { const u = $("user").value.trim(); if (u) loadUser(u); }};
 function show() {
   const view = (location.hash || "#service").slice(1);
