@@ -70,7 +70,7 @@ PAGE = """<!doctype html>
   .split { display:grid; grid-template-columns: 1fr 1fr; gap:20px; }
   @media (max-width: 900px) { .split { grid-template-columns: 1fr; } }
   .bars { display:flex; align-items:flex-end; gap:2px; height:90px; border-bottom:1px solid var(--line); }
-  .bars div { background:var(--accent); min-width:6px; flex:1; }
+  .bars div { background:var(--accent); min-width:6px; flex:1; max-width:60px; }
   .type-view { color:#2f6fec; } .type-click { color:#2f6fec; } .type-cart { color:#b9770e; }
   .type-purchase { color:var(--good); font-weight:600; }
 </style>
@@ -293,7 +293,8 @@ async function loadVersions() {
       if (!x.online.length) on.textContent = "–";
       const name = el("span", x.version + " ");
       if (x.active) name.append(el("span", "active", "tag running"));
-      body.appendChild(row([x.saved || "–", name, x.model || "–", off || "–", on]));
+      body.appendChild(row([(x.saved || "–").replace("T", " ").slice(0, 16), name, x.model || "–", off || "–",
+                            on]));
     }
   } catch (e) { body.replaceChildren(row([e.message])); }
 }
@@ -341,18 +342,19 @@ async function loadActivity() {
   try {
     const a = await getJSON("/v1/dashboard/activity");
     const rows = $("event-rows"); rows.replaceChildren();
-    const perBucket = {};
     for (const r of a.events.rows) {
       rows.appendChild(row([r.t, [r.event_type, "type-" + r.event_type], [r.count.toLocaleString(), "num"]]));
-      perBucket[r.t] = (perBucket[r.t] || 0) + r.count;
     }
     const bars = el("div"); bars.className = "bars";
-    const most = Math.max(1, ...Object.values(perBucket));
-    for (const [t, n] of Object.entries(perBucket)) {
-      const b = el("div"); b.style.height = (100 * n / most) + "%"; b.title = t + ": " + n + " events";
-      bars.appendChild(b);
+    const most = Math.max(1, ...a.events.totals.map((b) => b.count));
+    for (const b of a.events.totals) {  // one bar per day (or hour), empty ones too
+      const d = el("div");
+      d.style.height = (100 * b.count / most) + "%"; d.title = b.t + ": " + b.count + " events";
+      bars.appendChild(d);
     }
-    $("event-bars").replaceChildren(bars);
+    const span = el("p", a.events.totals.length ? "from " + a.events.totals[0].t + " · one bar per " +
+                    (a.events.bucket_s === 86400 ? "day" : "hour") : "no events yet", "muted");
+    $("event-bars").replaceChildren(bars, span);
     const calls = $("calls"); calls.replaceChildren();
     for (const c of a.calls) {
       calls.appendChild(row([c.hour, c.method + " " + c.route, [c.calls, "num"], [c.records, "num"],
@@ -375,6 +377,7 @@ function show() {
   LOADERS[name]();
 }
 window.addEventListener("hashchange", show);
+keyInput.addEventListener("input", () => { refresh(); show(); });
 const preset = new URLSearchParams(location.search).get("user");  // /dashboard?user=42 opens that user
 if (preset) { $("user").value = preset; if (!location.hash) location.hash = "#user"; }
 refresh();

@@ -101,12 +101,17 @@ def activity(engine: EngineDep, _: ReadAccess,
     bucket = 86_400 if days > 2 else 3_600
     since = (int(newest) // bucket + 1) * bucket - days * 86_400 if newest is not None else 0
     rows = event_activity(engine.reader, since, bucket) if newest is not None else []
+    totals: dict[int, int] = dict.fromkeys(range(since, int(newest) + 1, bucket), 0) if newest is not None \
+        else {}
+    for t, _, n in rows:
+        totals[t] = totals.get(t, 0) + n
     calls = engine.audit.per_hour(datetime.now() - timedelta(hours=hours))
     for c in calls:
         c["hour"] = c["hour"].isoformat(timespec="minutes")
     answers = engine.experiments.table.exposures_per_hour(time.time() - hours * 3600)
     return {"events": {"bucket_s": bucket, "since": iso(since) if newest is not None else None,
-                       "rows": [{"t": iso(t), "event_type": et, "count": n} for t, et, n in rows]},
+                       "rows": [{"t": iso(t), "event_type": et, "count": n} for t, et, n in rows],
+                       "totals": [{"t": iso(t), "count": n} for t, n in sorted(totals.items())]},
             "calls": calls,
             "answers": [{"hour": iso(h), "answers": n} for h, n in answers.iter_rows()],
             "events_committed": engine.writer.committed, "catalogue_size": engine.bundle.n_items}
