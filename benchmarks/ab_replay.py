@@ -204,8 +204,8 @@ def main() -> None:
             users, n_ans = np.mean([x["users"] for x in rows]), np.mean([x["answers"] for x in rows])
             lines.append(f"| {a}{' (control)' if i == 0 else ''} | {users:.0f} | {n_ans:.0f} | "
                          + " | ".join(cells) + f" | {rev:.2f} |")
-        lines += ["", "| test | metric | rejections at alpha 0.05 (rate, Wilson 95 % interval) | median p | "
-                  "mean difference |", "| --- | --- | --- | ---: | ---: |"]
+        lines += ["", "| test | metric | rejections at alpha 0.05 (rate, Wilson 95 % interval) | "
+                  "median p (adjusted) | mean difference |", "| --- | --- | --- | ---: | ---: |"]
         for arm in arms[1:]:
             for m in METRICS:
                 ts = [next(t for t in r["tests"] if t["metric"] == m and t["arm"] == arm) for r in reps]
@@ -223,7 +223,9 @@ def main() -> None:
             k = sum(next(t for t in r["tests"] if t["metric"] == m)["significant"] for r in extra)
             lines.append(f"| {m} | {_wilson(k, len(extra))} |")
         anyk = sum(any(t["significant"] for t in r["tests"]) for r in extra)
-        lines += [f"| any of the four | {_wilson(anyk, len(extra))} |", ""]
+        lines += [f"| any of the four | {_wilson(anyk, len(extra))} |", "",
+                  "Each metric's test holds its level; the four together are four chances to be wrong (the "
+                  "last row), so an experiment should name its primary metric before it starts.", ""]
     lines.append(wall_and_load(t0))
     body = "\n".join(lines)
     print(body)
