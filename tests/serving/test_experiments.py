@@ -40,6 +40,8 @@ def test_create_read_stop_need_an_admin_key_and_valid_definitions(start) -> None
         ({**body, "name": "big", "arms": [{**ARMS[0], "share": 0.7}, {**ARMS[1], "share": 0.4}]}, "add up"),
         ({**body, "name": "nover", "arms": [ARMS[0], {**ARMS[1], "version": "v9"}]}, "v9"),
         ({**body, "name": "same", "arms": [ARMS[0], {**ARMS[1], "name": "popular"}]}, "differ"),
+        ({**body, "name": "ctl", "description": "a\x00b"}, "printable"),
+        ({**body, "name": "salty", "salt": "a b"}, "pattern"),
         (body, "exists"),
     ]
     for b, words in bad:

@@ -325,11 +325,19 @@ class ExperimentIn(_Body):
     arms: list[ArmIn] = Field(min_length=2, max_length=26,
                               description="Two or more arms; shares add up to at most 1 (the rest of the "
                                           "users get the active model and are not in the experiment).")
-    salt: str = Field("", max_length=128, description="Bucketing key (default: the name).")
+    salt: str = Field("", pattern=r"^[A-Za-z0-9._:@/+=-]{0,128}$",
+                      description="Bucketing key (default: the name): letters, digits and ._:@/+=-")
     window_s: int = Field(86_400, gt=0, le=90 * 86_400,
                           description="Seconds after an answer during which events on its items count.")
     alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Significance level of the tests.")
     description: str = Field("", max_length=2000)
+
+    @field_validator("description")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        if any((ord(c) < 32 and c not in "\t\n") or 0xD800 <= ord(c) <= 0xDFFF for c in v):
+            raise ValueError("a description holds printable text (no control characters)")
+        return v
 
 
 class ExperimentOut(BaseModel):
