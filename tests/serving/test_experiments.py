@@ -9,6 +9,7 @@ import time
 import pytest
 
 from lmrec.evaluation.abtest import Arm, ExperimentSpec
+from lmrec.serving.engine import Engine
 from lmrec.store.experiments import ExperimentTable
 from lmrec.store.keys import KeyStore
 
@@ -98,6 +99,21 @@ def test_users_are_served_by_their_arms_version_and_each_answer_is_recorded(star
         r = by_list[a["list_id"]]
         assert (r["user_id"], r["arm"], r["model_version"]) == (u, arms[u].name, arms[u].version)
         assert r["items"] == [i["item_id"] for i in a["items"]]
+
+    # a new item reaches every loaded version, not only the active one
+    new = {"items": [{"item_id": "matrix", "title": "The Matrix (1999)", "categories": ["Sci-Fi"]}]}
+    assert s.client.put("/v1/items", json=new).status_code == 200
+    engine = s.app.state.engine  # type: ignore[attr-defined]
+    [arm_bundle] = engine.experiments.bundles()
+    assert arm_bundle.version == "v2" and "matrix" in arm_bundle.model.item_map
+    # a service started later on the same store routes the same users to the same arms
+    again = Engine.open(engine.settings, s.store, None)
+    try:
+        assert [a.name for a in again.experiments.running()] == ["pop-vs-knn"]
+        for u in USERS[:10]:
+            assert again.experiments.route(u).bundle.version == arms[u].version
+    finally:
+        again.close()
 
     # stopped: everyone gets the active model again, and nothing more is recorded
     s.client.post("/v1/admin/experiments/pop-vs-knn/stop")
