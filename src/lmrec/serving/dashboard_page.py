@@ -382,12 +382,11 @@ const preset = new URLSearchParams(location.search).get("user");  // /dashboard?
 if (preset) { $("user").value = preset; if (!location.hash) location.hash = "#user"; }
 refresh();
 show();
-setInterval(() => {
+setInterval(() => {  // the open view's figures, every 15 s (each read joins answers to events)
   const view = (location.hash || "#service").slice(1);
-  if (view === "service") refresh();
-  else if (view === "experiments") loadExperiments();
+  if (view === "experiments") loadExperiments();
   else if (view === "activity") loadActivity();
-}, 5000);
+}, 15000);
 setInterval(refresh, 2000);
 </script>
 </body>

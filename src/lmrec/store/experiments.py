@@ -138,11 +138,15 @@ class ExperimentTable:
             f"""WITH x AS (
                     SELECT list_id, arm, user_id, served_at, items FROM experiment_exposures
                     WHERE experiment = ?),
+                ev AS (  -- the events that can follow an answer: exposed users', from the first answer on
+                    SELECT event_id, user_id, item_id, timestamp, event_type, value FROM events
+                    WHERE timestamp >= (SELECT floor(min(served_at)) FROM x)
+                      AND user_id IN (SELECT DISTINCT user_id FROM x)),
                 hits AS (
                     SELECT x.list_id, x.user_id, e.event_type, e.value,
                            row_number() OVER (PARTITION BY e.event_id
                                               ORDER BY x.served_at DESC, x.list_id) AS r
-                    FROM x JOIN events e ON e.user_id = x.user_id
+                    FROM x JOIN ev e ON e.user_id = x.user_id
                          AND e.timestamp >= floor(x.served_at) AND e.timestamp <= x.served_at + ?
                          AND list_contains(x.items, e.item_id)),
                 per_list AS (
