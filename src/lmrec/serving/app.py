@@ -24,6 +24,7 @@ from lmrec.serving.routers import (
     admin_ops,
     dashboard,
     events,
+    experiments,
     health,
     items,
     onboarding,
@@ -154,7 +155,8 @@ def create_app(settings: ServingSettings | None = None, *, store: Store | None =
     app.state.metrics = metrics
     app.state.stats = stats
     app.state.engine = None
-    for module in (recommendations, items, events, users, onboarding, admin, admin_ops, health, dashboard):
+    for module in (recommendations, items, events, users, onboarding, admin, admin_ops, experiments, health,
+                   dashboard):
         app.include_router(module.router)
     _install_handlers(app)
     app.add_middleware(ServiceMiddleware, metrics=metrics, stats=stats,  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from lmrec.serving.bundle import (
     model_user_vectors,
 )
 from lmrec.serving.errors import CapabilityError, CommitError, InvalidRequestError, NotFoundError
+from lmrec.serving.experiments import Assignment, ExperimentRuntime
 from lmrec.serving.explain import Explanation, explain
 from lmrec.serving.idfilter import IdFilter
 from lmrec.serving.ingest import EventWriter, prepare
@@ -79,6 +81,11 @@ class Recommendations:
     ignored_items: list[str] = field(default_factory=list)
     #: Why a fallback answered instead of the user's own history: ``"unknown-user"`` (``unknown=popular``).
     fallback: str | None = None
+    #: The answer's id (a user's answers; the key the experiment tables record it under).
+    list_id: str | None = None
+    #: The online experiment and arm that answered (:mod:`lmrec.serving.experiments`), if any.
+    experiment: str | None = None
+    arm: str | None = None
 
 
 @dataclass
@@ -184,6 +191,7 @@ class Engine:
             store.set_threads(settings.store_threads)
         if on_activate is not None:
             on_activate(bundle)
+        self.experiments = ExperimentRuntime(store, self.load_version, lambda: self._bundle)
 
     @classmethod
     def open(cls, settings: ServingSettings, store: Store | None = None, encoder: Encoder | None = None,
@@ -241,23 +249,38 @@ class Engine:
         return 0 if user_id in self._erased else b.model.user_map.get(user_id)
 
     # ------------------------------------------------------------------ recommendations
-    def user_recommendations(self, user_id: str, req: RecRequest) -> Recommendations:
+    def user_recommendations(self, user_id: str, req: RecRequest, record: bool = True) -> Recommendations:
         """Top-k for a known user: training or stored history plus everything ingested since.
 
         An unknown (or erased) user is a 404, or, with ``req.unknown == "popular"``, gets the most popular
         items marked ``fallback="unknown-user"``: the same policy as ``Recommender.recommend`` and
         ``lmrec recommend --unknown``.
+
+        A user in a running experiment is answered by their arm's model version, and the answer is recorded
+        for the experiment's metrics unless ``record`` is false (the dashboard's look at a user).
         """
         state = self.overlay.get(user_id)
-        b = self.bundle
+        assignment = self.experiments.route(user_id)
+        b = assignment.bundle if assignment is not None else self.bundle
         if state is None:
             if req.unknown != "popular":
                 raise NotFoundError(f"unknown user {user_id!r}; ask with unknown=popular for the most "
                                     "popular items")
             out = self._recommend(b, 0, UserState(), req)
             out.fallback = "unknown-user"
-            return out
-        return self._recommend(b, self._user_index(b, user_id), state, req)
+        else:
+            out = self._recommend(b, self._user_index(b, user_id), state, req)
+        return self._answered(out, user_id, assignment, record)
+
+    def _answered(self, out: Recommendations, user_id: str, assignment: Assignment | None,
+                  record: bool) -> Recommendations:
+        """Give the answer its list id and, inside an experiment, its arm (recorded when ``record``)."""
+        out.list_id = uuid.uuid4().hex
+        if assignment is not None:
+            out.experiment, out.arm = assignment.experiment.name, assignment.arm.name
+            if record:
+                self.experiments.record(out.list_id, assignment, user_id, [i.item_id for i in out.items])
+        return out
 
     def session_recommendations(self, items: list[str], profile: str | None,
                                 req: RecRequest) -> Recommendations:
@@ -542,37 +565,47 @@ class Engine:
             # index holds the service's vectors; a text model gets vectors of its own text space.
             vecs = encode_items(self.encoder, df, store=self.store) if b.text_index is not None and \
                 self.encoder is not None else None
-            try:
-                model_vecs = encode_for_model(b.model, df, self.encoder, self.store)
-            except TextSpaceError as exc:
-                raise CapabilityError(str(exc)) from exc
-            with b.lock.write():
-                model = b.model
-                assert model.item_map is not None
-                ids = df["item_id"].to_list()
-                created = [i for i in ids if i not in model.item_map]
-                idx = add_to_model(model, df, model_vecs)
-                titles = b.titles + [""] * (model.n_items + 1 - len(b.titles))
-                for i, t, raw in zip(idx.tolist(), df["title"].to_list(), ids, strict=True):
-                    titles[i] = t or raw
-                b.titles = titles
-                b.invalidate_masks()
-                if vecs is not None and b.text_index is not None:
-                    b.text_index.upsert(idx, vecs)
-                has_vectors = b.behaviour_index is not None or b.factor_index is not None
-                iv = model_item_vectors(model) if has_vectors else None
-                if iv is not None:
-                    if b.behaviour_index is not None:
-                        b.behaviour_index.upsert(idx, normalise(iv[idx]))
-                    if b.factor_index is not None:
-                        b.factor_index.upsert(idx, iv[idx])
-                if b.space_indexes and isinstance(model, CandidateRetrieval):
-                    spaces = model.retrieval_spaces()
-                    for name, index in b.space_indexes.items():
-                        table, scorable = spaces[name]
-                        index.upsert(idx, table[idx] * scorable[idx, None])
+            created: list[str] = []
+            ids = df["item_id"].to_list()
+            # the active bundle last: its counts are the answer; experiment arms' bundles learn the items too
+            for bb in [*self.experiments.bundles(), b]:
+                created = self._upsert_into(bb, df, ids, vecs)
         return UpsertResult(created=len(created), updated=len(ids) - len(created),
                             encoded=0 if vecs is None else len(vecs), catalogue_size=b.n_items)
+
+    def _upsert_into(self, b: ModelBundle, df: pl.DataFrame, ids: list[str],
+                     vecs: np.ndarray | None) -> list[str]:
+        """Add or update items in one bundle; returns the ids that were new to it. Caller holds the swap
+        lock."""
+        try:
+            model_vecs = encode_for_model(b.model, df, self.encoder, self.store)
+        except TextSpaceError as exc:
+            raise CapabilityError(str(exc)) from exc
+        with b.lock.write():
+            model = b.model
+            assert model.item_map is not None
+            created = [i for i in ids if i not in model.item_map]
+            idx = add_to_model(model, df, model_vecs)
+            titles = b.titles + [""] * (model.n_items + 1 - len(b.titles))
+            for i, t, raw in zip(idx.tolist(), df["title"].to_list(), ids, strict=True):
+                titles[i] = t or raw
+            b.titles = titles
+            b.invalidate_masks()
+            if vecs is not None and b.text_index is not None:
+                b.text_index.upsert(idx, vecs)
+            has_vectors = b.behaviour_index is not None or b.factor_index is not None
+            iv = model_item_vectors(model) if has_vectors else None
+            if iv is not None:
+                if b.behaviour_index is not None:
+                    b.behaviour_index.upsert(idx, normalise(iv[idx]))
+                if b.factor_index is not None:
+                    b.factor_index.upsert(idx, iv[idx])
+            if b.space_indexes and isinstance(model, CandidateRetrieval):
+                spaces = model.retrieval_spaces()
+                for name, index in b.space_indexes.items():
+                    table, scorable = spaces[name]
+                    index.upsert(idx, table[idx] * scorable[idx, None])
+        return created
 
     # ------------------------------------------------------------------ onboarding
     def onboarding(self, answers: dict[str, bool], n: int, k: int,
@@ -613,6 +646,7 @@ class Engine:
             if self.overlay.load_locked(user_id) is None:
                 raise NotFoundError(f"unknown user {user_id!r}")
             self.writer.drop_user(user_id)
+            self.experiments.forget_user(user_id)
             removed = self.keys.erase_user(user_id)
             self._erased.add(user_id)
             removed["cached"] = int(self.overlay.forget(user_id))
@@ -637,6 +671,8 @@ class Engine:
                 n += bool(forget_in_model(b.model, b.path, [user_id]))
             else:
                 b.model.forget_users([user_id])
+            for arm in self.experiments.bundles():  # in memory; their folders are patched below
+                arm.model.forget_users([user_id])
             root = self.settings.resolved_models_dir()
             for folder in model_folders(root) if root is not None else []:
                 if folder.resolve() != active:
@@ -651,30 +687,42 @@ class Engine:
         found = sorted(p.name for p in root.iterdir() if (p / MODEL_FILE).is_file())
         return found or [self.bundle.version]
 
-    def activate(self, version: str) -> ModelBundle:
-        """Load model ``version`` fully, then swap it in with one reference assignment (no request fails)."""
+    def version_path(self, version: str) -> Path:
+        """The folder of a model version of the registry; :class:`NotFoundError` when there is none."""
         root = self.settings.resolved_models_dir()
         if root is None or "/" in version or version.startswith("."):
             raise NotFoundError(f"unknown model version {version!r}")
         path = root / version
         if not (path / MODEL_FILE).is_file():
             raise NotFoundError(f"unknown model version {version!r}; available: {', '.join(self.versions())}")
+        return path
+
+    def load_version(self, version: str) -> ModelBundle:
+        """Load a model version of the registry into a bundle, without serving it (yet)."""
+        path = self.version_path(version)
+        try:
+            model = load_for_serving(path, self.settings.runtime)
+        except ServingFormError as exc:
+            raise CapabilityError(f"model version {version!r} cannot be served: {exc}") from None
+        return build_bundle(model, version, path, self.store.items(), self.encoder, self.settings, self.store)
+
+    def activate(self, version: str) -> ModelBundle:
+        """Load model ``version`` fully, then swap it in with one reference assignment (no request fails)."""
+        self.version_path(version)
         with self._swap_lock:
-            try:
-                model = load_for_serving(path, self.settings.runtime)
-            except ServingFormError as exc:
-                raise CapabilityError(f"model version {version!r} cannot be served: {exc}") from None
-            bundle = build_bundle(model, version, path, self.store.items(), self.encoder, self.settings,
-                                  self.store)
+            bundle = self.load_version(version)
             self._bundle = bundle  # atomic: requests already running finish on the old bundle
+        path = bundle.path
         self.store.set_meta("serving.active_model", {"version": version, "path": str(path)})
         if self._on_activate is not None:
             self._on_activate(bundle)
+        self.experiments.refresh()  # an arm that named the version it replaced keeps a bundle of its own
         log.info("activated model version %s", version)
         return bundle
 
     def close(self) -> None:
-        """Commit queued events and stop the background writer."""
+        """Commit queued events and experiment answers, and stop the background writers."""
+        self.experiments.close()
         self.writer.close()
         self.reader.close()
 

@@ -4,12 +4,14 @@ objects)."""
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lmrec.data.cleaning import iso_seconds
+from lmrec.evaluation.abtest import NAME_PATTERN
 from lmrec.serving import engine as eng
+from lmrec.store.experiments import iso
 
 _ID = Field(min_length=1, max_length=256)
 
@@ -63,12 +65,16 @@ class RecommendationsOut(BaseModel):
                                      description="Session items the model does not know.")
     fallback: str | None = Field(None, description="Set when a fallback answered instead of the user's own "
                                                    "history: 'unknown-user' (asked with unknown=popular).")
+    list_id: str | None = Field(None, description="This answer's id (recommendations for a user).")
+    experiment: str | None = Field(None, description="The online experiment this user is in, if any.")
+    arm: str | None = Field(None, description="The experiment's arm that answered (its model version is "
+                                              "model_version).")
 
     @classmethod
     def of(cls, recs: eng.Recommendations, user_id: str | None = None) -> RecommendationsOut:
         return cls(user_id=user_id, model_version=recs.model_version, strategy=recs.strategy,
                    items=[ItemOut.of(i) for i in recs.items], ignored_items=recs.ignored_items,
-                   fallback=recs.fallback)
+                   fallback=recs.fallback, list_id=recs.list_id, experiment=recs.experiment, arm=recs.arm)
 
 
 class SessionRequest(_Body):
@@ -306,3 +312,62 @@ class OnboardingOut(BaseModel):
     recommendations: list[ItemOut] = Field(description="First recommendations from the answers (none before "
                                                        "the first answer).")
     events_added: int = Field(description="'yes' answers stored as like events of user_id.")
+
+
+# ---------------------------------------------------------------------- online experiments
+class ArmIn(_Body):
+    name: str = Field(pattern=NAME_PATTERN, description="The arm's name (the first arm is the control).")
+    version: str = Field(pattern=NAME_PATTERN, description="A model version: a folder of the models "
+                                                           "directory.")
+    share: float = Field(gt=0.0, le=1.0, allow_inf_nan=False, description="Its share of all users.")
+
+
+class ExperimentIn(_Body):
+    name: str = Field(pattern=NAME_PATTERN)
+    arms: list[ArmIn] = Field(min_length=2, max_length=26,
+                              description="Two or more arms; shares add up to at most 1 (the rest of the "
+                                          "users get the active model and are not in the experiment).")
+    salt: str = Field("", pattern=r"^[A-Za-z0-9._:@/+=-]{0,128}$",
+                      description="Bucketing key (default: the name): letters, digits and ._:@/+=-")
+    window_s: int = Field(86_400, gt=0, le=90 * 86_400,
+                          description="Seconds after an answer during which events on its items count.")
+    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Significance level of the tests.")
+    description: str = Field("", max_length=2000)
+
+    @field_validator("description")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        if any((ord(c) < 32 and c not in "\t\n") or 0xD800 <= ord(c) <= 0xDFFF for c in v):
+            raise ValueError("a description holds printable text (no control characters)")
+        return v
+
+
+class ExperimentOut(BaseModel):
+    name: str
+    salt: str
+    arms: list[dict[str, Any]]
+    window_s: int
+    alpha: float
+    description: str | None = None
+    status: Literal["running", "stopped"]
+    created_at: str
+    stopped_at: str | None = None
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> ExperimentOut:
+        return cls(name=record["name"], salt=record["salt"], arms=record["arms"], window_s=record["window_s"],
+                   alpha=record["alpha"], description=record.get("description"),
+                   status="running" if record.get("stopped_at") is None else "stopped",
+                   created_at=iso(record["created_at"]) or "", stopped_at=iso(record.get("stopped_at")))
+
+
+class ExperimentReportOut(ExperimentOut):
+    correction: str
+    tests: list[dict[str, Any]] = Field(description="Each treatment arm against the control, per metric: "
+                                                    "difference with its interval, p-value, Holm-adjusted "
+                                                    "p-value, significant.")
+
+    @classmethod
+    def of_report(cls, report: dict[str, Any]) -> ExperimentReportOut:
+        base = ExperimentOut.of(report).model_dump()
+        return cls(**{**base, "arms": report["arms"]}, correction=report["correction"], tests=report["tests"])

@@ -83,3 +83,14 @@ class AuditLog:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY logged_at DESC, rowid DESC LIMIT {int(limit)}"
         return [dict(zip(_COLUMNS, r, strict=True)) for r in self.store.execute(sql, params)]
+
+    def per_hour(self, since: datetime) -> list[dict[str, Any]]:
+        """Calls per hour, method and route since ``since``, with the records they carried (events ingested,
+        items upserted) and how many failed: the dashboard's ingestion and update activity."""
+        rows = self.store.execute(
+            "SELECT date_trunc('hour', logged_at) AS hour, method, route, count(*) AS calls, "
+            "coalesce(sum(count) FILTER (WHERE status < 400), 0) AS records, "
+            "count(*) FILTER (WHERE status >= 400) AS failed FROM audit_log WHERE logged_at >= ? "
+            "GROUP BY ALL ORDER BY hour, route, method", [since])
+        return [dict(zip(("hour", "method", "route", "calls", "records", "failed"), r, strict=True))
+                for r in rows]

@@ -1,10 +1,11 @@
 """Backups of a store and its model registry, taken while the service runs, and their restore.
 
 A backup is a folder: one Parquet file per table (events, items, users, API keys, erasure tombstones, audit
-log, metadata), a copy of the model registry (``models/``) and ``manifest.json`` with each table's row count
-and content hash. The tables are read in one DuckDB transaction on a connection of their own, so the snapshot
-is consistent (MVCC) and writers are not stopped. :func:`restore` rebuilds a store file from it, checks every
-count and hash against the manifest, and only then moves the file into place.
+log, online experiments and the answers they served, metadata), a copy of the model registry (``models/``)
+and ``manifest.json`` with each table's row count and content hash. The tables are read in one DuckDB
+transaction on a connection of their own, so the snapshot is consistent (MVCC) and writers are not stopped.
+:func:`restore` rebuilds a store file from it, checks every count and hash against the manifest, and only
+then moves the file into place.
 
 A backup taken by a running service (``POST /v1/admin/backup``) lies on the service's machine; :func:`archive`
 streams such a folder as an uncompressed tar (``GET /v1/admin/backups/{name}``) and :func:`unpack` writes that
@@ -27,10 +28,12 @@ from typing import Any
 
 from lmrec.store.audit import AuditLog
 from lmrec.store.duckdb_store import Store, StoreKeyError, parquet_encryption
+from lmrec.store.experiments import ExperimentTable
 from lmrec.store.keys import KeyStore
 
 #: Tables a backup carries (those that exist in the store).
-TABLES = ("events", "items", "users", "api_keys", "erased_users", "audit_log", "meta")
+TABLES = ("events", "items", "users", "api_keys", "erased_users", "audit_log", "experiments",
+          "experiment_exposures", "meta")
 MANIFEST = "manifest.json"
 
 
@@ -247,6 +250,7 @@ def restore(folder: str | Path, store_path: str | Path, models_dir: str | Path |
     with Store(tmp) as st:
         KeyStore(st)
         AuditLog(st)
+        ExperimentTable(st)
         if manifest.get("encrypted") and not st.encrypted:
             raise StoreKeyError("this backup is encrypted: set LMREC_STORE_KEY (or LMREC_STORE_KEY_FILE) to "
                                 "the key of the store it was taken from")

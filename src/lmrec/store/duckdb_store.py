@@ -607,10 +607,15 @@ class Store:
         return n
 
     def delete_user(self, user_id: str) -> dict[str, int]:
-        """Erase a user: every event and the profile row. Returns the rows removed per table."""
+        """Erase a user: every event, the profile row and the experiment answers served to them. Returns the
+        events and profile rows removed."""
         def run() -> dict[str, int]:
             n_ev = self._con.execute("DELETE FROM events WHERE user_id = ?", [str(user_id)]).fetchall()[0][0]
             n_us = self._con.execute("DELETE FROM users WHERE user_id = ?", [str(user_id)]).fetchall()[0][0]
+            # the answers an online experiment served them (lmrec.store.experiments), when the table exists
+            if self._con.execute("SELECT 1 FROM information_schema.tables "
+                                 "WHERE table_name = 'experiment_exposures'").fetchall():
+                self._con.execute("DELETE FROM experiment_exposures WHERE user_id = ?", [str(user_id)])
             return {"events": int(n_ev), "users": int(n_us)}
 
         return self.transaction(run)  # type: ignore[no-any-return]

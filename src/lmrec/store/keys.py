@@ -277,3 +277,23 @@ def user_row_counts(store: Store, user_id: str) -> dict[str, int]:
     """Rows that name this user, per table (erasure checks: all zero afterwards)."""
     return {t: int(store.execute(f"SELECT count(*) FROM {t} WHERE user_id = ?", [str(user_id)])[0][0])
             for t in ("events", "users")}
+
+
+def user_timeline(store: Store | ReadCursor, user_id: str, limit: int) -> list[dict[str, Any]]:
+    """A user's newest ``limit`` events, newest first, with the item's title: ``timestamp, event_type,
+    item_id, title, value`` (the dashboard's timeline)."""
+    rows = store.execute(
+        "SELECT e.timestamp, e.event_type, e.item_id, i.title, e.value FROM events e "
+        "LEFT JOIN items i USING (item_id) WHERE e.user_id = ? "
+        "ORDER BY e.timestamp DESC, e.rowid DESC LIMIT ?",
+        [str(user_id), int(limit)])
+    return [dict(zip(("timestamp", "event_type", "item_id", "title", "value"), r, strict=True)) for r in rows]
+
+
+def event_activity(store: Store | ReadCursor, since: int, bucket_s: int) -> list[tuple[int, str, int]]:
+    """Events per time bucket and type since ``since`` (event time, epoch seconds): ``(bucket start, type,
+    count)``, oldest first."""
+    rows = store.execute(
+        "SELECT (timestamp // ?) * ? AS b, event_type, count(*) FROM events WHERE timestamp >= ? "
+        "GROUP BY ALL ORDER BY b, event_type", [int(bucket_s), int(bucket_s), int(since)])
+    return [(int(b), str(t), int(n)) for b, t, n in rows]
