@@ -18,7 +18,8 @@ app = typer.Typer(
 )
 
 #: (module, attribute) of each sub-command group or command registrar, in the order `--help` lists them.
-_GROUPS = ["data", "text", "models", "catalogue", "training", "multitask", "serving", "privacy", "demo"]
+_GROUPS = ["data", "text", "models", "catalogue", "training", "multitask", "updates", "serving", "privacy",
+           "demo"]
 
 
 def _register() -> None:
