@@ -51,8 +51,8 @@ def data(name: str, days: int):  # -> (events, items, replay config, click model
 
         ds, _ = load_dataset("movielens-100k")
         items = ds.items.drop("item_idx")
-        return ds.events.select("event_id", "user_id", "item_id", "timestamp", "event_type", "value"), items, \
-            ReplayConfig(days=days, k=K), None
+        events = ds.events.select("event_id", "user_id", "item_id", "timestamp", "event_type", "value")
+        return events, items, ReplayConfig(days=days, k=K), None
     shop = generate_ecommerce(seed=0)
     start = shop.meta["start_timestamp"] + SHOP_START_DAY * DAY
     clicks = ShopClicks(shop.truth, shop.meta["start_timestamp"], shop.config.seasonality)
@@ -101,10 +101,11 @@ def report(runs: list[dict], t0: float) -> str:
     lines = ["## Replay: incremental updates every simulated day vs never (`replay-updates`)", "",
              __doc__.split("\n\n    python")[0].strip(), "",
              "NDCG@10 is the mean over the users scored (users with a new item that day), all days pooled; "
-             "the paired test is a t-test over days (daily vs never, the same users each day). CPU s / update "
-             "is the mean over the updates.", "",
-             "| data | model | seed | past events | users scored | NDCG@10 never | NDCG@10 daily | Δ | days daily > "
-             "never | p (t over days) | CTR never | CTR daily | CPU s / update | CPU s first fit |",
+             "the paired test is a t-test over days (daily vs never, the same users each day). "
+             "CPU s / update is the mean over the updates.", "",
+             "| data | model | seed | past events | users scored | NDCG@10 never | NDCG@10 daily | Δ | "
+             "days daily > never | p (t over days) | CTR never | CTR daily | CPU s / update | "
+             "CPU s first fit |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         never, daily = _per_day(r, "never", f"ndcg@{K}"), _per_day(r, "daily", f"ndcg@{K}")
@@ -123,7 +124,8 @@ def report(runs: list[dict], t0: float) -> str:
         wn, wd = _weighted(r, "never"), _weighted(r, "daily")
         lines.append(
             f"| {r['dataset']} | {r['model']} | {r['seed']} | {r['past_events']:,} | {int(scored.sum()):,} | "
-            f"{wn:.4f} | {wd:.4f} | {wd - wn:+.4f} | {int((daily[has] > never[has]).sum())} / {int(has.sum())} | "
+            f"{wn:.4f} | {wd:.4f} | {wd - wn:+.4f} | "
+            f"{int((daily[has] > never[has]).sum())} / {int(has.sum())} | "
             f"{'' if test is None else f'{test.p_value:.3g}'} | "
             f"{fmt(ctr['never'])} | {fmt(ctr['daily'])} | "
             f"{cpu[cpu > 0].mean() if (cpu > 0).any() else 0:.2f} | {r['fit_cpu_seconds']:.1f} |")
@@ -131,13 +133,14 @@ def report(runs: list[dict], t0: float) -> str:
               "that day in brackets):", ""]
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
         sub = [r for r in runs if r["dataset"] == dataset and r["seed"] == min(x["seed"] for x in runs)]
-        header = "| day | users scored | " + " | ".join(f"{r['model']} never | {r['model']} daily" for r in sub)
+        header = "| day | users scored | " + " | ".join(f"{r['model']} never | {r['model']} daily"
+                                                        for r in sub)
         lines += [f"**{dataset}**", "", header + " |", "|---" * (2 + 2 * len(sub)) + "|"]
         n_days = max(len(_per_day(r, "never", "scored")) for r in sub)
         for d in range(n_days):
             cells = [str(d), str(int(_per_day(sub[0], "never", "scored")[d]))]
             for r in sub:
-                cells += [f"{_per_day(r, 'never', f'ndcg@{K}')[d]:.3f}", f"{_per_day(r, 'daily', f'ndcg@{K}')[d]:.3f}"]
+                cells += [f"{_per_day(r, arm, f'ndcg@{K}')[d]:.3f}" for arm in ("never", "daily")]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     if PLOT.exists():

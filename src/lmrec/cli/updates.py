@@ -30,8 +30,8 @@ def parse_time(value: str | None) -> int | None:
 def update(
     model_dir: Annotated[Path, typer.Argument(help="The serving model's folder (seqrec, als or itemknn).")],
     since: Annotated[str | None, typer.Option(
-        help="Learn from events after this time (seconds since the epoch, or an ISO date/time, UTC). Default: "
-             "the folder's update.json (where its last update stopped).")] = None,
+        help="Learn from events after this time (seconds since the epoch, or an ISO date/time, UTC). "
+             "Default: the folder's update.json (where its last update stopped).")] = None,
     data: DataOpt = None,
     store: DataStoreOpt = None,
     registry: Annotated[Path | None, typer.Option(
@@ -40,10 +40,12 @@ def update(
     tolerance: Annotated[float, typer.Option(
         help="Largest NDCG@10 drop against the serving model that is still accepted.")] = 0.01,
     holdout: Annotated[float, typer.Option(
-        help="Share of the new events, the most recent, held back to judge the candidate (0: no guard).")] = 0.1,
+        help="Share of the new events, the most recent, held back to judge the candidate (0: no guard)."
+    )] = 0.1,
     passes: Annotated[int | None, typer.Option(
         help="Epochs (SeqRec) or ALS sweeps of the update (default: the model's own, 3).")] = None,
-    min_users: Annotated[int, typer.Option(help="Fewest users with held-back events the guard judges on.")] = 5,
+    min_users: Annotated[int, typer.Option(
+        help="Fewest users with held-back events the guard judges on.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the update's sampling and shuffling.")] = 0,
 ) -> None:
     """Continue training MODEL_DIR on the events after --since (new users and items included), compare it with

@@ -242,7 +242,8 @@ class ReplayResult:
                 ((pl.col(f"ndcg@{k}") * pl.col("scored")).sum() / pl.col("scored").sum()).alias(f"ndcg@{k}"),
                 ((pl.col(f"hr@{k}") * pl.col("scored")).sum() / pl.col("scored").sum()).alias(f"hr@{k}")]
         if "ctr" in d.columns:
-            cols += [pl.col("clicks").sum(), (pl.col("clicks").sum() / pl.col("impressions").sum()).alias("ctr")]
+            cols += [pl.col("clicks").sum(),
+                     (pl.col("clicks").sum() / pl.col("impressions").sum()).alias("ctr")]
         if "update_cpu_seconds" in d.columns:
             cols += [pl.col("update_cpu_seconds").mean().alias("cpu_s_per_update")]
         return d.group_by("arm", maintain_order=True).agg(cols)
@@ -300,7 +301,8 @@ def replay(events: pl.DataFrame, arms: Sequence[Arm], config: ReplayConfig | Non
             n_imp = sum(1 for r in lists for i in r if i)
             clicked: list[np.ndarray] = []
             if clicks is not None:
-                p = clicks.probabilities(users, lists, lo + cfg.day_seconds // 2) if users else np.zeros((0, 0))
+                middle = lo + cfg.day_seconds // 2
+                p = clicks.probabilities(users, lists, middle) if users else np.zeros((0, 0))
                 clicked = [_uniform(cfg.seed, day, u, r) < p[n, : len(r)] for n, (u, r) in
                            enumerate(zip(users, lists, strict=True))]
                 row["impressions"] = n_imp
@@ -308,7 +310,8 @@ def replay(events: pl.DataFrame, arms: Sequence[Arm], config: ReplayConfig | Non
                 row["clicks"] = int(sum(int(c.sum()) for c in clicked))
                 row["ctr"] = row["clicks"] / n_imp if n_imp else 0.0
             if cfg.keep_impressions and users:
-                flat = [(u, pos, i) for u, r in zip(users, lists, strict=True) for pos, i in enumerate(r) if i]
+                flat = [(u, pos, i) for u, r in zip(users, lists, strict=True)
+                        for pos, i in enumerate(r) if i]
                 frame = pl.DataFrame({"day": [day] * len(flat), "arm": [arm.name] * len(flat),
                                       "user_id": [f[0] for f in flat], "position": [f[1] for f in flat],
                                       "item_id": [f[2] for f in flat]},

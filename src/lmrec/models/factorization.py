@@ -126,7 +126,8 @@ class ALS(Recommender, UserEmbeddings, IncrementalUpdates):
         absorbed = absorb_events(self, events, items)
         cfg = self.config
         y = _padded(self.item_factors_, self.n_items + 1)
-        u = _fold_in(absorbed.dataset.sequences, y, (y.astype(np.float64).T @ y), cfg.regularization, cfg.alpha)
+        yty = y.astype(np.float64).T @ y
+        u = _fold_in(absorbed.dataset.sequences, y, yty, cfg.regularization, cfg.alpha)
         n = max(1, int(passes if passes is not None else self.update_passes))
         solver = self._solver(n, seed)
         solver.user_factors = u.astype(np.float32)

@@ -79,7 +79,8 @@ def absorb_events(model: Recommender, events: pl.DataFrame, items: pl.DataFrame 
     item_ids = ev["item_id"].unique(maintain_order=True).to_list()
     new_items = [i for i in item_ids if i not in model.item_map]
     if new_items:
-        model.add_items(new_items, _categories(new_items, items), texts=_new_item_texts(model, new_items, items))
+        model.add_items(new_items, _categories(new_items, items),
+                        texts=_new_item_texts(model, new_items, items))
     user_ids = ev["user_id"].unique(maintain_order=True).to_list()
     new_users = [u for u in user_ids if u not in model.user_map]
     if new_users:
@@ -135,9 +136,11 @@ def _merged_dataset(user_map: IdMap, item_map: IdMap, merged: Ragged, new_by_use
         "item_idx": merged.values.astype(np.int32),
         "type_idx": np.array([type_index[t] for t in types.tolist()], dtype=np.int16),
     }, schema_overrides={"user_id": pl.String, "item_id": pl.String, "event_type": pl.String})
-    items = pl.DataFrame({"item_id": item_map.raw_ids, "item_idx": np.arange(1, item_map.size, dtype=np.int32)},
+    items = pl.DataFrame({"item_id": item_map.raw_ids,
+                          "item_idx": np.arange(1, item_map.size, dtype=np.int32)},
                          schema={"item_id": pl.String, "item_idx": pl.Int32})
-    users = pl.DataFrame({"user_id": user_map.raw_ids, "user_idx": np.arange(1, user_map.size, dtype=np.int32)},
+    users = pl.DataFrame({"user_id": user_map.raw_ids,
+                          "user_idx": np.arange(1, user_map.size, dtype=np.int32)},
                          schema={"user_id": pl.String, "user_idx": pl.Int32})
     return Dataset(events, items, users, user_map, item_map, type_names, "merged")
 
