@@ -195,6 +195,11 @@ def update_version(model_dir: str | Path, events: pl.DataFrame, *, items: pl.Dat
         reason = (f"NDCG@{policy.k} on {len(users)} users' held-back events: candidate {new:.4f} vs serving "
                   f"{now:.4f} (change {new - now:+.4f}, {verdict} the tolerance {policy.tolerance})")
     version = name or version_name(model_dir.name)
+    if name is None:  # two updates in the same second get distinct folders
+        base, n = version, 1
+        while (root / version).exists():
+            n += 1
+            version = f"{base}-{n}"
     path = candidate.save(root / version)
     for extra in ("training.json",):  # what the service reads about the data it was fitted on
         if (model_dir / extra).is_file() and not (path / extra).exists():
