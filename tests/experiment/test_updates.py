@@ -115,5 +115,6 @@ def test_cli_update_marks_an_accepted_version_active(registry, shop, tmp_path) -
     assert len(versions) == 2 and versions[0] == "v1" and versions[1].startswith("v1-u")
     assert "accepted" in result.output and (root / ACTIVE_FILE).read_text().strip() == versions[1]
     # the next update starts where this one stopped
-    again = CliRunner().invoke(app, ["update", str(root / versions[1]), "--data", str(data), "--holdout", "0"])
+    again = CliRunner().invoke(app, ["update", str(root / versions[1]), "--data", str(data),
+                                     "--holdout", "0"])
     assert "no events after" in again.output and again.exit_code != 0
