@@ -8,12 +8,17 @@ import polars as pl
 import pytest
 
 from lmrec.data.dataset import Dataset
-from lmrec.models import create_model, load_model
+from lmrec.models import available_models, create_model, load_model, model_class
 from lmrec.models.capabilities import IncrementalUpdates
 from lmrec.models.incremental import PAST_EVENT_TYPE, absorb_events
 from lmrec.models.seqrec.model import UNTRAINED_SCORE
 
-UPDATABLE = ("itemknn", "als", "seqrec")
+#: Every registered model that declares the capability passes the same tests.
+UPDATABLE = tuple(n for n in available_models() if issubclass(model_class(n), IncrementalUpdates))
+
+
+def test_updatable_models() -> None:
+    assert {"itemknn", "als", "seqrec"} <= set(UPDATABLE)
 
 
 def _events(rows: list[tuple[str, str, int]]) -> pl.DataFrame:

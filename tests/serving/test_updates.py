@@ -65,3 +65,41 @@ def test_background_update_waits_for_enough_events(start) -> None:
     assert _wait_for(lambda: not updater.busy and updater.last is not None)
     assert "skipped" in s.get("/v1/admin/updates").json()["last"]
     assert s.get("/v1/admin/models").json()["active"] == "v2"
+
+
+def test_engine_as_a_replay_arm_with_daily_guarded_updates(tmp_path) -> None:
+    import polars as pl
+
+    from lmrec.data.synthetic_ecommerce import generate_ecommerce
+    from lmrec.evaluation.replay import ModelArm, ReplayConfig, past_events, replay
+    from lmrec.experiment.updates import UpdatePolicy
+    from lmrec.models import create_model
+    from lmrec.serving import ServingSettings
+    from lmrec.serving.engine import Engine
+    from lmrec.serving.updater import BackgroundUpdater, EngineArm
+    from lmrec.store import Store
+
+    shop = generate_ecommerce(n_users=150, n_items=50, n_categories=5, days=30, seed=6)
+    cfg = ReplayConfig(days=3, seed=0)
+    past, start = past_events(shop.events, cfg)
+    store = Store(tmp_path / "s.duckdb")
+    store.upsert_items(shop.items)
+    store.append_events(past)
+    model = create_model("itemknn").fit(store.to_dataset())
+    model.save(tmp_path / "models" / "v1")
+    settings = ServingSettings(model_dir=tmp_path / "models" / "v1", store=str(store.path), dev_mode=True)
+    engine = Engine.open(settings, store, None)
+    try:
+        updater = BackgroundUpdater(engine, UpdatePolicy(holdout=0.0), since=start)
+        arms = [EngineArm("engine", engine, updater=updater, update_every=1), ModelArm("model", model)]
+        result = replay(shop.events, arms, cfg, items=shop.items)
+        days = result.days.filter(pl.col("arm") == "engine").sort("day")
+        assert days["users"].sum() > 0 and days["update_accepted"].to_list() == [True, True, True]
+        assert engine.bundle.version == days["update_version"][-1] != "v1"
+        assert store.counts()["events"] == shop.events.filter(pl.col("timestamp") < start + 3 * 86_400).height
+        # the engine's first-day lists come from the same model as the model arm's: the same users scored
+        first = result.days.filter(pl.col("day") == 0)
+        assert first["scored"].n_unique() == 1
+    finally:
+        engine.close()
+        store.close()

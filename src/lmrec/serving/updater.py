@@ -1,4 +1,6 @@
-"""The service's background updater: every ``update_interval_s`` (off by default), the events stored since the
+"""The service's background updater, and the engine as a replay arm.
+
+The updater: every ``update_interval_s`` (off by default), the events stored since the
 serving model's training continue its training in a background thread, and the result is swapped in through
 the ordinary activation path when the guard accepts it (:mod:`lmrec.experiment.updates`).
 
@@ -14,11 +16,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from lmrec.experiment.updates import UpdateOutcome, UpdatePolicy, last_trained_until, update_version
-from lmrec.serving.engine import Engine
+from lmrec.serving.engine import Engine, RecRequest
 
 log = logging.getLogger("lmrec.serving")
 
@@ -133,3 +138,46 @@ class BackgroundUpdater:
             return None
         finally:
             self._running.release()
+
+
+class EngineArm:
+    """The service's engine as an arm of :func:`lmrec.evaluation.replay.replay`.
+
+    Each user's list is what ``GET /v1/users/{id}/recommendations`` answers (the engine's own view of the
+    user: stored events plus everything ingested; the replay's ``histories`` are not used, so the engine's
+    store must hold the events before the replay starts), and each day's events are ingested through
+    :meth:`~lmrec.serving.engine.Engine.ingest`, as live traffic would be. With an ``updater`` (its ``since``
+    set to the replay's start), every ``update_every`` days an update runs and the guard decides whether it is
+    swapped in; its figures are the day's record.
+    """
+
+    def __init__(self, name: str, engine: Engine, request: RecRequest | None = None,
+                 updater: BackgroundUpdater | None = None, update_every: int = 0) -> None:
+        self.name = name
+        self.engine = engine
+        self.request = request or RecRequest(unknown="popular")
+        self.updater = updater
+        self.update_every = update_every
+        self._days = 0
+
+    def recommend(self, users: list[str], histories: list[list[str]], k: int) -> list[list[str]]:
+        req = replace(self.request, k=k)
+        return [[i.item_id for i in self.engine.user_recommendations(u, req).items] for u in users]
+
+    def observe(self, day: int, events: pl.DataFrame, items: pl.DataFrame | None) -> dict[str, Any]:
+        cols = [c for c in ("event_id", "user_id", "item_id", "timestamp", "event_type", "value")
+                if c in events.columns]
+        rows = events.select(cols).to_dicts()
+        for start in range(0, len(rows), self.engine.settings.max_batch):
+            self.engine.ingest(rows[start:start + self.engine.settings.max_batch])
+        if self.updater is None or not self.update_every:
+            return {}
+        self._days += 1
+        if self._days < self.update_every:
+            return {}
+        self._days = 0
+        out = self.updater.run_once()
+        if out is None:
+            return {"update_skipped": str((self.updater.last or {}).get("skipped", "busy"))}
+        return {"update_accepted": out.accepted, "update_version": out.version,
+                "update_cpu_seconds": out.figures["update"]["cpu_seconds"]}
