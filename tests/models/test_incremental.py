@@ -50,6 +50,8 @@ def _fit(name: str, ds: Dataset):
     cfg = dict(create_model(name).fast_config)
     if name == "seqrec":
         cfg.update(item_repr="id", epochs=5)
+    if name == "auto":
+        cfg.update(text="off")  # the tiny data has no item text
     return create_model(name, **cfg).fit(ds)
 
 

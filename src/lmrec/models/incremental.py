@@ -103,15 +103,17 @@ def absorb_events(model: Recommender, events: pl.DataFrame, items: pl.DataFrame 
 
     dataset = _merged_dataset(model.user_map, model.item_map, merged, new_by_user,
                               ev["timestamp"].to_numpy(), ev["event_type"].to_numpy()[order],
-                              ev["timestamp"].to_numpy()[order])
+                              ev["timestamp"].to_numpy()[order], model.item_categories_)
     touched = np.flatnonzero(new_by_user.lengths > 0).astype(np.int64)
     return Absorbed(dataset, touched, ev.height, len(new_users), len(new_items))
 
 
 def _merged_dataset(user_map: IdMap, item_map: IdMap, merged: Ragged, new_by_user: Ragged,
-                    all_times: np.ndarray, new_types: np.ndarray, new_times: np.ndarray) -> Dataset:
+                    all_times: np.ndarray, new_types: np.ndarray, new_times: np.ndarray,
+                    categories: list[list[str]] | None = None) -> Dataset:
     """A :class:`Dataset` over the model's vocabularies whose sequences are ``merged`` (older events dated one
-    second before the first new event and typed :data:`PAST_EVENT_TYPE`)."""
+    second before the first new event and typed :data:`PAST_EVENT_TYPE`); its items table holds the ids and
+    categories (index-aligned ``categories``, row 0 padding), enough to refit a model on it."""
     lengths = merged.lengths
     n_new = new_by_user.lengths
     rows = merged.row_ids()
@@ -136,9 +138,12 @@ def _merged_dataset(user_map: IdMap, item_map: IdMap, merged: Ragged, new_by_use
         "item_idx": merged.values.astype(np.int32),
         "type_idx": np.array([type_index[t] for t in types.tolist()], dtype=np.int16),
     }, schema_overrides={"user_id": pl.String, "item_id": pl.String, "event_type": pl.String})
-    items = pl.DataFrame({"item_id": item_map.raw_ids,
+    cats = (categories or [])[1:]
+    cats = [list(c) for c in cats] + [[] for _ in range(len(item_map) - len(cats))]
+    items = pl.DataFrame({"item_id": item_map.raw_ids, "categories": cats[: len(item_map)],
                           "item_idx": np.arange(1, item_map.size, dtype=np.int32)},
-                         schema={"item_id": pl.String, "item_idx": pl.Int32})
+                         schema={"item_id": pl.String, "categories": pl.List(pl.String),
+                                 "item_idx": pl.Int32})
     users = pl.DataFrame({"user_id": user_map.raw_ids,
                           "user_idx": np.arange(1, user_map.size, dtype=np.int32)},
                          schema={"user_id": pl.String, "user_idx": pl.Int32})
