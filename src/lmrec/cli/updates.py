@@ -28,7 +28,8 @@ def parse_time(value: str | None) -> int | None:
 
 
 def update(
-    model_dir: Annotated[Path, typer.Argument(help="The serving model's folder (seqrec, als or itemknn).")],
+    model_dir: Annotated[Path, typer.Argument(
+        help="The serving model's folder (seqrec, als, itemknn or auto).")],
     since: Annotated[str | None, typer.Option(
         help="Learn from events after this time (seconds since the epoch, or an ISO date/time, UTC). "
              "Default: the folder's update.json (where its last update stopped).")] = None,
@@ -93,7 +94,7 @@ def update(
 
 
 def replay(
-    model: Annotated[str, typer.Option("--model", "-m", help="seqrec, als or itemknn.")] = "itemknn",
+    model: Annotated[str, typer.Option("--model", "-m", help="seqrec, als, itemknn or auto.")] = "itemknn",
     data: DataOpt = None,
     store: DataStoreOpt = None,
     days: Annotated[int, typer.Option(help="Simulated days replayed (the data's last ones).")] = 7,

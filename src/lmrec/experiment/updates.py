@@ -5,7 +5,7 @@ One update (:func:`update_version`):
 1. The events after ``since`` are split by time: the most recent ``holdout`` share of them is held back
    (the *guard set*), the rest is what the update learns from.
 2. A copy of the serving model, loaded from its folder, absorbs those events and continues training
-   (:class:`~lmrec.models.capabilities.IncrementalUpdates`: SeqRec, ALS, ItemKNN), new users and items
+   (:class:`~lmrec.models.capabilities.IncrementalUpdates`: SeqRec, ALS, ItemKNN, Auto), new users and items
    included.
 3. Both the serving model and the candidate rank the full catalogue for every user with held-back events,
    from the same histories (their known events up to the cut), and are scored with NDCG@k against the
@@ -167,7 +167,7 @@ def update_version(model_dir: str | Path, events: pl.DataFrame, *, items: pl.Dat
     candidate = load_model(model_dir)
     if not isinstance(candidate, IncrementalUpdates):
         raise TypeError(f"{type(candidate).__name__} cannot be updated incrementally; models that can: those "
-                        "with IncrementalUpdates (seqrec, als, itemknn)")
+                        "with IncrementalUpdates (seqrec, als, itemknn, auto)")
     learn, held, cut = split_by_time(events, policy.holdout)
     if learn.height == 0:
         raise ValueError(f"all {events.height} new events share the newest time: nothing left to learn from "
