@@ -94,7 +94,7 @@ def update(
 
 
 def replay(
-    model: Annotated[str, typer.Option("--model", "-m", help="seqrec, als, itemknn or auto.")] = "itemknn",
+    model: Annotated[str, typer.Option("--model", help="seqrec, als, itemknn or auto.")] = "itemknn",
     data: DataOpt = None,
     store: DataStoreOpt = None,
     days: Annotated[int, typer.Option(help="Simulated days replayed (the data's last ones).")] = 7,
