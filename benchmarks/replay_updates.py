@@ -129,8 +129,8 @@ def report(runs: list[dict], t0: float) -> str:
             f"{'' if test is None else f'{test.p_value:.3g}'} | "
             f"{fmt(ctr['never'])} | {fmt(ctr['daily'])} | "
             f"{cpu[cpu > 0].mean() if (cpu > 0).any() else 0:.2f} | {r['fit_cpu_seconds']:.1f} |")
-    lines += ["", "Curves over days (NDCG@10 on each day's events, never → daily, first seed; users scored "
-              "that day in brackets):", ""]
+    lines += ["", "Curves over days (NDCG@10 on each day's events, never and daily, first seed; a day "
+              "with no user scored shows 0):", ""]
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
         sub = [r for r in runs if r["dataset"] == dataset and r["seed"] == min(x["seed"] for x in runs)]
         header = "| day | users scored | " + " | ".join(f"{r['model']} never | {r['model']} daily"
