@@ -123,21 +123,22 @@ def _merged_dataset(user_map: IdMap, item_map: IdMap, merged: Ragged, new_by_use
     before = int(all_times.min()) - 1 if len(all_times) else 0
     ts = np.full(len(merged.values), before, dtype=np.int64)
     ts[is_new] = new_times  # new events are laid out user by user, in time order, like merged's new part
-    types = np.full(len(merged.values), PAST_EVENT_TYPE, dtype=object)
-    types[is_new] = new_types
     type_names = tuple(dict.fromkeys([PAST_EVENT_TYPE, *new_types.tolist()]))
     type_index = {t: i for i, t in enumerate(type_names)}
+    type_idx = np.zeros(len(merged.values), dtype=np.int16)  # 0: PAST_EVENT_TYPE
+    type_idx[is_new] = np.fromiter((type_index[t] for t in new_types.tolist()), dtype=np.int16,
+                                   count=len(new_types))
     events = pl.DataFrame({
-        "event_id": [f"m{k}" for k in range(len(rows))],
         "user_id": user_map.raws(rows).astype(str) if len(rows) else np.zeros(0, dtype=str),
         "item_id": item_map.raws(merged.values).astype(str) if len(rows) else np.zeros(0, dtype=str),
         "timestamp": ts,
-        "event_type": types.astype(str),
+        "event_type": np.asarray(type_names, dtype=object)[type_idx].astype(str),
         "value": np.full(len(rows), np.nan),
         "user_idx": rows.astype(np.int32),
         "item_idx": merged.values.astype(np.int32),
-        "type_idx": np.array([type_index[t] for t in types.tolist()], dtype=np.int16),
+        "type_idx": type_idx,
     }, schema_overrides={"user_id": pl.String, "item_id": pl.String, "event_type": pl.String})
+    events = events.select(pl.format("m{}", pl.int_range(pl.len())).alias("event_id"), pl.all())
     cats = (categories or [])[1:]
     cats = [list(c) for c in cats] + [[] for _ in range(len(item_map) - len(cats))]
     items = pl.DataFrame({"item_id": item_map.raw_ids, "categories": cats[: len(item_map)],
