@@ -103,3 +103,33 @@ def test_engine_as_a_replay_arm_with_daily_guarded_updates(tmp_path) -> None:
     finally:
         engine.close()
         store.close()
+
+
+def test_a_worse_update_is_not_activated_and_the_service_keeps_serving(start, monkeypatch) -> None:
+    from lmrec.models.itemknn import ItemKNN
+
+    real_update = ItemKNN.update
+
+    def reversed_update(self, *args, **kwargs):  # an artificially corrupted candidate
+        report = real_update(self, *args, **kwargs)
+        self.similarity_ = -self.similarity_  # the most similar items now rank last
+        return report
+
+    monkeypatch.setattr(ItemKNN, "update", reversed_update)
+    s = start(version="v2", update_holdout=1 / 3, update_tolerance=0.0, update_min_events=1)
+    updater = s.app.state.updater  # type: ignore[attr-defined]
+    now = int(time.time()) + 5
+    # twenty new users watch two animated films, then (the held-back third of the events) a third one
+    learn = [{"user_id": f"n{u}", "item_id": item, "timestamp": now + 2 * u + j}
+             for u in range(20) for j, item in enumerate(["toy", "aladdin"])]
+    held = [{"user_id": f"n{u}", "item_id": "lion", "timestamp": now + 100 + u} for u in range(20)]
+    assert s.client.post("/v1/events", json={"events": learn + held}).status_code == 200
+    assert s.client.post("/v1/admin/updates/run").status_code == 202
+    assert _wait_for(lambda: not updater.busy and updater.last is not None), "the update did not finish"
+    last = s.get("/v1/admin/updates").json()["last"]
+    assert last["activated"] is False and "beyond the tolerance" in last["reason"], last
+    assert last["candidate_ndcg@10"] < last["serving_ndcg@10"]
+    models = s.get("/v1/admin/models").json()
+    assert models["active"] == "v2" and last["version"] in models["versions"]  # saved, not swapped in
+    r = s.get("/v1/users/n0/recommendations", params={"k": 3})
+    assert r.status_code == 200 and r.json()["model_version"] == "v2"
