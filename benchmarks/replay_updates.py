@@ -12,9 +12,11 @@ calls its ``update`` (:class:`lmrec.models.capabilities.IncrementalUpdates`) wit
 the day is scored, so day ``d`` is always scored by a model that has not seen it. On the shop every
 impression also gets a click from the ground-truth tastes (:class:`lmrec.evaluation.replay.ShopClicks`).
 
-Models: ItemKNN (an update recomputes the similarity), ALS (3 warm-started sweeps), SeqRec (``id`` items,
-3 epochs over the day's users plus as many replayed older users). CPU seconds per update are the process's
-CPU time during ``update`` (every thread).
+Models: ItemKNN (an update recomputes the similarity; no seed, so its seed-1 rows repeat seed 0), ALS (3
+warm-started sweeps), SeqRec (``id`` items, defaults otherwise; first fit at most 40 epochs or 300 s of
+training; an update is 3 epochs over the day's users plus as many replayed older users). The seed is the
+models' (initialisation, update sampling); the data and the shop are the same for every seed. CPU seconds per
+update are the process's CPU time during ``update`` (every thread), absorbing the events included.
 
     python benchmarks/replay_updates.py [--days 30] [--seeds 0] [--models itemknn als seqrec] [--no-write]
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -129,6 +132,7 @@ def report(runs: list[dict], t0: float) -> str:
             f"{'' if test is None else f'{test.p_value:.3g}'} | "
             f"{fmt(ctr['never'])} | {fmt(ctr['daily'])} | "
             f"{cpu[cpu > 0].mean() if (cpu > 0).any() else 0:.2f} | {r['fit_cpu_seconds']:.1f} |")
+    lines += ["", _verdict(runs)]
     lines += ["", "Curves over days (NDCG@10 on each day's events, never and daily, first seed; a day "
               "with no user scored shows 0):", ""]
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
@@ -145,8 +149,37 @@ def report(runs: list[dict], t0: float) -> str:
         lines.append("")
     if PLOT.exists():
         lines += [f"![NDCG@10 per day, never vs daily]({PLOT.name})", ""]
+    walls = [r.get("wall_seconds") for r in runs]
+    if all(w is not None for w in walls):
+        lines.append(f"The {len(runs)} runs (fit, replay, updates) took {sum(walls):.0f} s of wall time "
+                     f"in all (the largest {max(walls):.0f} s).")
+    loads = [r["load"] for r in runs if r.get("load")]
+    if loads:
+        low, high = (" / ".join(f"{v:.1f}" for v in x) for x in (min(loads), max(loads)))
+        lines.append(f"Load average (1/5/15 min) when the runs ended: from {low} to {high} (a shared 2-core "
+                     "machine).")
     lines.append(wall_and_load(t0))
     return "\n".join(lines)
+
+
+def _verdict(runs: list[dict]) -> str:
+    """One sentence per model: in how many runs daily updates beat never, and how many of those significantly
+    (paired t-test over days, p < 0.05)."""
+    from lmrec.evaluation.stats import paired_test
+
+    parts = []
+    for model in dict.fromkeys(r["model"] for r in runs):
+        mine = [r for r in runs if r["model"] == model]
+        better = significant = 0
+        for r in mine:
+            never, daily = _per_day(r, "never", f"ndcg@{K}"), _per_day(r, "daily", f"ndcg@{K}")
+            has = _per_day(r, "never", "scored") > 0
+            if _weighted(r, "daily") > _weighted(r, "never"):
+                better += 1
+                significant += bool(has.sum() > 2 and paired_test(daily[has], never[has]).p_value < 0.05)
+        parts.append(f"{model}: daily beats never in {better} of {len(mine)} runs "
+                     f"({significant} with p < 0.05)")
+    return "Verdict (NDCG@10, all days pooled): " + "; ".join(parts) + "."
 
 
 def plot(runs: list[dict]) -> None:
@@ -156,17 +189,30 @@ def plot(runs: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     datasets = list(dict.fromkeys(r["dataset"] for r in runs))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
+    fig, axes = plt.subplots(2, len(datasets), figsize=(6 * len(datasets), 7.5), squeeze=False)
     first = min(r["seed"] for r in runs)
-    for ax, dataset in zip(axes[0], datasets, strict=True):
+    for col, dataset in enumerate(datasets):
+        ax, gap = axes[0][col], axes[1][col]
         for i, r in enumerate(x for x in runs if x["dataset"] == dataset and x["seed"] == first):
             colour = f"C{i}"
             for arm, style in (("never", "--"), ("daily", "-")):
                 ax.plot(_per_day(r, arm, f"ndcg@{K}"), style, color=colour, label=f"{r['model']} {arm}")
-        ax.set_title(f"{dataset}: NDCG@10 on each day's events")
-        ax.set_xlabel("simulated day")
+        # daily − never, as a running mean over the users scored so far (one line per seed)
+        models = list(dict.fromkeys(x["model"] for x in runs))
+        for r in (x for x in runs if x["dataset"] == dataset):
+            sc = _per_day(r, "never", "scored")
+            diff = (_per_day(r, "daily", f"ndcg@{K}") - _per_day(r, "never", f"ndcg@{K}")) * sc
+            running = np.cumsum(diff) / np.maximum(1.0, np.cumsum(sc))
+            gap.plot(running, color=f"C{models.index(r['model'])}", alpha=0.9 if r["seed"] == first else 0.5,
+                     label=f"{r['model']} seed {r['seed']}")
+        gap.axhline(0.0, color="grey", linewidth=0.8)
+        ax.set_title(f"{dataset}: NDCG@10 on each day's events (seed {first})")
+        gap.set_title(f"{dataset}: NDCG@10 daily − never, running mean")
+        for a in (ax, gap):
+            a.set_xlabel("simulated day")
+            a.legend(fontsize=7)
         ax.set_ylabel("NDCG@10")
-        ax.legend(fontsize=8)
+        gap.set_ylabel("Δ NDCG@10 (cumulative)")
     fig.tight_layout()
     fig.savefig(PLOT, dpi=110)
 
@@ -190,6 +236,8 @@ def main() -> None:
                     continue
                 t = time.perf_counter()
                 row = run(dataset, model, seed, args.days)
+                row["wall_seconds"] = round(time.perf_counter() - t, 1)
+                row["load"] = [round(v, 1) for v in os.getloadavg()]
                 append_cached(cache, row)
                 print(f"{dataset} {model} seed {seed}: never {_weighted(row, 'never'):.4f} daily "
                       f"{_weighted(row, 'daily'):.4f} ({time.perf_counter() - t:.0f} s)", flush=True)
