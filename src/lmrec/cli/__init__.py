@@ -18,8 +18,8 @@ app = typer.Typer(
 )
 
 #: (module, attribute) of each sub-command group or command registrar, in the order `--help` lists them.
-_GROUPS = ["data", "text", "models", "catalogue", "training", "multitask", "serving", "experiments",
-           "privacy", "demo"]
+_GROUPS = ["data", "text", "models", "catalogue", "training", "multitask", "updates", "serving",
+           "experiments", "privacy", "demo"]
 
 
 def _register() -> None:

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
@@ -68,9 +69,12 @@ from lmrec.models.base import (
 from lmrec.models.capabilities import (
     CandidateRetrieval,
     ColdStartItems,
+    IncrementalUpdates,
     LinearScores,
     SparseScores,
+    UpdateReport,
 )
+from lmrec.models.incremental import UpdateClock, absorb_events
 
 COMPONENTS = ("seqrec", "ease", "itemknn", "content-lm")
 #: Scores at or below this are "cannot rank" (SeqRec gives -1e9 to id items it has no trained vector for).
@@ -194,7 +198,7 @@ def simplex_grid(n: int, step: float) -> np.ndarray:
 
 
 @register("auto")
-class Auto(Recommender, CandidateRetrieval, ColdStartItems):
+class Auto(Recommender, CandidateRetrieval, ColdStartItems, IncrementalUpdates):
     """The flagship hybrid: a validation-fitted blend of SeqRec, EASE, ItemKNN and ContentLM (see the module
     docstring for every rule). Items added after fitting are scored at once: by their text through ContentLM
     and fused SeqRec when those are components, otherwise below every known item."""
@@ -526,6 +530,27 @@ class Auto(Recommender, CandidateRetrieval, ColdStartItems):
         other = copy.copy(self)
         other.weights_ = {n: float(w) for n, w in weights.items() if w > 0}
         return other
+
+    # ------------------------------------------------------------------ incremental updates
+    def update(self, events: pl.DataFrame, items: pl.DataFrame | None = None, *, passes: int | None = None,
+               seed: int = 0) -> UpdateReport:
+        """Absorb ``events`` and update every component: those with
+        :class:`~lmrec.models.capabilities.IncrementalUpdates` (SeqRec, ItemKNN) by their own update, the
+        others (EASE, ContentLM: one closed-form solve each) refitted on the old and new events with their
+        settings. The blend weights stay as validated."""
+        clock = UpdateClock()
+        absorbed = absorb_events(self, events, items)  # new items reach the components (_on_items_added)
+        n_passes = 1  # a refit counts as one
+        for comp in self.components_.values():
+            if isinstance(comp, IncrementalUpdates):
+                n_passes = max(n_passes, comp.update(events, items, passes=passes, seed=seed).passes)
+            else:
+                vec = comp.item_vectors_
+                comp.fit(absorbed.dataset, item_vectors=vec,
+                         vectors_meta=comp.text_space_ if vec is not None else None)
+        wall, cpu = clock.seconds()
+        return UpdateReport(absorbed.n_events, absorbed.new_users, absorbed.new_items,
+                            int((absorbed.dataset.sequences.lengths > 0).sum()), n_passes, wall, cpu)
 
     # ------------------------------------------------------------------ new items
     def _on_items_added(self, indices: np.ndarray) -> None:

@@ -21,13 +21,16 @@ A model lists the capabilities it really has among its base classes; callers (th
   caller holds, and from what the model finds cheaply itself), which ``score(..., items=candidates)`` then
   scores exactly without scoring the whole catalogue: what large catalogues need per request.
 * :class:`PredictionHeads` — predictions beyond ranking: rating, next action type, user value.
+* :class:`IncrementalUpdates` — the fitted model continues learning from events that arrived after it was
+  fitted (new users and items included), warm-started from its current parameters, without a full refit.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,6 +38,8 @@ import scipy.sparse as sp
 from lmrec.data.ragged import Ragged
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from lmrec.data.dataset import Dataset
 
 
@@ -158,3 +163,35 @@ class PredictionHeads(ABC):
     @abstractmethod
     def predict_value(self, users: np.ndarray, context: Dataset | None = None) -> np.ndarray:
         """``(n,)`` each user's value over the model's horizon."""
+
+
+@dataclass(frozen=True)
+class UpdateReport:
+    """What one :meth:`IncrementalUpdates.update` did."""
+
+    events: int  # new events absorbed
+    new_users: int  # users the model had never seen
+    new_items: int  # items the model had never seen
+    users_trained: int  # users whose sequences the update trained on (new events + replayed old ones)
+    passes: int  # epochs (SeqRec), ALS sweeps, 1 for an exact recompute (ItemKNN)
+    seconds: float  # wall time of the update
+    cpu_seconds: float  # CPU time of this process during the update (all threads)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class IncrementalUpdates(ABC):
+    """The model continues from its fitted state on events that arrived after it was fitted.
+
+    ``events`` has lmrec's event columns (``user_id``, ``item_id``, ``timestamp``, ``event_type``...); users
+    and items the model has never seen join its vocabularies (``items``: their catalogue rows, for categories
+    and, for text models, the text their new rows start from). Known users' new events are appended to their
+    histories. The update changes the model in place; callers that must keep the old one (a service, a guard
+    comparing both) update a copy loaded from its folder.
+    """
+
+    @abstractmethod
+    def update(self, events: pl.DataFrame, items: pl.DataFrame | None = None, *, passes: int | None = None,
+               seed: int = 0) -> UpdateReport:
+        """Absorb ``events`` and continue training for ``passes`` (the model's default when ``None``)."""

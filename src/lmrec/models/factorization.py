@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
+import polars as pl
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.models.base import Recommender, register, scores_for_items
-from lmrec.models.capabilities import ItemEmbeddings, UserEmbeddings
+from lmrec.models.capabilities import IncrementalUpdates, ItemEmbeddings, UpdateReport, UserEmbeddings
+from lmrec.models.incremental import UpdateClock, absorb_events
 
 
 def _fold_in(
@@ -61,7 +64,7 @@ def _limit_blas_threads() -> None:
 
 
 @register("als")
-class ALS(Recommender, UserEmbeddings):
+class ALS(Recommender, UserEmbeddings, IncrementalUpdates):
     """Implicit-feedback matrix factorisation by alternating least squares (``implicit``'s CPU solver).
 
     Confidence ``c = alpha`` for observed pairs and ``1`` for missing ones (implicit's convention).
@@ -85,21 +88,26 @@ class ALS(Recommender, UserEmbeddings):
         num_threads: int = 0
 
     fast_config = {"factors": 8, "iterations": 5}
+    #: ALS sweeps of an incremental update from the current factors (:meth:`update`).
+    update_passes: ClassVar[int] = 3
 
-    def _fit(self, dataset: Dataset, valid: object = None) -> None:
+    def _solver(self, iterations: int, seed: int) -> Any:
         from implicit.cpu.als import AlternatingLeastSquares
 
         cfg = self.config
         _limit_blas_threads()
-        model = AlternatingLeastSquares(
+        return AlternatingLeastSquares(
             factors=cfg.factors,
             regularization=cfg.regularization,
             alpha=cfg.alpha,
-            iterations=cfg.iterations,
-            random_state=cfg.seed,
+            iterations=iterations,
+            random_state=seed,
             num_threads=cfg.num_threads,
             calculate_training_loss=False,
         )
+
+    def _fit(self, dataset: Dataset, valid: object = None) -> None:
+        model = self._solver(self.config.iterations, self.config.seed)
         model.fit(dataset.interaction_matrix(binary=True).astype(np.float32), show_progress=False)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
         self.item_factors_[0] = 0.0
@@ -108,6 +116,29 @@ class ALS(Recommender, UserEmbeddings):
     def _prepare(self) -> None:
         y = self.item_factors_.astype(np.float64)
         self.yty_ = y.T @ y
+
+    def update(self, events: pl.DataFrame, items: pl.DataFrame | None = None, *, passes: int | None = None,
+               seed: int = 0) -> UpdateReport:
+        """Absorb ``events`` and run ``passes`` ALS sweeps (default :attr:`update_passes`) on the grown
+        interaction matrix, warm-started: item factors from the current ones (new items start at zero and get
+        their vectors in the first item step), user factors folded in from them."""
+        clock = UpdateClock()
+        absorbed = absorb_events(self, events, items)
+        cfg = self.config
+        y = _padded(self.item_factors_, self.n_items + 1)
+        yty = y.astype(np.float64).T @ y
+        u = _fold_in(absorbed.dataset.sequences, y, yty, cfg.regularization, cfg.alpha)
+        n = max(1, int(passes if passes is not None else self.update_passes))
+        solver = self._solver(n, seed)
+        solver.user_factors = u.astype(np.float32)
+        solver.item_factors = y.copy()
+        solver.fit(absorbed.dataset.interaction_matrix(binary=True).astype(np.float32), show_progress=False)
+        self.item_factors_ = np.asarray(solver.item_factors, dtype=np.float32)
+        self.item_factors_[0] = 0.0
+        self._prepare()
+        wall, cpu = clock.seconds()
+        return UpdateReport(absorbed.n_events, absorbed.new_users, absorbed.new_items,
+                            int((absorbed.dataset.sequences.lengths > 0).sum()), n, wall, cpu)
 
     def item_embeddings(self) -> np.ndarray:
         """The item factors ``(n_items + 1, factors)``; items added after fitting get zero rows."""

@@ -15,6 +15,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmrec.data.cleaning import DataError
+from lmrec.experiment.updates import UpdatePolicy
 from lmrec.serving.bundle import ModelBundle
 from lmrec.serving.engine import Engine
 from lmrec.serving.errors import RateLimitedError, ServingError
@@ -29,11 +30,13 @@ from lmrec.serving.routers import (
     items,
     onboarding,
     recommendations,
+    updates,
     users,
 )
 from lmrec.serving.security import Authenticator, AuthError
 from lmrec.serving.settings import ServingSettings
 from lmrec.serving.text import Encoder, load_encoder
+from lmrec.serving.updater import BackgroundUpdater
 from lmrec.store.duckdb_store import Store
 
 log = logging.getLogger("lmrec.serving")
@@ -135,9 +138,16 @@ def create_app(settings: ServingSettings | None = None, *, store: Store | None =
                                        rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
         if settings.dev_mode:
             log.warning("dev mode: API keys are not checked")
+        updater = BackgroundUpdater(eng, UpdatePolicy(holdout=settings.update_holdout,
+                                                      tolerance=settings.update_tolerance,
+                                                      passes=settings.update_passes),
+                                    settings.update_interval_s, settings.update_min_events)
+        app.state.updater = updater
+        updater.start()
         try:
             yield
         finally:
+            updater.stop()
             app.state.engine = None
             eng.close()
             if own_store:
@@ -155,8 +165,8 @@ def create_app(settings: ServingSettings | None = None, *, store: Store | None =
     app.state.metrics = metrics
     app.state.stats = stats
     app.state.engine = None
-    for module in (recommendations, items, events, users, onboarding, admin, admin_ops, experiments, health,
-                   dashboard):
+    for module in (recommendations, items, events, users, onboarding, admin, admin_ops, experiments, updates,
+                   health, dashboard):
         app.include_router(module.router)
     _install_handlers(app)
     app.add_middleware(ServiceMiddleware, metrics=metrics, stats=stats,  # type: ignore[arg-type]

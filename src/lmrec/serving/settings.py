@@ -88,6 +88,19 @@ class ServingSettings(BaseSettings):
                     "dozens).")
     stats_window: int = Field(2_000, ge=10,
                               description="Recent requests kept for the dashboard's live stats.")
+    update_interval_s: float = Field(
+        0.0, ge=0, description="Seconds between background incremental updates of the active model on the "
+                               "events stored since its training (0: off). A guard activates the new version "
+                               "only when it is not worse than the serving one (docs/serving.md).")
+    update_holdout: float = Field(0.1, ge=0.0, lt=1.0,
+                                  description="Share of the new events, the most recent, held back to judge "
+                                              "an update (0: no guard).")
+    update_tolerance: float = Field(0.01, ge=0.0,
+                                    description="Largest NDCG@10 drop against the serving model an update "
+                                                "may have and still be activated.")
+    update_min_events: int = Field(100, ge=1, description="Fewest new events a background update runs on.")
+    update_passes: int | None = Field(None, ge=1, description="Epochs / ALS sweeps of an update (default: "
+                                                              "the model's own).")
 
     def resolved_backup_dir(self) -> Path:
         if self.backup_dir is not None:

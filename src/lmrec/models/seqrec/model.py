@@ -18,9 +18,10 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
+import polars as pl
 import torch
 from torch import nn
 
@@ -29,7 +30,14 @@ from lmrec.data.ragged import Ragged
 from lmrec.data.ranking import full_ranking_metrics
 from lmrec.data.schema import PAD
 from lmrec.models.base import Recommender, register, scores_for_items
-from lmrec.models.capabilities import ColdStartItems, LinearScores, UserEmbeddings
+from lmrec.models.capabilities import (
+    ColdStartItems,
+    IncrementalUpdates,
+    LinearScores,
+    UpdateReport,
+    UserEmbeddings,
+)
+from lmrec.models.incremental import UpdateClock, absorb_events, replay_users
 from lmrec.models.seqrec.network import CausalSelfAttention, NetworkConfig, SeqRecNetwork
 from lmrec.models.seqrec.rows import WINDOWS, sequence_rows, side_inputs_for, window_bounds
 from lmrec.training.losses import (
@@ -290,7 +298,7 @@ class NextItemLoss(nn.Module):
 
 
 @register("seqrec")
-class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems):
+class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, IncrementalUpdates):
     """Sequential recommender: a causal Transformer (SASRec line) or GRU/LSTM over a user's last events.
 
     Items are represented by ids, by their language-model text vectors through a whitening adapter, or by both
@@ -578,6 +586,64 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems):
         self.network_.to(device)
         self._table = None
         return self
+
+    # ------------------------------------------------------------------ incremental updates
+    #: Epochs of an incremental update (:meth:`update`).
+    update_passes: ClassVar[int] = 3
+    #: Users with older sequences replayed in an update, per user with new events (against forgetting).
+    update_replay: ClassVar[float] = 1.0
+
+    def update(self, events: pl.DataFrame, items: pl.DataFrame | None = None, *, passes: int | None = None,
+               seed: int = 0) -> UpdateReport:
+        """Absorb ``events`` and continue training from the current weights for ``passes`` epochs (default
+        :attr:`update_passes`).
+
+        New items get rows (from their text for ``text``/``fused`` models, random ids for ``id``), and every
+        item's training count becomes old + new, so new items join the softmax and the fused gate. The rows
+        trained on are the newest window of every user with new events plus :attr:`update_replay` times as
+        many other users' newest windows (rehearsal, so that the update does not forget the rest). The
+        learning rate follows the model's schedule over the update's own epochs, without validation.
+
+        Models with side inputs (``use_types``, ``gap_buckets``) or differential privacy are refused: the
+        model keeps no times or types of its older events, and an update would spend privacy budget outside
+        the fit's accounting.
+        """
+        cfg: SeqRecConfig = self.config
+        if cfg.use_types or cfg.gap_buckets:
+            raise ValueError("SeqRec.update needs a model without side inputs (use_types, gap_buckets): the "
+                             "model keeps no times or types of its older events; refit instead")
+        if cfg.dp_epsilon > 0:
+            raise ValueError("SeqRec.update is refused under differential privacy (dp_epsilon > 0): the "
+                             "update's steps are outside the fit's privacy accounting; refit instead")
+        self._check_fitted()
+        clock = UpdateClock()
+        absorbed = absorb_events(self, events, items)  # grows the network's item rows (_on_items_added)
+        net = self.network_
+        assert net is not None and self.popularity_ is not None and isinstance(cfg.max_len, int)
+        enc = net.item_encoder
+        with torch.no_grad():
+            enc.counts = torch.as_tensor(self.popularity_, dtype=torch.float32, device=enc.counts.device)
+            if net.cfg.pop_prior != "none":
+                enc.log_pop = enc._log_popularity()
+        users = replay_users(absorbed, self.update_replay, seed)
+        n = max(1, int(passes if passes is not None else self.update_passes))
+        if len(users):
+            part = absorbed.dataset.with_events(
+                absorbed.dataset.events.filter(pl.col("user_idx").is_in(users.tolist())))
+            rows = sequence_rows(part, cfg.max_len, windows="last")
+            if len(rows["items"]):
+                seed_everything(seed)
+                train_cfg = replace(cfg.train_config(), epochs=n, patience=0, checkpoint_dir="",
+                                    resume=False, time_budget=0.0, progress=False, seed=seed)
+                loss = NextItemLoss(net, cfg.loss, cfg.n_negatives, cfg.sampling_alpha)
+                Trainer(loss, train_cfg, None, metric="ndcg@10", trim_key="items").fit(rows)
+        net.to("cpu").eval()
+        self._table = None
+        self._runtime = None  # a compressed body belongs to the weights it was made from
+        self._known = None
+        wall, cpu = clock.seconds()
+        return UpdateReport(absorbed.n_events, absorbed.new_users, absorbed.new_items, len(users), n, wall,
+                            cpu)
 
     # ------------------------------------------------------------------ new items (cold start)
     def _on_items_added(self, indices: np.ndarray) -> None:
