@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
+from lmrec.cli import app
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.data.splits import leave_one_out
@@ -231,3 +233,17 @@ def test_feature_definitions_round_trip(tmp_path: Path) -> None:
                     (Feature("age", "numeric", edges=(30.0,)),), ("hour",))
     fs.write(tmp_path)
     assert FeatureSet.read(tmp_path, ["brand", "price:3"], ["age"], ["hour"]) == fs
+
+
+def test_cli_trains_with_side_features_named_in_set(tmp_path: Path) -> None:
+    team_dataset(n_users=24).save(tmp_path / "data")
+    out = tmp_path / "model"
+    r = CliRunner().invoke(app, ["train", "seqrec", "--data", str(tmp_path / "data"), "--out", str(out),
+                                 "--set", "item_features=category,brand", "--set", "user_features=team",
+                                 "--set", "epochs=2", "--set", "d_model=8", "--set", "n_layers=1",
+                                 "--set", "max_len=8", "--set", "progress=false"])
+    assert r.exit_code == 0, r.output
+    saved = json.loads((out / "features.json").read_text())
+    assert [f["name"] for f in saved["item"]] == ["category", "brand"]
+    assert [f["name"] for f in saved["user"]] == ["team"]
+    assert load_model(out).config.item_features == ("category", "brand")
