@@ -143,7 +143,11 @@ def report(rows: list[dict[str, Any]], t0: float) -> str:
         title, side = DATA[data]
         mine = [r for r in rows if r["data"] == data and _budget(r) == budget]
         by = {v: sorted((r for r in mine if r["model"] == v), key=lambda r: r["seed"]) for v in VARIANTS}
+        present = [v for v in VARIANTS if by[v]]
+        seeds_run = sorted({r["seed"] for r in mine})
         lines += [f"### {title}, {budget:.0f} s of training per run", "",
+                  f"Command: `python benchmarks/seqrec_side.py --data {data} --models {' '.join(present)} "
+                  f"--seeds {' '.join(map(str, seeds_run))} --budget {budget:.0f}`.", "",
                   f"Side features: `{json.dumps(side)}`; time budget "
                   f"{mine[0]['settings'].get('time_budget')} s per run; max_len {mine[0]['max_len']}; "
                   f"{mine[0]['users']} test users, {mine[0]['tail_users']} with a tail target.", "",
@@ -174,10 +178,9 @@ def report(rows: list[dict[str, Any]], t0: float) -> str:
             lines.append(f"| {a} vs {b} (seeds {','.join(map(str, seeds))}) | {t.n} | "
                          f"{t.mean_difference:+.4f} | {t.p_value:.3g} | {w.p_value:.3g} | {rel:+.1%} |")
         lines.append("")
-    lines += ["Command: `python benchmarks/seqrec_side.py --data office synthetic --seeds ...` (resumes from "
-              "`benchmarks/out/seqrec_side.jsonl`); `load` is the 1-minute load average at the start of each "
-              "run (2 cores shared with other engineers' jobs, so times are indicative).", "",
-              wall_and_load(t0)]
+    lines += ["Runs resume from `benchmarks/out/seqrec_side.jsonl`; `--report` rewrites this section. "
+              "`load` is the 1-minute load average at the start of each run (2 cores shared with other "
+              "engineers' jobs, so times are indicative).", "", wall_and_load(t0)]
     return "\n".join(lines)
 
 
