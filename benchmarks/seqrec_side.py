@@ -180,7 +180,10 @@ def report(rows: list[dict[str, Any]], t0: float) -> str:
         lines.append("")
     lines += ["Runs resume from `benchmarks/out/seqrec_side.jsonl`; `--report` rewrites this section. "
               "`load` is the 1-minute load average at the start of each run (2 cores shared with other "
-              "engineers' jobs, so times are indicative).", "", wall_and_load(t0)]
+              "engineers' jobs, so times are indicative).", "",
+              f"Training time of the runs shown: {sum(r['fit_s'] for r in rows):.0f} s (plus data loading, "
+              "text vectors and evaluation, a minute or so per run). Writing this report: "
+              f"{wall_and_load(t0)}"]
     return "\n".join(lines)
 
 
