@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -38,7 +39,16 @@ from lmrec.models.capabilities import (
     UserEmbeddings,
 )
 from lmrec.models.incremental import UpdateClock, absorb_events, replay_users
-from lmrec.models.seqrec.network import CausalSelfAttention, NetworkConfig, SeqRecNetwork
+from lmrec.models.seqrec.features import (
+    CATEGORY_NAMES,
+    CONTEXT_FEATURES,
+    FeatureError,
+    FeatureSet,
+    fit_features,
+    parse_names,
+    split_spec,
+)
+from lmrec.models.seqrec.network import CausalSelfAttention, FeatureArrays, NetworkConfig, SeqRecNetwork
 from lmrec.models.seqrec.rows import WINDOWS, sequence_rows, side_inputs_for, window_bounds
 from lmrec.training.losses import (
     LOSSES,
@@ -102,6 +112,18 @@ class SeqRecConfig:
     use_types: bool = False  # feed the event type of every input event
     gap_buckets: int = 0  # > 0: feed log-scale time-gap buckets (e.g. 32)
     windows: str = "all"  # all: every max_len window of each history | last: one row per user (SASRec)
+    # --- side features (lmrec.models.seqrec.features; docs/seqrec.md, "Side features")
+    #: Item features by name: "category" (the categories list) or a column / attributes key ("brand",
+    #: "price"; "price:8" for 8 quantile buckets). Comma-separated or a list. Added to every item vector.
+    item_features: tuple[str, ...] | str = ()
+    #: User features by name: a users-table column or attributes key ("age", "gender"). Added to the input.
+    user_features: tuple[str, ...] | str = ()
+    #: Context of each input event: "hour" (UTC hour of day) and/or "weekday".
+    context_features: tuple[str, ...] | str = ()
+    feature_buckets: int = 8  # quantile buckets of a numeric feature (fitted on the training items/users)
+    #: a categorical value on fewer training items (users) than this shares the unknown id (UNK), which
+    #: values never seen in training (new items) also get
+    feature_min_count: int = 2
     # --- item representation
     item_repr: str = "id"  # id | text | fused
     text_adapter: str = "whiten"  # whiten | pca | none
@@ -157,6 +179,16 @@ class SeqRecConfig:
     eval_batch: int = 512
 
     def __post_init__(self) -> None:
+        # names are kept as tuples whatever form they came in ("category,brand", a list from JSON)
+        for name in ("item_features", "user_features", "context_features"):
+            object.__setattr__(self, name, parse_names(getattr(self, name)))
+        for spec in (*self.item_features, *self.user_features):
+            split_spec(spec)  # "price:8" well formed
+        unknown = [c for c in self.context_features if c not in CONTEXT_FEATURES]
+        if unknown:
+            raise ValueError(f"context_features must be among {sorted(CONTEXT_FEATURES)}, got {unknown}")
+        if self.feature_buckets < 2 or self.feature_min_count < 1:
+            raise ValueError("feature_buckets must be at least 2 and feature_min_count at least 1")
         if self.loss not in (*LOSSES, "auto"):
             raise ValueError(f"loss must be one of {(*LOSSES, 'auto')}, got {self.loss!r}")
         if self.windows not in WINDOWS:
@@ -175,6 +207,8 @@ class SeqRecConfig:
                 "pop_prior": (self.pop_prior, "none", "the prior is computed from training item counts"),
                 "loss": (self.loss, "ce", "sampled/bce negatives are drawn by training popularity"),
                 "encoder": (self.encoder, "transformer", "per-sample gradients are implemented for it"),
+                "item_features": (self.item_features, (), "vocabularies and buckets are fitted on the data"),
+                "user_features": (self.user_features, (), "vocabularies and buckets are fitted on the data"),
             }
             for key, (value, need, why) in refused.items():
                 if value != need:
@@ -184,7 +218,13 @@ class SeqRecConfig:
         names = {f.name for f in fields(TrainConfig)}
         return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
 
-    def network_config(self, n_items: int, text_dim: int, n_types: int) -> NetworkConfig:
+    @property
+    def has_features(self) -> bool:
+        """Whether item or user side features are configured (what needs a ``features.json``)."""
+        return bool(self.item_features or self.user_features)
+
+    def network_config(self, n_items: int, text_dim: int, n_types: int,
+                       features: FeatureSet | None = None) -> NetworkConfig:
         if not isinstance(self.max_len, int):
             raise ValueError("max_len='auto' is resolved when fitting (auto_max_len); give an integer here")
         return NetworkConfig(
@@ -197,6 +237,9 @@ class SeqRecConfig:
             id_dropout_min=self.id_dropout_min,
             pop_prior=self.pop_prior, pop_prior_weight=self.pop_prior_weight,
             n_types=n_types if self.use_types else 0, n_gap_buckets=self.gap_buckets,
+            n_item_feature_ids=features.table_size("item") if features is not None else 0,
+            n_user_feature_ids=features.table_size("user") if features is not None else 0,
+            context_features=",".join(self.context_features),
         )
 
 
@@ -275,10 +318,13 @@ class NextItemLoss(nn.Module):
         return torch.where(mask, lse - target_logit.float(), torch.zeros_like(lse)).sum()
 
     def forward(self, items: torch.Tensor, types: torch.Tensor | None = None,
-                gaps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                gaps: torch.Tensor | None = None, users: torch.Tensor | None = None,
+                hour: torch.Tensor | None = None,
+                weekday: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = items[:, :-1], items[:, 1:]  # (B, T) each
+        context = {k: v[:, :-1] for k, v in (("hour", hour), ("weekday", weekday)) if v is not None}
         h = self.network(inputs, None if types is None else types[:, :-1],
-                         None if gaps is None else gaps[:, :-1])  # (B, T, d)
+                         None if gaps is None else gaps[:, :-1], users, context or None)  # (B, T, d)
         if self.dense:
             if self.loss != "ce":
                 raise ValueError(f"per-sample gradients need the full softmax (loss='ce'), not {self.loss!r}")
@@ -324,6 +370,9 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
         self.network_: SeqRecNetwork | None = None
         self.train_result_: TrainResult | None = None
         self._known: SideInfo | None = None  # training types and times, for side inputs of known users
+        #: The fitted side features (vocabularies, bucket edges), ``None`` without item/user features.
+        self.features_: FeatureSet | None = None
+        self._pending_attributes: dict[str, Any] = {}  # add_items(attributes=...) while it runs
         self._table: torch.Tensor | None = None  # cached item table for inference
         # (item table it was made from, the table with the prior's column, fixed scores): see linear_table
         self._linear: tuple[torch.Tensor, np.ndarray, np.ndarray] | None = None
@@ -351,15 +400,16 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
         cfg: SeqRecConfig = self.config
         seed_everything(cfg.seed)
         text = self.item_vectors_ if cfg.item_repr != "id" else None
+        item_arrays, user_arrays = self._fit_features(dataset)
         net_cfg = cfg.network_config(dataset.n_items, 0 if text is None else text.shape[1],
-                                     len(dataset.event_types))
+                                     len(dataset.event_types), self.features_)
         counts = dataset.item_popularity
         if private:
             # no item counts in the network (they are statistics of the private data): every catalogue item
             # is a softmax alternative and is scored by its learned vector
             counts = np.ones_like(counts)
             counts[PAD] = 0
-        network = SeqRecNetwork(net_cfg, text, counts)
+        network = SeqRecNetwork(net_cfg, text, counts, item_arrays, user_arrays)
         if cfg.id_init_from_text and cfg.item_repr == "fused":
             network.item_encoder.init_ids_from_text()
         self.network_ = network
@@ -367,7 +417,8 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
         self._table = None
         self._runtime = None  # a compressed form belongs to the weights it was made from
         rows = sequence_rows(dataset, cfg.max_len, with_types=cfg.use_types, gap_buckets=cfg.gap_buckets,
-                             windows=cfg.windows)
+                             windows=cfg.windows, with_users=bool(cfg.user_features),
+                             context=cfg.context_features)
         loss_module = NextItemLoss(network, cfg.loss, cfg.n_negatives, cfg.sampling_alpha)
         units = None
         if private:
@@ -389,6 +440,59 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
                 if isinstance(m, CausalSelfAttention):
                     m.explicit = False
         network.to("cpu").eval()
+
+    def _fit_features(self, dataset: Dataset) -> tuple[FeatureArrays | None, FeatureArrays | None]:
+        """Fit the configured item and user features on the training data (vocabularies and buckets from
+        the items and users with training events); their ids per item and per user index (row 0 padding)."""
+        cfg: SeqRecConfig = self.config
+        self.features_ = None
+        if not cfg.has_features:
+            return None, None
+        items_seen = np.flatnonzero(dataset.item_popularity[1:] > 0)  # table row = index - 1
+        users_seen = np.flatnonzero(dataset.sequences.lengths[1:] > 0)
+        self.features_ = fit_features(dataset.items, dataset.users, items_seen, users_seen,
+                                      item=cfg.item_features, user=cfg.user_features,
+                                      context=cfg.context_features, n_buckets=cfg.feature_buckets,
+                                      min_count=cfg.feature_min_count)
+        return self._encode_side("item", dataset.items), self._encode_side("user", dataset.users)
+
+    def _encode_side(self, side: str, table: pl.DataFrame) -> FeatureArrays | None:
+        """Feature ids and weights of every item (user) index of the model, row 0 padding, from ``table``
+        (rows matched by id; ids the table lacks get no features)."""
+        assert self.item_map is not None and self.user_map is not None
+        if self.features_ is None or not self.features_.features(side):
+            return None
+        key, idmap = ("item_id", self.item_map) if side == "item" else ("user_id", self.user_map)
+        order = pl.DataFrame({key: idmap.raw_ids}, schema={key: pl.String})
+        aligned = order.join(table, on=key, how="left", maintain_order="left")
+        ids, w = self.features_.encode(side, aligned)
+        return (np.concatenate([np.zeros((1, ids.shape[1]), ids.dtype), ids]),
+                np.concatenate([np.zeros((1, w.shape[1]), w.dtype), w]))
+
+    def use_features_of(self, dataset: Dataset) -> SeqRec:
+        """Re-read the item and user features from ``dataset``'s tables (an updated catalogue, users'
+        changed attributes), encoded with the model's saved vocabularies and buckets: values it never saw
+        become unknown (UNK). Items and users are matched by raw id; those the tables lack keep theirs. A
+        configured feature that the data does not have at all is a :class:`FeatureError` naming it."""
+        self._check_fitted()
+        net = self.network_
+        assert net is not None
+        if self.features_ is None:
+            return self
+        for side in ("item", "user"):
+            arrays = self._encode_side(side, dataset.items if side == "item" else dataset.users)
+            if arrays is None:
+                continue
+            table = dataset.items if side == "item" else dataset.users
+            key, idmap = ("item_id", self.item_map) if side == "item" else ("user_id", self.user_map)
+            assert idmap is not None
+            rows = idmap.indices(table[key].to_list(), strict=False)
+            rows = rows[rows != PAD]
+            module = net.item_encoder.features if side == "item" else net.sequence_encoder.user_features
+            assert module is not None
+            module.set_rows(rows, (arrays[0][rows], arrays[1][rows]))
+        self._table = None
+        return self
 
     def _validator(self, valid: Any):  # -> Callable[[nn.Module], dict[str, float]]
         users = np.asarray(valid.users, dtype=np.int64)
@@ -432,14 +536,19 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
         L = int(min(cfg.max_len, max(1, int(histories.lengths.max(initial=1)))))
         items = torch.as_tensor(histories.last(L, pad=PAD).astype(np.int64), device=device)
         side = side_inputs_for(histories, users, L, self._known, with_types=cfg.use_types,
-                               gap_buckets=cfg.gap_buckets)
+                               gap_buckets=cfg.gap_buckets, context=cfg.context_features)
         types = torch.as_tensor(side["types"], device=device) if "types" in side else None
         gaps = torch.as_tensor(side["gaps"], device=device) if "gaps" in side else None
+        context = {c: torch.as_tensor(side[c], device=device) for c in cfg.context_features} or None
+        u = None
+        if cfg.user_features:
+            u = torch.as_tensor(np.zeros(len(histories), dtype=np.int64) if users is None
+                                else np.asarray(users, dtype=np.int64), device=device)
         if self._runtime is None or net.training:
-            return net(items, types, gaps)[:, -1]  # (rows, d): the state after the newest event
+            return net(items, types, gaps, u, context)[:, -1]  # (rows, d): the state after the newest event
         # Inputs are embedded by the float network (so new items and side inputs work as in float); only the
         # encoder body runs in the chosen runtime.
-        x = net.sequence_encoder.embed(items, types, gaps)
+        x = net.sequence_encoder.embed(items, types, gaps, u, context)
         return self._runtime.last_state(x, items != PAD).to(device=device, dtype=x.dtype)
 
     def _scores_tensor(self, net: SeqRecNetwork, histories: Ragged, users: np.ndarray | None,
@@ -447,7 +556,7 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
         """``(rows, n_items + 1)`` scores on ``device`` from the last ``max_len`` events of each history."""
         h = self._hidden(net, histories, users, device)
         scores = net.scores(h, table, self.config.prior_at_scoring)  # (rows, n_items + 1)
-        if not net.cfg.uses_text:
+        if not net.cfg.represents_unseen:
             # An id vector never trained (no training event, or added later) says nothing about the item; left
             # alone, weight decay shrinks it to a neutral 0 that outranks every item the user is steered away
             # from. Such items rank after every known one instead (text models do represent them).
@@ -493,7 +602,7 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
         if net.training:  # eval() walks every module: ~1 ms a request on a 2-layer network
             net.eval()
         table = self._item_table().float().cpu().numpy().copy()
-        if not net.cfg.uses_text:
+        if not net.cfg.represents_unseen:
             table[net.item_encoder.counts.cpu().numpy()[: len(table)] <= 0] = 0.0
         return table
 
@@ -532,7 +641,7 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
                 t = torch.cat([t, net.log_popularity()[: t.shape[0]].float().cpu().unsqueeze(1)], dim=1)
             arr = t.numpy().astype(np.float32, copy=True)
         fixed = np.full(len(arr), np.nan, dtype=np.float32)
-        if not net.cfg.uses_text:
+        if not net.cfg.represents_unseen:
             fixed[net.item_encoder.counts.cpu().numpy()[: len(arr)] <= 0] = UNTRAINED_SCORE
         fixed[PAD] = -np.inf
         self._linear = (table, arr, fixed)
@@ -609,9 +718,10 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
         the fit's accounting.
         """
         cfg: SeqRecConfig = self.config
-        if cfg.use_types or cfg.gap_buckets:
-            raise ValueError("SeqRec.update needs a model without side inputs (use_types, gap_buckets): the "
-                             "model keeps no times or types of its older events; refit instead")
+        if cfg.use_types or cfg.gap_buckets or cfg.user_features or cfg.context_features:
+            raise ValueError("SeqRec.update needs a model without side inputs (use_types, gap_buckets, "
+                             "user_features, context_features): the model keeps no times or types of its "
+                             "older events, nor features of users new since the fit; refit instead")
         if cfg.dp_epsilon > 0:
             raise ValueError("SeqRec.update is refused under differential privacy (dp_epsilon > 0): the "
                              "update's steps are outside the fit's privacy accounting; refit instead")
@@ -646,20 +756,90 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
                             cpu)
 
     # ------------------------------------------------------------------ new items (cold start)
+    def add_items(self, item_ids: Sequence[str], categories: Sequence[Sequence[str]] | None = None, *,
+                  vectors: np.ndarray | None = None, texts: Sequence[str] | None = None,
+                  attributes: Sequence[Mapping[str, Any] | str | None] | None = None) -> np.ndarray:
+        """:meth:`Recommender.add_items`, and ``attributes`` (one JSON object or dict per item, as the items
+        table's column: ``{"brand": "Acme", "price": 12.5}``) for the item features: a new item's features
+        come from its categories and attributes, encoded with the fitted vocabularies and buckets (values
+        never seen in training are unknown, UNK; features it lacks are left out)."""
+        if attributes is not None and len(attributes) != len(item_ids):
+            raise ValueError(f"{len(attributes)} attribute objects for {len(item_ids)} items")
+        self._pending_attributes = dict(zip([str(i) for i in item_ids], attributes or [], strict=False))
+        try:
+            return super().add_items(item_ids, categories, vectors=vectors, texts=texts)
+        finally:
+            self._pending_attributes = {}
+
+    def _item_feature_arrays(self, indices: np.ndarray) -> FeatureArrays | None:
+        """Feature ids and weights of items ``indices`` from the model's categories and the attributes given
+        to :meth:`add_items`."""
+        if self.features_ is None or not self.features_.item:
+            return None
+        assert self.item_map is not None and self.item_categories_ is not None
+        raw = [str(r) for r in self.item_map.raws(indices)]
+        attrs = []
+        for r in raw:
+            a = self._pending_attributes.get(r)
+            attrs.append(json.dumps(a) if isinstance(a, Mapping) else a)
+        table = pl.DataFrame({"item_id": raw,
+                              "categories": [list(self.item_categories_[int(i)]) for i in indices],
+                              "attributes": attrs},
+                             schema={"item_id": pl.String, "categories": pl.List(pl.String),
+                                     "attributes": pl.String})
+        values = {}
+        for f in self.features_.item:
+            if f.name in CATEGORY_NAMES:
+                values[f.name] = table["categories"].to_list()
+            else:
+                objs = [json.loads(a) if a else {} for a in table["attributes"].to_list()]
+                values[f.name] = [o.get(f.name) if isinstance(o, dict) else None for o in objs]
+        return self.features_.encode_values("item", values, len(indices))
+
     def _on_items_added(self, indices: np.ndarray) -> None:
         assert self.network_ is not None
         vecs = None
         if self.network_.cfg.uses_text:
             assert self.item_vectors_ is not None
             vecs = self.item_vectors_[indices]
-        self.network_.item_encoder.add_items(vecs, len(indices))
+        self.network_.item_encoder.add_items(vecs, len(indices), self._item_feature_arrays(indices))
         self.network_.cfg = self.network_.item_encoder.cfg
         self._table = None
+
+    def set_item_categories(self, indices: np.ndarray, categories: Sequence[Sequence[str]]) -> None:
+        """:meth:`Recommender.set_item_categories`; a ``category`` item feature follows the new categories."""
+        super().set_item_categories(indices, categories)
+        if self.features_ is None or self.network_ is None:
+            return
+        names = [f.name for f in self.features_.item if f.name in CATEGORY_NAMES]
+        if not names:
+            return
+        indices = np.asarray(indices, dtype=np.int64)
+        arrays = self._item_feature_arrays(indices)
+        assert arrays is not None
+        module = self.network_.item_encoder.features
+        ids, w = module.ids[indices].cpu().numpy(), module.weights[indices].cpu().numpy()
+        for name in names:  # only the category columns change; the attribute features stay as they were
+            sl = self.features_.slices("item")[name]
+            ids[:, sl], w[:, sl] = arrays[0][:, sl], arrays[1][:, sl]
+        module.set_rows(indices, (ids, w))
+        self._table = None
+
+    def _forget_rows(self, rows: np.ndarray, raw_ids: list[str]) -> None:
+        """Erased users keep no features (their attributes are personal data)."""
+        module = None if self.network_ is None else self.network_.sequence_encoder.user_features
+        if module is None or not len(rows):
+            return
+        rows = np.asarray(rows, dtype=np.int64)
+        rows = rows[rows < module.ids.shape[0]]
+        width = module.ids.shape[1]
+        module.set_rows(rows, (np.zeros((len(rows), width), np.int64),
+                               np.zeros((len(rows), width), np.float32)))
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, np.ndarray]:
         cfg: SeqRecConfig = self.config
-        if self._known is None or not (cfg.use_types or cfg.gap_buckets):
+        if self._known is None or not (cfg.use_types or cfg.gap_buckets or cfg.context_features):
             return {}
         return {"side_types": self._known.type_sequences.values, "side_times": self._known.timestamps.values}
 
@@ -671,6 +851,8 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
         torch.save(state, path / WEIGHTS_FILE)
         (path / NETWORK_FILE).write_text(json.dumps(
             {"network": asdict(self.network_.cfg), "text": self.text_source()}, indent=1))
+        if self.features_ is not None:
+            self.features_.write(path)
         if self.train_result_ is not None:
             (path / TRAINING_FILE).write_text(json.dumps(self.train_result_.to_dict(), indent=1))
 
@@ -679,7 +861,8 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
         net_cfg = NetworkConfig(**info["network"])
         state = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         text = self.item_vectors_ if net_cfg.uses_text else None
-        net = SeqRecNetwork(net_cfg, text, state["item_encoder.counts"].numpy())
+        item_arrays, user_arrays = self._load_features(path, net_cfg, state)
+        net = SeqRecNetwork(net_cfg, text, state["item_encoder.counts"].numpy(), item_arrays, user_arrays)
         if text is not None:
             state["item_encoder.text"] = torch.as_tensor(np.asarray(text, dtype=np.float32))
         net.load_state_dict(state)
@@ -690,6 +873,34 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
                                    Ragged(off, arrays["side_times"]))
         if (path / TRAINING_FILE).exists():
             self.train_result_ = TrainResult(**json.loads((path / TRAINING_FILE).read_text()))
+
+    def _load_features(self, path: Path, net_cfg: NetworkConfig, state: dict[str, torch.Tensor]
+                       ) -> tuple[FeatureArrays | None, FeatureArrays | None]:
+        """Read and check ``features.json`` against the config and the saved weights: the features' ids per
+        item and user (:class:`FeatureError` naming what is missing or inconsistent)."""
+        cfg: SeqRecConfig = self.config
+        self.features_ = None
+        if not cfg.has_features:
+            return None, None
+        self.features_ = FeatureSet.read(path, cfg.item_features, cfg.user_features, cfg.context_features)
+        out: list[FeatureArrays | None] = []
+        for side, prefix, n_ids in (("item", "item_encoder.features", net_cfg.n_item_feature_ids),
+                                    ("user", "sequence_encoder.user_features", net_cfg.n_user_feature_ids)):
+            if not self.features_.features(side):
+                out.append(None)
+                continue
+            size = self.features_.table_size(side)
+            if size != n_ids:
+                raise FeatureError(f"{path}: the {side} features define {size} ids but the network was "
+                                   f"trained with {n_ids}: features.json does not belong to these weights")
+            ids, w = state.get(f"{prefix}.ids"), state.get(f"{prefix}.weights")
+            if ids is None or w is None:
+                raise FeatureError(f"{path / WEIGHTS_FILE} holds no {side} feature ids ({prefix}.ids)")
+            if ids.shape[1] != self.features_.width(side):
+                raise FeatureError(f"{path}: {side} feature ids are {ids.shape[1]} wide, features.json says "
+                                   f"{self.features_.width(side)}")
+            out.append((ids.numpy(), w.numpy()))
+        return out[0], out[1]
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

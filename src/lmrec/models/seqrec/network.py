@@ -11,8 +11,11 @@ Two ``nn.Module``\\ s that other models build on (the multi-task heads use the s
   (Kang & McAuley, 2018) or a GRU/LSTM. Position ``t``'s state sees events ``0..t`` only, so it predicts event
   ``t + 1``; scores are dot products with :class:`ItemEncoder` outputs (input and output vectors are shared).
 
-Optional side inputs per event: its type (view, cart, purchase…) and the log-scale bucket of the time since
-the previous event (:func:`gap_buckets`). Both use index 0 for padding.
+Optional side inputs per event: its type (view, cart, purchase…), the log-scale bucket of the time since
+the previous event (:func:`gap_buckets`) and its context (hour of day, day of week). Both use index 0 for
+padding. Optional side features (:mod:`lmrec.models.seqrec.features`): item features (category, brand, price
+bucket…) add a pooled embedding to every item vector, on the input and the output side alike; user features
+add a pooled user embedding to every input position.
 
 Networks take tensors already on their device; conversion and ``.to(device)`` belong to the estimator.
 """
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmrec.data.schema import PAD
+from lmrec.models.seqrec.features import CONTEXT_FEATURES
 
 ITEM_REPRS = ("id", "text", "fused")
 ENCODERS = ("transformer", "gru", "lstm")
@@ -90,6 +94,11 @@ class NetworkConfig:
     n_gap_buckets:
         Number of time-gap buckets including padding and "first event" (0: no gap input); see
         :func:`gap_buckets`.
+    n_item_feature_ids, n_user_feature_ids:
+        Rows of the shared embedding table of the item (user) side features, padding included (0: none); see
+        :class:`~lmrec.models.seqrec.features.FeatureSet`.
+    context_features:
+        Comma-separated context features of each input event (``"hour,weekday"``; ``""``: none).
     """
 
     n_items: int
@@ -113,6 +122,9 @@ class NetworkConfig:
     pop_prior_weight: float = 1.0
     n_types: int = 0
     n_gap_buckets: int = 0
+    n_item_feature_ids: int = 0
+    n_user_feature_ids: int = 0
+    context_features: str = ""
 
     def __post_init__(self) -> None:
         if self.n_items < 1:
@@ -139,6 +151,19 @@ class NetworkConfig:
     @property
     def uses_ids(self) -> bool:
         return self.item_repr in ("id", "fused")
+
+    @property
+    def uses_item_features(self) -> bool:
+        return self.n_item_feature_ids > 0
+
+    @property
+    def represents_unseen(self) -> bool:
+        """Whether items without training events have a vector of their own (text or side features)."""
+        return self.uses_text or self.uses_item_features
+
+    @property
+    def contexts(self) -> tuple[str, ...]:
+        return tuple(c for c in self.context_features.split(",") if c)
 
 
 # ------------------------------------------------------------------------------------------ side inputs
@@ -173,6 +198,61 @@ def gap_buckets(timestamps: np.ndarray, n_buckets: int, valid: np.ndarray | None
     out[first] = 1
     out[~valid] = 0
     return out
+
+
+# ------------------------------------------------------------------------------------------ side features
+FeatureArrays = tuple[np.ndarray, np.ndarray]
+
+
+class FeatureEmbedding(nn.Module):
+    """Rows (items or users) → the pooled embedding of their side features ``(…, d)``.
+
+    ``ids`` ``(n_rows, width)`` holds each row's feature value ids in one shared table (0 = no value) and
+    ``weights`` the pooling weights (``1 / values`` of each feature): several categories are averaged, the
+    features summed. Both are buffers, saved with the weights; a row index beyond them (a user added since)
+    has no features.
+    """
+
+    def __init__(self, n_ids: int, d: int, arrays: FeatureArrays | None, n_rows: int) -> None:
+        super().__init__()
+        ids, w = arrays if arrays is not None else (np.zeros((n_rows, 1)), np.zeros((n_rows, 1)))
+        ids_t = torch.as_tensor(np.asarray(ids), dtype=torch.long)
+        w_t = torch.as_tensor(np.asarray(w), dtype=torch.float32)
+        if ids_t.ndim != 2 or ids_t.shape != w_t.shape or ids_t.shape[0] != n_rows:
+            raise ValueError(f"feature ids and weights must both have shape ({n_rows}, width), got "
+                             f"{tuple(ids_t.shape)} and {tuple(w_t.shape)}")
+        if ids_t.numel() and (int(ids_t.min()) < 0 or int(ids_t.max()) >= n_ids):
+            raise ValueError(f"feature ids must lie in 0..{n_ids - 1}")
+        self.register_buffer("ids", ids_t.clone())
+        self.register_buffer("weights", w_t.clone())
+        self.emb = nn.Embedding(n_ids, d, padding_idx=PAD)
+        nn.init.normal_(self.emb.weight, std=d ** -0.5)
+        with torch.no_grad():
+            self.emb.weight[PAD].zero_()
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        rows = torch.where(rows < self.ids.shape[0], rows, torch.zeros_like(rows))
+        e = self.emb(self.ids[rows])  # (…, width, d)
+        return (e * self.weights[rows].unsqueeze(-1)).sum(-2)  # (…, d)
+
+    @torch.no_grad()
+    def set_rows(self, rows: np.ndarray, arrays: FeatureArrays) -> None:
+        """Replace the features of ``rows`` (growing the table when they lie beyond it)."""
+        rows_t = torch.as_tensor(np.asarray(rows), dtype=torch.long, device=self.ids.device)
+        ids = torch.as_tensor(np.asarray(arrays[0]), dtype=torch.long, device=self.ids.device)
+        w = torch.as_tensor(np.asarray(arrays[1]), dtype=torch.float32, device=self.ids.device)
+        if ids.shape[1:] != self.ids.shape[1:] or w.shape != ids.shape or len(ids) != len(rows_t):
+            raise ValueError(f"expected ({len(rows_t)}, {self.ids.shape[1]}) feature ids and weights, got "
+                             f"{tuple(ids.shape)} and {tuple(w.shape)}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.emb.num_embeddings):
+            raise ValueError(f"feature ids must lie in 0..{self.emb.num_embeddings - 1}")
+        need = int(rows_t.max()) + 1 if len(rows_t) else 0
+        if need > self.ids.shape[0]:
+            extra = need - self.ids.shape[0]
+            self.ids = torch.cat([self.ids, self.ids.new_zeros(extra, self.ids.shape[1])])
+            self.weights = torch.cat([self.weights, self.weights.new_zeros(extra, self.weights.shape[1])])
+        self.ids[rows_t] = ids
+        self.weights[rows_t] = w
 
 
 # ------------------------------------------------------------------------------------------ items
@@ -237,10 +317,16 @@ class ItemEncoder(nn.Module):
         ``(n_items + 1,)`` training events per item. ``"fused"`` gates the id part by it, and items with no
         training event never use their (untrained) id vector. The adapter's whitening is fitted on the text of
         items with a count > 0 (all items when no counts are given).
+    item_features:
+        ``(ids, weights)``, each ``(n_items + 1, width)``: the items' side feature ids and pooling weights
+        (:class:`FeatureEmbedding`), needed when ``cfg.n_item_feature_ids > 0``. Their embedding is added to
+        every item vector, so the output side (the scores of all items) uses them as much as the input side,
+        and an item without training events is represented by its features.
     """
 
     def __init__(self, cfg: NetworkConfig, text_vectors: np.ndarray | torch.Tensor | None = None,
-                 item_counts: np.ndarray | torch.Tensor | None = None) -> None:
+                 item_counts: np.ndarray | torch.Tensor | None = None,
+                 item_features: FeatureArrays | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         n_rows = cfg.n_items + 1
@@ -268,6 +354,10 @@ class ItemEncoder(nn.Module):
             self.adapter = TextAdapter(cfg)
             seen = counts[1:] > 0 if item_counts is not None else torch.ones(cfg.n_items, dtype=torch.bool)
             self.adapter.fit(tv[1:][seen] if int(seen.sum()) > 1 else tv[1:])
+        if cfg.uses_item_features:
+            if item_features is None:
+                raise ValueError("n_item_feature_ids > 0 needs the items' feature ids (item_features)")
+            self.features = FeatureEmbedding(cfg.n_item_feature_ids, cfg.d_model, item_features, n_rows)
         if cfg.pop_prior != "none":
             self._fit_popularity(counts)
         if cfg.item_repr == "fused":
@@ -354,21 +444,34 @@ class ItemEncoder(nn.Module):
                     keep = torch.rand_like(g) >= p
                     g = g * keep
                 e = e * g.unsqueeze(-1)
+            elif self.cfg.uses_item_features:
+                # an id never trained says nothing: such items (cold, added later) are their features alone
+                e = e * (self.counts[idx] > 0).unsqueeze(-1).to(e.dtype)
             out = e if out is None else out + e
+        if self.cfg.uses_item_features:
+            f = self.features(idx)  # (…, d)
+            out = f if out is None else out + f
         assert out is not None
         # Padding is a zero vector whatever the representation, so padded inputs carry nothing.
         return out.masked_fill((idx == PAD).unsqueeze(-1), 0.0)
 
     @torch.no_grad()
-    def add_items(self, text_vectors: np.ndarray | torch.Tensor | None, n_new: int) -> None:
+    def add_items(self, text_vectors: np.ndarray | torch.Tensor | None, n_new: int,
+                  features: FeatureArrays | None = None) -> None:
         """Grow the catalogue by ``n_new`` items (cold start).
 
         New rows get zero counts, so ``"fused"`` and ``"text"`` represent them by text alone; ``"id"`` gives
-        them a fresh random vector (scored, but blind).
+        them a fresh random vector (scored, but blind) unless the model has item features: then their
+        ``features`` (ids and weights, ``(n_new, width)`` each; none when omitted) represent them.
         """
         if n_new <= 0:
             return
         dev = self.counts.device
+        if self.cfg.uses_item_features:
+            width = self.features.ids.shape[1]
+            if features is None:
+                features = (np.zeros((n_new, width), dtype=np.int64), np.zeros((n_new, width), np.float32))
+            self.features.set_rows(np.arange(self.n_rows, self.n_rows + n_new), features)
         self.counts = torch.cat([self.counts, torch.zeros(n_new, device=dev)])
         if self.cfg.uses_text:
             if text_vectors is None:
@@ -468,15 +571,27 @@ class SequenceEncoder(nn.Module):
         The :class:`ItemEncoder` whose vectors embed the input items. Sharing it with the output layer (as
         SASRec does) is what makes text-represented items usable as input and as target; by default a new one
         is made (``"id"`` representation only, since text needs vectors).
+    user_features:
+        ``(ids, weights)``, each ``(n_users + 1, width)``: the users' side feature ids and pooling weights,
+        needed when ``cfg.n_user_feature_ids > 0``.
     """
 
-    def __init__(self, cfg: NetworkConfig, item_encoder: ItemEncoder | None = None) -> None:
+    def __init__(self, cfg: NetworkConfig, item_encoder: ItemEncoder | None = None,
+                 user_features: FeatureArrays | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.items = item_encoder if item_encoder is not None else ItemEncoder(cfg)
         d = cfg.d_model
         self.type_emb = nn.Embedding(cfg.n_types + 1, d, padding_idx=PAD) if cfg.n_types > 0 else None
         self.gap_emb = nn.Embedding(cfg.n_gap_buckets, d, padding_idx=PAD) if cfg.n_gap_buckets > 0 else None
+        self.user_features: FeatureEmbedding | None = None
+        if cfg.n_user_feature_ids > 0:
+            if user_features is None:
+                raise ValueError("n_user_feature_ids > 0 needs the users' feature ids (user_features)")
+            self.user_features = FeatureEmbedding(cfg.n_user_feature_ids, d, user_features,
+                                                  len(user_features[0]))
+        self.context_emb = nn.ModuleDict({c: nn.Embedding(CONTEXT_FEATURES[c] + 1, d, padding_idx=PAD)
+                                          for c in cfg.contexts})
         self.emb_drop = nn.Dropout(cfg.dropout)
         if cfg.encoder == "transformer":
             self.pos_emb = nn.Embedding(cfg.max_len, d)
@@ -504,8 +619,10 @@ class SequenceEncoder(nn.Module):
                         m.weight[m.padding_idx].zero_()
 
     def embed(self, items: torch.Tensor, types: torch.Tensor | None = None,
-              gaps: torch.Tensor | None = None) -> torch.Tensor:
-        """Input vectors ``(B, T, d)``: item + type + gap (+ position for the Transformer), padding zeroed."""
+              gaps: torch.Tensor | None = None, users: torch.Tensor | None = None,
+              context: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Input vectors ``(B, T, d)``: item + type + gap + context + the user's features (+ position for the
+        Transformer), padding zeroed."""
         B, T = items.shape
         if self.cfg.max_len < T:
             raise ValueError(f"sequence length {T} exceeds max_len {self.cfg.max_len}")
@@ -514,6 +631,11 @@ class SequenceEncoder(nn.Module):
             x = x + self.type_emb(types)
         if self.gap_emb is not None and gaps is not None:
             x = x + self.gap_emb(gaps)
+        for name, emb in self.context_emb.items():
+            if context is not None and name in context:
+                x = x + emb(context[name])
+        if self.user_features is not None and users is not None:
+            x = x + self.user_features(users).unsqueeze(1)  # (B, 1, d): the same at every position
         if self.rnn is None:
             # Left padding puts the newest event at column T-1 whatever the length, so position
             # (max_len - T + t) means "this many steps before the end" consistently across batches.
@@ -523,7 +645,8 @@ class SequenceEncoder(nn.Module):
         return x.masked_fill((items == PAD).unsqueeze(-1), 0.0)
 
     def forward(self, items: torch.Tensor, types: torch.Tensor | None = None,
-                gaps: torch.Tensor | None = None) -> torch.Tensor:
+                gaps: torch.Tensor | None = None, users: torch.Tensor | None = None,
+                context: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Hidden states ``(B, T, d)``; row ``t`` has seen ``items[:, :t+1]`` only.
 
         Parameters
@@ -534,9 +657,14 @@ class SequenceEncoder(nn.Module):
             ``(B, T)`` long event-type indices shifted by one (0 = padding), or ``None``.
         gaps:
             ``(B, T)`` long gap buckets (:func:`gap_buckets`), or ``None``.
+        users:
+            ``(B,)`` long user indices (0: anonymous) for the user features, or ``None``.
+        context:
+            ``{name: (B, T) long ids}`` of the context features (0 = padding), or ``None``.
         """
         blocks = None if self.rnn is not None else self.blocks
-        return encode_body(self.embed(items, types, gaps), items != PAD, blocks, self.rnn, self.ln_f)
+        return encode_body(self.embed(items, types, gaps, users, context), items != PAD, blocks, self.rnn,
+                           self.ln_f)
 
     def body(self) -> EncoderBody:
         """The layers after the input embedding, sharing this encoder's modules (see :class:`EncoderBody`)."""
@@ -588,20 +716,23 @@ class SeqRecNetwork(nn.Module):
     """The whole SeqRec network: :class:`ItemEncoder` shared by :class:`SequenceEncoder` input and output."""
 
     def __init__(self, cfg: NetworkConfig, text_vectors: np.ndarray | torch.Tensor | None = None,
-                 item_counts: np.ndarray | torch.Tensor | None = None) -> None:
+                 item_counts: np.ndarray | torch.Tensor | None = None,
+                 item_features: FeatureArrays | None = None,
+                 user_features: FeatureArrays | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.item_encoder = ItemEncoder(cfg, text_vectors, item_counts)
-        self.sequence_encoder = SequenceEncoder(cfg, self.item_encoder)
+        self.item_encoder = ItemEncoder(cfg, text_vectors, item_counts, item_features)
+        self.sequence_encoder = SequenceEncoder(cfg, self.item_encoder, user_features)
         if cfg.pop_prior == "user":
             self.prior_weight = nn.Linear(cfg.d_model, 1)  # β(h), starts at pop_prior_weight for everyone
             nn.init.zeros_(self.prior_weight.weight)
             nn.init.constant_(self.prior_weight.bias, cfg.pop_prior_weight)
 
     def forward(self, items: torch.Tensor, types: torch.Tensor | None = None,
-                gaps: torch.Tensor | None = None) -> torch.Tensor:
+                gaps: torch.Tensor | None = None, users: torch.Tensor | None = None,
+                context: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Hidden states ``(B, T, d)`` (see :meth:`SequenceEncoder.forward`)."""
-        return self.sequence_encoder(items, types, gaps)
+        return self.sequence_encoder(items, types, gaps, users, context)
 
     def item_table(self) -> torch.Tensor:
         """All item vectors ``(n_items + 1, d)`` (row 0 is zeros)."""

@@ -17,21 +17,25 @@ import numpy as np
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import WINDOWS, Ragged, window_bounds
 from lmrec.data.schema import PAD
+from lmrec.models.seqrec.features import context_ids
 
 # the parameter name gap_buckets (a count) is the config's; the function is imported as to_buckets
 from lmrec.models.seqrec.network import gap_buckets as to_buckets
 
 
 def sequence_rows(dataset: Dataset, max_len: int, *, with_types: bool = False,
-                  gap_buckets: int = 0, windows: str = "last") -> dict[str, np.ndarray]:
+                  gap_buckets: int = 0, windows: str = "last", with_users: bool = False,
+                  context: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Left-padded ``(rows, max_len + 1)`` training windows (see :func:`~lmrec.data.ragged.window_bounds`) of
     every user with at least two training events.
 
     Returns
     -------
     dict
-        ``"items"`` (int64 item indices), and when asked ``"types"`` (event type + 1, 0 = padding) and
-        ``"gaps"`` (:func:`~lmrec.models.seqrec.network.gap_buckets`; the first event of a window has no gap).
+        ``"items"`` (int64 item indices), and when asked ``"types"`` (event type + 1, 0 = padding),
+        ``"gaps"`` (:func:`~lmrec.models.seqrec.network.gap_buckets`; the first event of a window has no gap),
+        ``"users"`` (``(rows,)`` the user index of each window, for user features) and one ``(rows,
+        max_len + 1)`` array per context feature (:func:`~lmrec.models.seqrec.features.context_ids`).
     """
     seqs = dataset.sequences
     width = max_len + 1
@@ -42,15 +46,21 @@ def sequence_rows(dataset: Dataset, max_len: int, *, with_types: bool = False,
     if with_types:
         types = dataset.type_sequences.windows(row, end, width).astype(np.int64) + 1
         rows["types"] = np.where(valid, types, 0)
-    if gap_buckets:
+    if gap_buckets or context:
         ts = dataset.timestamps.windows(row, end, width).astype(np.int64)
-        rows["gaps"] = to_buckets(ts, gap_buckets, valid=valid)
+        if gap_buckets:
+            rows["gaps"] = to_buckets(ts, gap_buckets, valid=valid)
+        for name in context:
+            rows[name] = context_ids(ts, name, valid)
+    if with_users:
+        rows["users"] = np.asarray(row, dtype=np.int64)
     return rows
 
 
 def side_inputs_for(histories: Ragged, users: np.ndarray | None, max_len: int, known: Any, *,
-                    with_types: bool, gap_buckets: int) -> dict[str, np.ndarray]:
-    """Types and gap buckets for scoring ``histories`` (left-padded to ``max_len``).
+                    with_types: bool, gap_buckets: int,
+                    context: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Types, gap buckets and context ids for scoring ``histories`` (left-padded to ``max_len``).
 
     A raw history carries item indices only. Where a row's user is known and its history begins with that
     user's training sequence (``known``: anything with ``sequences``, ``type_sequences`` and ``timestamps``
@@ -58,7 +68,7 @@ def side_inputs_for(histories: Ragged, users: np.ndarray | None, max_len: int, k
     positions beyond them (events since training) get 0, the padding value, which contributes nothing.
     """
     out: dict[str, np.ndarray] = {}
-    if not with_types and not gap_buckets:
+    if not with_types and not gap_buckets and not context:
         return out
     n = len(histories)
     types = np.zeros((n, max_len), dtype=np.int64)
@@ -88,6 +98,8 @@ def side_inputs_for(histories: Ragged, users: np.ndarray | None, max_len: int, k
     if gap_buckets:
         g = to_buckets(stamps, gap_buckets, valid=have)
         out["gaps"] = g
+    for name in context:
+        out[name] = context_ids(stamps, name, have)
     return out
 
 
