@@ -80,6 +80,8 @@ for _v in VARIANTS.values():
         _v.setdefault("fuse_gate", "count")
 #: prior_at_scoring values also measured for models trained with a popularity prior (1 = as trained)
 PRIOR_SCALES = (0.75, 0.5, 0.25, 0.0)
+#: id_gate_at_scoring values also measured for fused models (0 = as trained), on validation and test
+GATE_LIFTS = (0.25, 0.5, 1.0)
 BASELINES = ["most-popular", "itemknn", "userknn", "ease", "als", "bpr", "content-lm"]
 COLD_EPOCHS = 12  # the cold protocol ranks unseen items only: the text adapter settles long before ids do
 TAIL_MAX = 5
@@ -181,6 +183,14 @@ def run_one(protocol: str, model_name: str, seed: int, threads: int,
         for scale in PRIOR_SCALES:
             model.config = replace(trained, prior_at_scoring=scale)
             out["prior_at_scoring"][str(scale)] = _metrics(model, split, protocol, ks)
+        model.config = trained
+    if valid and getattr(model.config, "item_repr", "") == "fused":
+        trained = model.config
+        out["id_gate_at_scoring"] = {}
+        for lift in GATE_LIFTS:
+            model.config = replace(trained, id_gate_at_scoring=lift)
+            out["id_gate_at_scoring"][str(lift)] = {**_metrics(model, split, protocol, ks),
+                                                    "valid": _metrics(model, split, protocol, ks, "valid")}
         model.config = trained
     tr = getattr(model, "train_result_", None)
     if tr is not None:

@@ -33,7 +33,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import append_cached, read_cached  # noqa: E402
-from seqrec import FUSED_VS_ID, PRIOR_SCALES, SEQREC_BASE, TAIL_MAX, run_one  # noqa: E402
+from seqrec import (  # noqa: E402
+    FUSED_VS_ID,
+    GATE_LIFTS,
+    PRIOR_SCALES,
+    SEQREC_BASE,
+    TAIL_MAX,
+    run_one,
+)
 
 MODELS = ["seqrec-id", "seqrec-id-prior", "seqrec-id-all", "seqrec-fused-drop", "seqrec-fused-prior",
           "seqrec-fused-all", "seqrec-fused-all-p1", "seqrec-fused-all-learned", "seqrec-fused-all-nogate",
@@ -130,6 +137,29 @@ def report(rows: dict[str, list[dict[str, Any]]], seeds: list[int], data: str = 
                 sub = [r["prior_at_scoring"][str(scale)] for r in rows[m]]
                 cells = " | ".join(_ms([s[c] for s in sub]) for c in COLUMNS)
                 lines.append(f"| {LABELS[m]} | {scale} | {cells} |")
+    lifted = [m for m in present if "id_gate_at_scoring" in rows[m][0]]
+    if lifted:
+        lines += [
+            "",
+            "The same trained fused models scored with every trained item's id gate lifted, `g + "
+            "id_gate_at_scoring · (1 − g)` (0 = as trained, the rows above; 1 = every trained id at full "
+            "weight), on **validation** (what a default is chosen on) and test:",
+            "",
+            "| model | id_gate_at_scoring | part | "
+            + " | ".join(c.replace("_", " ") for c in COLUMNS) + " |",
+            "| --- | ---: | --- | " + " | ".join("---:" for _ in COLUMNS) + " |",
+        ]
+        for m in lifted:
+            have = [r for r in rows[m] if "id_gate_at_scoring" in r]
+            for part in ("valid", "test"):
+                base = [r["valid"] if part == "valid" else r for r in have]
+                cells = " | ".join(_ms([b[c] for b in base]) for c in COLUMNS)
+                lines.append(f"| {LABELS[m]} | 0 (as trained) | {part} | {cells} |")
+                for lift in GATE_LIFTS:
+                    sub = [r["id_gate_at_scoring"][str(lift)] for r in have]
+                    sub = [x["valid"] if part == "valid" else x for x in sub]
+                    cells = " | ".join(_ms([x[c] for x in sub]) for c in COLUMNS)
+                    lines.append(f"| {LABELS[m]} | {lift} | {part} | {cells} |")
     flag = "" if data == "latest-small" else f" --data {data}"
     if section not in (None, default_section):
         flag += f" --section {section}"

@@ -193,6 +193,31 @@ def test_id_model_ranks_untrained_items_last(data) -> None:
     assert np.all(s[:, 1:new] > UNTRAINED_SCORE)
 
 
+def test_id_gate_at_scoring_rescores_from_the_lifted_table(fused: SeqRec, data) -> None:
+    """The scoring-time gate lift changes scores (the cached item table follows the setting), scores with
+    the lifted table, and 0 gives back the scores as trained."""
+    ds, split, _ = data
+    hist, users = split.test.history.take(np.arange(6)), split.test.users[:6]
+    trained = fused.config
+    as_trained = fused.score(hist, users)
+    try:
+        fused.config = replace(trained, id_gate_at_scoring=1.0)
+        lifted = fused.score(hist, users)
+        net = fused.network_
+        assert net is not None
+        with torch.no_grad():
+            table = net.item_table(1.0)
+            h = torch.as_tensor(fused.user_embeddings(hist, users))
+            want = (h @ table.T).numpy()
+        np.testing.assert_allclose(lifted[:, 1:], want[:, 1:], rtol=1e-4, atol=1e-4)
+        assert not np.allclose(lifted[:, 1:], as_trained[:, 1:], atol=1e-4)
+    finally:
+        fused.config = trained
+    np.testing.assert_allclose(fused.score(hist, users), as_trained, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="id_gate_at_scoring"):
+        create_model("seqrec", id_gate_at_scoring=1.5)
+
+
 @pytest.mark.parametrize("kind", ["fixed", "user"])
 def test_popularity_prior_trains_scores_and_saves(data, kind: str, tmp_path: Path) -> None:
     """A model trained with a popularity prior still learns the rule, scores with the prior it was trained

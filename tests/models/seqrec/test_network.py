@@ -140,6 +140,25 @@ def test_fuse_gate_none_uses_the_whole_id_part_of_trained_items() -> None:
     torch.testing.assert_close(enc(torch.tensor([rare]))[0], want)
 
 
+def test_gate_lift_at_scoring_moves_trained_items_toward_their_whole_id_part() -> None:
+    cfg = NetworkConfig(n_items=N_ITEMS, d_model=8, item_repr="fused", text_dim=TEXT_DIM, text_reduced_dim=6)
+    counts = _counts()
+    enc = ItemEncoder(cfg, _text(), counts).eval()
+    idx = torch.arange(N_ITEMS + 1)
+    with torch.no_grad():
+        text = enc.adapter(enc.text)
+        g = enc.id_gate(enc.counts, idx)
+        ids = enc.id_emb.weight
+        torch.testing.assert_close(enc(gate_lift=0.0), enc())  # 0: as trained
+        for lift in (0.5, 1.0):
+            want_g = torch.where(enc.counts > 0, g + lift * (1 - g), torch.zeros_like(g))
+            want = (text + want_g.unsqueeze(-1) * ids).masked_fill((idx == 0).unsqueeze(-1), 0.0)
+            torch.testing.assert_close(enc(gate_lift=lift), want)
+        # items without training events keep text alone whatever the lift
+        cold = torch.as_tensor(np.flatnonzero(counts == 0)[1:])
+        torch.testing.assert_close(enc(gate_lift=1.0)[cold], text[cold])
+
+
 def test_learned_gate_starts_at_the_count_gate_and_learns_per_item() -> None:
     torch.manual_seed(0)
     base = NetworkConfig(n_items=N_ITEMS, d_model=8, item_repr="fused", text_dim=TEXT_DIM, text_reduced_dim=6)

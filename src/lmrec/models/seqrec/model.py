@@ -110,6 +110,9 @@ class SeqRecConfig:
     pop_prior: str = "none"  # none | fixed | user: scores + β·log(1 + count), β fixed or learned per user
     pop_prior_weight: float = 1.0  # the fixed β (or the starting β of "user")
     prior_at_scoring: float = 1.0  # scale of that prior when scoring: 1 as trained, < 1 favours rare items
+    #: fused: when scoring, lift every trained item's id gate g to g + id_gate_at_scoring · (1 − g): 0 as
+    #: trained, 1 every trained id at full weight (rare items, whose gate is small, gain the most)
+    id_gate_at_scoring: float = 0.0
     # --- loss
     #: ce (full softmax) | sampled (log-Q corrected) | bce (one negative, as SASRec) | auto
     #: (:func:`auto_loss`: ce while one batch's full-softmax logits fit in ``full_softmax_bytes``, else
@@ -153,6 +156,8 @@ class SeqRecConfig:
             raise ValueError(f"loss must be one of {(*LOSSES, 'auto')}, got {self.loss!r}")
         if self.windows not in WINDOWS:
             raise ValueError(f"windows must be one of {WINDOWS}, got {self.windows!r}")
+        if not 0.0 <= self.id_gate_at_scoring <= 1.0:
+            raise ValueError(f"id_gate_at_scoring must lie in [0, 1], got {self.id_gate_at_scoring}")
         if self.max_len != "auto" and (not isinstance(self.max_len, int) or self.max_len < 1):
             raise ValueError(f"max_len must be a positive integer or 'auto', got {self.max_len!r}")
         if self.max_len_cap < 1 or self.epochs < 1 or self.batch_size < 1:
@@ -317,6 +322,7 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
         self.train_result_: TrainResult | None = None
         self._known: SideInfo | None = None  # training types and times, for side inputs of known users
         self._table: torch.Tensor | None = None  # cached item table for inference
+        self._table_lift = 0.0  # the id_gate_at_scoring it was built with
         #: The encoder body's runtime when scoring (``None``: the float network; see :meth:`set_runtime`).
         self._runtime: BodyRuntime | None = None
 
@@ -388,7 +394,8 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
             assert isinstance(net, SeqRecNetwork)
             device = next(net.parameters()).device
             with torch.inference_mode():
-                table = net.item_table()  # (n_items + 1, d), once per validation
+                # (n_items + 1, d), once per validation
+                table = net.item_table(self.config.id_gate_at_scoring)
 
                 def score_rows(r: np.ndarray) -> np.ndarray:
                     s = self._scores_tensor(net, valid.history.take(r), users[r], table, device)
@@ -468,9 +475,11 @@ class SeqRec(Recommender, UserEmbeddings, ColdStartItems):
     def _item_table(self) -> torch.Tensor:
         """The cached item table ``(n_items + 1, d)`` (rebuilt after the catalogue or device changes)."""
         assert self.network_ is not None
-        if self._table is None or self._table.shape[0] != self.n_items + 1:
+        lift = self.config.id_gate_at_scoring
+        if self._table is None or self._table.shape[0] != self.n_items + 1 or self._table_lift != lift:
             with torch.inference_mode():
-                self._table = self.network_.item_table()
+                self._table = self.network_.item_table(lift)
+            self._table_lift = lift
         return self._table
 
     def item_embeddings(self) -> np.ndarray:

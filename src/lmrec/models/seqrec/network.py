@@ -339,8 +339,12 @@ class ItemEncoder(nn.Module):
             g = torch.sigmoid(logit)
         return torch.where(counts > 0, g, torch.zeros_like(g))  # never-trained ids stay out
 
-    def forward(self, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Vectors of ``items`` (indices, any shape) → ``(*items.shape, d)``; ``None``: the whole table."""
+    def forward(self, items: torch.Tensor | None = None, gate_lift: float = 0.0) -> torch.Tensor:
+        """Vectors of ``items`` (indices, any shape) → ``(*items.shape, d)``; ``None``: the whole table.
+
+        ``gate_lift`` (``"fused"``, for scoring): each trained item's id gate ``g`` becomes
+        ``g + gate_lift · (1 − g)``, so 0 is the gate as trained and 1 every trained id at full weight; rare
+        items, whose gate is small, gain the most (items without training events keep no id part)."""
         idx = torch.arange(self.n_rows, device=self.counts.device) if items is None else items
         out: torch.Tensor | None = None
         if self.cfg.uses_text:
@@ -349,6 +353,8 @@ class ItemEncoder(nn.Module):
             e = self.id_emb(idx)  # (…, d)
             if self.cfg.item_repr == "fused":
                 g = self.id_gate(self.counts[idx], idx)  # (…,)
+                if gate_lift:
+                    g = torch.where(self.counts[idx] > 0, g + gate_lift * (1 - g), g)
                 if self.training and (self.cfg.id_dropout > 0 or self.cfg.id_dropout_min > 0):
                     p = (self.cfg.id_dropout * (1 - g.detach())).clamp_min(self.cfg.id_dropout_min)
                     keep = torch.rand_like(g) >= p
@@ -603,9 +609,10 @@ class SeqRecNetwork(nn.Module):
         """Hidden states ``(B, T, d)`` (see :meth:`SequenceEncoder.forward`)."""
         return self.sequence_encoder(items, types, gaps)
 
-    def item_table(self) -> torch.Tensor:
-        """All item vectors ``(n_items + 1, d)`` (row 0 is zeros)."""
-        return self.item_encoder()
+    def item_table(self, gate_lift: float = 0.0) -> torch.Tensor:
+        """All item vectors ``(n_items + 1, d)`` (row 0 is zeros); ``gate_lift``: see
+        :meth:`ItemEncoder.forward` (scoring only)."""
+        return self.item_encoder(gate_lift=gate_lift)
 
     def log_popularity(self) -> torch.Tensor:
         """The prior's item side, ``(n_items + 1,)`` (see :meth:`ItemEncoder._fit_popularity`)."""
