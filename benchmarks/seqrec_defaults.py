@@ -123,21 +123,25 @@ def report() -> None:
         "leave-one-out split, full ranking, seen items excluded; the fit ends by its own criterion "
         "(`stop`: patience on validation NDCG@10, or the `epochs` cap). Seconds are the whole `fit` (every "
         "epoch and validation). Burners: that many `while True: pass` processes beside the fit on this "
-        "2-core machine. Load: the 1-minute load average sampled every 5 s during the fit (mean / max). "
+        "2-core machine. CPU s: the fit process's CPU time (every thread), the cost that depends least on "
+        "what else runs on the machine (absent for fits recorded before it was). Load: the 1-minute load "
+        "average sampled every 5 s during the fit (mean / max). "
         "Every fit was run through the machine's two-slot job queue, so other engineers' jobs may have "
         "shared the machine: the load column says how busy it was.",
         "",
         "### Every fit",
         "",
-        "| data | variant | seed | burners | schedule | max_len | s | epochs (best) | stop "
-        "| LR drops at epoch | load mean / max | valid NDCG@10 | test NDCG@10 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| data | variant | seed | burners | schedule | max_len | s | CPU s | s / epoch | epochs (best) "
+        "| stop | LR drops at epoch | load mean / max | valid NDCG@10 | test NDCG@10 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["data"], _variant(r), r["burners"], r["seed"])):
         drops = ", ".join(str(e) for e in r.get("lr_drops", [])) or "–"
+        cpu = f"{r['cpu_seconds']:.0f}" if "cpu_seconds" in r else "–"
         lines.append(
             f"| {r['data']} | {_variant(r)} | {r['seed']} | {r['burners']} | {r['schedule']} "
-            f"| {r['max_len']} | {r['seconds']:.0f} | {r['epochs']} ({r['best_epoch']}) | {r['stop_reason']} "
+            f"| {r['max_len']} | {r['seconds']:.0f} | {cpu} | {r['seconds'] / max(1, r['epochs']):.1f} "
+            f"| {r['epochs']} ({r['best_epoch']}) | {r['stop_reason']} "
             f"| {drops} | {r['load_mean']:.1f} / {r['load_max']:.1f} | {r['valid_ndcg10']:.4f} "
             f"| {r['test_ndcg10']:.4f} |")
     groups: dict[tuple, list[dict]] = defaultdict(list)
