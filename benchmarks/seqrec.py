@@ -68,6 +68,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                  "windows": "all", "fuse_gate": "learned"},
     "seqrec-fused-all-nogate": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3,
                                 "windows": "all", "fuse_gate": "none"},
+    # issue 18, the tail: targets scored against every trained item's whole id part (inputs keep the gate)
+    "seqrec-fused-all-outfull": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3,
+                                 "windows": "all", "output_gate_lift": 1.0},
     "seqrec-fused-all-residual": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3,
                                   "windows": "all", "fuse_gate": "residual"},
     # control for the windows: the last window only, trained for as many steps as "all" takes on ML-100K
@@ -95,6 +98,7 @@ FUSED_VS_ID: dict[str, tuple[str, ...]] = {
     "seqrec-fused-all-learned": ("seqrec-id-all",),
     "seqrec-fused-all-nogate": ("seqrec-id-all",),
     "seqrec-fused-all-residual": ("seqrec-id-all",),
+    "seqrec-fused-all-outfull": ("seqrec-id-all",),
 }
 OFFICE = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-office-2014"
 

@@ -176,6 +176,18 @@ def report() -> None:
                      f"{v['plateau']:.4f} vs cosine {v['cosine']:.4f} ({better} at least as good); "
                      f"{ep['plateau']:.0f} vs {ep['cosine']:.0f} epochs, {sec['plateau']:.0f} s vs "
                      f"{sec['cosine']:.0f} s.")
+    lines += ["", "### Beside CPU-burning processes against quiet (same data, variant and seed)", ""]
+    quiet = {(r["data"], _variant(r), r["seed"]): r for r in rows if r["burners"] == 0}
+    for r in sorted((r for r in rows if r["burners"] > 0), key=lambda r: (r["data"], _variant(r), r["seed"])):
+        q = quiet.get((r["data"], _variant(r), r["seed"]))
+        if q is None:
+            continue
+        lines.append(f"- {r['data']}, {_variant(r)}, seed {r['seed']}: {r['burners']} burners "
+                     f"{r['seconds']:.0f} s (load mean {r['load_mean']:.1f}) against {q['seconds']:.0f} s "
+                     f"without (load mean "
+                     f"{q['load_mean']:.1f}): {r['seconds'] / q['seconds']:.2f}× (target ≤ 3×); "
+                     f"{r['epochs']} vs {q['epochs']} epochs, validation NDCG@10 {r['valid_ndcg10']:.4f} vs "
+                     f"{q['valid_ndcg10']:.4f}.")
     lines += ["", "Commands (one per fit, then the report): "
               + "; ".join(sorted({f"`{r['command']}`" for r in rows}))]
     print(write_section("seqrec-defaults", "\n".join(lines)))

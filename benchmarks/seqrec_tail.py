@@ -44,7 +44,7 @@ from seqrec import (  # noqa: E402
 
 MODELS = ["seqrec-id", "seqrec-id-prior", "seqrec-id-all", "seqrec-fused-drop", "seqrec-fused-prior",
           "seqrec-fused-all", "seqrec-fused-all-p1", "seqrec-fused-all-learned", "seqrec-fused-all-nogate",
-          "seqrec-fused-all-residual", "itemknn"]
+          "seqrec-fused-all-residual", "seqrec-fused-all-outfull", "itemknn"]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: --data names: (folder or loader name, section id, title, text)
 DATA = {
@@ -65,6 +65,8 @@ LABELS = {
     "seqrec-fused-all-nogate": "seqrec-fused, every window, no id gate (fuse_gate none)",
     "seqrec-fused-all-residual": "seqrec-fused, every window, ids as zero-started residuals of text, no gate "
                                  "(fuse_gate residual)",
+    "seqrec-fused-all-outfull": "seqrec-fused, every window, targets on whole trained ids, inputs gated "
+                                "(output_gate_lift 1)",
     "itemknn": "itemknn (best baseline on ML-100K)",
 }
 KS = (10, 100)

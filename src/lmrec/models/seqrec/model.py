@@ -107,6 +107,9 @@ class SeqRecConfig:
     #: that plus a per-item term from the item's text, trained end to end; "none": gate 1; "residual": gate 1
     #: with ids started at zero (item vector = text vector at first). See docs/seqrec.md for why count stays.
     fuse_gate: str = "count"
+    #: fused: lift of the id gate on the output side only (targets), in training and scoring: 0 one table for
+    #: inputs and targets; 1 targets use every trained item's whole id part, inputs keep the gate (issue 18)
+    output_gate_lift: float = 0.0
     id_dropout: float = 0.5  # fused: drop a rare item's id part in training w.p. id_dropout * (1 - gate)
     id_dropout_min: float = 0.3  # fused: floor of that probability for every item (helps cold items)
     id_init_from_text: bool = False  # fused: start the id table from reduced text vectors
@@ -159,8 +162,9 @@ class SeqRecConfig:
             raise ValueError(f"loss must be one of {(*LOSSES, 'auto')}, got {self.loss!r}")
         if self.windows not in WINDOWS:
             raise ValueError(f"windows must be one of {WINDOWS}, got {self.windows!r}")
-        if not 0.0 <= self.id_gate_at_scoring <= 1.0:
-            raise ValueError(f"id_gate_at_scoring must lie in [0, 1], got {self.id_gate_at_scoring}")
+        for lift in ("id_gate_at_scoring", "output_gate_lift"):
+            if not 0.0 <= getattr(self, lift) <= 1.0:
+                raise ValueError(f"{lift} must lie in [0, 1], got {getattr(self, lift)}")
         if self.max_len != "auto" and (not isinstance(self.max_len, int) or self.max_len < 1):
             raise ValueError(f"max_len must be a positive integer or 'auto', got {self.max_len!r}")
         if self.max_len_cap < 1 or self.epochs < 1 or self.batch_size < 1:
@@ -193,7 +197,7 @@ class SeqRecConfig:
             item_repr=self.item_repr,
             text_dim=text_dim, text_adapter=self.text_adapter, text_reduced_dim=self.text_reduced_dim,
             adapter_hidden=self.adapter_hidden, fuse_pivot=self.fuse_pivot,
-            fuse_gate=self.fuse_gate, id_dropout=self.id_dropout,
+            fuse_gate=self.fuse_gate, output_gate_lift=self.output_gate_lift, id_dropout=self.id_dropout,
             id_dropout_min=self.id_dropout_min,
             pop_prior=self.pop_prior, pop_prior_weight=self.pop_prior_weight,
             n_types=n_types if self.use_types else 0, n_gap_buckets=self.gap_buckets,
@@ -287,15 +291,15 @@ class NextItemLoss(nn.Module):
             return self._dense_ce(h, targets), (targets != PAD).sum()
         mask = targets != PAD  # (B, T): left padding, so a real target always has a real input
         h, y = h[mask], targets[mask]  # (N, d), (N,)
-        enc = self.network.item_encoder
+        out_items = self.network.output_items  # the output side's vectors (fused: output_gate_lift)
         beta = self.network.prior_weights(h)
         prior = None if beta is None else (beta, self.network.log_popularity())
         if self.loss == "ce":
-            total = full_softmax_ce(h, y, enc(), self.allowed, prior=prior)
+            total = full_softmax_ce(h, y, self.network.item_table(), self.allowed, prior=prior)
         elif self.loss == "sampled":
-            total = sampled_softmax_logq(h, y, enc, self.proposal, self.n_negatives, prior=prior)
+            total = sampled_softmax_logq(h, y, out_items, self.proposal, self.n_negatives, prior=prior)
         else:
-            total = bce_one_negative(h, y, enc, self.candidates, prior=prior)
+            total = bce_one_negative(h, y, out_items, self.candidates, prior=prior)
         return total, mask.sum()
 
 

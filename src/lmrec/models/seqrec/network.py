@@ -72,6 +72,12 @@ class NetworkConfig:
         ``"fused"`` only: training count at which the id part's initial gate is 0.5; items with fewer events
         lean on text. The gate ``sigmoid(a * (log1p(count) - log1p(pivot)))`` is learned (``a`` and the
         shift).
+    output_gate_lift:
+        ``"fused"`` only: the output side (the item table targets are scored against, in training and
+        when scoring) lifts every trained item's id gate ``g`` to ``g + output_gate_lift · (1 − g)``; the
+        input side keeps ``g``. 0: one table for both sides; 1: targets use the whole id part of every trained
+        item (what an id model learns of a rare item as a target, co-occurrence, is then not shrunk by its
+        gate) while rare items as inputs still lean on text.
     id_dropout:
         ``"fused"`` only: in training, drop an item's id part with probability ``id_dropout * (1 - gate)``, so
         rare items are often represented by text alone and the adapter learns to carry them.
@@ -107,6 +113,7 @@ class NetworkConfig:
     adapter_hidden: int = 256
     fuse_pivot: float = 5.0
     fuse_gate: str = "count"
+    output_gate_lift: float = 0.0
     id_dropout: float = 0.0
     id_dropout_min: float = 0.0
     pop_prior: str = "none"
@@ -127,6 +134,8 @@ class NetworkConfig:
             raise ValueError(f"item_repr={self.item_repr!r} needs text vectors (text_dim > 0)")
         if self.fuse_gate not in FUSE_GATES:
             raise ValueError(f"fuse_gate must be one of {FUSE_GATES}, got {self.fuse_gate!r}")
+        if not 0.0 <= self.output_gate_lift <= 1.0:
+            raise ValueError(f"output_gate_lift must lie in [0, 1], got {self.output_gate_lift}")
         if self.pop_prior not in POP_PRIORS:
             raise ValueError(f"pop_prior must be one of {POP_PRIORS}, got {self.pop_prior!r}")
         if self.encoder == "transformer" and self.d_model % self.n_heads:
@@ -609,10 +618,19 @@ class SeqRecNetwork(nn.Module):
         """Hidden states ``(B, T, d)`` (see :meth:`SequenceEncoder.forward`)."""
         return self.sequence_encoder(items, types, gaps)
 
+    def output_lift(self, extra: float = 0.0) -> float:
+        """The gate lift of the output side: ``output_gate_lift`` then ``extra`` on top (lifting by ``a`` then
+        ``b`` is lifting by ``1 − (1 − a)(1 − b)``)."""
+        return 1.0 - (1.0 - self.cfg.output_gate_lift) * (1.0 - extra)
+
     def item_table(self, gate_lift: float = 0.0) -> torch.Tensor:
-        """All item vectors ``(n_items + 1, d)`` (row 0 is zeros); ``gate_lift``: see
-        :meth:`ItemEncoder.forward` (scoring only)."""
-        return self.item_encoder(gate_lift=gate_lift)
+        """All output item vectors ``(n_items + 1, d)`` (row 0 is zeros), the table targets are scored
+        against; ``gate_lift``: a further lift of the id gates (:meth:`ItemEncoder.forward`, scoring only)."""
+        return self.item_encoder(gate_lift=self.output_lift(gate_lift))
+
+    def output_items(self, items: torch.Tensor) -> torch.Tensor:
+        """Output vectors of ``items`` (rows of :meth:`item_table`), for sampled losses."""
+        return self.item_encoder(items, gate_lift=self.output_lift())
 
     def log_popularity(self) -> torch.Tensor:
         """The prior's item side, ``(n_items + 1,)`` (see :meth:`ItemEncoder._fit_popularity`)."""
