@@ -77,7 +77,8 @@ class NetworkConfig:
         when scoring) lifts every trained item's id gate ``g`` to ``g + output_gate_lift · (1 − g)``; the
         input side keeps ``g``. 0: one table for both sides; 1: targets use the whole id part of every trained
         item (what an id model learns of a rare item as a target, co-occurrence, is then not shrunk by its
-        gate) while rare items as inputs still lean on text.
+        gate) while rare items as inputs still lean on text. The output side's id dropout follows the lifted
+        gate (at 1: ``id_dropout_min`` for every item).
     id_dropout:
         ``"fused"`` only: in training, drop an item's id part with probability ``id_dropout * (1 - gate)``, so
         rare items are often represented by text alone and the adapter learns to carry them.
@@ -351,9 +352,10 @@ class ItemEncoder(nn.Module):
     def forward(self, items: torch.Tensor | None = None, gate_lift: float = 0.0) -> torch.Tensor:
         """Vectors of ``items`` (indices, any shape) → ``(*items.shape, d)``; ``None``: the whole table.
 
-        ``gate_lift`` (``"fused"``, for scoring): each trained item's id gate ``g`` becomes
-        ``g + gate_lift · (1 − g)``, so 0 is the gate as trained and 1 every trained id at full weight; rare
-        items, whose gate is small, gain the most (items without training events keep no id part)."""
+        ``gate_lift`` (``"fused"``; the output side's, see :meth:`SeqRecNetwork.item_table`): each trained
+        item's id gate ``g`` becomes ``g + gate_lift · (1 − g)``, so 0 is the gate as trained and 1 every
+        trained id at full weight; rare items, whose gate is small, gain the most (items without training
+        events keep no id part). In training the id dropout then follows the lifted gate."""
         idx = torch.arange(self.n_rows, device=self.counts.device) if items is None else items
         out: torch.Tensor | None = None
         if self.cfg.uses_text:
