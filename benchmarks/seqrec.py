@@ -68,6 +68,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                  "windows": "all", "fuse_gate": "learned"},
     "seqrec-fused-all-nogate": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3,
                                 "windows": "all", "fuse_gate": "none"},
+    # issue 18, the tail: targets scored against every trained item's whole id part (inputs keep the gate)
+    "seqrec-fused-all-outfull": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3,
+                                 "windows": "all", "output_gate_lift": 1.0},
     "seqrec-fused-all-residual": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3,
                                   "windows": "all", "fuse_gate": "residual"},
     # control for the windows: the last window only, trained for as many steps as "all" takes on ML-100K
@@ -80,6 +83,8 @@ for _v in VARIANTS.values():
         _v.setdefault("fuse_gate", "count")
 #: prior_at_scoring values also measured for models trained with a popularity prior (1 = as trained)
 PRIOR_SCALES = (0.75, 0.5, 0.25, 0.0)
+#: id_gate_at_scoring values also measured for fused models (0 = as trained), on validation and test
+GATE_LIFTS = (0.25, 0.5, 1.0)
 BASELINES = ["most-popular", "itemknn", "userknn", "ease", "als", "bpr", "content-lm"]
 COLD_EPOCHS = 12  # the cold protocol ranks unseen items only: the text adapter settles long before ids do
 TAIL_MAX = 5
@@ -93,6 +98,7 @@ FUSED_VS_ID: dict[str, tuple[str, ...]] = {
     "seqrec-fused-all-learned": ("seqrec-id-all",),
     "seqrec-fused-all-nogate": ("seqrec-id-all",),
     "seqrec-fused-all-residual": ("seqrec-id-all",),
+    "seqrec-fused-all-outfull": ("seqrec-id-all",),
 }
 OFFICE = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-office-2014"
 
@@ -181,6 +187,14 @@ def run_one(protocol: str, model_name: str, seed: int, threads: int,
         for scale in PRIOR_SCALES:
             model.config = replace(trained, prior_at_scoring=scale)
             out["prior_at_scoring"][str(scale)] = _metrics(model, split, protocol, ks)
+        model.config = trained
+    if valid and getattr(model.config, "item_repr", "") == "fused":
+        trained = model.config
+        out["id_gate_at_scoring"] = {}
+        for lift in GATE_LIFTS:
+            model.config = replace(trained, id_gate_at_scoring=lift)
+            out["id_gate_at_scoring"][str(lift)] = {**_metrics(model, split, protocol, ks),
+                                                    "valid": _metrics(model, split, protocol, ks, "valid")}
         model.config = trained
     tr = getattr(model, "train_result_", None)
     if tr is not None:

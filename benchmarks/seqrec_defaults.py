@@ -83,9 +83,10 @@ def run(data: str, seed: int, sets: dict[str, object], burners: int) -> dict:
     try:
         m = create_model("seqrec", seed=seed, **sets)  # the library's defaults, but for ``sets``
         sampler = _LoadSampler()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         m.fit(split.train, split.valid)
         seconds = time.perf_counter() - t0
+        cpu_seconds = time.process_time() - c0  # every thread of this process: less sensitive to others' load
         load = sampler.stop()
     finally:
         for p in procs:
@@ -95,6 +96,7 @@ def run(data: str, seed: int, sets: dict[str, object], burners: int) -> dict:
     test = evaluate(m, split.test, split.train, (10,)).mean("NDCG@10")
     cfg = m.config
     return {"data": data, "seed": seed, "sets": sets, "burners": burners, "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "epochs": r.epochs_run, "best_epoch": r.best_epoch, "stop_reason": r.stop_reason,
             "valid_ndcg10": r.best_metric, "test_ndcg10": float(test), "max_len": cfg.max_len,
             "schedule": getattr(cfg, "schedule", "cosine"), "lr_drops": getattr(r, "lr_drops", []),
@@ -121,21 +123,25 @@ def report() -> None:
         "leave-one-out split, full ranking, seen items excluded; the fit ends by its own criterion "
         "(`stop`: patience on validation NDCG@10, or the `epochs` cap). Seconds are the whole `fit` (every "
         "epoch and validation). Burners: that many `while True: pass` processes beside the fit on this "
-        "2-core machine. Load: the 1-minute load average sampled every 5 s during the fit (mean / max). "
+        "2-core machine. CPU s: the fit process's CPU time (every thread), the cost that depends least on "
+        "what else runs on the machine (absent for fits recorded before it was). Load: the 1-minute load "
+        "average sampled every 5 s during the fit (mean / max). "
         "Every fit was run through the machine's two-slot job queue, so other engineers' jobs may have "
         "shared the machine: the load column says how busy it was.",
         "",
         "### Every fit",
         "",
-        "| data | variant | seed | burners | schedule | max_len | s | epochs (best) | stop "
-        "| LR drops at epoch | load mean / max | valid NDCG@10 | test NDCG@10 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| data | variant | seed | burners | schedule | max_len | s | CPU s | s / epoch | epochs (best) "
+        "| stop | LR drops at epoch | load mean / max | valid NDCG@10 | test NDCG@10 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["data"], _variant(r), r["burners"], r["seed"])):
         drops = ", ".join(str(e) for e in r.get("lr_drops", [])) or "–"
+        cpu = f"{r['cpu_seconds']:.0f}" if "cpu_seconds" in r else "–"
         lines.append(
             f"| {r['data']} | {_variant(r)} | {r['seed']} | {r['burners']} | {r['schedule']} "
-            f"| {r['max_len']} | {r['seconds']:.0f} | {r['epochs']} ({r['best_epoch']}) | {r['stop_reason']} "
+            f"| {r['max_len']} | {r['seconds']:.0f} | {cpu} | {r['seconds'] / max(1, r['epochs']):.1f} "
+            f"| {r['epochs']} ({r['best_epoch']}) | {r['stop_reason']} "
             f"| {drops} | {r['load_mean']:.1f} / {r['load_max']:.1f} | {r['valid_ndcg10']:.4f} "
             f"| {r['test_ndcg10']:.4f} |")
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -170,6 +176,18 @@ def report() -> None:
                      f"{v['plateau']:.4f} vs cosine {v['cosine']:.4f} ({better} at least as good); "
                      f"{ep['plateau']:.0f} vs {ep['cosine']:.0f} epochs, {sec['plateau']:.0f} s vs "
                      f"{sec['cosine']:.0f} s.")
+    lines += ["", "### Beside CPU-burning processes against quiet (same data, variant and seed)", ""]
+    quiet = {(r["data"], _variant(r), r["seed"]): r for r in rows if r["burners"] == 0}
+    for r in sorted((r for r in rows if r["burners"] > 0), key=lambda r: (r["data"], _variant(r), r["seed"])):
+        q = quiet.get((r["data"], _variant(r), r["seed"]))
+        if q is None:
+            continue
+        lines.append(f"- {r['data']}, {_variant(r)}, seed {r['seed']}: {r['burners']} burners "
+                     f"{r['seconds']:.0f} s (load mean {r['load_mean']:.1f}) against {q['seconds']:.0f} s "
+                     f"without (load mean "
+                     f"{q['load_mean']:.1f}): {r['seconds'] / q['seconds']:.2f}× (target ≤ 3×); "
+                     f"{r['epochs']} vs {q['epochs']} epochs, validation NDCG@10 {r['valid_ndcg10']:.4f} vs "
+                     f"{q['valid_ndcg10']:.4f}.")
     lines += ["", "Commands (one per fit, then the report): "
               + "; ".join(sorted({f"`{r['command']}`" for r in rows}))]
     print(write_section("seqrec-defaults", "\n".join(lines)))

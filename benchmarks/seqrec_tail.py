@@ -33,11 +33,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import append_cached, read_cached  # noqa: E402
-from seqrec import FUSED_VS_ID, PRIOR_SCALES, SEQREC_BASE, TAIL_MAX, run_one  # noqa: E402
+from seqrec import (  # noqa: E402
+    FUSED_VS_ID,
+    GATE_LIFTS,
+    PRIOR_SCALES,
+    SEQREC_BASE,
+    TAIL_MAX,
+    VARIANTS,
+    run_one,
+)
 
 MODELS = ["seqrec-id", "seqrec-id-prior", "seqrec-id-all", "seqrec-fused-drop", "seqrec-fused-prior",
           "seqrec-fused-all", "seqrec-fused-all-p1", "seqrec-fused-all-learned", "seqrec-fused-all-nogate",
-          "seqrec-fused-all-residual", "itemknn"]
+          "seqrec-fused-all-residual", "seqrec-fused-all-outfull", "itemknn"]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: --data names: (folder or loader name, section id, title, text)
 DATA = {
@@ -58,6 +66,8 @@ LABELS = {
     "seqrec-fused-all-nogate": "seqrec-fused, every window, no id gate (fuse_gate none)",
     "seqrec-fused-all-residual": "seqrec-fused, every window, ids as zero-started residuals of text, no gate "
                                  "(fuse_gate residual)",
+    "seqrec-fused-all-outfull": "seqrec-fused, every window, targets on whole trained ids, inputs gated "
+                                "(output_gate_lift 1)",
     "itemknn": "itemknn (best baseline on ML-100K)",
 }
 KS = (10, 100)
@@ -130,6 +140,31 @@ def report(rows: dict[str, list[dict[str, Any]]], seeds: list[int], data: str = 
                 sub = [r["prior_at_scoring"][str(scale)] for r in rows[m]]
                 cells = " | ".join(_ms([s[c] for s in sub]) for c in COLUMNS)
                 lines.append(f"| {LABELS[m]} | {scale} | {cells} |")
+    # (a model whose output side is already lifted to 1 scores the same at every scoring lift)
+    lifted = [m for m in present if "id_gate_at_scoring" in rows[m][0]
+              and VARIANTS.get(m, {}).get("output_gate_lift", 0.0) < 1.0]
+    if lifted:
+        lines += [
+            "",
+            "The same trained fused models scored with every trained item's id gate lifted, `g + "
+            "id_gate_at_scoring · (1 − g)` (0 = as trained, the rows above; 1 = every trained id at full "
+            "weight), on **validation** (what a default is chosen on) and test:",
+            "",
+            "| model | id_gate_at_scoring | part | "
+            + " | ".join(c.replace("_", " ") for c in COLUMNS) + " |",
+            "| --- | ---: | --- | " + " | ".join("---:" for _ in COLUMNS) + " |",
+        ]
+        for m in lifted:
+            have = [r for r in rows[m] if "id_gate_at_scoring" in r]
+            for part in ("valid", "test"):
+                base = [r["valid"] if part == "valid" else r for r in have]
+                cells = " | ".join(_ms([b[c] for b in base]) for c in COLUMNS)
+                lines.append(f"| {LABELS[m]} | 0 (as trained) | {part} | {cells} |")
+                for lift in GATE_LIFTS:
+                    sub = [r["id_gate_at_scoring"][str(lift)] for r in have]
+                    sub = [x["valid"] if part == "valid" else x for x in sub]
+                    cells = " | ".join(_ms([x[c] for x in sub]) for c in COLUMNS)
+                    lines.append(f"| {LABELS[m]} | {lift} | {part} | {cells} |")
     flag = "" if data == "latest-small" else f" --data {data}"
     if section not in (None, default_section):
         flag += f" --section {section}"

@@ -133,6 +133,31 @@ def test_fuse_gates_learn_and_round_trip(data, gate: str, tmp_path: Path) -> Non
         torch.testing.assert_close(loaded.network_.item_encoder.gate_text.weight, w)
 
 
+def test_output_gate_lift_trains_targets_on_whole_ids_and_round_trips(data, tmp_path: Path) -> None:
+    """With output_gate_lift=1 the fused model learns the rule, scores against the lifted output table (every
+    trained item's whole id part) while inputs keep the gated vectors, and saves/loads exactly."""
+    ds, split, vec = data
+    m = create_model("seqrec", item_repr="fused", output_gate_lift=1.0, **FAST).fit(
+        split.train, split.valid, item_vectors=vec)
+    assert _hit_rate(m, ds) >= 0.7
+    net = m.network_
+    assert net is not None and net.cfg.output_gate_lift == 1.0
+    enc = net.item_encoder
+    with torch.no_grad():
+        trained = enc.counts > 0
+        text = enc.adapter(enc.text)
+        want = torch.where(trained.unsqueeze(-1), text + enc.id_emb.weight, text)
+        want[PAD] = 0.0
+        torch.testing.assert_close(net.item_table(), want)  # output side: gate 1 for trained items
+        torch.testing.assert_close(enc(), enc(gate_lift=0.0))  # input side: the gate as trained
+        assert not torch.allclose(net.item_table()[trained], enc()[trained])
+    hist, users = split.test.history.take(np.arange(6)), split.test.users[:6]
+    loaded = load_model(m.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.score(hist, users), m.score(hist, users), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="output_gate_lift"):
+        create_model("seqrec", item_repr="fused", output_gate_lift=2.0)
+
+
 def test_cold_item_added_with_text_is_recommended(data) -> None:
     """An item added after training, whose text says it follows item k, is ranked after k by text alone."""
     ds, split, vec = data
@@ -191,6 +216,31 @@ def test_id_model_ranks_untrained_items_last(data) -> None:
     s = m.score(split.test.history.take([0, 1]))
     assert np.all(s[:, new] == UNTRAINED_SCORE)
     assert np.all(s[:, 1:new] > UNTRAINED_SCORE)
+
+
+def test_id_gate_at_scoring_rescores_from_the_lifted_table(fused: SeqRec, data) -> None:
+    """The scoring-time gate lift changes scores (the cached item table follows the setting), scores with
+    the lifted table, and 0 gives back the scores as trained."""
+    ds, split, _ = data
+    hist, users = split.test.history.take(np.arange(6)), split.test.users[:6]
+    trained = fused.config
+    as_trained = fused.score(hist, users)
+    try:
+        fused.config = replace(trained, id_gate_at_scoring=1.0)
+        lifted = fused.score(hist, users)
+        net = fused.network_
+        assert net is not None
+        with torch.no_grad():
+            table = net.item_table(1.0)
+            h = torch.as_tensor(fused.user_embeddings(hist, users))
+            want = (h @ table.T).numpy()
+        np.testing.assert_allclose(lifted[:, 1:], want[:, 1:], rtol=1e-4, atol=1e-4)
+        assert not np.allclose(lifted[:, 1:], as_trained[:, 1:], atol=1e-4)
+    finally:
+        fused.config = trained
+    np.testing.assert_allclose(fused.score(hist, users), as_trained, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="id_gate_at_scoring"):
+        create_model("seqrec", id_gate_at_scoring=1.5)
 
 
 @pytest.mark.parametrize("kind", ["fixed", "user"])

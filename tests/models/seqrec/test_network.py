@@ -140,6 +140,39 @@ def test_fuse_gate_none_uses_the_whole_id_part_of_trained_items() -> None:
     torch.testing.assert_close(enc(torch.tensor([rare]))[0], want)
 
 
+def test_gate_lift_at_scoring_moves_trained_items_toward_their_whole_id_part() -> None:
+    cfg = NetworkConfig(n_items=N_ITEMS, d_model=8, item_repr="fused", text_dim=TEXT_DIM, text_reduced_dim=6)
+    counts = _counts()
+    enc = ItemEncoder(cfg, _text(), counts).eval()
+    idx = torch.arange(N_ITEMS + 1)
+    with torch.no_grad():
+        text = enc.adapter(enc.text)
+        g = enc.id_gate(enc.counts, idx)
+        ids = enc.id_emb.weight
+        torch.testing.assert_close(enc(gate_lift=0.0), enc())  # 0: as trained
+        for lift in (0.5, 1.0):
+            want_g = torch.where(enc.counts > 0, g + lift * (1 - g), torch.zeros_like(g))
+            want = (text + want_g.unsqueeze(-1) * ids).masked_fill((idx == 0).unsqueeze(-1), 0.0)
+            torch.testing.assert_close(enc(gate_lift=lift), want)
+        # items without training events keep text alone whatever the lift
+        cold = torch.as_tensor(np.flatnonzero(counts == 0)[1:])
+        torch.testing.assert_close(enc(gate_lift=1.0)[cold], text[cold])
+
+
+def test_output_gate_lift_composes_with_the_scoring_lift() -> None:
+    base = NetworkConfig(n_items=N_ITEMS, d_model=8, max_len=6, item_repr="fused", text_dim=TEXT_DIM,
+                         text_reduced_dim=6)
+    net = SeqRecNetwork(replace(base, output_gate_lift=0.5), _text(), _counts()).eval()
+    enc = net.item_encoder
+    with torch.no_grad():
+        torch.testing.assert_close(net.item_table(), enc(gate_lift=0.5))
+        # a lift of 0.5 on top of 0.5 leaves a quarter of the gap to 1: a lift of 0.75 in all
+        torch.testing.assert_close(net.item_table(0.5), enc(gate_lift=0.75))
+        items = torch.tensor([[1, 2, 3]])
+        torch.testing.assert_close(net.output_items(items), enc(gate_lift=0.5)[items])
+        torch.testing.assert_close(net.sequence_encoder.items(items), enc()[items])  # inputs: as trained
+
+
 def test_learned_gate_starts_at_the_count_gate_and_learns_per_item() -> None:
     torch.manual_seed(0)
     base = NetworkConfig(n_items=N_ITEMS, d_model=8, item_repr="fused", text_dim=TEXT_DIM, text_reduced_dim=6)

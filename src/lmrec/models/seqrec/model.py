@@ -93,8 +93,8 @@ class SeqRecConfig:
     """Every setting of SeqRec: network, item representation, loss and training.
 
     The defaults are tuned for MovieLens-100K/-1M-sized data (see ``docs/seqrec.md``): a 2-layer, 64-wide
-    Transformer over the last 200 events, full softmax, AdamW with warm-up and cosine decay, early stopping
-    on validation NDCG@10.
+    Transformer over the last 50 events at most (``max_len="auto"``), full softmax, AdamW with warm-up and
+    cosine decay, early stopping on validation NDCG@10.
     """
 
     # --- network
@@ -106,7 +106,10 @@ class SeqRecConfig:
     #: fitting (:func:`auto_max_len`: the 90th percentile of user history lengths, rounded up to a multiple of
     #: 8, between 8 and ``max_len_cap``); the fitted model's config holds the resolved integer.
     max_len: int | str = "auto"
-    max_len_cap: int = 200  # the most that max_len="auto" may choose
+    #: The most that max_len="auto" may choose (also the window under differential privacy). 50, not 200
+    #: (issue 18): on MovieLens-100K validation NDCG@10 0.1047 against 0.0883 at 200, at about half the
+    #: seconds per epoch (docs/benchmarks.md, section seqrec-defaults).
+    max_len_cap: int = 50
     dropout: float = 0.3
     ff_mult: int = 1  # feed-forward width / d_model (1 as SASRec: the full softmax dominates the cost anyway)
     use_types: bool = False  # feed the event type of every input event
@@ -134,12 +137,18 @@ class SeqRecConfig:
     #: that plus a per-item term from the item's text, trained end to end; "none": gate 1; "residual": gate 1
     #: with ids started at zero (item vector = text vector at first). See docs/seqrec.md for why count stays.
     fuse_gate: str = "count"
+    #: fused: lift of the id gate on the output side only (targets), in training and scoring: 0 one table for
+    #: inputs and targets; 1 targets use every trained item's whole id part, inputs keep the gate (issue 18)
+    output_gate_lift: float = 0.0
     id_dropout: float = 0.5  # fused: drop a rare item's id part in training w.p. id_dropout * (1 - gate)
     id_dropout_min: float = 0.3  # fused: floor of that probability for every item (helps cold items)
     id_init_from_text: bool = False  # fused: start the id table from reduced text vectors
     pop_prior: str = "none"  # none | fixed | user: scores + β·log(1 + count), β fixed or learned per user
     pop_prior_weight: float = 1.0  # the fixed β (or the starting β of "user")
     prior_at_scoring: float = 1.0  # scale of that prior when scoring: 1 as trained, < 1 favours rare items
+    #: fused: when scoring, lift every trained item's id gate g to g + id_gate_at_scoring · (1 − g): 0 as
+    #: trained, 1 every trained id at full weight (rare items, whose gate is small, gain the most)
+    id_gate_at_scoring: float = 0.0
     # --- loss
     #: ce (full softmax) | sampled (log-Q corrected) | bce (one negative, as SASRec) | auto
     #: (:func:`auto_loss`: ce while one batch's full-softmax logits fit in ``full_softmax_bytes``, else
@@ -193,6 +202,9 @@ class SeqRecConfig:
             raise ValueError(f"loss must be one of {(*LOSSES, 'auto')}, got {self.loss!r}")
         if self.windows not in WINDOWS:
             raise ValueError(f"windows must be one of {WINDOWS}, got {self.windows!r}")
+        for lift in ("id_gate_at_scoring", "output_gate_lift"):
+            if not 0.0 <= getattr(self, lift) <= 1.0:
+                raise ValueError(f"{lift} must lie in [0, 1], got {getattr(self, lift)}")
         if self.max_len != "auto" and (not isinstance(self.max_len, int) or self.max_len < 1):
             raise ValueError(f"max_len must be a positive integer or 'auto', got {self.max_len!r}")
         if self.max_len_cap < 1 or self.epochs < 1 or self.batch_size < 1:
@@ -233,7 +245,7 @@ class SeqRecConfig:
             item_repr=self.item_repr,
             text_dim=text_dim, text_adapter=self.text_adapter, text_reduced_dim=self.text_reduced_dim,
             adapter_hidden=self.adapter_hidden, fuse_pivot=self.fuse_pivot,
-            fuse_gate=self.fuse_gate, id_dropout=self.id_dropout,
+            fuse_gate=self.fuse_gate, output_gate_lift=self.output_gate_lift, id_dropout=self.id_dropout,
             id_dropout_min=self.id_dropout_min,
             pop_prior=self.pop_prior, pop_prior_weight=self.pop_prior_weight,
             n_types=n_types if self.use_types else 0, n_gap_buckets=self.gap_buckets,
@@ -247,14 +259,16 @@ class SeqRecConfig:
 AUTO_MAX_LEN_PERCENTILE = 90.0
 
 
-def auto_max_len(lengths: np.ndarray, cap: int = 200, percentile: float = AUTO_MAX_LEN_PERCENTILE) -> int:
+def auto_max_len(lengths: np.ndarray, cap: int = 50, percentile: float = AUTO_MAX_LEN_PERCENTILE) -> int:
     """The data-derived ``max_len``: the ``percentile``-th percentile of the users' training history lengths
     (users with no events left out), rounded up to a multiple of 8, at least 8 and at most ``cap``.
 
     Nine users in ten then fit in one window whole; longer histories still train on all their events
     through ``windows="all"`` and are read from their newest ``max_len`` events when scoring. On short-history
     data (Amazon Office 2014, median 5 training events per user) this is 24 instead of 200, which cuts the
-    cost of attention and padding without losing context; on MovieLens-100K it is the cap.
+    cost of attention and padding without losing context; on MovieLens-100K (90th percentile 244) it is the
+    cap, 50: with ``windows="all"`` every event is still trained on, and the newest 50 events predicted the
+    next one better on validation than the newest 200 did.
     """
     lengths = np.asarray(lengths)
     lengths = lengths[lengths > 0]
@@ -331,15 +345,15 @@ class NextItemLoss(nn.Module):
             return self._dense_ce(h, targets), (targets != PAD).sum()
         mask = targets != PAD  # (B, T): left padding, so a real target always has a real input
         h, y = h[mask], targets[mask]  # (N, d), (N,)
-        enc = self.network.item_encoder
+        out_items = self.network.output_items  # the output side's vectors (fused: output_gate_lift)
         beta = self.network.prior_weights(h)
         prior = None if beta is None else (beta, self.network.log_popularity())
         if self.loss == "ce":
-            total = full_softmax_ce(h, y, enc(), self.allowed, prior=prior)
+            total = full_softmax_ce(h, y, self.network.item_table(), self.allowed, prior=prior)
         elif self.loss == "sampled":
-            total = sampled_softmax_logq(h, y, enc, self.proposal, self.n_negatives, prior=prior)
+            total = sampled_softmax_logq(h, y, out_items, self.proposal, self.n_negatives, prior=prior)
         else:
-            total = bce_one_negative(h, y, enc, self.candidates, prior=prior)
+            total = bce_one_negative(h, y, out_items, self.candidates, prior=prior)
         return total, mask.sum()
 
 
@@ -376,6 +390,7 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
         self._table: torch.Tensor | None = None  # cached item table for inference
         # (item table it was made from, the table with the prior's column, fixed scores): see linear_table
         self._linear: tuple[torch.Tensor, np.ndarray, np.ndarray] | None = None
+        self._table_lift = 0.0  # the id_gate_at_scoring it was built with
         #: The encoder body's runtime when scoring (``None``: the float network; see :meth:`set_runtime`).
         self._runtime: BodyRuntime | None = None
 
@@ -502,7 +517,8 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
             assert isinstance(net, SeqRecNetwork)
             device = next(net.parameters()).device
             with torch.inference_mode():
-                table = net.item_table()  # (n_items + 1, d), once per validation
+                # (n_items + 1, d), once per validation
+                table = net.item_table(self.config.id_gate_at_scoring)
 
                 def score_rows(r: np.ndarray) -> np.ndarray:
                     s = self._scores_tensor(net, valid.history.take(r), users[r], table, device)
@@ -587,9 +603,11 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
     def _item_table(self) -> torch.Tensor:
         """The cached item table ``(n_items + 1, d)`` (rebuilt after the catalogue or device changes)."""
         assert self.network_ is not None
-        if self._table is None or self._table.shape[0] != self.n_items + 1:
+        lift = self.config.id_gate_at_scoring
+        if self._table is None or self._table.shape[0] != self.n_items + 1 or self._table_lift != lift:
             with torch.inference_mode():
-                self._table = self.network_.item_table()
+                self._table = self.network_.item_table(lift)
+            self._table_lift = lift
         return self._table
 
     def item_embeddings(self) -> np.ndarray:

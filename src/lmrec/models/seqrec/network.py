@@ -76,6 +76,13 @@ class NetworkConfig:
         ``"fused"`` only: training count at which the id part's initial gate is 0.5; items with fewer events
         lean on text. The gate ``sigmoid(a * (log1p(count) - log1p(pivot)))`` is learned (``a`` and the
         shift).
+    output_gate_lift:
+        ``"fused"`` only: the output side (the item table targets are scored against, in training and
+        when scoring) lifts every trained item's id gate ``g`` to ``g + output_gate_lift · (1 − g)``; the
+        input side keeps ``g``. 0: one table for both sides; 1: targets use the whole id part of every trained
+        item (what an id model learns of a rare item as a target, co-occurrence, is then not shrunk by its
+        gate) while rare items as inputs still lean on text. The output side's id dropout follows the lifted
+        gate (at 1: ``id_dropout_min`` for every item).
     id_dropout:
         ``"fused"`` only: in training, drop an item's id part with probability ``id_dropout * (1 - gate)``, so
         rare items are often represented by text alone and the adapter learns to carry them.
@@ -116,6 +123,7 @@ class NetworkConfig:
     adapter_hidden: int = 256
     fuse_pivot: float = 5.0
     fuse_gate: str = "count"
+    output_gate_lift: float = 0.0
     id_dropout: float = 0.0
     id_dropout_min: float = 0.0
     pop_prior: str = "none"
@@ -139,6 +147,8 @@ class NetworkConfig:
             raise ValueError(f"item_repr={self.item_repr!r} needs text vectors (text_dim > 0)")
         if self.fuse_gate not in FUSE_GATES:
             raise ValueError(f"fuse_gate must be one of {FUSE_GATES}, got {self.fuse_gate!r}")
+        if not 0.0 <= self.output_gate_lift <= 1.0:
+            raise ValueError(f"output_gate_lift must lie in [0, 1], got {self.output_gate_lift}")
         if self.pop_prior not in POP_PRIORS:
             raise ValueError(f"pop_prior must be one of {POP_PRIORS}, got {self.pop_prior!r}")
         if self.encoder == "transformer" and self.d_model % self.n_heads:
@@ -429,8 +439,13 @@ class ItemEncoder(nn.Module):
             g = torch.sigmoid(logit)
         return torch.where(counts > 0, g, torch.zeros_like(g))  # never-trained ids stay out
 
-    def forward(self, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Vectors of ``items`` (indices, any shape) → ``(*items.shape, d)``; ``None``: the whole table."""
+    def forward(self, items: torch.Tensor | None = None, gate_lift: float = 0.0) -> torch.Tensor:
+        """Vectors of ``items`` (indices, any shape) → ``(*items.shape, d)``; ``None``: the whole table.
+
+        ``gate_lift`` (``"fused"``; the output side's, see :meth:`SeqRecNetwork.item_table`): each trained
+        item's id gate ``g`` becomes ``g + gate_lift · (1 − g)``, so 0 is the gate as trained and 1 every
+        trained id at full weight; rare items, whose gate is small, gain the most (items without training
+        events keep no id part). In training the id dropout then follows the lifted gate."""
         idx = torch.arange(self.n_rows, device=self.counts.device) if items is None else items
         out: torch.Tensor | None = None
         if self.cfg.uses_text:
@@ -439,6 +454,8 @@ class ItemEncoder(nn.Module):
             e = self.id_emb(idx)  # (…, d)
             if self.cfg.item_repr == "fused":
                 g = self.id_gate(self.counts[idx], idx)  # (…,)
+                if gate_lift:
+                    g = torch.where(self.counts[idx] > 0, g + gate_lift * (1 - g), g)
                 if self.training and (self.cfg.id_dropout > 0 or self.cfg.id_dropout_min > 0):
                     p = (self.cfg.id_dropout * (1 - g.detach())).clamp_min(self.cfg.id_dropout_min)
                     keep = torch.rand_like(g) >= p
@@ -734,9 +751,19 @@ class SeqRecNetwork(nn.Module):
         """Hidden states ``(B, T, d)`` (see :meth:`SequenceEncoder.forward`)."""
         return self.sequence_encoder(items, types, gaps, users, context)
 
-    def item_table(self) -> torch.Tensor:
-        """All item vectors ``(n_items + 1, d)`` (row 0 is zeros)."""
-        return self.item_encoder()
+    def output_lift(self, extra: float = 0.0) -> float:
+        """The gate lift of the output side: ``output_gate_lift`` then ``extra`` on top (lifting by ``a`` then
+        ``b`` is lifting by ``1 − (1 − a)(1 − b)``)."""
+        return 1.0 - (1.0 - self.cfg.output_gate_lift) * (1.0 - extra)
+
+    def item_table(self, gate_lift: float = 0.0) -> torch.Tensor:
+        """All output item vectors ``(n_items + 1, d)`` (row 0 is zeros), the table targets are scored
+        against; ``gate_lift``: a further lift of the id gates (:meth:`ItemEncoder.forward`, scoring only)."""
+        return self.item_encoder(gate_lift=self.output_lift(gate_lift))
+
+    def output_items(self, items: torch.Tensor) -> torch.Tensor:
+        """Output vectors of ``items`` (rows of :meth:`item_table`), for sampled losses."""
+        return self.item_encoder(items, gate_lift=self.output_lift())
 
     def log_popularity(self) -> torch.Tensor:
         """The prior's item side, ``(n_items + 1,)`` (see :meth:`ItemEncoder._fit_popularity`)."""
