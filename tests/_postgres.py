@@ -1,5 +1,5 @@
-"""A throw-away PostgreSQL server for tests and benchmarks: ``initdb`` into a temporary folder, ``postgres`` on a
-free port, removed on :meth:`TempPostgres.stop`.
+"""A throw-away PostgreSQL server for tests and benchmarks: ``initdb`` into a temporary folder, ``postgres``
+on a free port, removed on :meth:`TempPostgres.stop`.
 
 The server binaries come from, in order: ``LMREC_PG_BINDIR``; the ``pgserver`` wheel (PyPI, installed by
 ``make test`` through the ``pg`` extra: it ships PostgreSQL 16 built for manylinux, no system package
@@ -55,8 +55,8 @@ class TempPostgres:
     Parameters
     ----------
     durable:
-        ``False`` (tests): ``fsync=off`` and friends, a crash may lose data but nothing crashes the server in a
-        test. ``True`` (durability drills, load figures): the server's defaults (``fsync=on``,
+        ``False`` (tests): ``fsync=off`` and friends; a crash may lose data, but nothing crashes the server
+        in a test. ``True`` (durability drills, load figures): the server's defaults (``fsync=on``,
         ``synchronous_commit=on``).
     """
 
@@ -111,7 +111,8 @@ class TempPostgres:
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"postgres exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(f"postgres exited with {self.proc.returncode}: "
+                                   f"{self.log.read_text()[-2000:]}")
             try:
                 with psycopg.connect(self.url, connect_timeout=2):
                     return

@@ -3,8 +3,8 @@
 :class:`PostgresStore` is a :class:`~lmrec.store.duckdb_store.Store`: it keeps the store's interface (and its
 backend-neutral logic: cleaning, dataset naming, import bookkeeping) and replaces what speaks SQL. The rest of
 lmrec's SQL (API keys, tombstones, audit log, embedding cache) is written once; a small translation turns the
-few DuckDB spellings it uses into PostgreSQL's (``?`` placeholders, ``DOUBLE``, ``BLOB``, ``INSERT OR IGNORE``,
-``rowid``), so no module keeps two copies of a query.
+few DuckDB spellings it uses into PostgreSQL's (``?`` placeholders, ``DOUBLE``, ``BLOB``,
+``INSERT OR IGNORE``, ``rowid``), so no module keeps two copies of a query.
 
 Differences from the DuckDB store:
 
@@ -38,6 +38,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from lmrec.data.dataset import conform
 from lmrec.data.schema import EVENTS_SCHEMA, ITEMS_SCHEMA, USERS_SCHEMA
 from lmrec.privacy import store_key
 from lmrec.store.duckdb_store import SCHEMA_VERSION, Store, StoreKeyError
@@ -53,7 +54,8 @@ _DDL = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
     """CREATE TABLE IF NOT EXISTS events (
         rid BIGINT GENERATED ALWAYS AS IDENTITY, event_id TEXT NOT NULL PRIMARY KEY, user_id TEXT NOT NULL,
-        item_id TEXT NOT NULL, timestamp BIGINT NOT NULL, event_type TEXT NOT NULL, value DOUBLE PRECISION)""",
+        item_id TEXT NOT NULL, timestamp BIGINT NOT NULL, event_type TEXT NOT NULL,
+        value DOUBLE PRECISION)""",
     "CREATE INDEX IF NOT EXISTS events_user ON events (user_id, timestamp, rid)",
     "CREATE INDEX IF NOT EXISTS events_rid ON events (rid)",
     """CREATE TABLE IF NOT EXISTS items (
@@ -64,8 +66,9 @@ _DDL = [
         updated_at TIMESTAMP DEFAULT current_timestamp, seq BIGINT)""",
     # created here rather than by lmrec.store.audit, so that the log has its insertion order column
     """CREATE TABLE IF NOT EXISTS audit_log (
-        rid BIGINT GENERATED ALWAYS AS IDENTITY, logged_at TIMESTAMP NOT NULL, key_id TEXT, method TEXT NOT NULL,
-        route TEXT NOT NULL, target TEXT, status INTEGER NOT NULL, count BIGINT, request_id TEXT)""",
+        rid BIGINT GENERATED ALWAYS AS IDENTITY, logged_at TIMESTAMP NOT NULL, key_id TEXT,
+        method TEXT NOT NULL, route TEXT NOT NULL, target TEXT, status INTEGER NOT NULL, count BIGINT,
+        request_id TEXT)""",
     # a shared token bucket per API key, so that a key's rate holds across replicas
     """CREATE TABLE IF NOT EXISTS rate_buckets (
         key_id TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL, at TIMESTAMPTZ NOT NULL,
@@ -123,7 +126,7 @@ def _to_arrow(cur: Any) -> pa.Table:
             typ = pa.float64()
         if d.type_code == 1184:
             values = [None if v is None else v.astimezone(dt.UTC) for v in values]
-        arrays.append(pa.array(values, type=typ) if typ is not None or values else pa.array(values, pa.null()))
+        arrays.append(pa.array(values, type=typ if typ is not None or values else pa.null()))
     return pa.table(dict(zip(names, arrays, strict=True))) if names else pa.table({})
 
 
@@ -184,6 +187,8 @@ class PostgresStore(Store):
     memory_limit:
         Ignored (the server's settings apply); accepted for the interface.
     """
+
+    backend = "postgresql"
 
     def __init__(self, url: str | Path = "", *, read_only: bool = False,
                  memory_limit: str | None = None) -> None:
@@ -393,8 +398,6 @@ class PostgresStore(Store):
         return self._insert_events(events)
 
     def _upsert(self, table: str, key: str, df: pl.DataFrame, schema: pa.Schema) -> int:
-        from lmrec.data.dataset import conform
-
         if df.height == 0:
             return 0
         data = conform(df, schema, table).select(list(schema.names)).unique(key, keep="last",
@@ -410,7 +413,8 @@ class PostgresStore(Store):
                     self._con.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
                 self._con.execute(
                     f"INSERT INTO {table} ({cols}, seq) SELECT {cols}, "
-                    f"_pos + (SELECT coalesce(max(seq), -1) + 1 FROM {table}) FROM _lmrec_upsert ORDER BY _pos "
+                    f"_pos + (SELECT coalesce(max(seq), -1) + 1 FROM {table}) FROM _lmrec_upsert "
+                    "ORDER BY _pos "
                     f"ON CONFLICT ({key}) DO UPDATE SET {updates}, updated_at = now()")
             finally:
                 self._unregister("_lmrec_upsert")
@@ -429,8 +433,9 @@ class PostgresStore(Store):
                                 "new": pa.array([new_id(u) for u in ids], pa.string())})
             self._register("_lmrec_rekey", mapping)
             try:
-                self.execute("UPDATE events SET user_id = m.new FROM _lmrec_rekey m WHERE events.user_id = m.old")
-                self.execute("UPDATE users SET user_id = m.new FROM _lmrec_rekey m WHERE users.user_id = m.old")
+                for table in ("events", "users"):
+                    self.execute(f"UPDATE {table} SET user_id = m.new FROM _lmrec_rekey m "
+                                 f"WHERE {table}.user_id = m.old")
             finally:
                 self._unregister("_lmrec_rekey")
             self.set_meta("pseudonym_rotations", [*done, marker])
