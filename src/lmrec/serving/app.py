@@ -19,6 +19,7 @@ from lmrec.serving.bundle import ModelBundle
 from lmrec.serving.engine import Engine
 from lmrec.serving.errors import RateLimitedError, ServingError
 from lmrec.serving.observability import LiveStats, Metrics, ServiceMiddleware
+from lmrec.serving.replicas import ReplicaSync
 from lmrec.serving.routers import (
     admin,
     admin_ops,
@@ -134,9 +135,13 @@ def create_app(settings: ServingSettings | None = None, *, store: Store | None =
                                        rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
         if settings.dev_mode:
             log.warning("dev mode: API keys are not checked")
+        # replicas on one PostgreSQL store follow each other's keys, erasures and model activations
+        sync = ReplicaSync(eng, on_keys=app.state.auth.forget).start() if eng.shared else None
         try:
             yield
         finally:
+            if sync is not None:
+                sync.close()
             app.state.engine = None
             eng.close()
             if own_store:

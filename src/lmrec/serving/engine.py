@@ -41,6 +41,7 @@ from lmrec.serving.explain import Explanation, explain
 from lmrec.serving.idfilter import IdFilter
 from lmrec.serving.ingest import EventWriter, prepare
 from lmrec.serving.overlay import HistoryOverlay, UserState
+from lmrec.serving.replicas import ACTIVE_MODEL_KEY, shares_store
 from lmrec.serving.rerank import mmr
 from lmrec.serving.retrieval import normalise
 from lmrec.serving.settings import ServingSettings
@@ -159,6 +160,9 @@ class Engine:
         self.settings = settings
         self.store = store
         self.keys = KeyStore(store)
+        #: Other processes (replicas) write this store too: histories and erasures are read through
+        #: (:mod:`lmrec.serving.replicas`).
+        self.shared = shares_store(store)
         self.encoder = encoder
         self._bundle = bundle
         self._swap_lock = threading.Lock()  # one swap or catalogue change at a time
@@ -228,15 +232,38 @@ class Engine:
             return state
         return state if has_row else None
 
+    def _current_state(self, user_id: str) -> UserState | None:
+        """The user's state: from the overlay, or, when replicas share the store, read again now (another
+        replica may have stored events or erased the user since)."""
+        if not self.shared:
+            return self.overlay.get(user_id)
+        with self.overlay.user_lock(user_id):
+            self.overlay.forget(user_id)
+            return self.overlay.load_locked(user_id)
+
+    def forget_erased(self, user_id: str) -> None:
+        """Another replica erased this user: drop every trace this process holds in memory."""
+        with self.overlay.user_lock(user_id):
+            self._erased.add(user_id)
+            self.overlay.forget(user_id)
+        self.writer.drop_user(user_id)
+        with self._swap_lock:
+            self.bundle.model.forget_users([user_id])
+
     def _user_state(self, user_id: str) -> UserState:
-        state = self.overlay.get(user_id)
+        state = self._current_state(user_id)
         if state is None:
             raise NotFoundError(f"unknown user {user_id!r}")
         return state
 
     def _user_index(self, b: ModelBundle, user_id: str) -> int:
         assert b.model.user_map is not None
-        return 0 if user_id in self._erased else b.model.user_map.get(user_id)
+        if user_id in self._erased:
+            return 0
+        uidx = b.model.user_map.get(user_id)
+        if uidx and self.shared and self.keys.is_erased(user_id):  # erased on another replica
+            return 0
+        return uidx
 
     # ------------------------------------------------------------------ recommendations
     def user_recommendations(self, user_id: str, req: RecRequest) -> Recommendations:
@@ -246,7 +273,7 @@ class Engine:
         items marked ``fallback="unknown-user"``: the same policy as ``Recommender.recommend`` and
         ``lmrec recommend --unknown``.
         """
-        state = self.overlay.get(user_id)
+        state = self._current_state(user_id)
         b = self.bundle
         if state is None:
             if req.unknown != "popular":
@@ -484,7 +511,9 @@ class Engine:
                 ids = [e.event_id for e in rows]
                 seen = self.writer.pending_ids(ids)
                 rest = [i for i in ids if i not in seen]
-                maybe = [i for i, m in zip(rest, self.id_filter.may_contain(rest), strict=True) if m]
+                # with replicas, another process may have stored any id: ask the store about all of them
+                maybe = rest if self.shared else [
+                    i for i, m in zip(rest, self.id_filter.may_contain(rest), strict=True) if m]
                 seen |= existing_event_ids(self.reader, maybe)  # only ids the filter cannot rule out
                 new = [e for e in rows if e.event_id not in seen]
                 self.id_filter.add([e.event_id for e in new])
@@ -630,8 +659,11 @@ class Engine:
         found = sorted(p.name for p in root.iterdir() if (p / MODEL_FILE).is_file())
         return found or [self.bundle.version]
 
-    def activate(self, version: str) -> ModelBundle:
-        """Load model ``version`` fully, then swap it in with one reference assignment (no request fails)."""
+    def activate(self, version: str, announce: bool = True) -> ModelBundle:
+        """Load model ``version`` fully, then swap it in with one reference assignment (no request fails).
+
+        ``announce``: record it in the registry (``meta``) and tell the other replicas; ``False`` when this
+        replica follows an activation made elsewhere."""
         root = self.settings.resolved_models_dir()
         if root is None or "/" in version or version.startswith("."):
             raise NotFoundError(f"unknown model version {version!r}")
@@ -646,7 +678,9 @@ class Engine:
             bundle = build_bundle(model, version, path, self.store.items(), self.encoder, self.settings,
                                   self.store)
             self._bundle = bundle  # atomic: requests already running finish on the old bundle
-        self.store.set_meta("serving.active_model", {"version": version, "path": str(path)})
+        if announce:
+            self.store.set_meta(ACTIVE_MODEL_KEY, {"version": version, "path": str(path)})
+            self.store.notify("model", version=version)
         if self._on_activate is not None:
             self._on_activate(bundle)
         log.info("activated model version %s", version)

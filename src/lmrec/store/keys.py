@@ -109,6 +109,7 @@ class KeyStore:
             [key_id, name, list(dict.fromkeys(scopes)), salt, _digest(salt, secret), rate_limit])
         record = self.get(key_id)
         assert record is not None
+        self.store.notify("keys")
         return f"{KEY_PREFIX}_{key_id}_{secret}", record
 
     def get(self, key_id: str) -> ApiKey | None:
@@ -129,6 +130,8 @@ class KeyStore:
         rows = self.store.execute(
             "UPDATE api_keys SET revoked_at = now() WHERE key_id = ? AND revoked_at IS NULL RETURNING key_id",
             [key_id])
+        if rows:
+            self.store.notify("keys")  # replicas drop their cached verifications now, not in a few seconds
         return bool(rows)
 
     def verify(self, key: str) -> ApiKey | None:
