@@ -174,7 +174,9 @@ class Engine:
                                   settings.ingest_ack_before_commit_may_lose_events, self.audit)
         self.reader = ReadCursor(store)  # point reads that need not wait for a commit in progress
         t0 = time.perf_counter()
-        self.id_filter = IdFilter.of_store(store)  # new event ids are told apart without a store scan
+        # new event ids are told apart without a store scan; with replicas every id is asked of the store's
+        # unique index instead (another process may have stored it), so there is nothing to index
+        self.id_filter = IdFilter() if self.shared else IdFilter.of_store(store)
         log.info("indexed %d event ids in %.1fs", self.id_filter.count, time.perf_counter() - t0)
         self._ingest_lock = threading.Lock()
         self._model_gate = threading.BoundedSemaphore(model_concurrency(settings))
@@ -220,12 +222,14 @@ class Engine:
             for item, etype in events:
                 state.apply(item, etype, limit)
             return state
-        has_row, profile = user_profile(self.store, user_id)
+        # with replicas, point reads go through the reader's connection: the store's own one is held by
+        # every commit of the event writer
+        has_row, profile = user_profile(self.reader if self.shared else self.store, user_id)
         state = UserState(profile=profile)
         b = self.bundle
         assert b.model.user_map is not None and b.model.item_map is not None
         uidx = b.model.user_map.get(user_id)
-        if uidx and not (user_id in self._erased or self.keys.is_erased(user_id)):
+        if uidx and not (user_id in self._erased or self._tombstoned(user_id)):
             hist = b.model.histories_for(np.array([uidx]))[0]
             for item in b.model.item_map.raws(hist).tolist():
                 state.apply(item, "view", limit)
@@ -261,9 +265,12 @@ class Engine:
         if user_id in self._erased:
             return 0
         uidx = b.model.user_map.get(user_id)
-        if uidx and self.shared and self.keys.is_erased(user_id):  # erased on another replica
+        if uidx and self.shared and self._tombstoned(user_id):  # erased on another replica
             return 0
         return uidx
+
+    def _tombstoned(self, user_id: str) -> bool:
+        return self.keys.is_erased(user_id, via=self.reader if self.shared else None)
 
     # ------------------------------------------------------------------ recommendations
     def user_recommendations(self, user_id: str, req: RecRequest) -> Recommendations:
