@@ -74,6 +74,13 @@ def test_translation_of_duckdb_spellings():
     assert redact("postgresql://me:secret@db:5432/x") == "postgresql://me:***@db:5432/x"
 
 
+def test_literal_percent_signs_survive_with_and_without_parameters(pg_url):
+    with Store(pg_url) as st:
+        assert st.execute("SELECT '5%'") == [("5%",)]
+        assert st.execute("SELECT '5%' || ?", ["x"]) == [("5%x",)]
+        assert st.query("SELECT '5%' AS p")["p"].to_list() == ["5%"]
+
+
 def test_keys_tombstones_audit_and_embeddings(pg_url):
     with Store(pg_url) as st:
         st.append_events(_ev(["a1", "a2", "a3"], user="ann"))

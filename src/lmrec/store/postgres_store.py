@@ -155,14 +155,14 @@ class PgConnection:
 
     def execute(self, sql: str, params: list[Any] | tuple[Any, ...] | None = None) -> _Result:
         with self.conn.cursor() as cur:
-            cur.execute(translate(sql), list(params) if params else None)
+            cur.execute(translate(sql), list(params or ()))  # always a list: "%%" is unescaped then
             if cur.description is None:
                 return _Result([(cur.rowcount,)])
             return _Result(cur.fetchall())
 
     def arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         with self.conn.cursor() as cur:
-            cur.execute(translate(sql), list(params) if params else None)
+            cur.execute(translate(sql), list(params or ()))  # always a list: "%%" is unescaped then
             return _to_arrow(cur)
 
     def cursor(self) -> PgConnection:
