@@ -47,6 +47,8 @@ from lmrec.store.duckdb_store import SCHEMA_VERSION, Store, StoreKeyError
 SCHEMES = ("postgresql://", "postgres://")
 #: The channel replicas listen on (:meth:`PostgresStore.notify`).
 CHANNEL = "lmrec"
+#: Event batches up to this many rows are inserted as one statement over arrays; larger ones are COPYed.
+_ARRAY_ROWS = 2_000
 #: The largest NOTIFY payload PostgreSQL accepts is 8000 bytes; larger notices are split.
 _MAX_PAYLOAD = 7000
 
@@ -367,8 +369,10 @@ class PostgresStore(Store):
 
     # ------------------------------------------------------------------ writes
     def _insert_events(self, events: pl.DataFrame) -> int:
-        """COPY the batch into a temporary table, then insert the rows whose id is new (the unique index
-        decides, also against other processes' concurrent writes). Caller holds the lock."""
+        """Insert the rows whose id is new (the unique index decides, also against other processes'
+        concurrent writes), in input order. A large batch (an import's chunk) is COPYed into a temporary table
+        first; a small one (the service's group commit) goes as one statement over arrays. Caller holds the
+        lock."""
         if events.height == 0:
             return 0
         batch = (
@@ -377,16 +381,24 @@ class PostgresStore(Store):
             .to_arrow()
             .cast(EVENTS_SCHEMA)
         )
-        batch = batch.append_column("_pos", pa.array(np.arange(batch.num_rows, dtype=np.int64)))
+        cols = ", ".join(EVENTS_SCHEMA.names)
         with self._lock:
-            self._register("_lmrec_batch", batch)
-            try:
-                cols = ", ".join(EVENTS_SCHEMA.names)
+            if batch.num_rows <= _ARRAY_ROWS:
+                types = ("text", "text", "text", "bigint", "text", "float8")
+                arrays = ", ".join(f"%s::{t}[]" for t in types)
                 rows = self._con.conn.execute(
-                    f"INSERT INTO events ({cols}) SELECT {cols} FROM _lmrec_batch ORDER BY _pos "
-                    "ON CONFLICT (event_id) DO NOTHING RETURNING user_id").fetchall()
-            finally:
-                self._unregister("_lmrec_batch")
+                    f"INSERT INTO events ({cols}) SELECT {cols} FROM unnest({arrays}) WITH ORDINALITY "
+                    f"AS b({cols}, _pos) ORDER BY _pos ON CONFLICT (event_id) DO NOTHING RETURNING user_id",
+                    [c.to_pylist() for c in batch.columns]).fetchall()
+            else:
+                batch = batch.append_column("_pos", pa.array(np.arange(batch.num_rows, dtype=np.int64)))
+                self._register("_lmrec_batch", batch)
+                try:
+                    rows = self._con.conn.execute(
+                        f"INSERT INTO events ({cols}) SELECT {cols} FROM _lmrec_batch ORDER BY _pos "
+                        "ON CONFLICT (event_id) DO NOTHING RETURNING user_id").fetchall()
+                finally:
+                    self._unregister("_lmrec_batch")
             users = list(dict.fromkeys(r[0] for r in rows))
             if users:
                 self.notify("events", ids=users)
