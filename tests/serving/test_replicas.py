@@ -148,3 +148,59 @@ def test_a_model_activation_reaches_every_replica(replicas):
     assert version == "v2"
     with Store(replicas["url"]) as st:
         assert st.get_meta("serving.active_model")["version"] == "v2"
+
+
+def test_workers_share_one_port_and_one_store(pg_server, tmp_path):
+    """``lmrec serve --workers 2``: every request opens a new connection (the kernel hands it to either
+    worker), and every answer reflects the events acknowledged before it."""
+    from tests._postgres import create_database
+
+    url = create_database(pg_server, "workers")
+    with Store(url) as st:
+        st.upsert_items(ITEMS)
+        st.append_events(make_events())
+        ds = st.to_dataset()
+    create_model("most-popular").fit(ds).save(tmp_path / "v1")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+           "HF_HUB_OFFLINE": "1", "LMREC_MODEL_THREADS": "1"}
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from lmrec.entry import main; main()", "serve", str(tmp_path / "v1"),
+             "--store", url, "--port", str(port), "--text-encoder", "none", "--dev", "--workers", "2",
+             "--log-level", "warning"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(proc, base, log)
+        for n in range(8):
+            r = httpx.get(f"{base}/v1/users/u{n}/recommendations", params={"k": 1}, timeout=30)
+            top = r.json()["items"][0]["item_id"]
+            sent = httpx.post(f"{base}/v1/events", timeout=30, json={"events": [
+                {"event_id": f"w-{n}", "user_id": f"u{n}", "item_id": top, "timestamp": 2_000_000_000}]})
+            assert sent.status_code == 200, sent.text
+            after = httpx.get(f"{base}/v1/users/u{n}/recommendations", params={"k": 10}, timeout=30)
+            assert top not in [i["item_id"] for i in after.json()["items"]]
+        with Store(url) as st:
+            assert st.counts()["events"] == make_events().height + 8
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def test_more_workers_need_a_shared_store(tmp_path, monkeypatch):
+    from lmrec.serving import ServingSettings
+    from lmrec.serving.server import serve, settings_environment
+
+    settings = ServingSettings(model_dir=tmp_path / "m", store=str(tmp_path / "s.duckdb"), dev_mode=True)
+    with pytest.raises(ValueError, match="PostgreSQL store"):
+        serve(settings, workers=2)
+    env = settings_environment(settings)
+    assert env["LMREC_STORE"] == str(tmp_path / "s.duckdb") and env["LMREC_DEV_MODE"] == "true"
+    for name, value in env.items():  # what a worker process is started with
+        monkeypatch.setenv(name, value)
+    assert ServingSettings() == settings
