@@ -153,3 +153,14 @@ def test_compact_rewrites_the_user_tables(pg_url):
         st.delete_user("gone")
         sizes = st.compact()
         assert sizes["bytes_after"] < sizes["bytes_before"] and st.counts()["events"] == 0
+
+
+def test_pseudonym_rotation_rekeys_events_and_users(pg_url):
+    with Store(pg_url) as st:
+        st.append_events(_ev(["r1", "r2"], user="alice"))
+        st.upsert_users(pl.DataFrame({"user_id": ["alice"], "profile": ["likes jazz"]}))
+        assert st.rekey_users(lambda u: f"p-{u}", "rotation-1") == 1
+        assert st.rekey_users(lambda u: f"q-{u}", "rotation-1") == 0  # done already: left alone
+        assert set(st.events()["user_id"]) == {"p-alice"}
+        assert st.users()["user_id"].to_list() == ["p-alice"]
+        assert st.get_meta("pseudonym_rotations") == ["rotation-1"]
