@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.txt | cksum
 # disk; a loose `torch` would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt -e '.[dev,onnx,encoders,dp]'
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt -e '.[dev,onnx,encoders,dp,postgres]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -26,6 +26,8 @@ chromium:
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/lmrec demo --out demo
 
+# The PostgreSQL tests start a throw-away server from the pgserver wheel (the dev extra) or a system
+# PostgreSQL; with CI=true a missing server fails them instead of skipping (tests/_postgres.py).
 test: $(STAMP) chromium
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 

@@ -9,8 +9,14 @@ event sent before the kill (acknowledged or not) sent again, a clean stop, and t
 * duplicates: event ids stored more than once after the resend;
 * missing after resend: events sent but not stored even after the resend.
 
+With ``--store postgresql`` (a throw-away durable PostgreSQL server, ``fsync=on``; or ``--store
+postgresql://…`` naming a server, on which the drill creates its databases) each trial runs **two** replicas
+on one database, clients spread over both, and ``kill -9`` hits one of them; the killed replica is restarted
+and the checks read the database.
+
     python benchmarks/kill_drill.py                    # 20 trials; writes its section of docs/benchmarks.md
     python benchmarks/kill_drill.py --trials 2 --no-write
+    python benchmarks/kill_drill.py --store postgresql --trials 10
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO))
 
 from serve_load import _free_port, _wait_ready  # noqa: E402
 
@@ -51,7 +58,7 @@ def build(folder: Path) -> Path:
     return path
 
 
-def _serve(model: Path, store: Path, port: int, log: Path) -> subprocess.Popen:
+def _serve(model: Path, store: Path | str, port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "LMREC_TEXT_ENCODER": "none"}
     for k in [k for k in env if k.startswith("LMREC_") and k != "LMREC_TEXT_ENCODER"]:
         env.pop(k)  # default settings
@@ -163,6 +170,96 @@ def trial(i: int, model: Path, base: Path, work: Path, clients: int, batch: int,
             "missing_after_resend": len(set(all_sent) - found_after), "duplicate_ids": dup_ids}
 
 
+# ---------------------------------------------------------------------- PostgreSQL: two replicas, one killed
+def build_pg(work: Path, server_url: str) -> tuple[Path, str]:
+    """The base data in a PostgreSQL database (a template for each trial's database) and the model."""
+    import psycopg
+    from tests._postgres import create_database
+
+    from lmrec.store import Store
+
+    model = build(work)
+    base_url = create_database(server_url, "drill_base")
+    with Store(work / "base.duckdb") as src, Store(base_url) as dst:
+        dst.upsert_items(src.items())
+        dst.transaction(lambda: dst._insert_events(src.events()))  # noqa: SLF001 - a bulk copy
+        dst.set_meta("dataset", src.dataset_name())
+    with psycopg.connect(server_url, autocommit=True) as con:  # no session may stay on a template
+        con.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                    "AND pid <> pg_backend_pid()", [base_url.rsplit("/", 1)[1]])
+    return model, base_url.rsplit("/", 1)[1]
+
+
+def _stored_pg(url: str, ids: list[str]) -> tuple[set[str], int]:
+    import psycopg
+
+    with psycopg.connect(url) as con:
+        found = {r[0] for r in con.execute("SELECT event_id FROM events WHERE event_id = ANY(%s)", [ids])}
+        dups = con.execute("SELECT count(*) FROM (SELECT event_id FROM events GROUP BY event_id "
+                           "HAVING count(*) > 1) d").fetchone()
+    return found, int(dups[0]) if dups else 0
+
+
+def trial_pg(i: int, model: Path, server_url: str, template: str, work: Path, clients: int, batch: int,
+             kill_at: float, rng: np.random.Generator) -> dict[str, object]:
+    import httpx
+    import psycopg
+
+    name = f"drill_trial{i}"
+    with psycopg.connect(server_url, autocommit=True) as con:
+        con.execute(f"DROP DATABASE IF EXISTS {name}")
+        con.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+    url = server_url.rsplit("/", 1)[0] + "/" + name
+    ports = [_free_port(), _free_port()]
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    logs = [work / f"trial{i}-{r}.log" for r in "ab"]
+    procs = [_serve(model, url, p, log) for p, log in zip(ports, logs, strict=True)]
+    for u, p in zip(urls, procs, strict=True):
+        _wait_ready(u, p, timeout=300)
+    sent: list[list[str]] = [[] for _ in range(clients)]
+    acked: list[list[str]] = [[] for _ in range(clients)]
+    stop = threading.Event()
+    threads = [threading.Thread(target=_client, args=(urls[c % 2], i, c, batch, sent[c], acked[c], stop,
+                                                      np.random.default_rng(rng.integers(2**32))))
+               for c in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(kill_at)
+    procs[0].send_signal(signal.SIGKILL)  # replica A dies; replica B keeps serving its clients meanwhile
+    procs[0].wait(timeout=30)
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    all_sent = [e for s in sent for e in s]
+    all_acked = [e for a in acked for e in a]
+    acked_by_a = sum(len(acked[c]) for c in range(0, clients, 2))
+
+    procs[0] = _serve(model, url, ports[0], logs[0])  # restart the killed replica on the same database
+    _wait_ready(urls[0], procs[0], timeout=300)
+    found, _ = _stored_pg(url, all_acked)
+    lost = len(set(all_acked) - found)
+
+    accepted = duplicates = 0
+    with httpx.Client(base_url=urls[0], timeout=60) as c:  # every event sent, again, to the restarted one
+        for start in range(0, len(all_sent), 500):
+            ids = all_sent[start:start + 500]
+            r = c.post("/v1/events", json={"events": [
+                {"event_id": e, "user_id": "resend", "item_id": "1", "event_type": "view"} for e in ids]})
+            r.raise_for_status()
+            accepted += r.json()["accepted"]
+            duplicates += r.json()["duplicates"]
+    for p in procs:
+        _stop(p)
+    found_after, dup_ids = _stored_pg(url, all_sent)
+    with psycopg.connect(server_url, autocommit=True) as con:
+        con.execute(f"DROP DATABASE IF EXISTS {name}")
+    return {"trial": i, "kill_at_s": round(kill_at, 2), "sent": len(all_sent), "acknowledged": len(all_acked),
+            "acknowledged_by_killed": acked_by_a, "lost": lost, "resend_accepted": accepted,
+            "resend_duplicates": duplicates, "missing_after_resend": len(set(all_sent) - found_after),
+            "duplicate_ids": dup_ids}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=20)
@@ -172,7 +269,12 @@ def main() -> None:
     ap.add_argument("--kill-max", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--store", default="duckdb",
+                    help="duckdb (a file, one replica), postgresql (a throw-away durable server, two "
+                         "replicas) or a postgresql:// URL of a server to create the drill's databases on.")
     args = ap.parse_args()
+    if args.store != "duckdb":
+        return main_pg(args)
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory(prefix="lmrec-drill-") as tmp:
         work = Path(tmp)
@@ -205,6 +307,55 @@ def main() -> None:
              "Per trial (kill time, acknowledged, lost): " + "; ".join(
                  f"{r['kill_at_s']} s {r['acknowledged']:,} {r['lost']}" for r in rows) + "."]
     write_section("kill-drill", "\n".join(lines))
+
+
+def main_pg(args: argparse.Namespace) -> None:
+    from tests._postgres import TempPostgres
+
+    rng = np.random.default_rng(args.seed)
+    wall0 = time.perf_counter()
+    server = TempPostgres(durable=True) if args.store == "postgresql" else None
+    server_url = server.url if server is not None else args.store
+    try:
+        with tempfile.TemporaryDirectory(prefix="lmrec-drill-pg-") as tmp:
+            work = Path(tmp)
+            model, template = build_pg(work, server_url)
+            rows = []
+            for i in range(args.trials):
+                row = trial_pg(i, model, server_url, template, work, args.clients, args.batch,
+                               float(rng.uniform(args.kill_min, args.kill_max)), rng)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+    load, wall = os.getloadavg(), time.perf_counter() - wall0
+    keys = ("sent", "acknowledged", "acknowledged_by_killed", "lost", "missing_after_resend", "duplicate_ids")
+    total = {k: sum(int(r[k]) for r in rows) for k in keys}
+    print(json.dumps({"total": total, "loadavg": load, "wall_s": wall}))
+    if args.no_write:
+        return
+    from _report import write_section
+
+    where = "a throw-away PostgreSQL 16 server started by the drill" if server is not None else "PostgreSQL"
+    lines = ["## Kill -9 drill on PostgreSQL: one replica of two killed", "",
+             f"MovieLens-100K in {where} (durable settings: `fsync=on`, `synchronous_commit=on`), item-kNN "
+             "model; per trial a fresh database, **two** `lmrec serve --dev` replicas on it with default "
+             f"settings; {args.clients} clients, half on each replica, sending {args.batch} events per "
+             f"request; `kill -9` of replica A at a random moment {args.kill_min}–{args.kill_max} s after "
+             "streaming began (replica B keeps serving); A restarted on the same database; every event sent "
+             f"resent to A; seed {args.seed}. Command: `python benchmarks/kill_drill.py --store postgresql "
+             f"--trials {args.trials}`. Load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+             f"wall time {wall:.0f} s.", "",
+             "| trials | events sent | acknowledged | acknowledged by the killed replica | "
+             "acknowledged lost | missing after resend | duplicate ids |",
+             "| --- | --- | --- | --- | --- | --- | --- |",
+             f"| {len(rows)} | {total['sent']:,} | {total['acknowledged']:,} | "
+             f"{total['acknowledged_by_killed']:,} | {total['lost']} | {total['missing_after_resend']} | "
+             f"{total['duplicate_ids']} |", "",
+             "Per trial (kill time, acknowledged, lost): " + "; ".join(
+                 f"{r['kill_at_s']} s {r['acknowledged']:,} {r['lost']}" for r in rows) + "."]
+    write_section("kill-drill-postgresql", "\n".join(lines))
 
 
 if __name__ == "__main__":

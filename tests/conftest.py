@@ -26,3 +26,38 @@ def ml_latest_small_path() -> Path:
     if not (path / "ratings.csv").exists():
         pytest.skip(f"MovieLens latest-small not found at {path} (set LMREC_SHARED_DATA)")
     return path
+
+
+# ---------------------------------------------------------------------- PostgreSQL (tests/_postgres.py)
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """The URL of a PostgreSQL server for this test session: ``LMREC_TEST_PG_URL``, or a throw-away server
+    started here. Without a server the PostgreSQL tests skip, except in CI (``CI=true``), where that fails."""
+    url = os.environ.get("LMREC_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    from tests._postgres import TempPostgres
+
+    try:
+        server = TempPostgres()
+    except (FileNotFoundError, ImportError) as exc:
+        if _in_ci():
+            pytest.fail(f"CI runs the PostgreSQL tests on a real server, and none could be started: {exc}")
+        pytest.skip(f"no PostgreSQL server to test against: {exc}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A new empty database on the session's server."""
+    from tests._postgres import create_database
+
+    return create_database(pg_server)

@@ -34,8 +34,14 @@ def _run(*args: str):
     return result, " ".join(result.output.split())
 
 
-def test_import_is_idempotent_and_reports(files):
-    store = str(files / "s.duckdb")
+@pytest.fixture(params=["duckdb", "postgresql"])
+def store_target(request, files) -> str:
+    """A DuckDB file, or a database on the test PostgreSQL server."""
+    return str(files / "s.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+
+
+def test_import_is_idempotent_and_reports(files, store_target):
+    store = store_target
     (files / "customers.csv").write_text("user_id,profile,country\nc0,Likes boots,FR\nc1,,DE\n")
     result, out = _run("data", "import", str(files / "clicks.csv"), "--store", store, *MAP,
                        "--items", str(files / "products.csv"), "--users", str(files / "customers.csv"),

@@ -1,4 +1,5 @@
-"""The DuckDB store: idempotent, all-or-nothing imports, upserts, ordered reads, export and erasure."""
+"""The store on both backends (a DuckDB file, a PostgreSQL database on a real server): idempotent,
+all-or-nothing imports, upserts, ordered reads, export and erasure."""
 
 from __future__ import annotations
 
@@ -36,9 +37,11 @@ def _snapshot(st: Store) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     return st.events(), st.items(), st.users()
 
 
-@pytest.fixture
-def store(tmp_path):
-    with Store(tmp_path / "s.duckdb") as st:
+@pytest.fixture(params=["duckdb", "postgresql"])
+def store(request, tmp_path):
+    target = tmp_path / "s.duckdb" if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    with Store(target) as st:
+        assert st.backend == request.param
         yield st
 
 
@@ -206,10 +209,10 @@ def test_store_persists_and_opens_read_only(tmp_path):
         assert ro.counts()["events"] == 4
 
 
-def test_streaming_generic_import(tmp_path):
+def test_streaming_generic_import(store, tmp_path):
     _events(1000, users=10).write_csv(tmp_path / "ev.csv")
     seen: list[int] = []
-    with Store(tmp_path / "s.duckdb") as st:
+    with store as st:
         res = st.import_source(open_source(tmp_path / "ev.csv"), chunk_rows=300, on_chunk=seen.append)
         assert seen == [300, 300, 300, 100] and res.events_inserted == 1000
         assert res.report.rows_read == 1000 and res.report.rows_kept == 1000

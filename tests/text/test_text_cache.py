@@ -12,9 +12,10 @@ from lmrec.store.embeddings import EmbeddingDimensionError, EmbeddingSpace, Embe
 from lmrec.text import embed_items, encode_cached, encode_items
 
 
-@pytest.fixture
-def store():
-    with Store(":memory:") as st:
+@pytest.fixture(params=["duckdb", "postgresql"])
+def store(request):
+    """The cache in an in-memory DuckDB store, and in a database on the test PostgreSQL server."""
+    with Store(":memory:" if request.param == "duckdb" else request.getfixturevalue("pg_url")) as st:
         yield st
 
 

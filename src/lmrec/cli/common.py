@@ -30,8 +30,9 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPED
 
 DEFAULT_STORE = os.environ.get("LMREC_STORE", "lmrec.duckdb")
 
-StoreOpt = Annotated[str, typer.Option("--store",
-                                       help="DuckDB store file ($LMREC_STORE, default lmrec.duckdb).")]
+StoreOpt = Annotated[str, typer.Option(
+    "--store", help="The store: a DuckDB file, or a postgresql://... URL shared by replicas "
+                    "($LMREC_STORE, default lmrec.duckdb).")]
 
 # ----------------------------------------------------------------------------------------------------
 # One vocabulary for what a command reads. Every command that reads data takes --data/-d (a built-in name, a

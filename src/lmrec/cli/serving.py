@@ -30,6 +30,9 @@ def serve(
     runtime: Annotated[str | None, typer.Option(
         help="How SeqRec scores: torch, int8 or onnx (default: $LMREC_RUNTIME, else the model folder's "
              "serving.json from `lmrec seqrec export`, else torch).")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Processes serving on this port; more than one needs a PostgreSQL store "
+                    "(--store postgresql://...), which they share as one service.")] = 1,
 ) -> None:
     """Serve a trained model over HTTP: recommendations, similar items, events, items, erasure, dashboard.
 
@@ -57,14 +60,14 @@ def serve(
         _say_store(store, model_dir)
         if chosen:
             console.print("runtime: " + ", ".join(f"[bold]{p}[/] {r}" for p, r in chosen.items()))
-        run(settings, host=host, port=port, log_level=log_level)
+        run(settings, host=host, port=port, log_level=log_level, workers=workers)
 
 
 def _say_store(store: str, model_dir: Path) -> None:
     """Print which store the service uses and its dataset; warn when the model was fitted on another one."""
-    from lmrec.store import open_read
+    from lmrec.store import is_postgres_url, open_read
 
-    if not Path(store).exists():
+    if not is_postgres_url(store) and not Path(store).exists():
         console.print(f"store: [bold]{store}[/] (new: events sent to the service are stored there)")
         return
     try:

@@ -20,6 +20,7 @@ from lmrec.serving.bundle import ModelBundle
 from lmrec.serving.engine import Engine
 from lmrec.serving.errors import RateLimitedError, ServingError
 from lmrec.serving.observability import LiveStats, Metrics, ServiceMiddleware
+from lmrec.serving.replicas import ReplicaSync
 from lmrec.serving.routers import (
     admin,
     admin_ops,
@@ -144,9 +145,13 @@ def create_app(settings: ServingSettings | None = None, *, store: Store | None =
                                     settings.update_interval_s, settings.update_min_events)
         app.state.updater = updater
         updater.start()
+        # replicas on one PostgreSQL store follow each other's keys, erasures and model activations
+        sync = ReplicaSync(eng, on_keys=app.state.auth.forget).start() if eng.shared else None
         try:
             yield
         finally:
+            if sync is not None:
+                sync.close()
             updater.stop()
             app.state.engine = None
             eng.close()

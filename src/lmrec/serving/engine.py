@@ -43,6 +43,7 @@ from lmrec.serving.explain import Explanation, explain
 from lmrec.serving.idfilter import IdFilter
 from lmrec.serving.ingest import EventWriter, prepare
 from lmrec.serving.overlay import HistoryOverlay, UserState
+from lmrec.serving.replicas import ACTIVE_MODEL_KEY, shares_store
 from lmrec.serving.rerank import mmr
 from lmrec.serving.retrieval import normalise
 from lmrec.serving.settings import ServingSettings
@@ -166,6 +167,9 @@ class Engine:
         self.settings = settings
         self.store = store
         self.keys = KeyStore(store)
+        #: Other processes (replicas) write this store too: histories and erasures are read through
+        #: (:mod:`lmrec.serving.replicas`).
+        self.shared = shares_store(store)
         self.encoder = encoder
         self._bundle = bundle
         self._swap_lock = threading.Lock()  # one swap or catalogue change at a time
@@ -177,7 +181,9 @@ class Engine:
                                   settings.ingest_ack_before_commit_may_lose_events, self.audit)
         self.reader = ReadCursor(store)  # point reads that need not wait for a commit in progress
         t0 = time.perf_counter()
-        self.id_filter = IdFilter.of_store(store)  # new event ids are told apart without a store scan
+        # new event ids are told apart without a store scan; with replicas every id is asked of the store's
+        # unique index instead (another process may have stored it), so there is nothing to index
+        self.id_filter = IdFilter() if self.shared else IdFilter.of_store(store)
         log.info("indexed %d event ids in %.1fs", self.id_filter.count, time.perf_counter() - t0)
         self._ingest_lock = threading.Lock()
         self._model_gate = threading.BoundedSemaphore(model_concurrency(settings))
@@ -226,27 +232,55 @@ class Engine:
             for item, etype in events:
                 state.apply(item, etype, limit)
             return state
-        has_row, profile = user_profile(self.store, user_id)
+        # with replicas, point reads go through the reader's connection: the store's own one is held by
+        # every commit of the event writer
+        has_row, profile = user_profile(self.reader if self.shared else self.store, user_id)
         state = UserState(profile=profile)
         b = self.bundle
         assert b.model.user_map is not None and b.model.item_map is not None
         uidx = b.model.user_map.get(user_id)
-        if uidx and not (user_id in self._erased or self.keys.is_erased(user_id)):
+        if uidx and not (user_id in self._erased or self._tombstoned(user_id)):
             hist = b.model.histories_for(np.array([uidx]))[0]
             for item in b.model.item_map.raws(hist).tolist():
                 state.apply(item, "view", limit)
             return state
         return state if has_row else None
 
+    def _current_state(self, user_id: str) -> UserState | None:
+        """The user's state: from the overlay, or, when replicas share the store, read again now (another
+        replica may have stored events or erased the user since)."""
+        if not self.shared:
+            return self.overlay.get(user_id)
+        with self.overlay.user_lock(user_id):
+            self.overlay.forget(user_id)
+            return self.overlay.load_locked(user_id)
+
+    def forget_erased(self, user_id: str) -> None:
+        """Another replica erased this user: drop every trace this process holds in memory."""
+        with self.overlay.user_lock(user_id):
+            self._erased.add(user_id)
+            self.overlay.forget(user_id)
+        self.writer.drop_user(user_id)
+        with self._swap_lock:
+            self.bundle.model.forget_users([user_id])
+
     def _user_state(self, user_id: str) -> UserState:
-        state = self.overlay.get(user_id)
+        state = self._current_state(user_id)
         if state is None:
             raise NotFoundError(f"unknown user {user_id!r}")
         return state
 
     def _user_index(self, b: ModelBundle, user_id: str) -> int:
         assert b.model.user_map is not None
-        return 0 if user_id in self._erased else b.model.user_map.get(user_id)
+        if user_id in self._erased:
+            return 0
+        uidx = b.model.user_map.get(user_id)
+        if uidx and self.shared and self._tombstoned(user_id):  # erased on another replica
+            return 0
+        return uidx
+
+    def _tombstoned(self, user_id: str) -> bool:
+        return self.keys.is_erased(user_id, via=self.reader if self.shared else None)
 
     # ------------------------------------------------------------------ recommendations
     def user_recommendations(self, user_id: str, req: RecRequest, record: bool = True) -> Recommendations:
@@ -259,7 +293,7 @@ class Engine:
         A user in a running experiment is answered by their arm's model version, and the answer is recorded
         for the experiment's metrics unless ``record`` is false (the dashboard's look at a user).
         """
-        state = self.overlay.get(user_id)
+        state = self._current_state(user_id)
         assignment = self.experiments.route(user_id)
         b = assignment.bundle if assignment is not None else self.bundle
         if state is None:
@@ -523,7 +557,9 @@ class Engine:
                 ids = [e.event_id for e in rows]
                 seen = self.writer.pending_ids(ids)
                 rest = [i for i in ids if i not in seen]
-                maybe = [i for i, m in zip(rest, self.id_filter.may_contain(rest), strict=True) if m]
+                # with replicas, another process may have stored any id: ask the store about all of them
+                maybe = rest if self.shared else [
+                    i for i, m in zip(rest, self.id_filter.may_contain(rest), strict=True) if m]
                 seen |= existing_event_ids(self.reader, maybe)  # only ids the filter cannot rule out
                 new = [e for e in rows if e.event_id not in seen]
                 self.id_filter.add([e.event_id for e in new])
@@ -706,14 +742,18 @@ class Engine:
             raise CapabilityError(f"model version {version!r} cannot be served: {exc}") from None
         return build_bundle(model, version, path, self.store.items(), self.encoder, self.settings, self.store)
 
-    def activate(self, version: str) -> ModelBundle:
-        """Load model ``version`` fully, then swap it in with one reference assignment (no request fails)."""
+    def activate(self, version: str, announce: bool = True) -> ModelBundle:
+        """Load model ``version`` fully, then swap it in with one reference assignment (no request fails).
+
+        ``announce``: record it in the registry (``meta``) and tell the other replicas; ``False`` when this
+        replica follows an activation made elsewhere."""
         self.version_path(version)
         with self._swap_lock:
             bundle = self.load_version(version)
             self._bundle = bundle  # atomic: requests already running finish on the old bundle
-        path = bundle.path
-        self.store.set_meta("serving.active_model", {"version": version, "path": str(path)})
+        if announce:
+            self.store.set_meta(ACTIVE_MODEL_KEY, {"version": version, "path": str(bundle.path)})
+            self.store.notify("model", version=version)
         if self._on_activate is not None:
             self._on_activate(bundle)
         self.experiments.refresh()  # an arm that named the version it replaced keeps a bundle of its own

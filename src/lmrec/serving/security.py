@@ -2,7 +2,9 @@
 
 ``read`` for recommendations and lookups, ``write`` for events and items, ``admin`` for erasure and model
 swaps. In dev mode (``LMREC_DEV_MODE=1``) no key is needed. Verified keys are trusted in memory for a few
-seconds, so a request costs no store round trip; a revocation takes effect within that time.
+seconds, so a request costs no store round trip; a revocation takes effect within that time (at once where
+replicas share a PostgreSQL store: its notice drops the cache). Rate limits are a token bucket per key, in
+this process's memory, or, where replicas share the store, one bucket in the database for all of them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import threading
 import time
 
 from lmrec.serving.errors import RateLimitedError
+from lmrec.serving.replicas import shares_store
 from lmrec.store.keys import ApiKey, KeyStore
 
 
@@ -47,6 +50,8 @@ class Authenticator:
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
         self._buckets: dict[str, tuple[float, float]] = {}  # key id → (tokens, when counted)
         self._lock = threading.Lock()
+        #: Replicas share the store: the buckets live there (one per key for every replica).
+        self.shared = shares_store(keys.store)
 
     def forget(self) -> None:
         """Drop every cached verification (after a key is revoked here: it is refused from the next
@@ -63,6 +68,12 @@ class Authenticator:
         if not rate or rate <= 0:
             return
         cap = max(1.0, self.burst or rate)
+        if self.shared:
+            wait = self.keys.store.take_token(key.key_id, rate, cap)
+            if wait > 0:
+                raise RateLimitedError(f"key {key.key_id} is limited to {rate:g} requests/s; retry in "
+                                       f"{math.ceil(wait)} s", retry_after=wait)
+            return
         now = time.monotonic()
         with self._lock:
             tokens, then = self._buckets.get(key.key_id, (cap, now))

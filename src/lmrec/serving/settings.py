@@ -25,7 +25,9 @@ class ServingSettings(BaseSettings):
     models_dir: Path | None = Field(
         None, description="Folder of model versions (one sub-folder each) for hot swaps; default: the parent "
                           "of model_dir.")
-    store: str = Field("lmrec.duckdb", description="The DuckDB store: events, items, users, API keys.")
+    store: str = Field("lmrec.duckdb",
+                       description="The store (events, items, users, API keys): a DuckDB file, or a "
+                                   "postgresql:// URL that several replicas share.")
     dev_mode: bool = Field(False, description="Serve without API keys (never in production).")
     text_encoder: str | None = Field(
         "default", description="Text encoder for item and profile text: 'default' (lmrec.text's), a model "
@@ -105,7 +107,8 @@ class ServingSettings(BaseSettings):
     def resolved_backup_dir(self) -> Path:
         if self.backup_dir is not None:
             return self.backup_dir
-        base = Path(self.store).expanduser().parent if self.store != ":memory:" else Path.cwd()
+        local = self.store != ":memory:" and "://" not in self.store.replace("duckdb://", "")
+        base = Path(self.store.replace("duckdb://", "")).expanduser().parent if local else Path.cwd()
         return base / "backups"
 
     def resolved_models_dir(self) -> Path | None:

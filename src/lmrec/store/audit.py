@@ -70,7 +70,7 @@ class AuditLog:
             where.append("key_id = ?")
             params.append(key_id)
         if route:
-            where.append("contains(route, ?)")
+            where.append("strpos(route, ?) > 0")
             params.append(route)
         if target:
             where.append("target = ?")

@@ -54,8 +54,16 @@ def fingerprint(con: Any, table: str) -> dict[str, int | str]:
     return {"rows": int(rows[0][0]), "hash": str(rows[0][1])}
 
 
+def _refuse_other_backends(store: Store) -> None:
+    if store.backend != "duckdb":
+        raise NotImplementedError(
+            f"lmrec backup copies a DuckDB store; this store is on {store.backend}: back it up with the "
+            "server's own tools (pg_dump, or continuous archiving) and copy the models folder beside it")
+
+
 def fingerprints(store: Store) -> dict[str, dict[str, int | str]]:
     """:func:`fingerprint` of every backed-up table the store has."""
+    _refuse_other_backends(store)
     have = {r[0] for r in store.execute("SELECT table_name FROM information_schema.tables")}
     with store._lock:  # noqa: SLF001 - one statement sequence on the store's own connection
         return {t: fingerprint(store._con, t) for t in TABLES if t in have}  # noqa: SLF001
@@ -65,8 +73,9 @@ def backup(store: Store, out: str | Path, models_dir: str | Path | None = None) 
     """Write a consistent snapshot of ``store`` (and a copy of ``models_dir``) to the new folder ``out``.
 
     Safe while a service writes to the store: the tables are read in one read transaction on a separate
-    connection. Returns the manifest.
+    connection. Returns the manifest. A PostgreSQL store is refused (``pg_dump`` backs it up).
     """
+    _refuse_other_backends(store)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder for the backup")

@@ -79,7 +79,7 @@ def is_store_file(path: str | Path) -> bool:
     """Whether ``path`` names an lmrec store: a ``duckdb://`` address, a ``.duckdb`` file, or any file with a
     DuckDB header."""
     p = str(path)
-    if p.startswith("duckdb://"):
+    if p.startswith("duckdb://") or any(matches(p) for matches, _ in Store.backends):
         return True
     f = Path(p).expanduser()
     if f.suffix in STORE_SUFFIXES:
@@ -228,7 +228,8 @@ class ImportResult:
 
 
 class Store:
-    """An lmrec store in a DuckDB file (``":memory:"`` for a throw-away one).
+    """An lmrec store in a DuckDB file (``":memory:"`` for a throw-away one), or, given a ``postgresql://``
+    URL, on a PostgreSQL server (:class:`lmrec.store.postgres_store.PostgresStore`, the same interface).
 
     Parameters
     ----------
@@ -239,6 +240,19 @@ class Store:
     memory_limit:
         DuckDB's memory limit, e.g. ``"2GB"``; larger operations spill to disk.
     """
+
+    #: Which engine holds the data; other backends override it.
+    backend = "duckdb"
+    #: ``(matches(path), class)`` of the other backends, registered by their modules (``lmrec.store`` imports
+    #: them): ``Store(target)`` returns the first whose test accepts ``target``, else a DuckDB store.
+    backends: list[tuple[Callable[[object], bool], type[Store]]] = []
+
+    def __new__(cls, path: str | Path = "lmrec.duckdb", *args: Any, **kwargs: Any) -> Store:
+        if cls is Store:
+            for matches, backend in Store.backends:
+                if matches(path):
+                    return object.__new__(backend)
+        return object.__new__(cls)
 
     def __init__(self, path: str | Path = "lmrec.duckdb", *, read_only: bool = False,
                  memory_limit: str | None = "2GB") -> None:
@@ -694,6 +708,11 @@ class Store:
             out[table] = path
         return out
 
+    def notify(self, kind: str, **fields: Any) -> None:
+        """Tell other processes on this store what changed (``kind``: ``events``, ``erase``, ``keys``,
+        ``model``). A DuckDB file has one writing process, so there is no one to tell; a server-backed store
+        sends it (:meth:`lmrec.store.postgres_store.PostgresStore.notify`)."""
+
     # ------------------------------------------------------------------ key-value metadata
     def set_meta(self, key: str, value: Any) -> None:
         self.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -724,6 +743,8 @@ def open_read(path: str | Path, *, memory_limit: str | None = "2GB", attempts: i
     import duckdb
 
     p = _plain_path(path)
+    if any(matches(p) for matches, _ in Store.backends):  # a server: no file to hold, readers never wait
+        return Store(p, read_only=True, memory_limit=memory_limit)
     if p != ":memory:" and not Path(p).expanduser().exists():
         raise FileNotFoundError(f"no store at {p}: run `lmrec data import ...` first, or give --data")
     try:

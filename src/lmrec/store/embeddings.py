@@ -136,7 +136,10 @@ class EmbeddingTable:
         return self.store.query(
             "SELECT s.space_id, s.encoder, s.revision, s.template, s.settings, s.dtype, s.dim, "
             "count(e.text_hash) AS n_vectors, s.created_at FROM embedding_spaces s "
-            "LEFT JOIN embeddings e USING (space_id) GROUP BY ALL ORDER BY s.created_at")
+            "LEFT JOIN embeddings e USING (space_id) "
+            "GROUP BY s.space_id, s.encoder, s.revision, s.template, s.settings, s.dtype, s.dim, "
+            "s.created_at "
+            "ORDER BY s.created_at")
 
     def count(self, space: EmbeddingSpace) -> int:
         rows = self.store.execute("SELECT count(*) FROM embeddings WHERE space_id = ?", [space.space_id])

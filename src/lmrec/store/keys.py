@@ -109,6 +109,7 @@ class KeyStore:
             [key_id, name, list(dict.fromkeys(scopes)), salt, _digest(salt, secret), rate_limit])
         record = self.get(key_id)
         assert record is not None
+        self.store.notify("keys")
         return f"{KEY_PREFIX}_{key_id}_{secret}", record
 
     def get(self, key_id: str) -> ApiKey | None:
@@ -129,6 +130,8 @@ class KeyStore:
         rows = self.store.execute(
             "UPDATE api_keys SET revoked_at = now() WHERE key_id = ? AND revoked_at IS NULL RETURNING key_id",
             [key_id])
+        if rows:
+            self.store.notify("keys")  # replicas drop their cached verifications now, not in a few seconds
         return bool(rows)
 
     def verify(self, key: str) -> ApiKey | None:
@@ -173,10 +176,12 @@ class KeyStore:
         self.store.execute("INSERT OR IGNORE INTO erased_users (user_hash, keyed) VALUES (?, true)",
                            [self._user_hash(user_id)])
 
-    def is_erased(self, user_id: str) -> bool:
+    def is_erased(self, user_id: str, via: ReadCursor | None = None) -> bool:
+        """Whether the user has a tombstone (read through ``via``, a second connection, when given)."""
         hashes = self._hashes(user_id)
         marks = ", ".join("?" * len(hashes))
-        return bool(self.store.execute(f"SELECT 1 FROM erased_users WHERE user_hash IN ({marks})", hashes))
+        return bool((via or self.store).execute(f"SELECT 1 FROM erased_users WHERE user_hash IN ({marks})",
+                                                hashes))
 
 
 class ReadCursor:
@@ -267,7 +272,7 @@ def recent_histories(store: Store, max_users: int, per_user: int) -> dict[str, l
     return out
 
 
-def user_profile(store: Store, user_id: str) -> tuple[bool, str | None]:
+def user_profile(store: Store | ReadCursor, user_id: str) -> tuple[bool, str | None]:
     """``(has a users row, profile text)`` for one user."""
     rows = store.execute("SELECT profile FROM users WHERE user_id = ?", [str(user_id)])
     return (True, rows[0][0]) if rows else (False, None)
