@@ -4,6 +4,11 @@
 Every split keeps the dataset's vocabularies, so indices mean the same item in train, validation and test; a
 model fitted on ``split.train`` scores the targets of ``split.valid`` and ``split.test`` directly. Validation
 is for model selection and early stopping; test is read once.
+
+Impressions (:attr:`Dataset.impressions`) are never targets, since they are not in the events. A part's
+impressions are those shown before its cut (per user for leave-one-out and cold-mixed, by time for temporal)
+and none of a held-out item, so that a ranker trained on ``train`` never sees the list its target was shown
+in.
 """
 
 from __future__ import annotations
@@ -70,6 +75,20 @@ def _eval_set(name: str, users: np.ndarray, hist: Ragged, target_user: np.ndarra
     return EvalSet(name, users, hist.take(users), targets_all.take(users))
 
 
+def _shown_before(ds: Dataset, cut: pl.DataFrame, held_items: pl.Expr | None = None) -> pl.DataFrame:
+    """The impressions a model fitted on a part may read: each user's from before their cut-off time
+    (``cut``: ``user_idx``, ``_cut``; users without one keep all), none of a held-out item. A list shown at
+    or after a held-out event may contain its target, so it must not reach training."""
+    imp = ds.impressions
+    if imp.height == 0:
+        return imp
+    cols = imp.columns
+    if held_items is not None:
+        imp = imp.filter(~held_items)
+    imp = imp.join(cut.select("user_idx", "_cut"), on="user_idx", how="left", maintain_order="left")
+    return imp.filter(pl.col("_cut").is_null() | (pl.col("timestamp") < pl.col("_cut"))).select(cols)
+
+
 def _position_columns(events: pl.DataFrame) -> pl.DataFrame:
     return events.with_columns(
         (pl.len().over("user_idx") - 1 - pl.int_range(pl.len()).over("user_idx")).alias("_from_end")
@@ -101,8 +120,10 @@ def _last_two_held_out(ds: Dataset, min_events: int, held_items: pl.Expr | None 
     train_ev = kept.filter(~evaluated | (pl.col("_from_end") >= 2))
     train_valid_ev = kept.filter(~evaluated | (pl.col("_from_end") >= 1))
     cols = ds.events.columns
-    train = ds.with_events(train_ev.select(cols))
-    train_valid = ds.with_events(train_valid_ev.select(cols))
+    train = ds.with_events(train_ev.select(cols), impressions=_shown_before(
+        ds, valid_ev.select("user_idx", pl.col("timestamp").alias("_cut")), held_items))
+    train_valid = ds.with_events(train_valid_ev.select(cols), impressions=_shown_before(
+        ds, test_ev.select("user_idx", pl.col("timestamp").alias("_cut")), held_items))
     users = test_ev["user_idx"].to_numpy().astype(np.int64)
     n_rows = ds.user_map.size
     valid = _eval_set("valid", users, train.sequences, valid_ev["user_idx"].to_numpy(),
@@ -143,8 +164,11 @@ def temporal(
     t_valid = int(ts[int(len(ts) * (1 - valid_frac - test_frac))])
     t_test = int(ts[int(len(ts) * (1 - test_frac))])
     cols = ds.events.columns
-    train = ds.with_events(ds.events.filter(pl.col("timestamp") < t_valid).select(cols))
-    train_valid = ds.with_events(ds.events.filter(pl.col("timestamp") < t_test).select(cols))
+    imp = ds.impressions
+    train = ds.with_events(ds.events.filter(pl.col("timestamp") < t_valid).select(cols),
+                           impressions=imp.filter(pl.col("timestamp") < t_valid))
+    train_valid = ds.with_events(ds.events.filter(pl.col("timestamp") < t_test).select(cols),
+                                 impressions=imp.filter(pl.col("timestamp") < t_test))
     n_rows = ds.user_map.size
     valid = _window_targets(
         ds.events.filter((pl.col("timestamp") >= t_valid) & (pl.col("timestamp") < t_test)),
@@ -177,7 +201,7 @@ def cold_item(ds: Dataset, cold_frac: float = 0.1, seed: int = 0) -> Split:
     cold = np.concatenate([test_items, valid_items])
     cols = ds.events.columns
     is_cold = pl.col("item_idx").is_in(pl.Series(cold.astype(np.int32)).implode())
-    train = ds.with_events(ds.events.filter(~is_cold).select(cols))
+    train = ds.with_events(ds.events.filter(~is_cold).select(cols), impressions=ds.impressions.filter(~is_cold))
     n_rows = ds.user_map.size
 
     def window(items: np.ndarray, name: str) -> EvalSet:
@@ -266,8 +290,13 @@ def given(ds: Dataset) -> Split:
     ev = ds.events
     cols = ev.columns
     part = pl.col(SPLIT_COLUMN)
-    train = ds.with_events(ev.filter(part == "train").select(cols))
-    train_valid = ds.with_events(ev.filter(part != "test").select(cols))
+    imp = ds.impressions
+    if imp.height and SPLIT_COLUMN in imp.columns:
+        train_imp, train_valid_imp = imp.filter(part == "train"), imp.filter(part != "test")
+    else:  # impressions without a mark: none may reach training (a test list could hold its target)
+        train_imp = train_valid_imp = imp.clear()
+    train = ds.with_events(ev.filter(part == "train").select(cols), impressions=train_imp)
+    train_valid = ds.with_events(ev.filter(part != "test").select(cols), impressions=train_valid_imp)
     n_rows = ds.user_map.size
 
     def targets(name: str, history: Dataset) -> EvalSet:
