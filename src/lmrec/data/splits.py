@@ -201,7 +201,8 @@ def cold_item(ds: Dataset, cold_frac: float = 0.1, seed: int = 0) -> Split:
     cold = np.concatenate([test_items, valid_items])
     cols = ds.events.columns
     is_cold = pl.col("item_idx").is_in(pl.Series(cold.astype(np.int32)).implode())
-    train = ds.with_events(ds.events.filter(~is_cold).select(cols), impressions=ds.impressions.filter(~is_cold))
+    train = ds.with_events(ds.events.filter(~is_cold).select(cols),
+                           impressions=ds.impressions.filter(~is_cold))
     n_rows = ds.user_map.size
 
     def window(items: np.ndarray, name: str) -> EvalSet:

@@ -659,7 +659,8 @@ class Store:
         row = self.execute(
             "SELECT count(*) FILTER (WHERE coalesce(trim(i.title), '') <> '' "
             "OR coalesce(trim(i.description), '') <> ''), count(*) "
-            "FROM (SELECT DISTINCT item_id FROM events WHERE event_type <> ?) e LEFT JOIN items i USING (item_id)",
+            "FROM (SELECT DISTINCT item_id FROM events WHERE event_type <> ?) e "
+            "LEFT JOIN items i USING (item_id)",
             [IMPRESSION])[0]
         return int(row[0]), int(row[1])
 
