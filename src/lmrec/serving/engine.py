@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ import polars as pl
 
 from lmrec.data.exposure import ExposurePolicy, rerank
 from lmrec.data.ragged import Ragged
-from lmrec.data.schema import PAD
+from lmrec.data.schema import IMPRESSION, PAD
 from lmrec.models.base import MODEL_FILE, NEG_INF, topk
 from lmrec.models.capabilities import PredictionHeads
 from lmrec.models.erasure import forget_in_folder, forget_in_model, model_folders
@@ -39,7 +40,7 @@ from lmrec.serving.bundle import (
 from lmrec.serving.errors import CapabilityError, CommitError, InvalidRequestError, NotFoundError
 from lmrec.serving.explain import Explanation, explain
 from lmrec.serving.idfilter import IdFilter
-from lmrec.serving.ingest import EventWriter, prepare
+from lmrec.serving.ingest import Event, EventWriter, prepare
 from lmrec.serving.overlay import HistoryOverlay, UserState
 from lmrec.serving.rerank import mmr
 from lmrec.serving.retrieval import normalise
@@ -79,6 +80,8 @@ class Recommendations:
     ignored_items: list[str] = field(default_factory=list)
     #: Why a fallback answered instead of the user's own history: ``"unknown-user"`` (``unknown=popular``).
     fallback: str | None = None
+    #: This answer's id, the ``list_id`` of the impressions it is stored as and of the clicks that follow.
+    list_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 @dataclass
@@ -163,6 +166,8 @@ class Engine:
         self._bundle = bundle
         self._swap_lock = threading.Lock()  # one swap or catalogue change at a time
         self._erased: set[str] = set()
+        #: When (``time.monotonic()``) each user was erased: no answer computed before logs impressions.
+        self._erased_at: dict[str, float] = {}
         self._on_activate = on_activate
         self.overlay = HistoryOverlay(self._load_user, settings.max_cached_users, settings.history_limit)
         self.audit = AuditLog(store)
@@ -210,7 +215,8 @@ class Engine:
         with self.writer.commit_lock:  # no batch may move from "pending" to "stored" while we read both
             stored = user_events(self.reader, user_id, limit * 2)
             pending = self.writer.pending_for(user_id)
-        events = stored + [(e.item_id, e.event_type) for e in sorted(pending, key=lambda e: e.timestamp)]
+        events = stored + [(e.item_id, e.event_type) for e in sorted(pending, key=lambda e: e.timestamp)
+                           if e.event_type != IMPRESSION]  # what was shown is not history
         if events:
             state = UserState()
             for item, etype in events:
@@ -246,6 +252,7 @@ class Engine:
         items marked ``fallback="unknown-user"``: the same policy as ``Recommender.recommend`` and
         ``lmrec recommend --unknown``.
         """
+        asked = time.monotonic()
         state = self.overlay.get(user_id)
         b = self.bundle
         if state is None:
@@ -254,8 +261,28 @@ class Engine:
                                     "popular items")
             out = self._recommend(b, 0, UserState(), req)
             out.fallback = "unknown-user"
-            return out
-        return self._recommend(b, self._user_index(b, user_id), state, req)
+            return out  # no impressions: an unknown user may be an erased one
+        out = self._recommend(b, self._user_index(b, user_id), state, req)
+        if self.settings.log_impressions:
+            self._log_impressions(user_id, out, asked)
+        return out
+
+    def _log_impressions(self, user_id: str, recs: Recommendations, asked: float) -> None:
+        """Queue what ``recs`` shows ``user_id`` as impression events (list ``recs.list_id``, position = rank
+        from 0) on the events writer, without waiting for their commit: the answer is not slowed by the
+        store, and the writer commits them with the next group (a failed group is retried event by event, so
+        an impression can never cost a click its commit). They never enter the user's history. An answer
+        computed before the user was erased logs nothing."""
+        if not recs.items:
+            return
+        now = int(time.time())
+        shown = [Event(f"impression|{recs.list_id}|{pos}", user_id, item.item_id, now, IMPRESSION, None,
+                       recs.list_id, pos) for pos, item in enumerate(recs.items)]
+        with self._ingest_lock:  # ordered with de-duplication (the ids are new) and with erasure
+            if self._erased_at.get(user_id, -1.0) >= asked:
+                return
+            self.id_filter.add([e.event_id for e in shown])
+            self.writer.submit(shown)
 
     def session_recommendations(self, items: list[str], profile: str | None,
                                 req: RecRequest) -> Recommendations:
@@ -591,6 +618,8 @@ class Engine:
         with self.overlay.user_lock(user_id):
             if self.overlay.load_locked(user_id) is None:
                 raise NotFoundError(f"unknown user {user_id!r}")
+            with self._ingest_lock:  # no impression of an answer computed before now is queued after this
+                self._erased_at[user_id] = time.monotonic()
             self.writer.drop_user(user_id)
             removed = self.keys.erase_user(user_id)
             self._erased.add(user_id)
