@@ -624,14 +624,18 @@ class Store:
     def counts(self) -> dict[str, int]:
         return {t: int(self.execute(f"SELECT count(*) FROM {t}")[0][0]) for t in ("events", "items", "users")}
 
-    def user_sequence(self, user_id: str, limit: int | None = None) -> pl.DataFrame:
-        """A user's events, oldest first (ties in insertion order); only the newest ``limit`` when given."""
+    def user_sequence(self, user_id: str, limit: int | None = None,
+                      impressions: bool = False) -> pl.DataFrame:
+        """A user's interactions, oldest first (ties in insertion order); only the newest ``limit`` when
+        given. Impressions (what they were shown) are not part of it unless ``impressions``."""
         cols = ", ".join(EVENTS_SCHEMA.names)
-        newest = (f"SELECT {self._event_select}, rowid AS _rid FROM events WHERE user_id = ? "
+        shown = "" if impressions else "AND event_type <> ? "
+        newest = (f"SELECT {self._event_select}, rowid AS _rid FROM events WHERE user_id = ? {shown}"
                   "ORDER BY timestamp DESC, _rid DESC")
         if limit is not None:
             newest += f" LIMIT {int(limit)}"
-        return self.query(f"SELECT {cols} FROM ({newest}) ORDER BY timestamp, _rid", [str(user_id)])
+        return self.query(f"SELECT {cols} FROM ({newest}) ORDER BY timestamp, _rid",
+                          [str(user_id)] + ([] if impressions else [IMPRESSION]))
 
     def events(self, where: str = "", params: list[Any] | None = None) -> pl.DataFrame:
         """Events in insertion order (optionally filtered by a SQL ``where`` clause on the events columns),
