@@ -146,7 +146,8 @@ def test_synthetic_shop_stream_is_the_same_with_impressions_on_or_off() -> None:
     n_views = on.events.filter(pl.col("event_type") == "view").height
     assert on.impressions.height == 10 * n_views and on.view_lists.height == n_views
     ds_on, ds_off = on.dataset(), off.dataset()
-    assert ds_on.item_map.raw_ids == ds_off.item_map.raw_ids and ds_on.user_map.raw_ids == ds_off.user_map.raw_ids
+    assert ds_on.item_map.raw_ids == ds_off.item_map.raw_ids
+    assert ds_on.user_map.raw_ids == ds_off.user_map.raw_ids
     assert np.array_equal(ds_on.sequences.values, ds_off.sequences.values)
     assert np.array_equal(ds_on.sequences.offsets, ds_off.sequences.offsets)
     imp = ds_on.impressions
