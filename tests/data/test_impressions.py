@@ -161,3 +161,15 @@ def test_synthetic_shop_stream_is_the_same_with_impressions_on_or_off() -> None:
     at = on.view_lists["position"].to_numpy()
     assert (at == 0).mean() > 2 * (at == 9).mean()
     assert generate_ecommerce(n_users=120, n_items=60, days=60, seed=5).impressions.equals(on.impressions)
+
+
+def test_the_builtin_shop_takes_its_options_as_text() -> None:
+    from lmrec.data.loaders import open_source
+
+    off = open_source("synthetic-ecommerce", n_users="40", n_items="30", impressions="false")
+    on = open_source("synthetic-ecommerce", n_users="40", n_items="30", list_size="4")
+    assert IMPRESSION not in set(off.events["event_type"])
+    shown = on.events.filter(pl.col("event_type") == IMPRESSION)
+    assert shown.height == 4 * on.events.filter(pl.col("event_type") == "view").height
+    with pytest.raises(ValueError, match="true or false"):
+        open_source("synthetic-ecommerce", impressions="maybe")

@@ -433,5 +433,19 @@ def generate_ecommerce(config: SyntheticConfig | None = None, **overrides: Any) 
 
 def synthetic_ecommerce_source(**overrides: Any) -> Source:
     """The built-in ``synthetic-ecommerce`` dataset (``lmrec data import synthetic-ecommerce``); options are
-    :class:`SyntheticConfig` fields."""
-    return generate_ecommerce(**overrides).source()
+    :class:`SyntheticConfig` fields, as values or as command-line text (``-o n_users=500 -o
+    impressions=false``)."""
+    defaults = SyntheticConfig()
+    typed = {k: _option(v, type(getattr(defaults, k))) if isinstance(v, str) and hasattr(defaults, k) else v
+             for k, v in overrides.items()}
+    return generate_ecommerce(**typed).source()
+
+
+def _option(text: str, kind: type) -> Any:
+    """A ``-o`` option's text as the config field's type."""
+    if kind is bool:
+        low = text.strip().lower()
+        if low not in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            raise ValueError(f"expected true or false, got {text!r}")
+        return low in ("true", "1", "yes", "on")
+    return kind(text)
