@@ -39,8 +39,9 @@ def test_an_answer_is_logged_as_impressions_that_clicks_join(start) -> None:
     assert second["list_id"] != list_id
     # a click sent with the list id and position is stored with them and joins its impression
     clicked = first["items"][1]["item_id"]
-    r = s.client.post("/v1/events", json={"events": [{"user_id": "u1", "item_id": clicked, "event_type": "click",
-                                                      "list_id": list_id, "position": 1}]})
+    click_event = {"user_id": "u1", "item_id": clicked, "event_type": "click", "list_id": list_id,
+                   "position": 1}
+    r = s.client.post("/v1/events", json={"events": [click_event]})
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
     click = s.store.events("event_type = 'click'")
     assert click.select("item_id", "list_id", "position").rows() == [(clicked, list_id, 1)]
@@ -94,11 +95,9 @@ def test_an_erased_user_gets_no_late_impressions(start) -> None:
 
 
 def test_prepared_events_derive_ids_with_their_list() -> None:
-    a, b, plain = prepare([
-        {"user_id": "u", "item_id": "i", "timestamp": 5, "event_type": "impression", "list_id": "A", "position": 0},
-        {"user_id": "u", "item_id": "i", "timestamp": 5, "event_type": "impression", "list_id": "B", "position": 0},
-        {"user_id": "u", "item_id": "i", "timestamp": 5},
-    ])
+    shown = {"user_id": "u", "item_id": "i", "timestamp": 5, "event_type": "impression", "position": 0}
+    a, b, plain = prepare([{**shown, "list_id": "A"}, {**shown, "list_id": "B"},
+                           {"user_id": "u", "item_id": "i", "timestamp": 5}])
     # the importer's ids (tests/data/test_impressions.py): two lists are two impressions; no list, the old id
     assert (a.event_id, b.event_id, plain.event_id) == ("u|i|5|impression||A|0", "u|i|5|impression||B|0",
                                                          "u|i|5|view|")

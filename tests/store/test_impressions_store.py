@@ -57,7 +57,8 @@ def _old_store(path: Path) -> None:
     con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
     con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
     con.execute("CREATE TABLE events (event_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, "
-                "item_id VARCHAR NOT NULL, timestamp BIGINT NOT NULL, event_type VARCHAR NOT NULL, value DOUBLE)")
+                "item_id VARCHAR NOT NULL, timestamp BIGINT NOT NULL, event_type VARCHAR NOT NULL, "
+                "value DOUBLE)")
     con.execute(f"INSERT INTO events VALUES ('e1', 'u', 'a', {T}, 'view', NULL), "
                 f"('e2', 'u', 'b', {T + 1}, 'purchase', 9.5)")
     con.execute("CREATE TABLE items (item_id VARCHAR PRIMARY KEY, title VARCHAR, description VARCHAR, "
