@@ -80,6 +80,12 @@ def test_unknown_users_answers_log_no_impressions(start) -> None:
     assert session.status_code == 200 and session.json()["list_id"]
     s.app.state.engine.writer.flush()  # type: ignore[attr-defined]
     assert _shown(s).height == 0  # no user to log them for (an unknown user may be an erased one)
+    # being shown something makes nobody known: only behaviour does
+    r = s.client.post("/v1/events", json={"events": [{"user_id": "stranger", "item_id": "toy",
+                                                      "event_type": "impression", "list_id": "x",
+                                                      "position": 0}]})
+    assert r.status_code == 200 and r.json()["accepted"] == 1
+    assert s.get("/v1/users/stranger/recommendations").status_code == 404
 
 
 def test_an_erased_user_gets_no_late_impressions(start) -> None:

@@ -500,11 +500,13 @@ class Engine:
         prepared = prepare(events)
         rows = list({e.event_id: e for e in reversed(prepared)}.values())[::-1]  # first of each id
         users = list(dict.fromkeys(e.user_id for e in rows))
+        # Users with behaviour in the batch; impressions alone (what was shown) make nobody known.
+        acting = list(dict.fromkeys(e.user_id for e in rows if e.event_type != IMPRESSION))
         locks = sorted({id(self.overlay.user_lock(u)): self.overlay.user_lock(u) for u in users}.items())
         for _, lock in locks:
             lock.acquire()
         try:
-            for u in users:
+            for u in acting:
                 # Load before the new events exist anywhere, so that none is counted twice.
                 self.overlay.ensure_loaded(u)
             with self._ingest_lock:  # one de-duplication at a time: a concurrent resend cannot slip through
@@ -525,7 +527,8 @@ class Engine:
             stored = [e for e in new if e.event_id not in failed]
             by_user: dict[str, list[tuple[str, str]]] = {}
             for e in sorted(stored, key=lambda e: e.timestamp):
-                by_user.setdefault(e.user_id, []).append((e.item_id, e.event_type))
+                if e.event_type != IMPRESSION:
+                    by_user.setdefault(e.user_id, []).append((e.item_id, e.event_type))
             for u, evs in by_user.items():
                 self.overlay.apply(u, evs)
         finally:
