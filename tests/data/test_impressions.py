@@ -173,3 +173,17 @@ def test_the_builtin_shop_takes_its_options_as_text() -> None:
     assert shown.height == 4 * on.events.filter(pl.col("event_type") == "view").height
     with pytest.raises(ValueError, match="true or false"):
         open_source("synthetic-ecommerce", impressions="maybe")
+
+
+def test_a_written_split_keeps_trainings_impressions(tmp_path: Path) -> None:
+    from lmrec.data.split_io import write_split
+
+    ds = Dataset.build(_clean(), name="shown")
+    loo = leave_one_out(ds)
+    back, _ = load_dataset(write_split(loo, tmp_path / "split"))
+    again = given(back)
+    assert set(again.train.impressions["list_id"]) == set(loo.train.impressions["list_id"])
+    assert set(back.events["event_type"]) == {"click"}  # targets take training's type, not "impression"
+    for mine, theirs in ((loo.test, again.test), (loo.valid, again.valid)):
+        expected = ds.item_map.raws(mine.targets.values).tolist()
+        assert back.item_map.raws(theirs.targets.values).tolist() == expected
