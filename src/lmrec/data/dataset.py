@@ -146,8 +146,8 @@ class Dataset:
         """
         ev = conform(events, EVENTS_SCHEMA, "events")
         # Impressions go to a table of their own before anything else: they are not interactions.
-        shown = pl.col("event_type") == IMPRESSION
-        imp, ev = ev.filter(shown), ev.filter(~shown)
+        shown = ev["event_type"] == IMPRESSION
+        imp, ev = (ev.filter(shown), ev.filter(~shown)) if shown.any() else (ev.clear(), ev)
         it = conform(items, ITEMS_SCHEMA, "items").unique("item_id", keep="last", maintain_order=True)
         us = conform(users, USERS_SCHEMA, "users").unique("user_id", keep="last", maintain_order=True)
 
