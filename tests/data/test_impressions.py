@@ -39,6 +39,7 @@ def _clean() -> pl.DataFrame:
 
 def test_impression_is_its_own_event_type() -> None:
     assert normalise_event_type("Impression") == IMPRESSION == "impression"
+    assert normalise_event_type("exposure") == normalise_event_type("shown") == IMPRESSION
     assert normalise_event_type("page_view") == "view"  # the other aliases stay
 
 

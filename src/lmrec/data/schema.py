@@ -48,6 +48,9 @@ EVENT_TYPE_ALIASES: dict[str, str] = {
     "review": "rating",
     "favorite": "fav",
     "favourite": "fav",
+    "impressions": IMPRESSION,
+    "exposure": IMPRESSION,
+    "shown": IMPRESSION,
 }
 
 #: Feedback that says "not this": serving removes or lowers such items (see issue on serving).
