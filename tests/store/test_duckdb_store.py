@@ -10,6 +10,7 @@ from lmrec.data.cleaning import CleaningConfig, DataError
 from lmrec.data.loaders import open_source
 from lmrec.data.loaders.base import Source, with_row_numbers
 from lmrec.store import Store
+from lmrec.store.duckdb_store import SCHEMA_VERSION
 
 
 def _events(n: int = 30, users: int = 3, start: int = 1_600_000_000) -> pl.DataFrame:
@@ -164,6 +165,8 @@ def test_export_parquet_round_trips(store, tmp_path):
         "timestamp",
         "event_type",
         "value",
+        "list_id",
+        "position",
     }
     assert (
         pl.read_parquet(paths["items"]).height == 7
@@ -198,7 +201,7 @@ def test_to_dataset_and_meta(store, tmp_path):
     assert core.n_events == 0 or core.events["user_id"].n_unique() < 3
     store.set_meta("model", {"name": "ease", "version": 2})
     assert store.get_meta("model") == {"name": "ease", "version": 2} and store.get_meta("missing", 5) == 5
-    assert store.get_meta("schema_version") == 1
+    assert store.get_meta("schema_version") == SCHEMA_VERSION == 2
 
 
 def test_store_persists_and_opens_read_only(tmp_path):

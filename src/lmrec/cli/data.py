@@ -201,6 +201,8 @@ def print_stats(stats: DatasetStats) -> None:
     t.add_row("events", f"{stats.n_events:,}")
     for k, v in stats.events_by_type.items():
         t.add_row(f"  {k}", f"{v:,}")
+    if stats.n_impressions:
+        t.add_row("impressions", f"{stats.n_impressions:,} (items shown; not history)")
     t.add_row("density", f"{stats.density:.4%}")
     sl = stats.sequence_length
     t.add_row("events per user", f"min {sl['min']:.0f} · median {sl['median']:.0f} · mean {sl['mean']:.1f} · "

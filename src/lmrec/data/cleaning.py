@@ -18,6 +18,7 @@ import polars as pl
 
 from lmrec.data.schema import (
     EVENT_TYPE_ALIASES,
+    IMPRESSION,
     KNOWN_EVENT_TYPES,
     SPLIT_ALIASES,
     SPLIT_COLUMN,
@@ -47,6 +48,9 @@ _BAD_ID_CHARS_POLARS = r"[\x00-\x1f\x7f-\x9f]"
 ID_WHITESPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
                  "\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 ID_RULE = f"1 to {MAX_ID_CHARS} characters, no control characters"
+#: Positions in a shown list are whole numbers in [0, MAX_POSITION] (0 is the first item shown).
+MAX_POSITION = 2**31 - 1
+POSITION_RULE = f"a whole number from 0 (the first item shown) to {MAX_POSITION}, or empty"
 TIMESTAMP_RULE = (f"seconds (or milliseconds, above 1e11) since the epoch, between 0 and {MAX_TIMESTAMP} "
                   "(9999-12-31), or ISO-8601 text")
 
@@ -72,6 +76,19 @@ def timestamp_seconds(value: int | float) -> int | None:
     elif abs(value) > _MS_THRESHOLD:
         value = value // 1000
     return int(value) if 0 <= value <= MAX_TIMESTAMP else None
+
+
+def position_problem(value: int | None) -> str | None:
+    """Why a list position is unusable, or ``None`` (empty is fine)."""
+    return None if value is None or 0 <= value <= MAX_POSITION else "position out of range"
+
+
+def list_suffix(list_id: str | None, position: int | None) -> str:
+    """What an event's list adds to its derived id: ``|LIST|POSITION`` when it has either, else nothing (so
+    the ids of events without a list are as they always were). The importer and the events API agree on it."""
+    if list_id is None and position is None:
+        return ""
+    return f"|{list_id or ''}|{'' if position is None else position}"
 
 
 def value_problem(value: float | None) -> str | None:
@@ -266,7 +283,7 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
                             expected=f"columns user_id, item_id, timestamp (have {have})")
     if df.height == 0:
         return _typed_empty(SPLIT_COLUMN in df.columns)
-    for col in ("user_id", "item_id", "timestamp", "event_type", "value", "event_id"):
+    for col in ("user_id", "item_id", "timestamp", "event_type", "value", "event_id", "list_id", "position"):
         if col in df.columns and (df[col].dtype.is_nested() or df[col].dtype == pl.Binary
                                   or df[col].dtype == pl.Object):
             raise DataError("wrongly typed column", source=report.source, row=int(df[ROW][0]), field=col,
@@ -277,16 +294,20 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
         df = df.with_columns(pl.lit(None, dtype=pl.Float64).alias("value"))
     if "event_id" not in df.columns:
         df = df.with_columns(pl.lit(None, dtype=pl.String).alias("event_id"))
+    if "list_id" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.String).alias("list_id"))
+    if "position" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.Int32).alias("position"))
 
     # Ids: text, trimmed; a float-looking id from a spreadsheet ("12.0") is kept as written.
     df = df.with_columns(
         [pl.col(c).cast(pl.String).str.strip_chars(ID_WHITESPACE).alias(c)
-         for c in ("user_id", "item_id", "event_id")]
+         for c in ("user_id", "item_id", "event_id", "list_id")]
     )
     for col in ("user_id", "item_id"):
         bad = df[col].is_null() | (df[col].str.len_chars() == 0)
         df = _fail_or_drop(df, bad, f"missing_{col}", cfg, report, col, "a non-empty id")
-    for col in ("user_id", "item_id", "event_id"):
+    for col in ("user_id", "item_id", "event_id", "list_id"):
         ids = df[col]
         long = ids.str.len_chars().fill_null(0) > MAX_ID_CHARS
         df = _fail_or_drop(df, long, f"{col}_too_long", cfg, report, col, ID_RULE,
@@ -294,9 +315,9 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
         ids = df[col]
         ctrl = ids.str.contains(_BAD_ID_CHARS_POLARS).fill_null(False)
         df = _fail_or_drop(df, ctrl, f"bad_{col}", cfg, report, col, ID_RULE, raw=ids)
-    # An empty event id means "derive one".
-    df = df.with_columns(pl.when(pl.col("event_id").str.len_chars() > 0).then(pl.col("event_id"))
-                         .otherwise(None).alias("event_id"))
+    # An empty event id means "derive one"; an empty list id, no list.
+    df = df.with_columns([pl.when(pl.col(c).str.len_chars() > 0).then(pl.col(c)).otherwise(None).alias(c)
+                          for c in ("event_id", "list_id")])
 
     raw_ts = df["timestamp"]
     missing_ts = raw_ts.is_null() | (raw_ts.cast(pl.String).str.strip_chars().str.len_chars() == 0)
@@ -327,6 +348,22 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
     df = _fail_or_drop(df, bad_value, "bad_value", cfg, report, "value", "a number (finite) or empty",
                        raw=raw_value)
 
+    raw_pos = df["position"]
+    if raw_pos.dtype.is_integer():
+        pos = raw_pos.cast(pl.Int64)
+        bad_pos = pl.Series([False] * df.height)
+    else:
+        txt = raw_pos.cast(pl.String).str.strip_chars()
+        num = txt.cast(pl.Float64, strict=False)
+        pos = num.cast(pl.Int64, strict=False)
+        given = txt.is_not_null() & (txt.str.len_chars() > 0)
+        whole = (num == num.floor()).fill_null(False)
+        bad_pos = (given & (num.is_null() | ~whole | pos.is_null())).fill_null(True)
+    bad_pos = bad_pos | ((pos < 0) | (pos > MAX_POSITION)).fill_null(False)
+    df = df.with_columns(pos.alias("position"))
+    df = _fail_or_drop(df, bad_pos, "bad_position", cfg, report, "position", POSITION_RULE, raw=raw_pos)
+    df = df.with_columns(pl.col("position").cast(pl.Int32))
+
     et = df["event_type"].cast(pl.String).str.strip_chars()
     missing_type = et.is_null() | (et.str.len_chars() == 0)
     df = df.with_columns(et.alias("event_type"))
@@ -349,20 +386,27 @@ def clean_rows(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) ->
         df = _fail_or_drop(df, unknown_part, "bad_split", cfg, report, SPLIT_COLUMN,
                            f"one of {list(SPLIT_NAMES)} (or {sorted(SPLIT_ALIASES)})", raw=df[SPLIT_COLUMN])
 
-    # A stable id for events that come without one, so that importing the same file twice adds nothing.
+    # A stable id for events that come without one, so that importing the same file twice adds nothing. An
+    # event shown or clicked in a list adds its list and position (:func:`list_suffix`): the same item shown
+    # twice in one second, in two lists, is two impressions.
+    in_list = pl.col("list_id").is_not_null() | pl.col("position").is_not_null()
     derived = pl.concat_str(
         [pl.col("user_id"), pl.col("item_id"), pl.col("timestamp").cast(pl.String), pl.col("event_type"),
          pl.col("value").cast(pl.String).fill_null("")],
         separator="|",
-    )
+    ) + pl.when(in_list).then(pl.concat_str([pl.lit("|"), pl.col("list_id").fill_null(""), pl.lit("|"),
+                                             pl.col("position").cast(pl.String).fill_null("")]))\
+        .otherwise(pl.lit(""))
     df = df.with_columns(pl.coalesce(pl.col("event_id"), derived).alias("event_id"))
     split = [SPLIT_COLUMN] if SPLIT_COLUMN in df.columns else []
-    return df.select(["event_id", "user_id", "item_id", "timestamp", "event_type", "value", *split, ROW])
+    return df.select(["event_id", "user_id", "item_id", "timestamp", "event_type", "value", "list_id",
+                      "position", *split, ROW])
 
 
 def _typed_empty(split: bool = False) -> pl.DataFrame:
     return pl.DataFrame(schema={"event_id": pl.String, "user_id": pl.String, "item_id": pl.String,
                                 "timestamp": pl.Int64, "event_type": pl.String, "value": pl.Float64,
+                                "list_id": pl.String, "position": pl.Int32,
                                 **({SPLIT_COLUMN: pl.String} if split else {}), ROW: pl.Int64})
 
 
@@ -394,19 +438,23 @@ def clean_table(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport,
 
 
 def filter_min_counts(df: pl.DataFrame, cfg: CleaningConfig, report: CleaningReport) -> pl.DataFrame:
-    """Drop users and items with too few events; repeat to a fixed point when ``cfg.kcore``."""
+    """Drop users and items with too few events; repeat to a fixed point when ``cfg.kcore``.
+
+    Only interactions count: impressions say what was shown, not what a user did, and go with their user and
+    item."""
+    interactions = (pl.col("event_type") != IMPRESSION).cast(pl.Int64)
     rounds = 0
     while True:
         rounds += 1
         before = df.height
         if cfg.min_user_events:
-            small = pl.col("user_id").count().over("user_id") < cfg.min_user_events
+            small = interactions.sum().over("user_id") < cfg.min_user_events
             bad = df.select(small).to_series()
             if bad.any():
                 report.drop("below_min_user_events", df.filter(bad)[ROW])
                 df = df.filter(~bad)
         if cfg.min_item_events:
-            small = pl.col("item_id").count().over("item_id") < cfg.min_item_events
+            small = interactions.sum().over("item_id") < cfg.min_item_events
             bad = df.select(small).to_series()
             if bad.any():
                 report.drop("below_min_item_events", df.filter(bad)[ROW])

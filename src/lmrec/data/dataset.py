@@ -17,6 +17,7 @@ from lmrec.data.ragged import Ragged
 from lmrec.data.schema import (
     EVENT_COLUMNS,
     EVENTS_SCHEMA,
+    IMPRESSION,
     ITEMS_SCHEMA,
     SPLIT_COLUMN,
     USERS_SCHEMA,
@@ -50,6 +51,13 @@ def conform(df: pl.DataFrame | pa.Table | None, schema: pa.Schema, what: str) ->
             exprs.append(pl.lit(None, dtype=dtype).alias(name))
     extra = [c for c in df.columns if c not in target]
     return df.select(exprs + [pl.col(c) for c in extra])
+
+
+def empty_impressions() -> pl.DataFrame:
+    """An impressions table with no rows: :data:`~lmrec.data.schema.EVENT_COLUMNS` plus ``user_idx`` and
+    ``item_idx``."""
+    return _empty(EVENTS_SCHEMA).with_columns(pl.lit(None, dtype=pl.Int32).alias("user_idx"),
+                                              pl.lit(None, dtype=pl.Int32).alias("item_idx"))
 
 
 def _index_of(col: str, vocabulary: list[str], first: int, dtype: pl.DataType) -> pl.Expr:
@@ -86,6 +94,7 @@ class DatasetStats:
     first_timestamp: int | None
     last_timestamp: int | None
     value: dict[str, float] = field(default_factory=dict)  # min / mean / max of non-null values
+    n_impressions: int = 0  # items shown (kept apart from the events above)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,6 +108,12 @@ class Dataset:
     ``type_idx``, sorted by user, then time, ties in input order. ``items`` and ``users`` hold one row per
     vocabulary entry in index order (row ``i`` is index ``i + 1``). Splits produce new datasets that share the
     vocabularies, so a model trained on one split scores the items of another.
+
+    ``impressions`` holds the ``impression`` events (items shown to a user, in list ``list_id`` at
+    ``position``, 0 first) with the same columns plus ``user_idx`` and ``item_idx``, sorted by user, time,
+    list and position. They are never in ``events``: sequences, interaction matrices, popularity, splits'
+    targets and every model's training history are interactions only, and impressions stay here for a ranker
+    to read as negatives (shown, not clicked). A click from a list carries the same ``list_id``.
     """
 
     events: pl.DataFrame
@@ -108,6 +123,7 @@ class Dataset:
     item_map: IdMap
     event_types: tuple[str, ...]
     name: str = "dataset"
+    impressions: pl.DataFrame = field(default_factory=empty_impressions)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -129,19 +145,21 @@ class Dataset:
         indices of an existing dataset (ids it lacks are appended).
         """
         ev = conform(events, EVENTS_SCHEMA, "events")
+        # Impressions go to a table of their own before anything else: they are not interactions.
+        shown = ev["event_type"] == IMPRESSION
+        imp, ev = (ev.filter(shown), ev.filter(~shown)) if shown.any() else (ev.clear(), ev)
         it = conform(items, ITEMS_SCHEMA, "items").unique("item_id", keep="last", maintain_order=True)
         us = conform(users, USERS_SCHEMA, "users").unique("user_id", keep="last", maintain_order=True)
 
-        # Vocabularies: table ids first (catalogue order), then ids seen only in events (first-seen order).
-        item_ids = list(
-            dict.fromkeys(it["item_id"].to_list() + ev["item_id"].unique(maintain_order=True).to_list())
-        )
-        user_ids = list(
-            dict.fromkeys(us["user_id"].to_list() + ev["user_id"].unique(maintain_order=True).to_list())
-        )
+        # Vocabularies: table ids first (catalogue order), then ids seen only in events (first-seen order),
+        # then ids seen only in impressions (so data without impressions gets the same indices either way).
+        item_ids = list(dict.fromkeys(it["item_id"].to_list() + ev["item_id"].unique(maintain_order=True)
+                                      .to_list() + imp["item_id"].unique(maintain_order=True).to_list()))
+        user_ids = list(dict.fromkeys(us["user_id"].to_list() + ev["user_id"].unique(maintain_order=True)
+                                      .to_list() + imp["user_id"].unique(maintain_order=True).to_list()))
         imap = item_map.extend(item_ids) if item_map is not None else IdMap(item_ids, kind="item")
         umap = user_map.extend(user_ids) if user_map is not None else IdMap(user_ids, kind="user")
-        types = tuple(event_types) if event_types is not None else ()
+        types = tuple(t for t in event_types if t != IMPRESSION) if event_types is not None else ()
         types = types + tuple(
             t for t in ev["event_type"].unique(maintain_order=True).to_list() if t not in types
         )
@@ -156,13 +174,22 @@ class Dataset:
             .sort(["user_idx", "timestamp", "_order"])
             .drop("_order")
         )
+        imp = (
+            imp.with_row_index("_order")
+            .with_columns(
+                _index_of("user_id", umap.raw_ids, 1, pl.Int32).alias("user_idx"),
+                _index_of("item_id", imap.raw_ids, 1, pl.Int32).alias("item_idx"),
+            )
+            .sort(["user_idx", "timestamp", "list_id", "position", "_order"], nulls_last=True)
+            .drop("_order")
+        )
         it = cls._complete(it, imap, "item_id", ITEMS_SCHEMA).with_columns(
             pl.int_range(1, len(imap) + 1, dtype=pl.Int32).alias("item_idx")
         )
         us = cls._complete(us, umap, "user_id", USERS_SCHEMA).with_columns(
             pl.int_range(1, len(umap) + 1, dtype=pl.Int32).alias("user_idx")
         )
-        return cls(ev, it, us, umap, imap, types, name)
+        return cls(ev, it, us, umap, imap, types, name, imp)
 
     @staticmethod
     def _complete(table: pl.DataFrame, idmap: IdMap, key: str, schema: pa.Schema) -> pl.DataFrame:
@@ -170,11 +197,12 @@ class Dataset:
         order = pl.DataFrame({key: idmap.raw_ids}, schema={key: pl.String})  # typed even when empty
         return order.join(table, on=key, how="left", maintain_order="left")
 
-    def with_events(self, events: pl.DataFrame, name: str | None = None) -> Dataset:
+    def with_events(self, events: pl.DataFrame, name: str | None = None,
+                    impressions: pl.DataFrame | None = None) -> Dataset:
         """The same vocabularies, items and users with another set of events (already indexed and sorted),
-        used by splits."""
+        used by splits; ``impressions`` (indexed and sorted too) replace this dataset's when given."""
         return Dataset(events, self.items, self.users, self.user_map, self.item_map, self.event_types,
-                       name or self.name)
+                       name or self.name, self.impressions if impressions is None else impressions)
 
     # ------------------------------------------------------------------ sizes and views
     @property
@@ -192,7 +220,12 @@ class Dataset:
 
     @property
     def n_events(self) -> int:
+        """Interactions (impressions are apart: :attr:`n_impressions`)."""
         return self.events.height
+
+    @property
+    def n_impressions(self) -> int:
+        return self.impressions.height
 
     @cached_property
     def sequences(self) -> Ragged:
@@ -276,6 +309,7 @@ class Dataset:
             last_timestamp=int(ev["timestamp"].max()) if ev.height else None,  # type: ignore[arg-type]
             value={"min": float(values.min()), "mean": float(values.mean()), "max": float(values.max())}  # type: ignore[arg-type]
             if len(values) else {},
+            n_impressions=self.n_impressions,
         )
 
     # ------------------------------------------------------------------ persistence
@@ -284,7 +318,10 @@ class Dataset:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         keep = [*EVENT_COLUMNS, *([SPLIT_COLUMN] if self.has_split else [])]
-        self.events.select(keep).write_parquet(path / "events.parquet")
+        imp = self.impressions.select([c for c in keep if c in self.impressions.columns])
+        # Impressions travel with the events (``build`` sets them apart again).
+        pl.concat([self.events.select(keep), imp], how="diagonal_relaxed").write_parquet(
+            path / "events.parquet")
         self.items.drop("item_idx").write_parquet(path / "items.parquet")
         self.users.drop("user_idx").write_parquet(path / "users.parquet")
         manifest = {
@@ -294,6 +331,7 @@ class Dataset:
             "n_users": self.n_users,
             "n_items": self.n_items,
             "n_events": self.n_events,
+            "n_impressions": self.n_impressions,
         }
         (path / "dataset.json").write_text(json.dumps(manifest, indent=2))
         return path
@@ -320,4 +358,5 @@ class Dataset:
 
     def __repr__(self) -> str:
         return (f"Dataset(name={self.name!r}, users={self.n_users:,}, items={self.n_items:,}, "
-                f"events={self.n_events:,}, event_types={list(self.event_types)})")
+                f"events={self.n_events:,}, event_types={list(self.event_types)}"
+                + (f", impressions={self.n_impressions:,})" if self.n_impressions else ")"))

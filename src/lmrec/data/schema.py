@@ -25,13 +25,20 @@ KNOWN_EVENT_TYPES: tuple[str, ...] = (
     "skip",
     "fav",
     "share",
+    "impression",
 )
+
+#: An item was shown to the user (in a list ``list_id``, at ``position``), which says nothing about whether
+#: they wanted it. Impressions are kept apart from interactions everywhere: a
+#: :class:`~lmrec.data.dataset.Dataset` holds them in ``impressions``, never in ``events``, so no model
+#: trains on them as positives and no split makes them targets; a ranker reads them as the negatives (shown,
+#: not clicked).
+IMPRESSION = "impression"
 
 #: Common spellings in public logs, mapped to lmrec's names (RetailRocket, Taobao, GA-style exports).
 EVENT_TYPE_ALIASES: dict[str, str] = {
     "pv": "view",
     "page_view": "view",
-    "impression": "view",
     "addtocart": "cart",
     "add_to_cart": "cart",
     "transaction": "purchase",
@@ -41,6 +48,9 @@ EVENT_TYPE_ALIASES: dict[str, str] = {
     "review": "rating",
     "favorite": "fav",
     "favourite": "fav",
+    "impressions": IMPRESSION,
+    "exposure": IMPRESSION,
+    "shown": IMPRESSION,
 }
 
 #: Feedback that says "not this": serving removes or lowers such items (see issue on serving).
@@ -61,6 +71,10 @@ EVENTS_SCHEMA = pa.schema(
         pa.field("timestamp", pa.int64(), nullable=False),  # seconds since the Unix epoch, UTC
         pa.field("event_type", pa.string(), nullable=False),
         pa.field("value", pa.float64(), nullable=True),  # a rating, an amount, a watch time...
+        # The list an item was shown in (a recommendation answer, a search page) and its place there, 0 for
+        # the first item: set on impressions, and on clicks that came from a list, to join the two.
+        pa.field("list_id", pa.string(), nullable=True),
+        pa.field("position", pa.int32(), nullable=True),
     ]
 )
 

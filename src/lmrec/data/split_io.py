@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from lmrec.data.schema import EVENT_COLUMNS
 from lmrec.data.splits import EvalSet, Split
 
 
@@ -19,12 +20,14 @@ def _targets_table(es: EvalSet, split: Split) -> pl.DataFrame:
 
 
 def write_split(split: Split, folder: str | Path) -> Path:
-    """``train.parquet`` (events), ``valid.parquet`` / ``test.parquet`` (user, target item) and
-    ``split.json``."""
+    """``train.parquet`` (events and impressions), ``valid.parquet`` / ``test.parquet`` (user, target item)
+    and ``split.json``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    cols = ["event_id", "user_id", "item_id", "timestamp", "event_type", "value"]
-    split.train.events.select(cols).write_parquet(folder / "train.parquet")
+    cols = list(EVENT_COLUMNS)
+    # Training's impressions travel with its events (already cut so that no held-out list is among them).
+    pl.concat([split.train.events.select(cols), split.train.impressions.select(cols)],
+              how="vertical_relaxed").write_parquet(folder / "train.parquet")
     _targets_table(split.valid, split).write_parquet(folder / "valid.parquet")
     _targets_table(split.test, split).write_parquet(folder / "test.parquet")
     (folder / "split.json").write_text(json.dumps({"protocol": split.protocol, "params": split.params,

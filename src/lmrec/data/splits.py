@@ -4,6 +4,11 @@
 Every split keeps the dataset's vocabularies, so indices mean the same item in train, validation and test; a
 model fitted on ``split.train`` scores the targets of ``split.valid`` and ``split.test`` directly. Validation
 is for model selection and early stopping; test is read once.
+
+Impressions (:attr:`Dataset.impressions`) are never targets, since they are not in the events. A part's
+impressions are those shown before its cut (per user before their last training event for leave-one-out and
+cold-mixed, by time for temporal), none of a list a held-out event came from (its ``list_id``) and none of a
+held-out item, so that a ranker trained on ``train`` never sees the list its target was shown in.
 """
 
 from __future__ import annotations
@@ -70,6 +75,29 @@ def _eval_set(name: str, users: np.ndarray, hist: Ragged, target_user: np.ndarra
     return EvalSet(name, users, hist.take(users), targets_all.take(users))
 
 
+def _shown_before(ds: Dataset, held: pl.DataFrame, cut: pl.DataFrame | None = None,
+                  before: int | None = None, held_items: pl.Expr | None = None) -> pl.DataFrame:
+    """The impressions a model fitted on a part may read: none of a list that a held-out event (``held``)
+    came from, none shown at or after the user's cut-off time (``cut``: ``user_idx``, ``_cut``; users
+    without one keep theirs) or at or after ``before``, none of a held-out item. The list shown just before
+    a held-out event may hold its target, and must not reach training."""
+    imp = ds.impressions
+    if imp.height == 0:
+        return imp
+    cols = imp.columns
+    if held_items is not None:
+        imp = imp.filter(~held_items)
+    if before is not None:
+        imp = imp.filter(pl.col("timestamp") < before)
+    if cut is not None:
+        imp = imp.join(cut.select("user_idx", "_cut"), on="user_idx", how="left", maintain_order="left")
+        imp = imp.filter(pl.col("_cut").is_null() | (pl.col("timestamp") < pl.col("_cut")))
+    lists = held.filter(pl.col("list_id").is_not_null()).select("user_idx", "list_id").unique()
+    if lists.height:
+        imp = imp.join(lists, on=["user_idx", "list_id"], how="anti", maintain_order="left")
+    return imp.select(cols)
+
+
 def _position_columns(events: pl.DataFrame) -> pl.DataFrame:
     return events.with_columns(
         (pl.len().over("user_idx") - 1 - pl.int_range(pl.len()).over("user_idx")).alias("_from_end")
@@ -101,8 +129,14 @@ def _last_two_held_out(ds: Dataset, min_events: int, held_items: pl.Expr | None 
     train_ev = kept.filter(~evaluated | (pl.col("_from_end") >= 2))
     train_valid_ev = kept.filter(~evaluated | (pl.col("_from_end") >= 1))
     cols = ds.events.columns
-    train = ds.with_events(train_ev.select(cols))
-    train_valid = ds.with_events(train_valid_ev.select(cols))
+    # Training's impressions end before each evaluated user's last training event (the lists after it lead
+    # to the held-out ones); train_valid's, before the validation event.
+    last_train = ev.filter(evaluated & (pl.col("_from_end") == 2)).select(
+        "user_idx", pl.col("timestamp").alias("_cut"))
+    train = ds.with_events(train_ev.select(cols), impressions=_shown_before(
+        ds, pl.concat([valid_ev, test_ev]), last_train, held_items=held_items))
+    train_valid = ds.with_events(train_valid_ev.select(cols), impressions=_shown_before(
+        ds, test_ev, valid_ev.select("user_idx", pl.col("timestamp").alias("_cut")), held_items=held_items))
     users = test_ev["user_idx"].to_numpy().astype(np.int64)
     n_rows = ds.user_map.size
     valid = _eval_set("valid", users, train.sequences, valid_ev["user_idx"].to_numpy(),
@@ -143,8 +177,12 @@ def temporal(
     t_valid = int(ts[int(len(ts) * (1 - valid_frac - test_frac))])
     t_test = int(ts[int(len(ts) * (1 - test_frac))])
     cols = ds.events.columns
-    train = ds.with_events(ds.events.filter(pl.col("timestamp") < t_valid).select(cols))
-    train_valid = ds.with_events(ds.events.filter(pl.col("timestamp") < t_test).select(cols))
+    later = ds.events.filter(pl.col("timestamp") >= t_valid)
+    train = ds.with_events(ds.events.filter(pl.col("timestamp") < t_valid).select(cols),
+                           impressions=_shown_before(ds, later, before=t_valid))
+    train_valid = ds.with_events(ds.events.filter(pl.col("timestamp") < t_test).select(cols),
+                                 impressions=_shown_before(ds, later.filter(pl.col("timestamp") >= t_test),
+                                                           before=t_test))
     n_rows = ds.user_map.size
     valid = _window_targets(
         ds.events.filter((pl.col("timestamp") >= t_valid) & (pl.col("timestamp") < t_test)),
@@ -177,7 +215,8 @@ def cold_item(ds: Dataset, cold_frac: float = 0.1, seed: int = 0) -> Split:
     cold = np.concatenate([test_items, valid_items])
     cols = ds.events.columns
     is_cold = pl.col("item_idx").is_in(pl.Series(cold.astype(np.int32)).implode())
-    train = ds.with_events(ds.events.filter(~is_cold).select(cols))
+    train = ds.with_events(ds.events.filter(~is_cold).select(cols),
+                           impressions=_shown_before(ds, ds.events.filter(is_cold), held_items=is_cold))
     n_rows = ds.user_map.size
 
     def window(items: np.ndarray, name: str) -> EvalSet:
@@ -266,8 +305,16 @@ def given(ds: Dataset) -> Split:
     ev = ds.events
     cols = ev.columns
     part = pl.col(SPLIT_COLUMN)
-    train = ds.with_events(ev.filter(part == "train").select(cols))
-    train_valid = ds.with_events(ev.filter(part != "test").select(cols))
+    imp = ds.impressions
+    if imp.height and SPLIT_COLUMN in imp.columns:
+        train_imp = _shown_before(ds.with_events(ev, impressions=imp.filter(part == "train")),
+                                  ev.filter(part != "train"))
+        train_valid_imp = _shown_before(ds.with_events(ev, impressions=imp.filter(part != "test")),
+                                        ev.filter(part == "test"))
+    else:  # impressions without a mark: none may reach training (a test list could hold its target)
+        train_imp = train_valid_imp = imp.clear()
+    train = ds.with_events(ev.filter(part == "train").select(cols), impressions=train_imp)
+    train_valid = ds.with_events(ev.filter(part != "test").select(cols), impressions=train_valid_imp)
     n_rows = ds.user_map.size
 
     def targets(name: str, history: Dataset) -> EvalSet:

@@ -20,6 +20,12 @@ How the shop works
   the next category in the list, so that sequences carry order), views 1–7 items of it (by appeal), puts some
   in the cart (more likely for liked categories, appealing items and, for price-sensitive users, cheap items)
   and buys some of the cart. Cart and purchase events carry the item's price as ``value``; views carry none.
+* **Shown lists** (``impressions``, on by default): a second before each view the shop showed the user a list
+  of ``list_size`` items: items of the viewed item's category first, by appeal (with noise), then others, and
+  the viewed item itself at a position that favours the top (probability ∝ 1 / (position + 1)). The list is
+  ``list_id`` ``l<k>`` and the view carries that list id and its position: the items shown and not viewed are
+  the negatives a ranker learns from. The lists come from a random generator of their own, so the views,
+  carts and purchases are the same, bit for bit, with impressions on or off.
 
 The generator returns the events, items and users tables (lmrec's column names) and, separately, the
 :class:`GroundTruth` (tastes, activity, churn, appeal...). The truth is for checking the generator in tests;
@@ -107,6 +113,9 @@ class SyntheticConfig:
         bought.
     seed:
         Everything is a function of the config and this seed.
+    impressions, list_size:
+        Whether every view comes after a shown list of ``list_size`` items (impression events). The views,
+        carts and purchases do not depend on it.
     """
 
     n_users: int = 2000
@@ -120,6 +129,8 @@ class SyntheticConfig:
     cart_rate: float = 0.15
     purchase_rate: float = 0.5
     seed: int = 0
+    impressions: bool = True
+    list_size: int = 10
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_categories <= len(PRODUCT_FAMILIES):
@@ -128,6 +139,8 @@ class SyntheticConfig:
             raise ValueError("need n_users >= 1, n_items >= n_categories and days >= 1")
         if not 0 <= self.seasonality < 1:
             raise ValueError("seasonality must be in [0, 1)")
+        if self.list_size < 1:
+            raise ValueError(f"list_size must be at least 1, got {self.list_size}")
 
 
 @dataclass(frozen=True)
@@ -153,7 +166,14 @@ class GroundTruth:
 
 @dataclass(frozen=True)
 class SyntheticEcommerce:
-    """What :func:`generate_ecommerce` returns: lmrec tables and, apart, the ground truth."""
+    """What :func:`generate_ecommerce` returns: lmrec tables and, apart, the ground truth.
+
+    ``events`` are the views, carts and purchases (``event_id, user_id, item_id, timestamp, event_type,
+    value``), the same whether impressions are on or not. ``impressions`` are the shown lists (lmrec's event
+    columns, ``event_type`` ``impression``, with ``list_id`` and ``position``; no rows when off) and
+    ``view_lists`` says which list each view came from (``event_id, list_id, position``). :meth:`log` puts
+    the three together, as :meth:`source` and :meth:`dataset` read them.
+    """
 
     events: pl.DataFrame
     items: pl.DataFrame
@@ -161,17 +181,89 @@ class SyntheticEcommerce:
     truth: GroundTruth
     config: SyntheticConfig
     meta: dict[str, Any] = field(default_factory=dict)
+    impressions: pl.DataFrame = field(default_factory=lambda: _empty_lists(_IMPRESSION_SCHEMA))
+    view_lists: pl.DataFrame = field(default_factory=lambda: _empty_lists(_VIEW_LIST_SCHEMA))
+
+    def log(self) -> pl.DataFrame:
+        """The whole log: the events (views with the ``list_id`` and ``position`` they were shown at), then
+        the impressions."""
+        events = self.events.join(self.view_lists, on="event_id", how="left", maintain_order="left")
+        return pl.concat([events, self.impressions], how="vertical_relaxed")
 
     def source(self, name: str = "synthetic-ecommerce") -> Source:
         """As a loader :class:`~lmrec.data.loaders.base.Source`, to clean and build like any real log."""
-        return Source(name, events=with_row_numbers(self.events), items=self.items, users=self.users,
+        return Source(name, events=with_row_numbers(self.log()), items=self.items, users=self.users,
                       default_event_type="view",
                       origin=f"lmrec synthetic e-commerce (seed {self.config.seed})")
 
     def dataset(self, name: str = "synthetic-ecommerce"):  # -> Dataset
-        """Build a :class:`~lmrec.data.dataset.Dataset` directly (the tables are already clean)."""
-        return Dataset.build(self.events, self.items, self.users, name=name,
+        """Build a :class:`~lmrec.data.dataset.Dataset` directly (the tables are already clean); the
+        impressions land in its ``impressions``."""
+        return Dataset.build(self.log(), self.items, self.users, name=name,
                              event_types=("view", "cart", "purchase"))
+
+
+_IMPRESSION_SCHEMA = {"event_id": pl.String, "user_id": pl.String, "item_id": pl.String,
+                      "timestamp": pl.Int64, "event_type": pl.String, "value": pl.Float64,
+                      "list_id": pl.String, "position": pl.Int32}
+_VIEW_LIST_SCHEMA = {"event_id": pl.String, "list_id": pl.String, "position": pl.Int32}
+
+
+def _empty_lists(schema: dict[str, Any]) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
+
+
+def _shown_lists(cfg: SyntheticConfig, views: pl.DataFrame, item_category: np.ndarray, appeal: np.ndarray
+                 ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The list shown before each view (see the module docstring), drawn from a generator of its own
+    (seeded by ``(seed, 1)``) so that the behaviour stream does not change. ``views``: ``event_id``, ``u``,
+    ``i`` (indices), ``timestamp``. Returns the impressions and each view's list and position."""
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
+    n, n_items = views.height, len(appeal)
+    size = min(cfg.list_size, n_items)
+    viewed = views["i"].to_numpy()
+    # Where the viewed item sits: the top is likelier (position bias), P(p) ∝ 1 / (p + 1).
+    bias = 1.0 / np.arange(1, size + 1)
+    at = rng.choice(size, size=n, p=bias / bias.sum())
+    lists = np.empty((n, size), dtype=np.int64)
+    log_appeal = np.log(appeal)
+    chunk = max(1, 2_000_000 // max(n_items, 1))  # bounded memory: (chunk, n_items) scores at a time
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        j = viewed[lo:hi]
+        # The shop's ranking: same category first (a large bonus), then appeal plus Gumbel noise (a sample by
+        # appeal without replacement); never the viewed item itself.
+        scores = log_appeal[None, :] + rng.gumbel(size=(hi - lo, n_items))
+        scores += 1e3 * (item_category[None, :] == item_category[j][:, None])
+        scores[np.arange(hi - lo), j] = -np.inf
+        if size == 1:
+            lists[lo:hi, 0] = j
+            continue
+        top = np.argpartition(-scores, size - 2, axis=1)[:, : size - 1]
+        others = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1), axis=1)
+        # The viewed item goes in at its position; the shop's ranking fills the rest in order.
+        p = np.arange(size)[None, :]
+        here = at[lo:hi, None]
+        lists[lo:hi] = np.take_along_axis(others, np.clip(np.where(p < here, p, p - 1), 0, size - 2), axis=1)
+        lists[lo:hi][p == here] = j
+    k = np.arange(n)
+    list_ids = np.array([f"l{x}" for x in k], dtype=object)
+    users = views["u"].to_numpy()
+    flat_list = np.repeat(list_ids, size)
+    pos = np.tile(np.arange(size, dtype=np.int32), n)
+    impressions = pl.DataFrame({
+        "event_id": [f"{lid}:{q}" for lid, q in zip(flat_list.tolist(), pos.tolist(), strict=True)],
+        "user_id": [f"u{u}" for u in np.repeat(users, size).tolist()],
+        "item_id": [f"i{j}" for j in lists.ravel().tolist()],
+        "timestamp": np.repeat(views["timestamp"].to_numpy() - 1, size),  # shown a second before the view
+        "event_type": ["impression"] * (n * size),
+        "value": [None] * (n * size),
+        "list_id": flat_list.tolist(),
+        "position": pos,
+    }, schema=_IMPRESSION_SCHEMA)
+    view_lists = pl.DataFrame({"event_id": views["event_id"], "list_id": list_ids.tolist(),
+                               "position": at.astype(np.int32)}, schema=_VIEW_LIST_SCHEMA)
+    return impressions, view_lists
 
 
 def _sigmoid(x: np.ndarray | float) -> np.ndarray:
@@ -224,7 +316,8 @@ def generate_ecommerce(config: SyntheticConfig | None = None, **overrides: Any) 
     SyntheticEcommerce
         ``events`` (``event_id, user_id, item_id, timestamp, event_type, value``), ``items`` (title,
         description, categories, attributes with brand and price), ``users`` (no attributes: nothing latent
-        leaks) and ``truth``, for tests only.
+        leaks), ``impressions`` and ``view_lists`` (the shown lists, when ``impressions`` is on) and
+        ``truth``, for tests only.
 
     Examples
     --------
@@ -328,10 +421,31 @@ def generate_ecommerce(config: SyntheticConfig | None = None, **overrides: Any) 
         item_appeal=it["appeal"], category_phase=phase,
     )
     meta = {"start_timestamp": EPOCH_START, "end_timestamp": EPOCH_START + cfg.days * DAY}
-    return SyntheticEcommerce(events, items, users, truth, cfg, meta)
+    shop = SyntheticEcommerce(events, items, users, truth, cfg, meta)
+    if not cfg.impressions or events.height == 0:
+        return shop
+    is_view = ty == 0
+    views = pl.DataFrame({"event_id": events["event_id"].filter(pl.Series(is_view)), "u": u_arr[is_view],
+                          "i": i_arr[is_view], "timestamp": events["timestamp"].to_numpy()[is_view]})
+    impressions, view_lists = _shown_lists(cfg, views, it["category"], it["appeal"])
+    return replace(shop, impressions=impressions, view_lists=view_lists)
 
 
 def synthetic_ecommerce_source(**overrides: Any) -> Source:
     """The built-in ``synthetic-ecommerce`` dataset (``lmrec data import synthetic-ecommerce``); options are
-    :class:`SyntheticConfig` fields."""
-    return generate_ecommerce(**overrides).source()
+    :class:`SyntheticConfig` fields, as values or as command-line text (``-o n_users=500 -o
+    impressions=false``)."""
+    defaults = SyntheticConfig()
+    typed = {k: _option(v, type(getattr(defaults, k))) if isinstance(v, str) and hasattr(defaults, k) else v
+             for k, v in overrides.items()}
+    return generate_ecommerce(**typed).source()
+
+
+def _option(text: str, kind: type) -> Any:
+    """A ``-o`` option's text as the config field's type."""
+    if kind is bool:
+        low = text.strip().lower()
+        if low not in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            raise ValueError(f"expected true or false, got {text!r}")
+        return low in ("true", "1", "yes", "on")
+    return kind(text)

@@ -55,7 +55,7 @@ def time_cut(ds: Dataset, cut: int, horizon_s: int | None = None) -> tuple[Datas
     after = ev.filter(pl.col("timestamp") >= cut)
     if horizon_s is not None:
         after = after.filter(pl.col("timestamp") < cut + horizon_s)
-    return ds.with_events(before), after
+    return ds.with_events(before, impressions=ds.impressions.filter(pl.col("timestamp") < cut)), after
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import polars as pl
 
 from lmrec.data.exposure import ExposurePolicy, rerank
 from lmrec.data.ragged import Ragged
-from lmrec.data.schema import PAD
+from lmrec.data.schema import IMPRESSION, PAD
 from lmrec.models.base import MODEL_FILE, NEG_INF, topk
 from lmrec.models.capabilities import CandidateRetrieval, PredictionHeads
 from lmrec.models.erasure import forget_in_folder, forget_in_model, model_folders
@@ -41,7 +41,7 @@ from lmrec.serving.errors import CapabilityError, CommitError, InvalidRequestErr
 from lmrec.serving.experiments import Assignment, ExperimentRuntime
 from lmrec.serving.explain import Explanation, explain
 from lmrec.serving.idfilter import IdFilter
-from lmrec.serving.ingest import EventWriter, prepare
+from lmrec.serving.ingest import Event, EventWriter, prepare
 from lmrec.serving.overlay import HistoryOverlay, UserState
 from lmrec.serving.replicas import ACTIVE_MODEL_KEY, shares_store
 from lmrec.serving.rerank import mmr
@@ -82,8 +82,9 @@ class Recommendations:
     ignored_items: list[str] = field(default_factory=list)
     #: Why a fallback answered instead of the user's own history: ``"unknown-user"`` (``unknown=popular``).
     fallback: str | None = None
-    #: The answer's id (a user's answers; the key the experiment tables record it under).
-    list_id: str | None = None
+    #: This answer's id: the ``list_id`` of the impressions it is stored as, of the clicks that follow, and
+    #: the key the experiment tables record it under.
+    list_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     #: The online experiment and arm that answered (:mod:`lmrec.serving.experiments`), if any.
     experiment: str | None = None
     arm: str | None = None
@@ -174,6 +175,8 @@ class Engine:
         self._bundle = bundle
         self._swap_lock = threading.Lock()  # one swap or catalogue change at a time
         self._erased: set[str] = set()
+        #: When (``time.monotonic()``) each user was erased: no answer computed before logs impressions.
+        self._erased_at: dict[str, float] = {}
         self._on_activate = on_activate
         self.overlay = HistoryOverlay(self._load_user, settings.max_cached_users, settings.history_limit)
         self.audit = AuditLog(store)
@@ -226,7 +229,8 @@ class Engine:
         with self.writer.commit_lock:  # no batch may move from "pending" to "stored" while we read both
             stored = user_events(self.reader, user_id, limit * 2)
             pending = self.writer.pending_for(user_id)
-        events = stored + [(e.item_id, e.event_type) for e in sorted(pending, key=lambda e: e.timestamp)]
+        events = stored + [(e.item_id, e.event_type) for e in sorted(pending, key=lambda e: e.timestamp)
+                           if e.event_type != IMPRESSION]  # what was shown is not history
         if events:
             state = UserState()
             for item, etype in events:
@@ -293,6 +297,7 @@ class Engine:
         A user in a running experiment is answered by their arm's model version, and the answer is recorded
         for the experiment's metrics unless ``record`` is false (the dashboard's look at a user).
         """
+        asked = time.monotonic()
         state = self._current_state(user_id)
         assignment = self.experiments.route(user_id)
         b = assignment.bundle if assignment is not None else self.bundle
@@ -302,19 +307,37 @@ class Engine:
                                     "popular items")
             out = self._recommend(b, 0, UserState(), req)
             out.fallback = "unknown-user"
-        else:
-            out = self._recommend(b, self._user_index(b, user_id), state, req)
+            return self._answered(out, user_id, assignment, record)  # no impressions: maybe an erased user
+        out = self._recommend(b, self._user_index(b, user_id), state, req)
+        if self.settings.log_impressions:
+            self._log_impressions(user_id, out, asked)
         return self._answered(out, user_id, assignment, record)
 
     def _answered(self, out: Recommendations, user_id: str, assignment: Assignment | None,
                   record: bool) -> Recommendations:
-        """Give the answer its list id and, inside an experiment, its arm (recorded when ``record``)."""
-        out.list_id = uuid.uuid4().hex
+        """Inside an experiment, give the answer its arm (recorded under its list id when ``record``)."""
         if assignment is not None:
             out.experiment, out.arm = assignment.experiment.name, assignment.arm.name
             if record:
                 self.experiments.record(out.list_id, assignment, user_id, [i.item_id for i in out.items])
         return out
+
+    def _log_impressions(self, user_id: str, recs: Recommendations, asked: float) -> None:
+        """Queue what ``recs`` shows ``user_id`` as impression events (list ``recs.list_id``, position = rank
+        from 0) on the events writer, without waiting for their commit: the answer is not slowed by the
+        store, and the writer commits them with the next group (a failed group is retried event by event, so
+        an impression can never cost a click its commit). They never enter the user's history. An answer
+        computed before the user was erased logs nothing."""
+        if not recs.items:
+            return
+        now = int(time.time())
+        shown = [Event(f"impression|{recs.list_id}|{pos}", user_id, item.item_id, now, IMPRESSION, None,
+                       recs.list_id, pos) for pos, item in enumerate(recs.items)]
+        with self._ingest_lock:  # ordered with de-duplication (the ids are new) and with erasure
+            if self._erased_at.get(user_id, -1.0) >= asked:
+                return
+            self.id_filter.add([e.event_id for e in shown])
+            self.writer.submit(shown)
 
     def session_recommendations(self, items: list[str], profile: str | None,
                                 req: RecRequest) -> Recommendations:
@@ -546,11 +569,13 @@ class Engine:
         prepared = prepare(events)
         rows = list({e.event_id: e for e in reversed(prepared)}.values())[::-1]  # first of each id
         users = list(dict.fromkeys(e.user_id for e in rows))
+        # Users with behaviour in the batch; impressions alone (what was shown) make nobody known.
+        acting = list(dict.fromkeys(e.user_id for e in rows if e.event_type != IMPRESSION))
         locks = sorted({id(self.overlay.user_lock(u)): self.overlay.user_lock(u) for u in users}.items())
         for _, lock in locks:
             lock.acquire()
         try:
-            for u in users:
+            for u in acting:
                 # Load before the new events exist anywhere, so that none is counted twice.
                 self.overlay.ensure_loaded(u)
             with self._ingest_lock:  # one de-duplication at a time: a concurrent resend cannot slip through
@@ -573,7 +598,8 @@ class Engine:
             stored = [e for e in new if e.event_id not in failed]
             by_user: dict[str, list[tuple[str, str]]] = {}
             for e in sorted(stored, key=lambda e: e.timestamp):
-                by_user.setdefault(e.user_id, []).append((e.item_id, e.event_type))
+                if e.event_type != IMPRESSION:
+                    by_user.setdefault(e.user_id, []).append((e.item_id, e.event_type))
             for u, evs in by_user.items():
                 self.overlay.apply(u, evs)
         finally:
@@ -681,6 +707,8 @@ class Engine:
         with self.overlay.user_lock(user_id):
             if self.overlay.load_locked(user_id) is None:
                 raise NotFoundError(f"unknown user {user_id!r}")
+            with self._ingest_lock:  # no impression of an answer computed before now is queued after this
+                self._erased_at[user_id] = time.monotonic()
             self.writer.drop_user(user_id)
             self.experiments.forget_user(user_id)
             removed = self.keys.erase_user(user_id)

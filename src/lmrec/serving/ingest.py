@@ -30,10 +30,13 @@ from lmrec.data.cleaning import (
     ID_RULE,
     ID_WHITESPACE,
     MAX_TIMESTAMP,
+    POSITION_RULE,
     TIMESTAMP_RULE,
     CleaningConfig,
     DataError,
     id_problem,
+    list_suffix,
+    position_problem,
     timestamp_seconds,
     value_problem,
 )
@@ -45,7 +48,7 @@ log = logging.getLogger("lmrec.serving")
 
 _ACCEPTED = CleaningConfig().accepted_event_types
 _SCHEMA = {"event_id": pl.String, "user_id": pl.String, "item_id": pl.String, "timestamp": pl.Int64,
-           "event_type": pl.String, "value": pl.Float64}
+           "event_type": pl.String, "value": pl.Float64, "list_id": pl.String, "position": pl.Int32}
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Event:
     timestamp: int
     event_type: str
     value: float | None
+    list_id: str | None = None  # the list it was shown in or clicked from (a recommendation's list id)
+    position: int | None = None  # its place in that list, 0 first
 
 
 def _value_text(value: float | None) -> str:
@@ -68,18 +73,19 @@ def prepare(events: list[dict[str, Any]], now: int | None = None) -> list[Event]
 
     Event types are normalised (``addtocart`` → ``cart``) and must be known; timestamps default to now, and
     values above 1e11 are read as milliseconds; an event without an id gets the importer's derived id
-    ``user|item|timestamp|type|value``. Raises :class:`~lmrec.data.cleaning.DataError` naming the event index
-    (``row``) and field.
+    ``user|item|timestamp|type|value`` (``|list|position`` added for an event with a list). ``list_id`` is
+    checked as an id, ``position`` as a whole number from 0. Raises :class:`~lmrec.data.cleaning.DataError`
+    naming the event index (``row``) and field.
     """
     now = int(time.time()) if now is None else now
     out = []
     for row, e in enumerate(events):
         ids = {}
-        for name in ("user_id", "item_id", "event_id"):
+        for name in ("user_id", "item_id", "event_id", "list_id"):
             raw = e.get(name)
             val = "" if raw is None else str(raw).strip(ID_WHITESPACE)
             ids[name] = val
-            if name == "event_id" and not val:
+            if name in ("event_id", "list_id") and not val:
                 continue
             problem = id_problem(val)
             if problem:
@@ -103,9 +109,15 @@ def prepare(events: list[dict[str, Any]], now: int | None = None) -> list[Event]
         if problem:
             raise DataError(problem, source="request body", row=row, field="value",
                             expected="a finite number")
-        user, item = ids["user_id"], ids["item_id"]
-        eid = ids["event_id"] or f"{user}|{item}|{ts}|{etype}|{_value_text(value)}"
-        out.append(Event(eid, user, item, ts, etype, value))
+        position = e.get("position")
+        if position is not None and (isinstance(position, bool) or not isinstance(position, int)
+                                     or position_problem(position)):
+            raise DataError("position out of range", source="request body", row=row, field="position",
+                            expected=POSITION_RULE)
+        user, item, list_id = ids["user_id"], ids["item_id"], ids["list_id"] or None
+        eid = ids["event_id"] or (f"{user}|{item}|{ts}|{etype}|{_value_text(value)}"
+                                  f"{list_suffix(list_id, position)}")
+        out.append(Event(eid, user, item, ts, etype, value, list_id, position))
     return out
 
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from lmrec.data.schema import NEGATIVE_EVENT_TYPES
+from lmrec.data.schema import IMPRESSION, NEGATIVE_EVENT_TYPES
 
 
 @dataclass
@@ -27,7 +27,10 @@ class UserState:
     profile: str | None = None  # free text about the user, for cold starts
 
     def apply(self, item_id: str, event_type: str, limit: int) -> None:
-        """Add one event in time order (``limit`` bounds the positive history)."""
+        """Add one event in time order (``limit`` bounds the positive history). An impression (the item was
+        shown) is not behaviour and changes nothing."""
+        if event_type == IMPRESSION:
+            return
         if event_type in NEGATIVE_EVENT_TYPES:
             self.negatives.add(item_id)
             if item_id in self.items:

@@ -65,7 +65,11 @@ class RecommendationsOut(BaseModel):
                                      description="Session items the model does not know.")
     fallback: str | None = Field(None, description="Set when a fallback answered instead of the user's own "
                                                    "history: 'unknown-user' (asked with unknown=popular).")
-    list_id: str | None = Field(None, description="This answer's id (recommendations for a user).")
+    list_id: str = Field(description="This answer's id: send it (with the item's position, 0 first) on the "
+                                     "events that follow from it (a click, a cart) to join them to what was "
+                                     "shown. A known user's answer is stored as impression events under it "
+                                     "unless log_impressions is off; an experiment records it under the same "
+                                     "id.")
     experiment: str | None = Field(None, description="The online experiment this user is in, if any.")
     arm: str | None = Field(None, description="The experiment's arm that answered (its model version is "
                                               "model_version).")
@@ -127,7 +131,8 @@ class EventIn(_Body):
     user_id: str = _ID
     item_id: str = _ID
     event_type: str = Field("view", min_length=1, max_length=64,
-                            description="view, click, cart, purchase, rating, like, dislike, skip, ...")
+                            description="view, click, cart, purchase, rating, like, dislike, skip, ..., or "
+                                        "impression (the item was shown: kept apart, never history)")
     timestamp: int | None = Field(None, description="Seconds (or milliseconds, above 1e11) since the epoch "
                                                     "(UTC), or ISO-8601 text as a CSV import takes it "
                                                     "(2026-11-29T10:15:00Z; naive means UTC), up to "
@@ -135,6 +140,11 @@ class EventIn(_Body):
                                   json_schema_extra={"anyOf": [{"type": "integer"}, {"type": "string"},
                                                                {"type": "null"}]})
     value: float | None = Field(None, allow_inf_nan=False, description="A rating, an amount, a watch time...")
+    list_id: str | None = Field(None, max_length=256,
+                                description="The list the item was shown in or clicked from (a "
+                                            "recommendation answer's list_id).")
+    position: int | None = Field(None, ge=0, le=2**31 - 1,
+                                 description="The item's place in that list, 0 for the first.")
 
     @field_validator("timestamp", mode="before")
     @classmethod

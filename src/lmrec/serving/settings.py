@@ -46,6 +46,11 @@ class ServingSettings(BaseSettings):
         False, description="Answer events requests before their commit (fire and forget): faster, and a "
                            "killed process loses what was acknowledged but not yet committed.")
     ingest_timeout_s: float = Field(30.0, gt=0, description="Longest wait for an events commit (then 503).")
+    log_impressions: bool = Field(
+        True, description="Store what each recommendation answer showed a known user as impression events "
+                          "(list id = the answer's list_id, position = rank from 0), through the events "
+                          "writer without making the answer wait for the commit; clicks sent with that "
+                          "list_id join to them. Impressions are never history.")
     erasure_compaction: bool = Field(
         True, description="After erasing a user, rewrite the store file so that the deleted rows leave no "
                           "bytes behind (writes wait meanwhile; docs/privacy.md has the cost). Off: the "

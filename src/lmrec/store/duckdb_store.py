@@ -40,16 +40,19 @@ import pyarrow as pa
 from lmrec.data.cleaning import ROW, CleaningConfig, CleaningReport, DataError, clean_rows, clean_table
 from lmrec.data.dataset import Dataset, conform
 from lmrec.data.loaders.base import DEFAULT_CHUNK_ROWS, Source, known_item_ids
-from lmrec.data.schema import EVENTS_SCHEMA, ITEMS_SCHEMA, USERS_SCHEMA
+from lmrec.data.schema import EVENTS_SCHEMA, IMPRESSION, ITEMS_SCHEMA, USERS_SCHEMA
 from lmrec.privacy import store_key
 
-SCHEMA_VERSION = 1
+#: 2: events carry ``list_id`` and ``position`` (impressions and the clicks on them); a schema-1 store gains
+#: them, empty, when opened for writing, and reads as if it had them when opened read-only.
+SCHEMA_VERSION = 2
 
 _DDL = [
     """CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS events (
         event_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, item_id VARCHAR NOT NULL,
-        timestamp BIGINT NOT NULL, event_type VARCHAR NOT NULL, value DOUBLE)""",
+        timestamp BIGINT NOT NULL, event_type VARCHAR NOT NULL, value DOUBLE, list_id VARCHAR,
+        position INTEGER)""",
     """CREATE TABLE IF NOT EXISTS items (
         item_id VARCHAR PRIMARY KEY, title VARCHAR, description VARCHAR, categories VARCHAR[], attributes
         VARCHAR, updated_at TIMESTAMP DEFAULT current_timestamp, seq BIGINT)""",
@@ -59,6 +62,10 @@ _DDL = [
 ]
 #: Columns the store keeps for itself and never returns.
 _INTERNAL = ("updated_at", "seq")
+#: Event columns added after schema 1, with their SQL types (see :meth:`Store._migrate`).
+_ADDED_EVENT_COLUMNS = {"list_id": "VARCHAR", "position": "INTEGER"}
+#: The events columns, in :data:`~lmrec.data.schema.EVENTS_SCHEMA` order, for inserts.
+_EVENT_COLS = ", ".join(EVENTS_SCHEMA.names)
 
 
 #: First bytes of a DuckDB database file (bytes 8-11 of its header).
@@ -278,22 +285,32 @@ class Store:
                     self._con.execute(ddl)
                 self._migrate()
                 self._con.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
-                )
+                    "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET "
+                    "value = excluded.value", [str(SCHEMA_VERSION)])
+        with self._lock:
+            have = self._table_columns("events")
+        # What reads select: a read-only schema-1 store lacks the list columns, which then read as empty.
+        self._event_select = ", ".join(
+            c if c in have or not have else f"CAST(NULL AS {_ADDED_EVENT_COLUMNS[c]}) AS {c}"
+            for c in EVENTS_SCHEMA.names)
+
+    def _table_columns(self, table: str) -> set[str]:
+        return {r[0] for r in self._con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND table_catalog = current_database()", [table]).fetchall()}
 
     def _migrate(self) -> None:
-        """Bring a store written by an older lmrec up to date (adds ``seq`` to the items and users of
-        schema-1 stores)."""
+        """Bring a store written by an older lmrec up to date: ``seq`` for the items and users of early
+        schema-1 stores, ``list_id`` and ``position`` for the events of schema-1 stores (empty for the events
+        already there). Adding nullable columns rewrites no row."""
         for table in ("items", "users"):
-            cols = {
-                r[0]
-                for r in self._con.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
-                ).fetchall()
-            }
-            if "seq" not in cols:
+            if "seq" not in self._table_columns(table):
                 self._con.execute(f"ALTER TABLE {table} ADD COLUMN seq BIGINT")
                 self._con.execute(f"UPDATE {table} SET seq = rowid")
+        have = self._table_columns("events")
+        for col, sql_type in _ADDED_EVENT_COLUMNS.items():
+            if col not in have:
+                self._con.execute(f"ALTER TABLE events ADD COLUMN {col} {sql_type}")
 
     # ------------------------------------------------------------------ plumbing
     def close(self) -> None:
@@ -424,7 +441,7 @@ class Store:
             # One hash anti-join against the stored ids: linear, bounded memory. The join does not keep row
             # order, so the rows are put back in input order: ties in time are read back in insertion order.
             rows = self._con.execute(
-                "INSERT INTO events SELECT * EXCLUDE (_pos) FROM _lmrec_batch b "
+                f"INSERT INTO events ({_EVENT_COLS}) SELECT {_EVENT_COLS} FROM _lmrec_batch b "
                 "WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id) ORDER BY _pos"
             ).fetchall()
         finally:
@@ -447,7 +464,8 @@ class Store:
             table = events.select(list(EVENTS_SCHEMA.names)).to_arrow().cast(EVENTS_SCHEMA)
             self._register("_lmrec_new", table)
             try:
-                rows = self._con.execute("INSERT INTO events SELECT * FROM _lmrec_new").fetchall()
+                rows = self._con.execute(
+                    f"INSERT INTO events ({_EVENT_COLS}) SELECT {_EVENT_COLS} FROM _lmrec_new").fetchall()
             finally:
                 self._unregister("_lmrec_new")
             return int(rows[0][0]) if rows else 0
@@ -638,21 +656,24 @@ class Store:
     def counts(self) -> dict[str, int]:
         return {t: int(self.execute(f"SELECT count(*) FROM {t}")[0][0]) for t in ("events", "items", "users")}
 
-    def user_sequence(self, user_id: str, limit: int | None = None) -> pl.DataFrame:
-        """A user's events, oldest first (ties in insertion order); only the newest ``limit`` when given."""
+    def user_sequence(self, user_id: str, limit: int | None = None,
+                      impressions: bool = False) -> pl.DataFrame:
+        """A user's interactions, oldest first (ties in insertion order); only the newest ``limit`` when
+        given. Impressions (what they were shown) are not part of it unless ``impressions``."""
         cols = ", ".join(EVENTS_SCHEMA.names)
-        newest = (
-            f"SELECT {cols}, rowid AS _rid FROM events WHERE user_id = ? ORDER BY timestamp DESC, _rid DESC"
-        )
+        shown = "" if impressions else "AND event_type <> ? "
+        newest = (f"SELECT {self._event_select}, rowid AS _rid FROM events WHERE user_id = ? {shown}"
+                  "ORDER BY timestamp DESC, _rid DESC")
         if limit is not None:
             newest += f" LIMIT {int(limit)}"
-        return self.query(f"SELECT {cols} FROM ({newest}) ORDER BY timestamp, _rid", [str(user_id)])
+        return self.query(f"SELECT {cols} FROM ({newest}) ORDER BY timestamp, _rid",
+                          [str(user_id)] + ([] if impressions else [IMPRESSION]))
 
     def events(self, where: str = "", params: list[Any] | None = None) -> pl.DataFrame:
-        """Events in insertion order (optionally filtered by a SQL ``where`` clause on the events columns)."""
-        cols = ", ".join(EVENTS_SCHEMA.names)
-        return self.query(f"SELECT {cols} FROM events {('WHERE ' + where) if where else ''} ORDER BY rowid",
-                          params)
+        """Events in insertion order (optionally filtered by a SQL ``where`` clause on the events columns),
+        impressions included (:meth:`to_dataset` sets them apart)."""
+        return self.query(f"SELECT {self._event_select} FROM events {('WHERE ' + where) if where else ''} "
+                          "ORDER BY rowid", params)
 
     def items(self) -> pl.DataFrame:
         """Every item, in the order they were first added."""
@@ -674,8 +695,9 @@ class Store:
         row = self.execute(
             "SELECT count(*) FILTER (WHERE coalesce(trim(i.title), '') <> '' "
             "OR coalesce(trim(i.description), '') <> ''), count(*) "
-            "FROM (SELECT DISTINCT item_id FROM events) e LEFT JOIN items i USING (item_id)"
-        )[0]
+            "FROM (SELECT DISTINCT item_id FROM events WHERE event_type <> ?) e "
+            "LEFT JOIN items i USING (item_id)",
+            [IMPRESSION])[0]
         return int(row[0]), int(row[1])
 
     def to_dataset(self, name: str | None = None, cleaning: CleaningConfig | None = None) -> Dataset:

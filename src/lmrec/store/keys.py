@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from lmrec.data.schema import IMPRESSION
 from lmrec.privacy import erasure_secret, keyed_hash
 from lmrec.store.duckdb_store import Store
 from lmrec.store.embeddings import EmbeddingTable
@@ -245,27 +246,30 @@ def existing_event_ids(store: Store | ReadCursor, event_ids: list[str]) -> set[s
 
 
 def user_events(store: Store | ReadCursor, user_id: str, limit: int) -> list[tuple[str, str]]:
-    """A user's newest ``limit`` events as ``(item_id, event_type)``, oldest first (ties in insertion
-    order)."""
+    """A user's newest ``limit`` interactions as ``(item_id, event_type)``, oldest first (ties in insertion
+    order); impressions are not history and are left out."""
     rows = store.execute(
-        "SELECT item_id, event_type FROM events WHERE user_id = ? "
+        "SELECT item_id, event_type FROM events WHERE user_id = ? AND event_type <> ? "
         "ORDER BY timestamp DESC, rowid DESC LIMIT ?",
-        [str(user_id), int(limit)])
+        [str(user_id), IMPRESSION, int(limit)])
     return [(r[0], r[1]) for r in reversed(rows)]
 
 
 def recent_histories(store: Store, max_users: int, per_user: int) -> dict[str, list[tuple[str, str]]]:
-    """The newest ``per_user`` events ``(item_id, event_type)``, oldest first, of the ``max_users`` most
-    recently active users, in one scan: the service loads them at start, so first requests need no query."""
+    """The newest ``per_user`` interactions ``(item_id, event_type)``, oldest first, of the ``max_users`` most
+    recently active users, in one scan: the service loads them at start, so first requests need no query.
+    Impressions are not history and are left out."""
     rows = store.execute(
         """WITH active AS (
-               SELECT user_id FROM events GROUP BY user_id ORDER BY max(timestamp) DESC LIMIT ?),
+               SELECT user_id FROM events WHERE event_type <> ?
+               GROUP BY user_id ORDER BY max(timestamp) DESC LIMIT ?),
            ranked AS (
                SELECT e.user_id, e.item_id, e.event_type, e.timestamp, e.rowid AS rid,
                       row_number() OVER (PARTITION BY e.user_id ORDER BY e.timestamp DESC, e.rowid DESC) AS r
-               FROM events e JOIN active USING (user_id))
-           SELECT user_id, item_id, event_type FROM ranked WHERE r <= ? ORDER BY user_id, timestamp, rid""",
-        [int(max_users), int(per_user)])
+               FROM events e JOIN active USING (user_id) WHERE e.event_type <> ?)
+           SELECT user_id, item_id, event_type FROM ranked WHERE r <= ?
+           ORDER BY user_id, timestamp, rid""",
+        [IMPRESSION, int(max_users), IMPRESSION, int(per_user)])
     out: dict[str, list[tuple[str, str]]] = {}
     for user, item, etype in rows:
         out.setdefault(user, []).append((item, etype))

@@ -1,8 +1,9 @@
 """Generic event tables: CSV, TSV, Parquet or JSON lines, with a column mapping, streamed in chunks.
 
 The events file needs a user, an item and a time column; it may have an event type, a value (rating,
-amount...) and an event id. Columns already named as lmrec names them (``user_id``, ``item_id``,
-``timestamp``, ``event_type``, ``value``, ``event_id``) or with a common spelling (``userId``, ``visitorid``,
+amount...), an event id and, for impressions and the clicks on them, a list id and a position. Columns
+already named as lmrec names them (``user_id``, ``item_id``, ``timestamp``, ``event_type``, ``value``,
+``event_id``, ``list_id``, ``position``) or with a common spelling (``userId``, ``visitorid``,
 ``itemid``, ``rating``...) are found without help; others are named by a mapping, from the command line
 (``-m user_id=customer -m item_id=sku``) or from a config file::
 
@@ -76,6 +77,9 @@ EVENT_ALIASES: dict[str, tuple[str, ...]] = {
     "value": ("value", "rating", "score"),
     "event_id": ("event_id", "eventId"),
     "split": ("split",),  # a given split: train / valid / test per event (protocol ``given``)
+    # the list an impression (or a click from it) belongs to, and its place there (0 = first shown)
+    "list_id": ("list_id", "listId", "impression_id"),
+    "position": ("position",),
 }
 ITEM_FIELDS = ("item_id", "title", "description", "categories")
 USER_FIELDS = ("user_id", "profile")

@@ -16,7 +16,7 @@ import polars as pl
 from lmrec.data.cleaning import ROW, DataError
 from lmrec.data.loaders.base import Source
 from lmrec.data.loaders.registry import register_detector, register_format
-from lmrec.data.schema import SPLIT_COLUMN
+from lmrec.data.schema import IMPRESSION, SPLIT_COLUMN
 
 #: Stated protocols a file without a split column can be read with (``-o split=...``).
 STATED_SPLITS = ("none", "leave-one-out")
@@ -89,8 +89,10 @@ def load_split_folder(path: str | Path, *, name: str | None = None) -> Source:
         parts.append(targets.with_columns(pl.lit(part).alias(SPLIT_COLUMN)))
     events = pl.concat(parts, how="diagonal_relaxed")
     if "event_type" in events.columns:
-        events = events.with_columns(pl.col("event_type").fill_null(train["event_type"].mode().first()
-                                                                     if train.height else "view"))
+        # Targets are interactions: the commonest type of training's events, never its impressions.
+        acted = train.filter(pl.col("event_type") != IMPRESSION)
+        events = events.with_columns(pl.col("event_type").fill_null(acted["event_type"].mode().first()
+                                                                     if acted.height else "view"))
     events = events.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
     source = Source(name or str(meta.get("dataset") or folder.name), events=events, origin=str(folder),
                     has_split=True)
