@@ -39,7 +39,7 @@ import polars as pl
 import pyarrow as pa
 
 from lmrec.data.dataset import conform
-from lmrec.data.schema import EVENTS_SCHEMA, ITEMS_SCHEMA, USERS_SCHEMA
+from lmrec.data.schema import EVENTS_SCHEMA, IMPRESSION, ITEMS_SCHEMA, USERS_SCHEMA
 from lmrec.privacy import store_key
 from lmrec.store.duckdb_store import SCHEMA_VERSION, Store, StoreKeyError
 
@@ -57,7 +57,10 @@ _DDL = [
     """CREATE TABLE IF NOT EXISTS events (
         rid BIGINT GENERATED ALWAYS AS IDENTITY, event_id TEXT NOT NULL PRIMARY KEY, user_id TEXT NOT NULL,
         item_id TEXT NOT NULL, timestamp BIGINT NOT NULL, event_type TEXT NOT NULL,
-        value DOUBLE PRECISION)""",
+        value DOUBLE PRECISION, list_id TEXT, position INTEGER)""",
+    # schema 2 (impressions): a store created before gains the list columns, empty
+    "ALTER TABLE events ADD COLUMN IF NOT EXISTS list_id TEXT",
+    "ALTER TABLE events ADD COLUMN IF NOT EXISTS position INTEGER",
     "CREATE INDEX IF NOT EXISTS events_user ON events (user_id, timestamp, rid)",
     "CREATE INDEX IF NOT EXISTS events_rid ON events (rid)",
     """CREATE TABLE IF NOT EXISTS items (
@@ -388,7 +391,8 @@ class PostgresStore(Store):
         cols = ", ".join(EVENTS_SCHEMA.names)
         with self._lock:
             if batch.num_rows <= _ARRAY_ROWS:
-                types = ("text", "text", "text", "bigint", "text", "float8")
+                types = ("text", "text", "text", "bigint", "text", "float8", "text", "int4")
+                assert len(types) == len(EVENTS_SCHEMA.names)
                 arrays = ", ".join(f"%s::{t}[]" for t in types)
                 rows = self._con.conn.execute(
                     f"INSERT INTO events ({cols}) SELECT {cols} FROM unnest({arrays}) WITH ORDINALITY "
@@ -467,12 +471,16 @@ class PostgresStore(Store):
         return out
 
     # ------------------------------------------------------------------ reads
-    def user_sequence(self, user_id: str, limit: int | None = None) -> pl.DataFrame:
+    def user_sequence(self, user_id: str, limit: int | None = None,
+                      impressions: bool = False) -> pl.DataFrame:
         cols = ", ".join(EVENTS_SCHEMA.names)
-        newest = f"SELECT {cols}, rid FROM events WHERE user_id = ? ORDER BY timestamp DESC, rid DESC"
+        shown = "" if impressions else "AND event_type <> ? "
+        newest = (f"SELECT {cols}, rid FROM events WHERE user_id = ? {shown}"
+                  "ORDER BY timestamp DESC, rid DESC")
         if limit is not None:
             newest += f" LIMIT {int(limit)}"
-        return self.query(f"SELECT {cols} FROM ({newest}) AS n ORDER BY timestamp, rid", [str(user_id)])
+        return self.query(f"SELECT {cols} FROM ({newest}) AS n ORDER BY timestamp, rid",
+                          [str(user_id)] + ([] if impressions else [IMPRESSION]))
 
     def events(self, where: str = "", params: list[Any] | None = None) -> pl.DataFrame:
         """Events in insertion order (optionally filtered by a SQL ``where`` clause on the events columns).
@@ -507,7 +515,8 @@ class PostgresStore(Store):
         row = self.execute(
             "SELECT count(*) FILTER (WHERE coalesce(trim(i.title), '') <> '' "
             "OR coalesce(trim(i.description), '') <> ''), count(*) "
-            "FROM (SELECT DISTINCT item_id FROM events) e LEFT JOIN items i USING (item_id)")[0]
+            "FROM (SELECT DISTINCT item_id FROM events WHERE event_type <> ?) e "
+            "LEFT JOIN items i USING (item_id)", [IMPRESSION])[0]
         return int(row[0]), int(row[1])
 
     def export_parquet(self, folder: str | Path) -> dict[str, Path]:
