@@ -1,5 +1,5 @@
-"""Impressions (list id and position) on a PostgreSQL store: kept by the service's small inserts and by imports,
-left out of a user's sequence and the text coverage, as on DuckDB."""
+"""Impressions (list id and position) on a PostgreSQL store: kept by the service's small inserts and by
+imports, left out of a user's sequence and the text coverage, as on DuckDB."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from lmrec.data.schema import EVENT_COLUMNS
+from lmrec.data.schema import EVENT_COLUMNS, IMPRESSION
 from lmrec.evaluation.replay import raw_ranking_metrics
 from lmrec.experiment.runs import load_data
 from lmrec.models.base import MODEL_FILE, Recommender, load_model
@@ -161,6 +161,8 @@ def update_version(model_dir: str | Path, events: pl.DataFrame, *, items: pl.Dat
     root = Path(registry) if registry is not None else model_dir.parent
     if since is not None:
         events = events.filter(pl.col("timestamp") > since)
+    if "event_type" in events.columns:  # what was shown is neither training data nor a guard target
+        events = events.filter(pl.col("event_type") != IMPRESSION)
     if events.height == 0:
         raise ValueError(f"no events after {since}: nothing to update on")
     current = serving if serving is not None else load_model(model_dir)

@@ -21,7 +21,7 @@ import polars as pl
 from lmrec.data.dataset import Dataset, conform
 from lmrec.data.idmap import IdMap
 from lmrec.data.ragged import Ragged
-from lmrec.data.schema import ITEMS_SCHEMA, PAD
+from lmrec.data.schema import IMPRESSION, ITEMS_SCHEMA, PAD
 from lmrec.models.base import Recommender
 from lmrec.text import ItemTemplate
 
@@ -75,7 +75,8 @@ def absorb_events(model: Recommender, events: pl.DataFrame, items: pl.DataFrame 
                         pl.col("timestamp").cast(pl.Int64),
                         (pl.col("event_type").cast(pl.String) if "event_type" in events.columns
                          else pl.lit("interaction")).alias("event_type"))
-          .with_row_index("_order").sort(["timestamp", "_order"]).drop("_order"))
+          .with_row_index("_order").sort(["timestamp", "_order"]).drop("_order")
+          .filter(pl.col("event_type") != IMPRESSION))  # what was shown is not an interaction
     item_ids = ev["item_id"].unique(maintain_order=True).to_list()
     new_items = [i for i in item_ids if i not in model.item_map]
     if new_items:
