@@ -48,6 +48,7 @@ EXPECTED = {
     "seqrec": {ItemEmbeddings, UserEmbeddings, ColdStartItems},
     "multitask": {ItemEmbeddings, PredictionHeads},
     "auto": {ColdStartItems},
+    "pipeline": {ColdStartItems},
 }
 OPTIONAL = (ColdStartItems, ItemEmbeddings, UserEmbeddings, PredictionHeads)
 

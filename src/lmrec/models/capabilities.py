@@ -15,6 +15,8 @@ A model lists the capabilities it really has among its base classes; callers (th
   popularity prior). An inner-product index over the item vectors then proposes candidates, which the caller
   re-scores exactly with ``score(..., items=candidates)``.
 * :class:`PredictionHeads` — predictions beyond ranking: rating, next action type, user value.
+* :class:`RankingReasons` — a learned ranker says which of its inputs placed an item where it is (the
+  retrieve-and-rank pipeline: its features' contributions), for explanations.
 """
 
 from __future__ import annotations
@@ -103,3 +105,15 @@ class PredictionHeads(ABC):
     @abstractmethod
     def predict_value(self, users: np.ndarray, context: Dataset | None = None) -> np.ndarray:
         """``(n,)`` each user's value over the model's horizon."""
+
+
+class RankingReasons(ABC):
+    """Why a learned ranker placed an item: the inputs that raised its score most."""
+
+    @abstractmethod
+    def ranking_reasons(self, histories: Ragged, users: np.ndarray | None, items: np.ndarray,
+                        top: int = 3) -> list[list[tuple[str, float]]]:
+        """For row ``r``, the reasons (a retriever name such as ``itemknn`` or ``seqrec``, or ``categories``,
+        ``content-lm``, ``popular``, ``trending``, ``price``, ``fresh``, ``activity``) that raised the
+        score of ``items[r]`` for ``histories[r]`` most, with their contributions, best first (at most
+        ``top``)."""
