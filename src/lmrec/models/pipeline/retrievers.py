@@ -4,9 +4,9 @@ Two kinds of retriever:
 
 * **Models** (:data:`MODEL_RETRIEVERS`): any fitted lmrec recommender: SeqRec, EASE, ItemKNN, ALS and
   ContentLM (the user's language-model vector, the mean of the history's text vectors, against each item's).
-  SeqRec, EASE, ItemKNN and ContentLM are fitted by :class:`~lmrec.models.auto.Auto`'s own machinery (its component
-  plan: SeqRec's item representation and settings, its bounded early stopping), so the pipeline and Auto fit
-  them the same way.
+  SeqRec, EASE, ItemKNN and ContentLM are fitted by :class:`~lmrec.models.auto.Auto`'s own machinery (its
+  component plan: SeqRec's item representation and settings, its bounded early stopping), so the pipeline and
+  Auto fit them the same way.
 * **Simple** ones computed from the fitting data: ``popular`` (events per item), ``trending`` (events in the
   most recent tenth of the fitting events) and ``categories`` ("more from the categories the user engages
   with": the recency-weighted share of the history in each category, summed over the item's categories, ties
