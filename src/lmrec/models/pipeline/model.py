@@ -260,6 +260,9 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
                     continue
                 order = np.argsort(np.where(rel[i] | hard[i], -1.0, best_rank[i]), kind="stable")
                 order = order[keep[order]][: max(cfg.train_candidates, int((rel[i] | hard[i]).sum()))]
+                # in a random order: rows sorted by label would let tied scores rank positives first, which
+                # flatters the early-stopping metric of the first rounds
+                order = rng.permutation(order)
                 xs.append(x[i, order])
                 ys.append(rel[i, order].astype(np.float32))
                 sizes.append(len(order))
