@@ -165,4 +165,4 @@ def test_cli_trains_a_pipeline_folder_that_recommend_and_evaluate_use(tmp_path: 
                             str(out), "--out", str(tmp_path / "report")])
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "report" / "results.json").read_text())
-    assert set(res["models"]) == {"most-popular", "model"}
+    assert set(res["models"]) == {"most-popular", "pipe"}  # the folder, by its name
