@@ -166,3 +166,21 @@ def test_cli_trains_a_pipeline_folder_that_recommend_and_evaluate_use(tmp_path: 
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "report" / "results.json").read_text())
     assert set(res["models"]) == {"most-popular", "pipe"}  # the folder, by its name
+
+
+def test_multitask_heads_become_features(tmp_path: Path) -> None:
+    from lmrec.models import model_class
+
+    ds = generate_ecommerce(n_users=120, n_items=40, days=90, seed=2).dataset()
+    sp = leave_one_out(ds)
+    fast = {**model_class("multitask").fast_config, "item_repr": "id", "epochs": 2}
+    m = create_model("pipeline", **{**FAST, "retrievers": "itemknn,multitask,popular", "multitask": fast})
+    m.fit(sp.train, sp.valid)
+    heads = [n for n, _ in m.feature_names_ if n.startswith("head:")]
+    assert "head:next_purchase" in heads
+    assert any(m.feature_names_[c][0] in heads for c in m.columns_), "the ranker reads them"
+    assert m.side_.heads is not None and np.isnan(m.side_.heads[0]).all()
+    assert np.isfinite(m.side_.heads[sp.test.users]).all()
+    loaded = load_model(m.save(tmp_path / "pipe"))
+    hist, users = sp.test.history.take(np.arange(10)), sp.test.users[:10]
+    np.testing.assert_array_equal(loaded.score(hist, users), m.score(hist, users))

@@ -9,7 +9,8 @@
   (``price`` of the items' attributes JSON) and the gap between its log price and the history's mean; match:
   the recency-weighted share of the history in the item's categories and the events since the user last
   touched the item's (first) category; user: the event-type mix and event count of a known user in the
-  fitting data (missing for anonymous histories).
+  fitting data (missing for anonymous histories); the outputs of a retriever's multi-task heads for a known
+  user (the probability of each next action type, the predicted value), from the fitting data.
 
 Everything is computed from the fitting data and the history given: never from events after the fit.
 Missing values are NaN (LightGBM routes them).
@@ -71,6 +72,9 @@ class SideData:
     popularity: np.ndarray  # (n_items + 1,) events per item
     ref_time: float
     event_types: tuple[str, ...] = field(default_factory=tuple)
+    #: (n_users + 1, heads) a multi-task retriever's outputs per known user (NaN: unknown), and their names
+    heads: np.ndarray | None = None
+    head_names: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
     def from_dataset(cls, ds: Dataset, trending: np.ndarray) -> SideData:
@@ -109,16 +113,38 @@ class SideData:
             self.popularity = np.concatenate([self.popularity, zeros])
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"side.item_first": self.item_first, "side.item_last": self.item_last,
+        extra = {} if self.heads is None else {"side.heads": self.heads}
+        return {**extra, "side.item_first": self.item_first, "side.item_last": self.item_last,
                 "side.trending": self.trending, "side.price": self.price, "side.user_mix": self.user_mix,
                 "side.user_events": self.user_events, "side.popularity": self.popularity,
                 "side.ref_time": np.array([self.ref_time])}
 
     @classmethod
-    def from_state(cls, a: dict[str, np.ndarray], event_types: tuple[str, ...]) -> SideData:
+    def from_state(cls, a: dict[str, np.ndarray], event_types: tuple[str, ...],
+                   head_names: tuple[str, ...] = ()) -> SideData:
         return cls(a["side.item_first"], a["side.item_last"], a["side.trending"], a["side.price"],
                    a["side.user_mix"], a["side.user_events"], a["side.popularity"],
-                   float(a["side.ref_time"][0]), event_types)
+                   float(a["side.ref_time"][0]), event_types, a.get("side.heads"), tuple(head_names))
+
+    def add_heads(self, model: object, n_users: int) -> None:
+        """The next-action-type probabilities and value a multi-task model predicts for every known user
+        (after their events in the model's fitting data)."""
+        from_heads: list[np.ndarray] = []
+        names: list[str] = []
+        heads = getattr(model, "heads", ())
+        users = np.arange(1, n_users, dtype=np.int64)
+        if "next_type" in heads:
+            p = np.asarray(model.predict_next_type(users), dtype=np.float32)  # type: ignore[attr-defined]
+            from_heads.append(p)
+            names += [f"head:next_{t}" for t in model.event_types]  # type: ignore[attr-defined]
+        if "value" in heads:
+            v = np.asarray(model.predict_value(users), dtype=np.float32)  # type: ignore[attr-defined]
+            from_heads.append(np.log1p(np.maximum(v, 0.0))[:, None])
+            names.append("head:value")
+        if names:
+            cols = np.concatenate(from_heads, axis=1)
+            self.heads = np.vstack([np.full((1, cols.shape[1]), np.nan, dtype=np.float32), cols])
+            self.head_names = tuple(names)
 
 
 def feature_names(retrievers: list[str], side: SideData) -> list[tuple[str, str]]:
@@ -133,6 +159,7 @@ def feature_names(retrievers: list[str], side: SideData) -> list[tuple[str, str]
             ("price", "side"), ("price_gap", "side"), ("category_share", "side"),
             ("category_steps_since", "side"), ("user_events", "side")]
     out += [(f"user_mix:{t}", "side") for t in side.event_types]
+    out += [(n, "behaviour") for n in side.head_names]
     return out
 
 
@@ -206,4 +233,10 @@ def build(
     mix[~known_u] = np.nan
     for t in range(mix.shape[1]):
         cols.append(np.broadcast_to(mix[:, t : t + 1], cand.shape))
+    if side.heads is not None:
+        known_h = (users > 0) & (users < len(side.heads))
+        heads = side.heads[np.where(known_h, users, 0)]
+        heads[~known_h] = np.nan
+        for h in range(heads.shape[1]):
+            cols.append(np.broadcast_to(heads[:, h : h + 1], cand.shape))
     return np.stack([np.asarray(c, dtype=np.float32) for c in cols], axis=2)

@@ -43,7 +43,7 @@ from lmrec.data.schema import NEGATIVE_EVENT_TYPES, PAD
 from lmrec.data.splits import EvalSet, leave_one_out
 from lmrec.models.auto import Auto, normalise_rows, text_is_informative
 from lmrec.models.base import Recommender, create_model, load_model, register, scores_for_items
-from lmrec.models.capabilities import ColdStartItems, RankingReasons
+from lmrec.models.capabilities import ColdStartItems, PredictionHeads, RankingReasons
 from lmrec.models.pipeline import features as F
 from lmrec.models.pipeline.ranker import RANKERS
 from lmrec.models.pipeline.retrievers import (
@@ -66,9 +66,9 @@ BATCH = 256
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    #: ``auto`` or a comma-separated list among seqrec, ease, itemknn, als, content-lm, popular, trending,
-    #: categories. ``auto``: SeqRec, EASE (catalogues up to ``ease_max_items``), ItemKNN, ALS, ContentLM (with
-    #: informative item text), popular, trending, and categories (when items have categories).
+    #: ``auto`` or a comma-separated list among seqrec, ease, itemknn, als, multitask, content-lm, popular,
+    #: trending, categories. ``auto``: SeqRec, EASE (catalogues up to ``ease_max_items``), ItemKNN, ALS,
+    #: ContentLM (with informative item text), popular, trending, and categories (when items have categories).
     retrievers: str = "auto"
     #: Items each retriever proposes (its top N unseen items); the candidates are their union.
     candidates: int = 100
@@ -97,6 +97,8 @@ class PipelineConfig:
     progress: bool = False
     #: Overrides of SeqRec's settings (on top of Auto's SeqRec defaults).
     seqrec: dict[str, Any] = field(default_factory=dict)
+    #: Settings of the ``multitask`` retriever (its heads' outputs are features too).
+    multitask: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         parse_retrievers(self.retrievers)
@@ -174,6 +176,8 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
             plan = {n: s for n, s in plan.items() if n in self.names_}
             if "als" in self.names_:
                 plan["als"] = {"seed": cfg.seed}
+            if "multitask" in self.names_:
+                plan["multitask"] = {"seed": cfg.seed, **dict(cfg.multitask)}
         auto_plan = {n: s for n, s in plan.items() if n in AUTO_FITTED}
         if auto_plan:
             out.update(helper._fit_components(auto_plan, data, valid, timings))
@@ -181,14 +185,22 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
         for name, settings in plan.items():
             if name not in AUTO_FITTED:
                 t0 = time.perf_counter()
-                out[name] = create_model(MODEL_RETRIEVERS[name], **settings).fit(data)
+                model = create_model(MODEL_RETRIEVERS[name], **settings)
+                vec = self.item_vectors_ if model.needs_item_vectors else None
+                model.fit(data, item_vectors=vec, vectors_meta=self.text_space_ if vec is not None else None)
+                out[name] = model
                 timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 2)
         self.plan_ = plan
         return out
 
     def _use_data(self, data: Dataset) -> None:
-        """The side data that features and simple retrievers read: from the retrievers' fitting events."""
+        """The side data that features and simple retrievers read: from the retrievers' fitting events (and a
+        multi-task retriever's head outputs)."""
         self.side_ = F.SideData.from_dataset(data, trending_counts(data))
+        for m in self.retrievers_.values():
+            if isinstance(m, PredictionHeads):
+                self.side_.add_heads(m, data.user_map.size)
+                break
 
     def _fit(self, dataset: Dataset, valid: Any = None) -> None:
         cfg: PipelineConfig = self.config
@@ -490,14 +502,16 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
         assert self.side_ is not None
         (path / PIPELINE_FILE).write_text(json.dumps(
             {"retrievers": self.names_, "fitted": list(self.retrievers_),
-             "event_types": self.side_.event_types, "features": self.feature_names_, "search": self.search_},
+             "event_types": self.side_.event_types, "head_names": self.side_.head_names,
+             "features": self.feature_names_, "search": self.search_},
             indent=1, default=str))
 
     def _load_state(self, arrays: dict[str, np.ndarray], path: Path) -> None:
         info = json.loads((path / PIPELINE_FILE).read_text())
         self.names_ = list(info["retrievers"])
         self.retrievers_ = {n: load_model(path / COMPONENTS_DIR / n) for n in info["fitted"]}
-        self.side_ = F.SideData.from_state(arrays, tuple(info["event_types"]))
+        self.side_ = F.SideData.from_state(arrays, tuple(info["event_types"]),
+                                           tuple(info.get("head_names", ())))
         self.feature_names_ = [(n, g) for n, g in info["features"]]
         self.columns_ = arrays["columns"].astype(int).tolist()
         self.search_ = info.get("search", {})

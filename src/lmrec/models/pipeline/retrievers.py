@@ -2,8 +2,9 @@
 
 Two kinds of retriever:
 
-* **Models** (:data:`MODEL_RETRIEVERS`): any fitted lmrec recommender: SeqRec, EASE, ItemKNN, ALS and
-  ContentLM (the user's language-model vector, the mean of the history's text vectors, against each item's).
+* **Models** (:data:`MODEL_RETRIEVERS`): any fitted lmrec recommender: SeqRec, EASE, ItemKNN, ALS, MultiTask
+  (whose next-action-type and value heads also become features) and ContentLM (the user's language-model
+  vector, the mean of the history's text vectors, against each item's).
   SeqRec, EASE, ItemKNN and ContentLM are fitted by :class:`~lmrec.models.auto.Auto`'s own machinery (its
   component plan: SeqRec's item representation and settings, its bounded early stopping), so the pipeline and
   Auto fit them the same way.
@@ -31,6 +32,7 @@ from lmrec.data.schema import PAD
 #: Retrievers that are lmrec models (registered name of each).
 MODEL_RETRIEVERS: dict[str, str] = {
     "seqrec": "seqrec", "ease": "ease", "itemknn": "itemknn", "als": "als", "content-lm": "content-lm",
+    "multitask": "multitask",
 }
 #: Retrievers computed from the fitting data by the pipeline itself.
 SIMPLE_RETRIEVERS: tuple[str, ...] = ("popular", "trending", "categories")
