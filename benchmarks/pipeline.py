@@ -94,6 +94,7 @@ def run_one(name: str, seed: int, budget: float) -> dict[str, Any]:
     pop = create_model("most-popular").fit(split.train)
     test("most-popular", pop, 0.0)
     out["test_recall"] = pipe.retriever_recall(split.test)
+    out["latency_ms"] = one_request_latency(pipe, split.test)
     for groups, label in ABLATION.items():
         t1 = time.perf_counter()
         other = pipe.with_features(groups)
@@ -101,6 +102,19 @@ def run_one(name: str, seed: int, budget: float) -> dict[str, Any]:
         out.setdefault("ablation_ranker", {})[label] = other.search_["ranker"]
     out["load_avg"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
     return out
+
+
+def one_request_latency(model, eval_set, n: int = 200) -> dict[str, float]:
+    """In-process time of one request (one user's top 10, history excluded), for ``n`` test users in turn:
+    the model's share of a served request, without HTTP."""
+    rows = np.random.default_rng(0).choice(len(eval_set), size=min(n, len(eval_set)), replace=False)
+    times = []
+    for r in rows.tolist():
+        t0 = time.perf_counter()
+        model.recommend_indices(eval_set.history.take([r]), eval_set.users[[r]], k=10)
+        times.append((time.perf_counter() - t0) * 1000)
+    a = np.asarray(times)
+    return {"n": len(a), "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
 
 
 def _ms(v: list[float]) -> str:
@@ -183,6 +197,11 @@ def report(rows: list[dict[str, Any]]) -> str:
                            for r in runs)
         loads = ", ".join(f"{r['load_avg'][0]:.1f}→{r['load_avg'][1]:.1f} ({r.get('wall_s', 0):.0f} s wall)"
                           for r in runs)
+        lat = [r["latency_ms"] for r in runs if "latency_ms" in r]
+        if lat:
+            lines += [f"One request in process (one user's top 10, no HTTP; {lat[0]['n']} test users in turn, "
+                      f"under the load below): p50 {np.mean([x['p50'] for x in lat]):.1f} ms, p99 "
+                      f"{np.mean([x['p99'] for x in lat]):.1f} ms (mean over seeds).", ""]
         lines += ["", f"Best single model: **{best}**; pipeline vs it: {rel:+.1f} % NDCG@10, paired t-test "
                   f"p = {t.p_value:.3g} (n = {t.n}). Ranker: {rounds}. Load average (1 min, start→end of "
                   f"each run): {loads}.", ""]
