@@ -199,8 +199,8 @@ def report(rows: list[dict[str, Any]]) -> str:
                           for r in runs)
         lat = [r["latency_ms"] for r in runs if "latency_ms" in r]
         if lat:
-            lines += [f"One request in process (one user's top 10, no HTTP; {lat[0]['n']} test users in turn, "
-                      f"under the load below): p50 {np.mean([x['p50'] for x in lat]):.1f} ms, p99 "
+            lines += [f"One request in process (one user's top 10, no HTTP; {lat[0]['n']} test users in "
+                      f"turn, under the load below): p50 {np.mean([x['p50'] for x in lat]):.1f} ms, p99 "
                       f"{np.mean([x['p99'] for x in lat]):.1f} ms (mean over seeds).", ""]
         lines += ["", f"Best single model: **{best}**; pipeline vs it: {rel:+.1f} % NDCG@10, paired t-test "
                   f"p = {t.p_value:.3g} (n = {t.n}). Ranker: {rounds}. Load average (1 min, start→end of "
