@@ -81,9 +81,9 @@ class PipelineConfig:
     text: str = "auto"
     #: Label users the ranker learns from (a seeded sample above this).
     label_users: int = 20_000
-    #: Candidates per label user kept for training: the best-ranked ones (by their best retriever rank),
-    #: with every positive and hard negative; the rest are scored but not trained on.
-    train_candidates: int = 200
+    #: Candidates per label user kept for training: every positive and hard negative, and the others sampled
+    #: uniformly (seeded) up to this many.
+    train_candidates: int = 300
     #: Share of the label users held out to early-stop the ranker.
     heldout_share: float = 0.2
     #: Seconds before a held-out event in which negative feedback and impressions count as its negatives.
@@ -264,17 +264,22 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
             for name, top in tops.items():
                 hits[name] += float((_member(top, targets).sum(axis=1) / n_t)[has_t].sum())
             hits["merged"] += float((rel.sum(axis=1) / n_t)[has_t].sum())
-            best_rank = np.where(ok, self._best_rank(cand, ok, x), np.inf)
             hard = _member(cand, ex) if ex is not None else np.zeros_like(ok)
             for i in range(len(r)):
                 keep = ok[i]
                 if not rel[i].any() or rel[i].sum() == keep.sum():
                     continue
-                order = np.argsort(np.where(rel[i] | hard[i], -1.0, best_rank[i]), kind="stable")
-                order = order[keep[order]][: max(cfg.train_candidates, int((rel[i] | hard[i]).sum()))]
+                # Every positive and hard negative, and the other candidates sampled uniformly: a choice that
+                # looked at their ranks would teach the ranker that a candidate deep in every list is often
+                # the positive (the positives are kept wherever they rank).
+                must = np.flatnonzero(keep & (rel[i] | hard[i]))
+                rest = np.flatnonzero(keep & ~(rel[i] | hard[i]))
+                room = max(0, cfg.train_candidates - len(must))
+                if len(rest) > room:
+                    rest = rng.choice(rest, size=room, replace=False)
                 # in a random order: rows sorted by label would let tied scores rank positives first, which
                 # flatters the early-stopping metric of the first rounds
-                order = rng.permutation(order)
+                order = rng.permutation(np.concatenate([must, rest]))
                 xs.append(x[i, order])
                 ys.append(rel[i, order].astype(np.float32))
                 sizes.append(len(order))
@@ -282,10 +287,6 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
         return {"x": np.concatenate(xs) if xs else np.zeros((0, len(self.feature_names_)), np.float32),
                 "y": np.concatenate(ys) if ys else np.zeros(0, np.float32),
                 "sizes": np.asarray(sizes, dtype=np.int64), "recall": recall, "label_users": len(rows)}
-
-    def _best_rank(self, cand: np.ndarray, ok: np.ndarray, x: np.ndarray) -> np.ndarray:
-        rank_cols = [i for i, (n, _) in enumerate(self.feature_names_) if n.endswith(":rank")]
-        return x[:, :, rank_cols].min(axis=2)
 
     def _train_ranker(self, labels: EvalSet, extra: Ragged | None) -> None:
         cfg: PipelineConfig = self.config
