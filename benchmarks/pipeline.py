@@ -154,7 +154,8 @@ def report(rows: list[dict[str, Any]]) -> str:
     by: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by.setdefault(r["data"], []).append(r)
-    summary = []
+    summary: list[tuple[str, int, str, float, float]] = []
+    recalls: list[tuple[str, dict[str, float]]] = []
     for data in DATASETS:
         runs = sorted(by.get(data, []), key=lambda r: r["seed"])
         if not runs:
@@ -199,18 +200,26 @@ def report(rows: list[dict[str, Any]]) -> str:
                           for r in runs)
         lat = [r["latency_ms"] for r in runs if "latency_ms" in r]
         if lat:
-            lines += [f"One request in process (one user's top 10, no HTTP; {lat[0]['n']} test users in "
+            lines += ["", f"One request in process (one user's top 10, no HTTP; {lat[0]['n']} test users in "
                       f"turn, under the load below): p50 {np.mean([x['p50'] for x in lat]):.1f} ms, p99 "
-                      f"{np.mean([x['p99'] for x in lat]):.1f} ms (mean over seeds).", ""]
+                      f"{np.mean([x['p99'] for x in lat]):.1f} ms (mean over seeds)."]
         lines += ["", f"Best single model: **{best}**; pipeline vs it: {rel:+.1f} % NDCG@10, paired t-test "
                   f"p = {t.p_value:.3g} (n = {t.n}). Ranker: {rounds}. Load average (1 min, start→end of "
                   f"each run): {loads}.", ""]
         summary.append((data, len(full), best, rel, t.p_value))
+        recalls.append((data, recall))
     lines += ["### Summary against the target (≥ +5 % NDCG@10 over the best single model with p < 0.05 on at "
               "least three of the four sets, never below −1 %)", "",
               "| data | seeds | best single | pipeline vs best | p |", "|---|---|---|---|---|"]
     for data, n_seeds, best, rb, p in summary:
         lines.append(f"| {data} | {n_seeds} | {best} | {rb:+.1f} % | {p:.3g} |")
+    names = list(dict.fromkeys(k for _, rec in recalls for k in rec if k != "merged"))
+    lines += ["", "### Where candidates are lost: recall@100 of each retriever and of the merged candidates "
+              "(test targets, mean over seeds; – where a retriever was not used)", "",
+              "| data | " + " | ".join(names) + " | merged |", "|---|" + "---|" * (len(names) + 1)]
+    for data, rec in recalls:
+        cells = [f"{rec[n]:.3f}" if n in rec else "–" for n in [*names, "merged"]]
+        lines.append(f"| {data} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
