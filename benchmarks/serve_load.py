@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------- data and model
 def build(folder: Path, n_items: int, n_users: int, events_per_user: int, model: str,
-          seed: int) -> tuple[Path, str]:
+          seed: int, model_settings: dict | None = None) -> tuple[Path, str]:
     """Write the store and a trained model folder; returns the model folder and a line on the fitted model.
 
     A ``folder`` that already holds both (from an earlier run with the same settings, recorded in
@@ -46,7 +46,7 @@ def build(folder: Path, n_items: int, n_users: int, events_per_user: int, model:
     path = folder / "models" / "v1"
     record = folder / "build.json"
     settings = {"items": n_items, "users": n_users, "events_per_user": events_per_user, "model": model,
-                "seed": seed}
+                "seed": seed, **({"model_settings": model_settings} if model_settings else {})}
     if record.is_file() and (path / "model.json").is_file():
         done = json.loads(record.read_text())
         if done["settings"] != settings:
@@ -86,7 +86,7 @@ def build(folder: Path, n_items: int, n_users: int, events_per_user: int, model:
         st.upsert_items(items)
         st.append_events(events)
         ds = st.to_dataset()
-    fitted = create_model(model)
+    fitted = create_model(model, **(model_settings or {}))
     encoded = ""
     if fitted.needs_item_vectors:  # encode the titles first (lmrec's cache keeps them), to time both apart
         from lmrec.text import get_encoder, item_vectors
@@ -250,6 +250,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=10_000)
     ap.add_argument("--events-per-user", type=int, default=30)
     ap.add_argument("--model", default="auto", help="The model served (default: auto, the flagship).")
+    ap.add_argument("--model-settings", type=json.loads, default=None,
+                    help='The model\'s settings as JSON, e.g. \'{"time_budget": 120}\'.')
     ap.add_argument("--phases", default="mixed",
                     help="Comma-separated: mixed (half recommendations, half one-event writes), "
                          "recommendations, events.")
@@ -265,7 +267,8 @@ def main() -> None:
     folder = args.workdir or Path(tmp.name)
     folder.mkdir(parents=True, exist_ok=True)
     wall0 = t0 = time.perf_counter()
-    model_dir, about = build(folder, args.items, args.users, args.events_per_user, args.model, args.seed)
+    model_dir, about = build(folder, args.items, args.users, args.events_per_user, args.model, args.seed,
+                             args.model_settings)
     print(f"data and model ready in {time.perf_counter() - t0:.0f}s: {about}", flush=True)
 
     port = _free_port()

@@ -51,6 +51,7 @@ EXPECTED = {
     "seqrec": {ItemEmbeddings, UserEmbeddings, LinearScores, ColdStartItems},
     "multitask": {ItemEmbeddings, PredictionHeads},
     "auto": {ColdStartItems, CandidateRetrieval},
+    "pipeline": {ColdStartItems},
 }
 OPTIONAL = (ColdStartItems, ItemEmbeddings, UserEmbeddings, PredictionHeads, LinearScores, SparseScores,
             CandidateRetrieval)

@@ -171,6 +171,14 @@ def train(
             "or a model folder, e.g. one written by `lmrec embed finetune`. Default: all-MiniLM-L6-v2.",
         ),
     ] = None,
+    retrievers: Annotated[
+        str | None,
+        typer.Option(
+            "--retrievers",
+            help="pipeline: its retrievers, comma-separated among seqrec, ease, itemknn, als, content-lm, "
+            "popular, trending, categories (the same as --set retrievers=...). Default: auto.",
+        ),
+    ] = None,
 ) -> None:
     """Fit a model and save it as a folder that `lmrec recommend` and `lmrec serve` load.
 
@@ -179,7 +187,8 @@ def train(
     Examples: `lmrec train --out models/auto` (auto, the default model),
     `lmrec train ease --data movielens-100k --out models/ease --set lam=300`,
     `lmrec train --data office.duckdb --encoder models/encoder-ft --out models/auto` (a fine-tuned
-    encoder), or `lmrec train --config run.yaml --set model.lam=300`.
+    encoder), `lmrec train pipeline --retrievers seqrec,ease,content-lm,popular --out models/pipe` (retrieve
+    and rank), or `lmrec train --config run.yaml --set model.lam=300`.
     """
     from lmrec.experiment import build_config
     from lmrec.experiment import train as run_train
@@ -200,6 +209,7 @@ def train(
                 "data.encoder": encoder,
                 "split.protocol": protocol,
                 "seed": seed,
+                "model.retrievers": retrievers,
                 **budget,
             },
             settings,

@@ -22,7 +22,7 @@ from lmrec.models.factorization import ALS, BPR
 from lmrec.models.itemknn import ItemKNN, UserKNN
 from lmrec.models.popularity import MostPopular, UnseenRandom
 
-for _optional in ("seqrec", "multitask", "auto"):
+for _optional in ("seqrec", "multitask", "auto", "pipeline"):
     try:
         importlib.import_module(f"lmrec.models.{_optional}")
     except ModuleNotFoundError as _exc:

@@ -23,6 +23,8 @@ A model lists the capabilities it really has among its base classes; callers (th
 * :class:`PredictionHeads` — predictions beyond ranking: rating, next action type, user value.
 * :class:`IncrementalUpdates` — the fitted model continues learning from events that arrived after it was
   fitted (new users and items included), warm-started from its current parameters, without a full refit.
+* :class:`RankingReasons` — a learned ranker says which of its inputs placed an item where it is (the
+  retrieve-and-rank pipeline: its features' contributions), for explanations.
 """
 
 from __future__ import annotations
@@ -195,3 +197,15 @@ class IncrementalUpdates(ABC):
     def update(self, events: pl.DataFrame, items: pl.DataFrame | None = None, *, passes: int | None = None,
                seed: int = 0) -> UpdateReport:
         """Absorb ``events`` and continue training for ``passes`` (the model's default when ``None``)."""
+
+
+class RankingReasons(ABC):
+    """Why a learned ranker placed an item: the inputs that raised its score most."""
+
+    @abstractmethod
+    def ranking_reasons(self, histories: Ragged, users: np.ndarray | None, items: np.ndarray,
+                        top: int = 3) -> list[list[tuple[str, float]]]:
+        """For row ``r``, the reasons (a retriever name such as ``itemknn`` or ``seqrec``, or ``categories``,
+        ``content-lm``, ``popular``, ``trending``, ``price``, ``fresh``, ``activity``) that raised the
+        score of ``items[r]`` for ``histories[r]`` most, with their contributions, best first (at most
+        ``top``)."""

@@ -394,7 +394,7 @@ class Engine:
             idx, sc = idx[: req.k], sc[: req.k]
             if profile_match is not None:
                 profile_match = profile_match[: req.k]
-            expl = (explain(b, idx, hist, types, profile_match, state.profile) if req.explain
+            expl = (explain(b, idx, hist, types, profile_match, state.profile, user=uidx) if req.explain
                     else [None] * len(idx))
             ids = model.item_map.raws(idx).tolist()
             items = [RecommendedItem(i, float(s), b.title(int(x)), b.categories(int(x)), e)
