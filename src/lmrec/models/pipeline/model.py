@@ -39,7 +39,7 @@ import polars as pl
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
-from lmrec.data.schema import NEGATIVE_EVENT_TYPES, PAD
+from lmrec.data.schema import IMPRESSION, NEGATIVE_EVENT_TYPES, PAD
 from lmrec.data.splits import EvalSet, leave_one_out
 from lmrec.models.auto import Auto, normalise_rows, text_is_informative
 from lmrec.models.base import Recommender, create_model, load_model, register, scores_for_items
@@ -58,8 +58,6 @@ from lmrec.models.pipeline.retrievers import (
 PIPELINE_FILE = "pipeline.json"
 RANKER_FILE = "ranker.txt"
 COMPONENTS_DIR = "components"
-#: Event type of an impression (an item shown in a list), when the data has them.
-IMPRESSION = "impression"
 #: Rows scored at once.
 BATCH = 256
 
@@ -550,11 +548,15 @@ def held_out_labels(dataset: Dataset, held: EvalSet, window: float) -> tuple[Eva
     """The inner split's labels from ``dataset`` (the training events only): each held-out user's last event
     is positive unless its type is negative feedback or an impression; negative feedback and impressions
     of the user within ``window`` seconds before it are negatives (returned as extra candidates)."""
-    ev = dataset.events.select("user_idx", "item_idx", "timestamp", "event_type")
+    cols = ["user_idx", "item_idx", "timestamp", "event_type"]
+    ev = dataset.events.select(cols)
     last = ev.group_by("user_idx", maintain_order=True).agg(
         pl.col("timestamp").last().alias("t_last"), pl.col("event_type").last().alias("type_last"))
     negative = set(NEGATIVE_EVENT_TYPES) | {IMPRESSION}
     users = np.asarray(held.users, dtype=np.int64)
+    shown = dataset.impressions  # what users were shown, kept apart from their interactions
+    if shown is not None and shown.height:
+        ev = pl.concat([ev, shown.select(cols).cast(ev.schema)])
     window_ev = (ev.join(last, on="user_idx")
                  .filter(pl.col("timestamp") >= pl.col("t_last") - window)
                  .filter(pl.col("event_type").is_in(sorted(negative))))
