@@ -96,6 +96,18 @@ def top_unseen(scores: np.ndarray, seen: Ragged | None, k: int) -> tuple[np.ndar
     return topk(scores, k)
 
 
+def first_occurrences(cand: np.ndarray) -> np.ndarray:
+    """``out[r, j]``: ``cand[r, j]`` is neither padding nor a repeat of an item earlier in row ``r``
+    (candidate lists merged from several sources)."""
+    order = np.argsort(cand, axis=1, kind="stable")
+    sorted_c = np.take_along_axis(cand, order, axis=1)
+    dup_sorted = np.zeros_like(sorted_c, dtype=bool)
+    dup_sorted[:, 1:] = sorted_c[:, 1:] == sorted_c[:, :-1]
+    dup = np.zeros_like(dup_sorted)
+    np.put_along_axis(dup, order, dup_sorted, axis=1)
+    return (cand != PAD) & ~dup
+
+
 def full_ranking_metrics(score_rows: Callable[[np.ndarray], np.ndarray], histories: Ragged, targets: Ragged,
                          k: int = 10, batch_size: int = 256) -> dict[str, float]:
     """Mean NDCG@k and HR@k over the rows with a target, every item ranked and each row's history excluded

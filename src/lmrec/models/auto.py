@@ -55,7 +55,7 @@ import polars as pl
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
-from lmrec.data.ranking import full_ranking_metrics, hit_matrix, mask_items, ndcg, topk
+from lmrec.data.ranking import first_occurrences, full_ranking_metrics, hit_matrix, mask_items, ndcg, topk
 from lmrec.data.schema import PAD
 from lmrec.data.splits import leave_one_out
 from lmrec.models.base import (
@@ -382,14 +382,7 @@ class Auto(Recommender, CandidateRetrieval, ColdStartItems, IncrementalUpdates):
         cand = np.concatenate(cands)
         gathered = np.stack([np.concatenate(z) for z in zs])
         # valid: not padding, not seen, first occurrence in the row
-        ok = cand != PAD
-        order = np.argsort(cand, axis=1, kind="stable")
-        sorted_c = np.take_along_axis(cand, order, axis=1)
-        dup_sorted = np.zeros_like(sorted_c, dtype=bool)
-        dup_sorted[:, 1:] = sorted_c[:, 1:] == sorted_c[:, :-1]
-        dup = np.zeros_like(dup_sorted)
-        np.put_along_axis(dup, order, dup_sorted, axis=1)
-        ok &= ~dup
+        ok = first_occurrences(cand)
         width = np.int64(self.n_items + 1)
         seen_keys = ev.history.row_ids().astype(np.int64) * width + ev.history.values.astype(np.int64)
         keys = np.arange(n, dtype=np.int64)[:, None] * width + cand

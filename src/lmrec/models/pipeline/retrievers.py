@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
-from lmrec.data.ranking import mask_items, topk
+from lmrec.data.ranking import first_occurrences, mask_items, topk
 from lmrec.data.schema import PAD
 
 #: Retrievers that are lmrec models (registered name of each).
@@ -164,14 +164,7 @@ def top_candidates(zs: dict[str, np.ndarray], histories: Ragged, n: int,
         e[extra.row_ids(), pos] = extra.values
         parts.append(e)
     cand = np.concatenate(parts, axis=1) if parts else np.zeros((len(histories), 0), dtype=np.int64)
-    ok = cand != PAD
-    order = np.argsort(cand, axis=1, kind="stable")
-    sorted_c = np.take_along_axis(cand, order, axis=1)
-    dup_sorted = np.zeros_like(sorted_c, dtype=bool)
-    dup_sorted[:, 1:] = sorted_c[:, 1:] == sorted_c[:, :-1]
-    dup = np.zeros_like(dup_sorted)
-    np.put_along_axis(dup, order, dup_sorted, axis=1)
-    ok &= ~dup
+    ok = first_occurrences(cand)
     cand = np.where(ok, cand, PAD)
     ranks = np.full((len(tops), *cand.shape), n + 1, dtype=np.float32)
     if cand.shape[1]:
