@@ -214,8 +214,11 @@ def trial_pg(i: int, model: Path, server_url: str, template: str, work: Path, cl
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     logs = [work / f"trial{i}-{r}.log" for r in "ab"]
     procs = [_serve(model, url, p, log) for p, log in zip(ports, logs, strict=True)]
-    for u, p in zip(urls, procs, strict=True):
-        _wait_ready(u, p, timeout=300)
+    for u, p, log in zip(urls, procs, logs, strict=True):
+        try:
+            _wait_ready(u, p, timeout=300)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; its log ({log}):\n{log.read_text()[-3000:]}") from None
     sent: list[list[str]] = [[] for _ in range(clients)]
     acked: list[list[str]] = [[] for _ in range(clients)]
     stop = threading.Event()

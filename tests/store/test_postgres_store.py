@@ -164,3 +164,35 @@ def test_pseudonym_rotation_rekeys_events_and_users(pg_url):
         assert set(st.events()["user_id"]) == {"p-alice"}
         assert st.users()["user_id"].to_list() == ["p-alice"]
         assert st.get_meta("pseudonym_rotations") == ["rotation-1"]
+
+
+def test_replicas_starting_together_create_the_schema_without_a_race(pg_url: str) -> None:
+    """Several processes opening a fresh database at once each run ``CREATE TABLE IF NOT EXISTS`` for the
+    store, keys, tombstones and audit log; PostgreSQL fails such twins ("duplicate key ... pg_type") unless
+    schema statements take turns (the kill drill's two replicas hit it)."""
+    from lmrec.store.keys import KeyStore
+
+    n = 6
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            barrier.wait(30)
+            st = Store(pg_url)
+            try:
+                KeyStore(st)
+                AuditLog(st)
+            finally:
+                st.close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    with Store(pg_url) as st:
+        assert st.execute("SELECT count(*) FROM erased_users") == [(0,)]

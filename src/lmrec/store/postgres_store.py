@@ -49,6 +49,11 @@ SCHEMES = ("postgresql://", "postgres://")
 CHANNEL = "lmrec"
 #: Event batches up to this many rows are inserted as one statement over arrays; larger ones are COPYed.
 _ARRAY_ROWS = 2_000
+#: Schema statements run one at a time across processes under this advisory lock: PostgreSQL's
+#: ``CREATE TABLE IF NOT EXISTS`` is not safe against the same statement in a concurrent session (replicas
+#: starting together: "duplicate key value violates unique constraint pg_type_typname_nsp_index").
+_DDL_LOCK = 727001
+_DDL_STATEMENT = re.compile(r"\s*(CREATE|ALTER)\s", re.IGNORECASE)
 #: The largest NOTIFY payload PostgreSQL accepts is 8000 bytes; larger notices are split.
 _MAX_PAYLOAD = 7000
 
@@ -160,10 +165,18 @@ class PgConnection:
 
     def execute(self, sql: str, params: list[Any] | tuple[Any, ...] | None = None) -> _Result:
         with self.conn.cursor() as cur:
-            cur.execute(translate(sql), list(params or ()))  # always a list: "%%" is unescaped then
-            if cur.description is None:
-                return _Result([(cur.rowcount,)])
-            return _Result(cur.fetchall())
+            ddl = _DDL_STATEMENT.match(sql) is not None
+            if ddl:  # CREATE ... IF NOT EXISTS races a twin from another replica starting at the same time
+                cur.execute("SELECT pg_advisory_lock(%s)", [_DDL_LOCK])
+            try:
+                cur.execute(translate(sql), list(params or ()))  # always a list: "%%" is unescaped then
+                if cur.description is None:
+                    return _Result([(cur.rowcount,)])
+                return _Result(cur.fetchall())
+            finally:
+                if ddl:
+                    with contextlib.suppress(Exception):  # an aborted transaction: the session keeps it
+                        cur.execute("SELECT pg_advisory_unlock(%s)", [_DDL_LOCK])
 
     def arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         with self.conn.cursor() as cur:
@@ -220,14 +233,14 @@ class PostgresStore(Store):
             return
         with self._lock:
             # one DDL run at a time across processes (replicas starting together)
-            self._con.execute("SELECT pg_advisory_lock(727001)")
+            self._con.execute("SELECT pg_advisory_lock(?)", [_DDL_LOCK])
             try:
                 for ddl in _DDL:
                     self._con.execute(ddl)
                 self._con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
                                   [str(SCHEMA_VERSION)])
             finally:
-                self._con.execute("SELECT pg_advisory_unlock(727001)")
+                self._con.execute("SELECT pg_advisory_unlock(?)", [_DDL_LOCK])
 
     # ------------------------------------------------------------------ plumbing
     def close(self) -> None:
