@@ -116,7 +116,6 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def trial(i: int, model: Path, base: Path, work: Path, clients: int, batch: int, kill_at: float,
           rng: np.random.Generator) -> dict[str, object]:
-    import httpx
 
     store = work / f"trial{i}.duckdb"
     shutil.copy(base, store)
@@ -152,15 +151,7 @@ def trial(i: int, model: Path, base: Path, work: Path, clients: int, batch: int,
     # Resend everything sent before the kill (a client that got no answer retries), then check again.
     proc = _serve(model, store, port, log)
     _wait_ready(url, proc, timeout=300)
-    accepted = duplicates = 0
-    with httpx.Client(base_url=url, timeout=30) as c:
-        for start in range(0, len(all_sent), 500):
-            ids = all_sent[start:start + 500]
-            r = c.post("/v1/events", json={"events": [
-                {"event_id": e, "user_id": "resend", "item_id": "1", "event_type": "view"} for e in ids]})
-            r.raise_for_status()
-            accepted += r.json()["accepted"]
-            duplicates += r.json()["duplicates"]
+    accepted, duplicates = _resend(url, all_sent, timeout=30)
     _stop(proc)
     found_after, dup_ids = _stored(store, all_sent)
     store.unlink(missing_ok=True)
@@ -200,9 +191,25 @@ def _stored_pg(url: str, ids: list[str]) -> tuple[set[str], int]:
     return found, int(dups[0]) if dups else 0
 
 
+def _resend(url: str, ids: list[str], timeout: float) -> tuple[int, int]:
+    """Send every event id again (a client that got no answer retries), 500 a request; returns how many the
+    service accepted as new and how many it answered as duplicates."""
+    import httpx
+
+    accepted = duplicates = 0
+    with httpx.Client(base_url=url, timeout=timeout) as c:
+        for start in range(0, len(ids), 500):
+            r = c.post("/v1/events", json={"events": [
+                {"event_id": e, "user_id": "resend", "item_id": "1", "event_type": "view"}
+                for e in ids[start:start + 500]]})
+            r.raise_for_status()
+            accepted += r.json()["accepted"]
+            duplicates += r.json()["duplicates"]
+    return accepted, duplicates
+
+
 def trial_pg(i: int, model: Path, server_url: str, template: str, work: Path, clients: int, batch: int,
              kill_at: float, rng: np.random.Generator) -> dict[str, object]:
-    import httpx
     import psycopg
 
     name = f"drill_trial{i}"
@@ -243,15 +250,7 @@ def trial_pg(i: int, model: Path, server_url: str, template: str, work: Path, cl
     found, _ = _stored_pg(url, all_acked)
     lost = len(set(all_acked) - found)
 
-    accepted = duplicates = 0
-    with httpx.Client(base_url=urls[0], timeout=60) as c:  # every event sent, again, to the restarted one
-        for start in range(0, len(all_sent), 500):
-            ids = all_sent[start:start + 500]
-            r = c.post("/v1/events", json={"events": [
-                {"event_id": e, "user_id": "resend", "item_id": "1", "event_type": "view"} for e in ids]})
-            r.raise_for_status()
-            accepted += r.json()["accepted"]
-            duplicates += r.json()["duplicates"]
+    accepted, duplicates = _resend(urls[0], all_sent, timeout=60)  # every event sent, to the restarted one
     for p in procs:
         _stop(p)
     found_after, dup_ids = _stored_pg(url, all_sent)
