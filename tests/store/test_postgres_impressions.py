@@ -28,6 +28,7 @@ def test_impressions_round_trip_on_postgres(pg_url: str) -> None:
         seq = st.user_sequence("u1")
         assert seq["event_type"].to_list() == ["view", "click"]
         assert st.user_sequence("u1", impressions=True).height == 4
+        assert st.user_sequence("u1", limit=1)["event_id"].to_list() == ["e2"]  # the newest interaction
         ds = st.to_dataset()
         assert ds.impressions.height == 2 and ds.sequences.lengths.tolist()[-1] == 2
     finally:

@@ -666,7 +666,7 @@ class Store:
                   "ORDER BY timestamp DESC, _rid DESC")
         if limit is not None:
             newest += f" LIMIT {int(limit)}"
-        return self.query(f"SELECT {cols} FROM ({newest}) ORDER BY timestamp, _rid",
+        return self.query(f"SELECT {cols} FROM ({newest}) AS n ORDER BY timestamp, _rid",
                           [str(user_id)] + ([] if impressions else [IMPRESSION]))
 
     def events(self, where: str = "", params: list[Any] | None = None) -> pl.DataFrame:

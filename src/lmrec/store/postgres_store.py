@@ -228,6 +228,7 @@ class PostgresStore(Store):
         self._lock = threading.RLock()
         self._in_tx = False
         self._con = PgConnection(url)
+        self._event_select = ", ".join(EVENTS_SCHEMA.names)  # what the inherited reads select
         if read_only:
             self._con.execute("SET default_transaction_read_only = on")
             return
@@ -484,17 +485,6 @@ class PostgresStore(Store):
         return out
 
     # ------------------------------------------------------------------ reads
-    def user_sequence(self, user_id: str, limit: int | None = None,
-                      impressions: bool = False) -> pl.DataFrame:
-        cols = ", ".join(EVENTS_SCHEMA.names)
-        shown = "" if impressions else "AND event_type <> ? "
-        newest = (f"SELECT {cols}, rid FROM events WHERE user_id = ? {shown}"
-                  "ORDER BY timestamp DESC, rid DESC")
-        if limit is not None:
-            newest += f" LIMIT {int(limit)}"
-        return self.query(f"SELECT {cols} FROM ({newest}) AS n ORDER BY timestamp, rid",
-                          [str(user_id)] + ([] if impressions else [IMPRESSION]))
-
     def events(self, where: str = "", params: list[Any] | None = None) -> pl.DataFrame:
         """Events in insertion order (optionally filtered by a SQL ``where`` clause on the events columns).
         Large tables are read with ``COPY … TO STDOUT`` as CSV when unfiltered."""
