@@ -483,14 +483,21 @@ class Auto(Recommender, CandidateRetrieval, ColdStartItems, IncrementalUpdates):
             count = mom.count
             total, squares = q @ mom.sums + mom.const_sum, q @ mom.gram @ q + mom.const_squares
         else:
-            row = data[r]
+            row = data[r]  # (1, width) CSR: the listed items; every other fitted item scores 0
+            row.sum_duplicates()  # sorted, distinct indices
+            listed, vals = row.indices.astype(np.int64), row.data.astype(np.float64)
             width = row.shape[1]
-            vals = row.toarray().ravel().astype(np.float64)
             inside = items < width
+            at = np.searchsorted(listed, items[inside])
+            hit = at < len(listed)
+            hit[hit] = listed[at[hit]] == items[inside][hit]
+            got = np.zeros(int(inside.sum()))
+            got[hit] = vals[at[hit]]
             s = np.full(len(items), -np.inf)
-            s[inside] = vals[items[inside]]
+            s[inside] = got
             count = width - 1  # every fitted item but padding; items added later cannot be ranked
-            total, squares = float(vals[1:].sum()), float((vals[1:] ** 2).sum())
+            real = vals[listed != PAD]
+            total, squares = float(real.sum()), float((real ** 2).sum())
         if count <= 0:
             return np.zeros(len(items)), False
         mean = total / count
