@@ -1,25 +1,26 @@
 """Online A/B experiments in replay on the synthetic shop: does the test find the better arm, and does an A/A
-test stay quiet at the nominal rate? (issue 17, part 2)
+test stay quiet at the nominal rate? (issue 17, part 2, run on the part-5 replay simulator)
 
 Data: :func:`lmrec.data.synthetic_ecommerce.generate_ecommerce` (``--users`` users, 180 days, seed 0), whose
 ground truth (each user's taste over categories, buying propensity, price sensitivity; each item's appeal and
 price) is known. Models are fitted on the events before day ``--cutoff`` (150); the experiment runs over the
-two weeks that follow, for the users active at the cutoff (started, not churned, with a training event).
+two weeks that follow.
 
-The replay (for each seed):
+The replay (for each seed) is :func:`lmrec.evaluation.replay.replay`, the simulator that measures updates too:
 
-1. Users are bucketed by :meth:`lmrec.evaluation.abtest.ExperimentSpec.assign` with the salt
-   ``ab-replay-SEED`` (the service's own bucketing).
-2. Each user visits ``Poisson(sessions per week × 2)`` times at uniform moments of the two weeks; each visit
-   is an answer: the top ``K`` = 10 of their arm's model from their training history (seen items excluded),
-   recorded as the service records it (:meth:`lmrec.store.experiments.ExperimentTable.record`).
-3. The simulated user examines rank ``r`` with probability ``1 / log2(r + 2)`` and clicks an examined item
-   with ``sigmoid(logit(0.05) + 4 (taste[u, c] - 1/C) + 0.4 log appeal)``, the generator's own taste and
-   appeal; a click is a ``click`` event seconds after the answer, then ``cart`` and ``purchase`` (valued at
-   the item's price) with the generator's cart and purchase probabilities for that user and item.
-4. The store joins answers to the events that follow them (:meth:`~lmrec.store.experiments.ExperimentTable.
-   user_outcomes`, a 24 h window) and :func:`lmrec.evaluation.abtest.experiment_report` tests each arm against
-   the control: the numbers below come from the same code path as ``GET /v1/admin/experiments/{name}``.
+1. Every user active on a replayed day (an event in the shop's log that day, new users included) is bucketed
+   by :meth:`lmrec.evaluation.abtest.ExperimentSpec.assign` with the salt ``ab-replay-SEED`` (the service's
+   own bucketing, passed as the replay's ``assign``).
+2. Their arm's model recommends ``K`` = 10 items from their history before that day (seen items excluded):
+   one answer, recorded as the service records it (:meth:`lmrec.store.experiments.ExperimentTable.record`).
+3. Each shown item gets a click from the ground truth (:class:`lmrec.evaluation.replay.ShopClicks`: taste for
+   the item's category at that time of year, the item's appeal; common random numbers per seed, day, user and
+   item); a click is a ``click`` event seconds after the answer, then ``cart`` and ``purchase`` (valued at the
+   item's price) with the generator's cart and purchase probabilities for that user and item.
+4. The day's real events join the histories; the store joins answers to the events that follow them
+   (:meth:`~lmrec.store.experiments.ExperimentTable.user_outcomes`, a 24 h window) and
+   :func:`lmrec.evaluation.abtest.experiment_report` tests each arm against the control: the numbers below
+   come from the same code path as ``GET /v1/admin/experiments/{name}``.
 
 Experiments, each over ``--seeds`` seeds:
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +59,33 @@ def _sigmoid(x: np.ndarray | float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
-def setup(n_users: int, cutoff: int) -> dict:
-    """The shop, the models fitted before the cutoff, and each active user's top-K list from every model."""
+@dataclass
+class ListCache:
+    """A replay arm whose lists are remembered per user and history (``lists``, shared by every arm that
+    serves the same model): the models never change during the experiment, so the seeds (salts) only change
+    who sees which arm and the click draws, and each list is computed once per model."""
+
+    name: str
+    arm: object  # lmrec.evaluation.replay.ModelArm
+    lists: dict[tuple[str, int], list[str]]
+
+    def recommend(self, users: list[str], histories: list[list[str]], k: int) -> list[list[str]]:
+        todo = [(u, h) for u, h in zip(users, histories, strict=True) if (u, len(h)) not in self.lists]
+        if todo:
+            fresh = self.arm.recommend([u for u, _ in todo], [h for _, h in todo], k)  # type: ignore[attr-defined]
+            self.lists.update({(u, len(h)): r for (u, h), r in zip(todo, fresh, strict=True)})
+        return [self.lists[(u, len(h))] for u, h in zip(users, histories, strict=True)]
+
+    def observe(self, day: int, events: pl.DataFrame, items: pl.DataFrame | None) -> dict:
+        return {}
+
+
+def setup(n_users: int, cutoff: int, click_base: float) -> dict:
+    """The shop, the models fitted before the cutoff (each a replay arm with its cache of lists), the events
+    to replay."""
     from lmrec.data.dataset import Dataset
     from lmrec.data.synthetic_ecommerce import EPOCH_START, generate_ecommerce
+    from lmrec.evaluation.replay import ModelArm, ShopClicks
     from lmrec.models import create_model
 
     shop = generate_ecommerce(n_users=n_users, seed=0)
@@ -68,65 +93,65 @@ def setup(n_users: int, cutoff: int) -> dict:
     train = shop.events.filter(pl.col("timestamp") < t_cut)
     ds = Dataset.build(train, shop.items, shop.users, name="shop-train",
                        event_types=("view", "cart", "purchase"))
-    truth = shop.truth
-    active = [u for u in range(n_users)
-              if truth.user_start_day[u] <= cutoff < truth.user_churn_day[u] and ds.user_map.get(f"u{u}")]
-    uidx = np.array([ds.user_map.index(f"u{u}") for u in active])
-    lists = {}
-    for name, model in (("popular", create_model("most-popular")), ("ease", create_model("ease")),
-                        ("itemknn", create_model("itemknn"))):
+    models = {}
+    for name in ("popular", "ease", "itemknn"):
+        model = create_model("most-popular" if name == "popular" else name)
         model.fit(ds)
-        idx, _ = model.recommend_indices(model.histories_for(uidx), uidx, K, exclude_seen=True)
-        lists[name] = np.array([[int(ds.item_map.raw(int(i))[1:]) if i else -1 for i in row] for row in idx])
-    return {"shop": shop, "t_cut": t_cut, "active": np.array(active), "lists": lists,
-            "events_train": train.height}
+        models[name] = (ModelArm(name, model), {})
+    events = shop.events.filter(pl.col("timestamp") < t_cut + WEEKS * 7 * DAY)
+    return {"shop": shop, "t_cut": t_cut, "models": models, "events": events, "events_train": train.height,
+            "clicks": ShopClicks(shop.truth, EPOCH_START, base=click_base)}
 
 
 def simulate(env: dict, arms: list[tuple[str, str, float]], name: str, seed: int) -> dict:
     """One experiment in replay; returns the report of :func:`lmrec.evaluation.abtest.experiment_report`."""
     from lmrec.evaluation.abtest import Arm, ExperimentSpec, experiment_report
+    from lmrec.evaluation.replay import ReplayConfig, replay
     from lmrec.store import Store
     from lmrec.store.experiments import ExperimentTable
 
     spec = ExperimentSpec(name, tuple(Arm(a, v, s) for a, v, s in arms), salt=f"ab-replay-{seed}")
-    truth, cfg = env["shop"].truth, env["shop"].config
+    version = {a: v for a, v, _ in arms}
+
+    def assign(user: str) -> str:
+        arm = spec.assign(user)
+        return arm.name if arm is not None else ""
+
+    cfg = ReplayConfig(days=WEEKS * 7, start=env["t_cut"], k=K, seed=seed, keep_impressions=True)
+    result = replay(env["events"], [ListCache(a, *env["models"][v]) for a, v, _ in arms], cfg,
+                    clicks=env["clicks"], assign=assign)
+    shown = result.impressions
+    assert shown is not None
+    answers = [(f"{name}-{seed}-{r['day']}-{r['user_id']}", name, r["arm"], version[r["arm"]], r["user_id"],
+                float(result.start + r["day"] * DAY + DAY // 2), r["item_id"])
+               for r in shown.sort("position").group_by(["day", "arm", "user_id"], maintain_order=True)
+               .agg("item_id").iter_rows(named=True)]
+    truth, cfg_shop = env["shop"].truth, env["shop"].config
     rng = np.random.default_rng(10_000 + seed)
     n_cat = len(truth.categories)
     log_price = np.log(truth.item_price)
     log_price_z = (log_price - log_price.mean()) / log_price.std()
-    logit_cart0 = np.log(cfg.cart_rate / (1 - cfg.cart_rate))
-    logit_buy0 = np.log(cfg.purchase_rate / (1 - cfg.purchase_rate))
-    examine = 1.0 / np.log2(np.arange(K) + 2.0)
-    answers, events = [], []
-    for row, u in enumerate(env["active"]):
-        arm = spec.assign(f"u{u}")
-        if arm is None:
-            continue
-        items = env["lists"][arm.version][row]
-        items = items[items >= 0]
-        n_visits = rng.poisson(truth.user_activity[u] * WEEKS)
-        for v in range(n_visits):
-            served = env["t_cut"] + float(rng.uniform(0, WEEKS * 7 * DAY))
-            list_id = f"{name}-{seed}-{u}-{v}"
-            answers.append((list_id, name, arm.name, arm.version, f"u{u}", served, [f"i{j}" for j in items]))
-            taste = truth.user_taste[u, truth.item_category[items]]
-            p_click = examine[: len(items)] * _sigmoid(np.log(0.05 / 0.95) + 4.0 * (taste - 1 / n_cat)
-                                                       + 0.4 * np.log(truth.item_appeal[items]))
-            t = int(served) + 1
-            for j in items[rng.random(len(items)) < p_click]:
-                c = truth.item_category[j]
-                t += int(rng.integers(5, 60))
-                events.append((f"u{u}", f"i{j}", t, "click", None))
-                logit_cart = (logit_cart0 + truth.user_buy_propensity[u]
-                              + 2.0 * (truth.user_taste[u, c] - 1 / n_cat)
-                              + 0.4 * np.log(truth.item_appeal[j])
-                              - truth.user_price_sensitivity[u] * log_price_z[j])
-                if rng.random() < _sigmoid(logit_cart):
-                    t += int(rng.integers(5, 120))
-                    events.append((f"u{u}", f"i{j}", t, "cart", None))
-                    if rng.random() < _sigmoid(logit_buy0 + truth.user_buy_propensity[u]):
-                        t += int(rng.integers(30, 600))
-                        events.append((f"u{u}", f"i{j}", t, "purchase", float(truth.item_price[j])))
+    logit_cart0 = np.log(cfg_shop.cart_rate / (1 - cfg_shop.cart_rate))
+    logit_buy0 = np.log(cfg_shop.purchase_rate / (1 - cfg_shop.purchase_rate))
+    events = []
+    clicked = shown.filter(pl.col("clicked")).sort(["day", "user_id", "position"])
+    for (day, user), rows in clicked.group_by(["day", "user_id"], maintain_order=True):
+        u = int(str(user)[1:])
+        t = int(result.start + int(day) * DAY + DAY // 2) + 1  # type: ignore[arg-type]
+        for item in rows["item_id"].to_list():
+            j = int(item[1:])
+            c = truth.item_category[j]
+            t += int(rng.integers(5, 60))
+            events.append((user, item, t, "click", None))
+            logit_cart = (logit_cart0 + truth.user_buy_propensity[u]
+                          + 2.0 * (truth.user_taste[u, c] - 1 / n_cat) + 0.4 * np.log(truth.item_appeal[j])
+                          - truth.user_price_sensitivity[u] * log_price_z[j])
+            if rng.random() < _sigmoid(logit_cart):
+                t += int(rng.integers(5, 120))
+                events.append((user, item, t, "cart", None))
+                if rng.random() < _sigmoid(logit_buy0 + truth.user_buy_propensity[u]):
+                    t += int(rng.integers(30, 600))
+                    events.append((user, item, t, "purchase", float(truth.item_price[j])))
     with Store(":memory:") as st:
         table = ExperimentTable(st)
         record = table.create({**spec.to_dict(), "arms": [a.__dict__ for a in spec.arms]})
@@ -160,11 +185,15 @@ def main() -> None:
                     help="Day of the synthetic calendar the models stop at.")
     ap.add_argument("--aa-extra", type=int, default=200,
                     help="Further A/A salts (seeds SEEDS..SEEDS+N-1) for a tighter false-positive rate.")
+    ap.add_argument("--click-base", type=float, default=-4.0,
+                    help="ShopClicks' base logit: the click probability of an average item is sigmoid(base).")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    env = setup(args.users, args.cutoff)
-    print(f"{len(env['active'])} active users, {env['events_train']:,} training events "
+    env = setup(args.users, args.cutoff, args.click_base)
+    replayed = env["events"].filter(pl.col("timestamp") >= env["t_cut"])
+    print(f"{replayed['user_id'].n_unique()} users active in the replay, "
+          f"{env['events_train']:,} training events "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
     results: dict[str, list[dict]] = {k: [] for k in EXPERIMENTS}
     for seed in range(args.seeds):
@@ -180,10 +209,15 @@ def main() -> None:
         "",
         f"Synthetic shop (`generate_ecommerce(n_users={args.users}, seed=0)`, 180 days); models fitted on "
         f"the {env['events_train']:,} events before day {args.cutoff}; the experiment replays the next "
-        f"{WEEKS} weeks for the {len(env['active']):,} users active at the cutoff. Each seed is a new salt "
-        "(`ab-replay-SEED`, the service's bucketing) and new simulated visits and clicks; clicks, carts and "
-        "purchases come from the generator's ground truth (taste, appeal, buying propensity, price), never "
-        "seen by a model. Answers and events go through the store's join and "
+        f"{WEEKS} weeks day by day with `lmrec.evaluation.replay.replay` (the simulator of the "
+        f"`replay-updates` section): each of the {replayed['user_id'].n_unique():,} users active on some "
+        "replayed day gets, on each day they are active, one answer from their arm (top 10 from their "
+        "history before that day); histories grow with the shop's real events. Each seed is a new salt "
+        "(`ab-replay-SEED`, the service's bucketing, as the replay's `assign`) and new click draws; clicks "
+        f"(`ShopClicks(base={args.click_base})`: about {100 / (1 + np.exp(-args.click_base)):.1f} % of an "
+        "average item's impressions), carts and purchases come from the generator's ground truth (taste, "
+        "appeal, buying propensity, price), never seen by a model. Answers and events go through the store's "
+        "join and "
         "`lmrec.evaluation.abtest.experiment_report`, as `GET /v1/admin/experiments/{name}` does. "
         "User-level metrics (share of exposed users who clicked / carted / bought a recommended item within "
         "24 h of an answer; revenue per exposed user); two-proportion z-tests and Welch t-tests against the "
