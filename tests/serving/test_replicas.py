@@ -1,6 +1,6 @@
 """Two real ``lmrec serve`` processes on one PostgreSQL store behave as one service: an event acknowledged by
 one changes the other's very next answer; a key revoked on one is refused by the other; a key's rate limit,
-an erasure and a model activation hold on both."""
+an erasure, an experiment and a model activation hold on both."""
 
 from __future__ import annotations
 
@@ -136,6 +136,36 @@ def test_rate_limit_and_erasure_hold_across_replicas(replicas):
     erased = httpx.delete(f"{a}/v1/users/u5", headers={"X-API-Key": admin}, timeout=60)
     assert erased.status_code == 200, erased.text
     assert _recs(b, "u5", admin).status_code == 404  # at once: B reads the tombstone through the store
+
+
+def test_an_experiment_started_on_one_replica_routes_and_records_on_the_other(replicas):
+    a, b, admin = replicas["a"], replicas["b"], replicas["admin"]
+    headers = {"X-API-Key": admin}
+    made = httpx.post(f"{a}/v1/admin/experiments", headers=headers, timeout=120, json={
+        "name": "split", "arms": [{"name": "control", "version": "v1", "share": 0.5},
+                                  {"name": "knn", "version": "v2", "share": 0.5}]})
+    assert made.status_code == 201, made.text
+    deadline = time.monotonic() + 120  # B re-reads the experiments on the notice; bounded for a broken run
+    while (got := _recs(b, "u7", admin).json()).get("experiment") != "split" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert got["experiment"] == "split"
+    on_a = _recs(a, "u7", admin).json()
+    assert on_a["experiment"] == "split" and on_a["arm"] == got["arm"]  # one bucketing for both replicas
+    assert got["model_version"] == {"control": "v1", "knn": "v2"}[got["arm"]]
+    # the answers B served are in the report read on A, once B's writer has flushed them (within a second)
+    deadline = time.monotonic() + 60
+    while True:
+        report = httpx.get(f"{a}/v1/admin/experiments/split", headers=headers, timeout=30).json()
+        if sum(arm["answers"] for arm in report["arms"]) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sum(arm["answers"] for arm in report["arms"]) >= 2, report
+    stopped = httpx.post(f"{b}/v1/admin/experiments/split/stop", headers=headers, timeout=30)
+    assert stopped.status_code == 200, stopped.text
+    deadline = time.monotonic() + 120
+    while _recs(a, "u7", admin).json().get("experiment") is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _recs(a, "u7", admin).json().get("experiment") is None
 
 
 def test_a_model_activation_reaches_every_replica(replicas):

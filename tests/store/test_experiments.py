@@ -1,5 +1,5 @@
-"""The experiment tables: older stores gain them, answers join the events that follow them, erasure and
-backups carry them."""
+"""The experiment tables: older stores gain them, answers join the events that follow them (on DuckDB and on a
+real PostgreSQL server, so that replicas can run experiments), erasure and backups carry them."""
 
 from __future__ import annotations
 
@@ -47,8 +47,13 @@ def test_a_store_written_before_the_tables_opens_and_gains_them(tmp_path: Path) 
         assert st.counts()["events"] == 1
 
 
-def test_outcomes_count_each_event_once_for_the_latest_answer_that_listed_it() -> None:
-    with Store(":memory:") as st:
+@pytest.fixture(params=["duckdb", "postgresql"])
+def target(request, tmp_path):
+    return tmp_path / "s.duckdb" if request.param == "duckdb" else request.getfixturevalue("pg_url")
+
+
+def test_outcomes_count_each_event_once_for_the_latest_answer_that_listed_it(target) -> None:
+    with Store(target) as st:
         t = ExperimentTable(st)
         t.create(_record(window_s=100))
         t.record([

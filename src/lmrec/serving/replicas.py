@@ -14,6 +14,10 @@ What each replica keeps in memory, and how it stays true when another replica ch
 * **The active model** is a registry row (``meta.serving.active_model``): an activation on any replica sends
   a ``model`` notice and every other replica loads that version; a replica that starts (or reconnects)
   later reads the row and follows it.
+* **Experiments** are rows of the store (:mod:`lmrec.store.experiments`): creating or stopping one on any
+  replica (or with ``lmrec experiments``) sends an ``experiments`` notice and every replica re-reads the
+  running ones, so a user is bucketed into the same arm whichever replica answers; each replica writes the
+  answers it served, and a report read on any replica joins them all.
 
 Notices travel by PostgreSQL's ``LISTEN``/``NOTIFY`` on a connection of their own; a lost connection is
 reopened after a pause, and the registry is read again then, so a missed notice costs no correctness for
@@ -86,6 +90,8 @@ class ReplicaSync:
             self.on_keys()
         elif kind == "model":
             self.follow_registry()
+        elif kind == "experiments":
+            self.engine.experiments.refresh()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -104,6 +110,7 @@ class ReplicaSync:
                     self.on_keys()
                 try:
                     self.follow_registry()
+                    self.engine.experiments.refresh()
                 except Exception:  # noqa: BLE001
                     log.debug("the registry could not be read yet", exc_info=True)
 

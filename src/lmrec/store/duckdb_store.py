@@ -732,8 +732,8 @@ class Store:
 
     def notify(self, kind: str, **fields: Any) -> None:
         """Tell other processes on this store what changed (``kind``: ``events``, ``erase``, ``keys``,
-        ``model``). A DuckDB file has one writing process, so there is no one to tell; a server-backed store
-        sends it (:meth:`lmrec.store.postgres_store.PostgresStore.notify`)."""
+        ``model``, ``experiments``). A DuckDB file has one writing process, so there is no one to tell; a
+        server-backed store sends it (:meth:`lmrec.store.postgres_store.PostgresStore.notify`)."""
 
     # ------------------------------------------------------------------ key-value metadata
     def set_meta(self, key: str, value: Any) -> None:

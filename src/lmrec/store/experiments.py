@@ -15,6 +15,10 @@ writable open):
 the same user, in the same experiment, that listed its item and was served at most ``window_s`` seconds
 before it (last touch, so that an event never counts twice). Views and clicks are clicks; ``cart`` is an
 add-to-cart; ``purchase`` a conversion, whose ``value`` is revenue.
+
+The SQL is written once for both stores (DuckDB and PostgreSQL, :mod:`lmrec.store.postgres_store`): it keeps
+to spellings both accept (``array_position`` rather than DuckDB's ``list_contains``, an ordered
+``array_agg(…)[1]`` rather than ``min_by``, explicit ``GROUP BY`` columns).
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class ExperimentTable:
         self.store.execute(
             f"INSERT INTO experiments ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
             [json.dumps(row["arms"]) if k == "arms" else row.get(k) for k in _COLUMNS])
+        self.store.notify("experiments", name=record["name"])  # other replicas route by it at once
         out = self.get(record["name"])
         assert out is not None
         return out
@@ -101,6 +106,8 @@ class ExperimentTable:
         experiment has this name."""
         rows = self.store.execute("UPDATE experiments SET stopped_at = ? WHERE name = ? "
                                   "AND stopped_at IS NULL RETURNING name", [at or time.time(), name])
+        if rows:
+            self.store.notify("experiments", name=name)
         return self.get(name) if rows else None
 
     # ------------------------------------------------------------------ answers
@@ -120,10 +127,10 @@ class ExperimentTable:
                 self.store._unregister("_lmrec_exposures")  # noqa: SLF001
 
     def exposures(self, experiment: str) -> pl.DataFrame:
-        """The answers of one experiment, in the order served."""
+        """The answers of one experiment, in the order served (those served at one instant by list id)."""
         return self.store.query(
             "SELECT list_id, arm, model_version, user_id, served_at, items FROM experiment_exposures "
-            "WHERE experiment = ? ORDER BY served_at, rowid", [experiment])
+            "WHERE experiment = ? ORDER BY served_at, list_id", [experiment])
 
     def user_outcomes(self, experiment: str, window_s: int) -> pl.DataFrame:
         """One row per exposed user of ``experiment``: ``user_id, arm, answers, clicked_answers, clicked,
@@ -148,7 +155,7 @@ class ExperimentTable:
                                               ORDER BY x.served_at DESC, x.list_id) AS r
                     FROM x JOIN ev e ON e.user_id = x.user_id
                          AND e.timestamp >= floor(x.served_at) AND e.timestamp <= x.served_at + ?
-                         AND list_contains(x.items, e.item_id)),
+                         AND coalesce(array_position(x.items, e.item_id), 0) > 0),
                 per_list AS (
                     SELECT list_id,
                            max(CASE WHEN event_type IN ({clicks}) THEN 1 ELSE 0 END) AS clicked,
@@ -157,7 +164,8 @@ class ExperimentTable:
                            sum(CASE WHEN event_type IN ({buys}) THEN coalesce(value, 0) ELSE 0 END) AS revenue
                     FROM hits WHERE r = 1 GROUP BY list_id),
                 users AS (
-                    SELECT user_id, min_by(arm, served_at) AS arm, count(*) AS answers
+                    SELECT user_id, (array_agg(arm ORDER BY served_at, list_id))[1] AS arm,
+                           count(*) AS answers
                     FROM x GROUP BY user_id)
             SELECT u.user_id, u.arm, u.answers,
                    coalesce(sum(p.clicked), 0)::BIGINT AS clicked_answers,
@@ -178,7 +186,7 @@ class ExperimentTable:
         return self.store.query(
             "SELECT experiment, arm, model_version, count(*) AS answers, count(DISTINCT user_id) AS users, "
             "min(served_at) AS first, max(served_at) AS last FROM experiment_exposures "
-            "GROUP BY ALL ORDER BY experiment, arm")
+            "GROUP BY experiment, arm, model_version ORDER BY experiment, arm")
 
     def exposures_per_hour(self, since: float) -> pl.DataFrame:
         """Answers served in experiments per hour since ``since`` (epoch seconds)."""
@@ -186,7 +194,7 @@ class ExperimentTable:
             return pl.DataFrame(schema={"hour": pl.Float64, "answers": pl.Int64})
         return self.store.query(
             "SELECT floor(served_at / 3600) * 3600 AS hour, count(*) AS answers FROM experiment_exposures "
-            "WHERE served_at >= ? GROUP BY ALL ORDER BY hour", [since])
+            "WHERE served_at >= ? GROUP BY 1 ORDER BY hour", [since])
 
 
 def _record(row: tuple[Any, ...]) -> dict[str, Any]:

@@ -97,6 +97,10 @@ _OID_TO_ARROW = {
 }
 
 
+def _is_text(typ: pa.DataType) -> bool:
+    return pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ)
+
+
 def is_postgres_url(path: object) -> bool:
     return str(path).startswith(SCHEMES)
 
@@ -319,6 +323,9 @@ class PostgresStore(Store):
                 typ = "TIMESTAMP"
             if typ is None and (pa.types.is_string_view(f.type)):
                 typ = "TEXT"
+            if typ is None and (pa.types.is_list(f.type) or pa.types.is_large_list(f.type)
+                                or pa.types.is_list_view(f.type)) and _is_text(f.type.value_type):
+                typ = "TEXT[]"
             if typ is None:
                 raise TypeError(f"no PostgreSQL column type for {f.name}: {f.type}")
             cols.append(f'"{f.name}" {typ}')
