@@ -3,6 +3,7 @@ version is swapped in through the activation path. Every wait is bounded; no tim
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -64,6 +65,18 @@ def test_background_update_waits_for_enough_events(start) -> None:
     assert s.client.post("/v1/admin/updates/run").status_code == 202
     assert _wait_for(lambda: not updater.busy and updater.last is not None)
     assert "skipped" in s.get("/v1/admin/updates").json()["last"]
+    assert s.get("/v1/admin/models").json()["active"] == "v2"
+
+
+def test_an_update_another_replica_is_running_is_not_run_twice(start, monkeypatch) -> None:
+    s = start(version="v2", update_min_events=1)
+    updater = s.app.state.updater  # type: ignore[attr-defined]
+    held = contextlib.contextmanager(lambda name: iter([False]))  # the store says: another process has it
+    monkeypatch.setattr(s.store, "exclusive", held)
+    called = []
+    updater._update_fn = lambda *a, **k: called.append(1)
+    assert updater.run_once() is None and called == []
+    assert "another process" in s.get("/v1/admin/updates").json()["last"]["skipped"]
     assert s.get("/v1/admin/models").json()["active"] == "v2"
 
 

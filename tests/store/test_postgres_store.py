@@ -139,6 +139,18 @@ def test_rate_bucket_is_shared_between_connections(pg_url):
         assert a.take_token("other", rate, 2) == 0.0
 
 
+def test_a_job_runs_in_one_process_at_a_time(pg_url, tmp_path):
+    with Store(pg_url) as a, Store(pg_url) as b:
+        with a.exclusive("job") as first:
+            assert first
+            with b.exclusive("job") as second, b.exclusive("other") as other:
+                assert not second and other  # another process holds "job"; "other" is free
+        with b.exclusive("job") as after:  # released when the holder's block ended
+            assert after
+    with Store(tmp_path / "s.duckdb") as d, d.exclusive("job") as alone:  # one writer: its own
+        assert alone
+
+
 def test_what_does_not_apply_is_refused_by_name(pg_url, tmp_path, monkeypatch):
     with Store(pg_url) as st, pytest.raises(NotImplementedError, match="pg_dump"):
         backup(st, tmp_path / "b")

@@ -7,7 +7,9 @@ the ordinary activation path when the guard accepts it (:mod:`lmrec.experiment.u
 Requests never wait for an update: the update works on its own copy of the model loaded from the active
 version's folder, reads the store through short queries, and takes the engine's swap lock only in
 :meth:`~lmrec.serving.engine.Engine.activate`, as a manual hot swap does. One update runs at a time; a run
-asked for while one is running is skipped.
+asked for while one is running is skipped, in this process and, on a shared database, in every replica
+(:meth:`~lmrec.store.duckdb_store.Store.exclusive`): one replica trains, and the others follow the version it
+activates; the next run of any replica starts from what that version was trained until.
 """
 
 from __future__ import annotations
@@ -100,15 +102,28 @@ class BackgroundUpdater:
 
     # ------------------------------------------------------------------ one run
     def _since_for(self, path: Path | None) -> int:
-        if self._since is not None:
-            return self._since
+        """Events after this are new: the latest of the start (``since``, else when the service started) and
+        what the active version was trained until (its ``update.json``: also when another replica's update
+        made it the active one)."""
         recorded = last_trained_until(path) if path is not None else None
-        return recorded if recorded is not None else int(self.engine.started_at)
+        if self._since is None:
+            return recorded if recorded is not None else int(self.engine.started_at)
+        return self._since if recorded is None else max(self._since, recorded)
 
     def run_once(self) -> UpdateOutcome | None:
         """One update of the active model; returns its outcome (``None`` when skipped or nothing to do)."""
         if not self._running.acquire(blocking=False):
             return None
+        try:
+            with self.engine.store.exclusive("lmrec.updater") as alone:
+                if not alone:  # replicas on one database: one updates, the others follow its activation
+                    self.last = {"skipped": "another process on this store is running an update"}
+                    return None
+                return self._run()
+        finally:
+            self._running.release()
+
+    def _run(self) -> UpdateOutcome | None:
         t0 = time.perf_counter()
         try:
             self.runs += 1
@@ -136,8 +151,6 @@ class BackgroundUpdater:
             log.exception("background update failed")
             self.last = {"error": f"{type(exc).__name__}: {exc}"}
             return None
-        finally:
-            self._running.release()
 
 
 class EngineArm:

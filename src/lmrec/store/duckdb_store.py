@@ -28,7 +28,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -729,6 +729,13 @@ class Store:
             self.execute(f"COPY ({select}) TO {literal} (FORMAT PARQUET)")
             out[table] = path
         return out
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Whether this process may run the job ``name`` now, alone among the processes sharing the store
+        (held until the block ends). A DuckDB file has one writing process: always ``True``; a server-backed
+        store asks the server (:meth:`lmrec.store.postgres_store.PostgresStore.exclusive`)."""
+        yield True
 
     def notify(self, kind: str, **fields: Any) -> None:
         """Tell other processes on this store what changed (``kind``: ``events``, ``erase``, ``keys``,

@@ -29,6 +29,7 @@ import io
 import json
 import re
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -53,6 +54,8 @@ _ARRAY_ROWS = 2_000
 #: ``CREATE TABLE IF NOT EXISTS`` is not safe against the same statement in a concurrent session (replicas
 #: starting together: "duplicate key value violates unique constraint pg_type_typname_nsp_index").
 _DDL_LOCK = 727001
+#: First key of the advisory locks that let one process at a time run a job (:meth:`PostgresStore.exclusive`).
+_JOB_LOCKS = 727002
 _DDL_STATEMENT = re.compile(r"\s*(CREATE|ALTER)\s", re.IGNORECASE)
 #: The largest NOTIFY payload PostgreSQL accepts is 8000 bytes; larger notices are split.
 _MAX_PAYLOAD = 7000
@@ -273,6 +276,19 @@ class PostgresStore(Store):
             for t in tables:
                 self._con.execute(f"VACUUM FULL {t}")
             return {"bytes_before": before, "bytes_after": size()}
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Whether this process may run the job ``name`` now, alone among every process on this database: a
+        session-level advisory lock (``pg_try_advisory_lock``) on a connection of its own, held until the
+        block ends. Closing that connection releases it, so a killed process never leaves it taken."""
+        con = self._con.cursor()
+        try:
+            key = zlib.crc32(name.encode()) - 2**31  # two int4 keys: a space apart from _DDL_LOCK's bigint
+            got = con.execute("SELECT pg_try_advisory_lock(?, ?)", [_JOB_LOCKS, key]).fetchall()[0][0]
+            yield bool(got)
+        finally:
+            con.close()
 
     def set_threads(self, n: int) -> None:
         """DuckDB's per-process query threads have no PostgreSQL counterpart (the server plans its own
