@@ -11,8 +11,8 @@ weight per training user:
 * **Answers are noisy evidence.** A user like training user ``u`` answers "yes" about item ``i`` with
   probability ``(1 - s) x_ui + s p_i`` (``x_ui``: ``u`` chose ``i``; ``p_i``: the share of training users who
   chose it; ``s``: ``smoothing``). So a "no" about an item ``u`` chose (on MovieLens: just "not rated") and a
-  "yes" about one ``u`` did not choose lower ``u``'s weight without ruling ``u`` out, and more so for a popular
-  item than for a rare one. The log-likelihood of each answer is scaled by ``temperature`` (a tempered
+  "yes" about one ``u`` did not choose lower ``u``'s weight without ruling ``u`` out, and more so for a
+  popular item than for a rare one. The log-likelihood of each answer is scaled by ``temperature`` (a tempered
   posterior: the training users are not exact copies of the new user, so many answers must not collapse the
   neighbourhood onto a handful of them).
 * **Questions maximise the expected information.** The next question is the pool item whose answer tells
@@ -57,7 +57,7 @@ MIN_VALIDATION_USERS = 50
 MIN_ITEMS = 5
 #: Validation targets per user: their newest items not asked about (several, for a steadier estimate of the
 #: same thing, "what the new user chooses next").
-VALIDATION_TARGETS = 5
+VALIDATION_TARGETS = 1
 #: At most this many validation users and training users they are matched against (random samples), to bound
 #: the cost on large data sets.
 MAX_VALIDATION_USERS = 1000
@@ -172,8 +172,8 @@ class Onboarding:
         The validation folds' seed.
     """
 
-    def __init__(self, model: Recommender, pool: int = DEFAULT_POOL, settings: OnboardingSettings | None = None,
-                 seed: int = 0) -> None:
+    def __init__(self, model: Recommender, pool: int = DEFAULT_POOL,
+                 settings: OnboardingSettings | None = None, seed: int = 0) -> None:
         model._check_fitted()
         assert model.user_histories_ is not None and model.item_map is not None
         assert model.popularity_ is not None
@@ -185,7 +185,8 @@ class Onboarding:
         self._pool_pos = {int(i): p for p, i in enumerate(self.pool)}
         self._nb = _Neighbours(model.user_histories_.to_csr(model.item_map.size), self.pool)
         if settings is None:
-            self.calibration = calibrate(model.user_histories_.to_lists(), model.item_map.size, self.pool, seed)
+            self.calibration = calibrate(model.user_histories_.to_lists(), model.item_map.size, self.pool,
+                                         seed)
             settings = self.calibration.settings
         else:
             self.calibration = Calibration(settings)
