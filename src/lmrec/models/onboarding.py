@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models.base import Recommender
 
@@ -185,8 +186,7 @@ class Onboarding:
         self._pool_pos = {int(i): p for p, i in enumerate(self.pool)}
         self._nb = _Neighbours(model.user_histories_.to_csr(model.item_map.size), self.pool)
         if settings is None:
-            self.calibration = calibrate(model.user_histories_.to_lists(), model.item_map.size, self.pool,
-                                         seed)
+            self.calibration = calibrate(model.user_histories_, model.item_map.size, self.pool, seed)
             settings = self.calibration.settings
         else:
             self.calibration = Calibration(settings)
@@ -272,39 +272,35 @@ def _simulate(nb: _Neighbours, chosen: sp.csr_matrix, newest: list[np.ndarray], 
     return hits / max(rows, 1)
 
 
-def calibrate(histories: Sequence[Sequence[int]], n_items: int, pool: np.ndarray, seed: int = 0,
+def calibrate(histories: Ragged, n_items: int, pool: np.ndarray, seed: int = 0,
               folds: int = 5) -> Calibration:
     """Choose :class:`OnboardingSettings` on validation: training users with at least :data:`MIN_ITEMS`
     items (at most :data:`MAX_VALIDATION_USERS`, a random sample; each matched against at most
-    :data:`MAX_NEIGHBOURS` others) are cut into ``folds`` folds; each fold's
-    users answer as new users ("yes" about the items they chose) against the mixture of all other training
-    users, and the grid point with the highest HR@10 of their newest item, averaged over
-    :data:`VALIDATION_ANSWERS` answers, wins (ties: the first in grid order). ``histories``: each training
-    user's item indices, oldest first."""
-    hist = [np.asarray(h, dtype=np.int64) for h in histories]
-    eligible = np.array([u for u, h in enumerate(hist) if len(np.unique(h)) >= MIN_ITEMS], dtype=np.int64)
+    :data:`MAX_NEIGHBOURS` others) are cut into ``folds`` folds; each fold's users answer as new users ("yes"
+    about the items they chose) against the mixture of all other training users, and the grid point with the
+    highest HR@10 of their newest item, averaged over :data:`VALIDATION_ANSWERS` answers, wins (ties: the
+    first in grid order). ``histories``: each training user's item indices, oldest first."""
+    x_all = histories.to_csr(n_items).tocsr()  # duplicates summed: one entry per distinct item
+    eligible = np.flatnonzero(np.diff(x_all.indptr) >= MIN_ITEMS)
     if len(eligible) < MIN_VALIDATION_USERS:
         return Calibration(DEFAULT_SETTINGS)
+    x_all.data[:] = 1.0
     rng = np.random.default_rng(seed)
     val = rng.permutation(eligible)[:MAX_VALIDATION_USERS]
-    lengths = np.array([len(h) for h in hist], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    values = np.concatenate(hist) if offsets[-1] else np.zeros(0, dtype=np.int64)
-    x_all = sp.csr_matrix((np.ones(len(values)), values, offsets), shape=(len(hist), n_items))
     grid = [OnboardingSettings(s, t, b) for s in SMOOTHING_GRID for t in TEMPERATURE_GRID for b in PRIOR_GRID]
     totals = np.zeros(len(grid))
     for f in range(folds):
         held = val[f::folds]
         if len(held) == 0:
             continue
-        rest = np.ones(len(hist), dtype=bool)
+        rest = np.ones(x_all.shape[0], dtype=bool)
         rest[held] = False
         others = np.flatnonzero(rest)
         if len(others) > MAX_NEIGHBOURS:
             others = np.sort(rng.choice(others, MAX_NEIGHBOURS, replace=False))
         nb = _Neighbours(x_all[others], pool)
         chosen = x_all[held].tocsr()
-        newest = [np.unique(hist[u][::-1], return_index=True) for u in held]
+        newest = [np.unique(histories[int(u)][::-1], return_index=True) for u in held]
         newest = [u_[np.argsort(ix)] for u_, ix in newest]  # distinct items, newest first
         for s in SMOOTHING_GRID:
             for t in TEMPERATURE_GRID:
