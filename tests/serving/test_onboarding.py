@@ -1,14 +1,16 @@
-"""Onboarding by active learning: the questions split the plausible users, answers steer the first
-recommendations, and over HTTP the "yes" answers become the new user's events at once."""
+"""Onboarding by active learning: the questions carry the most information about which training user the
+new user is like, answers steer the first recommendations, and over HTTP the "yes" answers become the new
+user's events at once."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 
 from lmrec.models import create_model
-from lmrec.models.onboarding import Onboarding, popular_questions
+from lmrec.models.onboarding import DEFAULT_SETTINGS, Onboarding, popular_questions
 from lmrec.store import Store
 from tests.serving.conftest import Served
 from tests.serving.serving_helpers import ITEMS, make_events
@@ -21,18 +23,32 @@ def _model():  # noqa: ANN202
         return create_model("itemknn", k=20).fit(st.to_dataset())
 
 
-def test_questions_split_the_users_and_skip_what_was_answered() -> None:
+def test_questions_carry_the_most_information_and_skip_what_was_answered() -> None:
     m = _model()
     ob = Onboarding(m)
+    # 30 users, too few to validate on: the default settings.
+    assert ob.calibration.users == 0 and ob.settings == DEFAULT_SETTINGS
     first = ob.next_questions({}, 3)
     assert len(first) == 3 and len(set(first)) == 3
-    # The first question is the item whose share of choosers is closest to one half.
+    # Before any answer every training user is equally plausible: the first question is the item whose
+    # answer has the largest mutual information with the user, H(P(yes)) - E_u H(P(yes | u)), where a user
+    # like u says "yes" with probability (1 - s) x_ui + s p_i (p_i: the item's share of choosers).
     x = m.user_histories_.to_csr(m.item_map.size)  # type: ignore[union-attr]
     x.data[:] = 1
     users = np.diff(x.indptr) > 0
     share = np.asarray(x[users].sum(axis=0)).ravel() / users.sum()
-    best = min((abs(share[m.item_map.index(i)] - 0.5), i) for i in m.item_map.raw_ids)[1]
-    assert abs(share[m.item_map.index(first[0])] - 0.5) == abs(share[m.item_map.index(best)] - 0.5)
+
+    def h(p: float) -> float:
+        return 0.0 if p <= 0 or p >= 1 else -(p * np.log(p) + (1 - p) * np.log(1 - p))
+
+    s = ob.settings.smoothing
+
+    def gain(i: str) -> float:
+        p = share[m.item_map.index(i)]
+        return h((1 - s) * p + s * p) - (p * h(1 - s + s * p) + (1 - p) * h(s * p))
+
+    best = max(gain(i) for i in m.item_map.raw_ids)
+    assert gain(first[0]) == pytest.approx(best)
     nxt = ob.next_questions({first[0]: True}, 5)
     assert first[0] not in nxt
     counts = make_events()["item_id"].value_counts(sort=True)
@@ -41,10 +57,12 @@ def test_questions_split_the_users_and_skip_what_was_answered() -> None:
 
 def test_answers_steer_the_first_recommendations() -> None:
     ob = Onboarding(_model())
-    crime = ob.consistent_scores({"heat": True, "toy": False})
-    anim = ob.consistent_scores({"heat": False, "toy": True})
+    crime = ob.scores({"heat": True, "toy": False})
+    anim = ob.scores({"heat": False, "toy": True})
     idx = ob.model.item_map.index
     assert crime[idx("ronin")] > anim[idx("ronin")] and anim[idx("aladdin")] > crime[idx("aladdin")]
+    # The scores are the probability of each item being the user's next: they sum to one.
+    assert crime.sum() == pytest.approx(1.0) and (crime >= 0).all()
 
 
 def test_onboarding_over_http_stores_the_yes_answers(start: Callable[..., Served]) -> None:

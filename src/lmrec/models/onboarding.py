@@ -2,106 +2,225 @@
 
 A new user has no history, so any recommender can only guess. Asking "do you know / like these?" about a few
 items fixes that, and the question is which items. Asking the most popular ones gets many "yes" answers that
-say little (nearly everyone knows them); asking random ones gets "no" to almost everything. The informative
-question **splits the users who are still plausible**: an item about half of them have chosen, so that either
-answer rules out about half of the candidates (Golbandi, Koren & Lempel, "Adaptive bootstrapping of
-recommender systems using decision trees", WSDM 2011, build a tree of such splits).
+say little (nearly everyone knows them); asking random ones gets "no" to almost everything.
 
-:class:`Onboarding` keeps a weight per training user — how consistent that user is with the answers so far —
-and asks next about the item whose weighted share of choosers is closest to one half (the largest binary
-entropy), among a pool of items popular enough to be recognised. An answer multiplies each training user's
-weight by how likely that user would have given it (``agree`` for a user who did the same, ``1 - agree``
-otherwise), so no single answer rules anyone out for good. The "yes" items become the user's first history,
-and the model recommends from it at once.
+:class:`Onboarding` treats the new user as one of the training users, unknown which (a mixture with one
+component per training user, as a user-kNN whose neighbourhood the answers define), and keeps a posterior
+weight per training user:
 
-Nothing here is fitted: it reads a fitted model's training histories (its user × item matrix).
+* **Answers are noisy evidence.** A user like training user ``u`` answers "yes" about item ``i`` with
+  probability ``(1 - s) x_ui + s p_i`` (``x_ui``: ``u`` chose ``i``; ``p_i``: the share of training users who
+  chose it; ``s``: ``smoothing``). So a "no" about an item ``u`` chose (on MovieLens: just "not rated") and a
+  "yes" about one ``u`` did not choose lower ``u``'s weight without ruling ``u`` out, and more so for a
+  popular item than for a rare one. The log-likelihood of each answer is scaled by ``temperature`` (a tempered
+  posterior: the training users are not exact copies of the new user, so many answers must not collapse the
+  neighbourhood onto a handful of them).
+* **Questions maximise the expected information.** The next question is the pool item whose answer tells
+  most about which training user the new user is like: the mutual information between the answer and the
+  user, ``H(P(yes)) - E_u H(P(yes | u))`` under the posterior. An item about half of the plausible users chose
+  splits them best (Golbandi, Koren & Lempel, WSDM 2011), but only if the answer is reliable: the noise term
+  favours items a user is likely to know, as "popularity x entropy" does by hand (Rashid et al., IUI 2002;
+  Elahi, Ricci & Rubens, "A survey of active learning in collaborative filtering recommender systems", 2016).
+* **Recommendations are the posterior's next item.** Each training user's items weigh ``1 / |u|`` (what a
+  user does next is one of their items: a heavy rater's long tail must not outvote everyone), mixed by the
+  posterior weights and blended with the same per-user popularity of all training users (``prior``): the
+  distribution of a new user's next item, before any answer that prior alone.
+
+The three settings are chosen **on validation**, per fitted model (:func:`calibrate`): the model's training
+users are cut into folds, each fold's users are simulated as new users against the others (they answer "yes"
+about the items they chose), and the grid point whose recommendations after 3, 5 and 10 answers hit each
+validation user's newest item most often wins. Nothing of any held-out user is read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
+from lmrec.data.ragged import Ragged
 from lmrec.data.schema import PAD
 from lmrec.models.base import Recommender
 
 #: The default pool: the most popular items (a question about an item nobody recognises is wasted).
 DEFAULT_POOL = 300
+#: Onboarding lengths the settings are validated for (answers before the first recommendations are judged).
+VALIDATION_ANSWERS = (3, 5, 10)
+#: The validation grid.
+SMOOTHING_GRID = (0.05, 0.1, 0.2)
+TEMPERATURE_GRID = (0.5, 1.0)
+PRIOR_GRID = (0.1, 0.3, 0.5)
+#: Validation needs at least this many training users with :data:`MIN_ITEMS` items; with fewer,
+#: :data:`DEFAULT_SETTINGS` are used.
+MIN_VALIDATION_USERS = 50
+MIN_ITEMS = 5
+#: Validation targets per user: their newest items not asked about (1: the newest, "what the new user chooses
+#: next"; several would be steadier but, on MovieLens-100K, favour a weaker prior than the newest item alone).
+VALIDATION_TARGETS = 1
+#: At most this many validation users and training users they are matched against (random samples), to bound
+#: the cost on large data sets.
+MAX_VALIDATION_USERS = 1000
+MAX_NEIGHBOURS = 20_000
+
+
+@dataclass(frozen=True)
+class OnboardingSettings:
+    """``smoothing``: the answer noise ``s``; ``temperature``: the weight of each answer's log-likelihood;
+    ``prior``: the share of the popularity prior in the recommendations."""
+
+    smoothing: float = 0.1
+    temperature: float = 1.0
+    prior: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.smoothing < 1.0:
+            raise ValueError(f"smoothing must be in (0, 1), got {self.smoothing}")
+        if not 0.0 < self.temperature <= 1.0:
+            raise ValueError(f"temperature must be in (0, 1], got {self.temperature}")
+        if not 0.0 <= self.prior < 1.0:
+            raise ValueError(f"prior must be in [0, 1), got {self.prior}")
+
+
+#: The settings when there are too few training users to validate on (the middle of the grid, no tempering).
+DEFAULT_SETTINGS = OnboardingSettings()
+
+
+@dataclass
+class Calibration:
+    """What :func:`calibrate` chose and why: every grid point's validation HR@10 (mean over
+    :data:`VALIDATION_ANSWERS`), and how many validation users it was measured on (0: too few users, the
+    defaults)."""
+
+    settings: OnboardingSettings
+    users: int = 0
+    scores: dict[OnboardingSettings, float] = field(default_factory=dict)
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return -(p * np.log(p) + (1 - p) * np.log(1 - p))
+
+
+class _Neighbours:
+    """The training users as mixture components: their binary choices ``x`` (users with at least one item),
+    the items' base rates ``p``, each user's item distribution ``x / |u|`` and the per-user popularity
+    ``q``. Every computation takes a batch of posteriors (rows), so that validation simulates many users at
+    once through the same code the service runs for one."""
+
+    def __init__(self, x: sp.csr_matrix, pool: np.ndarray) -> None:
+        x = x.tocsr().astype(np.float64)
+        x.data[:] = 1.0  # chose it or not, however often
+        x = x[np.diff(x.indptr) > 0]
+        self.x = x
+        self.x_csc = x.tocsc()
+        n_users = max(x.shape[0], 1)
+        self.base = np.asarray(x.sum(axis=0)).ravel() / n_users  # p_i
+        counts = np.diff(x.indptr).astype(np.float64)
+        self.dist = sp.diags(1.0 / np.maximum(counts, 1.0)) @ x  # rows sum to 1
+        self.dist = self.dist.tocsr()
+        self.prior = np.asarray(self.dist.sum(axis=0)).ravel() / n_users  # q_j, sums to 1
+        self.pool = pool
+        self.x_pool = x[:, pool].tocsc()
+
+    @property
+    def n_users(self) -> int:
+        return int(self.x.shape[0])
+
+    def column(self, items: np.ndarray) -> np.ndarray:
+        """``(n_users, len(items))`` dense: who chose each item."""
+        return self.x_csc[:, items].toarray()
+
+    def update(self, log_w: np.ndarray, items: np.ndarray, yes: np.ndarray, st: OnboardingSettings) -> None:
+        """Add each row's answer (``items[r]``, ``yes[r]``) to its log-posterior ``log_w[r]`` in place."""
+        chose = self.column(items).T  # (rows, n_users)
+        p_yes = (1.0 - st.smoothing) * chose + st.smoothing * self.base[items][:, None]
+        log_w += st.temperature * np.log(np.where(yes[:, None], p_yes, 1.0 - p_yes))
+
+    @staticmethod
+    def posterior(log_w: np.ndarray) -> np.ndarray:
+        w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+        return w / w.sum(axis=1, keepdims=True)
+
+    def gain(self, w: np.ndarray, st: OnboardingSettings) -> np.ndarray:
+        """``(rows, len(pool))``: the mutual information between the answer about each pool item and which
+        training user the new user is like."""
+        m = np.asarray(self.x_pool.T @ w.T).T  # posterior share of choosers of each pool item
+        s, p = st.smoothing, self.base[self.pool][None, :]
+        p_yes = (1.0 - s) * m + s * p
+        return _entropy(p_yes) - (m * _entropy((1.0 - s) + s * p) + (1.0 - m) * _entropy(s * p))
+
+    def scores(self, w: np.ndarray, prior: float) -> np.ndarray:
+        """``(rows, n_items + 1)``: the probability of each item being the new user's next."""
+        mix = np.asarray(self.dist.T @ w.T).T
+        return (1.0 - prior) * mix + prior * self.prior[None, :]
 
 
 class Onboarding:
-    """Questions for a new user, from a fitted model's training histories.
+    """Questions for a new user and their first recommendations, from a fitted model's training histories.
 
     Parameters
     ----------
     model:
-        A fitted recommender (its ``user_histories_`` and ``item_map`` are read; it also makes the first
-        recommendations from the "yes" answers).
+        A fitted recommender (its ``user_histories_``, ``item_map`` and ``popularity_`` are read).
     pool:
         How many of the most popular items questions are chosen from.
-    agree:
-        How likely a training user who chose an item (or did not) would answer the same: the weight update.
+    settings:
+        The answer model and the blend; by default chosen on validation from the model's own training users
+        (:func:`calibrate`; :attr:`calibration` says what was measured).
+    seed:
+        The validation folds' seed.
     """
 
-    def __init__(self, model: Recommender, pool: int = DEFAULT_POOL, agree: float = 0.9) -> None:
+    def __init__(self, model: Recommender, pool: int = DEFAULT_POOL,
+                 settings: OnboardingSettings | None = None, seed: int = 0) -> None:
         model._check_fitted()
-        if not 0.5 < agree < 1.0:
-            raise ValueError(f"agree must be in (0.5, 1), got {agree}")
         assert model.user_histories_ is not None and model.item_map is not None
         assert model.popularity_ is not None
         self.model = model
-        self.agree = agree
         pop = np.asarray(model.popularity_, dtype=np.float64).copy()
         pop[PAD] = -1
-        self.pool = np.argsort(-pop, kind="stable")[: max(1, min(pool, len(model.item_map)))]
-        self.pool = self.pool[pop[self.pool] > 0]
-        full = model.user_histories_.to_csr(model.item_map.size).tocsr()
-        full.data[:] = 1.0  # chose it or not, however often
-        x = full[:, self.pool].tocsr()
-        keep = np.diff(x.indptr) > 0  # training users with at least one pool item
-        self._x = x[keep].tocsc()
-        self._full = full[keep].tocsr()
+        pool_idx = np.argsort(-pop, kind="stable")[: max(1, min(pool, len(model.item_map)))]
+        self.pool = pool_idx[pop[pool_idx] > 0]
         self._pool_pos = {int(i): p for p, i in enumerate(self.pool)}
+        self._nb = _Neighbours(model.user_histories_.to_csr(model.item_map.size), self.pool)
+        if settings is None:
+            self.calibration = calibrate(model.user_histories_, model.item_map.size, self.pool, seed)
+            settings = self.calibration.settings
+        else:
+            self.calibration = Calibration(settings)
+        self.settings = settings
 
-    def _weights(self, answers: Mapping[int, bool]) -> np.ndarray:
-        w = np.ones(self._x.shape[0], dtype=np.float64)
-        for item, yes in answers.items():
-            p = self._pool_pos.get(int(item))
-            if p is None:
-                continue
-            chose = np.zeros(self._x.shape[0], dtype=bool)
-            chose[self._x.indices[self._x.indptr[p]:self._x.indptr[p + 1]]] = True
-            w *= np.where(chose == yes, self.agree, 1.0 - self.agree)
-            w /= w.max()  # keep the scale (products of many answers underflow otherwise)
-        return w
+    def _known(self, answers: Mapping[str, bool] | None) -> dict[int, bool]:
+        imap = self.model.item_map
+        assert imap is not None
+        return {imap.index(i): bool(v) for i, v in (answers or {}).items() if i in imap}
+
+    def _posterior(self, known: Mapping[int, bool]) -> np.ndarray:
+        log_w = np.zeros((1, self._nb.n_users))
+        for item, yes in known.items():
+            if item != PAD:
+                self._nb.update(log_w, np.array([item]), np.array([yes]), self.settings)
+        return self._nb.posterior(log_w)
 
     def next_questions(self, answers: Mapping[str, bool] | None = None, n: int = 1,
                        exclude: Sequence[str] = ()) -> list[str]:
         """The ``n`` most informative items to ask about next (raw ids, best first), given the answers so far
         (``{item id: chose it}``); items already answered or in ``exclude`` are not asked again."""
-        assert self.model.item_map is not None
-        known = {self.model.item_map.index(i): bool(v) for i, v in (answers or {}).items()
-                 if i in self.model.item_map}
-        w = self._weights(known)
-        share = (self._x.T @ w) / max(w.sum(), 1e-12)
-        share = np.clip(share, 1e-9, 1 - 1e-9)
-        entropy = -(share * np.log2(share) + (1 - share) * np.log2(1 - share))
-        skip = set(known) | {self.model.item_map.index(i) for i in exclude if i in self.model.item_map}
-        entropy[[p for i, p in self._pool_pos.items() if i in skip]] = -1.0
-        order = np.argsort(-entropy, kind="stable")[:n]
-        return [str(self.model.item_map.raw(int(self.pool[p]))) for p in order if entropy[p] >= 0]
-
-    def consistent_scores(self, answers: Mapping[str, bool]) -> np.ndarray:
-        """Scores ``(n_items + 1,)`` of every item for a user known only by their answers: how many training
-        users chose it, each weighted by how consistent they are with the answers (a user-kNN whose
-        neighbourhood the answers define, "no" answers included)."""
-        assert self.model.item_map is not None
         imap = self.model.item_map
-        known = {imap.index(i): bool(v) for i, v in answers.items() if i in imap}
-        w = self._weights(known)
-        w = w / max(w.sum(), 1e-12)
-        return np.asarray(self._full.T @ w).ravel()
+        assert imap is not None
+        known = self._known(answers)
+        gain = self._nb.gain(self._posterior(known), self.settings)[0]
+        skip = set(known) | {imap.index(i) for i in exclude if i in imap}
+        gain[[p for i, p in self._pool_pos.items() if i in skip]] = -np.inf
+        order = np.argsort(-gain, kind="stable")[:n]
+        return [str(imap.raw(int(self.pool[p]))) for p in order if np.isfinite(gain[p])]
+
+    def scores(self, answers: Mapping[str, bool]) -> np.ndarray:
+        """Scores ``(n_items + 1,)`` of every item for a user known only by their answers ("no" answers
+        included): the probability of being their next item (index 0, padding, included; mask it)."""
+        return self._nb.scores(self._posterior(self._known(answers)), self.settings.prior)[0]
 
     def ask(self, answer: Callable[[str], bool], n: int) -> dict[str, bool]:
         """Ask ``n`` questions one at a time, ``answer(item id) -> bool`` giving each reply (a simulated user
@@ -113,6 +232,84 @@ class Onboarding:
                 break
             answers[q[0]] = bool(answer(q[0]))
         return answers
+
+
+def _simulate(nb: _Neighbours, chosen: sp.csr_matrix, newest: list[np.ndarray], st: OnboardingSettings,
+              priors: Sequence[float], answers: Sequence[int], k: int = 10) -> np.ndarray:
+    """Validation users (rows of ``chosen``, their items newest first in ``newest``) answer the questions
+    ``nb`` asks, one at a time; ``(len(priors), len(answers))``: the share of each one's
+    :data:`VALIDATION_TARGETS` newest items not asked about in their top ``k`` (with one target, HR@k)."""
+    rows = chosen.shape[0]
+    log_w = np.zeros((rows, nb.n_users))
+    asked = np.zeros((rows, len(nb.pool)), dtype=bool)
+    hits = np.zeros((len(priors), len(answers)))
+    r = np.arange(rows)
+    for step in range(1, max(answers) + 1):
+        gain = nb.gain(nb.posterior(log_w), st)
+        gain[asked] = -np.inf
+        pick = np.argmax(gain, axis=1)
+        asked[r, pick] = True
+        items = nb.pool[pick]
+        yes = np.asarray(chosen[r, items]).ravel() > 0
+        nb.update(log_w, items, yes, st)
+        if step not in answers:
+            continue
+        w = nb.posterior(log_w)
+        asked_items = [set(nb.pool[a].tolist()) for a in asked]
+        targets = np.zeros((rows, VALIDATION_TARGETS), dtype=np.int64)  # PAD where a user has fewer
+        for row, (nw, a) in enumerate(zip(newest, asked_items, strict=True)):
+            t = [int(i) for i in nw if int(i) not in a][:VALIDATION_TARGETS]
+            targets[row, : len(t)] = t
+        n_targets = np.maximum((targets != PAD).sum(axis=1), 1)
+        for b, prior in enumerate(priors):
+            sc = nb.scores(w, prior)
+            sc[:, PAD] = -np.inf
+            ri, ci = np.nonzero(asked)
+            sc[ri, nb.pool[ci]] = -np.inf
+            top = np.argpartition(-sc, k, axis=1)[:, :k]
+            hit = ((top[:, :, None] == targets[:, None, :]) & (targets[:, None, :] != PAD)).any(axis=1)
+            hits[b, answers.index(step)] += (hit.sum(axis=1) / n_targets).sum()
+    return hits / max(rows, 1)
+
+
+def calibrate(histories: Ragged, n_items: int, pool: np.ndarray, seed: int = 0,
+              folds: int = 5) -> Calibration:
+    """Choose :class:`OnboardingSettings` on validation: training users with at least :data:`MIN_ITEMS`
+    items (at most :data:`MAX_VALIDATION_USERS`, a random sample; each matched against at most
+    :data:`MAX_NEIGHBOURS` others) are cut into ``folds`` folds; each fold's users answer as new users ("yes"
+    about the items they chose) against the mixture of all other training users, and the grid point with the
+    highest HR@10 of their newest item, averaged over :data:`VALIDATION_ANSWERS` answers, wins (ties: the
+    first in grid order). ``histories``: each training user's item indices, oldest first."""
+    x_all = histories.to_csr(n_items).tocsr()  # duplicates summed: one entry per distinct item
+    eligible = np.flatnonzero(np.diff(x_all.indptr) >= MIN_ITEMS)
+    if len(eligible) < MIN_VALIDATION_USERS:
+        return Calibration(DEFAULT_SETTINGS)
+    x_all.data[:] = 1.0
+    rng = np.random.default_rng(seed)
+    val = rng.permutation(eligible)[:MAX_VALIDATION_USERS]
+    grid = [OnboardingSettings(s, t, b) for s in SMOOTHING_GRID for t in TEMPERATURE_GRID for b in PRIOR_GRID]
+    totals = np.zeros(len(grid))
+    for f in range(folds):
+        held = val[f::folds]
+        if len(held) == 0:
+            continue
+        rest = np.ones(x_all.shape[0], dtype=bool)
+        rest[held] = False
+        others = np.flatnonzero(rest)
+        if len(others) > MAX_NEIGHBOURS:
+            others = np.sort(rng.choice(others, MAX_NEIGHBOURS, replace=False))
+        nb = _Neighbours(x_all[others], pool)
+        chosen = x_all[held].tocsr()
+        newest = [np.unique(histories[int(u)][::-1], return_index=True) for u in held]
+        newest = [u_[np.argsort(ix)] for u_, ix in newest]  # distinct items, newest first
+        for s in SMOOTHING_GRID:
+            for t in TEMPERATURE_GRID:
+                hr = _simulate(nb, chosen, newest, OnboardingSettings(s, t), PRIOR_GRID, VALIDATION_ANSWERS)
+                for b, prior in enumerate(PRIOR_GRID):
+                    totals[grid.index(OnboardingSettings(s, t, prior))] += hr[b].mean() * len(held)
+    scores = totals / len(val)
+    best = int(np.argmax(scores))
+    return Calibration(grid[best], len(val), {g: float(v) for g, v in zip(grid, scores, strict=True)})
 
 
 def popular_questions(model: Recommender, n: int, exclude: Sequence[str] = ()) -> list[str]:

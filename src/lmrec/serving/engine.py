@@ -685,7 +685,7 @@ class Engine:
                          for q in ob.next_questions(known, n)]
             recs: list[RecommendedItem] = []
             if known:
-                scores = ob.consistent_scores(known)
+                scores = ob.scores(known)
                 scores[PAD] = NEG_INF
                 scores[b.model.item_map.indices(list(known))] = NEG_INF
                 idx, sc = topk(scores[None, :], k)
