@@ -44,6 +44,9 @@ SEQREC_BUDGET = 120.0
 #: Single models: the pipeline's retrievers that are lmrec models, tested alone.
 SINGLES = ("seqrec", "ease", "itemknn", "als", "content-lm", "most-popular")
 ABLATION = {"behaviour": "behaviour only", "behaviour,lm": "+ language model"}
+#: What a cached line was measured with: lines of another protocol are neither resumed nor reported (the
+#: earlier lines had the ranker's LightGBM settings fixed; since ``ranker-grid-1`` each fit selects them).
+PROTOCOL = "ranker-grid-1"
 
 
 def load(name: str):  # -> Dataset
@@ -68,7 +71,8 @@ def run_one(name: str, seed: int, budget: float) -> dict[str, Any]:
     split = leave_one_out(ds)
     vectors = text.item_vectors(ds, progress=False)
     meta = {"encoder": "all-MiniLM-L6-v2"}
-    out: dict[str, Any] = {"data": name, "seed": seed, "users": len(split.test), "items": ds.n_items,
+    out: dict[str, Any] = {"protocol": PROTOCOL, "data": name, "seed": seed, "users": len(split.test),
+                           "items": ds.n_items,
                            "events": ds.n_events, "models": {}, "seqrec_budget": budget}
 
     def test(label: str, model, fit_s: float | None = None) -> None:
@@ -235,6 +239,11 @@ def report(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def cached(path: Path) -> list[dict[str, Any]]:
+    """The cached lines of this protocol (older lines, measured otherwise, are left out)."""
+    return [r for r in read_cached(path) if r.get("protocol") == PROTOCOL]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", default=[], choices=DATASETS)
@@ -244,7 +253,7 @@ def main() -> None:
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     args.cache.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r["data"], r["seed"]) for r in read_cached(args.cache)}
+    done = {(r["data"], r["seed"]) for r in cached(args.cache)}
     for seed in args.seeds:  # every data set once before any second seed
         for data in args.only:
             if (data, seed) in done:
@@ -258,7 +267,7 @@ def main() -> None:
     if args.report:
         from _report import write_section
 
-        print(write_section("pipeline", report(read_cached(args.cache))))
+        print(write_section("pipeline", report(cached(args.cache))))
 
 
 if __name__ == "__main__":

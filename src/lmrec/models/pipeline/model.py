@@ -45,7 +45,7 @@ from lmrec.models.auto import Auto, normalise_rows, text_is_informative
 from lmrec.models.base import Recommender, create_model, load_model, register, scores_for_items
 from lmrec.models.capabilities import ColdStartItems, PredictionHeads, RankingReasons
 from lmrec.models.pipeline import features as F
-from lmrec.models.pipeline.ranker import RANKERS
+from lmrec.models.pipeline.ranker import GRIDS, RANKERS, grid_points, select
 from lmrec.models.pipeline.retrievers import (
     AUTO_FITTED,
     MODEL_RETRIEVERS,
@@ -75,6 +75,9 @@ class PipelineConfig:
     #: The ranker (see :data:`~lmrec.models.pipeline.ranker.RANKERS`) and overrides of its settings.
     ranker: str = "lightgbm"
     ranker_params: dict[str, Any] = field(default_factory=dict)
+    #: Select the ranker's capacity from its fixed grid (:data:`~lmrec.models.pipeline.ranker.GRIDS`) by
+    #: NDCG@10 on the held-out label users; keys given in ``ranker_params`` are fixed, not searched.
+    ranker_search: bool = True
     #: Text: ``auto`` (SeqRec fused and ContentLM when the text is informative), ``on`` or ``off``.
     text: str = "auto"
     #: Label users the ranker learns from (a seeded sample above this).
@@ -296,7 +299,11 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
         self.search_["ranker_groups"] = len(data["sizes"])
         self.ranker_ = self._fit_ranker(data, self.columns_)
 
-    def _fit_ranker(self, data: dict[str, Any], columns: list[int]) -> Any:
+    def _fit_ranker(self, data: dict[str, Any], columns: list[int],
+                    params: dict[str, Any] | None = None) -> Any:
+        """The ranker on the label rows' ``columns``: one per point of the ranker's grid (or with ``params``
+        only), trees early-stopped on a held-out share of the label users, the point with the best held-out
+        NDCG@10 kept; the choice and every point's score go to ``search_["ranker"]``."""
         cfg: PipelineConfig = self.config
         sizes = data["sizes"]
         if not len(sizes):
@@ -314,17 +321,24 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
         tr, va = rows_of(in_g), rows_of(out_g)
         x = data["x"][:, columns]
         build, _ = RANKERS[cfg.ranker]
-        ranker = build(dict(cfg.ranker_params), cfg.seed, [self.feature_names_[c][0] for c in columns])
-        summary = ranker.fit(x[tr], data["y"][tr], sizes[in_g],
-                             x[va] if len(va) else None, data["y"][va] if len(va) else None,
-                             sizes[out_g] if len(va) else None)
+        fixed = dict(cfg.ranker_params)
+        if params is not None:
+            points = [dict(params)]
+        elif cfg.ranker_search:
+            points = grid_points(GRIDS.get(cfg.ranker, ()), fixed)
+        else:
+            points = [{}]
+        heldout = (x[va], data["y"][va], sizes[out_g]) if len(va) else None
+        ranker, summary = select(build, points, fixed, cfg.seed, [self.feature_names_[c][0] for c in columns],
+                                 (x[tr], data["y"][tr], sizes[in_g]), heldout)
         self.search_["ranker"] = {"name": cfg.ranker, "train_groups": len(in_g), "heldout_groups": len(out_g),
                                   **summary}
         return ranker
 
-    def with_features(self, groups: str) -> Pipeline:
+    def with_features(self, groups: str, select: bool = False) -> Pipeline:
         """A copy whose ranker is trained again on the same label rows with only these feature groups (the
-        ablation; the retrievers are shared). Only right after ``fit`` (the rows are not saved)."""
+        ablation; the retrievers are shared). Only right after ``fit`` (the rows are not saved). The ranker
+        keeps the settings this fit selected, or (``select``) selects its own from the grid."""
         if self._train is None:
             raise ValueError("with_features needs the training rows of a fit in this process")
         other = copy.copy(self)
@@ -332,7 +346,8 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
         wanted = F.parse_groups(groups)
         other.columns_ = [i for i, (_, g) in enumerate(self.feature_names_) if g in wanted]
         other.search_ = dict(self.search_)
-        other.ranker_ = other._fit_ranker(self._train, other.columns_)
+        chosen = None if select else self.search_.get("ranker", {}).get("params")
+        other.ranker_ = other._fit_ranker(self._train, other.columns_, chosen)
         return other
 
     # ------------------------------------------------------------------ scoring
