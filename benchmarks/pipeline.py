@@ -186,7 +186,10 @@ def report(rows: list[dict[str, Any]]) -> str:
         "best single model was: ml100k +16.5 % (p 0.0036), mlsmall +10.7 % (p 0.21), office +52.2 % "
         "(p 4e-35), shop +10.4 % (p 0.0022). The served latency of a pipeline over HTTP is measured in "
         "the section `serving-pipeline` (`benchmarks/serve_load.py --model pipeline`); the in-process "
-        "time per request is given per data set.",
+        "time per request is given per data set (measured before the request path's later change, which "
+        "cut its CPU time by about 13 % at 10,000 items and gives the same top 10s). SeqRec's time budget "
+        "makes its epochs, so its quality and the pipeline's margin over it, depend on the machine's load "
+        "(office seqrec-fused here against 0.0527 in the previous run of this section).",
         "",
     ]
     by: dict[str, list[dict[str, Any]]] = {}
