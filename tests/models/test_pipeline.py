@@ -19,6 +19,7 @@ from lmrec.data.synthetic_ecommerce import generate_ecommerce
 from lmrec.models import create_model, load_model
 from lmrec.models.capabilities import RankingReasons
 from lmrec.models.pipeline.model import Pipeline, held_out_labels
+from lmrec.models.pipeline.ranker import LIGHTGBM_GRID, grid_points
 from lmrec.models.pipeline.retrievers import CategoryIndex, top_candidates
 from lmrec.serving.explain import _ranked_up
 
@@ -184,3 +185,64 @@ def test_multitask_heads_become_features(tmp_path: Path) -> None:
     loaded = load_model(m.save(tmp_path / "pipe"))
     hist, users = sp.test.history.take(np.arange(10)), sp.test.users[:10]
     np.testing.assert_array_equal(loaded.score(hist, users), m.score(hist, users))
+
+
+def test_grid_points_leave_out_the_settings_a_caller_fixed() -> None:
+    grid = ({"num_leaves": 7, "min_data_in_leaf": 100}, {"num_leaves": 7, "min_data_in_leaf": 20},
+            {"num_leaves": 31, "min_data_in_leaf": 100})
+    assert grid_points(grid, {}) == list(grid)
+    assert grid_points(grid, {"min_data_in_leaf": 5}) == [{"num_leaves": 7}, {"num_leaves": 31}]
+    assert grid_points(grid, {"num_leaves": 3, "min_data_in_leaf": 5}) == [{}]
+    assert LIGHTGBM_GRID[0] == {"num_leaves": 7, "min_data_in_leaf": 100, "lambda_l2": 10.0}, \
+        "the most regularised point first: ties keep it"
+
+
+def test_the_ranker_settings_are_selected_on_held_out_label_users_and_saved(splits, tmp_path: Path) -> None:
+    plain, _ = splits
+    fits = [create_model("pipeline", **FAST).fit(plain.train, plain.valid) for _ in range(2)]
+    a, b = fits
+    info = a.search_["ranker"]
+    # FAST fixes min_data_in_leaf: the grid's other settings are searched, each point scored on held-out users
+    expected = grid_points(LIGHTGBM_GRID, FAST["ranker_params"])
+    assert [g["params"] for g in info["grid"]] == expected and len(expected) > 1
+    assert info["heldout_groups"] > 0 and all(g["heldout_ndcg10"] is not None for g in info["grid"])
+    scores = [g["heldout_ndcg10"] for g in info["grid"]]
+    assert info["params"] == info["grid"][int(np.argmax(scores))]["params"], "the best, the first of ties"
+    assert b.search_["ranker"] == info, "the selection is deterministic"
+    hist, users = plain.test.history, plain.test.users
+    np.testing.assert_array_equal(a.score(hist, users), b.score(hist, users))
+    # the chosen settings travel with the model folder, and the reloaded ranker is the chosen one
+    loaded = load_model(a.save(tmp_path / "pipe"))
+    assert loaded.search_["ranker"]["params"] == info["params"]
+    saved = json.loads((tmp_path / "pipe" / "pipeline.json").read_text())["search"]["ranker"]
+    assert saved["params"] == info["params"] and saved["grid"] == info["grid"]
+    text = (tmp_path / "pipe" / "ranker.txt").read_text()
+    assert f"[num_leaves: {info['params']['num_leaves']}]" in text
+    np.testing.assert_array_equal(loaded.score(hist, users), a.score(hist, users))
+    # the ablation keeps the selected settings; without search one ranker with the defaults is fitted
+    assert a.with_features("behaviour").search_["ranker"]["params"] == info["params"]
+    plain_fit = create_model("pipeline", **{**FAST, "ranker_search": False}).fit(plain.train, plain.valid)
+    assert plain_fit.search_["ranker"]["grid"] == [] and plain_fit.search_["ranker"]["params"] == {}
+
+
+def test_served_top_lists_match_the_scores_of_every_item(splits) -> None:
+    """The request path's shortcuts (popular and trending from one cached row and order, the category
+    profile computed once) give the order that ranking every item's score gives."""
+    plain, _ = splits
+    m = create_model("pipeline", **FAST).fit(plain.train, plain.valid)
+    hist, users = plain.test.history, plain.test.users
+    scores = m.score(hist, users)
+    for r in range(0, len(users), 7):
+        idx, _ = m.recommend_indices(hist.take([r]), users[[r]], k=10)
+        row = scores[r].copy()
+        row[hist[r]] = -np.inf
+        order = np.lexsort((np.arange(len(row)), -row))[:10]
+        assert idx[0].tolist() == order.tolist()
+    top = {n: m._static_row(n)[2] for n in ("popular", "trending")}
+    for name, order in top.items():
+        z = m._normalised(m._retriever_scores(hist.take([0]), users[:1]))[name][0].copy()
+        z[0] = -np.inf
+        z[hist[0]] = -np.inf
+        k = min(FAST["candidates"], int(np.isfinite(z).sum()))
+        expected = np.lexsort((np.arange(len(z)), -z))[:k]
+        assert order[~np.isin(order, hist[0])][:k].tolist() == expected.tolist()

@@ -176,9 +176,10 @@ def user_text_vectors(histories: Ragged, item_vectors: np.ndarray) -> np.ndarray
 def build(
     retrievers: list[str], raw: dict[str, np.ndarray], zs: dict[str, np.ndarray], ranks: np.ndarray,
     n_list: int, cand: np.ndarray, histories: Ragged, users: np.ndarray, popularity: np.ndarray,
-    side: SideData, cats: CategoryIndex, item_vectors: np.ndarray | None,
+    side: SideData, cats: CategoryIndex, item_vectors: np.ndarray | None, prof: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``float32 (rows, width, features)`` for the candidates ``cand`` (see :func:`feature_names`)."""
+    """``float32 (rows, width, features)`` for the candidates ``cand`` (see :func:`feature_names`); ``prof``:
+    the histories' category profile (:meth:`CategoryIndex.profile`), when computed already."""
     rows, width = cand.shape
     cols: list[np.ndarray] = []
     for r_i, r in enumerate(retrievers):
@@ -211,15 +212,8 @@ def build(
     mean_hp = np.where(known, hp, 0.0).sum(axis=1) / np.maximum(known.sum(axis=1), 1)
     mean_hp[known.sum(axis=1) == 0] = np.nan
     cols.append((np.log1p(price) - mean_hp[:, None]).astype(np.float32))
-    prof = cats.profile(histories)
-    m = cats.matrix
-    share = np.zeros(cand.shape, dtype=np.float32)
-    flat = cand.ravel()
-    sub = m[flat]  # (rows * width, categories) sparse
-    rr = np.repeat(np.arange(rows), width)
-    coo = sub.tocoo()
-    np.add.at(share.reshape(-1), coo.row, prof[rr[coo.row], coo.col])
-    cols.append(share)
+    prof = cats.profile(histories) if prof is None else prof
+    cols.append(cats.share(cand, prof))
     steps = cats.steps_since(histories)
     fc = cats.first[cand]
     got = np.where(fc >= 0, steps[np.arange(rows)[:, None], np.maximum(fc, 0)], np.inf)

@@ -45,12 +45,13 @@ from lmrec.models.auto import Auto, normalise_rows, text_is_informative
 from lmrec.models.base import Recommender, create_model, load_model, register, scores_for_items
 from lmrec.models.capabilities import ColdStartItems, PredictionHeads, RankingReasons
 from lmrec.models.pipeline import features as F
-from lmrec.models.pipeline.ranker import RANKERS
+from lmrec.models.pipeline.ranker import GRIDS, RANKERS, grid_points, select
 from lmrec.models.pipeline.retrievers import (
     AUTO_FITTED,
     MODEL_RETRIEVERS,
     CategoryIndex,
     parse_retrievers,
+    static_order,
     top_candidates,
     trending_counts,
 )
@@ -75,6 +76,9 @@ class PipelineConfig:
     #: The ranker (see :data:`~lmrec.models.pipeline.ranker.RANKERS`) and overrides of its settings.
     ranker: str = "lightgbm"
     ranker_params: dict[str, Any] = field(default_factory=dict)
+    #: Select the ranker's capacity from its fixed grid (:data:`~lmrec.models.pipeline.ranker.GRIDS`) by
+    #: NDCG@10 on the held-out label users; keys given in ``ranker_params`` are fixed, not searched.
+    ranker_search: bool = True
     #: Text: ``auto`` (SeqRec fused and ContentLM when the text is informative), ``on`` or ``off``.
     text: str = "auto"
     #: Label users the ranker learns from (a seeded sample above this).
@@ -131,6 +135,8 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
         self.plan_: dict[str, dict[str, Any]] = {}
         self._train: dict[str, Any] | None = None  # the ranker's training rows, in memory only (ablations)
         self._cats: tuple[Any, CategoryIndex] | None = None
+        #: popular and trending score every row alike: their row, z-scores and order, computed once
+        self._static: dict[str, tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @property  # type: ignore[override]
     def needs_item_vectors(self) -> bool:
@@ -296,7 +302,11 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
         self.search_["ranker_groups"] = len(data["sizes"])
         self.ranker_ = self._fit_ranker(data, self.columns_)
 
-    def _fit_ranker(self, data: dict[str, Any], columns: list[int]) -> Any:
+    def _fit_ranker(self, data: dict[str, Any], columns: list[int],
+                    params: dict[str, Any] | None = None) -> Any:
+        """The ranker on the label rows' ``columns``: one per point of the ranker's grid (or with ``params``
+        only), trees early-stopped on a held-out share of the label users, the point with the best held-out
+        NDCG@10 kept; the choice and every point's score go to ``search_["ranker"]``."""
         cfg: PipelineConfig = self.config
         sizes = data["sizes"]
         if not len(sizes):
@@ -314,17 +324,24 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
         tr, va = rows_of(in_g), rows_of(out_g)
         x = data["x"][:, columns]
         build, _ = RANKERS[cfg.ranker]
-        ranker = build(dict(cfg.ranker_params), cfg.seed, [self.feature_names_[c][0] for c in columns])
-        summary = ranker.fit(x[tr], data["y"][tr], sizes[in_g],
-                             x[va] if len(va) else None, data["y"][va] if len(va) else None,
-                             sizes[out_g] if len(va) else None)
+        fixed = dict(cfg.ranker_params)
+        if params is not None:
+            points = [dict(params)]
+        elif cfg.ranker_search:
+            points = grid_points(GRIDS.get(cfg.ranker, ()), fixed)
+        else:
+            points = [{}]
+        heldout = (x[va], data["y"][va], sizes[out_g]) if len(va) else None
+        ranker, summary = select(build, points, fixed, cfg.seed, [self.feature_names_[c][0] for c in columns],
+                                 (x[tr], data["y"][tr], sizes[in_g]), heldout)
         self.search_["ranker"] = {"name": cfg.ranker, "train_groups": len(in_g), "heldout_groups": len(out_g),
                                   **summary}
         return ranker
 
-    def with_features(self, groups: str) -> Pipeline:
+    def with_features(self, groups: str, select: bool = False) -> Pipeline:
         """A copy whose ranker is trained again on the same label rows with only these feature groups (the
-        ablation; the retrievers are shared). Only right after ``fit`` (the rows are not saved)."""
+        ablation; the retrievers are shared). Only right after ``fit`` (the rows are not saved). The ranker
+        keeps the settings this fit selected, or (``select``) selects its own from the grid."""
         if self._train is None:
             raise ValueError("with_features needs the training rows of a fit in this process")
         other = copy.copy(self)
@@ -332,7 +349,8 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
         wanted = F.parse_groups(groups)
         other.columns_ = [i for i, (_, g) in enumerate(self.feature_names_) if g in wanted]
         other.search_ = dict(self.search_)
-        other.ranker_ = other._fit_ranker(self._train, other.columns_)
+        chosen = None if select else self.search_.get("ranker", {}).get("params")
+        other.ranker_ = other._fit_ranker(self._train, other.columns_, chosen)
         return other
 
     # ------------------------------------------------------------------ scoring
@@ -343,7 +361,25 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
             self._cats = (key, CategoryIndex(self.item_categories_))
         return self._cats[1]
 
-    def _retriever_scores(self, hist: Ragged, users: np.ndarray) -> dict[str, np.ndarray]:
+    def _static_row(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The row of scores of ``popular`` or ``trending`` (the same for every history), its z-scores and
+        its items best first; recomputed when the catalogue or the side data change."""
+        assert self.side_ is not None
+        counts = self.side_.popularity if name == "popular" else self.side_.trending
+        width = self.n_items + 1
+        got = self._static.get(name)
+        if got is None or got[0][0] is not counts or got[0][1] != width:  # the array itself: never a stale id
+            key = (counts, width)
+            s = np.broadcast_to(np.log1p(counts), (1, width)).astype(np.float32)
+            s[:, PAD] = -np.inf
+            z = normalise_rows(s)[0]
+            got = (key, s, z, static_order(np.where(np.arange(width) == PAD, -np.inf, z[0])))
+            self._static[name] = got
+        return got[1], got[2], got[3]
+
+    def _retriever_scores(self, hist: Ragged, users: np.ndarray,
+                          prof: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Each retriever's scores ``(rows, n_items + 1)`` (popular, trending: one row, broadcast)."""
         assert self.side_ is not None
         width = self.n_items + 1
         self.side_.grow(width)
@@ -351,12 +387,11 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
         for name in self.names_:
             if name in self.retrievers_:
                 s = np.asarray(self.retrievers_[name].score(hist, users), dtype=np.float32)
-            elif name == "popular":
-                s = np.broadcast_to(np.log1p(self.side_.popularity), (len(hist), width)).copy()
-            elif name == "trending":
-                s = np.broadcast_to(np.log1p(self.side_.trending), (len(hist), width)).copy()
+            elif name in ("popular", "trending"):
+                out[name] = np.broadcast_to(self._static_row(name)[0], (len(hist), width))
+                continue
             elif name == "categories":
-                s = self._cat_index().scores(hist, self.side_.popularity)
+                s = self._cat_index().scores(hist, self.side_.popularity, prof)
             else:  # pragma: no cover - guarded by _names
                 raise ValueError(f"unknown retriever {name}")
             s = s.astype(np.float32, copy=False)
@@ -364,24 +399,36 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
             out[name] = s
         return out
 
+    def _normalised(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each retriever's per-row z-scores (popular and trending: their one row, broadcast)."""
+        out = {}
+        for name, s in raw.items():
+            if name in ("popular", "trending"):
+                out[name] = np.broadcast_to(self._static_row(name)[1], s.shape)
+            else:
+                out[name] = normalise_rows(s)[0]
+        return out
+
     def _frame(self, hist: Ragged, users: np.ndarray, extra: Ragged | None = None):  # noqa: ANN202
         """Candidates ``(rows, width)``, which are real, their features ``(rows, width, F)``, each
         retriever's top list and the retrievers' mean z-score ``(rows, n_items + 1)``."""
         assert self.side_ is not None
         cfg: PipelineConfig = self.config
-        raw = self._retriever_scores(hist, users)
-        zs, mean = {}, None
-        for name, s in raw.items():
-            z, has = normalise_rows(s)
-            zs[name] = z
-            mean = z.copy() if mean is None else mean + z
+        cats = self._cat_index()
+        prof = cats.profile(hist)  # once per request: the categories retriever and the features read it
+        raw = self._retriever_scores(hist, users, prof)
+        zs = self._normalised(raw)
+        mean = None
+        for z in zs.values():
+            mean = z.astype(np.float32, copy=True) if mean is None else mean + z
         assert mean is not None
         mean /= len(raw)
-        cand, ok, ranks, tops = top_candidates(zs, hist, cfg.candidates, extra)
+        orders = {n: self._static_row(n)[2] for n in raw if n in ("popular", "trending")}
+        cand, ok, ranks, tops = top_candidates(zs, hist, cfg.candidates, extra, orders)
         vec = self.item_vectors_ if self.item_vectors_ is not None and "lm" in F.parse_groups(cfg.features) \
             else None
         x = F.build(self.names_, raw, zs, ranks, cfg.candidates, cand, hist, users, self.side_.popularity,
-                    self.side_, self._cat_index(), vec)
+                    self.side_, cats, vec, prof)
         return cand, ok, x, tops, mean
 
     def score(self, histories: Ragged, users: np.ndarray | None = None,
@@ -455,8 +502,9 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
             r = rows[start : start + BATCH]
             hist, users, targets = eval_set.history.take(r), eval_set.users[r], eval_set.targets.take(r)
             raw = self._retriever_scores(hist, users)
-            zs = {k: normalise_rows(v)[0] for k, v in raw.items()}
-            cand, ok, _, tops = top_candidates(zs, hist, self.config.candidates)
+            zs = self._normalised(raw)
+            orders = {n: self._static_row(n)[2] for n in raw if n in ("popular", "trending")}
+            cand, ok, _, tops = top_candidates(zs, hist, self.config.candidates, orders=orders)
             has_t = targets.lengths > 0
             n_t = np.maximum(targets.lengths, 1)
             n += int(has_t.sum())

@@ -104,12 +104,39 @@ class CategoryIndex:
     def profile(self, histories: Ragged) -> np.ndarray:
         """``(rows, categories)``: the recency-weighted share of the row's recent history in each category."""
         last, w = recency_weights(histories)
-        safe = np.where(last < self.matrix.shape[0], last, PAD)
-        rows = np.repeat(np.arange(len(last)), last.shape[1])
-        pairs = sp.csr_matrix((w.ravel(), (rows, safe.ravel())), shape=(len(last), self.matrix.shape[0]))
-        prof = np.asarray((pairs @ self.matrix).todense(), dtype=np.float32)
+        n_c = self.matrix.shape[1]
+        safe = np.where(last < self.matrix.shape[0], last, PAD).ravel()
+        # each (row, history slot)'s categories, gathered from the CSR arrays: numpy only (a scipy product
+        # costs a millisecond of constructors per request)
+        rows, cats, weight = self._gather(safe, np.repeat(np.arange(len(last)), last.shape[1]), w.ravel())
+        prof = np.bincount(rows * n_c + cats, weights=weight, minlength=len(last) * n_c)
+        prof = prof.reshape(len(last), n_c).astype(np.float32)
         total = w.sum(axis=1, keepdims=True)
         return prof / np.maximum(total, 1e-9)
+
+    def _gather(self, items: np.ndarray, rows: np.ndarray, weights: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each ``items[j]``'s categories: ``rows[j]``, the category and ``weights[j]`` (× the entry)."""
+        indptr, indices = self.matrix.indptr, self.matrix.indices
+        lens = (indptr[items + 1] - indptr[items]).astype(np.int64)
+        total = int(lens.sum())
+        if not total:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0, dtype=np.float64)
+        ends = np.cumsum(lens)
+        starts = indptr[items].astype(np.int64)
+        pos = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - lens), lens)
+        return (np.repeat(rows, lens), indices[pos].astype(np.int64),
+                np.repeat(weights, lens) * self.matrix.data[pos])
+
+    def share(self, cand: np.ndarray, prof: np.ndarray) -> np.ndarray:
+        """``(rows, width)``: each candidate's profile share, summed over the candidate's categories."""
+        rows, width = cand.shape
+        flat = np.arange(rows * width, dtype=np.int64)
+        slot, cats, weight = self._gather(cand.ravel().astype(np.int64), flat, np.ones(rows * width))
+        vals = weight * prof[slot // max(width, 1), cats]
+        out = np.bincount(slot, weights=vals, minlength=rows * width)
+        return out.reshape(rows, width).astype(np.float32)
 
     def steps_since(self, histories: Ragged) -> np.ndarray:
         """``(rows, categories)``: events since the row last touched each category (``inf``: never)."""
@@ -128,9 +155,10 @@ class CategoryIndex:
         np.minimum.at(out, (rows[keep], cat[keep]), back[keep])
         return out
 
-    def scores(self, histories: Ragged, popularity: np.ndarray) -> np.ndarray:
-        """The ``categories`` retriever: profile · item categories, plus a popularity tie-break below 0.01."""
-        prof = self.profile(histories)
+    def scores(self, histories: Ragged, popularity: np.ndarray, prof: np.ndarray | None = None) -> np.ndarray:
+        """The ``categories`` retriever: profile · item categories, plus a popularity tie-break below 0.01
+        (``prof``: :meth:`profile` of ``histories``, when computed already)."""
+        prof = self.profile(histories) if prof is None else prof
         s = np.ascontiguousarray(np.asarray(self.matrix @ prof.T, dtype=np.float32).T)
         pop = np.log1p(np.asarray(popularity, dtype=np.float32))
         pop = pop / max(float(pop.max(initial=0.0)), 1.0)
@@ -138,17 +166,23 @@ class CategoryIndex:
         return s
 
 
-def top_candidates(zs: dict[str, np.ndarray], histories: Ragged, n: int,
-                   extra: Ragged | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+def top_candidates(zs: dict[str, np.ndarray], histories: Ragged, n: int, extra: Ragged | None = None,
+                   orders: dict[str, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Merge each retriever's top ``n`` unseen items (by its row of scores in ``zs``).
 
     Returns ``(cand, ok, ranks, tops)``: candidate items ``(rows, width)`` (PAD where a slot is empty),
     which slots are real (not padding, not a repeat), each retriever's 1-based rank of each candidate
     ``(R, rows, width)`` (``n + 1`` when not in its list) and each retriever's own top list. ``extra`` adds
-    items per row (hard negatives) to the candidates, even seen ones.
+    items per row (hard negatives) to the candidates, even seen ones. ``orders``: for a retriever whose
+    scores are the same for every row (popular, trending), its items best first (:func:`static_order`),
+    from which its top lists are read without ranking the catalogue again.
     """
     tops: dict[str, np.ndarray] = {}
     for name, z in zs.items():
+        if orders is not None and name in orders:
+            tops[name] = _top_from_order(orders[name], histories, n, z.shape[1])
+            continue
         zm = np.array(z, dtype=np.float32, copy=True)
         zm[:, PAD] = -np.inf
         mask_items(zm, histories)
@@ -168,12 +202,42 @@ def top_candidates(zs: dict[str, np.ndarray], histories: Ragged, n: int,
     cand = np.where(ok, cand, PAD)
     ranks = np.full((len(tops), *cand.shape), n + 1, dtype=np.float32)
     if cand.shape[1]:
-        width = next(iter(zs.values())).shape[1]
+        width = np.int64(max(next(iter(zs.values())).shape[1], int(cand.max(initial=0)) + 1))
+        ck = (np.arange(len(cand), dtype=np.int64)[:, None] * width + cand).ravel()
         for r, idx in enumerate(tops.values()):
-            dense = np.full((len(cand), width), n + 1, dtype=np.float32)
-            rr = np.repeat(np.arange(len(idx)), idx.shape[1])
+            # each candidate's position in this retriever's list: a sorted search over (row, item) keys
+            keys = (np.arange(len(idx), dtype=np.int64)[:, None] * width + idx).ravel()
             pos = np.tile(np.arange(1, idx.shape[1] + 1, dtype=np.float32), len(idx))
             real = idx.ravel() != PAD
-            dense[rr[real], idx.ravel()[real]] = pos[real]
-            ranks[r] = np.take_along_axis(dense, cand, axis=1)
+            keys, pos = keys[real], pos[real]
+            if not len(keys):
+                continue
+            o = np.argsort(keys, kind="stable")
+            keys, pos = keys[o], pos[o]
+            j = np.minimum(np.searchsorted(keys, ck), len(keys) - 1)
+            ranks[r] = np.where(keys[j] == ck, pos[j], np.float32(n + 1)).reshape(cand.shape)
     return cand, ok, ranks, tops
+
+
+def static_order(z: np.ndarray) -> np.ndarray:
+    """The items of one row of scores, best first (equal scores: lower index first), PAD and non-finite
+    scores left out: the order :func:`~lmrec.data.ranking.topk` ranks them in."""
+    z = np.asarray(z, dtype=np.float32)
+    items = np.flatnonzero(np.isfinite(z))
+    items = items[items != PAD]
+    return items[np.lexsort((items, -z[items]))].astype(np.int64)
+
+
+def _top_from_order(order: np.ndarray, histories: Ragged, n: int, width: int) -> np.ndarray:
+    """Each row's first ``n`` items of ``order`` that are not in its history (PAD-padded), as ``topk`` of the
+    masked row would give them."""
+    k = max(1, min(n, width - 1))
+    out = np.full((len(histories), k), PAD, dtype=np.int64)
+    for r in range(len(histories)):
+        seen = histories[r]
+        head = order[: k + len(seen)]
+        if len(seen):
+            head = head[~np.isin(head, seen)]
+        head = head[:k]
+        out[r, : len(head)] = head
+    return out
