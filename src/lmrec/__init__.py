@@ -8,7 +8,14 @@ moment, when a Ctrl-C must already be handled cleanly) costs nothing.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# Idle OpenMP threads (PyTorch's intra-op pool) sleep instead of spinning, unless the user chose a policy.
+# Set here, before lmrec imports torch, because the OpenMP runtime reads it once, when it loads. With a fixed
+# thread count on a busy machine a spinning pool collapses (lmrec.training.threads; docs/benchmarks.md,
+# section omp-wait-policy). A program that imports torch before lmrec keeps the runtime's own default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
     from lmrec.data.dataset import Dataset

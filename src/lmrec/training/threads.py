@@ -11,6 +11,11 @@ threads): it times the training steps themselves. Each step's seconds are divide
 of its batch), an exponential average per thread count is kept, the cheapest count is used, and every
 ``explore_every`` steps a short burst tries another count so the choice follows the load as it changes.
 The cost of exploring is bounded: at most ``burst / explore_every`` of the steps run at a worse count.
+
+A fixed thread count (``num_threads``, a distributed rank, another library in the same process) has no
+governor; what keeps it from collapsing is that idle pool threads sleep instead of spinning:
+``import lmrec`` sets ``OMP_WAIT_POLICY=PASSIVE`` unless the variable is set (section ``omp-wait-policy``
+of docs/benchmarks.md measures both policies beside CPU-burning processes and on a quiet machine).
 """
 
 from __future__ import annotations
