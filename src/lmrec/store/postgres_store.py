@@ -281,14 +281,20 @@ class PostgresStore(Store):
     def exclusive(self, name: str) -> Iterator[bool]:
         """Whether this process may run the job ``name`` now, alone among every process on this database: a
         session-level advisory lock (``pg_try_advisory_lock``) on a connection of its own, held until the
-        block ends. Closing that connection releases it, so a killed process never leaves it taken."""
+        block ends (then unlocked). The server also releases it when that connection closes, so a killed
+        process never leaves it taken."""
         con = self._con.cursor()
+        key = zlib.crc32(name.encode()) - 2**31  # two int4 keys: a space apart from _DDL_LOCK's bigint
+        got = False
         try:
-            key = zlib.crc32(name.encode()) - 2**31  # two int4 keys: a space apart from _DDL_LOCK's bigint
-            got = con.execute("SELECT pg_try_advisory_lock(?, ?)", [_JOB_LOCKS, key]).fetchall()[0][0]
-            yield bool(got)
+            got = bool(con.execute("SELECT pg_try_advisory_lock(?, ?)", [_JOB_LOCKS, key]).fetchall()[0][0])
+            yield got
         finally:
-            con.close()
+            try:
+                if got:  # released now, not when the server notices the closed connection
+                    con.execute("SELECT pg_advisory_unlock(?, ?)", [_JOB_LOCKS, key])
+            finally:
+                con.close()
 
     def set_threads(self, n: int) -> None:
         """DuckDB's per-process query threads have no PostgreSQL counterpart (the server plans its own
