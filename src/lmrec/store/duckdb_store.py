@@ -234,6 +234,17 @@ class ImportResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def event_batch(events: pl.DataFrame) -> pa.Table:
+    """Cleaned events as the Arrow batch a store inserts: lmrec's event columns and types, each event id once
+    (its first occurrence, input order kept)."""
+    return (
+        events.select(list(EVENTS_SCHEMA.names))
+        .unique("event_id", keep="first", maintain_order=True)
+        .to_arrow()
+        .cast(EVENTS_SCHEMA)
+    )
+
+
 class Store:
     """An lmrec store in a DuckDB file (``":memory:"`` for a throw-away one), or, given a ``postgresql://``
     URL, on a PostgreSQL server (:class:`lmrec.store.postgres_store.PostgresStore`, the same interface).
@@ -429,12 +440,7 @@ class Store:
         first occurrence wins). Returns the number inserted. Caller holds the lock."""
         if events.height == 0:
             return 0
-        batch = (
-            events.select(list(EVENTS_SCHEMA.names))
-            .unique("event_id", keep="first", maintain_order=True)
-            .to_arrow()
-            .cast(EVENTS_SCHEMA)
-        )
+        batch = event_batch(events)
         batch = batch.append_column("_pos", pa.array(np.arange(batch.num_rows, dtype=np.int64)))
         self._register("_lmrec_batch", batch)
         try:

@@ -42,7 +42,7 @@ import pyarrow as pa
 from lmrec.data.dataset import conform
 from lmrec.data.schema import EVENTS_SCHEMA, IMPRESSION, ITEMS_SCHEMA, USERS_SCHEMA
 from lmrec.privacy import store_key
-from lmrec.store.duckdb_store import SCHEMA_VERSION, Store, StoreKeyError
+from lmrec.store.duckdb_store import SCHEMA_VERSION, Store, StoreKeyError, event_batch
 
 #: URL schemes that name a PostgreSQL store.
 SCHEMES = ("postgresql://", "postgres://")
@@ -425,12 +425,7 @@ class PostgresStore(Store):
         lock."""
         if events.height == 0:
             return 0
-        batch = (
-            events.select(list(EVENTS_SCHEMA.names))
-            .unique("event_id", keep="first", maintain_order=True)
-            .to_arrow()
-            .cast(EVENTS_SCHEMA)
-        )
+        batch = event_batch(events)
         cols = ", ".join(EVENTS_SCHEMA.names)
         with self._lock:
             if batch.num_rows <= _ARRAY_ROWS:
