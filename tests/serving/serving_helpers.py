@@ -95,6 +95,25 @@ def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def wait_ready(proc: Any, base: str, log: Path, timeout_s: float = 300, poll_s: float = 0.2) -> None:
+    """Wait until the ``lmrec serve`` subprocess ``proc`` answers ``/health/ready`` at ``base``; its exit, or
+    no answer within ``timeout_s``, raises with the end of its ``log``."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"lmrec serve exited with {proc.returncode}: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"lmrec serve was not ready within {timeout_s:g} s: {log.read_text()[-3000:]}")
+        time.sleep(poll_s)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -18,7 +18,7 @@ import pytest
 from lmrec.models import create_model
 from lmrec.store import Store
 from lmrec.store.keys import KeyStore
-from tests.serving.serving_helpers import ITEMS, free_port, make_events
+from tests.serving.serving_helpers import ITEMS, free_port, make_events, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -36,21 +36,6 @@ def _start(model_dir: Path, url: str, log: Path) -> tuple[subprocess.Popen[bytes
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     return proc, f"http://127.0.0.1:{port}"
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"lmrec serve exited with {proc.returncode}: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"lmrec serve was not ready within {timeout_s:g} s: {log.read_text()[-3000:]}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +57,7 @@ def replicas(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     procs = [_start(root / "v1", url, root / f"serve{n}.log") for n in range(2)]
     try:
         for (proc, base), n in zip(procs, range(2), strict=True):
-            _wait_ready(proc, base, root / f"serve{n}.log")
+            wait_ready(proc, base, root / f"serve{n}.log")
         yield {"a": procs[0][1], "b": procs[1][1], "url": url, "admin": admin, "reader": reader,
                "reader_id": reader_rec.key_id, "limited": limited}
     finally:
@@ -202,7 +187,7 @@ def test_workers_share_one_port_and_one_store(pg_server, tmp_path):
              "--log-level", "warning"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(proc, base, log)
+        wait_ready(proc, base, log)
         for n in range(8):
             r = httpx.get(f"{base}/v1/users/u{n}/recommendations", params={"k": 1}, timeout=30)
             top = r.json()["items"][0]["item_id"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from typer.testing import CliRunner
 
 from lmrec.cli import app
 from tests.cli.test_data_path import HashEncoder  # the same seeded hash vectors as the CLI tests
-from tests.serving.serving_helpers import free_port
+from tests.serving.serving_helpers import free_port, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -60,18 +59,7 @@ def served(tmp_path_factory) -> Iterator[dict[str, object]]:
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"lmrec serve exited: {(tmp / 'serve.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("lmrec serve did not become ready within 180 s")
-            time.sleep(0.3)
+        wait_ready(proc, url, tmp / "serve.log", timeout_s=180, poll_s=0.3)
         yield {"url": url, "store": store, "model": model, "tmp": tmp}
     finally:
         proc.terminate()
