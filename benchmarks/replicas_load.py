@@ -101,6 +101,22 @@ def run_replicas(n: int, model_dir: Path, server_url: str, template: str, args: 
     return {"replicas": n, "startup_s": startup, "steps": steps, "best": best}
 
 
+def command_extra(args: argparse.Namespace) -> str:
+    """The options beyond the defaults that the section's command line must show."""
+    out = ""
+    if args.model != "itemknn":
+        out += f" --model {args.model}"
+    if args.model_settings:
+        out += f" --model-settings '{json.dumps(args.model_settings)}'"
+    if args.users != 2_000:
+        out += f" --users {args.users}"
+    if args.items != 10_000:
+        out += f" --items {args.items}"
+    if args.section != "replicas-postgresql":
+        out += f" --section {args.section}"
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--replicas", default="1,2,4")
@@ -109,6 +125,11 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=2_000)
     ap.add_argument("--events-per-user", type=int, default=30)
     ap.add_argument("--model", default="itemknn")
+    ap.add_argument("--model-settings", type=json.loads, default=None,
+                    help='Settings of the model trained, as JSON (e.g. \'{"text": "off"}\').')
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="Keep the built store and model here and reuse them (default: a temp folder).")
+    ap.add_argument("--section", default="replicas-postgresql", help="Section of docs/benchmarks.md written.")
     ap.add_argument("--duration", type=float, default=15.0)
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -126,9 +147,11 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="lmrec-replicas-load-") as tmp:
             work = Path(tmp)
-            model_dir, about = build(work, args.items, args.users, args.events_per_user, args.model,
-                                     args.seed)
-            template = copy_to_postgres(work / "store.duckdb", server_url)
+            built = args.workdir or work
+            built.mkdir(parents=True, exist_ok=True)
+            model_dir, about = build(built, args.items, args.users, args.events_per_user, args.model,
+                                     args.seed, args.model_settings)
+            template = copy_to_postgres(built / "store.duckdb", server_url)
             results = [run_replicas(int(n), model_dir, server_url, template, args, work)
                        for n in args.replicas.split(",")]
     finally:
@@ -160,8 +183,9 @@ def main() -> None:
     steps = "; ".join(f"{r['replicas']} replica(s): " + ", ".join(step(s) for s in r["steps"])
                       for r in results)
     fmt = " ".join
+    title_model = "" if args.model == "itemknn" else f", model `{args.model}`"
     body = (
-        "## Replicas on PostgreSQL (`lmrec serve --workers N`)\n\n"
+        f"## Replicas on PostgreSQL (`lmrec serve --workers N`){title_model}\n\n"
         f"{args.items:,} items, {args.users:,} users, ~{args.events_per_user} events per user (synthetic, "
         f"seed {args.seed}); model `{args.model}`: {about}. The store is a PostgreSQL 16 database on the "
         "same machine (throw-away server, durable settings `fsync=on`, `synchronous_commit=on`), a fresh "
@@ -170,7 +194,7 @@ def main() -> None:
         f"process, open loop, {args.duration:.0f} s per rate after {args.warmup:.0f} s of warm-up, rates "
         f"tried in ascending order ({args.rates} req/s). Goal: p99 ≤ {P99_GOAL_MS:.0f} ms and 0 errors. "
         f"Command: `python benchmarks/replicas_load.py --replicas {args.replicas} --rates {args.rates} "
-        f"--duration {args.duration:g}`.\n\n"
+        f"--duration {args.duration:g}{command_extra(args)}`.\n\n"
         "| replicas | highest rate meeting the goal (req/s) | throughput | p50 ms | p99 ms | "
         "recommendations p99 ms | events p99 ms | load average (1, 5, 15 min) during the step |\n"
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
@@ -181,7 +205,7 @@ def main() -> None:
         f"{fmt(f'{x:.2f}' for x in load_after)} after it. More replicas than cores cannot add throughput "
         "here; the figures show that replicas share one store correctly under load, not how they scale on "
         f"a larger machine. Wall time of the whole run: {wall:.0f} s.")
-    print(f"wrote {write_section('replicas-postgresql', body)}")
+    print(f"wrote {write_section(args.section, body)}")
 
 
 if __name__ == "__main__":

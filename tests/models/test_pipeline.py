@@ -232,12 +232,34 @@ def test_served_top_lists_match_the_scores_of_every_item(splits) -> None:
     m = create_model("pipeline", **FAST).fit(plain.train, plain.valid)
     hist, users = plain.test.history, plain.test.users
     scores = m.score(hist, users)
+    rng = np.random.default_rng(0)
+    allowed = rng.random(m.n_items + 1) < 0.5
     for r in range(0, len(users), 7):
         idx, _ = m.recommend_indices(hist.take([r]), users[[r]], k=10)
         row = scores[r].copy()
         row[hist[r]] = -np.inf
         order = np.lexsort((np.arange(len(row)), -row))[:10]
         assert idx[0].tolist() == order.tolist()
+        # filters: the candidates-only ranking of a request (or its fall-back to every item when too few
+        # candidates pass) gives what masking every item's score gives
+        banned = order[:3]
+        for k in (10, 400):
+            idx, sc = m.recommend_indices(hist.take([r]), users[[r]], k=k, item_mask=allowed,
+                                          exclude=Ragged.from_lists([banned.tolist()]))
+            row_f = row.copy()
+            row_f[~allowed] = -np.inf
+            row_f[banned] = -np.inf
+            want = np.lexsort((np.arange(len(row_f)), -row_f))[:k]
+            want = want[np.isfinite(row_f[want])]
+            assert idx[0].tolist() == [*want.tolist(), *[0] * (k - len(want))]  # padded when too few
+            assert np.allclose(sc[0][: len(want)], row_f[want])
+    # several rows at once (a request path with more than one row) give each row's own list
+    rows = np.arange(0, min(len(users), 12))
+    idx, _ = m.recommend_indices(hist.take(rows), users[rows], k=10)
+    for j, r in enumerate(rows.tolist()):
+        row = scores[r].copy()
+        row[hist[r]] = -np.inf
+        assert idx[j].tolist() == np.lexsort((np.arange(len(row)), -row))[:10].tolist()
     top = {n: m._static_row(n)[2] for n in ("popular", "trending")}
     for name, order in top.items():
         z = m._normalised(m._retriever_scores(hist.take([0]), users[:1]))[name][0].copy()

@@ -47,6 +47,23 @@ def _fold_in(
     return out
 
 
+#: Item factor tables up to this many entries keep a float64 copy for scoring (a request then skips the
+#: conversion: 0.3 ms at 10,000 items × 64); larger ones convert per call instead of doubling their memory.
+KEEP_F64_ENTRIES = 1 << 22
+
+
+def _factors_f64(model: Any) -> np.ndarray:
+    """``model.item_factors_`` as float64, kept while the table is small and unchanged."""
+    y = model.item_factors_
+    kept = getattr(model, "_y64", None)
+    if kept is not None and kept[0] is y:
+        return kept[1]  # type: ignore[no-any-return]
+    y64 = y.astype(np.float64)
+    if y.size <= KEEP_F64_ENTRIES:
+        model._y64 = (y, y64)
+    return y64
+
+
 def _padded(factors: np.ndarray, rows: int) -> np.ndarray:
     """``factors`` as float32 with zero rows appended up to ``rows`` (items added after fitting)."""
     f = np.asarray(factors, dtype=np.float32)
@@ -156,7 +173,7 @@ class ALS(Recommender, UserEmbeddings, IncrementalUpdates):
     ) -> np.ndarray:
         cfg = self.config
         u = _fold_in(histories, self.item_factors_, self.yty_, cfg.regularization, cfg.alpha)
-        s = (u @ self.item_factors_.T.astype(np.float64)).astype(np.float32)
+        s = (u @ _factors_f64(self).T).astype(np.float32)
         return scores_for_items(self._pad_new_items(s), items)
 
     def _state(self) -> dict[str, np.ndarray]:
@@ -231,7 +248,7 @@ class BPR(Recommender, ItemEmbeddings):
     ) -> np.ndarray:
         cfg = self.config
         u = _fold_in(histories, self.item_factors_, self.yty_, cfg.fold_in_reg, cfg.fold_in_confidence)
-        s = (u @ self.item_factors_.T.astype(np.float64) + self.item_bias_[None, :]).astype(np.float32)
+        s = (u @ _factors_f64(self).T + self.item_bias_[None, :]).astype(np.float32)
         return scores_for_items(self._pad_new_items(s), items)
 
     def _state(self) -> dict[str, np.ndarray]:
