@@ -280,3 +280,25 @@ def test_unseen_items_get_the_popularity_their_text_predicts() -> None:
     assert log_pop[40] > log_pop[1:40].mean() + 1.0  # predicted from text, well above the mean
     enc.add_items(np.stack([text[2], text[20]]), 2)  # a blockbuster-like and a rare-like newcomer
     assert enc.log_pop.shape == (N_ITEMS + 3,) and enc.log_pop[-2] > enc.log_pop[-1] + 1.0
+
+
+@pytest.mark.parametrize("item_repr", ["text", "fused"])
+def test_repeated_items_are_encoded_once_and_read_alike(item_repr: str) -> None:
+    """A batch's positions read their item's row (the text adapter runs once per distinct item): the same
+    vectors as the whole table at inference, and in training one dropout draw per item, shared by every
+    position of that item, with gradients reaching the encoder through each of them."""
+    cfg = NetworkConfig(n_items=N_ITEMS, d_model=8, item_repr=item_repr, text_dim=TEXT_DIM,
+                        text_reduced_dim=6, dropout=0.5, id_dropout=0.5)
+    enc = ItemEncoder(cfg, _text(), _counts())
+    items = torch.tensor([[0, 0, 3, 5, 3], [5, 5, 0, 7, 3]])
+    enc.eval()
+    torch.testing.assert_close(enc(items), enc()[items])
+    enc.train()
+    torch.manual_seed(0)
+    out = enc(items)
+    assert out.shape == (2, 5, 8)
+    torch.testing.assert_close(out[0, 2], out[1, 4])  # item 3 at two positions: one draw
+    torch.testing.assert_close(out[0, 3], out[1, 0])
+    assert not out[0, 0].any()  # padding stays zero
+    out.sum().backward()
+    assert enc.adapter.skip.weight.grad is not None and enc.adapter.skip.weight.grad.abs().sum() > 0

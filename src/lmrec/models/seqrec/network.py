@@ -446,6 +446,16 @@ class ItemEncoder(nn.Module):
         item's id gate ``g`` becomes ``g + gate_lift · (1 − g)``, so 0 is the gate as trained and 1 every
         trained id at full weight; rare items, whose gate is small, gain the most (items without training
         events keep no id part). In training the id dropout then follows the lifted gate."""
+        if items is not None and self.cfg.uses_text and items.numel() > 1:
+            # a batch names each item at many positions (and short histories are mostly padding): the text
+            # adapter runs once per distinct item and the positions read its row (training: one dropout draw
+            # per item per step, as the output table has)
+            uniq, inverse = torch.unique(items, return_inverse=True)
+            if len(uniq) < items.numel():
+                return self._vectors(uniq, gate_lift)[inverse]
+        return self._vectors(items, gate_lift)
+
+    def _vectors(self, items: torch.Tensor | None, gate_lift: float) -> torch.Tensor:
         idx = torch.arange(self.n_rows, device=self.counts.device) if items is None else items
         out: torch.Tensor | None = None
         if self.cfg.uses_text:
