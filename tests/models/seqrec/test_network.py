@@ -302,3 +302,21 @@ def test_repeated_items_are_encoded_once_and_read_alike(item_repr: str) -> None:
     assert not out[0, 0].any()  # padding stays zero
     out.sum().backward()
     assert enc.adapter.skip.weight.grad is not None and enc.adapter.skip.weight.grad.abs().sum() > 0
+
+
+def test_the_kept_reduced_text_follows_new_items_and_a_refitted_projection() -> None:
+    cfg = NetworkConfig(n_items=N_ITEMS, d_model=8, item_repr="fused", text_dim=TEXT_DIM, text_reduced_dim=6)
+    enc = ItemEncoder(cfg, _text(), _counts()).eval()
+    torch.testing.assert_close(enc.reduced_text(), enc.adapter.reduce(enc.text))
+    before = enc().detach().clone()
+    enc.add_items(_text(1)[1:4], 3)  # three new items: the kept table grows with them
+    assert enc.reduced_text().shape[0] == N_ITEMS + 4
+    torch.testing.assert_close(enc()[: N_ITEMS + 1], before)
+    torch.testing.assert_close(enc(torch.tensor([N_ITEMS + 2]))[0], enc.adapter(enc.text[N_ITEMS + 2]))
+    enc.adapter.fit(torch.as_tensor(_text(2)[1:]))  # a new projection (in place): recomputed
+    torch.testing.assert_close(enc.reduced_text(), enc.adapter.reduce(enc.text))
+    with torch.inference_mode():  # a table made in inference mode is kept apart from the training one
+        torch.testing.assert_close(enc(torch.tensor([[1, 2]])), enc()[torch.tensor([[1, 2]])])
+    enc.train()
+    enc(torch.tensor([[1, 2, 2]])).sum().backward()
+    assert enc.adapter.skip.weight.grad is not None

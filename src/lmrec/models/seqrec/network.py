@@ -265,6 +265,11 @@ class FeatureEmbedding(nn.Module):
         self.weights[rows_t] = w
 
 
+#: Largest reduced text table (items × reduced dimensions) an :class:`ItemEncoder` keeps between steps
+#: (64M numbers: 256 MB); larger catalogues project the rows a step needs instead.
+REDUCED_TEXT_ENTRIES = 1 << 26
+
+
 # ------------------------------------------------------------------------------------------ items
 class TextAdapter(nn.Module):
     """Frozen text vectors → (fixed whitening/PCA) → learned MLP → ``d_model``.
@@ -309,9 +314,16 @@ class TextAdapter(nn.Module):
             proj = eigvec / torch.sqrt(eigval.clamp_min(1e-12).mean())
         self.proj.copy_(proj.to(self.proj.dtype))
 
+    def reduce(self, vectors: torch.Tensor) -> torch.Tensor:
+        """The fixed part: ``(…, D)`` text vectors → ``(…, k)`` (centred, projected)."""
+        return (vectors - self.mean) @ self.proj
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        """The learned part: ``(…, k)`` reduced vectors → ``(…, d)``."""
+        return self.mlp(z) + self.skip(z)
+
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:
-        z = (vectors - self.mean) @ self.proj  # (…, k)
-        return self.mlp(z) + self.skip(z)  # (…, d)
+        return self.head(self.reduce(vectors))  # (…, d)
 
 
 class ItemEncoder(nn.Module):
@@ -362,6 +374,7 @@ class ItemEncoder(nn.Module):
                                  f"got {tuple(tv.shape)}")
             self.register_buffer("text", tv.clone())
             self.adapter = TextAdapter(cfg)
+            self._reduced: dict[bool, tuple[torch.Tensor, tuple[int, ...], torch.Tensor]] = {}
             seen = counts[1:] > 0 if item_counts is not None else torch.ones(cfg.n_items, dtype=torch.bool)
             self.adapter.fit(tv[1:][seen] if int(seen.sum()) > 1 else tv[1:])
         if cfg.uses_item_features:
@@ -422,6 +435,23 @@ class ItemEncoder(nn.Module):
         z = z / z.std().clamp_min(1e-6) * self.cfg.d_model ** -0.5
         self.id_emb.weight[1:] = z.to(self.id_emb.weight.dtype)
 
+    def reduced_text(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Items' text through the adapter's fixed projection (no parameters): ``(*items.shape, k)``, every
+        row when ``items`` is ``None``. The whole table is computed once and kept until the text, the
+        projection or the device change (while it holds at most :data:`REDUCED_TEXT_ENTRIES` numbers), so
+        a training step runs only the adapter's learned layers (the projection is nearly half its
+        arithmetic)."""
+        if self.text.shape[0] * self.adapter.proj.shape[1] > REDUCED_TEXT_ENTRIES:
+            return self.adapter.reduce(self.text if items is None else self.text[items])
+        mode = torch.is_inference_mode_enabled()  # a tensor made in inference mode cannot enter autograd
+        versions = (self.text._version, self.adapter.mean._version, self.adapter.proj._version)
+        kept = self._reduced.get(mode)
+        if kept is None or kept[0] is not self.text or kept[1] != versions:
+            with torch.no_grad():
+                kept = (self.text, versions, self.adapter.reduce(self.text))
+            self._reduced[mode] = kept
+        return kept[2] if items is None else kept[2][items]
+
     def id_gate(self, counts: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """How much of the id vector an item with ``counts`` training events uses, in ``[0, 1]`` (``items``:
         their indices, needed by the learned gate's text term)."""
@@ -434,8 +464,7 @@ class ItemEncoder(nn.Module):
         else:
             logit = self.gate_scale * (torch.log1p(counts) - self.gate_shift)
             if self.cfg.fuse_gate == "learned" and items is not None:
-                z = (self.text[items] - self.adapter.mean) @ self.adapter.proj  # (…, k)
-                logit = logit + self.gate_text(z).squeeze(-1)
+                logit = logit + self.gate_text(self.reduced_text(items)).squeeze(-1)
             g = torch.sigmoid(logit)
         return torch.where(counts > 0, g, torch.zeros_like(g))  # never-trained ids stay out
 
@@ -459,7 +488,7 @@ class ItemEncoder(nn.Module):
         idx = torch.arange(self.n_rows, device=self.counts.device) if items is None else items
         out: torch.Tensor | None = None
         if self.cfg.uses_text:
-            out = self.adapter(self.text[idx])  # (…, d)
+            out = self.adapter.head(self.reduced_text(idx))  # (…, d)
         if self.cfg.uses_ids:
             e = self.id_emb(idx)  # (…, d)
             if self.cfg.item_repr == "fused":
