@@ -61,6 +61,8 @@ RANKER_FILE = "ranker.txt"
 COMPONENTS_DIR = "components"
 #: Rows scored at once.
 BATCH = 256
+#: Retrievers whose scores are the same for every history: one cached row, z-scores and order serve all.
+ROW_INDEPENDENT = ("popular", "trending")
 
 
 @dataclass(frozen=True)
@@ -387,7 +389,7 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
         for name in self.names_:
             if name in self.retrievers_:
                 s = np.asarray(self.retrievers_[name].score(hist, users), dtype=np.float32)
-            elif name in ("popular", "trending"):
+            elif name in ROW_INDEPENDENT:
                 out[name] = np.broadcast_to(self._static_row(name)[0], (len(hist), width))
                 continue
             elif name == "categories":
@@ -403,11 +405,18 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
         """Each retriever's per-row z-scores (popular and trending: their one row, broadcast)."""
         out = {}
         for name, s in raw.items():
-            if name in ("popular", "trending"):
+            if name in ROW_INDEPENDENT:
                 out[name] = np.broadcast_to(self._static_row(name)[1], s.shape)
             else:
                 out[name] = normalise_rows(s)[0]
         return out
+
+    def _merge(self, zs: dict[str, np.ndarray], hist: Ragged, extra: Ragged | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """:func:`top_candidates` of the z-scores, popular's and trending's lists read from their cached
+        order."""
+        orders = {n: self._static_row(n)[2] for n in zs if n in ROW_INDEPENDENT}
+        return top_candidates(zs, hist, self.config.candidates, extra, orders)
 
     def _frame(self, hist: Ragged, users: np.ndarray, extra: Ragged | None = None):  # noqa: ANN202
         """Candidates ``(rows, width)``, which are real, their features ``(rows, width, F)``, each
@@ -423,8 +432,7 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
             mean = z.astype(np.float32, copy=True) if mean is None else mean + z
         assert mean is not None
         mean /= len(raw)
-        orders = {n: self._static_row(n)[2] for n in raw if n in ("popular", "trending")}
-        cand, ok, ranks, tops = top_candidates(zs, hist, cfg.candidates, extra, orders)
+        cand, ok, ranks, tops = self._merge(zs, hist, extra)
         vec = self.item_vectors_ if self.item_vectors_ is not None and "lm" in F.parse_groups(cfg.features) \
             else None
         x = F.build(self.names_, raw, zs, ranks, cfg.candidates, cand, hist, users, self.side_.popularity,
@@ -503,8 +511,7 @@ class Pipeline(Recommender, ColdStartItems, RankingReasons):
             hist, users, targets = eval_set.history.take(r), eval_set.users[r], eval_set.targets.take(r)
             raw = self._retriever_scores(hist, users)
             zs = self._normalised(raw)
-            orders = {n: self._static_row(n)[2] for n in raw if n in ("popular", "trending")}
-            cand, ok, _, tops = top_candidates(zs, hist, self.config.candidates, orders=orders)
+            cand, ok, _, tops = self._merge(zs, hist)
             has_t = targets.lengths > 0
             n_t = np.maximum(targets.lengths, 1)
             n += int(has_t.sum())
