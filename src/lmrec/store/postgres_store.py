@@ -343,7 +343,7 @@ class PostgresStore(Store):
             typ = _ARROW_TO_PG.get(f.type)
             if typ is None and pa.types.is_timestamp(f.type):
                 typ = "TIMESTAMP"
-            if typ is None and (pa.types.is_string_view(f.type)):
+            if typ is None and _is_text(f.type):
                 typ = "TEXT"
             if typ is None and (pa.types.is_list(f.type) or pa.types.is_large_list(f.type)
                                 or pa.types.is_list_view(f.type)) and _is_text(f.type.value_type):
