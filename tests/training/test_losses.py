@@ -28,6 +28,27 @@ def test_full_softmax_by_hand() -> None:
     assert got2.item() == pytest.approx(2 * want, abs=1e-6)
 
 
+def test_full_softmax_over_allowed_items_equals_masking_the_others() -> None:
+    """Scoring only the allowed items is the softmax with every other item at -inf: same loss, same gradients
+    (the prior included)."""
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(7, 4, generator=g, requires_grad=True)
+    table = torch.randn(9, 4, generator=g, requires_grad=True)
+    allowed = torch.tensor([False, True, True, False, True, True, True, False, True])
+    y = torch.tensor([1, 2, 4, 5, 6, 8, 1])
+    prior = (torch.rand(7, generator=g), torch.randn(9, generator=g))
+    got = full_softmax_ce(h, y, table, allowed, prior=prior)
+    got.backward()
+    grads = (h.grad.clone(), table.grad.clone())
+    h.grad, table.grad = None, None
+    logits = (h @ table.T + prior[0].unsqueeze(-1) * prior[1]).masked_fill(~allowed, float("-inf"))
+    want = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+    want.backward()
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(grads[0], h.grad)
+    torch.testing.assert_close(grads[1], table.grad)
+
+
 def test_bce_by_hand() -> None:
     # items 1 and 2 only; target 1, so the one negative must be item 2
     h = torch.tensor([[2.0]])
