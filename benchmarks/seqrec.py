@@ -45,6 +45,7 @@ SEQREC_BASE: dict[str, Any] = {
     "epochs": 40,
     "eval_every": 3,
     "patience": 3,
+    "ema_decay": 0.0,  # the sections were measured without weight averaging (SeqRec's default since)
     "progress": False,
 }
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -11,7 +11,14 @@ import torch
 
 from lmrec.models.seqrec import NextItemLoss, SeqRecConfig, SeqRecNetwork
 from lmrec.models.seqrec.rows import sequence_rows
-from lmrec.training.trainer import LRSchedule, TrainConfig, Trainer, epoch_batches, warmup_cosine
+from lmrec.training.trainer import (
+    LRSchedule,
+    TrainConfig,
+    Trainer,
+    WeightAverage,
+    epoch_batches,
+    warmup_cosine,
+)
 from tests.training.synthetic import cyclic_dataset
 
 
@@ -103,6 +110,57 @@ def test_checkpoint_folder_and_resume(tmp_path: Path) -> None:
     np.testing.assert_allclose(result.losses, full_result.losses, rtol=1e-4)
     for k, v in resumed.module.state_dict().items():
         torch.testing.assert_close(v, full.module.state_dict()[k], rtol=1e-4, atol=1e-5)
+
+
+def test_weight_average_follows_the_weights_and_swaps_back() -> None:
+    layer = torch.nn.Linear(3, 2)
+    ema = WeightAverage(layer, decay=0.75)
+    start = layer.weight.detach().clone()
+    with torch.no_grad():
+        layer.weight.add_(4.0)
+    ema.update()  # avg = 0.75 start + 0.25 (start + 4) = start + 1
+    torch.testing.assert_close(ema.avg[0], start + 1.0)
+    with ema.swapped():
+        torch.testing.assert_close(layer.weight.detach(), start + 1.0)
+    torch.testing.assert_close(layer.weight.detach(), start + 4.0)  # its own weights are back
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
+
+
+def test_averaged_weights_are_validated_kept_and_resumed(tmp_path: Path) -> None:
+    """With ``ema_decay`` validation reads the average, the returned model is the best average, and a resumed
+    run continues the same average."""
+    full, rows = _setup(epochs=4, ema_decay=0.9)
+    validated: list[dict[str, torch.Tensor]] = []
+
+    def evaluate(module: torch.nn.Module) -> dict[str, float]:
+        validated.append({k: v.clone() for k, v in module.state_dict().items()})
+        return {"ndcg@10": [0.1, 0.3, 0.2, 0.2][len(validated) - 1]}
+
+    full.evaluate = evaluate
+    result = full.fit(rows)
+    assert result.best_epoch == 2
+    for k, v in full.module.state_dict().items():
+        torch.testing.assert_close(v, validated[1][k])  # the best epoch's average, not the last weights
+    raw = dict(full.module.named_parameters())
+    assert any(not torch.equal(validated[3][k], raw[k]) for k in raw)  # what was validated is not the raw
+
+    first, _ = _setup(tmp_path, epochs=4, ema_decay=0.9, patience=0)
+    script = iter([0.1, 0.3])
+    first.evaluate = lambda m: {"ndcg@10": next(script)}
+    with pytest.raises(StopIteration):
+        first.fit(rows)  # dies at the third validation, after saving epoch 2
+    resumed, _ = _setup(tmp_path, epochs=4, ema_decay=0.9, patience=0, resume=True)
+    scores = iter([0.2, 0.2])
+    resumed.evaluate = lambda m: {"ndcg@10": next(scores)}
+    resumed.fit(rows)
+    for k, v in resumed.module.state_dict().items():
+        torch.testing.assert_close(v, validated[1][k], rtol=1e-4, atol=1e-5)  # best.pt of epoch 2, resumed
+    plain, _ = _setup(tmp_path / "plain", epochs=1)
+    plain.fit(rows)
+    averaging, _ = _setup(tmp_path / "plain", epochs=2, ema_decay=0.9, resume=True)
+    with pytest.raises(ValueError, match="without weight averaging"):
+        averaging.fit(rows)  # an average cannot continue from a run that kept none
 
 
 def test_resume_refuses_another_config(tmp_path: Path) -> None:
