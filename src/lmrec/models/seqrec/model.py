@@ -185,7 +185,8 @@ class SeqRecConfig:
     dp_delta: float = TrainConfig.dp_delta  # δ (0: 1 / (10 · users with training rows))
     dp_max_grad_norm: float = TrainConfig.dp_max_grad_norm  # each user's gradient is clipped to this norm
     dp_accountant: str = TrainConfig.dp_accountant  # rdp | prv
-    #: Polyak averaging of the weights (0: off): validation, early stopping and the fitted model use the average
+    #: Polyak averaging of the weights (0: off): validation, early stopping and the fitted model use the
+    #: average (TrainConfig)
     ema_decay: float = TrainConfig.ema_decay
     eval_batch: int = 512
 
