@@ -327,7 +327,7 @@ class WeightAverage:
     manager that puts the average in the module's place (for validation and snapshots) and back.
 
     Only parameters are averaged and copied (buffers such as an item encoder's text vectors stay shared), so
-    the memory cost is one more copy of the weights; :class:`torch.optim.swa_utils.AveragedModel` would deep-copy
+    the memory cost is one more copy of the weights; :class:`torch.optim.swa_utils.AveragedModel` would copy
     the whole module, buffers included. Every process of a distributed run holds the same parameters after
     each step, so their averages agree without communication.
     """
