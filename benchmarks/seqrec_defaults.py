@@ -101,6 +101,7 @@ def run(data: str, seed: int, sets: dict[str, object], burners: int) -> dict:
             "valid_ndcg10": r.best_metric, "test_ndcg10": float(test), "max_len": cfg.max_len,
             "schedule": getattr(cfg, "schedule", "cosine"), "lr_drops": getattr(r, "lr_drops", []),
             "threads": r.threads, "command": command(), **load,
+            "effective": {k: getattr(cfg, k) for k in BEFORE},
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
@@ -110,6 +111,51 @@ def _key(row: dict) -> tuple:
 
 def _variant(row: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(row["sets"].items())) or "defaults"
+
+
+#: The two arms of the weight-averaging comparison (issue 18): the defaults before it, and the defaults since.
+BEFORE = {"ema_decay": 0, "lr": 0.001}
+AFTER = {"ema_decay": 0.99, "lr": 0.002}
+
+
+def _averaging(rows: list[dict]) -> list[str]:
+    """Weight averaging with lr 0.002 against the earlier defaults, paired by data, representation and seed
+    (quiet or not: accuracy does not depend on the load; seconds do, so epochs are the fair count)."""
+    def arm(r: dict) -> str | None:
+        if r["burners"] or set(r["sets"]) - {"item_repr", *BEFORE}:
+            return None
+        # rows before "effective" was recorded name both settings in their variant
+        eff = r.get("effective") or {k: r["sets"].get(k, BEFORE[k]) for k in BEFORE}
+        for name, want in (("before", BEFORE), ("after", AFTER)):
+            if all(abs(float(eff[k]) - v) < 1e-12 for k, v in want.items()):
+                return name
+        return None
+
+    pairs: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        a = arm(r)
+        if a is not None:
+            pairs[r["data"], r["sets"].get("item_repr", "id"), r["seed"]].setdefault(a, r)
+    out = ["", "### Weight averaging (`ema_decay=0.99`, `lr=0.002`) against the earlier defaults "
+           "(`ema_decay=0`, `lr=0.001`), same data, representation and seed", "",
+           "| data | item_repr | seeds | valid NDCG@10 before → after | test NDCG@10 before → after "
+           "| epochs before → after (mean) |",
+           "|---|---|---|---|---|---|"]
+    by: dict[tuple, list[tuple[dict, dict]]] = defaultdict(list)
+    for (data, repr_, _), p in sorted(pairs.items()):
+        if "before" in p and "after" in p:
+            by[data, repr_].append((p["before"], p["after"]))
+    for (data, repr_), ps in sorted(by.items()):
+        def m(key: str, side: int, ps: list = ps) -> float:
+            return statistics.fmean(p[side][key] for p in ps)
+        out.append(
+            f"| {data} | {repr_} | {', '.join(str(p[0]['seed']) for p in ps)} "
+            f"| {m('valid_ndcg10', 0):.4f} → {m('valid_ndcg10', 1):.4f} "
+            f"({m('valid_ndcg10', 1) / m('valid_ndcg10', 0) - 1:+.1%}) "
+            f"| {m('test_ndcg10', 0):.4f} → {m('test_ndcg10', 1):.4f} "
+            f"({m('test_ndcg10', 1) / m('test_ndcg10', 0) - 1:+.1%}) "
+            f"| {m('epochs', 0):.1f} → {m('epochs', 1):.1f} |")
+    return out
 
 
 def report() -> None:
@@ -176,6 +222,7 @@ def report() -> None:
                      f"{v['plateau']:.4f} vs cosine {v['cosine']:.4f} ({better} at least as good); "
                      f"{ep['plateau']:.0f} vs {ep['cosine']:.0f} epochs, {sec['plateau']:.0f} s vs "
                      f"{sec['cosine']:.0f} s.")
+    lines += _averaging(rows)
     lines += ["", "### Beside CPU-burning processes against quiet (same data, variant and seed)", ""]
     quiet = {(r["data"], _variant(r), r["seed"]): r for r in rows if r["burners"] == 0}
     for r in sorted((r for r in rows if r["burners"] > 0), key=lambda r: (r["data"], _variant(r), r["seed"])):

@@ -115,11 +115,14 @@ def test_checkpoint_folder_and_resume(tmp_path: Path) -> None:
 def test_weight_average_follows_the_weights_and_swaps_back() -> None:
     layer = torch.nn.Linear(3, 2)
     ema = WeightAverage(layer, decay=0.75)
+    assert ema.current_decay() == pytest.approx(2 / 11)  # the first steps average over fewer steps
+    ema.updates = 100  # past the warm-up: the decay as set
     start = layer.weight.detach().clone()
     with torch.no_grad():
         layer.weight.add_(4.0)
     ema.update()  # avg = 0.75 start + 0.25 (start + 4) = start + 1
     torch.testing.assert_close(ema.avg[0], start + 1.0)
+    assert ema.updates == 101 and WeightAverage(layer, decay=0.99).current_decay() < 0.99
     with ema.swapped():
         torch.testing.assert_close(layer.weight.detach(), start + 1.0)
     torch.testing.assert_close(layer.weight.detach(), start + 4.0)  # its own weights are back

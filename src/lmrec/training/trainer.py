@@ -128,8 +128,10 @@ class TrainConfig:
         ``"rdp"`` (Rényi DP, Mironov 2017) or ``"prv"`` (privacy random variables, Gopi et al. 2021): how ε is
         computed from the noise, the sampling rate and the steps.
     ema_decay:
-        Polyak averaging of the weights (0: off): after every optimiser step ``avg ← decay · avg + (1 − decay)
-        · weights`` (:class:`WeightAverage`; 0.99 averages over about the last 100 steps). Validation, early
+        Polyak averaging of the weights (0: off): after every optimiser step ``avg ← d · avg + (1 − d) ·
+        weights`` with ``d = min(ema_decay, (1 + t) / (10 + t))`` at the ``t``-th step (:class:`WeightAverage`;
+        0.99 averages over about the last 100 steps once past the first thousand, fewer before, so a short
+        fit's average does not lag behind its weights or carry the random start). Validation, early
         stopping, checkpoints' ``best`` and the returned model use the average, whose validation curve is far
         smoother than the raw weights' (no epoch is chosen for a lucky spike), and which is usually at least
         as good. Ignored under differential privacy (the released weights are the last step's).
@@ -334,12 +336,21 @@ class WeightAverage:
 
     def __init__(self, module: nn.Module, decay: float) -> None:
         self.decay = decay
+        self.updates = 0
         self.params = [p for p in module.parameters() if p.requires_grad]
         self.avg = [p.detach().clone() for p in self.params]
 
+    def current_decay(self) -> float:
+        """The decay of the next update: ``decay``, but less for the first steps (``(1 + t) / (10 + t)``, the
+        warm-up of TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``)."""
+        t = self.updates + 1
+        return min(self.decay, (1 + t) / (10 + t))
+
     @torch.no_grad()
     def update(self) -> None:
-        torch._foreach_lerp_(self.avg, [p.detach() for p in self.params], 1.0 - self.decay)
+        d = self.current_decay()
+        torch._foreach_lerp_(self.avg, [p.detach() for p in self.params], 1.0 - d)
+        self.updates += 1
 
     @contextmanager
     def swapped(self) -> Iterator[None]:
@@ -356,9 +367,10 @@ class WeightAverage:
                     p.copy_(o)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"avg": [a.clone() for a in self.avg]}
+        return {"avg": [a.clone() for a in self.avg], "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.updates = int(state["updates"])
         with torch.no_grad():
             for a, saved in zip(self.avg, state["avg"], strict=True):
                 a.copy_(saved)
