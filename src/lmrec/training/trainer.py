@@ -129,7 +129,7 @@ class TrainConfig:
         computed from the noise, the sampling rate and the steps.
     ema_decay:
         Polyak averaging of the weights (0: off): after every optimiser step ``avg ← d · avg + (1 − d) ·
-        weights`` with ``d = min(ema_decay, (1 + t) / (10 + t))`` at the ``t``-th step (:class:`WeightAverage`;
+        weights`` with ``d = min(ema_decay, (1 + t) / (10 + t))`` at step ``t`` (:class:`WeightAverage`;
         0.99 averages over about the last 100 steps once past the first thousand, fewer before, so a short
         fit's average does not lag behind its weights or carry the random start). Validation, early
         stopping, checkpoints' ``best`` and the returned model use the average, whose validation curve is far
