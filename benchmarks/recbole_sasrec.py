@@ -160,6 +160,7 @@ def run_lmrec(split, name: str, threads: int, smoke: bool) -> dict:
         "model": name, "settings": settings, "max_len": m.config.max_len, "n_test": len(split.test),
         "n_items": split.train.n_items, "n_events": split.train.n_events,
         "batch_size": m.config.batch_size, "lr": m.config.lr, "dropout": m.config.dropout,
+        "ema_decay": m.config.ema_decay,
         "fit_seconds": r.seconds, "epochs_run": r.epochs_run, "best_epoch": r.best_epoch,
         "stop_reason": r.stop_reason, "s_per_epoch": r.seconds / max(1, r.epochs_run),
         "reported": {f"NDCG@{K}": res.mean(f"NDCG@{K}"), f"HR@{K}": res.mean(f"HR@{K}")},
@@ -244,8 +245,10 @@ PREAMBLE = (
     "states, no attention dropout, GELU, full-softmax CE, max_len {max_len} as `max_len=\"auto\"` chooses "
     "on Office, batch {batch}, AdamW lr {lr}, weight decay 0.1, gradient clipping 1); RecBole keeps the "
     "learning rate constant (no warm-up/cosine) and trains on one row per prefix (its data augmentation), "
-    "lmrec on every `max_len` window (`windows=\"all\"`). Torch threads: {threads} for both (lmrec with "
-    "`num_threads={threads}` instead of its adaptive default, so that both run at one count). Seed 0, one "
+    "lmrec on every `max_len` window (`windows=\"all\"`); lmrec validates and keeps the moving average "
+    "of its weights (`ema_decay` {ema}; RecBole has no such option, 0 means none). Torch threads: "
+    "{threads} for both (lmrec with `num_threads={threads}` instead of its adaptive default, so that both "
+    "run at one count). Seed 0, one "
     "run each (RecBole's run takes most of an hour on this machine). s/epoch: fit wall time ÷ epochs run, "
     "training and the epoch's validation together. NDCG@10/HR@10: every model's test top-100 re-scored by "
     "the one metric function in the script; reported: lmrec's evaluator and RecBole's own test result "
@@ -261,6 +264,7 @@ def report(rows: list[dict], threads: int) -> str:
         "",
         PREAMBLE.format(dropout=lm["dropout"] if lm else 0.3, max_len=lm["max_len"] if lm else "?",
                         batch=lm["batch_size"] if lm else "?", lr=lm["lr"] if lm else "?", threads=threads,
+                        ema=lm.get("ema_decay", 0.0) if lm else "?",
                         n_test=lm["n_test"] if lm else 0, n_items=lm["n_items"] if lm else 0,
                         n_events=lm["n_events"] if lm else 0),
         "",

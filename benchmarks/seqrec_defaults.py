@@ -191,8 +191,9 @@ def report() -> None:
             f"| {drops} | {r['load_mean']:.1f} / {r['load_max']:.1f} | {r['valid_ndcg10']:.4f} "
             f"| {r['test_ndcg10']:.4f} |")
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in rows:
-        groups[r["data"], _variant(r), r["burners"]].append(r)
+    newest = {(r["data"], _variant(r), r["burners"], r["seed"]): r for r in rows}  # a seed fitted again: once
+    for (data, variant, burners, _), r in sorted(newest.items(), key=lambda kv: kv[0][3]):
+        groups[data, variant, burners].append(r)
     lines += ["", "### Means over seeds", "",
               "| data | variant | burners | seeds | s (mean, max) | epochs (mean) | valid NDCG@10 "
               "| test NDCG@10 |",
