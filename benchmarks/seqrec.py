@@ -74,6 +74,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                  "windows": "all", "output_gate_lift": 1.0},
     "seqrec-fused-all-residual": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3,
                                   "windows": "all", "fuse_gate": "residual"},
+    # issue 18: the same two with SeqRec's weight average (its library default since; the base pins 0)
+    "seqrec-id-all-ema": {"item_repr": "id", "windows": "all", "ema_decay": 0.99},
+    "seqrec-fused-all-ema": {"item_repr": "fused", "id_dropout": 0.5, "id_dropout_min": 0.3, "windows": "all",
+                             "ema_decay": 0.99},
     # control for the windows: the last window only, trained for as many steps as "all" takes on ML-100K
     "seqrec-id-long": {"item_repr": "id", "epochs": 100, "windows": "last"},
 }
@@ -100,6 +104,7 @@ FUSED_VS_ID: dict[str, tuple[str, ...]] = {
     "seqrec-fused-all-nogate": ("seqrec-id-all",),
     "seqrec-fused-all-residual": ("seqrec-id-all",),
     "seqrec-fused-all-outfull": ("seqrec-id-all",),
+    "seqrec-fused-all-ema": ("seqrec-id-all-ema",),
 }
 OFFICE = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-office-2014"
 

@@ -30,7 +30,8 @@ from _report import append_cached, command, read_cached, write_section  # noqa: 
 
 OFFICE = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-office-2014"
 CACHE = Path(__file__).resolve().parent / ".cache" / "seqrec_defaults.jsonl"
-DATA = ("office", "ml-100k")
+#: the dev sets, and the synthetic shop (lmrec.data.synthetic_ecommerce, seed 0) as a third check of a default
+DATA = ("office", "ml-100k", "shop")
 
 
 def _value(text: str) -> object:
@@ -46,6 +47,10 @@ def _load(name: str):  # -> Dataset
     if name == "office":
         ds, _ = load_dataset(OFFICE / "Office.inter.tsv", mapping={"user_id": "user_idx"},
                              items=OFFICE / "Office.items.jsonl")
+    elif name == "shop":
+        from lmrec.data.synthetic_ecommerce import generate_ecommerce
+
+        ds = generate_ecommerce(seed=0).dataset()
     else:
         ds, _ = load_dataset(name)
     return ds

@@ -45,7 +45,8 @@ from seqrec import (  # noqa: E402
 
 MODELS = ["seqrec-id", "seqrec-id-prior", "seqrec-id-all", "seqrec-fused-drop", "seqrec-fused-prior",
           "seqrec-fused-all", "seqrec-fused-all-p1", "seqrec-fused-all-learned", "seqrec-fused-all-nogate",
-          "seqrec-fused-all-residual", "seqrec-fused-all-outfull", "itemknn"]
+          "seqrec-fused-all-residual", "seqrec-fused-all-outfull", "seqrec-id-all-ema",
+          "seqrec-fused-all-ema", "itemknn"]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: --data names: (folder or loader name, section id, title, text)
 DATA = {
@@ -68,6 +69,8 @@ LABELS = {
                                  "(fuse_gate residual)",
     "seqrec-fused-all-outfull": "seqrec-fused, every window, targets on whole trained ids, inputs gated "
                                 "(output_gate_lift 1)",
+    "seqrec-id-all-ema": "seqrec-id, every window, weight average (ema_decay 0.99)",
+    "seqrec-fused-all-ema": "seqrec-fused, every window, count gate, weight average (ema_decay 0.99)",
     "itemknn": "itemknn (best baseline on ML-100K)",
 }
 KS = (10, 100)
