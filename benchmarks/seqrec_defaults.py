@@ -168,7 +168,8 @@ def report() -> None:
     if not rows:
         raise SystemExit(f"nothing cached in {CACHE}: run some fits first")
     lines = [
-        "## SeqRec defaults: time to converge and accuracy (Office, MovieLens-100K)",
+        "## SeqRec defaults: time to converge and accuracy (Office, MovieLens-100K; the synthetic shop as a "
+        "third check)",
         "",
         "`create_model(\"seqrec\")` with the library's defaults (a variant names the settings it overrides), "
         "leave-one-out split, full ranking, seen items excluded; the fit ends by its own criterion "
