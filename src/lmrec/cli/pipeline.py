@@ -16,10 +16,12 @@ from lmrec.cli.common import console
 
 #: SeqRec as the demo trains it: the settings of ``benchmarks/seqrec.py`` (the numbers in docs/benchmarks.md),
 #: so the demo's table can be checked against them. ``max_len`` 50 keeps the demo within minutes on 2 CPU
-#: cores (the median MovieLens-100K user has 65 ratings); the library default is 200.
+#: cores (the median MovieLens-100K user has 65 ratings; the library's ``max_len="auto"`` caps at 50 too).
 DEMO_SEQREC: dict[str, Any] = {
     "max_len": 50, "d_model": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.3, "batch_size": 64, "lr": 2e-3,
     "epochs": 40, "eval_every": 3, "patience": 3,
+    # no weight average, as in benchmarks/seqrec.py and Auto's SeqRec (the demo's table compares them)
+    "ema_decay": 0.0,
 }
 
 
