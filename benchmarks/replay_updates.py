@@ -40,7 +40,8 @@ PLOT = Path(__file__).resolve().parents[1] / "docs" / "replay_updates.png"
 K = 10
 #: SeqRec for the replay: ``id`` items, the defaults otherwise; the first fit is capped in time.
 #: lr and ema_decay as SeqRec's defaults were when the section was measured (2e-3 with an average since)
-SEQREC = {"item_repr": "id", "epochs": 40, "time_budget": 300.0, "progress": False, "lr": 1e-3, "ema_decay": 0.0}
+SEQREC = {"item_repr": "id", "epochs": 40, "time_budget": 300.0, "progress": False, "lr": 1e-3,
+          "ema_decay": 0.0}
 SHOP_START_DAY = 90
 
 
