@@ -33,7 +33,9 @@ def _train(ctx: DistContext | None) -> Trainer:
     # dropout 0 and the full softmax: nothing random inside a step, so the runs must agree to rounding
     cfg = SeqRecConfig(d_model=16, n_layers=1, max_len=8, dropout=0.0)
     net = SeqRecNetwork(cfg.network_config(ds.n_items, 0, 2), None, ds.item_popularity)
-    tc = TrainConfig(epochs=EPOCHS, batch_size=BATCH, lr=5e-3, progress=False, num_threads=1, device="cpu")
+    # with a weight average: the processes' averages must agree as their weights do (the losses check those)
+    tc = TrainConfig(epochs=EPOCHS, batch_size=BATCH, lr=5e-3, progress=False, num_threads=1, device="cpu",
+                     ema_decay=0.9)
     trainer = Trainer(NextItemLoss(net, "ce"), tc, ctx=ctx, trim_key="items")
     trainer.result = trainer.fit(sequence_rows(ds, 8))  # type: ignore[attr-defined]
     return trainer
