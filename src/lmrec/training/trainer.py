@@ -352,19 +352,20 @@ class WeightAverage:
         torch._foreach_lerp_(self.avg, [p.detach() for p in self.params], 1.0 - d)
         self.updates += 1
 
+    @torch.no_grad()
+    def apply(self, values: list[torch.Tensor] | None = None) -> None:
+        """Copy ``values`` (by default the average) into the module's parameters."""
+        torch._foreach_copy_(self.params, self.avg if values is None else values)
+
     @contextmanager
     def swapped(self) -> Iterator[None]:
         """The module holds the average inside the block and its own weights again after it."""
-        with torch.no_grad():
-            own = [p.detach().clone() for p in self.params]
-            for p, a in zip(self.params, self.avg, strict=True):
-                p.copy_(a)
+        own = [p.detach().clone() for p in self.params]
+        self.apply()
         try:
             yield
         finally:
-            with torch.no_grad():
-                for p, o in zip(self.params, own, strict=True):
-                    p.copy_(o)
+            self.apply(own)
 
     def state_dict(self) -> dict[str, Any]:
         return {"avg": [a.clone() for a in self.avg], "updates": self.updates}
@@ -466,9 +467,6 @@ class Trainer:
         sched = LRSchedule(opt, cfg, steps_per_epoch)
         ema = WeightAverage(self.module, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
-        def averaged() -> Any:
-            return nullcontext() if ema is None else ema.swapped()
-
         result = TrainResult(world_size=ctx.world_size)
         start_epoch, bad_evals = 0, 0
         best_state: dict[str, torch.Tensor] | None = None
@@ -522,7 +520,8 @@ class Trainer:
                 due = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs or out_of_time
                 if self.evaluate is not None and due:
                     torch.set_num_threads(self.threads.best)
-                    with averaged():  # validation, the best snapshot and stopping see the average
+                    # validation, the best snapshot and stopping see the average
+                    with nullcontext() if ema is None else ema.swapped():
                         metrics = self._validate()
                         metrics["epoch"] = float(epoch + 1)
                         result.metrics.append(metrics)
@@ -563,9 +562,7 @@ class Trainer:
             # Early stopping: the returned model is the best one on validation, never the last.
             self.module.load_state_dict(best_state)
         elif ema is not None:  # no validation: the average after the last step
-            with torch.no_grad():
-                for p, a in zip(ema.params, ema.avg, strict=True):
-                    p.copy_(a)
+            ema.apply()
         self._finish(result, t0)
         barrier(ctx)
         return result
