@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lmrec.models.seqrec.network import (
+    Dropout,
     ItemEncoder,
     NetworkConfig,
     SeqRecNetwork,
@@ -320,3 +321,22 @@ def test_the_kept_reduced_text_follows_new_items_and_a_refitted_projection() -> 
     enc.train()
     enc(torch.tensor([[1, 2, 2]])).sum().backward()
     assert enc.adapter.skip.weight.grad is not None
+
+
+def test_dropout_keeps_each_element_with_probability_one_minus_p_and_rescales_it() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(400, 500) + 0.5  # no zeros of its own
+    drop = Dropout(0.3).train()
+    x.requires_grad_(True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.01  # 200,000 draws: sd 0.001
+    torch.testing.assert_close(y[kept], x[kept] / 0.7)
+    y.sum().backward()  # the gradient flows through the kept elements only, scaled alike
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad, kept.float() / 0.7)
+    # evaluation, p = 0 and p = 1 as torch.nn.Dropout
+    z = torch.randn(3, 4)
+    assert torch.equal(drop.eval()(z), z)
+    assert torch.equal(Dropout(0.0).train()(z), z)
+    assert torch.equal(Dropout(1.0).train()(z), torch.zeros_like(z))
