@@ -3,6 +3,7 @@ it spends exploring. Step times are given, not measured, so nothing here depends
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,3 +83,34 @@ def test_first_step_after_a_switch_is_not_measured() -> None:
 def test_no_candidates_is_an_error() -> None:
     with pytest.raises(ValueError, match="no thread count"):
         ThreadGovernor([])
+
+
+def test_the_fixed_part_of_a_step_does_not_bias_the_choice() -> None:
+    """Length-bucketed batches of 512 to 3,072 elements, each step also paying a fixed 10,000 elements' worth
+    (a whole item table encoded every step), 1 thread 1.2× the seconds of 2: seconds per element alone make
+    whichever count explored on long batches look cheaper; with the fixed part estimated, 2 threads hold."""
+    rng = np.random.default_rng(0)
+    gov = ThreadGovernor([2, 1])
+    used = []
+    for _ in range(2000):
+        n = gov.before_step()
+        used.append(n)
+        work = float(rng.integers(512, 3072))
+        gov.after_step((1.0 if n == 2 else 1.2) * (10_000 + work) * 1e-5 * rng.uniform(0.9, 1.1), work)
+    assert gov.best == 2
+    assert used[200:].count(2) >= 0.9 * len(used[200:])
+    assert abs(gov.fixed_work - 10_000) < 1_000
+
+
+def test_batches_of_one_size_leave_no_fixed_part() -> None:
+    gov = ThreadGovernor([2, 1])
+    _run(gov, lambda i, n: 1.0 / n, 100)
+    assert gov.fixed_work == 0.0
+
+
+def test_exploring_grows_rarer_while_the_best_holds_and_not_past_four_intervals() -> None:
+    gov = ThreadGovernor([2, 1], explore_every=16, burst=3)
+    used = _run(gov, lambda i, n: 1.0 / n, 1000)
+    late = used[500:]
+    assert late.count(1) <= len(late) * 3 / 64 + 3  # bursts every 64 steps, no more often
+    assert late.count(1) >= len(late) * 3 / 64 - 6  # and still every 64 (the load may change)

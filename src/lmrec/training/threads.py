@@ -7,10 +7,21 @@ machine with two CPU-burning processes beside a SeqRec fit, 2 threads took 9.1 s
 (idle: 2.7 s and 3.7 s); at a load of 10–14 the gap grew to an order of magnitude.
 
 :class:`ThreadGovernor` does not guess from the load average (which lags by a minute and counts our own
-threads): it times the training steps themselves. Each step's seconds are divided by its work (the elements
-of its batch), an exponential average per thread count is kept, the cheapest count is used, and every
-``explore_every`` steps a short burst tries another count so the choice follows the load as it changes.
-The cost of exploring is bounded: at most ``burst / explore_every`` of the steps run at a worse count.
+threads): it times the training steps themselves. Each step's seconds are divided by its work, an
+exponential average per thread count is kept, the cheapest count is used, and every ``explore_every`` steps a
+short burst tries another count so the choice follows the load as it changes.
+
+A step's work is the elements of its batch plus a fixed part that every step pays whatever its size (a
+network that encodes its whole item table each step, the optimiser): seconds per element alone make a short
+batch look dear and a long one cheap, and length-bucketed batches then made the count that happened to
+explore on long batches look faster (on a quiet 2-core machine the governor settled on 1 thread for a third
+of a fused SeqRec fit's epochs, at 1.3× the seconds of 2). The fixed part is estimated from the steps
+themselves: a least-squares line of seconds against elements over the recent steps at the best count,
+whose intercept over slope is that part in elements.
+
+Exploring costs at most ``burst / explore_every`` of the steps at a worse count, and less while the choice
+holds: each burst that confirms the best count doubles the interval (up to ``4 × explore_every``), and a
+change of the best count brings it back to ``explore_every``.
 
 A fixed thread count (``num_threads``, a distributed rank, another library in the same process) has no
 governor; what keeps it from collapsing is that idle pool threads sleep instead of spinning:
@@ -69,6 +80,12 @@ class ThreadGovernor:
         self._run = 0  # consecutive steps at the current count
         self._exploring: int | None = None
         self._next_explore = 0  # round-robin over the non-best counts
+        self._interval = self.explore_every  # steps between bursts now (grows while the best holds)
+        self._explore_at = self.explore_every  # the step of the next burst
+        self._burst_best = 0  # the best count when the running burst began
+        #: decayed sums (weight, elements, seconds, elements², elements·seconds) of the steps at the best
+        #: count, for the line whose intercept is the fixed part of a step (:attr:`fixed_work`)
+        self._line = [0.0] * 5
 
     @classmethod
     def for_training(cls, num_threads: int, world_size: int, adaptive: bool = True) -> ThreadGovernor:
@@ -106,12 +123,33 @@ class ThreadGovernor:
             if self._run < self.burst:
                 return self._exploring
             self._exploring = None
-        if self._step and self._step % self.explore_every == 0:
+            # the burst confirmed the best count: explore less often; it overturned it: as often as at first
+            held = self.best == self._burst_best
+            self._interval = min(4 * self.explore_every, 2 * self._interval) if held else self.explore_every
+            self._explore_at = self._step + self._interval
+        if self._step >= self._explore_at:
             others = [c for c in self.candidates if c != self.best]
+            self._burst_best = self.best
             self._exploring = others[self._next_explore % len(others)]
             self._next_explore += 1
             return self._exploring
         return self.best
+
+    @property
+    def fixed_work(self) -> float:
+        """The part of a step's work that does not grow with its elements, in elements (0 until the recent
+        steps at the best count vary enough in size to tell, or when they say nothing fixed)."""
+        w, sx, sy, sxx, sxy = self._line
+        if w < 8:
+            return 0.0
+        mx, my = sx / w, sy / w
+        var = sxx / w - mx * mx
+        if var <= (0.05 * mx) ** 2:  # batches (nearly) all one size: the intercept is not identified
+            return 0.0
+        slope = (sxy / w - mx * my) / var
+        if slope <= 0:
+            return 0.0
+        return max(0.0, min(my / slope - mx, 100.0 * mx))
 
     def before_step(self) -> int:
         n = self.choose()
@@ -128,6 +166,10 @@ class ThreadGovernor:
         self.steps[n] = self.steps.get(n, 0) + 1
         if not self.adaptive or self._run == 1 or work <= 0:
             return  # the first step after a switch may pay for resizing the pool
-        c = seconds / work
+        if n == self.best:
+            decay = 1.0 - self.alpha / 8  # the line spans a few dozen steps, so it follows the load slowly
+            self._line = [decay * a + b for a, b in
+                          zip(self._line, (1.0, work, seconds, work * work, work * seconds), strict=True)]
+        c = seconds / (work + self.fixed_work)
         self.cost[n] = c if n not in self.cost else (1 - self.alpha) * self.cost[n] + self.alpha * c
 
