@@ -1,30 +1,38 @@
-"""``import lmrec`` makes idle OpenMP threads sleep (``OMP_WAIT_POLICY=PASSIVE``) unless the user chose a
-policy, before anything loads the OpenMP runtime (benchmarks/omp_wait_policy.py measures why)."""
+"""``import lmrec`` makes idle OpenMP threads spin only briefly before they sleep (``GOMP_SPINCOUNT=1000``,
+``KMP_BLOCKTIME=0``) unless the user chose, before anything loads the OpenMP runtime
+(benchmarks/omp_wait_policy.py measures why)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src"
+NAMES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
 
-def _policy_after_import(env_value: str | None) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+def _openmp_env_after_import(**given: str) -> dict[str, str | None]:
+    env = {k: v for k, v in os.environ.items() if k not in NAMES}
     env["PYTHONPATH"] = str(SRC)
-    if env_value is not None:
-        env["OMP_WAIT_POLICY"] = env_value
-    code = "import lmrec, os, sys; assert 'torch' not in sys.modules; print(os.environ['OMP_WAIT_POLICY'])"
+    env.update(given)
+    code = ("import json, lmrec, os, sys; assert 'torch' not in sys.modules; "
+            f"print(json.dumps({{k: os.environ.get(k) for k in {NAMES!r}}}))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                          check=True)
-    return out.stdout.strip()
+    return json.loads(out.stdout.strip())
 
 
-def test_lmrec_sets_a_passive_wait_policy_before_torch_loads() -> None:
-    assert _policy_after_import(None) == "PASSIVE"
+def test_lmrec_sets_a_short_spin_before_torch_loads() -> None:
+    assert _openmp_env_after_import() == {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "1000",
+                                          "KMP_BLOCKTIME": "0"}
 
 
-def test_a_policy_the_user_set_is_kept() -> None:
-    assert _policy_after_import("ACTIVE") == "ACTIVE"
+@pytest.mark.parametrize("name", NAMES)
+def test_a_choice_the_user_made_is_kept_and_nothing_is_added(name: str) -> None:
+    got = _openmp_env_after_import(**{name: "7"})
+    assert got == {k: ("7" if k == name else None) for k in NAMES}

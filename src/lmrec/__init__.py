@@ -11,11 +11,16 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-# Idle OpenMP threads (PyTorch's intra-op pool) sleep instead of spinning, unless the user chose a policy.
-# Set here, before lmrec imports torch, because the OpenMP runtime reads it once, when it loads. With a fixed
-# thread count on a busy machine a spinning pool collapses (lmrec.training.threads; docs/benchmarks.md,
-# section omp-wait-policy). A program that imports torch before lmrec keeps the runtime's own default.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Idle OpenMP threads (PyTorch's intra-op pool) spin only briefly before they sleep, unless the user chose:
+# GNU OpenMP (Linux wheels) 1,000 rounds instead of its 300,000, LLVM/Intel OpenMP (macOS) no spin at all. Set
+# here, before lmrec imports torch, because the runtime reads it once, when it loads. A long spin collapses a
+# fixed thread count on a busy machine (5x slower beside one CPU burner); no spin (OMP_WAIT_POLICY=PASSIVE, the
+# earlier default) costs a quarter of a fused SeqRec epoch on a quiet one, whose steps are many short parallel
+# regions (docs/benchmarks.md, section omp-wait-policy; lmrec.training.threads). A program that imports torch
+# before lmrec, or sets any of these variables, keeps the runtime's own behaviour.
+OPENMP_DEFAULTS = {"GOMP_SPINCOUNT": "1000", "KMP_BLOCKTIME": "0"}
+if not any(k in os.environ for k in ("OMP_WAIT_POLICY", *OPENMP_DEFAULTS)):
+    os.environ.update(OPENMP_DEFAULTS)
 
 if TYPE_CHECKING:
     from lmrec.data.dataset import Dataset

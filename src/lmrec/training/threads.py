@@ -24,9 +24,10 @@ holds: each burst that confirms the best count doubles the interval (up to ``4 Ã
 change of the best count brings it back to ``explore_every``.
 
 A fixed thread count (``num_threads``, a distributed rank, another library in the same process) has no
-governor; what keeps it from collapsing is that idle pool threads sleep instead of spinning:
-``import lmrec`` sets ``OMP_WAIT_POLICY=PASSIVE`` unless the variable is set (section ``omp-wait-policy``
-of docs/benchmarks.md measures both policies beside CPU-burning processes and on a quiet machine).
+governor; what keeps it from collapsing is that idle pool threads spin only briefly before they sleep:
+``import lmrec`` sets ``GOMP_SPINCOUNT=1000`` and ``KMP_BLOCKTIME=0`` unless the user set one of them or
+``OMP_WAIT_POLICY`` (section ``omp-wait-policy`` of docs/benchmarks.md measures the runtime's long spin, no
+spin and this short one, beside CPU-burning processes and on a quiet machine).
 """
 
 from __future__ import annotations
