@@ -12,12 +12,13 @@ import os
 from typing import TYPE_CHECKING, Any
 
 # Idle OpenMP threads (PyTorch's intra-op pool) spin only briefly before they sleep, unless the user chose:
-# GNU OpenMP (Linux wheels) 1,000 rounds instead of its 300,000, LLVM/Intel OpenMP (macOS) no spin at all. Set
-# here, before lmrec imports torch, because the runtime reads it once, when it loads. A long spin collapses a
-# fixed thread count on a busy machine (5x slower beside one CPU burner); no spin (OMP_WAIT_POLICY=PASSIVE, the
-# earlier default) costs a quarter of a fused SeqRec epoch on a quiet one, whose steps are many short parallel
-# regions (docs/benchmarks.md, section omp-wait-policy; lmrec.training.threads). A program that imports torch
-# before lmrec, or sets any of these variables, keeps the runtime's own behaviour.
+# GNU OpenMP (Linux wheels) 1,000 rounds instead of its 300,000, LLVM/Intel OpenMP (macOS) no spin at all.
+# Set here, before lmrec imports torch, because the runtime reads it once, when it loads. The long spin
+# collapses a fixed thread count beside other processes (2 threads beside one CPU burner: 2-3x the wall time
+# of not spinning); no spin at all (OMP_WAIT_POLICY=PASSIVE, the earlier default) made a quiet fused SeqRec
+# fit 1.14x the runtime's wall time, the short spin 0.93x: each of its steps is many short parallel regions
+# (docs/benchmarks.md, section omp-wait-policy; lmrec.training.threads). A program that imports torch before
+# lmrec, or sets any of these variables, keeps the runtime's own behaviour.
 OPENMP_DEFAULTS = {"GOMP_SPINCOUNT": "1000", "KMP_BLOCKTIME": "0"}
 if not any(k in os.environ for k in ("OMP_WAIT_POLICY", *OPENMP_DEFAULTS)):
     os.environ.update(OPENMP_DEFAULTS)
