@@ -137,10 +137,10 @@ def _averaging(rows: list[dict]) -> list[str]:
         return None
 
     pairs: dict[tuple, dict[str, dict]] = defaultdict(dict)
-    for r in rows:
+    for r in rows:  # in the order they ran: each arm keeps its newest fit (a refit follows a code change)
         a = arm(r)
         if a is not None:
-            pairs[r["data"], r["sets"].get("item_repr", "id"), r["seed"]].setdefault(a, r)
+            pairs[r["data"], r["sets"].get("item_repr", "id"), r["seed"]][a] = r
     out = ["", "### Weight averaging (`ema_decay=0.99`, `lr=0.002`) against the earlier defaults "
            "(`ema_decay=0`, `lr=0.001`), same data, representation and seed", "",
            "| data | item_repr | seeds | valid NDCG@10 before → after | test NDCG@10 before → after "
