@@ -14,10 +14,11 @@ short burst tries another count so the choice follows the load as it changes.
 A step's work is the elements of its batch plus a fixed part that every step pays whatever its size (a
 network that encodes its whole item table each step, the optimiser): seconds per element alone make a short
 batch look dear and a long one cheap, and length-bucketed batches then made the count that happened to
-explore on long batches look faster (on a quiet 2-core machine the governor settled on 1 thread for a third
-of a fused SeqRec fit's epochs, at 1.3× the seconds of 2). The fixed part is estimated from the steps
-themselves: a least-squares line of seconds against elements over the recent steps at the best count,
-whose intercept over slope is that part in elements.
+explore on long batches look faster (a quiet 2-core machine ran 1,260 of the 1,681 steps of SeqRec's default
+fit on the Amazon Office set at 1 thread, which is about 1.3× slower there than 2; with this estimate, and the
+short OpenMP spin below, 262 of 1,517; docs/benchmarks.md, section seqrec-defaults). The fixed part is
+estimated from the steps themselves: a least-squares line of seconds against elements over the recent steps
+at the best count, whose intercept over slope is that part in elements.
 
 Exploring costs at most ``burst / explore_every`` of the steps at a worse count, and less while the choice
 holds: each burst that confirms the best count doubles the interval (up to ``4 × explore_every``), and a
