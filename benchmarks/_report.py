@@ -2,6 +2,10 @@
 
 Each section is framed by ``<!-- BEGIN name -->`` / ``<!-- END name -->``; a file lock keeps concurrent
 writers from losing each other's sections. Every section states the machine, the command and the seed.
+
+What people write about a section's figures (what changed, why, what was tried) goes between
+``<!-- NOTES name -->`` and ``<!-- END NOTES name -->`` inside it: a rerun replaces the generated part and
+carries that block over unchanged, after the new body (before, such prose was lost at every rerun).
 """
 
 from __future__ import annotations
@@ -77,18 +81,20 @@ def wall_and_load(t0: float) -> str:
 
 
 def write_section(name: str, body: str, doc: Path = DOC) -> Path:
-    """Replace (or append) section ``name`` with ``body`` and a footer: date, machine and command."""
+    """Replace (or append) section ``name`` with ``body`` and a footer: date, machine and command; the
+    section's notes block (``<!-- NOTES name -->`` … ``<!-- END NOTES name -->``), if any, is kept."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     footer = f"\n_Measured {stamp} on {machine()}. Command: `{command()}`._\n"
-    block = f"<!-- BEGIN {name} -->\n{body.rstrip()}\n{footer}<!-- END {name} -->"
     doc.parent.mkdir(parents=True, exist_ok=True)
     with open(doc.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         text = doc.read_text() if doc.exists() else HEADER
         pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
-        if pattern.search(text):
-            text = pattern.sub(lambda _: block, text)
-        else:
-            text = text.rstrip() + "\n\n" + block + "\n"
+        old = pattern.search(text)
+        notes = re.search(rf"<!-- NOTES {re.escape(name)} -->.*?<!-- END NOTES {re.escape(name)} -->", old[0],
+                          re.S) if old else None
+        kept = f"\n{notes[0]}\n" if notes else ""
+        block = f"<!-- BEGIN {name} -->\n{body.rstrip()}\n{kept}{footer}<!-- END {name} -->"
+        text = pattern.sub(lambda _: block, text) if old else text.rstrip() + "\n\n" + block + "\n"
         doc.write_text(text)
     return doc
