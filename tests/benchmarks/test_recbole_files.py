@@ -4,7 +4,6 @@ test rows that are the split's. Runs without RecBole installed."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +12,12 @@ import pytest
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.splits import leave_one_out
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "recbole_sasrec.py"
+from tests.benchmarks.scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("recbole_sasrec_bench", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("recbole_sasrec")
 
 
 @pytest.fixture(scope="module")
