@@ -21,8 +21,8 @@ estimated from the steps themselves: a least-squares line of seconds against ele
 at the best count, whose intercept over slope is that part in elements.
 
 Exploring costs at most ``burst / explore_every`` of the steps at a worse count, and less while the choice
-holds: each burst that confirms the best count doubles the interval (up to ``4 × explore_every``), and a
-change of the best count brings it back to ``explore_every``.
+holds: each burst that confirms the best count doubles the interval (up to ``4 × explore_every``), and one
+that overturns it brings it back to ``explore_every`` (a change of the best between bursts does not).
 
 A fixed thread count (``num_threads``, a distributed rank, another library in the same process) has no
 governor; what keeps it from collapsing is that idle pool threads spin only briefly before they sleep:
