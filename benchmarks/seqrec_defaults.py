@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -104,6 +105,8 @@ def run(data: str, seed: int, sets: dict[str, object], burners: int) -> dict:
             "cpu_seconds": cpu_seconds,
             "epochs": r.epochs_run, "best_epoch": r.best_epoch, "stop_reason": r.stop_reason,
             "valid_ndcg10": r.best_metric, "test_ndcg10": float(test), "max_len": cfg.max_len,
+            # validation NDCG@10 after each validated epoch: [epoch, value] pairs
+            "curve": [[int(v["epoch"]), float(v["ndcg@10"])] for v in r.metrics],
             "schedule": getattr(cfg, "schedule", "cosine"), "lr_drops": getattr(r, "lr_drops", []),
             "threads": r.threads, "command": command(), **load,
             "effective": {k: getattr(cfg, k) for k in BEFORE},
@@ -160,6 +163,66 @@ def _averaging(rows: list[dict]) -> list[str]:
             f"| {m('test_ndcg10', 0):.4f} → {m('test_ndcg10', 1):.4f} "
             f"({m('test_ndcg10', 1) / m('test_ndcg10', 0) - 1:+.1%}) "
             f"| {m('epochs', 0):.1f} → {m('epochs', 1):.1f} |")
+    return out
+
+
+#: Stopping rules replayed on recorded curves: (patience in validations, minimum relative improvement that
+#: resets it). The trainer's rule is (patience, 0).
+RULES = ((10, 0.0), (5, 0.0), (5, 0.01), (10, 0.01), (3, 0.0))
+
+
+def replay_stop(curve: list[list[float]], patience: int, min_delta: float = 0.0) -> tuple[int, int, float]:
+    """Where a run would have stopped under another stopping rule, from its recorded validation curve.
+
+    The best weights are kept on any improvement (as the trainer does); only a gain of more than
+    ``min_delta`` (relative) over the value that last reset the count resets it. Returns the epoch it stops
+    after, the best epoch by then and the best value. Exact for rules that stop no later than the recorded
+    run did; a rule that would run longer stops at the end of the record.
+    """
+    ref, best, best_epoch, bad = -math.inf, -math.inf, 0, 0
+    epoch = 0
+    for epoch, value in curve:
+        if value > best:
+            best, best_epoch = value, int(epoch)
+        if value > (ref * (1 + min_delta) if ref > 0 else ref):
+            ref, bad = value, 0
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    return int(epoch), best_epoch, best
+
+
+def _first_reaching(curve: list[list[float]], share: float) -> int:
+    top = max(v for _, v in curve)
+    return next(int(e) for e, v in curve if v >= share * top)
+
+
+def _curves(rows: list[dict]) -> list[str]:
+    """How fast each recorded run climbs (epochs to a share of its own best), and the stopping rules of
+    :data:`RULES` replayed on the curves (epochs run, and the share of the recorded best they keep)."""
+    rows = [r for r in rows if r.get("curve") and not r["burners"]]
+    if not rows:
+        return []
+    latest = {(r["data"], _variant(r), r["seed"]): r for r in rows}
+    out = ["", "### Learning curves (fits that recorded theirs)", "",
+           "Epochs until validation NDCG@10 first reaches 90 %, 95 % and 98 % of the run's best, the best "
+           "epoch and the epochs run; then the stopping rules replayed on each curve: epochs the run would "
+           "have taken, and the share of the recorded best validation NDCG@10 it would have kept (`P`: "
+           "validations without a gain; `δ`: a gain must exceed this share of the value that last reset the "
+           "count).", "",
+           "| data | variant | seed | 90 % | 95 % | 98 % | best (run) | valid | test | "
+           + " | ".join(f"P {p}, δ {d:g}" for p, d in RULES) + " |",
+           "|---|---|---|---|---|---|---|---|---|" + "---|" * len(RULES)]
+    for (data, variant, seed), r in sorted(latest.items()):
+        c, top = r["curve"], max(v for _, v in r["curve"])
+        cells = []
+        for p, d in RULES:
+            stop, _, best = replay_stop(c, p, d)
+            cells.append(f"{stop}, {best / top:.0%}")
+        reach = " | ".join(str(_first_reaching(c, share)) for share in (0.9, 0.95, 0.98))
+        out.append(f"| {data} | {variant} | {seed} | {reach} | {r['best_epoch']} ({r['epochs']}) "
+                   f"| {r['valid_ndcg10']:.4f} | {r['test_ndcg10']:.4f} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -230,6 +293,7 @@ def report() -> None:
                      f"{ep['plateau']:.0f} vs {ep['cosine']:.0f} epochs, {sec['plateau']:.0f} s vs "
                      f"{sec['cosine']:.0f} s.")
     lines += _averaging(rows)
+    lines += _curves(rows)
     lines += ["", "### Beside CPU-burning processes against quiet (same data, variant and seed)", ""]
     quiet = {(r["data"], _variant(r), r["seed"]): r for r in rows if r["burners"] == 0}
     for r in sorted((r for r in rows if r["burners"] > 0), key=lambda r: (r["data"], _variant(r), r["seed"])):
