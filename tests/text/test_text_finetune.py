@@ -82,6 +82,27 @@ def test_item_pairs_use_only_the_training_part(tiny):
     # u3's validation pair (Echo -> Delta) and every test pair (e.g. Delta -> Echo for u1) are absent.
 
 
+def test_neighbour_pairs_join_items_that_share_training_users(tiny):
+    split = leave_one_out(tiny)
+    texts = [""] + [TITLES[i] for i in tiny.item_map.raw_ids]
+    queries, docs = training_pairs(split, item_texts=texts, max_pairs=100, kind="neighbours", neighbours=1)
+    # Training events: u1 = a b c, u2 = f g a, u3 = g f e. Cosine over those users: b's nearest is c (1.0
+    # against a's 0.71), c's is b, f's is g (both users), g's is f; a (b, c at 0.71) and e (f, g at 0.71) tie.
+    assert len(queries) == 9  # every training event anchors one pair
+    nearest = dict(zip(queries, docs, strict=True))
+    assert {q: nearest[q] for q in ("Bravo", "Charlie", "Foxtrot", "Golf")} == {
+        "Bravo": "Charlie", "Charlie": "Bravo", "Foxtrot": "Golf", "Golf": "Foxtrot"}
+    assert nearest["Alpha"] in {"Bravo", "Charlie"} and nearest["Echo"] in {"Foxtrot", "Golf"}
+    # Delta is only ever a held-out event (u1's and u3's validation targets): on neither side of any pair
+    assert "Delta" not in queries and "Delta" not in docs
+    # with more neighbours the positive is drawn among them, reproducibly
+    def wide() -> tuple[list[str], list[str]]:
+        return training_pairs(split, item_texts=texts, max_pairs=100, kind="neighbours", neighbours=3, seed=4)
+
+    assert wide() == wide()
+    assert "Delta" not in wide()[1]
+
+
 def test_unknown_pair_kind_is_refused(tiny):
     with pytest.raises(ValueError, match="pairs must be one of"):
         FinetuneConfig(pairs="users")
@@ -89,6 +110,8 @@ def test_unknown_pair_kind_is_refused(tiny):
         training_pairs(tiny, item_texts=[""] * 8, kind="users")
     with pytest.raises(ValueError, match="max_steps"):
         FinetuneConfig(max_steps=0)
+    with pytest.raises(ValueError, match="neighbours"):
+        FinetuneConfig(pairs="neighbours", neighbours=0)
 
 
 def test_held_out_check_scores_like_content_lm(tiny):

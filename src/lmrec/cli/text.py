@@ -174,7 +174,8 @@ def finetune(out: Annotated[Path, typer.Option("--out", help="Folder for the fin
              pairs: Annotated[int, typer.Option("--pairs", help="Training pairs to sample.")] = 4000,
              pairs_from: Annotated[str, typer.Option(
                  "--pairs-from", help="The query of a pair: 'item' (the previous item's text) or 'history' "
-                 "(the last 5 titles); the positive is always the next item's text.")] = "history",
+                 "(the last 5 titles), the positive being the next item's text; or 'neighbours' (an item's "
+                 "text and one of its most co-occurring items' text).")] = "history",
              steps: Annotated[int | None, typer.Option(
                  "--steps", help="Stop after this many optimiser steps (default: one pass over the pairs).")
              ] = None,
@@ -186,7 +187,8 @@ def finetune(out: Annotated[Path, typer.Option("--out", help="Folder for the fin
                  "--check/--no-check", help="Score the validation users with the text recommender before and "
                  "after (the held-out check).")] = True,
              seed: Annotated[int, typer.Option("--seed")] = 0, device: DeviceOpt = "auto") -> None:
-    """Fine-tune the encoder on (query → next item) pairs from the training part of a leave-one-out split.
+    """Fine-tune the encoder on (query → next item) or (item → co-occurring item) pairs from the training part
+    of a leave-one-out split.
 
     The validation and test events are never trained on; the held-out check reports the validation NDCG@10
     of the text-only recommender with the base and the fine-tuned model. The new model gets its own
@@ -201,7 +203,8 @@ def finetune(out: Annotated[Path, typer.Option("--out", help="Folder for the fin
         split = leave_one_out(ds)
         cfg = FinetuneConfig(max_pairs=pairs, pairs=pairs_from, max_steps=steps, epochs=epochs,
                              batch_size=batch_size, max_length=max_length, learning_rate=lr, seed=seed)
-        console.print(f"fine-tuning on {split.describe()} ({pairs_from} → next item pairs)")
+        what = "item → co-occurring item" if pairs_from == "neighbours" else f"{pairs_from} → next item"
+        console.print(f"fine-tuning on {split.describe()} ({what} pairs)")
         res = finetune_encoder(split, out, base=base, config=cfg, device=device, progress=True, check=check,
                                store=store)
         loss = f"{res.train_loss:.3f}" if res.train_loss is not None else "n/a"

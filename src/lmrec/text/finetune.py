@@ -60,8 +60,10 @@ class FinetuneConfig:
     max_pairs:
         Training pairs sampled (uniformly over all (user, position) pairs of the training sequences).
     pairs:
-        ``"history"`` (history text → next item text) or ``"item"`` (previous item's text → next item's
-        text, both as documents).
+        ``"history"`` (history text → next item text), ``"item"`` (previous item's text → next item's
+        text, both as documents) or ``"neighbours"`` (an item's text → the text of one of its ``neighbours``
+        nearest items by co-occurrence in the training users' histories, ItemKNN's cosine, drawn in proportion
+        to the similarity; both as documents).
     epochs:
         Passes over the pairs.
     max_steps:
@@ -75,6 +77,8 @@ class FinetuneConfig:
         Tokens per text during training.
     history_last_n:
         Titles in a history text.
+    neighbours:
+        ``pairs="neighbours"``: the co-occurring items each item's positive is drawn from.
     scale:
         Inverse temperature of the in-batch softmax (cosine similarity times ``scale``).
     template:
@@ -93,6 +97,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     max_length: int = 64
     history_last_n: int = 5
+    neighbours: int = 10
     scale: float = 20.0
     template: str | None = None
     seed: int = 0
@@ -100,12 +105,15 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.pairs not in PAIR_KINDS:
             raise ValueError(f"pairs must be one of {', '.join(PAIR_KINDS)}, got {self.pairs!r}")
+        if self.neighbours < 1:
+            raise ValueError(f"neighbours must be positive, got {self.neighbours}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be positive, got {self.max_steps}")
 
 
-#: What a training pair's query is: the user's history text, or the previous item's own text.
-PAIR_KINDS = ("history", "item")
+#: What a training pair is: (the user's history text, the next item's text), (the previous item's text, the
+#: next item's text), or (an item's text, a co-occurring item's text).
+PAIR_KINDS = ("history", "item", "neighbours")
 
 
 @dataclass(frozen=True)
@@ -131,12 +139,13 @@ class FinetuneResult:
 
 
 def training_pairs(train: Dataset | Split, *, item_texts: list[str], last_n: int = 5, max_pairs: int = 4000,
-                   seed: int = 0, kind: str = "history") -> tuple[list[str], list[str]]:
+                   seed: int = 0, kind: str = "history", neighbours: int = 10) -> tuple[list[str], list[str]]:
     """``(queries, next-item texts)`` sampled from the training sequences.
 
     Only events of ``train`` are read: a pair is (something before position ``p`` in one user's training
-    sequence, the item at ``p``), so held-out events (a split's validation and test targets, which are not in
-    ``split.train``) never appear on either side.
+    sequence, the item at ``p``), or for ``kind="neighbours"`` (the item at ``p``, an item that shares
+    training users with it), so held-out events (a split's validation and test targets, which are not in
+    ``split.train``) never appear on either side, nor count towards a co-occurrence.
 
     Parameters
     ----------
@@ -151,20 +160,39 @@ def training_pairs(train: Dataset | Split, *, item_texts: list[str], last_n: int
     seed:
         Seeds the sample.
     kind:
-        ``"history"``: the query is the history text; ``"item"``: the previous item's text.
+        ``"history"``: the query is the history text; ``"item"``: the previous item's text;
+        ``"neighbours"``: the pair is the item at ``p`` and one of its ``neighbours`` most co-occurring items
+        (cosine over the training users, drawn with probability proportional to the similarity), so popular
+        items anchor as many pairs as they have events.
+    neighbours:
+        ``kind="neighbours"``: how many co-occurring items a positive is drawn from.
     """
     if kind not in PAIR_KINDS:
         raise ValueError(f"kind must be one of {', '.join(PAIR_KINDS)}, got {kind!r}")
     ds = train.train if isinstance(train, Split) else train
     seqs = ds.sequences
     titles = ds.item_titles() if kind == "history" else None
-    # Every position that has at least one item before it in its row is a candidate target.
+    # Every position that has at least one item before it in its row is a candidate target (every position
+    # anchors a co-occurrence pair).
     row_start = np.repeat(seqs.offsets[:-1], seqs.lengths)
-    candidates = np.flatnonzero(np.arange(len(seqs.values)) > row_start)
+    positions = np.arange(len(seqs.values))
+    candidates = positions if kind == "neighbours" else np.flatnonzero(positions > row_start)
     rng = np.random.default_rng(seed)
     if len(candidates) > max_pairs:
         candidates = np.sort(rng.choice(candidates, size=max_pairs, replace=False))
     queries, docs = [], []
+    if kind == "neighbours":
+        sim = _cooccurrence_neighbours(ds, neighbours)
+        for p in candidates:
+            row = sim[int(seqs.values[p])]
+            if row.nnz == 0:
+                continue
+            j = int(rng.choice(row.indices, p=row.data / row.data.sum()))
+            q, d = item_texts[int(seqs.values[p])], item_texts[j]
+            if q and d and q != d:
+                queries.append(q)
+                docs.append(d)
+        return queries, docs
     for p in candidates:
         if titles is not None:
             q = history_text(seqs.values[row_start[p]:p], titles, last_n=last_n)
@@ -175,6 +203,17 @@ def training_pairs(train: Dataset | Split, *, item_texts: list[str], last_n: int
             queries.append(q)
             docs.append(d)
     return queries, docs
+
+
+def _cooccurrence_neighbours(ds: Dataset, k: int) -> Any:
+    """``(items + 1, items + 1)`` CSR: each row's ``k`` most co-occurring items by cosine over the training
+    users (ItemKNN's similarity without shrinkage)."""
+    from lmrec.models._linalg import topk_sparse_similarity
+
+    x = ds.interaction_matrix(binary=True).astype(np.float32)
+    norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel()).astype(np.float32)
+    # topk_sparse_similarity keeps k per column; the matrix is symmetric before pruning, so transpose
+    return topk_sparse_similarity((x.T @ x).tocsc(), norms, k, 0.0).T.tocsr()
 
 
 def validation_ndcg(item_vecs: np.ndarray, split: Split, k: int = 10, half_life: float = 3.0) -> float:
@@ -248,12 +287,12 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
     template = ItemTemplate.parse(cfg.template, max_tokens=cfg.max_length)
     texts = [""] + template.render(ds.items.sort("item_idx"), base_enc.tokenizer)
     queries, docs = training_pairs(ds, item_texts=texts, last_n=cfg.history_last_n, max_pairs=cfg.max_pairs,
-                                   seed=cfg.seed, kind=cfg.pairs)
+                                   seed=cfg.seed, kind=cfg.pairs, neighbours=cfg.neighbours)
     if len(queries) < 2:
         raise ValueError(f"{ds.name}: fewer than 2 training pairs; in-batch negatives need more users/events")
     # Prompts are part of what the model learns: train with the texts the encoder will see at encode time.
     d_prompt = base_enc.prompt("document")
-    q_prompt = base_enc.prompt("query") if cfg.pairs == "history" else d_prompt
+    q_prompt = base_enc.prompt("query") if cfg.pairs == "history" else d_prompt  # item pairs: two documents
     pairs = HFDataset.from_dict({"anchor": [q_prompt + q for q in queries],
                                  "positive": [d_prompt + d for d in docs]})
     split = train if isinstance(train, Split) and check else None
