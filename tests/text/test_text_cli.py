@@ -105,7 +105,8 @@ def test_embed_items_reads_a_store_given_as_source_with_a_packaged_static_encode
 
 
 @pytest.mark.slow
-def test_embed_finetune_on_item_pairs_reports_the_held_out_check(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("kind", "n_pairs"), [("item", 6), ("neighbours", 9)])
+def test_embed_finetune_on_item_pairs_reports_the_held_out_check(tmp_path, monkeypatch, kind, n_pairs):
     monkeypatch.setenv("LMREC_CACHE_DIR", str(tmp_path / "cache"))
     store = tmp_path / "shop.duckdb"
     seqs = {"u1": "abcde", "u2": "fgabc", "u3": "gfedc"}
@@ -118,10 +119,11 @@ def test_embed_finetune_on_item_pairs_reports_the_held_out_check(tmp_path, monke
             "timestamp": [t for s in seqs.values() for t in range(len(s))], "event_type": ["view"] * 15}))
     out = tmp_path / "ft"
     res = CliRunner().invoke(app, ["embed", "finetune", "--store", str(store), "--out", str(out),
-                                   "--pairs-from", "item", "--steps", "1", "--batch-size", "4",
+                                   "--pairs-from", kind, "--steps", "1", "--batch-size", "4",
                                    "--max-length", "16", "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    assert "held-out check" in res.output and "6 pairs" in res.output
+    # item: each user's training events chained (2 + 2 + 2); neighbours: every training event anchors one
+    assert "held-out check" in res.output and f"{n_pairs} pairs" in res.output
     saved = json.loads((out / "lmrec_revision.json").read_text())
-    assert saved["config"]["pairs"] == "item" and saved["config"]["max_steps"] == 1
+    assert saved["config"]["pairs"] == kind and saved["config"]["max_steps"] == 1
     assert set(saved["validation"]) == {"base", "fine-tuned", "users"}
