@@ -172,8 +172,8 @@ def training_pairs(train: Dataset | Split, *, item_texts: list[str], last_n: int
     ds = train.train if isinstance(train, Split) else train
     seqs = ds.sequences
     titles = ds.item_titles() if kind == "history" else None
-    # Every position that has at least one item before it in its row is a candidate target (every position
-    # anchors a co-occurrence pair).
+    # Every position that has at least one item before it in its row is a candidate target; for neighbour
+    # pairs every position is a candidate anchor.
     row_start = np.repeat(seqs.offsets[:-1], seqs.lengths)
     positions = np.arange(len(seqs.values))
     candidates = positions if kind == "neighbours" else np.flatnonzero(positions > row_start)
