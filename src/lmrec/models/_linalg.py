@@ -1,4 +1,4 @@
-"""Small sparse/dense helpers shared by the collaborative models (history matrices, top-k pruning)."""
+"""Small sparse/dense helpers shared by the collaborative models (history matrices, recency, saving)."""
 
 from __future__ import annotations
 
@@ -23,31 +23,6 @@ def history_matrix(histories: Ragged, n_cols: int, binary: bool = True) -> sp.cs
     if binary and m.nnz:
         m.data[:] = 1.0
     return m
-
-
-def topk_sparse_similarity(gram: sp.spmatrix, norms: np.ndarray, k: int, shrink: float) -> sp.csc_matrix:
-    """Cosine similarity with shrinkage from a co-occurrence (Gram) matrix, ``k`` neighbours kept per column.
-
-    ``sim[i, j] = gram[i, j] / (norms[i] * norms[j] + shrink)``, the diagonal set to zero. Works on the Gram
-    matrix's non-zeros only (pairs of items that share a user), so memory and time follow the number of
-    co-occurring pairs, never ``n_items²``. Ties at the k-th value keep the lower row index.
-    """
-    g = sp.csc_matrix(gram, dtype=np.float32)
-    g.sum_duplicates()
-    n = g.shape[0]
-    cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(g.indptr))
-    rows = g.indices.astype(np.int64)
-    denom = norms[rows].astype(np.float32) * norms[cols].astype(np.float32) + np.float32(shrink)
-    vals = np.divide(g.data, denom, out=np.zeros_like(g.data), where=denom > 0)
-    keep = (rows != cols) & (vals > 0)
-    rows, cols, vals = rows[keep], cols[keep], vals[keep]
-    # Order by column, then similarity descending, then row ascending; keep each column's first k entries.
-    order = np.lexsort((rows, -vals, cols))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    starts = np.searchsorted(cols, np.arange(n))
-    rank = np.arange(len(cols)) - starts[cols]
-    top = rank < k
-    return sp.csc_matrix((vals[top], (rows[top], cols[top])), shape=(n, n))
 
 
 def recency_weights(histories: Ragged, half_life: float) -> np.ndarray:

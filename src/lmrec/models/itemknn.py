@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from lmrec.data.cooccurrence import item_similarity
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.models._linalg import (
@@ -16,7 +17,6 @@ from lmrec.models._linalg import (
     load_csr,
     recency_weights,
     save_csr,
-    topk_sparse_similarity,
 )
 from lmrec.models.base import Recommender, register, scores_for_items
 from lmrec.models.capabilities import IncrementalUpdates, SparseScores, UpdateReport
@@ -54,10 +54,7 @@ class ItemKNN(Recommender, SparseScores, IncrementalUpdates):
     def _fit(self, dataset: Dataset, valid: object = None) -> None:
         if self.config.k < 1:
             raise ValueError(f"itemknn k must be >= 1, got {self.config.k}")
-        x = dataset.interaction_matrix(binary=True).astype(np.float32)  # (users+1, items+1)
-        gram = (x.T @ x).tocsc()
-        norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel()).astype(np.float32)
-        self.similarity_ = topk_sparse_similarity(gram, norms, self.config.k, self.config.shrink).tocsr()
+        self.similarity_ = item_similarity(dataset, self.config.k, self.config.shrink).tocsr()
 
     def update(self, events: pl.DataFrame, items: pl.DataFrame | None = None, *, passes: int | None = None,
                seed: int = 0) -> UpdateReport:

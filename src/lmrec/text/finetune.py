@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from lmrec.data.cooccurrence import item_similarity
 from lmrec.data.dataset import Dataset
 from lmrec.data.ranking import full_ranking_metrics
 from lmrec.data.splits import Split
@@ -182,7 +183,7 @@ def training_pairs(train: Dataset | Split, *, item_texts: list[str], last_n: int
         candidates = np.sort(rng.choice(candidates, size=max_pairs, replace=False))
     queries, docs = [], []
     if kind == "neighbours":
-        sim = _cooccurrence_neighbours(ds, neighbours)
+        sim = item_similarity(ds, neighbours).T.tocsr()  # row i: item i's most co-occurring items
         for p in candidates:
             row = sim[int(seqs.values[p])]
             if row.nnz == 0:
@@ -203,17 +204,6 @@ def training_pairs(train: Dataset | Split, *, item_texts: list[str], last_n: int
             queries.append(q)
             docs.append(d)
     return queries, docs
-
-
-def _cooccurrence_neighbours(ds: Dataset, k: int) -> Any:
-    """``(items + 1, items + 1)`` CSR: each row's ``k`` most co-occurring items by cosine over the training
-    users (ItemKNN's similarity without shrinkage)."""
-    from lmrec.models._linalg import topk_sparse_similarity
-
-    x = ds.interaction_matrix(binary=True).astype(np.float32)
-    norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel()).astype(np.float32)
-    # topk_sparse_similarity keeps k per column; the matrix is symmetric before pruning, so transpose
-    return topk_sparse_similarity((x.T @ x).tocsc(), norms, k, 0.0).T.tocsr()
 
 
 def validation_ndcg(item_vecs: np.ndarray, split: Split, k: int = 10, half_life: float = 3.0) -> float:
