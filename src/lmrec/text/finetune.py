@@ -181,25 +181,22 @@ def training_pairs(train: Dataset | Split, *, item_texts: list[str], last_n: int
     rng = np.random.default_rng(seed)
     if len(candidates) > max_pairs:
         candidates = np.sort(rng.choice(candidates, size=max_pairs, replace=False))
+    # row i of the transpose: item i's most co-occurring items
+    sim = item_similarity(ds, neighbours).T.tocsr() if kind == "neighbours" else None
     queries, docs = [], []
-    if kind == "neighbours":
-        sim = item_similarity(ds, neighbours).T.tocsr()  # row i: item i's most co-occurring items
-        for p in candidates:
-            row = sim[int(seqs.values[p])]
-            if row.nnz == 0:
-                continue
-            j = int(rng.choice(row.indices, p=row.data / row.data.sum()))
-            q, d = item_texts[int(seqs.values[p])], item_texts[j]
-            if q and d and q != d:
-                queries.append(q)
-                docs.append(d)
-        return queries, docs
     for p in candidates:
-        if titles is not None:
-            q = history_text(seqs.values[row_start[p]:p], titles, last_n=last_n)
+        item = int(seqs.values[p])
+        if sim is not None:
+            lo, hi = sim.indptr[item], sim.indptr[item + 1]
+            if lo == hi:
+                continue
+            weights = sim.data[lo:hi]
+            q = item_texts[item]
+            d = item_texts[int(rng.choice(sim.indices[lo:hi], p=weights / weights.sum()))]
         else:
-            q = item_texts[int(seqs.values[p - 1])]
-        d = item_texts[int(seqs.values[p])]
+            q = (history_text(seqs.values[row_start[p]:p], titles, last_n=last_n) if titles is not None
+                 else item_texts[int(seqs.values[p - 1])])
+            d = item_texts[item]
         if q and d and q != d:
             queries.append(q)
             docs.append(d)
@@ -282,7 +279,8 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
         raise ValueError(f"{ds.name}: fewer than 2 training pairs; in-batch negatives need more users/events")
     # Prompts are part of what the model learns: train with the texts the encoder will see at encode time.
     d_prompt = base_enc.prompt("document")
-    q_prompt = base_enc.prompt("query") if cfg.pairs == "history" else d_prompt  # item pairs: two documents
+    # item and neighbour pairs: both sides are item texts, encoded as documents
+    q_prompt = base_enc.prompt("query") if cfg.pairs == "history" else d_prompt
     pairs = HFDataset.from_dict({"anchor": [q_prompt + q for q in queries],
                                  "positive": [d_prompt + d for d in docs]})
     split = train if isinstance(train, Split) and check else None
