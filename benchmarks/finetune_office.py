@@ -140,7 +140,7 @@ def run(args) -> None:
     split = leave_one_out(ds)
 
     def cached(**key: Any) -> dict | None:
-        return find(read_cached(args.cache) if args.cache.exists() else [], **key)
+        return find(read_cached(args.cache), **key)
 
     def step(row: dict[str, Any]) -> dict[str, Any]:
         append_cached(args.cache, row)
@@ -189,7 +189,7 @@ def _options(cfg: dict[str, Any], args) -> str:
 def report(args) -> str:
     from lmrec.evaluation.stats import paired_test
 
-    rows = read_cached(args.cache) if args.cache.exists() else []
+    rows = read_cached(args.cache)
     if not rows:  # never replace the section with an empty one
         raise SystemExit(f"nothing cached in {args.cache}: run the fine-tunes and fits first")
     fits = [r for r in rows if r["kind"] == "fit"]

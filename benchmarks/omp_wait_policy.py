@@ -57,11 +57,12 @@ train = leave_one_out(ds).train
 model = create_model("seqrec", num_threads=int(sys.argv[2]), epochs=4, patience=100, seed=0, **settings)
 t, c = time.perf_counter(), time.process_time()
 model.fit(train)
-names = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 print(json.dumps({"wall": time.perf_counter() - t, "cpu": time.process_time() - c,
-                  "env": {k: os.environ.get(k) for k in names}}))
+                  "env": {k: os.environ.get(k) for k in sys.argv[5].split(",")}}))
 """
 OFFICE = ROOT.parent / "shared" / "data" / "amazon-office-2014"
+#: The variables a policy is made of (lmrec's defaults: lmrec.OPENMP_DEFAULTS), unset before each trial.
+OPENMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 FITS = ("ml100k-id", "office-fused")
 POLICIES = ("spin", "passive", "lmrec")
 #: what each fit is, for the report
@@ -73,11 +74,12 @@ FIT_TEXT = {"ml100k-id": "SeqRec with ids, max_len 50, on MovieLens-100K's leave
 def trial(policy: str, threads: int, fit: str) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
            "HF_HUB_OFFLINE": "1"}
-    for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"):
+    for k in OPENMP_VARS:
         env.pop(k, None)
     if policy == "passive":
         env["OMP_WAIT_POLICY"] = "PASSIVE"
-    out = subprocess.run([sys.executable, "-c", TRIAL, policy, str(threads), fit, str(OFFICE)], env=env,
+    out = subprocess.run([sys.executable, "-c", TRIAL, policy, str(threads), fit, str(OFFICE),
+                          ",".join(OPENMP_VARS)], env=env,
                          capture_output=True, text=True, check=True, timeout=1800)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

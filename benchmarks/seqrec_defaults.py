@@ -193,9 +193,9 @@ def replay_stop(curve: list[list[float]], patience: int, min_delta: float = 0.0)
     return int(epoch), best_epoch, best
 
 
-def _first_reaching(curve: list[list[float]], share: float) -> int:
-    top = max(v for _, v in curve)
-    return next(int(e) for e, v in curve if v >= share * top)
+def _first_reaching(curve: list[list[float]], level: float) -> int:
+    """The first epoch whose validation value reaches ``level``."""
+    return next(int(e) for e, v in curve if v >= level)
 
 
 def _curves(rows: list[dict]) -> list[str]:
@@ -220,7 +220,7 @@ def _curves(rows: list[dict]) -> list[str]:
         for p, d in RULES:
             stop, _, best = replay_stop(c, p, d)
             cells.append(f"{stop}, {best / top:.0%}")
-        reach = " | ".join(str(_first_reaching(c, share)) for share in (0.9, 0.95, 0.98))
+        reach = " | ".join(str(_first_reaching(c, share * top)) for share in (0.9, 0.95, 0.98))
         out.append(f"| {data} | {variant} | {seed} | {reach} | {r['best_epoch']} ({r['epochs']}) "
                    f"| {r['valid_ndcg10']:.4f} | {r['test_ndcg10']:.4f} | " + " | ".join(cells) + " |")
     return out
