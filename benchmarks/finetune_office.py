@@ -11,7 +11,11 @@ history items excluded. Encoders:
   ``history``: last titles → next item's text, or ``neighbours``: an item's text → the text of one of its 10
   most co-occurring items) is chosen on validation with seed 0 (the held-out check: validation NDCG@10 of
   the text-only recommender), then used for the other seeds;
-* ``static``: ``tokenlearn-static-model`` (PyPI), a 64-d static Model2Vec-format model.
+* ``static``: ``tokenlearn-static-model`` (PyPI), a 64-d static Model2Vec-format model;
+* ``static-ft``: that model fine-tuned end to end through the text-only recommender with
+  :func:`lmrec.text.finetune_static_encoder` (the API of ``lmrec embed finetune --method recommender``): its
+  token vectors trained with the full softmax over the catalogue on the training events, the epochs chosen on
+  each user's last training event (never on the split's validation); one fine-tune per seed.
 
 For each encoder and seed the item vectors are encoded once (timed, cached in ``--work``) and one
 ``auto`` is fitted with ``keep_all=True`` and SeqRec's item representation ``fused`` (what auto picks on
@@ -21,7 +25,7 @@ finished step is one cached JSON line (``--cache``), so the run resumes; ``--rep
 
 Examples
 --------
-    python benchmarks/finetune_office.py --seeds 0 1 2 --static-seeds 0
+    python benchmarks/finetune_office.py --seeds 0 1 2 --static-seeds 0 1 2 --static-ft-seeds 0 1 2
     python benchmarks/finetune_office.py --report
 """
 
@@ -85,6 +89,27 @@ def finetune(split, args, seed: int, pairs: str) -> dict[str, Any]:
             "valid_ft": res.validation["fine-tuned"], "config": {
                 "max_steps": args.max_steps, "batch_size": args.batch_size, "max_length": args.max_length,
                 "lr": args.lr}, "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)]}
+
+
+def static_finetune(split, args, seed: int) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from lmrec.text.static_finetune import StaticFinetuneConfig, finetune_static_encoder
+
+    folder = args.work / f"static-ft-s{seed}"
+    if folder.exists():  # a run killed after saving: start that fine-tune again
+        import shutil
+
+        shutil.rmtree(folder)
+    load0 = os.getloadavg()[0]
+    res = finetune_static_encoder(split, folder, base=STATIC, config=StaticFinetuneConfig(seed=seed),
+                                  device="cpu", store=args.work / "vectors.duckdb")
+    assert res.validation is not None
+    return {"kind": "static-finetune", "seed": seed, "folder": str(folder), "name": res.name,
+            "revision": res.revision, "n_events": res.n_events, "epochs": res.epochs,
+            "seconds": round(res.seconds, 1), "loss": res.losses[-1], "held_back": res.held_back,
+            "valid_base": res.validation["base"], "valid_ft": res.validation["fine-tuned"],
+            "config": asdict(res.config), "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)]}
 
 
 def encode(ds, label: str, source: str | None, args) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
@@ -162,12 +187,16 @@ def run(args) -> None:
     plan = [("minilm", first), ("minilm-ft", first)] + [("static", s) for s in args.static_seeds]
     for seed in args.seeds[1:]:
         plan += [("minilm", seed), ("minilm-ft", seed)]
+    plan += [("static-ft", s) for s in args.static_ft_seeds]
     for label, seed in plan:
         if cached(kind="fit", encoder=label, seed=seed):
             continue
         source = {"minilm": None, "static": STATIC}.get(label)
         if label == "minilm-ft":
             source = tuned(seed)["folder"]
+        if label == "static-ft":
+            ft = cached(kind="static-finetune", seed=seed) or step(static_finetune(split, args, seed))
+            source = ft["folder"]
         step(fit(ds, split, label, source, seed, args))
 
 
@@ -194,8 +223,9 @@ def report(args) -> str:
         raise SystemExit(f"nothing cached in {args.cache}: run the fine-tunes and fits first")
     fits = [r for r in rows if r["kind"] == "fit"]
     fts = [r for r in rows if r["kind"] == "finetune"]
+    sfts = sorted((r for r in rows if r["kind"] == "static-finetune"), key=lambda r: r["seed"])
     by = {lab: sorted([r for r in fits if r["encoder"] == lab], key=lambda r: r["seed"])
-          for lab in ("minilm", "minilm-ft", "static")}
+          for lab in ("minilm", "minilm-ft", "static", "static-ft")}
     first = min(r["seed"] for r in fts) if fts else None
     trials = [r for r in fts if r["seed"] == first]
     chosen = max(trials, key=lambda r: r["valid_ft"])["pairs"] if trials else None
@@ -234,9 +264,32 @@ def report(args) -> str:
               "`history`: the last 5 titles → the next item's text; `neighbours`: an item's text → the "
               "text of one of its 10 most co-occurring items in the training users' histories, drawn in "
               "proportion to ItemKNN's cosine).", ""]
+    if sfts:
+        sc = sfts[0]["config"]
+        lines += [
+            "Fine-tuning through the recommender (`lmrec.text.finetune_static_encoder`, the API of `lmrec "
+            f"embed finetune --method recommender`): {STATIC}'s vectors of the tokens the catalogue's texts "
+            f"use ({sfts[0]['n_events']:,} training next events) trained end to end through the text-only "
+            "recommender (ContentLM's rule: catalogue mean removed, unit vectors, a user the "
+            f"recency-weighted mean of their last {sc['history']} items' vectors, half-life "
+            f"{sc['half_life']:g}), full softmax over the catalogue with the user's earlier items left out, "
+            f"Adam (lr {sc['learning_rate']:g} in units of the token vectors' mean size), batch "
+            f"{sc['batch_size']}; the number of epochs (at most {sc['epochs']}) chosen where the NDCG@10 of "
+            f"each user's last **training** event peaked (patience {sc['patience']}; trained on the events "
+            "before it), then trained again from the base on every training event for that many epochs. The "
+            "split's validation is not used to choose anything; the last column is the held-out check on it:",
+            "",
+            "| seed | epochs (chosen) | held-back NDCG@10 at the chosen epoch | training s | "
+            "validation NDCG@10 base → fine-tuned |",
+            "|---|---|---|---|---|"]
+        for r in sfts:
+            lines.append(f"| {r['seed']} | {r['epochs']} | {max(r['held_back']):.4f} | {r['seconds']:.0f} | "
+                         f"{r['valid_base']:.4f} → {r['valid_ft']:.4f} |")
+        lines.append("")
 
     labels = {"minilm": "MiniLM (base)", "minilm-ft": f"MiniLM fine-tuned ({chosen} pairs)",
-              "static": f"{STATIC} (static, 64-d)"}
+              "static": f"{STATIC} (static, 64-d)",
+              "static-ft": f"{STATIC} fine-tuned through the recommender"}
     lines += ["| encoder | model | n | test NDCG@10 | HR@10 | validation NDCG@10 | fit s |",
               "|---|---|---|---|---|---|---|"]
     for lab, runs in by.items():
@@ -251,27 +304,30 @@ def report(args) -> str:
                          f"{fit_s} |")
     lines += ["", "Paired t-tests on per-user test NDCG@10 (each user's value averaged over the seeds both "
               "encoders ran):", "", "| model | comparison | seeds | change | p |", "|---|---|---|---|---|"]
-    for other in ("minilm-ft", "static"):
-        seeds = sorted({r["seed"] for r in by[other]} & {r["seed"] for r in by["minilm"]})
+    for other, ref in (("minilm-ft", "minilm"), ("static", "minilm"), ("static-ft", "static"),
+                       ("static-ft", "minilm")):
+        seeds = sorted({r["seed"] for r in by[other]} & {r["seed"] for r in by[ref]})
         if not seeds:
             continue
         for name in MODELS:
-            if not all(name in find(by[k], seed=s)["models"] for k in (other, "minilm") for s in seeds):
+            if not all(name in find(by[k], seed=s)["models"] for k in (other, ref) for s in seeds):
                 continue
             a, b = (np.mean([np.asarray(find(by[k], seed=s)["models"][name]["per_user"]) for s in seeds], 0)
-                    for k in (other, "minilm"))
+                    for k in (other, ref))
             t = paired_test(a, b)
-            lines.append(f"| {name} | {labels[other]} vs MiniLM | {len(seeds)} | "
+            lines.append(f"| {name} | {labels[other]} vs {labels[ref]} | {len(seeds)} | "
                          f"{(a.mean() / b.mean() - 1) * 100:+.1f} % | {t.p_value:.3g} |")
     enc = {}
     for lab, runs in by.items():
-        if runs and lab != "minilm-ft":  # the same network as MiniLM (its vectors were made by the check)
+        if runs and lab not in ("minilm-ft", "static-ft"):  # fine-tunes: their vectors were made by the check
             e = runs[0]["encode"]
             enc[lab] = f"{labels[lab]} {e['seconds']:.1f} s ({e['dim']}-d)"
     loads = "; ".join(f"{r['encoder']} seed {r['seed']}: {r['load_avg'][0]:.1f}→{r['load_avg'][1]:.1f} "
                       f"({r['wall_s']:.0f} s)" for r in fits)
-    ft_loads = "; ".join(f"{r['pairs']} seed {r['seed']}: {r['load_avg'][0]:.1f}→{r['load_avg'][1]:.1f}"
-                         for r in fts)
+    ft_loads = "; ".join(
+        [f"{r['pairs']} seed {r['seed']}: {r['load_avg'][0]:.1f}→{r['load_avg'][1]:.1f}" for r in fts]
+        + [f"through the recommender seed {r['seed']}: {r['load_avg'][0]:.1f}→{r['load_avg'][1]:.1f}"
+           for r in sfts])
     lines += [
         "",
         f"Encoding the 2,420 item texts once (1 CPU thread, uncached): {'; '.join(enc.values())}.",
@@ -281,7 +337,8 @@ def report(args) -> str:
         "",
         "Run: `python benchmarks/finetune_office.py --seeds "
         f"{' '.join(str(s) for s in sorted({r['seed'] for r in by['minilm']}))} --static-seeds "
-        f"{' '.join(str(s) for s in sorted({r['seed'] for r in by['static']}))} --pairs "
+        f"{' '.join(str(s) for s in sorted({r['seed'] for r in by['static']}))}"
+        + (f" --static-ft-seeds {' '.join(str(r['seed']) for r in sfts)}" if sfts else "") + " --pairs "
         f"{' '.join(sorted({r['pairs'] for r in trials}))}{_options(cfg, args)}` (one cached line per "
         "fine-tune and per fit), then `--report` with the same `--cache`.",
     ]
@@ -292,6 +349,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--static-seeds", type=int, nargs="*", default=[0])
+    ap.add_argument("--static-ft-seeds", type=int, nargs="*", default=[0, 1, 2],
+                    help="seeds of the static model fine-tuned through the recommender")
     ap.add_argument("--pairs", nargs="+", default=["item", "history"],
                     help="pair kinds tried at the first seed")
     ap.add_argument("--max-steps", type=int, default=FT_DEFAULTS["max_steps"])

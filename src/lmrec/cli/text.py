@@ -171,24 +171,38 @@ def users(model: ModelOpt = None, text: Annotated[str, typer.Option(
 def finetune(out: Annotated[Path, typer.Option("--out", help="Folder for the fine-tuned model.")],
              base: ModelOpt = None, data: DataOpt = None, store: DataStoreOpt = None,
              source: SourceAlias = None,
-             pairs: Annotated[int, typer.Option("--pairs", help="Training pairs to sample.")] = 4000,
+             method: Annotated[str | None, typer.Option(
+                 "--method", help="'contrastive': text pairs with in-batch negatives (any sentence "
+                 "encoder); 'recommender': a static (Model2Vec) model's token vectors trained end to end "
+                 "through the text-only recommender, full softmax over the catalogue. Default: recommender "
+                 "for a static model, contrastive otherwise.")] = None,
+             pairs: Annotated[int, typer.Option(
+                 "--pairs", help="contrastive: training pairs to sample.")] = 4000,
              pairs_from: Annotated[str, typer.Option(
-                 "--pairs-from", help="The query of a pair: 'item' (the previous item's text) or 'history' "
-                 "(the last 5 titles), the positive being the next item's text; or 'neighbours' (an item's "
-                 "text and one of its most co-occurring items' text).")] = "history",
+                 "--pairs-from", help="contrastive: the query of a pair: 'item' (the previous item's text) "
+                 "or 'history' (the last 5 titles), the positive being the next item's text; or 'neighbours' "
+                 "(an item's text and one of its most co-occurring items' text).")] = "history",
              steps: Annotated[int | None, typer.Option(
-                 "--steps", help="Stop after this many optimiser steps (default: one pass over the pairs).")
+                 "--steps", help="contrastive: stop after this many optimiser steps (default: one pass over "
+                 "the pairs).")] = None,
+             epochs: Annotated[int | None, typer.Option(
+                 "--epochs", help="Passes (contrastive: 1; recommender: at most 40, chosen on each user's "
+                 "last training event).")] = None,
+             batch_size: Annotated[int | None, typer.Option(
+                 "--batch-size", help="Pairs (contrastive: 64) or next events (recommender: 256) per batch.")
              ] = None,
-             epochs: Annotated[int, typer.Option("--epochs")] = 1,
-             batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per batch.")] = 64,
-             max_length: Annotated[int, typer.Option("--max-length", help="Tokens per text.")] = 64,
-             lr: Annotated[float, typer.Option("--lr")] = 5e-5,
+             max_length: Annotated[int, typer.Option("--max-length",
+                                                     help="contrastive: tokens per text.")] = 64,
+             lr: Annotated[float | None, typer.Option(
+                 "--lr", help="contrastive: 5e-5; recommender: 0.03 (in units of the token vectors' size).")
+             ] = None,
              check: Annotated[bool, typer.Option(
                  "--check/--no-check", help="Score the validation users with the text recommender before and "
                  "after (the held-out check).")] = True,
              seed: Annotated[int, typer.Option("--seed")] = 0, device: DeviceOpt = "auto") -> None:
-    """Fine-tune the encoder on (query → next item) or (item → co-occurring item) pairs from the training part
-    of a leave-one-out split.
+    """Fine-tune the encoder on behaviour from the training part of a leave-one-out split: contrastively on
+    (query → next item) or (item → co-occurring item) text pairs, or, for a static model, end to end through
+    the text-only recommender.
 
     The validation and test events are never trained on; the held-out check reports the validation NDCG@10
     of the text-only recommender with the base and the fine-tuned model. The new model gets its own
@@ -196,13 +210,27 @@ def finetune(out: Annotated[Path, typer.Option("--out", help="Folder for the fin
     `lmrec embed` commands and `lmrec train --encoder FOLDER`.
     """
     from lmrec.data.splits import leave_one_out
-    from lmrec.text.finetune import FinetuneConfig, finetune_encoder
+    from lmrec.text.encoders import StaticEncoder, get_encoder
 
     with friendly_errors():
+        if method not in (None, "contrastive", "recommender"):
+            raise typer.BadParameter(f"--method must be contrastive or recommender, not {method!r}")
+        static = isinstance(get_encoder(base), StaticEncoder)
+        method = method or ("recommender" if static else "contrastive")
+        if method == "recommender" and not static:
+            raise typer.BadParameter(
+                "--method recommender needs a static (Model2Vec) model, such as tokenlearn-static-model; "
+                f"{base or 'the default MiniLM'} is a transformer (use --method contrastive)")
         ds, _ = _dataset(data, store, source)
         split = leave_one_out(ds)
-        cfg = FinetuneConfig(max_pairs=pairs, pairs=pairs_from, max_steps=steps, epochs=epochs,
-                             batch_size=batch_size, max_length=max_length, learning_rate=lr, seed=seed)
+        if method == "recommender":
+            _finetune_static(split, out, base, epochs, batch_size, lr, check, seed, device, store)
+            return
+        from lmrec.text.finetune import FinetuneConfig, finetune_encoder
+
+        cfg = FinetuneConfig(max_pairs=pairs, pairs=pairs_from, max_steps=steps, epochs=epochs or 1,
+                             batch_size=batch_size or 64, max_length=max_length, learning_rate=lr or 5e-5,
+                             seed=seed)
         what = "item → co-occurring item" if pairs_from == "neighbours" else f"{pairs_from} → next item"
         console.print(f"fine-tuning on {split.describe()} ({what} pairs)")
         res = finetune_encoder(split, out, base=base, config=cfg, device=device, progress=True, check=check,
@@ -210,12 +238,37 @@ def finetune(out: Annotated[Path, typer.Option("--out", help="Folder for the fin
         loss = f"{res.train_loss:.3f}" if res.train_loss is not None else "n/a"
         console.print(f"wrote {res.path}: encoder [bold]{res.name}[/] revision {res.revision}, "
                       f"{res.n_pairs:,} pairs, training loss {loss}, {res.seconds:.0f}s")
-        if res.validation is not None:
-            v = res.validation
-            verdict = "better" if v["fine-tuned"] > v["base"] else "[red]not better[/]"
-            console.print(f"held-out check, validation NDCG@10 of the text recommender "
-                          f"({int(v['users']):,} users): base {v['base']:.4f} → fine-tuned "
-                          f"{v['fine-tuned']:.4f} ({verdict})")
+        _print_check(res.validation)
+
+
+def _finetune_static(split: Any, out: Path, base: str | None, epochs: int | None, batch_size: int | None,
+                     lr: float | None, check: bool, seed: int, device: str, store: Any) -> None:
+    """``lmrec embed finetune --method recommender``: one line per epoch, then the result."""
+    from lmrec.text.static_finetune import StaticFinetuneConfig, finetune_static_encoder
+
+    given = {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr}
+    cfg = StaticFinetuneConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
+    console.print(f"fine-tuning through the text recommender on {split.describe()}: epochs chosen on each "
+                  "user's last training event, then trained again on every training event")
+
+    def epoch_line(r: dict[str, float]) -> None:
+        held = f", held-back NDCG@10 {r['held_back_ndcg@10']:.4f}" if "held_back_ndcg@10" in r else ""
+        console.print(f"epoch {int(r['epoch'])}: loss {r['loss']:.4f}{held}")
+
+    res = finetune_static_encoder(split, out, base=base or "tokenlearn-static-model", config=cfg,
+                                  device=device, on_epoch=epoch_line, check=check, store=store)
+    console.print(f"wrote {res.path}: encoder [bold]{res.name}[/] revision {res.revision}, "
+                  f"{res.n_events:,} training events, {res.epochs} epochs, {res.seconds:.0f}s")
+    _print_check(res.validation)
+
+
+def _print_check(v: dict[str, float] | None) -> None:
+    if v is None:
+        return
+    verdict = "better" if v["fine-tuned"] > v["base"] else "[red]not better[/]"
+    console.print(f"held-out check, validation NDCG@10 of the text recommender "
+                  f"({int(v['users']):,} users): base {v['base']:.4f} → fine-tuned "
+                  f"{v['fine-tuned']:.4f} ({verdict})")
 
 
 @embed_app.command("spaces")

@@ -9,6 +9,8 @@ The functions other modules call:
 * :func:`user_vector` — the same for one history (the service, after a new event).
 * :func:`profile_text`, :func:`history_text` — user text for an encoder.
 * :func:`finetune_encoder` — contrastive fine-tuning on (history text → next item) pairs of a training split.
+* :func:`finetune_static_encoder` — a static (Model2Vec) encoder's token vectors trained end to end through
+  the text-only recommender on a training split.
 * :class:`TextSpace` — the encoder, revision and template a model's item vectors came from.
 """
 
@@ -22,6 +24,7 @@ from lmrec.text.encoders import (
 )
 from lmrec.text.finetune import FinetuneConfig, FinetuneResult, finetune_encoder
 from lmrec.text.space import TextSpace, TextSpaceError
+from lmrec.text.static_finetune import StaticFinetuneConfig, StaticFinetuneResult, finetune_static_encoder
 from lmrec.text.templates import ItemTemplate
 from lmrec.text.users import (
     history_text,
@@ -54,6 +57,8 @@ __all__ = [
     "ItemTemplate",
     "ModelNotAvailableError",
     "SentenceTransformerEncoder",
+    "StaticFinetuneConfig",
+    "StaticFinetuneResult",
     "TextEncoder",
     "TextSpace",
     "TextSpaceError",
@@ -64,6 +69,7 @@ __all__ = [
     "encode_items",
     "encode_texts",
     "finetune_encoder",
+    "finetune_static_encoder",
     "get_encoder",
     "history_text",
     "history_texts",

@@ -178,11 +178,18 @@ def is_static_folder(path: Path) -> bool:
     ``model.safetensors`` with a ``tokenizer.json``, and a ``config.json`` that names no transformer."""
     path = Path(path)
     if not ((path / "model.safetensors").exists() and (path / "tokenizer.json").exists()
-            and (path / "config.json").exists()) or (path / "modules.json").exists():
+            and (path / "config.json").exists()):
         return False
     try:
         config = json.loads((path / "config.json").read_text())
+        # Model2Vec's own save_pretrained (and the hub's potion models) also write a sentence-transformers
+        # modules.json whose first module is a StaticEmbedding: still a static model
+        listed = path / "modules.json"
+        modules = json.loads(listed.read_text()) if listed.exists() else None
     except (OSError, ValueError):
+        return False
+    if modules is not None and not (isinstance(modules, list) and modules and isinstance(modules[0], dict)
+                                    and str(modules[0].get("type", "")).endswith("StaticEmbedding")):
         return False
     return config.get("model_type", "model2vec") == "model2vec" and "architectures" not in config
 
@@ -608,6 +615,65 @@ class StaticEncoder:
             if on_batch is not None:
                 on_batch(len(chunk))
         return out
+
+    def token_ids(self, texts: Sequence[str], *, max_tokens: int | None = None) -> list[list[int]]:
+        """The token ids each text is encoded from, cut exactly as :meth:`encode` cuts them; a text's vector
+        is the mean of :meth:`token_vectors` over its ids (then normalised when the model normalises)."""
+        model = self.load()
+        limits = [v for v in (max_tokens, self.options.max_length) if v]
+        limit = min(limits) if limits else None
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        if limit is None:
+            model.tokenizer.no_truncation()
+        else:  # Model2Vec cuts the characters first, then the tokens (StaticModel.encode)
+            texts = [t[:limit * model.median_token_length] for t in texts]
+            model.tokenizer.enable_truncation(limit)
+        try:
+            return model.tokenize(texts)
+        finally:
+            if model.max_length is None:
+                model.tokenizer.no_truncation()
+            else:
+                model.tokenizer.enable_truncation(model.max_length)
+
+    def token_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """``(len(ids), dim)`` float32 vectors of token ids, with the model's vocabulary quantisation (a
+        token's shared row and its own weight) applied."""
+        model = self.load()
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = ids if model.token_mapping is None else model.token_mapping[ids]
+        vecs = np.asarray(model.embedding[rows], dtype=np.float32)
+        if model.weights is not None:
+            vecs = vecs * np.asarray(model.weights, dtype=np.float32)[ids, None]
+        return vecs
+
+    def save_with_token_vectors(self, output: str | Path, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Write a copy of this model to the folder ``output`` with the vectors of tokens ``ids`` replaced by
+        ``vectors`` (every other token, the tokenizer and the settings unchanged)."""
+        from model2vec import StaticModel
+
+        model = self.load()
+        ids = np.asarray(ids, dtype=np.int64)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        table = np.asarray(model.embedding, dtype=np.float32)
+        mapping = None if model.token_mapping is None else np.array(model.token_mapping, copy=True)
+        weights = None if model.weights is None else np.asarray(model.weights, dtype=np.float32).copy()
+        if mapping is None and weights is None:
+            table = table.copy()
+            table[ids] = vectors
+        else:  # quantised vocabulary: the tokens get rows of their own, at weight 1
+            if mapping is None:
+                mapping = np.arange(len(table), dtype=np.int64)
+            if weights is None:
+                weights = np.ones(len(mapping), dtype=np.float32)
+            mapping[ids] = len(table) + np.arange(len(ids))
+            weights[ids] = 1.0
+            table = np.concatenate([table, vectors])
+        config = {**model.config, "embedding_dtype": "float32"}
+        tuned = StaticModel(vectors=table, tokenizer=model.tokenizer, config=config,
+                            normalize=model.normalize, weights=weights, token_mapping=mapping,
+                            max_length=model.max_length)
+        tuned.save_pretrained(Path(output))
 
     def __repr__(self) -> str:
         return f"StaticEncoder({self._name!r}, path={str(self._path)!r})"

@@ -37,6 +37,7 @@ import numpy as np
 
 from lmrec.data.cooccurrence import item_similarity
 from lmrec.data.dataset import Dataset
+from lmrec.data.ragged import Ragged
 from lmrec.data.ranking import full_ranking_metrics
 from lmrec.data.splits import Split
 from lmrec.text.encoders import (
@@ -215,9 +216,15 @@ def validation_ndcg(item_vecs: np.ndarray, split: Split, k: int = 10, half_life:
     v[~has] = 0.0
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     v = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
-    valid = split.valid
-    users = user_history_vectors(v, valid.history, "recency", half_life=half_life)
-    res = full_ranking_metrics(lambda rows: users[rows] @ v.T, valid.history, valid.targets, k=k)
+    return text_ranking_ndcg(v, split.valid.history, split.valid.targets, k=k, half_life=half_life)
+
+
+def text_ranking_ndcg(unit: np.ndarray, histories: Ragged, targets: Any, k: int = 10,
+                      half_life: float = 3.0) -> float:
+    """NDCG@k of ContentLM's rule on (centred) unit item vectors: a user is the recency-weighted mean of their
+    history's vectors, every item is ranked by cosine, the history excluded."""
+    users = user_history_vectors(unit, histories, "recency", half_life=half_life)
+    res = full_ranking_metrics(lambda rows: users[rows] @ unit.T, histories, targets, k=k)
     return res[f"ndcg@{k}"]
 
 
