@@ -28,9 +28,13 @@ WORDS = ["stapler", "volcano", "violin", "harbour", "pepper", "glacier", "lanter
          "ribbon"]
 
 
+COLD = "zebra"  # the item without events: a word of its own
+
+
 @pytest.fixture
 def ring() -> Dataset:
-    """120 users, each reading 6 consecutive items of a ring of 20 (from a random start)."""
+    """120 users, each reading 6 consecutive items of a ring of 20 (from a random start); one more item has
+    text and no events."""
     rng = np.random.default_rng(0)
     rows = []
     for u in range(120):
@@ -39,8 +43,8 @@ def ring() -> Dataset:
             item = f"i{(start + t) % len(WORDS)}"
             rows.append({"event_id": f"u{u}-{t}", "user_id": f"u{u}", "item_id": item, "timestamp": t,
                          "event_type": "view"})
-    items = pl.DataFrame({"item_id": [f"i{k}" for k in range(len(WORDS))],
-                          "title": [f"{w} {w}s" for w in WORDS]})
+    items = pl.DataFrame({"item_id": [f"i{k}" for k in range(len(WORDS))] + ["new"],
+                          "title": [f"{w} {w}s" for w in WORDS] + [COLD]})
     return Dataset.build(pl.DataFrame(rows), items, name="ring")
 
 
@@ -97,6 +101,9 @@ def test_finetune_through_the_recommender_learns_the_order_text_does_not_show(ri
     # what the folder encodes is what the check measured
     assert validation_ndcg(item_vectors(split.train, encoder=tuned, store=store, progress=False),
                            split) == pytest.approx(v["fine-tuned"])
+    # an item without training events is no softmax alternative: its own tokens are left as they were
+    np.testing.assert_allclose(tuned.encode([COLD]), get_encoder("tokenlearn-static-model").encode([COLD]),
+                               atol=1e-6)
     with pytest.raises(FileExistsError):
         finetune_static_encoder(split, res.path, config=cfg, device="cpu")
 

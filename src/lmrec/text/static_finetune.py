@@ -6,7 +6,8 @@ possible to train the encoder *through the recommender* rather than on text pair
 the words the catalogue uses are the parameters, and the loss is the text-only recommender's own
 (ContentLM's rule: the catalogue mean removed, unit item vectors, a user is the recency-weighted mean of
 their last items' vectors, every item scored by cosine), a full softmax over the catalogue for every next
-event of the training sequences, the user's earlier items left out as at ranking time.
+event of the training sequences; the user's earlier items are left out as at ranking time, and so are
+items without training events (no evidence against them: a new item keeps the score its text gives it).
 
 What is learned stays an encoder: the saved folder is the base model with those tokens' vectors replaced, so
 every model that reads item vectors (ContentLM, SeqRec's text and fused items, ``auto``) uses it unchanged,
@@ -150,7 +151,9 @@ class _Catalogue:
             pooled = F.normalize(pooled, dim=1)
         v = torch.zeros(self.n_rows, table.shape[1], device=table.device, dtype=table.dtype)
         v = v.index_copy(0, self.rows, pooled)
-        centre = pooled.mean(0) if len(pooled) else torch.zeros_like(v[0])
+        # the centre is a constant of each step: no gradient reaches an item through the catalogue mean, so
+        # the tokens of items that are no softmax alternative (no training events) are left as they are
+        centre = pooled.mean(0).detach() if len(pooled) else torch.zeros_like(v[0])
         return F.normalize(v - centre, dim=1) * self.has[:, None]
 
 
@@ -171,12 +174,15 @@ def _next_events(ds: Dataset, width: int) -> tuple[np.ndarray, np.ndarray]:
     return _windows(seqs, pos, starts[pos], width), seqs.values[pos].astype(np.int64)
 
 
-def _train(cat: _Catalogue, windows: np.ndarray, targets: np.ndarray, cfg: StaticFinetuneConfig,
-           epochs: int, held_back: tuple[Ragged, Any] | None,
+def _train(cat: _Catalogue, windows: np.ndarray, targets: np.ndarray, trained: np.ndarray,
+           cfg: StaticFinetuneConfig, epochs: int, held_back: tuple[Ragged, Any] | None,
            on_epoch: Callable[[dict[str, float]], None] | None
            ) -> tuple[np.ndarray, list[float], list[float]]:
-    """Train the catalogue's token vectors; returns (best token vectors, epoch losses, held-back NDCG@10
-    per epoch). Without ``held_back`` the last epoch's vectors are returned."""
+    """Train the catalogue's token vectors on next events (``windows`` of history → ``targets``); only the
+    ``trained`` items (those with events in the data trained on) are softmax alternatives, as in SeqRec: an
+    item nobody chose is no evidence against it, and a new item must keep the score its text gives it.
+    Returns (best token vectors, epoch losses, held-back NDCG@10 per epoch); without ``held_back`` the last
+    epoch's vectors."""
     import torch
     import torch.nn.functional as F
 
@@ -189,6 +195,7 @@ def _train(cat: _Catalogue, windows: np.ndarray, targets: np.ndarray, cfg: Stati
     recency = torch.as_tensor(np.power(0.5, (width - 1 - np.arange(width)) / cfg.half_life)
                               if cfg.half_life > 0 else np.ones(width), dtype=torch.float32, device=dev)
     win, tgt = torch.as_tensor(windows, device=dev), torch.as_tensor(targets, device=dev)
+    alternatives = cat.has & torch.as_tensor(trained, device=dev)
     gen = torch.Generator().manual_seed(cfg.seed)
     losses: list[float] = []
     scores: list[float] = []
@@ -202,8 +209,8 @@ def _train(cat: _Catalogue, windows: np.ndarray, targets: np.ndarray, cfg: Stati
             w, y = win[b], tgt[b]
             query = F.normalize((unit[w] * recency[None, :, None]).sum(1), dim=1)
             logits = log_scale.exp() * (query @ unit.T)
-            # as at ranking time: only items with text, and not the user's earlier items (the target stays)
-            hide = (~cat.has).expand_as(logits).clone()
+            # items with text and events, not the user's earlier items (ranking excludes them; target stays)
+            hide = (~alternatives).expand_as(logits).clone()
             hide.scatter_(1, w, True)
             hide[torch.arange(len(y), device=dev), y] = False
             loss = F.cross_entropy(logits.masked_fill(hide, float("-inf")), y, reduction="sum")
@@ -289,10 +296,10 @@ def finetune_static_encoder(train: Dataset | Split, output: str | Path, *,
         if len(inner.test) == 0:
             raise ValueError(f"{ds.name}: no user has 3 training events to hold one back; use patience=0")
         w_in, y_in = _next_events(inner.train_valid, cfg.history)
-        _, _, held = _train(cat, w_in, y_in, cfg, cfg.epochs, (inner.test.history, inner.test.targets),
-                            on_epoch)
+        _, _, held = _train(cat, w_in, y_in, inner.train_valid.item_popularity > 0, cfg, cfg.epochs,
+                            (inner.test.history, inner.test.targets), on_epoch)
         epochs = int(np.argmax(held)) + 1
-    vectors, losses, _ = _train(cat, windows, targets, cfg, epochs, None, on_epoch)
+    vectors, losses, _ = _train(cat, windows, targets, ds.item_popularity > 0, cfg, epochs, None, on_epoch)
     split = train if isinstance(train, Split) and check else None
     base_valid = validation_ndcg(item_vectors(ds, encoder=enc, store=store, progress=False), split) \
         if split is not None else None
