@@ -140,9 +140,10 @@ class _Catalogue:
         self.has[self.rows] = True
         self.n_rows = n_rows
 
-    def unit_vectors(self, table: Any) -> Any:
-        """``(n_rows, d)`` ContentLM vectors of every item: encoded, centred on the catalogue mean, unit
-        length; zero for padding and items without tokens."""
+    def unit_vectors(self, table: Any, centre_on: Any = None) -> Any:
+        """``(n_rows, d)`` ContentLM vectors of every item: encoded, centred on the catalogue mean (of the
+        items ``centre_on``, a boolean ``(n_rows,)`` tensor, when given), unit length; zero for padding and
+        items without tokens."""
         import torch
         import torch.nn.functional as F
 
@@ -151,9 +152,8 @@ class _Catalogue:
             pooled = F.normalize(pooled, dim=1)
         v = torch.zeros(self.n_rows, table.shape[1], device=table.device, dtype=table.dtype)
         v = v.index_copy(0, self.rows, pooled)
-        # the centre is a constant of each step: no gradient reaches an item through the catalogue mean, so
-        # the tokens of items that are no softmax alternative (no training events) are left as they are
-        centre = pooled.mean(0).detach() if len(pooled) else torch.zeros_like(v[0])
+        among = pooled if centre_on is None else pooled[centre_on[self.rows]]
+        centre = among.mean(0) if len(among) else torch.zeros_like(v[0])
         return F.normalize(v - centre, dim=1) * self.has[:, None]
 
 
@@ -205,7 +205,9 @@ def _train(cat: _Catalogue, windows: np.ndarray, targets: np.ndarray, trained: n
         total = 0.0
         for start in range(0, len(order), cfg.batch_size):
             b = order[start:start + cfg.batch_size]
-            unit = cat.unit_vectors(table)
+            # centred on the items trained on: no gradient reaches an item without training events, whose own
+            # tokens stay as they were (ranking centres on the whole catalogue; the two differ by those items)
+            unit = cat.unit_vectors(table, alternatives)
             w, y = win[b], tgt[b]
             query = F.normalize((unit[w] * recency[None, :, None]).sum(1), dim=1)
             logits = log_scale.exp() * (query @ unit.T)
