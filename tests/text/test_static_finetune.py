@@ -121,9 +121,17 @@ def test_validation_and_test_events_are_never_read(ring, tmp_path, monkeypatch):
     np.testing.assert_allclose(a.encoder().encode(texts), b.encoder().encode(texts), atol=1e-5)
 
 
-def test_a_transformer_or_bad_settings_are_refused(ring, tmp_path):
+def test_wrong_model_kind_no_text_or_bad_settings_are_refused(ring, tmp_path):
+    from lmrec.text.finetune import finetune_encoder
+
     with pytest.raises(ValueError, match="not a static"):
         finetune_static_encoder(ring, tmp_path / "x", base=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="through the recommender"):  # and the other way round
+        finetune_encoder(ring, tmp_path / "y", base="tokenlearn-static-model", progress=False, check=False)
+    blank = Dataset.build(ring.events, ring.items.select("item_id").with_columns(pl.lit("").alias("title")),
+                          name="blank")
+    with pytest.raises(ValueError, match="no item has text"):
+        finetune_static_encoder(blank, tmp_path / "z")
     with pytest.raises(ValueError, match="positive"):
         StaticFinetuneConfig(epochs=0)
 

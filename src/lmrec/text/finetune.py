@@ -277,7 +277,10 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
     ds = train.train if isinstance(train, Split) else train
     t0 = time.perf_counter()
     base_enc = get_encoder(base, device=device, max_length=cfg.max_length)
-    assert isinstance(base_enc, SentenceTransformerEncoder)
+    if not isinstance(base_enc, SentenceTransformerEncoder):
+        raise ValueError(f"{base!r} is a static (Model2Vec) model, which has no transformer to fine-tune on "
+                         "text pairs; train it through the recommender instead: finetune_static_encoder "
+                         "(lmrec embed finetune --method recommender)")
     template = ItemTemplate.parse(cfg.template, max_tokens=cfg.max_length)
     texts = [""] + template.render(ds.items.sort("item_idx"), base_enc.tokenizer)
     queries, docs = training_pairs(ds, item_texts=texts, last_n=cfg.history_last_n, max_pairs=cfg.max_pairs,

@@ -287,6 +287,8 @@ def finetune_static_encoder(train: Dataset | Split, output: str | Path, *,
     items = ds.items.sort("item_idx")
     cat = _Catalogue(enc, template.render(items), items["item_idx"].to_numpy(), ds.item_map.size,
                      template.max_tokens, dev)
+    if len(cat.tokens) == 0:
+        raise ValueError(f"{ds.name}: no item has text for {enc.name} to encode; nothing to fine-tune")
     windows, targets = _next_events(ds, cfg.history)
     if len(targets) == 0:
         raise ValueError(f"{ds.name}: no user has two training events; nothing to learn from")
