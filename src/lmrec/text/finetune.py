@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -118,6 +118,9 @@ class FinetuneConfig:
 PAIR_KINDS = ("history", "item", "neighbours")
 
 
+E = TypeVar("E")
+
+
 @dataclass(frozen=True)
 class FinetuneResult:
     """Where the fine-tuned encoder was written and what it took."""
@@ -135,9 +138,15 @@ class FinetuneResult:
 
     def encoder(self, **options: Any) -> SentenceTransformerEncoder:
         """The fine-tuned model as an encoder (its revision keeps its cached vectors apart)."""
-        enc = get_encoder(str(self.path), **options)
-        assert isinstance(enc, SentenceTransformerEncoder)
-        return enc
+        return folder_encoder(self.path, SentenceTransformerEncoder, **options)
+
+
+def folder_encoder(path: Path, kind: type[E], **options: Any) -> E:
+    """The encoder of a fine-tuned model folder, which must be of ``kind``."""
+    enc = get_encoder(str(path), **options)
+    if not isinstance(enc, kind):
+        raise TypeError(f"{path} holds a {type(enc).__name__}, not a {kind.__name__}")
+    return enc
 
 
 def training_pairs(train: Dataset | Split, *, item_texts: list[str], last_n: int = 5, max_pairs: int = 4000,

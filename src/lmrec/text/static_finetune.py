@@ -39,7 +39,7 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.data.splits import Split, leave_one_out
 from lmrec.text.encoders import REVISION_FILE, StaticEncoder, folder_revision, get_encoder, register_encoder
-from lmrec.text.finetune import text_ranking_ndcg, validation_ndcg
+from lmrec.text.finetune import folder_encoder, text_ranking_ndcg, validation_ndcg
 from lmrec.text.templates import ItemTemplate
 from lmrec.text.vectors import item_vectors
 
@@ -111,9 +111,7 @@ class StaticFinetuneResult:
 
     def encoder(self, **options: Any) -> StaticEncoder:
         """The fine-tuned model as an encoder (its revision keeps its cached vectors apart)."""
-        enc = get_encoder(str(self.path), **options)
-        assert isinstance(enc, StaticEncoder)
-        return enc
+        return folder_encoder(self.path, StaticEncoder, **options)
 
 
 class _Catalogue:
