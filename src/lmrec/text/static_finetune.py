@@ -55,7 +55,8 @@ class StaticFinetuneConfig:
     patience:
         Epochs without a better held-back NDCG@10 before stopping; 0 trains ``epochs`` passes and keeps them.
     batch_size:
-        Next events per optimiser step (each scored against the whole catalogue).
+        Next events per optimiser step, each scored against the whole catalogue (a step holds
+        ``batch_size × items`` logits: lower it for catalogues of millions).
     learning_rate:
         Adam's step, in units of the mean absolute coordinate of the catalogue's token vectors (the vectors
         are normalised after pooling, so only their relative size matters and this works for any model).
@@ -115,7 +116,7 @@ class StaticFinetuneResult:
 
 
 class _Catalogue:
-    """The catalogue's texts as token bags over the tokens they use, and the recommender's loss on them."""
+    """The catalogue's texts as bags of the tokens they use, and the ContentLM vectors a token table gives."""
 
     def __init__(self, encoder: StaticEncoder, texts: list[str], rows: np.ndarray, n_rows: int,
                  max_tokens: int | None, device: str) -> None:
