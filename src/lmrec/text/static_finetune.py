@@ -165,19 +165,32 @@ def _windows(histories: Ragged, ends: np.ndarray, starts: np.ndarray, width: int
     return out
 
 
-def _next_events(ds: Dataset, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every training event with at least one event before it: (history windows, the event's item)."""
-    seqs = ds.sequences
-    starts = np.repeat(seqs.offsets[:-1], seqs.lengths)
-    pos = np.flatnonzero(np.arange(len(seqs.values)) > starts)
-    return _windows(seqs, pos, starts[pos], width), seqs.values[pos].astype(np.int64)
+class _NextEvents:
+    """Every training event with at least one event before it, as a target with its history; a batch's
+    history windows are cut when asked (a window per event for the whole data would be ``history`` times its
+    size)."""
+
+    def __init__(self, ds: Dataset, width: int) -> None:
+        self.seqs = ds.sequences
+        starts = np.repeat(self.seqs.offsets[:-1], self.seqs.lengths)
+        self.pos = np.flatnonzero(np.arange(len(self.seqs.values)) > starts)
+        self.starts = starts[self.pos]
+        self.targets = self.seqs.values[self.pos].astype(np.int64)
+        self.width = width
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def windows(self, rows: np.ndarray) -> np.ndarray:
+        """``(len(rows), width)`` the items before each of these targets, left-padded with 0."""
+        return _windows(self.seqs, self.pos[rows], self.starts[rows], self.width)
 
 
-def _train(cat: _Catalogue, windows: np.ndarray, targets: np.ndarray, trained: np.ndarray,
+def _train(cat: _Catalogue, events: _NextEvents, trained: np.ndarray,
            cfg: StaticFinetuneConfig, epochs: int, held_back: tuple[Ragged, Any] | None,
            on_epoch: Callable[[dict[str, float]], None] | None
            ) -> tuple[np.ndarray, list[float], list[float]]:
-    """Train the catalogue's token vectors on next events (``windows`` of history → ``targets``); only the
+    """Train the catalogue's token vectors on next events (each from its history); only the
     ``trained`` items (those with events in the data trained on) are softmax alternatives, as in SeqRec: an
     item nobody chose is no evidence against it, and a new item must keep the score its text gives it.
     Returns (best token vectors, epoch losses, held-back NDCG@10 per epoch); without ``held_back`` the last
@@ -190,24 +203,26 @@ def _train(cat: _Catalogue, windows: np.ndarray, targets: np.ndarray, trained: n
     table = torch.nn.Parameter(torch.as_tensor(cat.base / unit_scale, device=dev))
     log_scale = torch.nn.Parameter(torch.tensor(float(np.log(cfg.scale)), device=dev))
     opt = torch.optim.Adam([table, log_scale], lr=cfg.learning_rate)
-    width = windows.shape[1]
+    width = events.width
     recency = torch.as_tensor(np.power(0.5, (width - 1 - np.arange(width)) / cfg.half_life)
                               if cfg.half_life > 0 else np.ones(width), dtype=torch.float32, device=dev)
-    win, tgt = torch.as_tensor(windows, device=dev), torch.as_tensor(targets, device=dev)
+    tgt = torch.as_tensor(events.targets, device=dev)
     alternatives = cat.has & torch.as_tensor(trained, device=dev)
     gen = torch.Generator().manual_seed(cfg.seed)
     losses: list[float] = []
     scores: list[float] = []
     best, best_value, bad = table.detach().clone(), -1.0, 0
     for epoch in range(epochs):
-        order = torch.randperm(len(tgt), generator=gen).to(dev)
+        order = torch.randperm(len(tgt), generator=gen)
         total = 0.0
         for start in range(0, len(order), cfg.batch_size):
             b = order[start:start + cfg.batch_size]
+            w = torch.as_tensor(events.windows(b.numpy()), device=dev)
+            b = b.to(dev)
             # centred on the items trained on: no gradient reaches an item without training events, whose own
             # tokens stay as they were (ranking centres on the whole catalogue; the two differ by those items)
             unit = cat.unit_vectors(table, alternatives)
-            w, y = win[b], tgt[b]
+            y = tgt[b]
             query = F.normalize((unit[w] * recency[None, :, None]).sum(1), dim=1)
             logits = log_scale.exp() * (query @ unit.T)
             # items with text and events, not the user's earlier items (ranking excludes them; target stays)
@@ -288,8 +303,8 @@ def finetune_static_encoder(train: Dataset | Split, output: str | Path, *,
                      template.max_tokens, dev)
     if len(cat.tokens) == 0:
         raise ValueError(f"{ds.name}: no item has text for {enc.name} to encode; nothing to fine-tune")
-    windows, targets = _next_events(ds, cfg.history)
-    if len(targets) == 0:
+    events = _NextEvents(ds, cfg.history)
+    if len(events) == 0:
         raise ValueError(f"{ds.name}: no user has two training events; nothing to learn from")
     held: list[float] = []
     epochs = cfg.epochs
@@ -298,11 +313,11 @@ def finetune_static_encoder(train: Dataset | Split, output: str | Path, *,
         inner = leave_one_out(ds, min_events=3)
         if len(inner.test) == 0:
             raise ValueError(f"{ds.name}: no user has 3 training events to hold one back; use patience=0")
-        w_in, y_in = _next_events(inner.train_valid, cfg.history)
-        _, _, held = _train(cat, w_in, y_in, inner.train_valid.item_popularity > 0, cfg, cfg.epochs,
+        _, _, held = _train(cat, _NextEvents(inner.train_valid, cfg.history),
+                            inner.train_valid.item_popularity > 0, cfg, cfg.epochs,
                             (inner.test.history, inner.test.targets), on_epoch)
         epochs = int(np.argmax(held)) + 1
-    vectors, losses, _ = _train(cat, windows, targets, ds.item_popularity > 0, cfg, epochs, None, on_epoch)
+    vectors, losses, _ = _train(cat, events, ds.item_popularity > 0, cfg, epochs, None, on_epoch)
     split = train if isinstance(train, Split) and check else None
     base_valid = validation_ndcg(item_vectors(ds, encoder=enc, store=store, progress=False), split) \
         if split is not None else None
@@ -318,7 +333,7 @@ def finetune_static_encoder(train: Dataset | Split, output: str | Path, *,
         validation = {"base": base_valid, "fine-tuned": validation_ndcg(tuned_vecs, split),
                       "users": float(len(split.valid))}
     meta = {"revision": revision, "name": name, "base": enc.name, "base_revision": enc.revision,
-            "dataset": ds.name, "n_events": int(len(targets)), "tokens_trained": int(len(cat.tokens)),
+            "dataset": ds.name, "n_events": len(events), "tokens_trained": int(len(cat.tokens)),
             "epochs": epochs, "held_back_ndcg@10": held, "config": asdict(cfg),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "training": "token vectors trained end to end through the text-only recommender (ContentLM's "
@@ -327,7 +342,7 @@ def finetune_static_encoder(train: Dataset | Split, output: str | Path, *,
             "validation": validation}
     (output / REVISION_FILE).write_text(json.dumps(meta, indent=2))
     register_encoder(name, output)
-    return StaticFinetuneResult(output, name, revision, int(len(targets)), time.perf_counter() - t0, epochs,
+    return StaticFinetuneResult(output, name, revision, len(events), time.perf_counter() - t0, epochs,
                                 losses, held, cfg, validation)
 
 
