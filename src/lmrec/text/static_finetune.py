@@ -156,15 +156,6 @@ class _Catalogue:
         return F.normalize(v - centre, dim=1) * self.has[:, None]
 
 
-def _windows(histories: Ragged, ends: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
-    """``(len(ends), width)`` the last ``width`` items before each end (exclusive), left-padded with 0."""
-    out = np.zeros((len(ends), width), dtype=np.int64)
-    for j in range(width):
-        pos = ends - width + j
-        out[:, j] = np.where(pos >= starts, histories.values[np.clip(pos, 0, None)], 0)
-    return out
-
-
 class _NextEvents:
     """Every training event with at least one event before it, as a target with its history; a batch's
     history windows are cut when asked (a window per event for the whole data would be ``history`` times its
@@ -172,18 +163,19 @@ class _NextEvents:
 
     def __init__(self, ds: Dataset, width: int) -> None:
         self.seqs = ds.sequences
-        starts = np.repeat(self.seqs.offsets[:-1], self.seqs.lengths)
-        self.pos = np.flatnonzero(np.arange(len(self.seqs.values)) > starts)
-        self.starts = starts[self.pos]
-        self.targets = self.seqs.values[self.pos].astype(np.int64)
+        rows = self.seqs.row_ids()
+        at = np.arange(len(self.seqs.values)) - self.seqs.offsets[:-1][rows]  # position within its row
+        keep = at > 0
+        self.rows, self.ends = rows[keep], at[keep]
+        self.targets = self.seqs.values[keep].astype(np.int64)
         self.width = width
 
     def __len__(self) -> int:
-        return len(self.pos)
+        return len(self.targets)
 
-    def windows(self, rows: np.ndarray) -> np.ndarray:
-        """``(len(rows), width)`` the items before each of these targets, left-padded with 0."""
-        return _windows(self.seqs, self.pos[rows], self.starts[rows], self.width)
+    def windows(self, events: np.ndarray) -> np.ndarray:
+        """``(len(events), width)`` the items before each of these targets, left-padded with 0."""
+        return self.seqs.windows(self.rows[events], self.ends[events], self.width)
 
 
 def _train(cat: _Catalogue, events: _NextEvents, trained: np.ndarray,
