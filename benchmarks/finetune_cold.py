@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import append_cached, read_cached, write_section  # noqa: E402
-from finetune_office import STATIC, find, load_office  # noqa: E402
+from finetune_office import STATIC, _ms, find, load_office  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".cache" / "finetune_cold.jsonl"
@@ -59,7 +59,8 @@ def run_seed(seed: int, args) -> None:
     cold = cold_targets(split.test, split.train)
     store = args.work / "vectors.duckdb"
     for label in ENCODERS:
-        todo = [m for m in MODELS if not find(read_cached(args.cache), encoder=label, model=m, seed=seed)]
+        done = read_cached(args.cache)
+        todo = [m for m in MODELS if not find(done, encoder=label, model=m, seed=seed)]
         if not todo:
             continue
         finetune: dict[str, Any] | None = None
@@ -95,11 +96,6 @@ def run_seed(seed: int, args) -> None:
                    "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)]}
             append_cached(args.cache, row)
             print(json.dumps({k: v for k, v in row.items() if k not in ("per_user", "cold")}), flush=True)
-
-
-def _ms(v: list[float]) -> str:
-    a = np.asarray(v, dtype=float)
-    return f"{a.mean():.4f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.4f}"
 
 
 def report(args) -> str:
