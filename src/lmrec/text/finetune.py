@@ -305,7 +305,7 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
     split = train if isinstance(train, Split) and check else None
     # The check encodes items as users will (the encoder's default options, not the training length), with
     # the base model and then with the saved folder.
-    base_valid = _check(get_encoder(base, device=device), split, store) if split is not None else None
+    base_valid = held_out_check(get_encoder(base, device=device), split, store) if split is not None else None
     model = base_enc.load()
     model.max_seq_length = cfg.max_length
     torch.manual_seed(cfg.seed)
@@ -339,10 +339,12 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
     output.mkdir(parents=True, exist_ok=True)
     model.save(str(output))
     revision = "ft-" + folder_revision(output)
+    # the revision first, so that the check's vectors are cached under the one later runs read
+    (output / REVISION_FILE).write_text(json.dumps({"revision": revision}))
     validation = None
     if split is not None and base_valid is not None:
         tuned = get_encoder(str(output), device=device)
-        validation = {"base": base_valid, "fine-tuned": _check(tuned, split, store),
+        validation = {"base": base_valid, "fine-tuned": held_out_check(tuned, split, store),
                       "users": float(len(split.valid))}
     # Unique per run (two fine-tunes of one base on one dataset differ), and findable by get_encoder(name).
     name = f"{base_enc.name}-ft-{ds.name}-{revision[3:11]}"
@@ -358,6 +360,6 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
                           float(loss) if loss is not None else None, cfg, validation)
 
 
-def _check(encoder: TextEncoder, split: Split, store: Any) -> float:
+def held_out_check(encoder: TextEncoder, split: Split, store: Any) -> float:
     """:func:`validation_ndcg` of ``encoder``'s item vectors (default template; cached in ``store``)."""
     return validation_ndcg(item_vectors(split.train, encoder=encoder, store=store, progress=False), split)

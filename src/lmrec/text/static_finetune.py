@@ -39,9 +39,8 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.data.splits import Split, leave_one_out
 from lmrec.text.encoders import REVISION_FILE, StaticEncoder, folder_revision, get_encoder, register_encoder
-from lmrec.text.finetune import folder_encoder, text_ranking_ndcg, validation_ndcg
+from lmrec.text.finetune import folder_encoder, held_out_check, text_ranking_ndcg
 from lmrec.text.templates import ItemTemplate
-from lmrec.text.vectors import item_vectors
 
 
 @dataclass(frozen=True)
@@ -310,20 +309,16 @@ def finetune_static_encoder(train: Dataset | Split, output: str | Path, *,
                             (inner.test.history, inner.test.targets), on_epoch)
         epochs = int(np.argmax(held)) + 1
     vectors, losses, _ = _train(cat, events, ds.item_popularity > 0, cfg, epochs, None, on_epoch)
-    split = train if isinstance(train, Split) and check else None
-    base_valid = validation_ndcg(item_vectors(ds, encoder=enc, store=store, progress=False), split) \
-        if split is not None else None
     output.mkdir(parents=True, exist_ok=True)
     enc.save_with_token_vectors(output, cat.tokens, vectors)
     revision = "ft-" + folder_revision(output)
     name = f"{enc.name}-rec-{ds.name}-{revision[3:11]}"
     (output / REVISION_FILE).write_text(json.dumps({"revision": revision}))  # before the check reads it
     validation = None
-    if split is not None and base_valid is not None:
-        tuned = get_encoder(str(output))
-        tuned_vecs = item_vectors(ds, encoder=tuned, store=store, progress=False)
-        validation = {"base": base_valid, "fine-tuned": validation_ndcg(tuned_vecs, split),
-                      "users": float(len(split.valid))}
+    if isinstance(train, Split) and check:
+        validation = {"base": held_out_check(enc, train, store),
+                      "fine-tuned": held_out_check(get_encoder(str(output)), train, store),
+                      "users": float(len(train.valid))}
     meta = {"revision": revision, "name": name, "base": enc.name, "base_revision": enc.revision,
             "dataset": ds.name, "n_events": len(events), "tokens_trained": int(len(cat.tokens)),
             "epochs": epochs, "held_back_ndcg@10": held, "config": asdict(cfg),
