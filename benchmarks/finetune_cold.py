@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import append_cached, read_cached, write_section  # noqa: E402
-from finetune_office import STATIC, _ms, find, load_office  # noqa: E402
+from finetune_office import STATIC, _ms, empty_folder, find, load_office  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".cache" / "finetune_cold.jsonl"
@@ -66,11 +66,7 @@ def run_seed(seed: int, args) -> None:
         finetune: dict[str, Any] | None = None
         source: str | None = {"minilm": None, "static": STATIC}.get(label)
         if label == "static-ft":
-            folder = args.work / f"static-ft-cold-s{seed}"
-            if folder.exists():
-                import shutil
-
-                shutil.rmtree(folder)
+            folder = empty_folder(args.work / f"static-ft-cold-s{seed}")
             res = finetune_static_encoder(split, folder, base=STATIC, config=StaticFinetuneConfig(seed=seed),
                                           device="cpu", store=store)
             assert res.validation is not None

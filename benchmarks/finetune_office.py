@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -62,6 +63,14 @@ def load_office():  # -> Dataset
     return ds
 
 
+def empty_folder(folder: Path) -> Path:
+    """``folder``, removed first if a run killed after saving left a model there (that fine-tune starts
+    again)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    return folder
+
+
 def find(rows: list[dict], **key: Any) -> dict | None:
     for r in rows:
         if all(r.get(k) == v for k, v in key.items()):
@@ -72,11 +81,7 @@ def find(rows: list[dict], **key: Any) -> dict | None:
 def finetune(split, args, seed: int, pairs: str) -> dict[str, Any]:
     from lmrec.text.finetune import FinetuneConfig, finetune_encoder
 
-    folder = args.work / f"minilm-ft-{pairs}-s{seed}"
-    if folder.exists():  # a run killed after saving: start that fine-tune again
-        import shutil
-
-        shutil.rmtree(folder)
+    folder = empty_folder(args.work / f"minilm-ft-{pairs}-s{seed}")
     cfg = FinetuneConfig(pairs=pairs, max_pairs=args.max_steps * args.batch_size, max_steps=args.max_steps,
                          batch_size=args.batch_size, max_length=args.max_length, learning_rate=args.lr,
                          seed=seed)
@@ -96,11 +101,7 @@ def static_finetune(split, args, seed: int) -> dict[str, Any]:
 
     from lmrec.text.static_finetune import StaticFinetuneConfig, finetune_static_encoder
 
-    folder = args.work / f"static-ft-s{seed}"
-    if folder.exists():  # a run killed after saving: start that fine-tune again
-        import shutil
-
-        shutil.rmtree(folder)
+    folder = empty_folder(args.work / f"static-ft-s{seed}")
     load0 = os.getloadavg()[0]
     res = finetune_static_encoder(split, folder, base=STATIC, config=StaticFinetuneConfig(seed=seed),
                                   device="cpu", store=args.work / "vectors.duckdb")
