@@ -604,24 +604,29 @@ class StaticEncoder:
         model = self.load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        limits = [v for v in (max_tokens, self.options.max_length) if v]
+        limit = self._token_limit(max_tokens)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         step = max(1, self.options.batch_size) * 16
         for start in range(0, len(texts), step):
             chunk = texts[start:start + step]
-            out[start:start + len(chunk)] = model.encode(chunk, max_length=min(limits) if limits else None,
+            out[start:start + len(chunk)] = model.encode(chunk, max_length=limit,
                                                          batch_size=len(chunk), show_progress_bar=False,
                                                          use_multiprocessing=False)
             if on_batch is not None:
                 on_batch(len(chunk))
         return out
 
+    def _token_limit(self, max_tokens: int | None) -> int | None:
+        """Tokens a text is cut to: the smaller of ``max_tokens`` and the options' ``max_length`` (``None``:
+        no cut)."""
+        limits = [v for v in (max_tokens, self.options.max_length) if v]
+        return min(limits) if limits else None
+
     def token_ids(self, texts: Sequence[str], *, max_tokens: int | None = None) -> list[list[int]]:
         """The token ids each text is encoded from, cut exactly as :meth:`encode` cuts them; a text's vector
         is the mean of :meth:`token_vectors` over its ids (then normalised when the model normalises)."""
         model = self.load()
-        limits = [v for v in (max_tokens, self.options.max_length) if v]
-        limit = min(limits) if limits else None
+        limit = self._token_limit(max_tokens)
         texts = [t if isinstance(t, str) else "" for t in texts]
         if limit is None:
             model.tokenizer.no_truncation()
