@@ -79,3 +79,20 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
         got = net.last_scores(items)[:, 1:]
     scale = float(want.abs().max())
     torch.testing.assert_close(got, want, rtol=0, atol=1e-3 * scale)
+
+
+def test_one_process_torchrun_job_leaves_its_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torchrun --nproc_per_node=1``: the process joins a group of one and leaves it at cleanup (NCCL warned
+    at exit about a group never destroyed on the GPU machine, where ``enabled`` is false for one process)."""
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    ctx = init_distributed("cpu")
+    try:
+        assert torch.distributed.is_initialized() and not ctx.enabled
+        cleanup(ctx)
+        assert not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

@@ -91,9 +91,11 @@ def cleanup(ctx: DistContext) -> None:
 
     The processes meet at a barrier first, so none tears its connections down while another still talks to
     it (rank 0 hosts the rendezvous store): a process that leaves early can make a busy peer abort at exit.
+    A one-process ``torchrun`` job's group is left too (NCCL warns at exit about a group never destroyed).
     """
-    if ctx.enabled and dist.is_initialized():
-        dist.barrier()
+    if dist.is_initialized() and (ctx.enabled or launched_by_torchrun()):
+        if ctx.enabled:
+            dist.barrier()
         dist.destroy_process_group()
 
 
