@@ -109,7 +109,7 @@ def run(data: str, seed: int, sets: dict[str, object], burners: int) -> dict:
             "curve": [[int(v["epoch"]), float(v["ndcg@10"])] for v in r.metrics],
             "schedule": getattr(cfg, "schedule", "cosine"), "lr_drops": getattr(r, "lr_drops", []),
             "threads": r.threads, "command": command(), **load,
-            "effective": {k: getattr(cfg, k) for k in BEFORE},
+            "effective": {**{k: getattr(cfg, k) for k in BEFORE}, "id_init": cfg.id_init},
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
@@ -118,11 +118,14 @@ def _key(row: dict) -> tuple:
 
 
 def _variant(row: dict) -> str:
-    """The settings a fit changed, and the default learning rate it ran with where it did not set one (the
-    default changed: 1e-3, then 2e-3, then 4e-3)."""
+    """The settings a fit changed, and the defaults it ran with where it did not set them: the learning rate
+    (1e-3, then 2e-3, then 4e-3) and, where recorded, the id table's start as the fit resolved it (random
+    before the spectral start became the id model's default)."""
     named = ", ".join(f"{k}={v}" for k, v in sorted(row["sets"].items())) or "defaults"
-    lr = row.get("effective", {}).get("lr")
-    return named if lr is None or "lr" in row["sets"] else f"{named} (lr {lr:g})"
+    eff = row.get("effective", {})
+    unnamed = [f"{k} {eff[k]:g}" if k == "lr" else f"{k} {eff[k]}" for k in ("lr", "id_init")
+               if k in eff and k not in row["sets"]]
+    return f"{named} ({', '.join(unnamed)})" if unnamed else named
 
 
 #: The two arms of the weight-averaging comparison (issue 18): the defaults before it, and the defaults since.

@@ -46,7 +46,8 @@ from seqrec import (  # noqa: E402
 MODELS = ["seqrec-id", "seqrec-id-prior", "seqrec-id-all", "seqrec-fused-drop", "seqrec-fused-prior",
           "seqrec-fused-all", "seqrec-fused-all-p1", "seqrec-fused-all-learned", "seqrec-fused-all-nogate",
           "seqrec-fused-all-residual", "seqrec-fused-all-outfull", "seqrec-id-all-ema",
-          "seqrec-fused-all-ema", "seqrec-id-all-ema-100", "seqrec-fused-all-ema-100", "itemknn"]
+          "seqrec-fused-all-ema", "seqrec-id-all-ema-100", "seqrec-fused-all-ema-100",
+          "seqrec-id-all-ema-100-svd", "itemknn"]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: --data names: (folder or loader name, section id, title, text)
 DATA = {
@@ -73,6 +74,8 @@ LABELS = {
     "seqrec-fused-all-ema": "seqrec-fused, every window, count gate, weight average (ema_decay 0.99)",
     "seqrec-id-all-ema-100": "seqrec-id, every window, weight average, up to 100 epochs",
     "seqrec-fused-all-ema-100": "seqrec-fused, every window, count gate, weight average, up to 100 epochs",
+    "seqrec-id-all-ema-100-svd": "seqrec-id, every window, weight average, up to 100 epochs, spectral id "
+                                 "start (id_init svd)",
     "itemknn": "itemknn (best baseline on ML-100K)",
 }
 KS = (10, 100)

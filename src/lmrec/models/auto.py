@@ -88,11 +88,12 @@ COMPONENTS_DIR = "components"
 #: ``max_len`` capped at 50 so that a fit stays within minutes on a few CPU cores. The schedule is pinned to
 #: the cosine decay over ``epochs`` that the ``auto`` section measured, whatever SeqRec's own default, and so
 #: is the weight averaging (none: with SeqRec's ``ema_decay=0.99`` the blend was lower on validation, section
-#: ``auto-averaging``, though SeqRec alone was higher).
+#: ``auto-averaging``, though SeqRec alone was higher), and so is the random id table the sections measured
+#: (an id-only SeqRec, ``text="off"``, would otherwise take the spectral start).
 SEQREC_DEFAULTS: dict[str, Any] = {
     "max_len": "auto", "max_len_cap": 50, "d_model": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.3,
     "batch_size": 64, "lr": 2e-3, "epochs": 40, "eval_every": 2, "patience": 3, "schedule": "cosine",
-    "ema_decay": 0.0, "loss": "auto",
+    "ema_decay": 0.0, "loss": "auto", "id_init": "random",
 }
 
 

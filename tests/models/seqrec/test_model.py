@@ -291,3 +291,41 @@ def test_loss_auto_is_resolved_when_fitting_and_saved(data, tmp_path: Path) -> N
     assert create_model("seqrec").config.loss == "ce"  # SeqRec's own default is unchanged
     with pytest.raises(ValueError, match="loss"):
         create_model("seqrec", loss="softmax")
+
+
+def _start(split, **overrides) -> torch.Tensor:
+    """The id table as a fit leaves it when its steps move nothing (learning rate 1e-12)."""
+    m = create_model("seqrec", **{**FAST, "epochs": 1, "lr": 1e-12, "weight_decay": 0.0, **overrides})
+    m.fit(split.train)
+    return m.network_.item_encoder.id_emb.weight.detach().clone()  # type: ignore[attr-defined]
+
+
+def test_the_id_table_starts_from_spectral_factors_unless_told_otherwise(data) -> None:
+    from lmrec.data.cooccurrence import spectral_item_factors
+
+    ds, split, vec = data
+    d = FAST["d_model"]
+    f = spectral_item_factors(split.train, d, seed=0)
+    assert f is not None
+    want = torch.as_tensor(f[1:])
+    want = want / want.std() * d ** -0.5  # the random start's scale
+    k = f.shape[1]
+
+    def similarities(table: torch.Tensor) -> torch.Tensor:  # the cycle's equal singular values leave the
+        return table @ table.T                                 # factors' rotation to rounding, not these
+
+    got = _start(split)  # id_init="auto": the spectral start
+    torch.testing.assert_close(similarities(got[1:, :k]), similarities(want), rtol=0, atol=1e-4)
+    assert not got[PAD].any()
+    random = _start(split, id_init="random")
+    assert not torch.allclose(similarities(random[1:, :k]), similarities(want), atol=1e-2)
+    # fused with a residual gate keeps its zero start (the item vector starts as the text vector)
+    m = create_model("seqrec", **{**FAST, "epochs": 1, "lr": 1e-12, "weight_decay": 0.0},
+                     item_repr="fused", fuse_gate="residual")
+    m.fit(split.train, item_vectors=vec)
+    assert float(m.network_.item_encoder.id_emb.weight.abs().max()) < 1e-6  # type: ignore[attr-defined]
+    assert m.config.id_init == "random"  # "auto" is resolved when fitting (fused: random) and saved so
+    with pytest.raises(ValueError, match="id_init"):
+        create_model("seqrec", id_init="pca")
+    with pytest.raises(ValueError, match="id_init"):  # the spectral start would read data outside DP's steps
+        create_model("seqrec", id_init="svd", dp_epsilon=4.0)

@@ -26,6 +26,7 @@ import polars as pl
 import torch
 from torch import nn
 
+from lmrec.data.cooccurrence import spectral_item_factors
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.data.ranking import full_ranking_metrics
@@ -63,6 +64,8 @@ from lmrec.training.trainer import TrainConfig, Trainer, TrainResult, seed_every
 WEIGHTS_FILE = "seqrec.pt"
 #: Score of items an ``id`` model has no trained vector for: below every real score, still rankable.
 UNTRAINED_SCORE = -1e9
+#: How SeqRec's id table can start (``SeqRecConfig.id_init``).
+ID_INITS = ("auto", "svd", "random", "text")
 NETWORK_FILE = "network.json"
 TRAINING_FILE = "train_result.json"
 
@@ -143,7 +146,14 @@ class SeqRecConfig:
     output_gate_lift: float = 0.0
     id_dropout: float = 0.5  # fused: drop a rare item's id part in training w.p. id_dropout * (1 - gate)
     id_dropout_min: float = 0.3  # fused: floor of that probability for every item (helps cold items)
-    id_init_from_text: bool = False  # fused: start the id table from reduced text vectors
+    #: how the id table starts: "svd" the items' spectral factors of the training user-item matrix
+    #: (:func:`spectral_item_factors`), so the first epoch starts from co-occurrence instead of noise;
+    #: "random" a normal draw; "text" (fused) the items' reduced text vectors; "auto" (default) "svd" for
+    #: item_repr="id" and "random" for fused (whose text part already starts structured; chosen on
+    #: validation, docs/seqrec.md) and under differential privacy. Fused with fuse_gate="residual" keeps its
+    #: zero start.
+    id_init: str = "auto"
+    id_init_from_text: bool = False  # the older spelling of id_init="text" (kept for saved configurations)
     pop_prior: str = "none"  # none | fixed | user: scores + β·log(1 + count), β fixed or learned per user
     pop_prior_weight: float = 1.0  # the fixed β (or the starting β of "user")
     prior_at_scoring: float = 1.0  # scale of that prior when scoring: 1 as trained, < 1 favours rare items
@@ -202,6 +212,8 @@ class SeqRecConfig:
         unknown = [c for c in self.context_features if c not in CONTEXT_FEATURES]
         if unknown:
             raise ValueError(f"context_features must be among {sorted(CONTEXT_FEATURES)}, got {unknown}")
+        if self.id_init not in ID_INITS:
+            raise ValueError(f"id_init must be one of {ID_INITS}, got {self.id_init!r}")
         if self.feature_buckets < 2 or self.feature_min_count < 1:
             raise ValueError("feature_buckets must be at least 2 and feature_min_count at least 1")
         if self.loss not in (*LOSSES, "auto"):
@@ -228,6 +240,8 @@ class SeqRecConfig:
                 "item_features": (self.item_features, (), "vocabularies and buckets are fitted on the data"),
                 "user_features": (self.user_features, (), "vocabularies and buckets are fitted on the data"),
             }
+            if self.id_init == "svd":
+                refused["id_init"] = (self.id_init, "auto", "the spectral start reads the training matrix")
             for key, (value, need, why) in refused.items():
                 if value != need:
                     raise ValueError(f"dp_epsilon > 0 needs {key}={need!r}, not {value!r} ({why})")
@@ -282,6 +296,17 @@ def auto_max_len(lengths: np.ndarray, cap: int = 50, percentile: float = AUTO_MA
         return min(cap, 8)
     p = float(np.percentile(lengths, percentile))
     return int(min(max(cap, 1), max(8, 8 * int(np.ceil(p / 8)))))
+
+
+def resolve_id_init(cfg: SeqRecConfig) -> str:
+    """``id_init`` as a fit applies it: ``"auto"`` becomes ``"svd"`` for ``item_repr="id"`` without
+    differential privacy and ``"random"`` otherwise; ``id_init_from_text`` (the older spelling) means
+    ``"text"``."""
+    if cfg.id_init_from_text:
+        return "text"
+    if cfg.id_init == "auto":
+        return "svd" if cfg.item_repr == "id" and cfg.dp_epsilon == 0 else "random"
+    return cfg.id_init
 
 
 def auto_loss(n_items: int, batch_size: int, max_len: int, budget_bytes: int = 512 * 2**20) -> str:
@@ -418,6 +443,8 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
             self.config = replace(self.config, loss=auto_loss(dataset.n_items, self.config.batch_size,
                                                               int(self.config.max_len),
                                                               self.config.full_softmax_bytes))
+        if self.config.id_init == "auto" or self.config.id_init_from_text:
+            self.config = replace(self.config, id_init=resolve_id_init(self.config), id_init_from_text=False)
         cfg: SeqRecConfig = self.config
         seed_everything(cfg.seed)
         text = self.item_vectors_ if cfg.item_repr != "id" else None
@@ -431,8 +458,7 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
             counts = np.ones_like(counts)
             counts[PAD] = 0
         network = SeqRecNetwork(net_cfg, text, counts, item_arrays, user_arrays)
-        if cfg.id_init_from_text and cfg.item_repr == "fused":
-            network.item_encoder.init_ids_from_text()
+        self._init_ids(network, dataset)
         self.network_ = network
         self._known = SideInfo(dataset.sequences, dataset.type_sequences, dataset.timestamps)
         self._table = None
@@ -461,6 +487,18 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
                 if isinstance(m, CausalSelfAttention):
                     m.explicit = False
         network.to("cpu").eval()
+
+    def _init_ids(self, network: SeqRecNetwork, dataset: Dataset) -> None:
+        """The id table's start (``id_init``, resolved); see :class:`SeqRecConfig`."""
+        cfg = self.config
+        if not network.cfg.uses_ids or (cfg.item_repr == "fused" and cfg.fuse_gate == "residual"):
+            return
+        if cfg.id_init == "text" and cfg.item_repr == "fused":
+            network.item_encoder.init_ids_from_text()
+        elif cfg.id_init == "svd":
+            factors = spectral_item_factors(dataset, network.cfg.d_model, seed=cfg.seed)
+            if factors is not None:
+                network.item_encoder.init_ids(factors)
 
     def _fit_features(self, dataset: Dataset) -> tuple[FeatureArrays | None, FeatureArrays | None]:
         """Fit the configured item and user features on the training data (vocabularies and buckets from

@@ -442,16 +442,27 @@ class ItemEncoder(nn.Module):
         return log_popularity(self.counts, predicted)
 
     @torch.no_grad()
+    def init_ids(self, factors: np.ndarray | torch.Tensor) -> None:
+        """Start the id table from ``(n_rows, k)`` item factors, ``k ≤ d_model`` (row 0, padding, is ignored):
+        they are rescaled to the random start's scale (standard deviation ``d_model ** -0.5`` over the items)
+        and written into the first ``k`` columns; the other columns keep their random start."""
+        if not self.cfg.uses_ids:
+            raise ValueError("init_ids needs an id table (item_repr='id' or 'fused')")
+        z = torch.as_tensor(np.asarray(factors, dtype=np.float32))[1:]
+        k = z.shape[1]
+        if z.shape[0] != self.n_rows - 1 or not 1 <= k <= self.cfg.d_model:
+            raise ValueError(f"factors must have shape ({self.n_rows}, k ≤ {self.cfg.d_model}), "
+                             f"got {tuple(np.shape(factors))}")
+        z = z / z.std().clamp_min(1e-12) * self.cfg.d_model ** -0.5
+        self.id_emb.weight[1:, :k] = z.to(self.id_emb.weight.dtype)
+
+    @torch.no_grad()
     def init_ids_from_text(self) -> None:
         """Start the id table from the adapted text vectors (a warm start that keeps similar items close)."""
         if not (self.cfg.uses_ids and self.cfg.uses_text):
             raise ValueError("init_ids_from_text needs item_repr='fused'")
-        z = (self.text[1:] - self.adapter.mean) @ self.adapter.proj  # (n, k)
-        z = z[:, : self.cfg.d_model]
-        if z.shape[1] < self.cfg.d_model:
-            z = F.pad(z, (0, self.cfg.d_model - z.shape[1]))
-        z = z / z.std().clamp_min(1e-6) * self.cfg.d_model ** -0.5
-        self.id_emb.weight[1:] = z.to(self.id_emb.weight.dtype)
+        z = (self.text - self.adapter.mean) @ self.adapter.proj  # (n_rows, k)
+        self.init_ids(z[:, : self.cfg.d_model])
 
     def reduced_text(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """Items' text through the adapter's fixed projection (no parameters): ``(*items.shape, k)``, every
