@@ -10,10 +10,12 @@ re-scored by one metric function here (:func:`rescore`).
 
     python benchmarks/recbole_sasrec.py                 # runs what is not cached yet, then writes the section
     python benchmarks/recbole_sasrec.py --smoke         # 1 epoch each on 500 users (checks the whole path)
+    python benchmarks/recbole_sasrec.py --seeds 0 1 2   # the same for each seed (one run per model and seed)
     python benchmarks/recbole_sasrec.py --report        # only rewrite the section from the cache
 
-Finished runs are cached in ``benchmarks/.cache/recbole_sasrec.jsonl`` (one line per model), so a run that is
-interrupted resumes after the last finished model. Section ``recbole-sasrec`` of ``docs/benchmarks.md``.
+Finished runs are cached in ``benchmarks/.cache/recbole_sasrec.jsonl`` (one line per model and seed; a line
+without a seed is seed 0), so a run that is interrupted resumes after the last finished model. Section
+``recbole-sasrec`` of ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import ttest_rel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_cached, machine, read_cached, write_section  # noqa: E402
@@ -139,11 +142,11 @@ def load_split(smoke: bool):
     return split
 
 
-def run_lmrec(split, name: str, threads: int, smoke: bool) -> dict:
+def run_lmrec(split, name: str, threads: int, smoke: bool, seed: int = 0) -> dict:
     from lmrec.evaluation import evaluate
     from lmrec.models import create_model
 
-    settings = {"num_threads": threads}
+    settings: dict = {"num_threads": threads, "seed": seed}
     if name == "lmrec-seqrec-fused":
         settings["item_repr"] = "fused"
     if smoke:
@@ -157,10 +160,11 @@ def run_lmrec(split, name: str, threads: int, smoke: bool) -> dict:
     targets = np.array([t[0] for t in split.test.targets], dtype=np.int64)
     res = evaluate(m, split.test, split.train, (K,))
     return {
-        "model": name, "settings": settings, "max_len": m.config.max_len, "n_test": len(split.test),
+        "model": name, "seed": seed, "settings": settings, "max_len": m.config.max_len,
+        "n_test": len(split.test),
         "n_items": split.train.n_items, "n_events": split.train.n_events,
         "batch_size": m.config.batch_size, "lr": m.config.lr, "dropout": m.config.dropout,
-        "ema_decay": m.config.ema_decay,
+        "ema_decay": m.config.ema_decay, "id_init": m.config.id_init,
         "fit_seconds": r.seconds, "epochs_run": r.epochs_run, "best_epoch": r.best_epoch,
         "stop_reason": r.stop_reason, "s_per_epoch": r.seconds / max(1, r.epochs_run),
         "reported": {f"NDCG@{K}": res.mean(f"NDCG@{K}"), f"HR@{K}": res.mean(f"HR@{K}")},
@@ -170,7 +174,7 @@ def run_lmrec(split, name: str, threads: int, smoke: bool) -> dict:
 
 
 def run_recbole(split, max_len: int, threads: int, smoke: bool, epochs: int, lm: dict,
-                budget: float = 0.0) -> dict:
+                budget: float = 0.0, seed: int = 0) -> dict:
     py = recbole_python()
     data = WORK / ("smoke" if smoke else "full")
     write_atomic(split, data / "Office", max_len)
@@ -194,7 +198,7 @@ def run_recbole(split, max_len: int, threads: int, smoke: bool, epochs: int, lm:
         "epochs": epochs, "stopping_step": 10, "eval_step": 1,
         "eval_args": {"group_by": "user", "order": "TO", "split": {"LS": "valid_and_test"}, "mode": "full"},
         "metrics": ["NDCG", "Hit"], "topk": [K], "valid_metric": f"NDCG@{K}", "metric_decimal_place": 6,
-        "seed": 0, "reproducibility": True, "use_gpu": False, "show_progress": False, "worker": 0,
+        "seed": seed, "reproducibility": True, "use_gpu": False, "show_progress": False, "worker": 0,
         "log_wandb": False,
     }
     out = data / "run"
@@ -216,7 +220,8 @@ def run_recbole(split, max_len: int, threads: int, smoke: bool, epochs: int, lm:
     if len(rows) != len(split.test) or not np.array_equal(top["targets"], want):
         raise RuntimeError("RecBole's test rows are not the split's test users and targets")
     return {
-        "model": "recbole-sasrec", "recbole": res["recbole"], "torch": res["torch"], "max_len": max_len,
+        "model": "recbole-sasrec", "seed": seed, "recbole": res["recbole"], "torch": res["torch"],
+        "max_len": max_len,
         "batch_size": lm["batch_size"], "lr": lm["lr"], "dropout": lm["dropout"], "epochs_cap": epochs,
         "fit_seconds": res["fit_seconds"], "epochs_run": res["epochs_run"], "best_epoch": res["best_epoch"],
         "stop_reason": ("time budget" if res["out_of_time"] else
@@ -243,70 +248,94 @@ PREAMBLE = (
     "per epoch, at most 200 epochs) and is tested with its best validation weights. Same sizes: lmrec's "
     "SeqRec defaults on this data (d 64, 2 layers, 2 heads, feed-forward 64, dropout {dropout} on hidden "
     "states, no attention dropout, GELU, full-softmax CE, max_len {max_len} as `max_len=\"auto\"` chooses "
-    "on Office, batch {batch}, AdamW lr {lr}, weight decay 0.1, gradient clipping 1); RecBole keeps the "
+    "on Office, batch {batch}, AdamW lr {lr} (RecBole's row: {rb_lr}), weight decay 0.1, gradient "
+    "clipping 1); lmrec's id table starts as its default does for id items (`id_init` {id_init}; RecBole's "
+    "is random); RecBole keeps the "
     "learning rate constant (no warm-up/cosine) and trains on one row per prefix (its data augmentation), "
     "lmrec on every `max_len` window (`windows=\"all\"`); lmrec validates and keeps the moving average "
     "of its weights (`ema_decay` {ema}; RecBole has no such option, 0 means none). Torch threads: "
     "{threads} for both (lmrec with `num_threads={threads}` instead of its adaptive default, so that both "
-    "run at one count). Seed 0, one "
-    "run each (RecBole's run takes most of an hour on this machine). s/epoch: fit wall time ÷ epochs run, "
+    "run at one count). Seeds {seeds}, one run per model and seed (both libraries seeded with it). "
+    "s/epoch: fit wall time ÷ epochs run, "
     "training and the epoch's validation together. NDCG@10/HR@10: every model's test top-100 re-scored by "
     "the one metric function in the script; reported: lmrec's evaluator and RecBole's own test result "
     "(both with history removed)."
 )
 
 
+def _seed(row: dict) -> int:
+    return int(row.get("seed", 0))  # rows before seeds were recorded ran seed 0
+
+
 def report(rows: list[dict], threads: int) -> str:
-    by = {r["model"]: r for r in rows}
-    rb, lm = by.get("recbole-sasrec"), by.get("lmrec-seqrec-id")
+    by = {(r["model"], _seed(r)): r for r in rows}  # the newest row of each model and seed
+    seeds = sorted({seed for _, seed in by})
+    first = {name: next((by[name, s] for s in seeds if (name, s) in by), None) for name in MODELS}
+    rb, lm = first["recbole-sasrec"], first["lmrec-seqrec-id"]
     lines = [
         "## lmrec SeqRec vs RecBole SASRec (Amazon Office 2014, issue 18)",
         "",
         PREAMBLE.format(dropout=lm["dropout"] if lm else 0.3, max_len=lm["max_len"] if lm else "?",
                         batch=lm["batch_size"] if lm else "?", lr=lm["lr"] if lm else "?", threads=threads,
                         ema=lm.get("ema_decay", 0.0) if lm else "?",
+                        rb_lr=", ".join(sorted({f"{by[k]['lr']:g}" for k in by if k[0] == "recbole-sasrec"}))
+                        or "?",
+                        id_init=lm.get("id_init", "random") if lm else "?", seeds=", ".join(map(str, seeds)),
                         n_test=lm["n_test"] if lm else 0, n_items=lm["n_items"] if lm else 0,
                         n_events=lm["n_events"] if lm else 0),
         "",
-        "| model | s/epoch | epochs run (best) | time to converge s | NDCG@10 | HR@10 | NDCG@10 reported "
-        "| HR@10 reported | load avg start→end |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | seed | s/epoch | epochs run (best) | time to converge s | NDCG@10 | HR@10 "
+        "| NDCG@10 reported | HR@10 reported | load avg start→end |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in MODELS:
-        r = by.get(name)
-        if r is None:
-            continue
-        lines.append(
-            f"| {name} | {r['s_per_epoch']:.2f} | {r['epochs_run']} ({r['best_epoch']}) "
-            f"| {'' if r['stop_reason'] == 'patience' else '> '}{r['fit_seconds']:.0f} "
-            f"| {r['rescored']['NDCG@10']:.4f} | {r['rescored']['HR@10']:.4f} "
-            f"| {r['reported']['NDCG@10']:.4f} | {r['reported']['HR@10']:.4f} "
-            f"| {r['load'][0]:.1f}→{r['load'][1]:.1f} |")
-    if rb:
-        by_what = (f"the time budget of {rb['budget_s']:,.0f} s" if rb["stop_reason"] == "time budget"
-                   else "the epoch cap")
-        cap = "" if rb["stop_reason"] == "patience" else (
-            f" RecBole **did not converge within {rb['epochs_run']} epochs** (stopped by {by_what}"
-            "; the table shows its best epoch so far): its time to converge is more than the figure shown, "
-            "so the ratio to it is an upper bound.")
-        lines += ["", f"RecBole {rb['recbole']} (torch {rb['torch']}, its own virtual environment): "
-                      f"{rb['train_s_per_epoch']:.1f} s training + {rb['valid_s_per_epoch']:.1f} s "
-                      f"validation per epoch, {rb['train_rows']:,} training rows, {rb['n_params']:,} "
-                      f"parameters.{cap}"]
-    if rb and lm:
-        lines += ["", "Ratios (lmrec SeqRec ÷ RecBole SASRec; issue 18's target: ≤ 0.1 for both times and "
-                      "a higher NDCG@10):", ""]
-        for name in ("lmrec-seqrec-id", "lmrec-seqrec-fused"):
-            r = by.get(name)
+        for seed in seeds:
+            r = by.get((name, seed))
             if r is None:
                 continue
-            d = r["rescored"]["NDCG@10"] - rb["rescored"]["NDCG@10"]
             lines.append(
-                f"- {name}: time/epoch {r['s_per_epoch'] / rb['s_per_epoch']:.3f}× RecBole's; time to "
-                f"converge {r['fit_seconds'] / rb['fit_seconds']:.3f}×; NDCG@10 {d:+.4f} "
-                f"({100 * d / rb['rescored']['NDCG@10']:+.0f} %), HR@10 "
-                f"{r['rescored']['HR@10'] - rb['rescored']['HR@10']:+.4f}")
-    wall = sum(r["wall_seconds"] for r in rows)
+                f"| {name} | {seed} | {r['s_per_epoch']:.2f} | {r['epochs_run']} ({r['best_epoch']}) "
+                f"| {'' if r['stop_reason'] == 'patience' else '> '}{r['fit_seconds']:.0f} "
+                f"| {r['rescored']['NDCG@10']:.4f} | {r['rescored']['HR@10']:.4f} "
+                f"| {r['reported']['NDCG@10']:.4f} | {r['reported']['HR@10']:.4f} "
+                f"| {r['load'][0]:.1f}→{r['load'][1]:.1f} |")
+    if rb:
+        late = [s for s in seeds if ("recbole-sasrec", s) in by and by["recbole-sasrec", s]["stop_reason"]
+                != "patience"]
+        cap = "" if not late else (
+            f" RecBole **did not converge** at seed(s) {', '.join(map(str, late))} (stopped by its time "
+            "budget or epoch cap; the table shows its best epoch so far): its time to converge there is "
+            "more than the figure shown, so the ratio to it is an upper bound.")
+        lines += ["", f"RecBole {rb['recbole']} (torch {rb['torch']}, its own virtual environment): "
+                      f"{rb['train_s_per_epoch']:.1f} s training + {rb['valid_s_per_epoch']:.1f} s "
+                      f"validation per epoch (seed {_seed(rb)}), {rb['train_rows']:,} training rows, "
+                      f"{rb['n_params']:,} parameters.{cap}"]
+    if rb and lm:
+        lines += ["", "Ratios (lmrec SeqRec ÷ RecBole SASRec of the same seed; issue 18's target: ≤ 0.1 for "
+                      "both times and a higher NDCG@10):", ""]
+        for name in ("lmrec-seqrec-id", "lmrec-seqrec-fused"):
+            pairs = [(by[name, s], by["recbole-sasrec", s]) for s in seeds
+                     if (name, s) in by and ("recbole-sasrec", s) in by]
+            for r, b in pairs:
+                d = r["rescored"]["NDCG@10"] - b["rescored"]["NDCG@10"]
+                lines.append(
+                    f"- {name}, seed {_seed(r)}: time/epoch {r['s_per_epoch'] / b['s_per_epoch']:.3f}× "
+                    f"RecBole's; time to converge {r['fit_seconds'] / b['fit_seconds']:.3f}×; "
+                    f"NDCG@10 {d:+.4f} ({100 * d / b['rescored']['NDCG@10']:+.0f} %), HR@10 "
+                    f"{r['rescored']['HR@10'] - b['rescored']['HR@10']:+.4f}")
+            if len(pairs) > 1:
+                ours = np.array([r["rescored"]["NDCG@10"] for r, _ in pairs])
+                theirs = np.array([b["rescored"]["NDCG@10"] for _, b in pairs])
+                epoch = np.mean([r["s_per_epoch"] / b["s_per_epoch"] for r, b in pairs])
+                conv = [r["fit_seconds"] / b["fit_seconds"] for r, b in pairs]
+                p = ttest_rel(ours, theirs).pvalue
+                lines.append(
+                    f"- **{name}, {len(pairs)} seeds: time/epoch {epoch:.3f}× on the mean; time to converge "
+                    f"{np.mean(conv):.3f}× on the mean (largest {max(conv):.3f}×); NDCG@10 {ours.mean():.4f} "
+                    f"against {theirs.mean():.4f} ({100 * (ours.mean() / theirs.mean() - 1):+.1f} %, higher "
+                    f"in {int((ours > theirs).sum())} of {len(pairs)} seeds; paired t-test over seeds "
+                    f"p = {p:.2g})**")
+    wall = sum(r["wall_seconds"] for r in by.values())
     lines += ["", f"Wall time of the runs (fit, test and export; RecBole's includes its data loading): "
                   f"{wall:,.0f} s. Machine: {machine()}; the 2-core CPU is shared with other engineers' jobs "
                   "(load averages above)."]
@@ -322,6 +351,7 @@ def main() -> None:
     ap.add_argument("--recbole-until", default="",
                     help="HH:MM UTC: sets --recbole-budget when RecBole starts, to end its training by then")
     ap.add_argument("--models", nargs="*", default=list(MODELS))
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0], help="seeds to run (default 0)")
     ap.add_argument("--smoke", action="store_true", help="1 epoch each, 500 test users; nothing is cached")
     ap.add_argument("--report", action="store_true", help="only rewrite the section from the cache")
     ap.add_argument("--cache", type=Path, default=CACHE)
@@ -330,31 +360,32 @@ def main() -> None:
     if not args.report:
         split = load_split(args.smoke)
         args.cache.parent.mkdir(parents=True, exist_ok=True)
-        done = {} if args.smoke else {r["model"]: r for r in read_cached(args.cache)}
-        lm = done.get("lmrec-seqrec-id")
-        for name in args.models:
-            if name in done:
-                print(f"{name}: cached", flush=True)
-                continue
-            if name == "recbole-sasrec":
-                if lm is None:
-                    raise SystemExit("run lmrec-seqrec-id first: RecBole takes its sizes from it")
-                budget = args.recbole_budget
-                if args.recbole_until:
-                    now = datetime.now(UTC)
-                    hh, mm = map(int, args.recbole_until.split(":"))
-                    budget = max(300.0, (now.replace(hour=hh, minute=mm, second=0) - now).total_seconds())
-                    print(f"RecBole budget: {budget:.0f} s (until {args.recbole_until} UTC)", flush=True)
-                row = run_recbole(split, lm["max_len"], args.threads, args.smoke,
-                                  1 if args.smoke else args.recbole_epochs, lm, budget)
-            else:
-                row = run_lmrec(split, name, args.threads, args.smoke)
-                if name == "lmrec-seqrec-id":
-                    lm = row
-            print(json.dumps(row), flush=True)
-            if not args.smoke:
-                append_cached(args.cache, row)
-                done[name] = row
+        done = {} if args.smoke else {(r["model"], _seed(r)): r for r in read_cached(args.cache)}
+        for seed in args.seeds:
+            lm = done.get(("lmrec-seqrec-id", seed))
+            for name in args.models:
+                if (name, seed) in done:
+                    print(f"{name}, seed {seed}: cached", flush=True)
+                    continue
+                if name == "recbole-sasrec":
+                    if lm is None:
+                        raise SystemExit("run lmrec-seqrec-id first: RecBole takes its sizes from it")
+                    budget = args.recbole_budget
+                    if args.recbole_until:
+                        now = datetime.now(UTC)
+                        hh, mm = map(int, args.recbole_until.split(":"))
+                        budget = max(300.0, (now.replace(hour=hh, minute=mm, second=0) - now).total_seconds())
+                        print(f"RecBole budget: {budget:.0f} s (until {args.recbole_until} UTC)", flush=True)
+                    row = run_recbole(split, lm["max_len"], args.threads, args.smoke,
+                                      1 if args.smoke else args.recbole_epochs, lm, budget, seed)
+                else:
+                    row = run_lmrec(split, name, args.threads, args.smoke, seed)
+                    if name == "lmrec-seqrec-id":
+                        lm = row
+                print(json.dumps(row), flush=True)
+                if not args.smoke:
+                    append_cached(args.cache, row)
+                    done[name, seed] = row
         if args.smoke:
             return
     print(write_section("recbole-sasrec", report(read_cached(args.cache), args.threads)))
