@@ -280,9 +280,7 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
     from transformers import TrainerCallback
 
     cfg = config or FinetuneConfig()
-    output = Path(output)
-    if (output / "modules.json").exists() or (output / "config.json").exists():
-        raise FileExistsError(f"{output} already holds a model; choose a new folder")
+    output = new_model_folder(output)
     ds = train.train if isinstance(train, Split) else train
     t0 = time.perf_counter()
     base_enc = get_encoder(base, device=device, max_length=cfg.max_length)
@@ -338,9 +336,7 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
         out = trainer.train()
     output.mkdir(parents=True, exist_ok=True)
     model.save(str(output))
-    revision = "ft-" + folder_revision(output)
-    # the revision first, so that the check's vectors are cached under the one later runs read
-    (output / REVISION_FILE).write_text(json.dumps({"revision": revision}))
+    revision = stamp_revision(output)
     validation = None
     if split is not None and base_valid is not None:
         tuned = get_encoder(str(output), device=device)
@@ -348,13 +344,9 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
                       "users": float(len(split.valid))}
     # Unique per run (two fine-tunes of one base on one dataset differ), and findable by get_encoder(name).
     name = f"{base_enc.name}-ft-{ds.name}-{revision[3:11]}"
-    meta = {"revision": revision, "name": name, "base": base_enc.name, "base_revision": base_enc.revision,
-            "dataset": ds.name, "n_pairs": len(queries), "config": asdict(cfg),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "training": f"MultipleNegativesRankingLoss on ({cfg.pairs} text -> next item text) pairs from "
-                        "the training split only", "validation": validation}
-    (output / REVISION_FILE).write_text(json.dumps(meta, indent=2))
-    register_encoder(name, output)
+    publish_finetuned(output, revision=revision, name=name, base=base_enc, dataset=ds, config=cfg,
+                      training=f"MultipleNegativesRankingLoss on ({cfg.pairs} text -> next item text) pairs "
+                               "from the training split only", validation=validation, n_pairs=len(queries))
     loss = getattr(out, "training_loss", None)
     return FinetuneResult(output, name, revision, len(queries), time.perf_counter() - t0,
                           float(loss) if loss is not None else None, cfg, validation)
@@ -363,3 +355,32 @@ def finetune_encoder(train: Dataset | Split, output: str | Path, *, base: str | 
 def held_out_check(encoder: TextEncoder, split: Split, store: Any) -> float:
     """:func:`validation_ndcg` of ``encoder``'s item vectors (default template; cached in ``store``)."""
     return validation_ndcg(item_vectors(split.train, encoder=encoder, store=store, progress=False), split)
+
+
+def new_model_folder(output: str | Path) -> Path:
+    """``output`` as the folder a fine-tune writes its model to; refused when it already holds a model."""
+    output = Path(output)
+    if (output / "modules.json").exists() or (output / "config.json").exists():
+        raise FileExistsError(f"{output} already holds a model; choose a new folder")
+    return output
+
+
+def stamp_revision(output: Path) -> str:
+    """The saved model folder's revision, written at once: a held-out check then caches its item vectors
+    under the revision that later runs read."""
+    revision = "ft-" + folder_revision(output)
+    (output / REVISION_FILE).write_text(json.dumps({"revision": revision}))
+    return revision
+
+
+def publish_finetuned(output: Path, *, revision: str, name: str, base: TextEncoder, dataset: Dataset,
+                      config: Any, training: str, validation: dict[str, float] | None,
+                      **details: Any) -> None:
+    """Write a fine-tuned folder's record (revision, name, base, data, settings, how it was trained, the
+    held-out check and ``details``) into :data:`REVISION_FILE`, and register the folder under ``name``."""
+    meta = {"revision": revision, "name": name, "base": base.name, "base_revision": base.revision,
+            "dataset": dataset.name, **details, "config": asdict(config),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"), "training": training,
+            "validation": validation}
+    (output / REVISION_FILE).write_text(json.dumps(meta, indent=2))
+    register_encoder(name, output)

@@ -24,11 +24,9 @@ the catalogue at every step. Benchmark (Amazon Office): ``docs/benchmarks.md``, 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +36,15 @@ from lmrec.config import resolve_device
 from lmrec.data.dataset import Dataset
 from lmrec.data.ragged import Ragged
 from lmrec.data.splits import Split, leave_one_out
-from lmrec.text.encoders import REVISION_FILE, StaticEncoder, folder_revision, get_encoder, register_encoder
-from lmrec.text.finetune import folder_encoder, held_out_check, text_ranking_ndcg
+from lmrec.text.encoders import StaticEncoder, get_encoder
+from lmrec.text.finetune import (
+    folder_encoder,
+    held_out_check,
+    new_model_folder,
+    publish_finetuned,
+    stamp_revision,
+    text_ranking_ndcg,
+)
 from lmrec.text.templates import ItemTemplate
 
 
@@ -277,9 +282,7 @@ def finetune_static_encoder(train: Dataset | Split, output: str | Path, *,
     import torch
 
     cfg = config or StaticFinetuneConfig()
-    output = Path(output)
-    if (output / "config.json").exists() or (output / "modules.json").exists():
-        raise FileExistsError(f"{output} already holds a model; choose a new folder")
+    output = new_model_folder(output)
     ds = train.train if isinstance(train, Split) else train
     enc = get_encoder(base)
     if not isinstance(enc, StaticEncoder):
@@ -311,24 +314,19 @@ def finetune_static_encoder(train: Dataset | Split, output: str | Path, *,
     vectors, losses, _ = _train(cat, events, ds.item_popularity > 0, cfg, epochs, None, on_epoch)
     output.mkdir(parents=True, exist_ok=True)
     enc.save_with_token_vectors(output, cat.tokens, vectors)
-    revision = "ft-" + folder_revision(output)
+    revision = stamp_revision(output)
     name = f"{enc.name}-rec-{ds.name}-{revision[3:11]}"
-    (output / REVISION_FILE).write_text(json.dumps({"revision": revision}))  # before the check reads it
     validation = None
     if isinstance(train, Split) and check:
         validation = {"base": held_out_check(enc, train, store),
                       "fine-tuned": held_out_check(get_encoder(str(output)), train, store),
                       "users": float(len(train.valid))}
-    meta = {"revision": revision, "name": name, "base": enc.name, "base_revision": enc.revision,
-            "dataset": ds.name, "n_events": len(events), "tokens_trained": int(len(cat.tokens)),
-            "epochs": epochs, "held_back_ndcg@10": held, "config": asdict(cfg),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "training": "token vectors trained end to end through the text-only recommender (ContentLM's "
-                        "rule, full softmax over the catalogue) on the training split's next events only; "
-                        "epochs chosen on each user's last training event",
-            "validation": validation}
-    (output / REVISION_FILE).write_text(json.dumps(meta, indent=2))
-    register_encoder(name, output)
+    publish_finetuned(output, revision=revision, name=name, base=enc, dataset=ds, config=cfg,
+                      training="token vectors trained end to end through the text-only recommender "
+                               "(ContentLM's rule, full softmax over the catalogue) on the training split's "
+                               "next events only; epochs chosen on each user's last training event",
+                      validation=validation, n_events=len(events), tokens_trained=int(len(cat.tokens)),
+                      epochs=epochs, **{"held_back_ndcg@10": held})
     return StaticFinetuneResult(output, name, revision, len(events), time.perf_counter() - t0, epochs,
                                 losses, held, cfg, validation)
 
