@@ -150,8 +150,8 @@ class SeqRecConfig:
     #: (:func:`spectral_item_factors`), so the first epoch starts from co-occurrence instead of noise;
     #: "random" a normal draw; "text" (fused) the items' reduced text vectors; "auto" (default) "svd" for
     #: item_repr="id" and "random" for fused (whose text part already starts structured; chosen on
-    #: validation, docs/seqrec.md) and under differential privacy. Fused with fuse_gate="residual" keeps its
-    #: zero start.
+    #: validation, docs/seqrec.md) and under differential privacy (so fused with fuse_gate="residual" keeps
+    #: its zero start unless a start is asked for).
     id_init: str = "auto"
     id_init_from_text: bool = False  # the older spelling of id_init="text" (kept for saved configurations)
     pop_prior: str = "none"  # none | fixed | user: scores + β·log(1 + count), β fixed or learned per user
@@ -491,7 +491,7 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
     def _init_ids(self, network: SeqRecNetwork, dataset: Dataset) -> None:
         """The id table's start (``id_init``, resolved); see :class:`SeqRecConfig`."""
         cfg = self.config
-        if not network.cfg.uses_ids or (cfg.item_repr == "fused" and cfg.fuse_gate == "residual"):
+        if not network.cfg.uses_ids:
             return
         if cfg.id_init == "text" and cfg.item_repr == "fused":
             network.item_encoder.init_ids_from_text()
