@@ -8,14 +8,18 @@ import polars as pl
 import pytest
 
 from lmrec.data.dataset import Dataset
+from lmrec.data.ragged import Ragged
 from lmrec.models import create_model
 from lmrec.models.onboarding import (
     MIN_ITEMS,
     PRIOR_GRID,
+    RECENCY_GRID,
     SMOOTHING_GRID,
     TEMPERATURE_GRID,
     Onboarding,
     OnboardingSettings,
+    _ages,
+    _Neighbours,
 )
 
 GROUPS, ITEMS_PER_GROUP, USERS_PER_GROUP = 3, 12, 40
@@ -46,7 +50,8 @@ def test_settings_are_the_best_grid_point_on_the_training_users(onboarding: Onbo
     cal = onboarding.calibration
     assert cal.users == GROUPS * USERS_PER_GROUP  # every training user has at least MIN_ITEMS items
     assert MIN_ITEMS <= 6
-    grid = {OnboardingSettings(s, t, b) for s in SMOOTHING_GRID for t in TEMPERATURE_GRID for b in PRIOR_GRID}
+    grid = {OnboardingSettings(s, t, b, r)
+            for s in SMOOTHING_GRID for t in TEMPERATURE_GRID for b in PRIOR_GRID for r in RECENCY_GRID}
     assert set(cal.scores) == grid
     assert onboarding.settings == max(cal.scores, key=lambda g: cal.scores[g])
     # Validation users from three clean taste groups find their newest items far more often than chance.
@@ -78,3 +83,24 @@ def test_settings_are_checked() -> None:
         OnboardingSettings(temperature=1.5)
     with pytest.raises(ValueError, match="prior"):
         OnboardingSettings(prior=1.0)
+    with pytest.raises(ValueError, match="recency"):
+        OnboardingSettings(recency=-1.0)
+
+
+def test_newer_items_of_a_neighbour_weigh_more_with_recency() -> None:
+    # User 0 chose items 1, 2, 1, 3 (oldest first): distinct items newest first 3, 1 (its newest time), 2.
+    hist = Ragged.from_lists([[1, 2, 1, 3], [], [4, 2]])
+    ages = _ages(hist, 5).toarray()
+    np.testing.assert_allclose(ages[0], [0, 1.5 / 3, 2.5 / 3, 0.5 / 3, 0])
+    np.testing.assert_allclose(ages[2], [0, 0, 0.5 / 2, 0, 1.5 / 2])
+    nb = _Neighbours(_ages(hist, 5), np.array([1, 2]))
+    assert nb.n_users == 2  # the user without items is no component
+    flat, q = nb.dist(0.0)
+    np.testing.assert_allclose(flat.toarray()[0], [0, 1 / 3, 1 / 3, 1 / 3, 0])  # 1 / |u| at recency 0
+    np.testing.assert_allclose(q, flat.toarray().mean(axis=0))
+    d, q = nb.dist(3.0)
+    d = d.toarray()
+    np.testing.assert_allclose(d.sum(axis=1), 1.0)
+    np.testing.assert_allclose(q.sum(), 1.0)
+    # Each step towards the past (1/3 of user 0's history) divides the weight by e^(3/3).
+    assert d[0, 3] / d[0, 1] == pytest.approx(np.e) and d[0, 1] / d[0, 2] == pytest.approx(np.e)

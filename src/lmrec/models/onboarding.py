@@ -21,12 +21,16 @@ weight per training user:
   splits them best (Golbandi, Koren & Lempel, WSDM 2011), but only if the answer is reliable: the noise term
   favours items a user is likely to know, as "popularity x entropy" does by hand (Rashid et al., IUI 2002;
   Elahi, Ricci & Rubens, "A survey of active learning in collaborative filtering recommender systems", 2016).
-* **Recommendations are the posterior's next item.** Each training user's items weigh ``1 / |u|`` (what a
-  user does next is one of their items: a heavy rater's long tail must not outvote everyone), mixed by the
-  posterior weights and blended with the same per-user popularity of all training users (``prior``): the
-  distribution of a new user's next item, before any answer that prior alone.
+* **Recommendations are the posterior's next item.** Each training user's items share a weight of one (what
+  a user does next is one of their items: a heavy rater's long tail must not outvote everyone), the newer
+  the more (``recency``: item ``j`` weighs ``e^(-recency a_uj)``, ``a_uj`` from 0 for ``u``'s newest item
+  to 1 for the oldest; 0 gives each ``1 / |u|``), because a user's next item is more like their recent
+  ones than their first (tastes drift, catalogues age: on a data set spanning years a neighbour's early
+  items are what the site offered then), mixed by the posterior weights and blended with the same per-user
+  popularity of all training users (``prior``): the distribution of a new user's next item, before any
+  answer that prior alone.
 
-The three settings are chosen **on validation**, per fitted model (:func:`calibrate`): the model's training
+The four settings are chosen **on validation**, per fitted model (:func:`calibrate`): the model's training
 users are cut into folds, each fold's users are simulated as new users against the others (they answer "yes"
 about the items they chose), and the grid point whose recommendations after 3, 5 and 10 answers hit each
 validation user's newest item most often wins. Nothing of any held-out user is read.
@@ -52,6 +56,8 @@ VALIDATION_ANSWERS = (3, 5, 10)
 SMOOTHING_GRID = (0.05, 0.1, 0.2)
 TEMPERATURE_GRID = (0.5, 1.0)
 PRIOR_GRID = (0.1, 0.3, 0.5)
+#: ``recency``: the newest item of a user weighs up to e^6 (about 400) times the oldest; 0 weighs them alike.
+RECENCY_GRID = (0.0, 1.5, 3.0, 6.0)
 #: Validation needs at least this many training users with :data:`MIN_ITEMS` items; with fewer,
 #: :data:`DEFAULT_SETTINGS` are used.
 MIN_VALIDATION_USERS = 50
@@ -68,11 +74,13 @@ MAX_NEIGHBOURS = 20_000
 @dataclass(frozen=True)
 class OnboardingSettings:
     """``smoothing``: the answer noise ``s``; ``temperature``: the weight of each answer's log-likelihood;
-    ``prior``: the share of the popularity prior in the recommendations."""
+    ``prior``: the share of the popularity prior in the recommendations; ``recency``: how much more a
+    user's newest items weigh than their oldest in the recommendations (``e^recency`` times; 0: alike)."""
 
     smoothing: float = 0.1
     temperature: float = 1.0
     prior: float = 0.3
+    recency: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.smoothing < 1.0:
@@ -81,6 +89,8 @@ class OnboardingSettings:
             raise ValueError(f"temperature must be in (0, 1], got {self.temperature}")
         if not 0.0 <= self.prior < 1.0:
             raise ValueError(f"prior must be in [0, 1), got {self.prior}")
+        if not 0.0 <= self.recency < np.inf:
+            raise ValueError(f"recency must be finite and >= 0, got {self.recency}")
 
 
 #: The settings when there are too few training users to validate on (the middle of the grid, no tempering).
@@ -103,26 +113,56 @@ def _entropy(p: np.ndarray) -> np.ndarray:
     return -(p * np.log(p) + (1 - p) * np.log(1 - p))
 
 
+def _ages(histories: Ragged, n_items: int) -> sp.csr_matrix:
+    """``(users, n_items)``: where each item a user chose lies in their history, from their newest distinct
+    item (``0.5 / n``) to their oldest (``(n - 0.5) / n``), ``n`` their distinct items; repeats count at
+    their newest occurrence. The sparsity pattern is the users' choices."""
+    lengths = np.diff(histories.offsets)
+    user = np.repeat(np.arange(len(lengths)), lengths)
+    items = histories.values.astype(np.int64)
+    pos = np.arange(len(items))
+    order = np.lexsort((-pos, items, user))  # each (user, item) once, at its newest position
+    user, items, pos = user[order], items[order], pos[order]
+    first = np.ones(len(user), dtype=bool)
+    first[1:] = (user[1:] != user[:-1]) | (items[1:] != items[:-1])
+    user, items, pos = user[first], items[first], pos[first]
+    order = np.lexsort((-pos, user))  # per user, newest first
+    user, items = user[order], items[order]
+    n = np.bincount(user, minlength=len(lengths))
+    rank = np.arange(len(user)) - (np.cumsum(n) - n)[user]
+    age = (rank + 0.5) / n[user]
+    return sp.csr_matrix((age, (user, items)), shape=(len(lengths), n_items))
+
+
 class _Neighbours:
     """The training users as mixture components: their binary choices ``x`` (users with at least one item),
-    the items' base rates ``p``, each user's item distribution ``x / |u|`` and the per-user popularity
+    the items' base rates ``p``, each user's item distribution (:meth:`dist`) and the per-user popularity
     ``q``. Every computation takes a batch of posteriors (rows), so that validation simulates many users at
-    once through the same code the service runs for one."""
+    once through the same code the service runs for one. ``ages``: :func:`_ages` of the training users."""
 
-    def __init__(self, x: sp.csr_matrix, pool: np.ndarray) -> None:
-        x = x.tocsr().astype(np.float64)
+    def __init__(self, ages: sp.csr_matrix, pool: np.ndarray) -> None:
+        ages = ages.tocsr()
+        ages = ages[np.diff(ages.indptr) > 0]
+        self.ages = ages
+        x = ages.copy()
         x.data[:] = 1.0  # chose it or not, however often
-        x = x[np.diff(x.indptr) > 0]
         self.x = x
         self.x_csc = x.tocsc()
-        n_users = max(x.shape[0], 1)
-        self.base = np.asarray(x.sum(axis=0)).ravel() / n_users  # p_i
-        counts = np.diff(x.indptr).astype(np.float64)
-        self.dist = sp.diags(1.0 / np.maximum(counts, 1.0)) @ x  # rows sum to 1
-        self.dist = self.dist.tocsr()
-        self.prior = np.asarray(self.dist.sum(axis=0)).ravel() / n_users  # q_j, sums to 1
+        self.base = np.asarray(x.sum(axis=0)).ravel() / max(x.shape[0], 1)  # p_i
         self.pool = pool
         self.x_pool = x[:, pool].tocsc()
+        self._dists: dict[float, tuple[sp.csr_matrix, np.ndarray]] = {}
+
+    def dist(self, recency: float) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Each user's item distribution (rows sum to 1; item ``j`` of ``u`` weighs ``e^(-recency age_uj)``,
+        with recency 0 ``1 / |u|``: what a user does next is one of their items, the newer the likelier) and
+        its mean over the users, the per-user popularity ``q`` (sums to 1)."""
+        if recency not in self._dists:
+            d = self.ages.copy()
+            d.data = np.exp(-recency * d.data)
+            d = (sp.diags(1.0 / np.maximum(np.asarray(d.sum(axis=1)).ravel(), 1e-300)) @ d).tocsr()
+            self._dists[recency] = d, np.asarray(d.sum(axis=0)).ravel() / max(d.shape[0], 1)
+        return self._dists[recency]
 
     @property
     def n_users(self) -> int:
@@ -151,10 +191,16 @@ class _Neighbours:
         p_yes = (1.0 - s) * m + s * p
         return _entropy(p_yes) - (m * _entropy((1.0 - s) + s * p) + (1.0 - m) * _entropy(s * p))
 
-    def scores(self, w: np.ndarray, prior: float) -> np.ndarray:
-        """``(rows, n_items + 1)``: the probability of each item being the new user's next."""
-        mix = np.asarray(self.dist.T @ w.T).T
-        return (1.0 - prior) * mix + prior * self.prior[None, :]
+    def mixture(self, w: np.ndarray, recency: float) -> np.ndarray:
+        """``(rows, n_items + 1)``: the posterior-weighted mean of the users' item distributions."""
+        return np.asarray(self.dist(recency)[0].T @ w.T).T
+
+    def scores(self, w: np.ndarray, prior: float, recency: float,
+               mix: np.ndarray | None = None) -> np.ndarray:
+        """``(rows, n_items + 1)``: the probability of each item being the new user's next (``mix``:
+        :meth:`mixture`, when already computed)."""
+        mix = self.mixture(w, recency) if mix is None else mix
+        return (1.0 - prior) * mix + prior * self.dist(recency)[1][None, :]
 
 
 class Onboarding:
@@ -184,13 +230,14 @@ class Onboarding:
         pool_idx = np.argsort(-pop, kind="stable")[: max(1, min(pool, len(model.item_map)))]
         self.pool = pool_idx[pop[pool_idx] > 0]
         self._pool_pos = {int(i): p for p, i in enumerate(self.pool)}
-        self._nb = _Neighbours(model.user_histories_.to_csr(model.item_map.size), self.pool)
+        self._nb = _Neighbours(_ages(model.user_histories_, model.item_map.size), self.pool)
         if settings is None:
             self.calibration = calibrate(model.user_histories_, model.item_map.size, self.pool, seed)
             settings = self.calibration.settings
         else:
             self.calibration = Calibration(settings)
         self.settings = settings
+        self._nb.dist(settings.recency)  # built once here, not on the first request
 
     def _known(self, answers: Mapping[str, bool] | None) -> dict[int, bool]:
         imap = self.model.item_map
@@ -220,7 +267,8 @@ class Onboarding:
     def scores(self, answers: Mapping[str, bool]) -> np.ndarray:
         """Scores ``(n_items + 1,)`` of every item for a user known only by their answers ("no" answers
         included): the probability of being their next item (index 0, padding, included; mask it)."""
-        return self._nb.scores(self._posterior(self._known(answers)), self.settings.prior)[0]
+        st = self.settings
+        return self._nb.scores(self._posterior(self._known(answers)), st.prior, st.recency)[0]
 
     def ask(self, answer: Callable[[str], bool], n: int) -> dict[str, bool]:
         """Ask ``n`` questions one at a time, ``answer(item id) -> bool`` giving each reply (a simulated user
@@ -235,14 +283,15 @@ class Onboarding:
 
 
 def _simulate(nb: _Neighbours, chosen: sp.csr_matrix, newest: list[np.ndarray], st: OnboardingSettings,
-              priors: Sequence[float], answers: Sequence[int], k: int = 10) -> np.ndarray:
+              blends: Sequence[tuple[float, float]], answers: Sequence[int], k: int = 10) -> np.ndarray:
     """Validation users (rows of ``chosen``, their items newest first in ``newest``) answer the questions
-    ``nb`` asks, one at a time; ``(len(priors), len(answers))``: the share of each one's
-    :data:`VALIDATION_TARGETS` newest items not asked about in their top ``k`` (with one target, HR@k)."""
+    ``nb`` asks, one at a time; ``(len(blends), len(answers))``: per ``(prior, recency)`` of the
+    recommendations, the share of each user's :data:`VALIDATION_TARGETS` newest items not asked about in
+    their top ``k`` (with one target, HR@k)."""
     rows = chosen.shape[0]
     log_w = np.zeros((rows, nb.n_users))
     asked = np.zeros((rows, len(nb.pool)), dtype=bool)
-    hits = np.zeros((len(priors), len(answers)))
+    hits = np.zeros((len(blends), len(answers)))
     r = np.arange(rows)
     for step in range(1, max(answers) + 1):
         gain = nb.gain(nb.posterior(log_w), st)
@@ -261,14 +310,18 @@ def _simulate(nb: _Neighbours, chosen: sp.csr_matrix, newest: list[np.ndarray], 
             t = [int(i) for i in nw if int(i) not in a][:VALIDATION_TARGETS]
             targets[row, : len(t)] = t
         n_targets = np.maximum((targets != PAD).sum(axis=1), 1)
-        for b, prior in enumerate(priors):
-            sc = nb.scores(w, prior)
+        mixes = {recency: nb.mixture(w, recency) for recency in {r_ for _, r_ in blends}}
+        for b, (prior, recency) in enumerate(blends):
+            sc = nb.scores(w, prior, recency, mixes[recency])
             sc[:, PAD] = -np.inf
             ri, ci = np.nonzero(asked)
             sc[ri, nb.pool[ci]] = -np.inf
-            top = np.argpartition(-sc, k, axis=1)[:, :k]
-            hit = ((top[:, :, None] == targets[:, None, :]) & (targets[:, None, :] != PAD)).any(axis=1)
-            hits[b, answers.index(step)] += (hit.sum(axis=1) / n_targets).sum()
+            # A target is in the top k when fewer than k items score higher (cheaper than ranking them all).
+            hit = np.zeros(rows)
+            for c in range(VALIDATION_TARGETS):
+                above = (sc > sc[r, targets[:, c]][:, None]).sum(axis=1)
+                hit += (above < k) & (targets[:, c] != PAD)
+            hits[b, answers.index(step)] += (hit / n_targets).sum()
     return hits / max(rows, 1)
 
 
@@ -277,17 +330,21 @@ def calibrate(histories: Ragged, n_items: int, pool: np.ndarray, seed: int = 0,
     """Choose :class:`OnboardingSettings` on validation: training users with at least :data:`MIN_ITEMS`
     items (at most :data:`MAX_VALIDATION_USERS`, a random sample; each matched against at most
     :data:`MAX_NEIGHBOURS` others) are cut into ``folds`` folds; each fold's users answer as new users ("yes"
-    about the items they chose) against the mixture of all other training users, and the grid point with the
+    about the items they chose) against the mixture of all other training users, and the grid point
+    (:data:`SMOOTHING_GRID` x :data:`TEMPERATURE_GRID` x :data:`PRIOR_GRID` x :data:`RECENCY_GRID`) with the
     highest HR@10 of their newest item, averaged over :data:`VALIDATION_ANSWERS` answers, wins (ties: the
     first in grid order). ``histories``: each training user's item indices, oldest first."""
-    x_all = histories.to_csr(n_items).tocsr()  # duplicates summed: one entry per distinct item
-    eligible = np.flatnonzero(np.diff(x_all.indptr) >= MIN_ITEMS)
+    ages = _ages(histories, n_items)  # one entry per distinct item
+    eligible = np.flatnonzero(np.diff(ages.indptr) >= MIN_ITEMS)
     if len(eligible) < MIN_VALIDATION_USERS:
         return Calibration(DEFAULT_SETTINGS)
+    x_all = ages.copy()
     x_all.data[:] = 1.0
     rng = np.random.default_rng(seed)
     val = rng.permutation(eligible)[:MAX_VALIDATION_USERS]
-    grid = [OnboardingSettings(s, t, b) for s in SMOOTHING_GRID for t in TEMPERATURE_GRID for b in PRIOR_GRID]
+    blends = [(b, r) for b in PRIOR_GRID for r in RECENCY_GRID]
+    grid = [OnboardingSettings(s, t, b, r)
+            for s in SMOOTHING_GRID for t in TEMPERATURE_GRID for b, r in blends]
     totals = np.zeros(len(grid))
     for f in range(folds):
         held = val[f::folds]
@@ -298,15 +355,15 @@ def calibrate(histories: Ragged, n_items: int, pool: np.ndarray, seed: int = 0,
         others = np.flatnonzero(rest)
         if len(others) > MAX_NEIGHBOURS:
             others = np.sort(rng.choice(others, MAX_NEIGHBOURS, replace=False))
-        nb = _Neighbours(x_all[others], pool)
+        nb = _Neighbours(ages[others], pool)
         chosen = x_all[held].tocsr()
         newest = [np.unique(histories[int(u)][::-1], return_index=True) for u in held]
         newest = [u_[np.argsort(ix)] for u_, ix in newest]  # distinct items, newest first
         for s in SMOOTHING_GRID:
             for t in TEMPERATURE_GRID:
-                hr = _simulate(nb, chosen, newest, OnboardingSettings(s, t), PRIOR_GRID, VALIDATION_ANSWERS)
-                for b, prior in enumerate(PRIOR_GRID):
-                    totals[grid.index(OnboardingSettings(s, t, prior))] += hr[b].mean() * len(held)
+                hr = _simulate(nb, chosen, newest, OnboardingSettings(s, t), blends, VALIDATION_ANSWERS)
+                for hr_b, (b, r) in zip(hr, blends, strict=True):
+                    totals[grid.index(OnboardingSettings(s, t, b, r))] += hr_b.mean() * len(held)
     scores = totals / len(val)
     best = int(np.argmax(scores))
     return Calibration(grid[best], len(val), {g: float(v) for g, v in zip(grid, scores, strict=True)})
