@@ -24,7 +24,9 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HEADER = """# Benchmarks
 
 Every number here was written by a script in `benchmarks/`; each section names its command, data, seed and
-machine. Re-run a section with its command; the script replaces only its own section.
+machine. Re-run a section with its command; the script replaces only its own section, and refuses to leave
+it with fewer table rows unless `LMREC_SECTION_SHRINK=1` (the result caches in `benchmarks/.cache` are not in
+git).
 """
 
 
@@ -80,9 +82,29 @@ def wall_and_load(t0: float) -> str:
             f"{load[1]:.1f} / {load[2]:.1f} (1/5/15 min).")
 
 
+class SectionShrinks(RuntimeError):
+    """A rerun would replace a section with fewer table rows than it has (see :func:`write_section`)."""
+
+
+#: Set to 1 to let a rerun replace a section with fewer table rows (a benchmark that now measures less).
+SHRINK_ENV = "LMREC_SECTION_SHRINK"
+
+
+def _table_rows(text: str) -> int:
+    """Markdown table rows in ``text``, header rows included and separator rows (``|---|``) not."""
+    return sum(1 for line in text.splitlines()
+               if line.startswith("|") and not re.fullmatch(r"[|\s:-]+", line.strip()))
+
+
 def write_section(name: str, body: str, doc: Path = DOC) -> Path:
     """Replace (or append) section ``name`` with ``body`` and a footer: date, machine and command; the
-    section's notes block (``<!-- NOTES name -->`` … ``<!-- END NOTES name -->``), if any, is kept."""
+    section's notes block (``<!-- NOTES name -->`` … ``<!-- END NOTES name -->``), if any, is kept.
+
+    A rerun that would leave the section with fewer table rows than it has is refused
+    (:class:`SectionShrinks`) unless ``LMREC_SECTION_SHRINK=1``, and the new section is written beside the
+    document instead (``benchmarks.<name>.new.md``): most sections are rebuilt from a result cache that git
+    does not keep (``benchmarks/.cache``), so on a new checkout a script rerun for one row would otherwise
+    drop every row measured before, silently."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     footer = f"\n_Measured {stamp} on {machine()}. Command: `{command()}`._\n"
     doc.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +117,16 @@ def write_section(name: str, body: str, doc: Path = DOC) -> Path:
                           re.S) if old else None
         kept = f"\n{notes[0]}\n" if notes else ""
         block = f"<!-- BEGIN {name} -->\n{body.rstrip()}\n{kept}{footer}<!-- END {name} -->"
+        if old and os.environ.get(SHRINK_ENV) != "1":
+            before = _table_rows(old[0].replace(notes[0], "") if notes else old[0])
+            after = _table_rows(body)
+            if after < before:
+                side = doc.with_name(f"{doc.stem}.{name}.new.md")
+                side.write_text(block + "\n")
+                raise SectionShrinks(
+                    f"section {name!r} of {doc} would go from {before} to {after} table rows (is this "
+                    f"checkout missing the result cache of its earlier runs?); left as it was, the new "
+                    f"section is in {side}; {SHRINK_ENV}=1 replaces it")
         text = pattern.sub(lambda _: block, text) if old else text.rstrip() + "\n\n" + block + "\n"
         doc.write_text(text)
     return doc
