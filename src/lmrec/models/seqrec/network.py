@@ -461,8 +461,7 @@ class ItemEncoder(nn.Module):
         """Start the id table from the adapted text vectors (a warm start that keeps similar items close)."""
         if not (self.cfg.uses_ids and self.cfg.uses_text):
             raise ValueError("init_ids_from_text needs item_repr='fused'")
-        z = (self.text - self.adapter.mean) @ self.adapter.proj  # (n_rows, k)
-        self.init_ids(z[:, : self.cfg.d_model])
+        self.init_ids(self.adapter.reduce(self.text)[:, : self.cfg.d_model])  # (n_rows, k) reduced text
 
     def reduced_text(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """Items' text through the adapter's fixed projection (no parameters): ``(*items.shape, k)``, every
