@@ -311,11 +311,12 @@ def _simulate(nb: _Neighbours, chosen: sp.csr_matrix, newest: list[np.ndarray], 
             targets[row, : len(t)] = t
         n_targets = np.maximum((targets != PAD).sum(axis=1), 1)
         mixes = {recency: nb.mixture(w, recency) for recency in {r_ for _, r_ in blends}}
+        asked_rows, asked_cols = np.nonzero(asked)  # the asked items are masked for every blend
+        asked_cols = nb.pool[asked_cols]
         for b, (prior, recency) in enumerate(blends):
             sc = nb.scores(w, prior, recency, mixes[recency])
             sc[:, PAD] = -np.inf
-            ri, ci = np.nonzero(asked)
-            sc[ri, nb.pool[ci]] = -np.inf
+            sc[asked_rows, asked_cols] = -np.inf
             # A target is in the top k when fewer than k items score higher (cheaper than ranking them all).
             hit = np.zeros(rows)
             for c in range(VALIDATION_TARGETS):
@@ -357,8 +358,9 @@ def calibrate(histories: Ragged, n_items: int, pool: np.ndarray, seed: int = 0,
             others = np.sort(rng.choice(others, MAX_NEIGHBOURS, replace=False))
         nb = _Neighbours(ages[others], pool)
         chosen = x_all[held].tocsr()
-        newest = [np.unique(histories[int(u)][::-1], return_index=True) for u in held]
-        newest = [u_[np.argsort(ix)] for u_, ix in newest]  # distinct items, newest first
+        held_ages = ages[held].tocsr()  # distinct items, newest first: by age
+        newest = [held_ages.indices[lo:hi][np.argsort(held_ages.data[lo:hi])]
+                  for lo, hi in zip(held_ages.indptr[:-1], held_ages.indptr[1:], strict=True)]
         for s in SMOOTHING_GRID:
             for t in TEMPERATURE_GRID:
                 hr = _simulate(nb, chosen, newest, OnboardingSettings(s, t), blends, VALIDATION_ANSWERS)
