@@ -81,34 +81,6 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     torch.testing.assert_close(got, want, rtol=0, atol=1e-3 * scale)
 
 
-def _leaving_worker(rank: int, world: int, port: int, out: str) -> None:
-    """Leaves through :func:`cleanup` with ``destroy_process_group`` wrapped: the other ranks mark that they
-    have left; rank 0 writes down whether they all had when it starts leaving itself."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    ctx = init_distributed("cpu")
-    destroy = torch.distributed.destroy_process_group
-
-    def wrapped() -> None:
-        if rank == 0:
-            left = all((Path(out) / f"left-{r}").exists() for r in range(1, world))
-            (Path(out) / "rank0-saw").write_text(json.dumps(left))
-        destroy()
-        if rank != 0:
-            (Path(out) / f"left-{rank}").write_text("1")
-
-    torch.distributed.destroy_process_group = wrapped  # this worker process's own module
-    cleanup(ctx)
-
-
-@pytest.mark.slow
-def test_rank_zero_leaves_the_group_last(tmp_path: Path) -> None:
-    """Rank 0 (which may host the rendezvous store) tears its group down only after every other rank has
-    finished tearing down theirs, so no rank loses its connections while it is still leaving."""
-    mp.spawn(_leaving_worker, args=(3, _free_port(), str(tmp_path)), nprocs=3, join=True)
-    assert json.loads((tmp_path / "rank0-saw").read_text()) is True
-
-
 def test_one_process_torchrun_job_leaves_its_group(monkeypatch: pytest.MonkeyPatch) -> None:
     """``torchrun --nproc_per_node=1``: the process joins a group of one and leaves it at cleanup (NCCL warned
     at exit about a group never destroyed on the GPU machine, where ``enabled`` is false for one process)."""

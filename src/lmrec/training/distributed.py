@@ -7,17 +7,11 @@ rank.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
-from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-
-#: How long rank 0 waits at :func:`cleanup` for the other ranks to leave before it leaves anyway.
-LEAVE_TIMEOUT = timedelta(seconds=60)
-_LEFT = "lmrec/left"  # the store keys the other ranks set when they have left
 
 
 @dataclass(frozen=True)
@@ -95,28 +89,14 @@ def barrier(ctx: DistContext) -> None:
 def cleanup(ctx: DistContext) -> None:
     """Leave the process group (call once at the end of a distributed run, on every process).
 
-    The processes meet at a barrier, then leave one way round: every other rank tears its group down and says
-    so in the rendezvous store, and rank 0 leaves last, once all of them have (waiting at most
-    :data:`LEAVE_TIMEOUT`). Rank 0 may host the store (an ``env://`` rendezvous outside ``torchrun``), and a
-    peer that loses its connections while it is still leaving can abort at exit ("terminate called without
-    an active exception": a barrier alone left that to chance, and a fresh-clone CI run hit it).
+    The processes meet at a barrier first, so none tears its connections down while another still talks to
+    it (rank 0 hosts the rendezvous store): a process that leaves early can make a busy peer abort at exit.
     A one-process ``torchrun`` job's group is left too (NCCL warns at exit about a group never destroyed).
     """
-    if not dist.is_initialized() or not (ctx.enabled or launched_by_torchrun()):
-        return
-    if not ctx.enabled:
+    if dist.is_initialized() and (ctx.enabled or launched_by_torchrun()):
+        if ctx.enabled:
+            dist.barrier()
         dist.destroy_process_group()
-        return
-    store = dist.distributed_c10d._get_default_store()  # kept: the group's own reference goes at destroy
-    dist.barrier()
-    if ctx.rank != 0:
-        dist.destroy_process_group()
-        store.set(f"{_LEFT}/{ctx.rank}", "1")
-        return
-    # a peer that died or hangs: leave anyway (the store raises at the timeout; results are already written)
-    with contextlib.suppress(RuntimeError):
-        store.wait([f"{_LEFT}/{r}" for r in range(1, ctx.world_size)], LEAVE_TIMEOUT)
-    dist.destroy_process_group()
 
 
 def machine_threads() -> int:
