@@ -43,7 +43,7 @@ def _train(ctx: DistContext | None) -> Trainer:
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    # A rare SIGABRT of one worker ("terminate called without an active exception": about 2 in 7 full-suite
+    # A rare SIGABRT of one worker ("terminate called without an active exception": about 2 in 8 full-suite
     # runs on 2026-11-30, never in 45 runs of this file alone) is still unexplained: each rank logs how far it
     # got, and faulthandler dumps every thread's Python stack if it aborts, so a failure says where.
     log = open(Path(out) / f"rank{rank}.log", "w", buffering=1)  # noqa: SIM115 (open until the process ends)
