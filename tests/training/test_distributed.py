@@ -42,10 +42,25 @@ def _train(ctx: DistContext | None) -> Trainer:
     return trainer
 
 
+def _group_threads() -> list[str] | None:
+    """Names of this process's threads that belong to a gloo process group (Linux; None elsewhere)."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return None
+    names = []
+    for task in tasks.iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except OSError:  # the thread ended while we looked
+            continue
+    return [n for n in names if "gloo" in n]
+
+
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    # A rare SIGABRT of one worker ("terminate called without an active exception": about 2 in 8 full-suite
-    # runs on 2026-11-30, never in 45 runs of this file alone) is still unexplained: each rank logs how far it
-    # got, and faulthandler dumps every thread's Python stack if it aborts, so a failure says where.
+    # A rare SIGABRT of one worker at 2026-11-30's full-suite runs ("terminate called without an active
+    # exception", 2 in 8) came with gloo's threads still running at exit: cleanup could not tear the group
+    # down (init_distributed's note). Each rank logs how far it got and which of the group's threads outlive
+    # cleanup, and faulthandler dumps every thread's Python stack if it aborts, so a failure says where.
     log = open(Path(out) / f"rank{rank}.log", "w", buffering=1)  # noqa: SIM115 (open until the process ends)
     faulthandler.enable(file=log, all_threads=True)
     os.environ.update(
@@ -64,7 +79,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         torch.save(trainer.module.state_dict(), Path(out) / "weights.pt")
         (Path(out) / "losses.json").write_text(json.dumps(trainer.result.losses))  # type: ignore[attr-defined]
     cleanup(ctx)
-    log.write("left the group; exiting\n")
+    left = _group_threads()
+    (Path(out) / f"threads{rank}.json").write_text(json.dumps(left))
+    log.write(f"left the group; its threads still running: {left}; exiting\n")
 
 
 def _free_port() -> int:
@@ -81,6 +98,8 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     except mp.ProcessExitedException as e:
         logs = "\n".join(f"--- {f.name}\n{f.read_text()}" for f in sorted(tmp_path.glob("rank*.log")))
         pytest.fail(f"{e}\n{logs}")
+    for rank in range(2):  # the group is really gone: none of its threads runs on into interpreter shutdown
+        assert json.loads((tmp_path / f"threads{rank}.json").read_text()) in (None, [])
     losses = json.loads((tmp_path / "losses.json").read_text())
     np.testing.assert_allclose(losses, single.result.losses, rtol=1e-4)  # type: ignore[attr-defined]
 

@@ -7,6 +7,7 @@ rank.
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -49,6 +50,13 @@ def init_distributed(device: str) -> DistContext:
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", rank))
     if not dist.is_initialized():
+        # DistributedDataParallel imports torch._dynamo on first use, and that import, made while a process
+        # group exists, keeps references to the group that are never dropped (torch 2.13): cleanup's
+        # destroy_process_group then cannot tear gloo's loop and worker threads down, and they run on
+        # through interpreter shutdown (the likely source of a test worker's rare abort at exit, "terminate
+        # called without an active exception"). Imported before the group exists, it holds nothing, and
+        # cleanup leaves no thread of the group behind (tests/training/test_distributed.py).
+        importlib.import_module("torch._dynamo")
         backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(local)
