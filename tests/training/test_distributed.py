@@ -11,12 +11,12 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from lmrec.models.seqrec import NextItemLoss, SeqRecConfig, SeqRecNetwork
@@ -66,6 +66,8 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
+        # as under torchrun, whose agent hosts the rendezvous store: here the test's process does
+        TORCHELASTIC_USE_AGENT_STORE="True",
         RANK=str(rank),
         WORLD_SIZE=str(world),
         LOCAL_RANK=str(rank),
@@ -84,20 +86,19 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     log.write(f"left the group; its threads still running: {left}; exiting\n")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path: Path) -> None:
     single = _train(DistContext())
+    # The rendezvous store is this process's, as torchrun's agent hosts it: bound to a port the kernel picks
+    # and held until both workers are done, so no other process can take the port between choosing and use.
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
     try:
-        mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+        mp.spawn(_worker, args=(2, store.port, str(tmp_path)), nprocs=2, join=True)
     except mp.ProcessExitedException as e:
         logs = "\n".join(f"--- {f.name}\n{f.read_text()}" for f in sorted(tmp_path.glob("rank*.log")))
         pytest.fail(f"{e}\n{logs}")
+    finally:
+        del store
     for rank in range(2):  # the group is really gone: none of its threads runs on into interpreter shutdown
         assert json.loads((tmp_path / f"threads{rank}.json").read_text()) in (None, [])
     losses = json.loads((tmp_path / "losses.json").read_text())
@@ -116,9 +117,11 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
 def test_one_process_torchrun_job_leaves_its_group(monkeypatch: pytest.MonkeyPatch) -> None:
     """``torchrun --nproc_per_node=1``: the process joins a group of one and leaves it at cleanup (NCCL warned
     at exit about a group never destroyed on the GPU machine, where ``enabled`` is false for one process)."""
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)  # torchrun's agent's
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
-    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
+    monkeypatch.setenv("MASTER_PORT", str(store.port))
+    for key, value in {"TORCHELASTIC_USE_AGENT_STORE": "True", "RANK": "0", "WORLD_SIZE": "1",
+                       "LOCAL_RANK": "0"}.items():
         monkeypatch.setenv(key, value)
     ctx = init_distributed("cpu")
     try:
