@@ -134,6 +134,13 @@ def _ages(histories: Ragged, n_items: int) -> sp.csr_matrix:
     return sp.csr_matrix((age, (user, items)), shape=(len(lengths), n_items))
 
 
+def _choices(ages: sp.csr_matrix) -> sp.csr_matrix:
+    """The users' choices as ones (chose it or not, however often), on the pattern of :func:`_ages`."""
+    x = ages.copy()
+    x.data[:] = 1.0
+    return x
+
+
 class _Neighbours:
     """The training users as mixture components: their binary choices ``x`` (users with at least one item),
     the items' base rates ``p``, each user's item distribution (:meth:`dist`) and the per-user popularity
@@ -144,8 +151,7 @@ class _Neighbours:
         ages = ages.tocsr()
         ages = ages[np.diff(ages.indptr) > 0]
         self.ages = ages
-        x = ages.copy()
-        x.data[:] = 1.0  # chose it or not, however often
+        x = _choices(ages)
         self.x = x
         self.x_csc = x.tocsc()
         self.base = np.asarray(x.sum(axis=0)).ravel() / max(x.shape[0], 1)  # p_i
@@ -339,8 +345,7 @@ def calibrate(histories: Ragged, n_items: int, pool: np.ndarray, seed: int = 0,
     eligible = np.flatnonzero(np.diff(ages.indptr) >= MIN_ITEMS)
     if len(eligible) < MIN_VALIDATION_USERS:
         return Calibration(DEFAULT_SETTINGS)
-    x_all = ages.copy()
-    x_all.data[:] = 1.0
+    x_all = _choices(ages)
     rng = np.random.default_rng(seed)
     val = rng.permutation(eligible)[:MAX_VALIDATION_USERS]
     blends = [(b, r) for b in PRIOR_GRID for r in RECENCY_GRID]
