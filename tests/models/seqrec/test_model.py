@@ -293,10 +293,10 @@ def test_loss_auto_is_resolved_when_fitting_and_saved(data, tmp_path: Path) -> N
         create_model("seqrec", loss="softmax")
 
 
-def _start(split, **overrides) -> torch.Tensor:
+def _start(split, vectors=None, **overrides) -> torch.Tensor:
     """The id table as a fit leaves it when its steps move nothing (learning rate 1e-12)."""
     m = create_model("seqrec", **{**FAST, "epochs": 1, "lr": 1e-12, "weight_decay": 0.0, **overrides})
-    m.fit(split.train)
+    m.fit(split.train, item_vectors=vectors)
     return m.network_.item_encoder.id_emb.weight.detach().clone()  # type: ignore[attr-defined]
 
 
@@ -329,3 +329,68 @@ def test_the_id_table_starts_from_spectral_factors_unless_told_otherwise(data) -
         create_model("seqrec", id_init="pca")
     with pytest.raises(ValueError, match="id_init"):  # the spectral start would read data outside DP's steps
         create_model("seqrec", id_init="svd", dp_epsilon=4.0)
+    with pytest.raises(ValueError, match="id_init"):
+        create_model("seqrec", id_init="svd+text", dp_epsilon=4.0)
+
+
+def test_an_id_table_can_start_from_text_and_spectral_factors_half_each(data, tmp_path) -> None:
+    from lmrec.data.cooccurrence import spectral_item_factors
+    from lmrec.models.seqrec.network import text_item_factors
+
+    ds, split, cyclic = data
+    d, half = FAST["d_model"], FAST["d_model"] // 2
+    vec = np.zeros((cyclic.shape[0], 40), np.float32)  # wider than the table, so every column has text
+    vec[1:, :6] = cyclic[1:]
+    vec[1:, 6:] = np.random.default_rng(0).normal(size=(cyclic.shape[0] - 1, 34)) * 0.3
+    assert create_model("seqrec", id_init="svd+text").needs_item_vectors  # an id model that reads text
+    assert create_model("seqrec", item_repr="id", id_init="text").needs_item_vectors
+    assert not create_model("seqrec").needs_item_vectors
+
+    def similarities(table: torch.Tensor) -> torch.Tensor:
+        return table @ table.T
+
+    def scaled(f) -> torch.Tensor:  # each block at one spread, the whole at the random start's
+        return torch.as_tensor(f[1:] / f[1:].std())
+
+    f = spectral_item_factors(split.train, half, seed=0)
+    t = text_item_factors(vec, d - half, split.train.item_popularity > 0)
+    assert f is not None and f.shape[1] == half and t.shape == (vec.shape[0], d - half)
+    want = torch.cat([scaled(f), scaled(t)], 1)
+    want = want / want.std() * d ** -0.5
+    got = _start(split, vec, id_init="svd+text")
+    torch.testing.assert_close(similarities(got[1:, :half]), similarities(want[:, :half]), rtol=0, atol=1e-4)
+    torch.testing.assert_close(similarities(got[1:, half:]), similarities(want[:, half:]), rtol=0, atol=1e-4)
+    assert not got[PAD].any()
+    # "text" alone for id items: every column from the text's principal components
+    only = _start(split, vec, id_init="text")
+    t_all = torch.as_tensor(text_item_factors(vec, d, split.train.item_popularity > 0)[1:])
+    t_all = t_all / t_all.std() * d ** -0.5
+    torch.testing.assert_close(similarities(only[1:]), similarities(t_all), rtol=0, atol=1e-4)
+    # the fit reads the vectors itself and saves them with the model (and the text space they came from)
+    m = create_model("seqrec", **{**FAST, "epochs": 2}, id_init="svd+text")
+    m.fit(split.train, item_vectors=vec)
+    assert m.network_ is not None and not m.network_.cfg.uses_text  # still an id network
+    assert m.text_source()["vectors_sha256"]
+    back = load_model(m.save(tmp_path / "m"))
+    assert back.config.id_init == "svd+text" and back.item_vectors_ is not None
+    ids, _ = back.recommend(histories=[list(split.train.item_map.raw_ids[1:4])], k=5)
+    assert len(ids[0]) == 5
+
+
+def test_text_item_factors_are_principal_components_of_the_fitted_rows() -> None:
+    from lmrec.models.seqrec.network import text_item_factors
+
+    rng = np.random.default_rng(0)
+    vec = np.zeros((41, 6), np.float32)
+    vec[1:] = rng.normal(size=(40, 6)) * np.array([5, 3, 2, 1, 0.5, 0.1]) + 7.0
+    z = text_item_factors(vec, 3)
+    assert z.shape == (41, 3) and not z[PAD].any()
+    np.testing.assert_allclose(z[1:].mean(0), 0, atol=1e-4)  # centred on the fitted rows
+    cov = np.cov(z[1:].T)
+    np.testing.assert_allclose(cov - np.diag(np.diag(cov)), 0, atol=1e-3)  # uncorrelated axes
+    assert np.all(np.diff(np.diag(cov)) < 0)  # largest variance first
+    fit = np.zeros(41, bool)
+    fit[1:21] = True  # axes and mean from the first 20 items; every item projected
+    z20 = text_item_factors(vec, 3, fit)
+    np.testing.assert_allclose(z20[1:21].mean(0), 0, atol=1e-4)
+    assert text_item_factors(vec, 99).shape == (41, 6)  # at most the text's dimensions

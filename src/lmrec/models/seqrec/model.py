@@ -49,7 +49,13 @@ from lmrec.models.seqrec.features import (
     parse_names,
     split_spec,
 )
-from lmrec.models.seqrec.network import CausalSelfAttention, FeatureArrays, NetworkConfig, SeqRecNetwork
+from lmrec.models.seqrec.network import (
+    CausalSelfAttention,
+    FeatureArrays,
+    NetworkConfig,
+    SeqRecNetwork,
+    text_item_factors,
+)
 from lmrec.models.seqrec.rows import WINDOWS, sequence_rows, side_inputs_for, window_bounds
 from lmrec.training.losses import (
     LOSSES,
@@ -65,7 +71,9 @@ WEIGHTS_FILE = "seqrec.pt"
 #: Score of items an ``id`` model has no trained vector for: below every real score, still rankable.
 UNTRAINED_SCORE = -1e9
 #: How SeqRec's id table can start (``SeqRecConfig.id_init``).
-ID_INITS = ("auto", "svd", "random", "text")
+ID_INITS = ("auto", "svd", "random", "text", "svd+text")
+#: the starts that read the items' text vectors (an ``id`` model with one of them needs them too)
+TEXT_INITS = ("text", "svd+text")
 NETWORK_FILE = "network.json"
 TRAINING_FILE = "train_result.json"
 
@@ -148,10 +156,13 @@ class SeqRecConfig:
     id_dropout_min: float = 0.3  # fused: floor of that probability for every item (helps cold items)
     #: how the id table starts: "svd" the items' spectral factors of the training user-item matrix
     #: (:func:`spectral_item_factors`), so the first epoch starts from co-occurrence instead of noise;
-    #: "random" a normal draw; "text" (fused) the items' reduced text vectors; "auto" (default) "svd" for
-    #: item_repr="id" and "random" for fused (whose text part already starts structured; chosen on
-    #: validation, docs/seqrec.md) and under differential privacy (so fused with fuse_gate="residual" keeps
-    #: its zero start unless a start is asked for).
+    #: "random" a normal draw; "text" the items' text vectors (fused: as the adapter reduces them; id: their
+    #: top principal components, :func:`text_item_factors`); "svd+text" half the columns each (the spectral
+    #: factors first), so that an id model starts from co-occurrence and text alike (issue 18: Office
+    #: validation +8 % over "svd"; docs/seqrec.md); "auto" (default) "svd" for item_repr="id" and "random"
+    #: for fused (whose text part already starts structured; chosen on validation, docs/seqrec.md) and under
+    #: differential privacy (so fused with fuse_gate="residual" keeps its zero start unless a start is asked
+    #: for). An id model with a text start reads the items' text vectors as fused ones do.
     id_init: str = "auto"
     id_init_from_text: bool = False  # the older spelling of id_init="text" (kept for saved configurations)
     pop_prior: str = "none"  # none | fixed | user: scores + β·log(1 + count), β fixed or learned per user
@@ -240,7 +251,7 @@ class SeqRecConfig:
                 "item_features": (self.item_features, (), "vocabularies and buckets are fitted on the data"),
                 "user_features": (self.user_features, (), "vocabularies and buckets are fitted on the data"),
             }
-            if self.id_init == "svd":
+            if self.id_init in ("svd", "svd+text"):
                 refused["id_init"] = (self.id_init, "auto", "the spectral start reads the training matrix")
             for key, (value, need, why) in refused.items():
                 if value != need:
@@ -427,7 +438,7 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
 
     @property  # type: ignore[override]
     def needs_item_vectors(self) -> bool:
-        return self.config.item_repr != "id"
+        return self.config.item_repr != "id" or resolve_id_init(self.config) in TEXT_INITS
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, dataset: Dataset, valid: Any = None) -> None:
@@ -447,7 +458,7 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
             self.config = replace(self.config, id_init=resolve_id_init(self.config), id_init_from_text=False)
         cfg: SeqRecConfig = self.config
         seed_everything(cfg.seed)
-        text = self.item_vectors_ if cfg.item_repr != "id" else None
+        text = self.item_vectors_ if cfg.item_repr != "id" else None  # an id model's text start: _init_ids
         item_arrays, user_arrays = self._fit_features(dataset)
         net_cfg = cfg.network_config(dataset.n_items, 0 if text is None else text.shape[1],
                                      len(dataset.event_types), self.features_)
@@ -491,14 +502,27 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
     def _init_ids(self, network: SeqRecNetwork, dataset: Dataset) -> None:
         """The id table's start (``id_init``, resolved); see :class:`SeqRecConfig`."""
         cfg = self.config
-        if not network.cfg.uses_ids:
+        if not network.cfg.uses_ids or cfg.id_init == "random":
             return
         if cfg.id_init == "text" and cfg.item_repr == "fused":
             network.item_encoder.init_ids_from_text()
-        elif cfg.id_init == "svd":
-            factors = spectral_item_factors(dataset, network.cfg.d_model, seed=cfg.seed)
-            if factors is not None:
-                network.item_encoder.init_ids(factors)
+            return
+        d = network.cfg.d_model
+        blocks = []
+        if cfg.id_init in ("svd", "svd+text"):
+            width = d if cfg.id_init == "svd" else d // 2
+            blocks.append(spectral_item_factors(dataset, width, seed=cfg.seed))
+        if cfg.id_init in TEXT_INITS:
+            if self.item_vectors_ is None:
+                raise ValueError(f"id_init={cfg.id_init!r} needs the items' text vectors")
+            taken = sum(b.shape[1] for b in blocks if b is not None)
+            # the axes of the items with training events (under DP: of the whole catalogue, no event read)
+            fit_rows = dataset.item_popularity > 0 if cfg.dp_epsilon == 0 else None
+            blocks.append(text_item_factors(self.item_vectors_, d - taken, fit_rows))
+        # each block at one spread, so that neither half outweighs the other (init_ids rescales the whole)
+        kept = [b / max(float(b[1:].std()), 1e-12) for b in blocks if b is not None and b.shape[1] > 0]
+        if kept:
+            network.item_encoder.init_ids(np.concatenate(kept, axis=1))
 
     def _fit_features(self, dataset: Dataset) -> tuple[FeatureArrays | None, FeatureArrays | None]:
         """Fit the configured item and user features on the training data (vocabularies and buckets from
@@ -579,8 +603,9 @@ class SeqRec(Recommender, UserEmbeddings, LinearScores, ColdStartItems, Incremen
                 "item_ids": self.item_map.raw_ids, "text": self.text_source()}
 
     def text_source(self) -> dict[str, Any]:
-        """The text space and hash of the text vectors used (empty for ``item_repr="id"``)."""
-        if self.item_vectors_ is None or self.config.item_repr == "id":
+        """The text space and hash of the text vectors used (empty for ``item_repr="id"`` unless its id table
+        starts from them)."""
+        if self.item_vectors_ is None or not self.needs_item_vectors:
             return {}
         meta = self.text_space_.to_dict() if self.text_space_ is not None else {}
         digest = hashlib.sha256(np.ascontiguousarray(self.item_vectors_)).hexdigest()

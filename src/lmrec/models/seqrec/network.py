@@ -289,6 +289,35 @@ REDUCED_TEXT_ENTRIES = 1 << 26
 
 
 # ------------------------------------------------------------------------------------------ items
+def principal_axes(centred: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top ``k`` variances ``(k,)`` and axes ``(D, k)`` (columns, largest first) of ``(n, D)`` centred
+    rows (the eigen-decomposition of their covariance)."""
+    cov = centred.T @ centred / max(1, centred.shape[0] - 1)
+    eigval, eigvec = torch.linalg.eigh(cov)  # ascending
+    return eigval.flip(0)[:k], eigvec.flip(1)[:, :k]
+
+
+def text_item_factors(text_vectors: np.ndarray, dim: int, fit_rows: np.ndarray | None = None) -> np.ndarray:
+    """Items' coordinates on the top ``dim`` principal axes of their text vectors: ``(n_rows, k)`` float32,
+    ``k = min(dim, text dimensions)``, from ``(n_rows, D)`` text vectors whose row 0 is padding (kept zero).
+
+    The mean and the axes are fitted on the rows ``fit_rows`` marks (a boolean mask over every row, padding
+    included; e.g. the items with training events), all item rows when ``None``; every item is projected.
+    Items with similar texts get nearby coordinates: what an id table that starts from them
+    (``id_init="text"`` or ``"svd+text"`` for id items) knows before its first step.
+    """
+    x = torch.as_tensor(np.asarray(text_vectors), dtype=torch.float64)
+    rows = torch.ones(x.shape[0], dtype=torch.bool) if fit_rows is None else torch.as_tensor(fit_rows).clone()
+    rows[PAD] = False
+    if int(rows.sum()) < 2:
+        rows = torch.arange(x.shape[0]) != PAD
+    mean = x[rows].mean(0)
+    _, axes = principal_axes(x[rows] - mean, min(dim, x.shape[1]))
+    out = ((x - mean) @ axes).float()
+    out[PAD] = 0.0
+    return out.numpy()
+
+
 class TextAdapter(nn.Module):
     """Frozen text vectors → (fixed whitening/PCA) → learned MLP → ``d_model``.
 
@@ -319,11 +348,7 @@ class TextAdapter(nn.Module):
         self.mean.copy_(mean.to(self.mean.dtype))
         if self.kind == "none":
             return
-        xc = x - mean
-        cov = xc.T @ xc / max(1, x.shape[0] - 1)
-        eigval, eigvec = torch.linalg.eigh(cov)  # ascending
-        k = self.proj.shape[1]
-        eigval, eigvec = eigval.flip(0)[:k], eigvec.flip(1)[:, :k]
+        eigval, eigvec = principal_axes(x - mean, self.proj.shape[1])
         if self.kind == "whiten":
             # Whitening: unit variance per component; eps keeps near-null directions from exploding.
             proj = eigvec / torch.sqrt(eigval.clamp_min(0) + 1e-5 * eigval[0])
