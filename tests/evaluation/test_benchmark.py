@@ -128,3 +128,13 @@ def test_benchmark_tuning_is_recorded(board: Dataset, tmp_path: Path) -> None:
     assert rec["best"]["shrink"] == 1.0 and rec["best"]["k"] in (3, 10)
     assert res.result("knn").config["k"] == rec["best"]["k"]
     assert "Tuned on the validation split" in (tmp_path / "report.md").read_text()
+
+
+def test_a_spec_needs_text_vectors_as_its_settings_say() -> None:
+    from lmrec.evaluation.benchmark import ModelSpec
+
+    assert ModelSpec.of("content-lm").needs_item_vectors
+    assert not ModelSpec.of("ease").needs_item_vectors
+    assert not ModelSpec.of("seqrec").needs_item_vectors  # id items: no encoder asked for
+    assert ModelSpec.of(("seqrec", {"item_repr": "fused"})).needs_item_vectors
+    assert ModelSpec.of(("seqrec", {"id_init": "svd+text"})).needs_item_vectors  # id items started from text

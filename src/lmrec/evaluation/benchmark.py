@@ -24,7 +24,7 @@ from lmrec.evaluation.fairness import fairness_report, item_groups_for, parse_by
 from lmrec.evaluation.report import write_report
 from lmrec.evaluation.stats import Interval, PairedTest, paired_test
 from lmrec.evaluation.tuning import tune as tune_fn
-from lmrec.models.base import Recommender, create_model, model_class, resolve_item_vectors
+from lmrec.models.base import Recommender, create_model, resolve_item_vectors
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,9 @@ class ModelSpec:
 
     @property
     def needs_item_vectors(self) -> bool:
-        if self.model is not None:
-            return self.model.needs_item_vectors
-        return model_class(self.name).needs_item_vectors
+        # an instance's answer: SeqRec's depends on its settings (fused items, a text start), and on the
+        # class the property itself would read as true
+        return (self.model if self.model is not None else self.build()).needs_item_vectors
 
     def build(self) -> Recommender:
         """The model instance (a new, unfitted one for a named spec)."""
