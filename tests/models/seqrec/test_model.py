@@ -331,6 +331,7 @@ def test_the_id_table_starts_from_spectral_factors_unless_told_otherwise(data) -
         create_model("seqrec", id_init="svd", dp_epsilon=4.0)
     with pytest.raises(ValueError, match="id_init"):
         create_model("seqrec", id_init="svd+text", dp_epsilon=4.0)
+    create_model("seqrec", id_init="text", dp_epsilon=4.0)  # text alone reads no event (axes of every item)
 
 
 def test_an_id_table_can_start_from_text_and_spectral_factors_half_each(data, tmp_path) -> None:
