@@ -45,10 +45,10 @@ RUNNER = HERE / "_recbole_runner.py"
 #: pinned pandas/numpy code paths predate numpy 2 and pandas 3; torch is the version lmrec pins (CPU wheel).
 RECBOLE_PIP = ["recbole==1.2.1", "numpy<2", "pandas<3", "setuptools<81", "torch==2.13.0"]
 TOPK = 100
-MODELS = ("lmrec-seqrec-id", "lmrec-seqrec-id-text", "lmrec-seqrec-fused", "recbole-sasrec")
 #: lmrec's rows: SeqRec's defaults but for these settings
 LMREC_SETTINGS = {"lmrec-seqrec-id": {}, "lmrec-seqrec-id-text": {"id_init": "svd+text"},
                   "lmrec-seqrec-fused": {"item_repr": "fused"}}
+MODELS = (*LMREC_SETTINGS, "recbole-sasrec")
 K = 10
 
 
