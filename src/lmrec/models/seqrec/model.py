@@ -159,7 +159,7 @@ class SeqRecConfig:
     #: "random" a normal draw; "text" the items' text vectors (fused: as the adapter reduces them; id: their
     #: top principal components, :func:`text_item_factors`); "svd+text" half the columns each (the spectral
     #: factors first), so that an id model starts from co-occurrence and text alike (issue 18: Office
-    #: validation +7 % over "svd"; docs/seqrec.md); "auto" (default) "svd" for item_repr="id" and "random"
+    #: validation +6.5 % over "svd"; docs/seqrec.md); "auto" (default) "svd" for item_repr="id" and "random"
     #: for fused (whose text part already starts structured; chosen on validation, docs/seqrec.md) and under
     #: differential privacy (so fused with fuse_gate="residual" keeps its zero start unless a start is asked
     #: for). An id model with a text start reads the items' text vectors as fused ones do.
